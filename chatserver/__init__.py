@@ -1,0 +1,1 @@
+"""chatserver: real-time messaging for an applicant tracking system."""

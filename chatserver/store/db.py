@@ -1,0 +1,99 @@
+"""The database engine and the one way to run a transaction.
+
+Store functions take an `AsyncConnection` and never commit; the domain's
+actions open a transaction with `Database.transaction()` and publish events
+only after it has committed. A database that cannot be reached becomes the
+spec's `unavailable` error here, once, so nothing above has to know driver
+exception types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from chatserver.errors import unavailable
+from chatserver.settings import Settings
+
+# Connections per worker process. Group commit keeps the number of
+# concurrent transactions small, so a modest pool serves thousands of sends/s.
+POOL_SIZE = 10
+POOL_OVERFLOW = 10
+# Waiting longer than this for a pooled connection means the database is
+# overwhelmed or gone; the client is better served by a quick `unavailable`.
+POOL_TIMEOUT_SECONDS = 5.0
+# Fail a connection attempt to a dead server fast instead of hanging sends.
+CONNECT_TIMEOUT_SECONDS = 3
+
+
+def _is_outage(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError | OSError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    url = settings.sqlalchemy_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            # WAL lets the page reads run beside a write; foreign keys are
+            # off by default in SQLite.
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+    )
+
+
+class Database:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(create_engine(settings))
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that commits on success; outages become `unavailable`."""
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except Exception as exc:
+            if _is_outage(exc):
+                raise unavailable() from exc
+            raise
+
+    async def ping(self) -> bool:
+        try:
+            async with self.transaction() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        except Exception:
+            return False
+        return True
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,218 @@
+"""The schema, declared once with SQLModel.
+
+Host entities (organisations, staff, candidates, jobs, applications) keep the
+host ATS's own ids as primary keys, so upserts are keyed by them. Store
+modules query through the Core `Table` handles at the bottom of this file
+(`messages.c.seq`), which keeps the hot path free of ORM overhead and gives
+mypy real column types.
+
+Timestamps are naive UTC datetimes: SQLite has no time zones, and keeping one
+convention on both databases avoids comparing aware and naive values.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import JSON, Column, Index, Table, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Organisation(SQLModel, table=True):
+    __tablename__ = "organisations"
+    id: str = Field(primary_key=True, max_length=128)
+    name: str = Field(max_length=200)
+
+
+class Staff(SQLModel, table=True):
+    __tablename__ = "staff"
+    id: str = Field(primary_key=True, max_length=128)
+    org_id: str = Field(foreign_key="organisations.id", index=True, max_length=128)
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320)
+    timezone: str = Field(default="UTC", max_length=64)
+    email_notifications: str = Field(default="each", max_length=8)  # each | daily | off
+    last_digest_on: str | None = Field(default=None, max_length=10)  # local date, ISO
+
+
+class Candidate(SQLModel, table=True):
+    __tablename__ = "candidates"
+    id: str = Field(primary_key=True, max_length=128)
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320)
+    timezone: str = Field(default="UTC", max_length=64)
+    email_notifications: str = Field(default="each", max_length=8)
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+    id: str = Field(primary_key=True, max_length=128)
+    org_id: str = Field(foreign_key="organisations.id", index=True, max_length=128)
+    title: str = Field(max_length=300)
+
+
+class Application(SQLModel, table=True):
+    __tablename__ = "applications"
+    id: str = Field(primary_key=True, max_length=128)
+    org_id: str = Field(foreign_key="organisations.id", index=True, max_length=128)
+    job_id: str = Field(foreign_key="jobs.id", index=True, max_length=128)
+    candidate_id: str = Field(foreign_key="candidates.id", index=True, max_length=128)
+    status: str = Field(max_length=32)
+    applied_at: datetime
+
+
+class Conversation(SQLModel, table=True):
+    """One per application. `last_seq` is the per-conversation counter that
+    the send transaction bumps, which serialises seq assignment by row lock."""
+
+    __tablename__ = "conversations"
+    id: str = Field(primary_key=True, max_length=32)
+    application_id: str = Field(foreign_key="applications.id", unique=True, max_length=128)
+    org_id: str = Field(foreign_key="organisations.id", index=True, max_length=128)
+    state: str = Field(default="open", max_length=8)  # open | ended
+    last_seq: int = Field(default=0)
+    # Denormalised for the inbox: sorting and "messaged" filtering without
+    # scanning messages.
+    last_message_at: datetime | None = Field(default=None, index=True)
+    has_staff_message: bool = Field(default=False)
+    created_at: datetime
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
+        UniqueConstraint("sender_kind", "sender_id", "client_id", name="uq_messages_client_id"),
+    )
+    id: str = Field(primary_key=True, max_length=32)
+    conversation_id: str = Field(foreign_key="conversations.id", max_length=32)
+    seq: int
+    sender_kind: str = Field(max_length=16)  # staff | candidate | system
+    sender_id: str = Field(max_length=128)
+    # The sender's name when the message was sent: history reads need no join.
+    sender_name: str = Field(max_length=200)
+    client_id: str = Field(max_length=64)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    html: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+    deleted: bool = Field(default=False)
+
+
+class Attachment(SQLModel, table=True):
+    __tablename__ = "attachments"
+    id: str = Field(primary_key=True, max_length=32)
+    uploader_kind: str = Field(max_length=16)
+    uploader_id: str = Field(max_length=128)
+    message_id: str | None = Field(default=None, foreign_key="messages.id", index=True)
+    name: str = Field(max_length=255)
+    size: int
+    content_type: str = Field(max_length=128)
+    sha256: str = Field(max_length=64)
+    created_at: datetime
+
+
+class ReadPosition(SQLModel, table=True):
+    __tablename__ = "read_positions"
+    conversation_id: str = Field(foreign_key="conversations.id", primary_key=True, max_length=32)
+    reader_kind: str = Field(primary_key=True, max_length=16)
+    reader_id: str = Field(primary_key=True, max_length=128)
+    seq: int = Field(default=0)
+    updated_at: datetime
+
+
+class Archive(SQLModel, table=True):
+    __tablename__ = "archives"
+    conversation_id: str = Field(foreign_key="conversations.id", primary_key=True, max_length=32)
+    staff_id: str = Field(foreign_key="staff.id", primary_key=True, max_length=128)
+
+
+class HiddenMessage(SQLModel, table=True):
+    """A message deleted "for me" by one viewer."""
+
+    __tablename__ = "hidden_messages"
+    message_id: str = Field(foreign_key="messages.id", primary_key=True, max_length=32)
+    viewer_kind: str = Field(primary_key=True, max_length=16)
+    viewer_id: str = Field(primary_key=True, max_length=128)
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_application_id", "application_id", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: str = Field(max_length=128)
+    at: datetime
+    actor_kind: str | None = Field(default=None, max_length=16)
+    actor_id: str | None = Field(default=None, max_length=128)
+    actor_name: str | None = Field(default=None, max_length=200)
+    action: str = Field(max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class UsedLoginToken(SQLModel, table=True):
+    """Makes staff login links single-use: redeeming inserts the token id."""
+
+    __tablename__ = "used_login_tokens"
+    token_id: str = Field(primary_key=True, max_length=64)
+    used_at: datetime
+
+
+class Notification(SQLModel, table=True):
+    """A service notification (the bell), one row per recipient."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_recipient", "recipient_kind", "recipient_id", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    recipient_kind: str = Field(max_length=16)
+    recipient_id: str = Field(max_length=128)
+    kind: str = Field(max_length=32)
+    conversation_id: str | None = Field(default=None, max_length=32)
+    message_id: str | None = Field(default=None, max_length=32)
+    text: str = Field(max_length=500)
+    created_at: datetime
+    read_at: datetime | None = None
+
+
+class OutgoingEmail(SQLModel, table=True):
+    """Every email is recorded under a unique key before it is sent, which is
+    what makes delivery exactly-once across notifier processes."""
+
+    __tablename__ = "outgoing_emails"
+    __table_args__ = (Index("ix_outgoing_emails_due", "status", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=200)
+    recipient_kind: str = Field(max_length=16)
+    recipient_id: str = Field(max_length=128)
+    to_address: str = Field(max_length=320)
+    subject: str = Field(max_length=300)
+    text_body: str = Field(sa_column=Column(Text, nullable=False))
+    html_body: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="pending", max_length=16)  # pending | sent | failed
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+def _table(model: type[SQLModel]) -> Table:
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
+organisations = _table(Organisation)
+staff = _table(Staff)
+candidates = _table(Candidate)
+jobs = _table(Job)
+applications = _table(Application)
+conversations = _table(Conversation)
+messages = _table(Message)
+attachments = _table(Attachment)
+read_positions = _table(ReadPosition)
+archives = _table(Archive)
+hidden_messages = _table(HiddenMessage)
+audit_events = _table(AuditEvent)
+used_login_tokens = _table(UsedLoginToken)
+notifications = _table(Notification)
+outgoing_emails = _table(OutgoingEmail)
+
+metadata = SQLModel.metadata
