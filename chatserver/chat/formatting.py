@@ -1,0 +1,113 @@
+"""Message bodies: the Markdown subset of SPEC 2 rendered to HTML that is safe to embed.
+
+Two independent layers, so that a bug in either one alone cannot put script
+in front of a reader:
+
+1. markdown-it-py with the "zero" preset and only the rules the spec names
+   (emphasis, lists, links, autolinks, line breaks, escapes, entities). Raw
+   HTML is off, so `<script>` typed by a user comes out as escaped text, and
+   links whose scheme is not http, https or mailto stay plain text.
+2. nh3 (ammonia) over the result, with an allowlist of exactly the tags and
+   attributes the renderer can produce, the same scheme list, relative URLs
+   denied, and `target`/`rel` forced onto every link.
+
+Both objects are built once at import: rendering is on the send path.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Final
+
+import nh3
+from markdown_it import MarkdownIt
+
+ALLOWED_TAGS: Final = frozenset({"p", "br", "strong", "em", "ul", "ol", "li", "a"})
+# `ol[start]` keeps "3. third" numbered as written; it is an integer, never a URL.
+ALLOWED_ATTRIBUTES: Final = {"a": frozenset({"href"}), "ol": frozenset({"start"})}
+LINK_SCHEMES: Final = frozenset({"http", "https", "mailto"})
+LINK_REL: Final = "noopener noreferrer nofollow"
+LINK_TARGET: Final = "_blank"
+ELLIPSIS: Final = "…"
+
+# Everything the spec's subset needs, nothing more: no headings, quotes,
+# code, images, tables or HTML.
+_BLOCK_RULES = ["list", "paragraph"]
+_INLINE_RULES = ["emphasis", "link", "autolink", "newline", "escape", "entity"]
+
+
+class _ChatMarkdown(MarkdownIt):
+    def validateLink(self, url: str) -> bool:
+        """Refuse a link up front, so it stays readable text, when the sanitiser would.
+
+        markdown-it hands over the destination already entity-decoded and
+        percent-encoded, so `javascript&#58;` and `JaVaScRiPt:` arrive here as
+        the plain scheme, and relative links (no scheme) are refused too.
+        Asking the sanitiser itself about the rest (it drops hrefs whose host
+        it cannot parse, e.g. `https://a%zz.com`) keeps the two layers in
+        agreement, instead of leaving an `<a>` that goes nowhere.
+        """
+        scheme, colon, _ = url.partition(":")
+        if not colon or scheme.lower() not in LINK_SCHEMES:
+            return False
+        probe = f'<a href="{html.escape(url)}"></a>'
+        return _cleaner.clean(probe).startswith("<a href=")
+
+
+def _build_markdown() -> MarkdownIt:
+    md = _ChatMarkdown("zero", {"breaks": True, "html": False, "linkify": False})
+    md.enable(_BLOCK_RULES + _INLINE_RULES)
+    return md
+
+
+_markdown: Final = _build_markdown()
+_cleaner: Final = nh3.Cleaner(
+    tags=set(ALLOWED_TAGS),
+    attributes={tag: set(attrs) for tag, attrs in ALLOWED_ATTRIBUTES.items()},
+    url_schemes=set(LINK_SCHEMES),
+    url_relative="deny",
+    link_rel=LINK_REL,
+    set_tag_attribute_values={"a": {"target": LINK_TARGET}},
+    strip_comments=True,
+)
+
+
+def render(body: str) -> str:
+    """The HTML of a message body; safe to insert into a page as is."""
+    cleaned: str = _cleaner.clean(_markdown.render(body))
+    return cleaned.rstrip("\n")
+
+
+def plain_text(body: str) -> str:
+    """The words of a body without formatting, on one line: for previews, emails and search.
+
+    Walks the parse tree rather than stripping tags from `render`'s output,
+    so escapes and entities come out as the characters they stand for and
+    the result is text, not HTML (templates escape it like any other text).
+    """
+    parts: list[str] = []
+    for token in _markdown.parse(body):
+        if token.type != "inline":
+            parts.append(" ")
+            continue
+        for child in token.children or ():
+            if child.type == "text":
+                parts.append(child.content)
+            elif child.type in ("softbreak", "hardbreak"):
+                parts.append(" ")
+    return " ".join("".join(parts).split())
+
+
+def preview(body: str, limit: int = 140) -> str:
+    """`plain_text` of at most `limit` characters, cut between words and marked with "…"."""
+    if limit < 1:
+        raise ValueError("preview limit must be at least one character")
+    text = plain_text(body)
+    if len(text) <= limit:
+        return text
+    kept = text[: limit - len(ELLIPSIS)]
+    if text[len(kept)] != " ":
+        words, space, _ = kept.rpartition(" ")
+        if space:
+            kept = words
+    return kept.rstrip() + ELLIPSIS

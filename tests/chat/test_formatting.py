@@ -1,0 +1,391 @@
+"""SPEC 2: a Markdown subset, rendered server-side, sanitised with an allowlist.
+
+Safety is checked by parsing the output the way a browser tokenises it and
+asserting that every tag and attribute is on the allowlist and every link is
+http, https or mailto with `target` and `rel` set. The allowlist is written
+out here again on purpose rather than imported from the module under test.
+"""
+
+from __future__ import annotations
+
+import time
+from html.parser import HTMLParser
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatserver.chat.formatting import plain_text, preview, render
+
+TAGS = {"p", "br", "strong", "em", "ul", "ol", "li", "a"}
+SAFE_SCHEMES = ("http://", "https://", "mailto:")
+REL = "noopener noreferrer nofollow"
+
+
+class _Audit(HTMLParser):
+    """Collects every tag and attribute; anything outside the allowlist fails."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self._check(tag, dict(attrs), len(attrs))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in TAGS:
+            self.problems.append(f"end tag {tag}")
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def handle_comment(self, data: str) -> None:
+        self.problems.append(f"comment {data!r}")
+
+    def handle_decl(self, decl: str) -> None:
+        self.problems.append(f"declaration {decl!r}")
+
+    def handle_pi(self, data: str) -> None:
+        self.problems.append(f"processing instruction {data!r}")
+
+    def unknown_decl(self, data: str) -> None:
+        self.problems.append(f"unknown declaration {data!r}")
+
+    def _check(self, tag: str, attrs: dict[str, str | None], count: int) -> None:
+        if tag not in TAGS:
+            self.problems.append(f"tag {tag}")
+        if count != len(attrs):
+            self.problems.append(f"duplicate attribute on {tag}")
+        if tag == "a":
+            self._check_link(attrs)
+        elif tag == "ol":
+            if set(attrs) - {"start"} or not (attrs.get("start") or "1").isdigit():
+                self.problems.append(f"ol attributes {attrs}")
+        elif attrs:
+            self.problems.append(f"attributes on {tag}: {attrs}")
+
+    def _check_link(self, attrs: dict[str, str | None]) -> None:
+        if set(attrs) != {"href", "target", "rel"}:
+            self.problems.append(f"link attributes {attrs}")
+        href = attrs.get("href") or ""
+        if not href.lower().startswith(SAFE_SCHEMES) or any(ord(c) < 33 for c in href):
+            self.problems.append(f"href {href!r}")
+        if attrs.get("target") != "_blank" or attrs.get("rel") != REL:
+            self.problems.append(f"link target/rel {attrs}")
+
+
+def audit(output: str) -> _Audit:
+    parser = _Audit()
+    parser.feed(output)
+    parser.close()
+    assert parser.problems == [], output
+    return parser
+
+
+def links(output: str) -> list[str]:
+    return [attrs["href"] or "" for tag, attrs in audit(output).tags if tag == "a"]
+
+
+def tags(output: str) -> list[str]:
+    return [tag for tag, _ in audit(output).tags]
+
+
+# ---- what users can write ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("plain words", "<p>plain words</p>"),
+        ("**bold** and __bold__", "<p><strong>bold</strong> and <strong>bold</strong></p>"),
+        ("*italic* and _italic_", "<p><em>italic</em> and <em>italic</em></p>"),
+        ("***both***", "<p><em><strong>both</strong></em></p>"),
+        (
+            "**bold with *italic* inside**",
+            "<p><strong>bold with <em>italic</em> inside</strong></p>",
+        ),
+        ("line one\nline two", "<p>line one<br>\nline two</p>"),
+        ("para one\n\npara two", "<p>para one</p>\n<p>para two</p>"),
+        ("- one\n- two", "<ul>\n<li>one</li>\n<li>two</li>\n</ul>"),
+        ("* one\n+ two", "<ul>\n<li>one</li>\n</ul>\n<ul>\n<li>two</li>\n</ul>"),
+        ("1. one\n2. two", "<ol>\n<li>one</li>\n<li>two</li>\n</ol>"),
+        ("3) three\n4) four", '<ol start="3">\n<li>three</li>\n<li>four</li>\n</ol>'),
+        ("\\*not italic\\*", "<p>*not italic*</p>"),
+        ("fish &amp; chips & peas", "<p>fish &amp; chips &amp; peas</p>"),
+        ("", ""),
+        ("   \n\n  ", ""),
+    ],
+)
+def test_supported_constructs(body: str, expected: str) -> None:
+    assert render(body) == expected
+    audit(render(body))
+
+
+def test_markdown_link_opens_in_a_new_tab_without_referrer() -> None:
+    out = render("See [the job](https://example.com/jobs/1?a=1&b=2).")
+    assert out == (
+        '<p>See <a href="https://example.com/jobs/1?a=1&amp;b=2" target="_blank" '
+        f'rel="{REL}">the job</a>.</p>'
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "href"),
+    [
+        ("<https://example.com/x>", "https://example.com/x"),
+        ("<http://example.com>", "http://example.com"),
+        ("<jo@example.com>", "mailto:jo@example.com"),
+        ("[mail me](mailto:jo@example.com)", "mailto:jo@example.com"),
+        ("[caps](HTTPS://EXAMPLE.COM)", "HTTPS://EXAMPLE.COM"),
+    ],
+)
+def test_allowed_links(body: str, href: str) -> None:
+    assert links(render(body)) == [href]
+
+
+def test_bulleted_list_with_formatting_and_link_inside() -> None:
+    out = render("Bring:\n\n- **ID**\n- your *CV*\n- [directions](https://example.com/map)")
+    assert tags(out) == ["p", "ul", "li", "strong", "li", "em", "li", "a"]
+
+
+def test_features_outside_the_subset_stay_text() -> None:
+    out = render("# heading\n> quote\n`code`\n![img](https://example.com/a.png)\n---")
+    assert tags(out) == ["p", "br", "br", "br", "a", "br"]
+    assert "# heading" in out
+    assert "&gt; quote" in out
+    assert "`code`" in out
+
+
+# ---- what attackers can write -----------------------------------------------
+
+HOSTILE = [
+    "<script>alert(1)</script>",
+    "<SCRIPT SRC=https://evil.example/x.js></SCRIPT>",
+    "<img src=x onerror=alert(1)>",
+    '<svg onload="alert(1)"><circle r="1"/></svg>',
+    '<iframe src="javascript:alert(1)"></iframe>',
+    '<p style="background:url(javascript:alert(1))">styled</p>',
+    '<a href="javascript:alert(1)">raw link</a>',
+    '<a href="https://ok.example" onclick="alert(1)">raw ok link</a>',
+    "<!-- comment --><b>bold</b>",
+    "<![CDATA[<script>alert(1)</script>]]>",
+    "<?xml version='1.0'?>",
+    "<!DOCTYPE html>",
+    "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
+    '<noscript><p title="</noscript><img src=x onerror=alert(1)>">',
+    "[click](javascript:alert(1))",
+    "[click](JaVaScRiPt:alert(1))",
+    "[click](  javascript:alert(1)  )",
+    "[click](<javascript:alert(1)>)",
+    "[click](javascript&#58;alert(1))",
+    "[click](javascript&colon;alert(1))",
+    "[click](&#106;avascript:alert(1))",
+    "[click](java%0ascript:alert(1))",
+    "[click](java\tscript:alert(1))",
+    "[click](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    "[click](vbscript:msgbox(1))",
+    "[click](file:///etc/passwd)",
+    "[click](//evil.example/x)",
+    "[click](/logout)",
+    '[click](https://ok.example "title" onmouseover="alert(1)")',
+    '[click](https://ok.example" onmouseover="alert(1))',
+    "[click](https://ok.example'><script>alert(1)</script>)",
+    "[click](https://exa%3Cmple.com/)",
+    "[click](<https://exa mple.com>)",
+    "<javascript:alert(1)>",
+    "<JAVASCRIPT:alert(1)>",
+    "<data:text/html,<script>alert(1)</script>>",
+    "<vbscript:msgbox(1)>",
+    "[![img](https://x.example/a.png)](javascript:alert(1))",
+    "[a][ref]\n\n[ref]: javascript:alert(1)",
+    "**unclosed *emphasis [link](https://ok.example",
+    "</p></li></ul><script>alert(1)</script>",
+    "<p <script>alert(1)</script>",
+    "***a**b*c**d***e*" * 20,
+    "*" * 500 + "nested" + "_" * 500,
+    "- " * 200 + "deep",
+    "".join("  " * i + "- level\n" for i in range(100)),
+    "\x00<script>\x00alert(1)</script>",
+    "&lt;script&gt;alert(1)&lt;/script&gt;",
+    "&#60;script&#62;alert(1)&#60;/script&#62;",
+    "\u2028<script>\u2029",
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE)
+def test_hostile_input_renders_without_script_capable_output(body: str) -> None:
+    out = render(body)
+    audit(out)
+    lowered = out.lower()
+    # Attributes are policed by `audit`; words like "onerror" may remain as visible text.
+    for needle in ("<script", "<img", "<svg", "<iframe", "<style", "<math", "<!--", "<!["):
+        assert needle not in lowered
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b for b in HOSTILE if "(" in b or (b.startswith("<") and ":" in b)],
+)
+def test_no_hostile_link_survives(body: str) -> None:
+    for href in links(render(body)):
+        assert href.startswith(("https://ok.example", "https://x.example"))
+
+
+def test_raw_html_is_shown_as_text() -> None:
+    body = '<b onclick="x()">hi</b> <script>alert(1)</script>'
+    out = render(body)
+    assert tags(out) == ["p"]
+    assert "".join(audit(out).text) == body
+
+
+def test_a_disallowed_link_keeps_its_words_visible() -> None:
+    assert render("[click](javascript:alert(1))") == "<p>[click](javascript:alert(1))</p>"
+
+
+def test_a_link_with_an_unparseable_host_stays_text_rather_than_an_empty_anchor() -> None:
+    assert render("[click](https://a%zz.example/)") == "<p>[click](https://a%zz.example/)</p>"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 20_000,
+        "*a" * 10_000,
+        "<" * 20_000,
+        "_a_b" * 5_000,
+        "[](" * 7_000,
+        "&#" * 10_000,
+        "x" * 200_000,
+        "word\n" * 20_000,
+    ],
+    ids=["brackets", "stars", "angles", "underscores", "empty-links", "entities", "long", "lines"],
+)
+def test_huge_inputs_render_safely_and_quickly(body: str) -> None:
+    started = time.perf_counter()
+    out = render(body)
+    elapsed = time.perf_counter() - started
+    audit(out)
+    assert elapsed < 5, f"{elapsed:.2f}s for {len(body)} characters"
+
+
+ANY_TEXT = st.text(max_size=400)
+# Markdown and HTML fragments glued together at random, to reach odd parser states.
+MARKDOWNISH = st.lists(
+    st.sampled_from(
+        [
+            *"*_[]()<>!&#;:/\\-+.1 \n\t\"'=%x",
+            "javascript:",
+            "http://",
+            "https://",
+            "mailto:",
+            "<a href=",
+            "onerror=",
+            "<script>",
+            "&#58;",
+            "data:",
+            "](",
+            "**",
+            "- ",
+            "1. ",
+            "\n\n",
+        ]
+    ),
+    max_size=60,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(ANY_TEXT, MARKDOWNISH))
+def test_any_text_renders_to_allowlisted_html_only(body: str) -> None:
+    audit(render(body))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(ANY_TEXT, MARKDOWNISH))
+def test_plain_text_is_exactly_the_words_a_reader_sees(body: str) -> None:
+    visible = "".join(audit(render(body)).text)
+    assert " ".join(visible.split()) == plain_text(body)
+
+
+def test_rendering_a_typical_message_is_fast() -> None:
+    body = "Hi Sam, thanks for applying! Could you do Tuesday at 10am?\nLet me know if that suits."
+    calls = 2_000
+    best = min(_time_renders(body, calls) for _ in range(5))
+    assert best / calls < 100e-6, f"{best / calls * 1e6:.0f} µs per render"
+
+
+def _time_renders(body: str, calls: int) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        render(body)
+    return time.perf_counter() - started
+
+
+# ---- plain text and previews -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("**Hello** *there*", "Hello there"),
+        ("line one\nline two\n\npara", "line one line two para"),
+        ("- one\n- two\n\n1. three", "one two three"),
+        (
+            "See [the job](https://example.com/j) or <https://example.com>",
+            "See the job or https://example.com",
+        ),
+        ("fish &amp; chips \\*not\\*", "fish & chips *not*"),
+        ("<b>kept as typed</b>", "<b>kept as typed</b>"),
+        ("  spaced\t\tout  \n ", "spaced out"),
+        ("", ""),
+    ],
+)
+def test_plain_text(body: str, expected: str) -> None:
+    assert plain_text(body) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "expected"),
+    [
+        ("short message", 140, "short message"),
+        ("exactly ten", 11, "exactly ten"),
+        ("one two three four", 12, "one two…"),
+        ("one two three four", 8, "one two…"),
+        ("one two three four", 9, "one two…"),
+        ("abcdefghijklmnop", 6, "abcde…"),
+        ("**bold** words here", 12, "bold words…"),
+        ("anything", 1, "…"),
+    ],
+)
+def test_preview(body: str, limit: int, expected: str) -> None:
+    assert preview(body, limit) == expected
+
+
+def test_preview_default_limit_is_140_characters() -> None:
+    out = preview("word " * 100)
+    assert len(out) <= 140
+    assert out.endswith("word…")
+
+
+def test_preview_rejects_a_limit_below_one() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        preview("x", 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(MARKDOWNISH | ANY_TEXT, st.integers(min_value=1, max_value=200))
+def test_preview_is_a_bounded_prefix_of_the_plain_text(body: str, limit: int) -> None:
+    text = plain_text(body)
+    out = preview(body, limit)
+    assert len(out) <= limit
+    assert "\n" not in text
+    assert "  " not in text
+    if out != text:
+        assert out.endswith("…")
+        assert text.startswith(out.removesuffix("…"))
