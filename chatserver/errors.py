@@ -26,9 +26,7 @@ class ErrorCode(StrEnum):
 class ChatError(Exception):
     """A refusal the client can act on, with a human-readable message."""
 
-    def __init__(
-        self, code: ErrorCode, message: str, *, retry_after_ms: int | None = None
-    ) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, retry_after_ms: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message

@@ -6,8 +6,8 @@ modules query through the Core `Table` handles at the bottom of this file
 (`messages.c.seq`), which keeps the hot path free of ORM overhead and gives
 mypy real column types.
 
-Timestamps are naive UTC datetimes: SQLite has no time zones, and keeping one
-convention on both databases avoids comparing aware and naive values.
+Timestamps are aware UTC datetimes (SQLModel's UTCDateTime): stored with a
+time zone on PostgreSQL, as UTC on SQLite, and always read back as UTC.
 """
 
 from __future__ import annotations

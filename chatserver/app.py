@@ -1,0 +1,86 @@
+"""The application factory: routes, middleware and the lifespan that owns
+the database, the broker, the send queue, the realtime hub and (in the
+embedded default) the notifier."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from chatserver.broker import broker_from_url
+from chatserver.chat.events import Events
+from chatserver.chat.service import Chat
+from chatserver.clock import Clock, utcnow
+from chatserver.errors import ChatError
+from chatserver.notify.worker import Notifier
+from chatserver.ops import metrics
+from chatserver.realtime.hub import Hub
+from chatserver.settings import Settings
+from chatserver.store.db import Database
+from chatserver.web import api_host, api_session, pages, signin, ws
+from chatserver.web.auth import Signer
+from chatserver.web.deps import Services
+from chatserver.web.headers import SecurityHeaders
+from chatserver.web.responses import chat_error_handler
+from chatserver.web.templating import ROOT
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock = utcnow, run_notifier: bool | None = None
+) -> Starlette:
+    """Build the ASGI app. The notifier runs in-process in the embedded
+    default (one process, nothing else to start) unless told otherwise."""
+    settings = settings or Settings.from_env()
+    settings.validate()
+    in_process_notifier = settings.embedded if run_notifier is None else run_notifier
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db = Database.from_settings(settings)
+        broker = broker_from_url(settings.redis_url, prefix=settings.redis_prefix)
+        await broker.connect()
+        chat = Chat(settings, db, Events(broker), clock)
+        await chat.start()
+        hub = Hub(chat, broker, settings)
+        await hub.start()
+        app.state.services = Services(
+            settings=settings, chat=chat, signer=Signer(settings), broker=broker, hub=hub
+        )
+        notifier_task = None
+        if in_process_notifier:
+            notifier_task = asyncio.create_task(Notifier(chat, settings).run_forever())
+        try:
+            yield
+        finally:
+            if notifier_task is not None:
+                notifier_task.cancel()
+                await asyncio.gather(notifier_task, return_exceptions=True)
+            await hub.stop()
+            await chat.stop()
+            await broker.disconnect()
+            await db.dispose()
+
+    routes = [
+        *api_host.routes,
+        *api_session.routes,
+        *signin.routes,
+        *ws.routes,
+        *metrics.routes,
+        *pages.routes,
+        Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders, settings=settings)],
+        exception_handlers={ChatError: chat_error_handler},
+        lifespan=lifespan,
+    )

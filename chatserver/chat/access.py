@@ -1,0 +1,31 @@
+"""Tenancy: which conversations a viewer may see at all.
+
+Anything outside a viewer's reach answers `not_found`, exactly like a
+conversation that does not exist, so ids of other tenants reveal nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatserver.chat.identity import Viewer
+from chatserver.errors import not_found
+from chatserver.store import conversations
+
+
+def may_see(viewer: Viewer, ctx: RowMapping | dict[str, Any]) -> bool:
+    if viewer.is_staff:
+        return ctx["org_id"] == viewer.org_id
+    return ctx["candidate_id"] == viewer.id and ctx["application_id"] in viewer.application_ids
+
+
+async def conversation_for(
+    conn: AsyncConnection, viewer: Viewer, conversation_id: str, *, for_update: bool = False
+) -> RowMapping:
+    ctx = await conversations.context(conn, conversation_id, for_update=for_update)
+    if ctx is None or not may_see(viewer, ctx):
+        raise not_found()
+    return ctx

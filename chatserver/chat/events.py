@@ -1,0 +1,88 @@
+"""What the domain publishes after a commit, and on which channel.
+
+Channels: `conv:<id>` carries a conversation's frames to its subscribers;
+`org:<id>` tells the organisation's staff inboxes that a conversation
+changed; `person:<kind>:<id>` reaches one person's connections (service
+notifications). Payloads of `message`, `read`, `typing` and `deleted` events
+are already the wire frames of SPEC section 5, so a worker decodes each once
+(to learn the seq) and forwards the same bytes to every local socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from chatserver.broker.base import Broker
+from chatserver.clock import wire_time
+
+JSON = dict[str, Any]
+
+
+def conversation_channel(conversation_id: str) -> str:
+    return f"conv:{conversation_id}"
+
+
+def org_channel(org_id: str) -> str:
+    return f"org:{org_id}"
+
+
+def person_channel(kind: str, person_id: str) -> str:
+    return f"person:{kind}:{person_id}"
+
+
+def encode(event: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(event)
+
+
+def decode(payload: bytes) -> JSON:
+    value = orjson.loads(payload)
+    if not isinstance(value, dict):
+        raise ValueError("event payload is not an object")
+    return value
+
+
+def message_event(message: JSON) -> JSON:
+    return {"type": "message", "message": message}
+
+
+def inbox_changed(conversation_id: str, last_message: JSON | None) -> JSON:
+    """Staff sockets turn this into their own `inbox` frame (unread is per user)."""
+    return {"type": "inbox_changed", "conversation": conversation_id, "last_message": last_message}
+
+
+def conversation_changed(ctx: Mapping[str, Any]) -> JSON:
+    """State or status changed; each socket computes its own `can_send`."""
+    return {
+        "type": "conversation_changed",
+        "conversation": ctx["id"],
+        "state": ctx["state"],
+        "status": ctx["status"],
+        "has_staff_message": bool(ctx["has_staff_message"]),
+    }
+
+
+def notification_event(note: Mapping[str, Any]) -> JSON:
+    """A new service notification for one person's open pages (the bell)."""
+    return {
+        "type": "notification",
+        "notification": {
+            "kind": note["kind"],
+            "conversation": note["conversation_id"],
+            "text": note["text"],
+            "created_at": wire_time(note["created_at"]),
+        },
+    }
+
+
+class Events:
+    """Publishes domain events; called only by chat actions, after commit."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    async def publish(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        if items:
+            await self.broker.publish_many([(channel, encode(event)) for channel, event in items])

@@ -1,0 +1,223 @@
+"""Reads: who is signed in, their inbox, a conversation's history, the audit
+trail. Nothing here changes state or publishes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+
+from chatserver.chat import access, views
+from chatserver.chat.identity import Viewer
+from chatserver.chat.policy import Role
+from chatserver.chat.service import Chat
+from chatserver.clock import wire_time
+from chatserver.errors import invalid, not_found
+from chatserver.store import audit, conversations, messages, notifications, people
+from chatserver.store.conversations import ListQuery
+
+JSON = dict[str, Any]
+FILTERS = ("all", "unread", "messaged", "archived")
+SORTS = ("unread", "newest", "oldest")
+PAGE_SIZE = 50
+HISTORY_DEFAULT = 50
+HISTORY_MAX = 200
+SEARCH_MAX_CHARS = 200
+
+
+async def viewer_for(
+    chat: Chat, kind: str, person_id: str, application_ids: tuple[str, ...] = ()
+) -> Viewer | None:
+    async with chat.db.transaction() as conn:
+        if kind == Role.STAFF.value:
+            row = await people.get_staff(conn, person_id)
+            if row is None:
+                return None
+            return Viewer(Role.STAFF, row["id"], row["name"], row["timezone"], org_id=row["org_id"])
+        row = await people.get_candidate(conn, person_id)
+        if row is None:
+            return None
+        return Viewer(
+            Role.CANDIDATE, row["id"], row["name"], row["timezone"], application_ids=application_ids
+        )
+
+
+async def me(chat: Chat, viewer: Viewer, csrf_token: str) -> JSON:
+    async with chat.db.transaction() as conn:
+        if viewer.is_staff:
+            row = await people.get_staff(conn, viewer.id)
+        else:
+            row = await people.get_candidate(conn, viewer.id)
+    if row is None:
+        raise not_found("person")
+    result: JSON = {
+        "kind": viewer.kind.value,
+        "id": viewer.id,
+        "name": row["name"],
+        "timezone": row["timezone"],
+        "email_notifications": row["email_notifications"],
+        "csrf_token": csrf_token,
+    }
+    if viewer.is_staff:
+        result["org"] = {"id": row["org_id"], "name": row["org_name"]}
+    return result
+
+
+def _encode_cursor(key: tuple[int, str, str]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        flag, at, last_id = orjson.loads(raw)
+        if not (isinstance(flag, int) and isinstance(at, str) and isinstance(last_id, str)):
+            raise ValueError
+        return flag, at, last_id
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise invalid("cursor is not valid.") from exc
+
+
+async def list_conversations(
+    chat: Chat,
+    viewer: Viewer,
+    *,
+    filter: str = "all",
+    q: str = "",
+    sort: str = "newest",
+    cursor: str | None = None,
+) -> JSON:
+    if filter not in FILTERS:
+        raise invalid(f"filter must be one of {', '.join(FILTERS)}.")
+    if sort not in SORTS:
+        raise invalid(f"sort must be one of {', '.join(SORTS)}.")
+    if len(q) > SEARCH_MAX_CHARS:
+        raise invalid(f"q has at most {SEARCH_MAX_CHARS} characters.")
+    query = ListQuery(
+        filter=filter,
+        q=q,
+        sort=sort,
+        after=_decode_cursor(cursor) if cursor else None,
+        limit=PAGE_SIZE,
+    )
+    async with chat.db.transaction() as conn:
+        rows = await conversations.list_conversations(
+            conn,
+            viewer.kind.value,
+            viewer.id,
+            query,
+            org_id=viewer.org_id,
+            application_ids=viewer.application_ids,
+        )
+        page, more = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+        last = await messages.last_visible(
+            conn, [r["id"] for r in page], viewer.kind.value, viewer.id
+        )
+        files = await messages.attachments_for(conn, [m["id"] for m in last.values()])
+    items = []
+    for row in page:
+        message = last.get(row["id"])
+        last_message = views.message(message, files.get(message["id"], [])) if message else None
+        items.append(views.conversation_summary(row, int(row["unread"]), last_message))
+    next_cursor = None
+    if more:
+        tail = page[-1]
+        next_cursor = _encode_cursor(
+            (int(tail["unread_flag"]), tail["activity_at"].isoformat(), tail["id"])
+        )
+    return {"conversations": items, "next": next_cursor}
+
+
+async def conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> JSON:
+    """One conversation's summary plus what this viewer may do in it."""
+    async with chat.db.transaction() as conn:
+        ctx = await access.conversation_for(conn, viewer, conversation_id)
+        unread = await conversations.unread_for(conn, conversation_id, viewer.kind.value, viewer.id)
+        read_positions = await conversations.readers(conn, conversation_id)
+    summary = views.conversation_summary(ctx, unread, None)
+    summary.update(views.conversation_state(ctx, viewer.kind))
+    summary["type"] = "conversation"
+    summary["last_seq"] = ctx["last_seq"]
+    summary["reads"] = [
+        {"kind": r["reader_kind"], "id": r["reader_id"], "seq": r["seq"]} for r in read_positions
+    ]
+    return summary
+
+
+def parse_int(value: str | None, what: str, default: int | None = None) -> int | None:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise invalid(f"{what} must be an integer.") from exc
+    if number < 0:
+        raise invalid(f"{what} must not be negative.")
+    return number
+
+
+async def history(
+    chat: Chat,
+    viewer: Viewer,
+    conversation_id: str,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int = HISTORY_DEFAULT,
+) -> list[JSON]:
+    if not 1 <= limit <= HISTORY_MAX:
+        raise invalid(f"limit must be between 1 and {HISTORY_MAX}.")
+    async with chat.db.transaction() as conn:
+        await access.conversation_for(conn, viewer, conversation_id)
+        rows = await messages.history(
+            conn,
+            conversation_id,
+            viewer.kind.value,
+            viewer.id,
+            after=after,
+            before=before,
+            limit=limit,
+        )
+        files = await messages.attachments_for(conn, [r["id"] for r in rows if not r["hidden"]])
+    return [views.message(r, files.get(r["id"], []), hidden=bool(r["hidden"])) for r in rows]
+
+
+async def audit_trail(chat: Chat, application_id: str) -> list[JSON]:
+    async with chat.db.transaction() as conn:
+        if await conversations.application_org(conn, application_id) is None:
+            raise not_found("application")
+        rows = await audit.events_for(conn, application_id)
+    return [
+        {
+            "at": wire_time(r["at"]),
+            "actor": views.person(r["actor_kind"], r["actor_id"], r["actor_name"])
+            if r["actor_kind"]
+            else None,
+            "action": r["action"],
+            "detail": r["detail"],
+        }
+        for r in rows
+    ]
+
+
+async def notification_list(chat: Chat, viewer: Viewer) -> JSON:
+    async with chat.db.transaction() as conn:
+        rows = await notifications.recent(conn, viewer.kind.value, viewer.id)
+        unread = await notifications.unread_count(conn, viewer.kind.value, viewer.id)
+    return {
+        "notifications": [
+            {
+                "id": r["id"],
+                "kind": r["kind"],
+                "conversation": r["conversation_id"],
+                "message": r["message_id"],
+                "text": r["text"],
+                "created_at": wire_time(r["created_at"]),
+                "read": r["read_at"] is not None,
+            }
+            for r in rows
+        ],
+        "unread": unread,
+    }

@@ -1,0 +1,52 @@
+"""Per-user send rate limit: a token bucket per person, per worker.
+
+Buckets live in the worker's memory, so with N workers a user who spreads
+sends over several workers' sockets could reach N times the rate; one
+person's tab holds one socket, so in practice a person meets one bucket.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from chatserver.errors import ChatError, ErrorCode
+
+# Buckets idle this long are full again anyway; forgetting them bounds memory.
+FORGET_AFTER_SECONDS = 600.0
+
+
+class RateLimiter:
+    def __init__(
+        self, rate: float, burst: int, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._now = monotonic
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, stamp)
+        self._last_sweep = monotonic()
+
+    def take(self, key: str) -> None:
+        """Spend one token or raise `rate_limited` with the wait in ms."""
+        now = self._now()
+        tokens, stamp = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - stamp) * self.rate)
+        if tokens < 1.0:
+            wait_ms = math.ceil((1.0 - tokens) / self.rate * 1000)
+            self._buckets[key] = (tokens, now)
+            raise ChatError(
+                ErrorCode.RATE_LIMITED,
+                "You are sending messages too quickly; wait a moment.",
+                retry_after_ms=wait_ms,
+            )
+        self._buckets[key] = (tokens - 1.0, now)
+        self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        if now - self._last_sweep < FORGET_AFTER_SECONDS:
+            return
+        self._last_sweep = now
+        stale = [k for k, (_, stamp) in self._buckets.items() if now - stamp > FORGET_AFTER_SECONDS]
+        for key in stale:
+            del self._buckets[key]

@@ -1,0 +1,43 @@
+"""The domain's dependencies in one object, built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chatserver.chat.events import Events
+from chatserver.chat.ratelimit import RateLimiter
+from chatserver.chat.sending import SendQueue
+from chatserver.clock import Clock, utcnow
+from chatserver.settings import Settings
+from chatserver.store.db import Database
+
+# SQLite allows one writer at a time; PostgreSQL overlaps a few batches,
+# which keeps its group commits full while one batch waits for fsync.
+SQLITE_WRITERS = 1
+POSTGRES_WRITERS = 3
+
+
+@dataclass
+class Chat:
+    settings: Settings
+    db: Database
+    events: Events
+    clock: Clock = utcnow
+    sends: SendQueue = field(init=False)
+    limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sends = SendQueue(
+            self.db,
+            self.events,
+            self.clock,
+            max_batch=self.settings.send_batch_max,
+            writers=SQLITE_WRITERS if self.db.is_sqlite else POSTGRES_WRITERS,
+        )
+        self.limiter = RateLimiter(self.settings.send_rate, self.settings.send_burst)
+
+    async def start(self) -> None:
+        await self.sends.start()
+
+    async def stop(self) -> None:
+        await self.sends.stop()

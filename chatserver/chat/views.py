@@ -1,0 +1,83 @@
+"""The spec's wire objects (MESSAGE, PERSON, conversation summaries), built
+from store rows. Pure functions: the same dicts go to HTTP, WebSocket frames
+and broker events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from chatserver.chat.policy import ConversationFacts, Role, State, Status, can_send
+from chatserver.clock import wire_time
+
+JSON = dict[str, Any]
+
+
+def person(kind: str, person_id: str, name: str) -> JSON:
+    return {"kind": kind, "id": person_id, "name": name}
+
+
+def attachment(row: Mapping[str, Any]) -> JSON:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "size": row["size"],
+        "content_type": row["content_type"],
+        "url": f"/api/attachments/{row['id']}",
+    }
+
+
+def message(
+    row: Mapping[str, Any],
+    attachments: Sequence[Mapping[str, Any]] = (),
+    *,
+    hidden: bool = False,
+) -> JSON:
+    """MESSAGE. A hidden or deleted message keeps its seq but loses its content."""
+    deleted = bool(row["deleted"])
+    empty = hidden or deleted
+    return {
+        "id": row["id"],
+        "conversation": row["conversation_id"],
+        "seq": row["seq"],
+        "sender": person(row["sender_kind"], row["sender_id"], row["sender_name"]),
+        "body": "" if empty else row["body"],
+        "html": "" if empty else row["html"],
+        "attachments": [] if empty else [attachment(a) for a in attachments],
+        "created_at": wire_time(row["created_at"]),
+        "deleted": deleted,
+        "hidden": hidden,
+    }
+
+
+def facts(ctx: Mapping[str, Any]) -> ConversationFacts:
+    return ConversationFacts(
+        status=Status(ctx["status"]),
+        state=State(ctx["state"]),
+        has_staff_message=bool(ctx["has_staff_message"]),
+    )
+
+
+def conversation_summary(ctx: Mapping[str, Any], unread: int, last_message: JSON | None) -> JSON:
+    return {
+        "id": ctx["id"],
+        "application_id": ctx["application_id"],
+        "candidate": {"id": ctx["candidate_id"], "name": ctx["candidate_name"]},
+        "job": {"id": ctx["job_id"], "title": ctx["job_title"]},
+        "org": {"id": ctx["org_id"], "name": ctx["org_name"]},
+        "status": ctx["status"],
+        "applied_at": wire_time(ctx["applied_at"]),
+        "state": ctx["state"],
+        "unread": unread,
+        "last_message": last_message,
+    }
+
+
+def conversation_state(ctx: Mapping[str, Any], role: Role) -> JSON:
+    """The `conversation` frame body for one role: can_send depends on who asks."""
+    return {
+        "type": "conversation",
+        "conversation": ctx["id"],
+        "state": ctx["state"],
+        "can_send": can_send(role, facts(ctx)),
+    }

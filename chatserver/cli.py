@@ -1,0 +1,101 @@
+"""`chatserver migrate | serve | notifier | demo` (SPEC section 8)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from chatserver.settings import Settings, SettingsError
+
+
+def _settings(args: argparse.Namespace | None = None) -> Settings:
+    settings = Settings.from_env()
+    if args is not None and getattr(args, "workers", None):
+        settings = settings.with_(workers=args.workers)
+    if args is not None and getattr(args, "port", None):
+        settings = settings.with_(port=args.port)
+    settings.validate()
+    return settings
+
+
+def migrate(settings: Settings) -> None:
+    from chatserver.store.migrate import upgrade
+
+    upgrade(settings)
+    print("database is up to date")
+
+
+def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    if settings.embedded:
+        migrate(settings)
+    uvicorn.run(
+        "chatserver.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        ws="websockets",
+        # Per-message compression costs memory per connection for little
+        # gain on short chat messages (SPEC section 5).
+        ws_per_message_deflate=False,
+        ws_max_size=settings.max_frame_bytes,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
+        proxy_headers=True,
+        log_level=os.environ.get("CHAT_LOG_LEVEL", "info"),
+    )
+
+
+def notifier(settings: Settings) -> None:
+    from chatserver.notify.worker import run_standalone
+
+    asyncio.run(run_standalone(settings))
+
+
+def demo(settings: Settings, host: str, port: int) -> None:
+    from chatserver.demo import seed_and_print_links
+
+    settings = settings.with_(demo_mode=True)
+    migrate(settings)
+    asyncio.run(seed_and_print_links(settings))
+    os.environ["CHAT_DEMO"] = "1"
+    serve(settings, host, port, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    parser = argparse.ArgumentParser(prog="chatserver")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="create or upgrade the database schema")
+    for name in ("serve", "demo"):
+        cmd = sub.add_parser(
+            name, help="serve the app" if name == "serve" else "seed demo data and serve"
+        )
+        cmd.add_argument("--host", default="127.0.0.1")
+        cmd.add_argument("--port", type=int, default=None)
+        if name == "serve":
+            cmd.add_argument("--workers", type=int, default=None)
+    sub.add_parser("notifier", help="send email notifications")
+    args = parser.parse_args(argv)
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(f"chatserver: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "migrate":
+        migrate(settings)
+    elif args.command == "serve":
+        serve(settings, args.host, settings.port, args.workers or settings.workers)
+    elif args.command == "notifier":
+        notifier(settings)
+    elif args.command == "demo":
+        demo(settings, args.host, settings.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

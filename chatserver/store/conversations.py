@@ -1,0 +1,369 @@
+"""Applications and their conversations: context for policy, the inbox
+listing, read positions and archives."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatserver.store.people import upsert
+from chatserver.store.tables import (
+    applications,
+    archives,
+    candidates,
+    conversations,
+    jobs,
+    messages,
+    organisations,
+    read_positions,
+)
+
+CONTEXT_COLUMNS = (
+    conversations.c.id,
+    conversations.c.application_id,
+    conversations.c.org_id,
+    conversations.c.state,
+    conversations.c.last_seq,
+    conversations.c.last_message_at,
+    conversations.c.has_staff_message,
+    conversations.c.created_at,
+    applications.c.status,
+    applications.c.applied_at,
+    applications.c.job_id,
+    applications.c.candidate_id,
+    jobs.c.title.label("job_title"),
+    candidates.c.name.label("candidate_name"),
+    candidates.c.email.label("candidate_email"),
+    organisations.c.name.label("org_name"),
+)
+
+
+def _context_query():  # type: ignore[no-untyped-def]
+    return (
+        select(*CONTEXT_COLUMNS)
+        .join(applications, applications.c.id == conversations.c.application_id)
+        .join(jobs, jobs.c.id == applications.c.job_id)
+        .join(candidates, candidates.c.id == applications.c.candidate_id)
+        .join(organisations, organisations.c.id == conversations.c.org_id)
+    )
+
+
+def new_conversation_id() -> str:
+    return secrets.token_hex(8)
+
+
+async def upsert_application(
+    conn: AsyncConnection,
+    application_id: str,
+    org_id: str,
+    job_id: str,
+    candidate_id: str,
+    status: str,
+    applied_at: datetime,
+    now: datetime,
+) -> tuple[str | None, str]:
+    """Insert or update an application and make sure it has its conversation.
+
+    Returns the previous status (None when the application is new) and the
+    conversation id.
+    """
+    previous = (
+        await conn.execute(
+            select(applications.c.status)
+            .where(applications.c.id == application_id)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    values = {
+        "id": application_id,
+        "org_id": org_id,
+        "job_id": job_id,
+        "candidate_id": candidate_id,
+        "status": status,
+        "applied_at": applied_at,
+    }
+    await upsert(conn, applications, values, ["job_id", "candidate_id", "status", "applied_at"])
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(
+        insert(conversations)
+        .values(
+            id=new_conversation_id(),
+            application_id=application_id,
+            org_id=org_id,
+            state="open",
+            last_seq=0,
+            has_staff_message=False,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["application_id"])
+    )
+    conversation_id = (
+        await conn.execute(
+            select(conversations.c.id).where(conversations.c.application_id == application_id)
+        )
+    ).scalar_one()
+    return previous, str(conversation_id)
+
+
+async def application_org(conn: AsyncConnection, application_id: str) -> str | None:
+    query = select(applications.c.org_id).where(applications.c.id == application_id)
+    return (await conn.execute(query)).scalar_one_or_none()
+
+
+async def context(
+    conn: AsyncConnection, conversation_id: str, *, for_update: bool = False
+) -> RowMapping | None:
+    """Everything policy and rendering need about one conversation."""
+    query = _context_query().where(conversations.c.id == conversation_id)
+    if for_update:
+        query = query.with_for_update(of=conversations)
+    return (await conn.execute(query)).mappings().first()
+
+
+async def contexts_for_update(
+    conn: AsyncConnection, conversation_ids: Sequence[str]
+) -> dict[str, RowMapping]:
+    """Lock a batch's conversations in id order, so concurrent batches on
+    several workers can never deadlock, and return their contexts."""
+    query = (
+        _context_query()
+        .where(conversations.c.id.in_(sorted(set(conversation_ids))))
+        .order_by(conversations.c.id)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=conversations)
+    return {row["id"]: row for row in (await conn.execute(query)).mappings()}
+
+
+async def context_by_application(conn: AsyncConnection, application_id: str) -> RowMapping | None:
+    query = _context_query().where(conversations.c.application_id == application_id)
+    return (await conn.execute(query)).mappings().first()
+
+
+async def set_state(conn: AsyncConnection, conversation_id: str, state: str) -> None:
+    await conn.execute(
+        update(conversations).where(conversations.c.id == conversation_id).values(state=state)
+    )
+
+
+async def advance(
+    conn: AsyncConnection,
+    conversation_id: str,
+    count: int,
+    last_seq: int,
+    at: datetime,
+    *,
+    staff_sent: bool,
+    reopen: bool,
+) -> None:
+    """Record `count` new messages; the caller holds the row lock and computed
+    `last_seq` from the locked value."""
+    values: dict[str, object] = {"last_seq": last_seq, "last_message_at": at}
+    if staff_sent:
+        values["has_staff_message"] = True
+    if reopen:
+        values["state"] = "open"
+    await conn.execute(
+        update(conversations).where(conversations.c.id == conversation_id).values(**values)
+    )
+
+
+# -- read positions --------------------------------------------------------------
+
+
+async def mark_read(
+    conn: AsyncConnection, conversation_id: str, kind: str, person_id: str, seq: int, at: datetime
+) -> bool:
+    """Move a reader's position forward (never back). True if it moved."""
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(read_positions).values(
+        conversation_id=conversation_id,
+        reader_kind=kind,
+        reader_id=person_id,
+        seq=seq,
+        updated_at=at,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["conversation_id", "reader_kind", "reader_id"],
+        set_={"seq": stmt.excluded.seq, "updated_at": stmt.excluded.updated_at},
+        where=read_positions.c.seq < stmt.excluded.seq,
+    )
+    result = await conn.execute(stmt)
+    return bool(result.rowcount)
+
+
+async def read_seq(conn: AsyncConnection, conversation_id: str, kind: str, person_id: str) -> int:
+    query = select(read_positions.c.seq).where(
+        read_positions.c.conversation_id == conversation_id,
+        read_positions.c.reader_kind == kind,
+        read_positions.c.reader_id == person_id,
+    )
+    return int((await conn.execute(query)).scalar_one_or_none() or 0)
+
+
+async def readers(conn: AsyncConnection, conversation_id: str) -> list[RowMapping]:
+    query = select(read_positions).where(read_positions.c.conversation_id == conversation_id)
+    return list((await conn.execute(query)).mappings())
+
+
+def unread_count(kind: str, person_id: str) -> ColumnElement[int]:
+    """Messages of others after the viewer's read position, per conversation row."""
+    position = (
+        select(read_positions.c.seq)
+        .where(
+            read_positions.c.conversation_id == conversations.c.id,
+            read_positions.c.reader_kind == kind,
+            read_positions.c.reader_id == person_id,
+        )
+        .scalar_subquery()
+    )
+    return (
+        select(func.count())
+        .select_from(messages)
+        .where(
+            messages.c.conversation_id == conversations.c.id,
+            messages.c.seq > func.coalesce(position, 0),
+            messages.c.deleted == false(),
+            messages.c.sender_kind != "system",
+            ~and_(messages.c.sender_kind == kind, messages.c.sender_id == person_id),
+        )
+        .scalar_subquery()
+    )
+
+
+async def unread_for(conn: AsyncConnection, conversation_id: str, kind: str, person_id: str) -> int:
+    query = select(unread_count(kind, person_id)).where(conversations.c.id == conversation_id)
+    return int((await conn.execute(query)).scalar_one_or_none() or 0)
+
+
+# -- archive -----------------------------------------------------------------------
+
+
+async def archive(conn: AsyncConnection, conversation_id: str, staff_id: str) -> None:
+    values = {"conversation_id": conversation_id, "staff_id": staff_id}
+    await upsert(conn, archives, values, [])
+
+
+async def unarchive(conn: AsyncConnection, conversation_id: str, staff_id: str) -> None:
+    await conn.execute(
+        delete(archives).where(
+            archives.c.conversation_id == conversation_id, archives.c.staff_id == staff_id
+        )
+    )
+
+
+# -- the inbox listing ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    filter: str = "all"  # all | unread | messaged | archived
+    q: str = ""
+    sort: str = "newest"  # unread | newest | oldest
+    after: tuple[int, str, str] | None = None  # keyset: (unread flag, activity ISO, id)
+    limit: int = 50
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def list_conversations(
+    conn: AsyncConnection,
+    kind: str,
+    person_id: str,
+    query: ListQuery,
+    *,
+    org_id: str | None = None,
+    application_ids: Sequence[str] = (),
+) -> list[RowMapping]:
+    """One page of a viewer's conversations, with unread counts.
+
+    Staff see their organisation's conversations, candidates those of the
+    applications in their session. Paging is by keyset on the sort key, so a
+    page never repeats or skips a row while new messages arrive.
+    """
+    unread = unread_count(kind, person_id).label("unread")
+    activity = func.coalesce(conversations.c.last_message_at, conversations.c.created_at)
+    unread_flag = case((unread_count(kind, person_id) > 0, 1), else_=0)
+    is_archived = exists().where(
+        archives.c.conversation_id == conversations.c.id, archives.c.staff_id == person_id
+    )
+    stmt = _context_query().add_columns(unread, activity.label("activity_at"))
+    if kind == "staff":
+        stmt = stmt.where(conversations.c.org_id == org_id)
+        stmt = stmt.where(is_archived if query.filter == "archived" else ~is_archived)
+    else:
+        stmt = stmt.where(conversations.c.application_id.in_(list(application_ids)))
+        if query.filter == "archived":
+            stmt = stmt.where(false())
+    if query.filter == "unread":
+        stmt = stmt.where(unread_count(kind, person_id) > 0)
+    elif query.filter == "messaged":
+        stmt = stmt.where(conversations.c.last_seq > 0)
+    if query.q.strip():
+        pattern = _like_pattern(query.q.strip())
+        body_match = exists().where(
+            messages.c.conversation_id == conversations.c.id,
+            messages.c.deleted == false(),
+            func.lower(messages.c.body).like(pattern, escape="\\"),
+        )
+        stmt = stmt.where(
+            or_(
+                func.lower(candidates.c.name).like(pattern, escape="\\"),
+                func.lower(jobs.c.title).like(pattern, escape="\\"),
+                body_match,
+            )
+        )
+    flag_key = unread_flag if query.sort == "unread" else literal(0)
+    descending = query.sort != "oldest"
+    if query.after is not None:
+        flag, at_iso, last_id = query.after
+        at = datetime.fromisoformat(at_iso)
+        if descending:
+            stmt = stmt.where(
+                or_(
+                    flag_key < flag,
+                    and_(flag_key == flag, activity < at),
+                    and_(flag_key == flag, activity == at, conversations.c.id < last_id),
+                )
+            )
+        else:
+            stmt = stmt.where(
+                or_(
+                    activity > at,
+                    and_(activity == at, conversations.c.id > last_id),
+                )
+            )
+    if descending:
+        stmt = stmt.order_by(flag_key.desc(), activity.desc(), conversations.c.id.desc())
+    else:
+        stmt = stmt.order_by(activity.asc(), conversations.c.id.asc())
+    stmt = stmt.add_columns(flag_key.label("unread_flag")).limit(query.limit + 1)
+    return list((await conn.execute(stmt)).mappings())
+
+
+async def org_conversation_ids(conn: AsyncConnection, org_id: str) -> list[str]:
+    query = select(conversations.c.id).where(conversations.c.org_id == org_id)
+    return [str(r) for r in (await conn.execute(query)).scalars()]

@@ -1,0 +1,182 @@
+"""Messages, their attachments and per-viewer hiding."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import and_, exists, func, insert, or_, select, tuple_, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatserver.store.people import upsert
+from chatserver.store.tables import attachments, hidden_messages, messages
+
+ClientKey = tuple[str, str, str]  # (sender_kind, sender_id, client_id)
+
+
+async def by_client_keys(
+    conn: AsyncConnection, keys: Iterable[ClientKey]
+) -> dict[ClientKey, RowMapping]:
+    """Messages already stored under these client ids (idempotent retries)."""
+    wanted = list(set(keys))
+    if not wanted:
+        return {}
+    condition = (
+        tuple_(messages.c.sender_kind, messages.c.sender_id, messages.c.client_id).in_(wanted)
+        if conn.dialect.name == "postgresql"
+        else or_(
+            *(
+                and_(
+                    messages.c.sender_kind == k,
+                    messages.c.sender_id == s,
+                    messages.c.client_id == c,
+                )
+                for k, s, c in wanted
+            )
+        )
+    )
+    rows = (await conn.execute(select(messages).where(condition))).mappings()
+    return {(r["sender_kind"], r["sender_id"], r["client_id"]): r for r in rows}
+
+
+async def insert_many(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(messages), list(rows))
+
+
+async def attach(conn: AsyncConnection, message_id: str, attachment_ids: Sequence[str]) -> None:
+    if attachment_ids:
+        await conn.execute(
+            update(attachments)
+            .where(attachments.c.id.in_(list(attachment_ids)))
+            .values(message_id=message_id)
+        )
+
+
+async def get(conn: AsyncConnection, message_id: str) -> RowMapping | None:
+    query = select(messages).where(messages.c.id == message_id)
+    return (await conn.execute(query)).mappings().first()
+
+
+async def history(
+    conn: AsyncConnection,
+    conversation_id: str,
+    viewer_kind: str,
+    viewer_id: str,
+    *,
+    after: int | None = None,
+    before: int | None = None,
+    limit: int | None = None,
+) -> list[RowMapping]:
+    """Messages in seq order with a `hidden` column for this viewer.
+
+    With `after`, the oldest `limit` messages after it (catching up); without,
+    the newest `limit` messages before `before` (scrolling up). Either way
+    the result is oldest first.
+    """
+    hidden = (
+        select(hidden_messages.c.message_id)
+        .where(
+            hidden_messages.c.message_id == messages.c.id,
+            hidden_messages.c.viewer_kind == viewer_kind,
+            hidden_messages.c.viewer_id == viewer_id,
+        )
+        .exists()
+        .label("hidden")
+    )
+    query = select(messages, hidden).where(messages.c.conversation_id == conversation_id)
+    if before is not None:
+        query = query.where(messages.c.seq < before)
+    if after is not None:
+        query = query.where(messages.c.seq > after).order_by(messages.c.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        return list((await conn.execute(query)).mappings())
+    query = query.order_by(messages.c.seq.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    return list(reversed(list((await conn.execute(query)).mappings())))
+
+
+async def range_(
+    conn: AsyncConnection, conversation_id: str, after: int, upto: int
+) -> list[RowMapping]:
+    """Messages with after < seq <= upto, for filling a live-stream gap."""
+    query = (
+        select(messages)
+        .where(
+            messages.c.conversation_id == conversation_id,
+            messages.c.seq > after,
+            messages.c.seq <= upto,
+        )
+        .order_by(messages.c.seq)
+    )
+    return list((await conn.execute(query)).mappings())
+
+
+async def last(conn: AsyncConnection, conversation_id: str) -> RowMapping | None:
+    query = (
+        select(messages)
+        .where(messages.c.conversation_id == conversation_id)
+        .order_by(messages.c.seq.desc())
+        .limit(1)
+    )
+    return (await conn.execute(query)).mappings().first()
+
+
+async def last_visible(
+    conn: AsyncConnection, conversation_ids: Sequence[str], viewer_kind: str, viewer_id: str
+) -> dict[str, RowMapping]:
+    """The newest message of each conversation that this viewer has not hidden."""
+    if not conversation_ids:
+        return {}
+    not_hidden = ~exists().where(
+        hidden_messages.c.message_id == messages.c.id,
+        hidden_messages.c.viewer_kind == viewer_kind,
+        hidden_messages.c.viewer_id == viewer_id,
+    )
+    newest = (
+        select(messages.c.conversation_id, func.max(messages.c.seq).label("seq"))
+        .where(messages.c.conversation_id.in_(list(conversation_ids)), not_hidden)
+        .group_by(messages.c.conversation_id)
+        .subquery()
+    )
+    query = select(messages).join(
+        newest,
+        and_(
+            messages.c.conversation_id == newest.c.conversation_id, messages.c.seq == newest.c.seq
+        ),
+    )
+    return {row["conversation_id"]: row for row in (await conn.execute(query)).mappings()}
+
+
+async def mark_deleted(conn: AsyncConnection, message_id: str) -> None:
+    await conn.execute(
+        update(messages).where(messages.c.id == message_id).values(deleted=True, body="", html="")
+    )
+    await conn.execute(
+        update(attachments).where(attachments.c.message_id == message_id).values(message_id=None)
+    )
+
+
+async def hide(conn: AsyncConnection, message_id: str, viewer_kind: str, viewer_id: str) -> None:
+    values = {"message_id": message_id, "viewer_kind": viewer_kind, "viewer_id": viewer_id}
+    await upsert(conn, hidden_messages, values, [])
+
+
+async def attachments_for(
+    conn: AsyncConnection, message_ids: Sequence[str]
+) -> dict[str, list[RowMapping]]:
+    if not message_ids:
+        return {}
+    query = (
+        select(attachments)
+        .where(attachments.c.message_id.in_(list(message_ids)))
+        .order_by(attachments.c.created_at, attachments.c.id)
+    )
+    grouped: dict[str, list[RowMapping]] = defaultdict(list)
+    for row in (await conn.execute(query)).mappings():
+        grouped[row["message_id"]].append(row)
+    return grouped

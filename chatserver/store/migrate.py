@@ -1,0 +1,30 @@
+"""Run alembic migrations programmatically (`chatserver migrate`, tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from chatserver.settings import Settings
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+
+
+def sync_url(settings: Settings) -> str:
+    """Alembic runs synchronously: psycopg 3 does both; SQLite uses pysqlite."""
+    return settings.sqlalchemy_url.replace("sqlite+aiosqlite://", "sqlite://")
+
+
+def alembic_config(settings: Settings) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", sync_url(settings).replace("%", "%%"))
+    return config
+
+
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    if settings.embedded:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(settings), revision)

@@ -1,0 +1,187 @@
+"""`/api`: the session API for the pages and socket-less clients (SPEC 5a).
+
+Authenticated by the session cookie; every mutation also needs the
+`X-CSRF-Token` header whose value `GET /api/me` returns.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from chatserver.chat import actions, queries, uploads
+from chatserver.errors import ChatError, ErrorCode, invalid
+from chatserver.web.deps import require_viewer, services
+from chatserver.web.responses import field, json, read_json
+
+# Room for the multipart boundary and part headers around a 10 MiB file.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+async def me(request: Request) -> Response:
+    who = await require_viewer(request)
+    return json(await queries.me(services(request).chat, who.viewer, who.session.csrf_token))
+
+
+async def update_settings(request: Request) -> Response:
+    who = await require_viewer(request, mutation=True)
+    svc = services(request)
+    body = await read_json(request, svc.settings.max_json_body_bytes)
+    await actions.update_settings(svc.chat, who.viewer, body)
+    return json(await queries.me(svc.chat, who.viewer, who.session.csrf_token))
+
+
+async def list_conversations(request: Request) -> Response:
+    who = await require_viewer(request)
+    params = request.query_params
+    result = await queries.list_conversations(
+        services(request).chat,
+        who.viewer,
+        filter=params.get("filter", "all"),
+        q=params.get("q", ""),
+        sort=params.get("sort", "newest"),
+        cursor=params.get("cursor") or None,
+    )
+    return json(result)
+
+
+async def get_conversation(request: Request) -> Response:
+    who = await require_viewer(request)
+    chat = services(request).chat
+    return json(await queries.conversation(chat, who.viewer, request.path_params["id"]))
+
+
+async def history(request: Request) -> Response:
+    who = await require_viewer(request)
+    params = request.query_params
+    result = await queries.history(
+        services(request).chat,
+        who.viewer,
+        request.path_params["id"],
+        before=queries.parse_int(params.get("before"), "before"),
+        after=queries.parse_int(params.get("after"), "after"),
+        limit=queries.parse_int(params.get("limit"), "limit", queries.HISTORY_DEFAULT) or 0,
+    )
+    return json({"messages": result})
+
+
+async def send(request: Request) -> Response:
+    who = await require_viewer(request, mutation=True)
+    svc = services(request)
+    body = await read_json(request, svc.settings.max_json_body_bytes)
+    result = await actions.send_message(
+        svc.chat,
+        who.viewer,
+        request.path_params["id"],
+        body.get("client_id"),
+        body.get("body", ""),
+        body.get("attachments") or (),
+    )
+    return json(result.message, status_code=201 if result.created else 200)
+
+
+async def read(request: Request) -> Response:
+    who = await require_viewer(request, mutation=True)
+    svc = services(request)
+    body = await read_json(request, svc.settings.max_json_body_bytes)
+    seq = field(body, "seq", int)
+    await actions.mark_read(svc.chat, who.viewer, request.path_params["id"], seq)
+    return Response(status_code=204)
+
+
+async def end(request: Request) -> Response:
+    who = await require_viewer(request, mutation=True)
+    chat = services(request).chat
+    return json(await actions.end_conversation(chat, who.viewer, request.path_params["id"]))
+
+
+async def archive(request: Request) -> Response:
+    who = await require_viewer(request, mutation=True)
+    chat = services(request).chat
+    await actions.set_archived(chat, who.viewer, request.path_params["id"], archived=True)
+    return Response(status_code=204)
+
+
+async def unarchive(request: Request) -> Response:
+    who = await require_viewer(request, mutation=True)
+    chat = services(request).chat
+    await actions.set_archived(chat, who.viewer, request.path_params["id"], archived=False)
+    return Response(status_code=204)
+
+
+async def delete_message(request: Request) -> Response:
+    who = await require_viewer(request, mutation=True)
+    chat = services(request).chat
+    scope = request.query_params.get("for", "me")
+    await actions.delete_message(chat, who.viewer, request.path_params["id"], scope)
+    return Response(status_code=204)
+
+
+async def upload(request: Request) -> Response:
+    """Multipart field `file`; oversize uploads are refused before parsing."""
+    who = await require_viewer(request, mutation=True)
+    svc = services(request)
+    limit = svc.settings.max_attachment_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+        raise ChatError(ErrorCode.TOO_LARGE, "Attachments are at most 10 MiB.")
+    try:
+        form = await request.form(max_files=1, max_fields=5)
+    except (MultiPartException, HTTPException, ValueError) as exc:
+        raise invalid("Send the file as multipart/form-data in the field 'file'.") from exc
+    async with form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise invalid("Send the file as multipart/form-data in the field 'file'.")
+        data = await upload.read(limit + 1)
+        result = await uploads.store(svc.chat, who.viewer, upload.filename or "attachment", data)
+    return json(result, status_code=201)
+
+
+async def download(request: Request) -> Response:
+    """Always a download (never rendered inline), and never content-sniffed."""
+    who = await require_viewer(request)
+    found = await uploads.open_download(
+        services(request).chat, who.viewer, request.path_params["id"]
+    )
+    return FileResponse(
+        found.path,
+        media_type=found.content_type,
+        filename=found.name,
+        content_disposition_type="attachment",
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"},
+    )
+
+
+async def notifications(request: Request) -> Response:
+    who = await require_viewer(request)
+    return json(await queries.notification_list(services(request).chat, who.viewer))
+
+
+async def notifications_read(request: Request) -> Response:
+    who = await require_viewer(request, mutation=True)
+    await actions.mark_notifications_read(services(request).chat, who.viewer)
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/api/me", me, methods=["GET"]),
+    Route("/api/me/settings", update_settings, methods=["PUT"]),
+    Route("/api/conversations", list_conversations, methods=["GET"]),
+    Route("/api/conversations/{id}", get_conversation, methods=["GET"]),
+    Route("/api/conversations/{id}/messages", history, methods=["GET"]),
+    Route("/api/conversations/{id}/messages", send, methods=["POST"]),
+    Route("/api/conversations/{id}/read", read, methods=["POST"]),
+    Route("/api/conversations/{id}/end", end, methods=["POST"]),
+    Route("/api/conversations/{id}/archive", archive, methods=["POST"]),
+    Route("/api/conversations/{id}/unarchive", unarchive, methods=["POST"]),
+    Route("/api/messages/{id}", delete_message, methods=["DELETE"]),
+    Route("/api/attachments", upload, methods=["POST"]),
+    Route("/api/attachments/{id}", download, methods=["GET"]),
+    Route("/api/notifications", notifications, methods=["GET"]),
+    Route("/api/notifications/read", notifications_read, methods=["POST"]),
+]

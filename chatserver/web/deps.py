@@ -1,0 +1,61 @@
+"""What a route needs from the running app: the domain, the signer, and
+the signed-in viewer (from the session cookie)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from chatserver.broker.base import Broker
+from chatserver.chat import queries
+from chatserver.chat.identity import Viewer
+from chatserver.chat.service import Chat
+from chatserver.errors import unauthorized
+from chatserver.realtime.hub import Hub
+from chatserver.settings import Settings
+from chatserver.web.auth import Session, Signer, check_csrf, session_from
+
+
+@dataclass
+class Services:
+    """Everything the app holds for its lifetime, on `app.state.services`."""
+
+    settings: Settings
+    chat: Chat
+    signer: Signer
+    broker: Broker
+    hub: Hub
+
+
+def services(conn: HTTPConnection) -> Services:
+    value = conn.app.state.services
+    assert isinstance(value, Services)
+    return value
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    viewer: Viewer
+    session: Session
+
+
+async def signed_in(conn: HTTPConnection) -> SignedIn | None:
+    svc = services(conn)
+    session = session_from(conn, svc.signer)
+    if session is None:
+        return None
+    viewer = await queries.viewer_for(
+        svc.chat, session.kind, session.person_id, session.application_ids
+    )
+    return None if viewer is None else SignedIn(viewer, session)
+
+
+async def require_viewer(conn: HTTPConnection, *, mutation: bool = False) -> SignedIn:
+    """The signed-in viewer, or `unauthorized`; mutations also need the CSRF header."""
+    who = await signed_in(conn)
+    if who is None:
+        raise unauthorized()
+    if mutation:
+        check_csrf(conn, who.session)
+    return who

@@ -1,0 +1,88 @@
+"""The HTTP edge: JSON bodies in, JSON (or the spec's error object) out.
+
+`ChatError` becomes an HTTP status here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from chatserver.errors import ChatError, ErrorCode, invalid
+
+HTTP_STATUS = {
+    ErrorCode.INVALID: 422,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_ALLOWED: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.CONVERSATION_ENDED: 409,
+    ErrorCode.TOO_LARGE: 413,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.UNAVAILABLE: 503,
+}
+
+
+class BodyNotJson(ChatError):
+    """A body that does not parse as JSON: `invalid`, but answered with 400."""
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.INVALID, "The request body is not valid JSON.")
+
+
+class OrjsonResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def json(content: Any, status_code: int = 200) -> Response:
+    return OrjsonResponse(content, status_code=status_code)
+
+
+def error_response(exc: ChatError) -> Response:
+    status = 400 if isinstance(exc, BodyNotJson) else HTTP_STATUS[exc.code]
+    headers = {}
+    if exc.retry_after_ms is not None:
+        headers["Retry-After"] = str(max(1, -(-exc.retry_after_ms // 1000)))
+    return OrjsonResponse({"error": exc.as_dict()}, status_code=status, headers=headers)
+
+
+async def chat_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ChatError)
+    return error_response(exc)
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object, refusing oversize bodies before parsing."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ChatError(ErrorCode.TOO_LARGE, "The request body is too large.")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ChatError(ErrorCode.TOO_LARGE, "The request body is too large.")
+        chunks.append(chunk)
+    try:
+        value = orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise BodyNotJson() from exc
+    if not isinstance(value, dict):
+        raise invalid("The request body must be a JSON object.")
+    return value
+
+
+def field(body: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    """A typed field of a JSON body, or `invalid` naming what is wrong."""
+    if name not in body or body[name] is None:
+        if required:
+            raise invalid(f"{name} is required.")
+        return None
+    value = body[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise invalid(f"{name} must be a {kind.__name__}.")
+    return value

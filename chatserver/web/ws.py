@@ -1,0 +1,3 @@
+"""PLACEHOLDER: replaced by the realtime helper."""
+
+routes: list = []

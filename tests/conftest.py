@@ -1,0 +1,193 @@
+"""Fixtures that start real services, and helpers that make a scenario two
+lines long.
+
+Every test that takes `app` (or `client`, `host`, …) runs twice: on the
+embedded default (SQLite + in-process broker) and on the production path
+(PostgreSQL + Redis). PostgreSQL databases are cloned per test from a
+migrated template made once per run, and dropped after; Redis is shared, so
+each test gets its own key and channel prefix and nothing is ever flushed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+from chatserver.app import create_app
+from chatserver.settings import Settings
+from chatserver.store.migrate import upgrade
+from tests.helpers import API_KEY, Host, Person, sign_in_candidate, sign_in_staff
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SECRET = "test-secret-key-0123456789abcdef"
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def _pg_admin() -> psycopg.Connection:
+    try:
+        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:  # pragma: no cover - environment
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}", pytrace=False)
+
+
+def pg_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def create_database(name: str, template: str | None = None) -> None:
+    with _pg_admin() as admin:
+        suffix = f' TEMPLATE "{template}"' if template else ""
+        admin.execute(f'CREATE DATABASE "{name}"{suffix}')
+
+
+def drop_database(name: str) -> None:
+    with _pg_admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated PostgreSQL database that each test clones."""
+    name = f"chat_test_tmpl_{RUN_ID}"
+    create_database(name)
+    try:
+        upgrade(Settings(database_url=pg_url(name), secret_keys=(SECRET,)))
+        yield name
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies."""
+    folder = tmp_path_factory.mktemp("sqlite-template")
+    upgrade(Settings(data_dir=folder))
+    return folder / "chatserver.db"
+
+
+@pytest.fixture(scope="session")
+def redis_available() -> str:
+    try:
+        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:  # pragma: no cover - environment
+        pytest.fail(f"Redis is not reachable at {TEST_REDIS_URL}: {exc}", pytrace=False)
+    return TEST_REDIS_URL
+
+
+@pytest.fixture(params=["embedded", "production"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def postgres_db(pg_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database (cloned from the template); its URL."""
+    name = f"chat_test_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+    create_database(name, template=pg_template)
+    try:
+        yield pg_url(name)
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture
+def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    common = Settings(
+        secret_keys=(SECRET,),
+        api_keys=(API_KEY,),
+        base_url="http://testserver",
+        data_dir=tmp_path,
+        attachments_dir=tmp_path / "attachments",
+        outbox_dir=tmp_path / "outbox",
+        send_rate=1000.0,
+        send_burst=1000,
+    )
+    if backend == "embedded":
+        shutil.copy(request.getfixturevalue("sqlite_template"), tmp_path / "chatserver.db")
+        return common
+    return common.with_(
+        database_url=request.getfixturevalue("postgres_db"),
+        redis_url=request.getfixturevalue("redis_available"),
+        redis_prefix=f"test-{uuid.uuid4().hex[:10]}:",
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[object]:
+    application = create_app(settings, run_notifier=False)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def host(client: httpx.AsyncClient) -> Host:
+    return Host(client)
+
+
+@pytest.fixture
+async def new_client(app: object) -> AsyncIterator[object]:
+    """A factory of independent browsers (cookie jars) on the same app."""
+    clients: list[httpx.AsyncClient] = []
+
+    def make() -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        c = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        await c.aclose()
+
+
+@pytest.fixture
+async def scene(host: Host, new_client: object) -> Scene:
+    """The usual cast: org A with two staff, an interviewing application for
+    candidate Cara; org B with its own staff and application."""
+    return await Scene.build(host, new_client)  # type: ignore[arg-type]
+
+
+class Scene:
+    """Named people, each signed in with their own cookie jar."""
+
+    alice: Person
+    bob: Person
+    cara: Person
+    mallory: Person
+    conversation: str
+    other_conversation: str
+
+    @classmethod
+    async def build(cls, host: Host, new_client: object) -> Scene:
+        make = new_client  # type: ignore[assignment]
+        self = cls()
+        await host.staff("alice", org="acme", name="Alice Recruiter")
+        await host.staff("bob", org="acme", name="Bob Manager")
+        await host.staff("mallory", org="globex", name="Mallory Other")
+        app = await host.application("app-1", org="acme", candidate="cara", status="interviewing")
+        other = await host.application(
+            "app-9", org="globex", candidate="dan", status="interviewing"
+        )
+        self.conversation = app["conversation_id"]
+        self.other_conversation = other["conversation_id"]
+        self.alice = await sign_in_staff(host, make(), "alice")  # type: ignore[operator]
+        self.bob = await sign_in_staff(host, make(), "bob")  # type: ignore[operator]
+        self.mallory = await sign_in_staff(host, make(), "mallory")  # type: ignore[operator]
+        self.cara = await sign_in_candidate(host, make(), "app-1")  # type: ignore[operator]
+        return self

@@ -1,0 +1,140 @@
+"""Scenario helpers shared by the test suite."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+API_KEY = "test-api-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
+class Host:
+    """The host ATS: upserts people and applications over /api/v1."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def staff(
+        self, staff_id: str, *, org: str = "acme", name: str | None = None, timezone: str = "UTC"
+    ) -> dict[str, Any]:
+        body = {
+            "org": {"id": org, "name": org.title()},
+            "name": name or staff_id.title(),
+            "email": f"{staff_id}@{org}.example",
+            "timezone": timezone,
+        }
+        response = await self.client.put(f"/api/v1/staff/{staff_id}", json=body, headers=AUTH)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def application(
+        self,
+        application_id: str,
+        *,
+        org: str = "acme",
+        candidate: str = "cara",
+        candidate_name: str | None = None,
+        job: str | None = None,
+        job_title: str = "Teacher of Mathematics",
+        status: str = "submitted",
+        applied_at: str = "2026-11-02T09:30:00Z",
+    ) -> dict[str, Any]:
+        body = {
+            "org": {"id": org, "name": org.title()},
+            "job": {"id": job or f"{org}-job-1", "title": job_title},
+            "candidate": {
+                "id": candidate,
+                "name": candidate_name or candidate.title(),
+                "email": f"{candidate}@mail.example",
+            },
+            "status": status,
+            "applied_at": applied_at,
+        }
+        response = await self.client.put(
+            f"/api/v1/applications/{application_id}", json=body, headers=AUTH
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def staff_link(self, staff_id: str) -> str:
+        response = await self.client.post(f"/api/v1/staff/{staff_id}/login-link", headers=AUTH)
+        assert response.status_code == 200, response.text
+        return str(response.json()["url"])
+
+    async def candidate_link(self, application_id: str) -> str:
+        response = await self.client.post(
+            f"/api/v1/applications/{application_id}/candidate-link", headers=AUTH
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["url"])
+
+
+@dataclass
+class Person:
+    """A signed-in browser: its cookie jar and CSRF token."""
+
+    client: httpx.AsyncClient
+    me: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.me["id"])
+
+    @property
+    def csrf(self) -> dict[str, str]:
+        return {"X-CSRF-Token": str(self.me["csrf_token"])}
+
+    async def send(
+        self, conversation: str, body: str = "Hello", *, client_id: str | None = None, **extra: Any
+    ) -> httpx.Response:
+        payload = {"client_id": client_id or str(uuid.uuid4()), "body": body, **extra}
+        return await self.client.post(
+            f"/api/conversations/{conversation}/messages", json=payload, headers=self.csrf
+        )
+
+    async def history(self, conversation: str, **params: Any) -> list[dict[str, Any]]:
+        response = await self.client.get(
+            f"/api/conversations/{conversation}/messages", params=params
+        )
+        assert response.status_code == 200, response.text
+        return list(response.json()["messages"])
+
+    async def post(self, path: str, body: Any = None) -> httpx.Response:
+        return await self.client.post(path, json=body, headers=self.csrf)
+
+    async def inbox(self, **params: Any) -> dict[str, Any]:
+        response = await self.client.get("/api/conversations", params=params)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+
+async def open_link(client: httpx.AsyncClient, url: str) -> httpx.Response:
+    return await client.get(path_of(url), follow_redirects=False)
+
+
+async def signed_in(client: httpx.AsyncClient) -> Person:
+    me = await client.get("/api/me")
+    assert me.status_code == 200, me.text
+    return Person(client, dict(me.json()))
+
+
+async def sign_in_staff(host: Host, client: httpx.AsyncClient, staff_id: str) -> Person:
+    response = await open_link(client, await host.staff_link(staff_id))
+    assert response.status_code == 303, response.text
+    return await signed_in(client)
+
+
+async def sign_in_candidate(host: Host, client: httpx.AsyncClient, application_id: str) -> Person:
+    response = await open_link(client, await host.candidate_link(application_id))
+    assert response.status_code == 303, response.text
+    return await signed_in(client)
