@@ -18,7 +18,7 @@ from chatserver.store import conversations
 
 def may_see(viewer: Viewer, ctx: RowMapping | dict[str, Any]) -> bool:
     if viewer.is_staff:
-        return ctx["org_id"] == viewer.org_id
+        return bool(ctx["org_id"] == viewer.org_id)
     return ctx["candidate_id"] == viewer.id and ctx["application_id"] in viewer.application_ids
 
 

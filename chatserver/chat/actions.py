@@ -234,12 +234,12 @@ async def end_conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> 
             await audit.record(
                 conn, ctx["application_id"], "conversation.ended", chat.clock(), viewer.person()
             )
-            ctx = await conversations.context(conn, conversation_id)
-    if changed and ctx is not None:
+            ended = await conversations.context(conn, conversation_id)
+    if changed and ended is not None:
         await chat.events.publish(
             [
-                (events.conversation_channel(conversation_id), events.conversation_changed(ctx)),
-                (events.org_channel(ctx["org_id"]), events.inbox_changed(conversation_id, None)),
+                (events.conversation_channel(conversation_id), events.conversation_changed(ended)),
+                (events.org_channel(ended["org_id"]), events.inbox_changed(conversation_id, None)),
             ]
         )
     return {"state": State.ENDED.value}

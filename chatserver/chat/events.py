@@ -53,7 +53,7 @@ def inbox_changed(conversation_id: str, last_message: JSON | None) -> JSON:
     return {"type": "inbox_changed", "conversation": conversation_id, "last_message": last_message}
 
 
-def conversation_changed(ctx: Mapping[str, Any]) -> JSON:
+def conversation_changed(ctx: Mapping[Any, Any]) -> JSON:
     """State or status changed; each socket computes its own `can_send`."""
     return {
         "type": "conversation_changed",

@@ -14,7 +14,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-import filetype  # type: ignore[import-untyped]
+import filetype
 
 from chatserver.chat import access, views
 from chatserver.chat.identity import Viewer

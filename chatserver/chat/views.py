@@ -11,13 +11,15 @@ from chatserver.chat.policy import ConversationFacts, Role, State, Status, can_s
 from chatserver.clock import wire_time
 
 JSON = dict[str, Any]
+# A store row (RowMapping) or a dict with the same keys.
+Record = Mapping[Any, Any]
 
 
 def person(kind: str, person_id: str, name: str) -> JSON:
     return {"kind": kind, "id": person_id, "name": name}
 
 
-def attachment(row: Mapping[str, Any]) -> JSON:
+def attachment(row: Record) -> JSON:
     return {
         "id": row["id"],
         "name": row["name"],
@@ -28,8 +30,8 @@ def attachment(row: Mapping[str, Any]) -> JSON:
 
 
 def message(
-    row: Mapping[str, Any],
-    attachments: Sequence[Mapping[str, Any]] = (),
+    row: Record,
+    attachments: Sequence[Record] = (),
     *,
     hidden: bool = False,
 ) -> JSON:
@@ -50,7 +52,7 @@ def message(
     }
 
 
-def facts(ctx: Mapping[str, Any]) -> ConversationFacts:
+def facts(ctx: Record) -> ConversationFacts:
     return ConversationFacts(
         status=Status(ctx["status"]),
         state=State(ctx["state"]),
@@ -58,7 +60,7 @@ def facts(ctx: Mapping[str, Any]) -> ConversationFacts:
     )
 
 
-def conversation_summary(ctx: Mapping[str, Any], unread: int, last_message: JSON | None) -> JSON:
+def conversation_summary(ctx: Record, unread: int, last_message: JSON | None) -> JSON:
     return {
         "id": ctx["id"],
         "application_id": ctx["application_id"],
@@ -73,7 +75,7 @@ def conversation_summary(ctx: Mapping[str, Any], unread: int, last_message: JSON
     }
 
 
-def conversation_state(ctx: Mapping[str, Any], role: Role) -> JSON:
+def conversation_state(ctx: Record, role: Role) -> JSON:
     """The `conversation` frame body for one role: can_send depends on who asks."""
     return {
         "type": "conversation",

@@ -7,8 +7,10 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    Select,
     ColumnElement,
     and_,
     case,
@@ -58,7 +60,7 @@ CONTEXT_COLUMNS = (
 )
 
 
-def _context_query():  # type: ignore[no-untyped-def]
+def _context_query() -> Select[Any]:
     return (
         select(*CONTEXT_COLUMNS)
         .join(applications, applications.c.id == conversations.c.application_id)
@@ -137,7 +139,8 @@ async def context(
     query = _context_query().where(conversations.c.id == conversation_id)
     if for_update:
         query = query.with_for_update(of=conversations)
-    return (await conn.execute(query)).mappings().first()
+    row: RowMapping | None = (await conn.execute(query)).mappings().first()
+    return row
 
 
 async def contexts_for_update(
@@ -157,7 +160,8 @@ async def contexts_for_update(
 
 async def context_by_application(conn: AsyncConnection, application_id: str) -> RowMapping | None:
     query = _context_query().where(conversations.c.application_id == application_id)
-    return (await conn.execute(query)).mappings().first()
+    row: RowMapping | None = (await conn.execute(query)).mappings().first()
+    return row
 
 
 async def set_state(conn: AsyncConnection, conversation_id: str, state: str) -> None:

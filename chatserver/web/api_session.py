@@ -133,12 +133,14 @@ async def upload(request: Request) -> Response:
         form = await request.form(max_files=1, max_fields=5)
     except (MultiPartException, HTTPException, ValueError) as exc:
         raise invalid("Send the file as multipart/form-data in the field 'file'.") from exc
-    async with form:
+    try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise invalid("Send the file as multipart/form-data in the field 'file'.")
         data = await upload.read(limit + 1)
         result = await uploads.store(svc.chat, who.viewer, upload.filename or "attachment", data)
+    finally:
+        await form.close()
     return json(result, status_code=201)
 
 
