@@ -313,20 +313,6 @@ def test_plain_text_is_exactly_the_words_a_reader_sees(body: str) -> None:
     assert " ".join(visible.split()) == plain_text(body)
 
 
-def test_rendering_a_typical_message_is_fast() -> None:
-    body = "Hi Sam, thanks for applying! Could you do Tuesday at 10am?\nLet me know if that suits."
-    calls = 2_000
-    best = min(_time_renders(body, calls) for _ in range(5))
-    assert best / calls < 100e-6, f"{best / calls * 1e6:.0f} µs per render"
-
-
-def _time_renders(body: str, calls: int) -> float:
-    started = time.perf_counter()
-    for _ in range(calls):
-        render(body)
-    return time.perf_counter() - started
-
-
 # ---- plain text and previews -------------------------------------------------
 
 
