@@ -24,7 +24,7 @@ from chatserver.ops import metrics
 from chatserver.realtime.hub import Hub
 from chatserver.settings import Settings
 from chatserver.store.db import Database
-from chatserver.web import api_host, api_session, pages, signin, ws
+from chatserver.web import api_host, api_session, devtools, pages, signin, ws
 from chatserver.web.auth import Signer
 from chatserver.web.deps import Services
 from chatserver.web.headers import SecurityHeaders
@@ -69,7 +69,9 @@ def create_app(
             await broker.disconnect()
             await db.dispose()
 
+    dev_routes = devtools.routes if settings.demo_mode and settings.embedded else []
     routes = [
+        *dev_routes,
         *api_host.routes,
         *api_session.routes,
         *signin.routes,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -141,7 +141,7 @@ def host(client: httpx.AsyncClient) -> Host:
 
 
 @pytest.fixture
-async def new_client(app: object) -> AsyncIterator[object]:
+async def new_client(app: object) -> AsyncIterator[Callable[[], httpx.AsyncClient]]:
     """A factory of independent browsers (cookie jars) on the same app."""
     clients: list[httpx.AsyncClient] = []
 
@@ -157,10 +157,10 @@ async def new_client(app: object) -> AsyncIterator[object]:
 
 
 @pytest.fixture
-async def scene(host: Host, new_client: object) -> Scene:
+async def scene(host: Host, new_client: Callable[[], httpx.AsyncClient]) -> Scene:
     """The usual cast: org A with two staff, an interviewing application for
     candidate Cara; org B with its own staff and application."""
-    return await Scene.build(host, new_client)  # type: ignore[arg-type]
+    return await Scene.build(host, new_client)
 
 
 class Scene:
@@ -174,8 +174,7 @@ class Scene:
     other_conversation: str
 
     @classmethod
-    async def build(cls, host: Host, new_client: object) -> Scene:
-        make = new_client  # type: ignore[assignment]
+    async def build(cls, host: Host, make: Callable[[], httpx.AsyncClient]) -> Scene:
         self = cls()
         await host.staff("alice", org="acme", name="Alice Recruiter")
         await host.staff("bob", org="acme", name="Bob Manager")
@@ -186,8 +185,8 @@ class Scene:
         )
         self.conversation = app["conversation_id"]
         self.other_conversation = other["conversation_id"]
-        self.alice = await sign_in_staff(host, make(), "alice")  # type: ignore[operator]
-        self.bob = await sign_in_staff(host, make(), "bob")  # type: ignore[operator]
-        self.mallory = await sign_in_staff(host, make(), "mallory")  # type: ignore[operator]
-        self.cara = await sign_in_candidate(host, make(), "app-1")  # type: ignore[operator]
+        self.alice = await sign_in_staff(host, make(), "alice")
+        self.bob = await sign_in_staff(host, make(), "bob")
+        self.mallory = await sign_in_staff(host, make(), "mallory")
+        self.cara = await sign_in_candidate(host, make(), "app-1")
         return self

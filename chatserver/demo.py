@@ -1,0 +1,211 @@
+"""`chatserver demo`: a demo organisation with people, jobs and history.
+
+Seeding goes through the same domain actions as the host API and the
+pages, so the demo shows real behaviour. Client ids are derived from the
+script, so running the demo twice adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from chatserver.broker.memory import MemoryBroker
+from chatserver.chat import actions
+from chatserver.chat.events import Events
+from chatserver.chat.identity import Viewer
+from chatserver.chat.policy import Role, Status
+from chatserver.chat.service import Chat
+from chatserver.errors import ChatError
+from chatserver.settings import Settings
+from chatserver.store.db import Database
+from chatserver.web.auth import Signer
+
+ORG = ("demo-school", "Northfield Academy")
+STAFF = [
+    ("demo-alex", "Alex Morgan", "alex.morgan@northfield.example", "Europe/London"),
+    ("demo-priya", "Priya Shah", "priya.shah@northfield.example", "Europe/London"),
+]
+JOBS = [
+    ("demo-job-maths", "Teacher of Mathematics"),
+    ("demo-job-english", "Head of English"),
+    ("demo-job-business", "School Business Manager"),
+]
+
+
+@dataclass(frozen=True)
+class DemoCandidate:
+    key: str
+    name: str
+    job: int
+    status: Status
+    days_ago: int
+    script: tuple[tuple[str, str], ...] = ()  # (who: "staff"/"candidate", body)
+
+
+CANDIDATES = [
+    DemoCandidate(
+        "sam",
+        "Sam Taylor",
+        0,
+        Status.INTERVIEWING,
+        9,
+        (
+            ("staff", "Hi Sam, thanks for applying! Could you come in for an interview on **Tuesday at 10am**?"),
+            ("candidate", "Hello Alex, Tuesday at 10am works for me. Should I bring anything?"),
+            ("staff", "Please bring:\n- photo ID\n- your teaching certificate\n- a short lesson plan"),
+            ("candidate", "Perfect, see you then!"),
+        ),
+    ),
+    DemoCandidate(
+        "jordan",
+        "Jordan Lee",
+        0,
+        Status.SHORTLISTED,
+        6,
+        (("staff", "Hi Jordan, you've been *shortlisted* for the maths post. We'll be in touch about interview dates shortly."),),
+    ),
+    DemoCandidate("maria", "Maria Garcia", 1, Status.SUBMITTED, 2),
+    DemoCandidate(
+        "tom",
+        "Tom Okafor",
+        1,
+        Status.OFFERED,
+        20,
+        (
+            ("staff", "Tom, we're delighted to offer you the post of Head of English."),
+            ("candidate", "Thank you so much! I'm thrilled to accept."),
+            ("staff", "Wonderful. HR will send the contract this week."),
+        ),
+    ),
+    DemoCandidate(
+        "aisha",
+        "Aisha Khan",
+        2,
+        Status.INTERVIEWING,
+        4,
+        (("candidate", "Hello, I wanted to check the interview format for Thursday?"),),
+    ),
+    DemoCandidate("li", "Li Wei", 2, Status.SUBMITTED, 1),
+    DemoCandidate(
+        "ben",
+        "Ben Carter",
+        0,
+        Status.NOT_PROGRESSING,
+        15,
+        (("staff", "Thank you for your interest, Ben. Unfortunately we won't be taking your application further."),),
+    ),
+    DemoCandidate(
+        "chloe",
+        "Chloé Martin",
+        1,
+        Status.WITHDRAWN,
+        12,
+        (
+            ("staff", "Hi Chloé, are you available for an interview next week?"),
+            ("candidate", "Sorry, I've accepted another offer and will withdraw."),
+        ),
+    ),
+    DemoCandidate(
+        "noah",
+        "Noah Williams",
+        2,
+        Status.HIRED,
+        40,
+        (
+            ("staff", "Welcome aboard, Noah! Your start date is 1 December."),
+            ("candidate", "Thanks Priya, looking forward to it."),
+        ),
+    ),
+    DemoCandidate("emma", "Emma Brown", 0, Status.SUBMITTED, 0),
+    DemoCandidate(
+        "oliver",
+        "Oliver Smith",
+        1,
+        Status.INTERVIEWING,
+        3,
+        (("staff", "Hi Oliver, your interview is confirmed for Friday at 2pm."),),
+    ),
+    DemoCandidate("zara", "Zara Ahmed", 2, Status.SHORTLISTED, 5),
+]
+
+
+def _client_id(candidate: str, index: int) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"chatserver-demo/{candidate}/{index}"))
+
+
+async def seed(chat: Chat) -> None:
+    for staff_id, name, email, timezone in STAFF:
+        await actions.upsert_staff(chat, staff_id, ORG, name, email, timezone)
+    now = datetime.now(UTC)
+    staff_viewer = Viewer(Role.STAFF, STAFF[0][0], STAFF[0][1], STAFF[0][3], org_id=ORG[0])
+    for candidate in CANDIDATES:
+        application_id = f"demo-app-{candidate.key}"
+        job_id, job_title = JOBS[candidate.job]
+        result = await actions.upsert_application(
+            chat,
+            application_id,
+            ORG,
+            (job_id, job_title),
+            (f"demo-{candidate.key}", candidate.name, f"{candidate.key}@candidates.example"),
+            # Messages go in before a final status that would forbid them.
+            Status.INTERVIEWING if candidate.script else candidate.status,
+            now - timedelta(days=candidate.days_ago),
+        )
+        viewer = Viewer(
+            Role.CANDIDATE,
+            f"demo-{candidate.key}",
+            candidate.name,
+            "UTC",
+            application_ids=(application_id,),
+        )
+        for index, (who, body) in enumerate(candidate.script):
+            sender = staff_viewer if who == "staff" else viewer
+            try:
+                await actions.send_message(
+                    chat, sender, result["conversation_id"], _client_id(candidate.key, index), body
+                )
+            except ChatError as exc:  # pragma: no cover - the script is valid
+                raise RuntimeError(f"demo script for {candidate.key}: {exc.message}") from exc
+        if candidate.script:
+            await actions.upsert_application(
+                chat,
+                application_id,
+                ORG,
+                (job_id, job_title),
+                (f"demo-{candidate.key}", candidate.name, f"{candidate.key}@candidates.example"),
+                candidate.status,
+                now - timedelta(days=candidate.days_ago),
+            )
+
+
+def links(settings: Settings) -> list[tuple[str, str]]:
+    """Sign-in links for the demo's people: (who, absolute URL)."""
+    signer = Signer(settings)
+    result = []
+    for staff_id, name, _, _ in STAFF:
+        token, _ = signer.staff_link_token(staff_id)
+        result.append((f"{name} (staff)", f"{settings.base_url}/auth/staff?token={token}"))
+    for candidate in CANDIDATES[:3]:
+        token = signer.candidate_link_token(f"demo-app-{candidate.key}")
+        label = f"{candidate.name} (candidate, {candidate.status.value})"
+        result.append((label, f"{settings.base_url}/auth/candidate?token={token}"))
+    return result
+
+
+async def seed_and_print_links(settings: Settings) -> None:
+    chat = Chat(settings.with_(send_rate=1000.0, send_burst=1000), Database.from_settings(settings),
+                Events(MemoryBroker()))
+    await chat.start()
+    try:
+        await seed(chat)
+    finally:
+        await chat.stop()
+        await chat.db.dispose()
+    print("\nchatserver demo is starting at", settings.base_url)
+    print("Sign in (staff links work once and for 5 minutes; the sign-in page makes new ones):")
+    for who, url in links(settings):
+        print(f"  {who:<45} {url}")
+    print(f"  Demo sign-in page (every person):              {settings.base_url}/dev/sign-in")
+    print(f"  Local mailbox (emails the notifier wrote):     {settings.base_url}/dev/mailbox\n")
