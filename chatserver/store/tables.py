@@ -195,6 +195,29 @@ class OutgoingEmail(SQLModel, table=True):
     sent_at: datetime | None = None
 
 
+class EmailCursor(SQLModel, table=True):
+    """How far emails to one recipient about one conversation have reached:
+    the last seq an email covered. The planner advances it in the same
+    transaction that records the email, so no message is emailed twice."""
+
+    __tablename__ = "email_cursors"
+    recipient_kind: str = Field(primary_key=True, max_length=16)
+    recipient_id: str = Field(primary_key=True, max_length=128)
+    conversation_id: str = Field(foreign_key="conversations.id", primary_key=True, max_length=32)
+    seq: int = Field(default=0)
+    updated_at: datetime
+
+
+class EmailDigest(SQLModel, table=True):
+    """The local date of each daily-digest reader's last digest (staff and
+    candidates alike), so each gets at most one per day."""
+
+    __tablename__ = "email_digests"
+    recipient_kind: str = Field(primary_key=True, max_length=16)
+    recipient_id: str = Field(primary_key=True, max_length=128)
+    last_on: str = Field(max_length=10)  # local date, ISO
+
+
 def _table(model: type[SQLModel]) -> Table:
     return cast(Table, model.__table__)  # type: ignore[attr-defined]
 
@@ -214,5 +237,7 @@ audit_events = _table(AuditEvent)
 used_login_tokens = _table(UsedLoginToken)
 notifications = _table(Notification)
 outgoing_emails = _table(OutgoingEmail)
+email_cursors = _table(EmailCursor)
+email_digests = _table(EmailDigest)
 
 metadata = SQLModel.metadata
