@@ -257,17 +257,19 @@ async def _store_batch(
             await messages.attach(conn, row["id"], [f["id"] for f in files])
 
     await messages.insert_many(conn, new_rows)
-    for ctx in touched.values():
-        count = sum(1 for r in new_rows if r["conversation_id"] == ctx["id"])
-        await conversations.advance(
-            conn,
-            ctx["id"],
-            count,
-            ctx["last_seq"],
-            now,
-            staff_sent=bool(ctx["has_staff_message"]),
-            reopen=ctx["id"] in reopened,
-        )
+    await conversations.advance_many(
+        conn,
+        [
+            conversations.Advance(
+                conversation_id=ctx["id"],
+                last_seq=ctx["last_seq"],
+                at=now,
+                has_staff_message=bool(ctx["has_staff_message"]),
+                state=ctx["state"],
+            )
+            for ctx in touched.values()
+        ],
+    )
     for conversation_id in reopened:
         ctx = touched[conversation_id]
         actor = next(r for r in batch if r.conversation_id == conversation_id).viewer.person()

@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    Select,
     ColumnElement,
+    Select,
     and_,
+    bindparam,
     case,
     delete,
     exists,
@@ -170,25 +171,45 @@ async def set_state(conn: AsyncConnection, conversation_id: str, state: str) -> 
     )
 
 
-async def advance(
-    conn: AsyncConnection,
-    conversation_id: str,
-    count: int,
-    last_seq: int,
-    at: datetime,
-    *,
-    staff_sent: bool,
-    reopen: bool,
-) -> None:
-    """Record `count` new messages; the caller holds the row lock and computed
-    `last_seq` from the locked value."""
-    values: dict[str, object] = {"last_seq": last_seq, "last_message_at": at}
-    if staff_sent:
-        values["has_staff_message"] = True
-    if reopen:
-        values["state"] = "open"
+@dataclass(frozen=True)
+class Advance:
+    """New messages of one conversation in a send batch."""
+
+    conversation_id: str
+    last_seq: int
+    at: datetime
+    has_staff_message: bool
+    state: str
+
+
+async def advance_many(conn: AsyncConnection, changes: Sequence[Advance]) -> None:
+    """Record a batch's new messages in one executemany (one round trip with
+    psycopg's pipeline); the caller holds the row locks and computed the
+    values from the locked rows."""
+    if not changes:
+        return
+    stmt = (
+        update(conversations)
+        .where(conversations.c.id == bindparam("cid"))
+        .values(
+            last_seq=bindparam("seq"),
+            last_message_at=bindparam("at"),
+            has_staff_message=bindparam("staff"),
+            state=bindparam("new_state"),
+        )
+    )
     await conn.execute(
-        update(conversations).where(conversations.c.id == conversation_id).values(**values)
+        stmt,
+        [
+            {
+                "cid": c.conversation_id,
+                "seq": c.last_seq,
+                "at": c.at,
+                "staff": c.has_staff_message,
+                "new_state": c.state,
+            }
+            for c in changes
+        ],
     )
 
 
