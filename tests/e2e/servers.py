@@ -35,7 +35,6 @@ PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.
 SHARED_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "e2e-secret-key-0123456789abcdef"
 API_KEY = "e2e-api-key"
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
 SESSION_COOKIE = "chat_session"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -364,8 +363,10 @@ class HostApi:
     """The host ATS over real HTTP: provisions people and applications and
     turns sign-in links into session cookies."""
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
-        self.client = httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=timeout)
+    def __init__(self, base_url: str, *, api_key: str = API_KEY, timeout: float = 10.0) -> None:
+        self.client = httpx.AsyncClient(
+            base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()
