@@ -13,9 +13,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from starlette.requests import HTTPConnection
 
+from chatserver.clock import Clock, utcnow
 from chatserver.errors import ChatError, ErrorCode, unauthorized
 from chatserver.settings import Settings
 
@@ -39,15 +40,30 @@ class Session:
     application_ids: tuple[str, ...] = ()
 
 
+def _clocked_signer(clock: Clock) -> type[TimestampSigner]:
+    """itsdangerous's timestamp signer on our clock, so link and session
+    ages follow the same "now" as the rest of the service (and tests can
+    issue a token that is already minutes or days old)."""
+
+    class ClockedSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock().timestamp())
+
+    return ClockedSigner
+
+
 class Signer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = utcnow) -> None:
         # itsdangerous signs with the *last* key of the list and verifies with
         # all of them; CHAT_SECRET_KEYS lists the signing key first.
         keys = list(reversed(settings.secret_keys))
+        signer = _clocked_signer(clock)
         self._settings = settings
-        self._staff_links = URLSafeTimedSerializer(keys, salt=STAFF_LINK_SALT)
-        self._candidate_links = URLSafeTimedSerializer(keys, salt=CANDIDATE_LINK_SALT)
-        self._sessions = URLSafeTimedSerializer(keys, salt=SESSION_SALT)
+        self._staff_links = URLSafeTimedSerializer(keys, salt=STAFF_LINK_SALT, signer=signer)
+        self._candidate_links = URLSafeTimedSerializer(
+            keys, salt=CANDIDATE_LINK_SALT, signer=signer
+        )
+        self._sessions = URLSafeTimedSerializer(keys, salt=SESSION_SALT, signer=signer)
 
     # -- links ---------------------------------------------------------------
 
