@@ -252,7 +252,10 @@ async def readers(conn: AsyncConnection, conversation_id: str) -> list[RowMappin
 
 
 def unread_count(kind: str, person_id: str) -> ColumnElement[int]:
-    """Messages of others after the viewer's read position, per conversation row."""
+    """Messages of the other side after the viewer's read position, per
+    conversation row. A colleague's message to the candidate is not news
+    for another staff member: their unread badge counts candidate messages
+    (and a candidate's counts staff messages)."""
     position = (
         select(read_positions.c.seq)
         .where(
@@ -270,7 +273,7 @@ def unread_count(kind: str, person_id: str) -> ColumnElement[int]:
             messages.c.seq > func.coalesce(position, 0),
             messages.c.deleted == false(),
             messages.c.sender_kind != "system",
-            ~and_(messages.c.sender_kind == kind, messages.c.sender_id == person_id),
+            messages.c.sender_kind != kind,
         )
         .scalar_subquery()
     )
