@@ -138,3 +138,52 @@ async def sign_in_candidate(host: Host, client: httpx.AsyncClient, application_i
     response = await open_link(client, await host.candidate_link(application_id))
     assert response.status_code == 303, response.text
     return await signed_in(client)
+
+
+# -- helpers for the HTTP API tests ------------------------------------------------
+
+
+def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """Assert the spec's error object with this status and code; return it."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert list(body) == ["error"], body
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str), body
+    assert body["error"]["message"], body
+    return dict(body["error"])
+
+
+def new_client_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def delete_message(person: Person, message_id: str, scope: str = "me") -> httpx.Response:
+    return await person.client.delete(
+        f"/api/messages/{message_id}", params={"for": scope}, headers=person.csrf
+    )
+
+
+async def upload(
+    person: Person, name: str, data: bytes, content_type: str = "application/octet-stream"
+) -> httpx.Response:
+    return await person.client.post(
+        "/api/attachments", files={"file": (name, data, content_type)}, headers=person.csrf
+    )
+
+
+async def audit_actions(host: Host, application_id: str) -> list[str]:
+    response = await host.client.get(f"/api/v1/applications/{application_id}/audit", headers=AUTH)
+    assert response.status_code == 200, response.text
+    return [event["action"] for event in response.json()["events"]]
+
+
+async def count_rows(app: Any, table: Any, **where: Any) -> int:
+    """Rows of a table in the app's database, e.g. `count_rows(app, messages)`."""
+    from sqlalchemy import func, select
+
+    query = select(func.count()).select_from(table)
+    for column, value in where.items():
+        query = query.where(table.c[column] == value)
+    async with app.state.services.chat.db.transaction() as conn:
+        return int((await conn.execute(query)).scalar_one())
