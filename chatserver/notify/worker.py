@@ -1,15 +1,110 @@
-"""PLACEHOLDER: replaced by the notifications helper."""
+"""The notifier: every few seconds, plan what is due, then send it.
+
+It runs inside the server in the embedded default (app.py starts
+`Notifier.run_forever`) and as `chatserver notifier` in production, where
+any number of them may run against one PostgreSQL database (see
+docs/notifications.md for why each email still goes out once).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from chatserver.broker import broker_from_url
+from chatserver.chat.events import Events
+from chatserver.chat.service import Chat
+from chatserver.clock import Clock
+from chatserver.notify.compose import Composer
+from chatserver.notify.metrics import EMAIL_BACKLOG
+from chatserver.notify.planner import Planner, Presence
+from chatserver.notify.sender import Sender
+from chatserver.notify.transport import Transport, transport_from_settings
+from chatserver.settings import Settings
+from chatserver.store import emails
+from chatserver.store.db import Database
+
+log = logging.getLogger(__name__)
+
+# Concurrent SMTP conversations per notifier on PostgreSQL: each holds one
+# pooled connection (the pool has 10) and one row lock while it sends.
+# SQLite has a single notifier that sends one email at a time, because its
+# claim is a plain read that a second sender could repeat.
+POSTGRES_SENDERS = 4
+SQLITE_SENDERS = 1
+
+
+@dataclass(frozen=True)
+class Pass:
+    planned: int
+    handled: int
 
 
 class Notifier:
-    def __init__(self, chat: Any, settings: Any) -> None: ...
+    def __init__(
+        self,
+        chat: Chat,
+        settings: Settings,
+        presence: Presence,
+        *,
+        transport: Transport | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._db = chat.db
+        self._settings = settings
+        self._clock = clock or chat.clock
+        self._planner = Planner(settings, Composer(settings), presence)
+        self._sender = Sender(
+            chat.db, settings, transport or transport_from_settings(settings), self._clock
+        )
+        self._stopping = asyncio.Event()
+
+    async def run_once(self) -> Pass:
+        """One pass: record what is due, send what is due."""
+        planned = await self._planner.plan(self._db, self._clock())
+        workers = SQLITE_SENDERS if self._db.is_sqlite else POSTGRES_SENDERS
+        handled = await self._sender.drain(workers, self._stopping)
+        async with self._db.transaction() as conn:
+            EMAIL_BACKLOG.set(await emails.backlog(conn))
+        return Pass(planned, handled)
+
     async def run_forever(self) -> None:
-        await asyncio.Event().wait()
+        log.info("notifier started (every %ss)", self._settings.notify_poll_seconds)
+        while not self._stopping.is_set():
+            try:
+                await self.run_once()
+            except Exception:
+                # A database or broker outage: try again next pass.
+                log.exception("notifier pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._stopping.wait(), timeout=self._settings.notify_poll_seconds
+                )
+        log.info("notifier stopped")
+
+    def stop(self) -> None:
+        """Finish the email being sent, then return from `run_forever`."""
+        self._stopping.set()
 
 
-async def run_standalone(settings: Any) -> None: ...
+async def run_standalone(settings: Settings) -> None:
+    """`chatserver notifier`: until SIGTERM or SIGINT, which let the email
+    in flight finish (a kill -9 is safe too, only slower to recover from)."""
+    from chatserver.realtime.presence import presence_from_settings
+
+    db = Database.from_settings(settings)
+    presence = presence_from_settings(settings)
+    # The notifier publishes nothing; Chat wants an Events all the same.
+    chat = Chat(settings, db, Events(broker_from_url(None)))
+    notifier = Notifier(chat, settings, presence)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, notifier.stop)
+    try:
+        await notifier.run_forever()
+    finally:
+        await presence.stop()
+        await db.dispose()

@@ -1,0 +1,367 @@
+"""The notifier's tables: what is due, the email outbox, cursors and digests.
+
+Exactly-once rests on three things here: an email is inserted under a unique
+key (`record` does nothing on a second insert of the same key); the cursor
+that says which messages an email covered moves in the same transaction; and
+on PostgreSQL a sender claims a row with `FOR UPDATE SKIP LOCKED`, so two
+notifier processes never hold the same email at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, false, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatserver.store.tables import (
+    applications,
+    candidates,
+    conversations,
+    email_cursors,
+    email_digests,
+    jobs,
+    messages,
+    outgoing_emails,
+    read_positions,
+    staff,
+)
+
+# Any fixed 64-bit number works: it names the planner's advisory lock, which
+# makes concurrent notifiers plan one at a time on PostgreSQL.
+PLANNER_LOCK_ID = 0x43_48_41_54_4E_4F_54  # "CHATNOT"
+
+PENDING = "pending"
+SENT = "sent"
+FAILED = "failed"
+CANCELLED = "cancelled"  # every message it was about was read before sending
+
+STAFF = "staff"
+CANDIDATE = "candidate"
+
+
+@dataclass(frozen=True)
+class Due:
+    """Unread messages for one recipient in one conversation, not yet emailed."""
+
+    recipient_kind: str
+    recipient_id: str
+    conversation_id: str
+    after_seq: int  # the first message to mention comes after this
+    last_seq: int
+
+
+def _insert(conn: AsyncConnection) -> Any:
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+
+
+async def try_planner_lock(conn: AsyncConnection) -> bool:
+    """True if this transaction may plan. SQLite serialises writers itself
+    (and one notifier is assumed there)."""
+    if conn.dialect.name != "postgresql":
+        return True
+    query = text("SELECT pg_try_advisory_xact_lock(:id)").bindparams(id=PLANNER_LOCK_ID)
+    return bool((await conn.execute(query)).scalar_one())
+
+
+async def due_each(
+    conn: AsyncConnection, recipient_kind: str, cutoff: datetime, since: datetime
+) -> list[Due]:
+    """Recipients whose setting is "each" and whose oldest unread, un-emailed
+    message from the other side was sent at or before `cutoff`.
+
+    Candidates receive staff messages; every staff member of the
+    organisation receives candidate messages. Only conversations active
+    since `since` are scanned, which bounds the work per poll.
+    """
+    if recipient_kind == CANDIDATE:
+        person = candidates
+        recipient_id = applications.c.candidate_id
+        sender_kind = STAFF
+        joined = conversations.join(
+            applications, applications.c.id == conversations.c.application_id
+        ).join(candidates, candidates.c.id == applications.c.candidate_id)
+    else:
+        person = staff
+        recipient_id = staff.c.id
+        sender_kind = CANDIDATE
+        joined = conversations.join(staff, staff.c.org_id == conversations.c.org_id)
+    read = read_positions.alias("rp")
+    cursor = email_cursors.alias("ec")
+    joined = (
+        joined.join(messages, messages.c.conversation_id == conversations.c.id)
+        .outerjoin(
+            read,
+            and_(
+                read.c.conversation_id == conversations.c.id,
+                read.c.reader_kind == recipient_kind,
+                read.c.reader_id == recipient_id,
+            ),
+        )
+        .outerjoin(
+            cursor,
+            and_(
+                cursor.c.conversation_id == conversations.c.id,
+                cursor.c.recipient_kind == recipient_kind,
+                cursor.c.recipient_id == recipient_id,
+            ),
+        )
+    )
+    # The later of read position and cursor (GREATEST on PostgreSQL, the
+    # two-argument MAX on SQLite).
+    larger = func.greatest if conn.dialect.name == "postgresql" else func.max
+    after = larger(func.coalesce(read.c.seq, 0), func.coalesce(cursor.c.seq, 0))
+    query = (
+        select(
+            conversations.c.id,
+            recipient_id.label("recipient_id"),
+            func.min(after).label("after_seq"),
+            func.max(messages.c.seq).label("last_seq"),
+        )
+        .select_from(joined)
+        .where(
+            conversations.c.last_message_at >= since,
+            person.c.email_notifications == "each",
+            messages.c.sender_kind == sender_kind,
+            messages.c.deleted == false(),
+            messages.c.seq > func.coalesce(read.c.seq, 0),
+            messages.c.seq > func.coalesce(cursor.c.seq, 0),
+        )
+        .group_by(conversations.c.id, recipient_id)
+        .having(func.min(messages.c.created_at) <= cutoff)
+        .order_by(conversations.c.id, recipient_id)
+    )
+    return [
+        Due(
+            recipient_kind,
+            str(row.recipient_id),
+            str(row.id),
+            int(row.after_seq),
+            int(row.last_seq),
+        )
+        for row in await conn.execute(query)
+    ]
+
+
+async def unread_from(
+    conn: AsyncConnection, conversation_id: str, sender_kind: str, after_seq: int, last_seq: int
+) -> list[RowMapping]:
+    """The messages an email mentions, oldest first."""
+    query = (
+        select(messages)
+        .where(
+            messages.c.conversation_id == conversation_id,
+            messages.c.sender_kind == sender_kind,
+            messages.c.deleted == false(),
+            messages.c.seq > after_seq,
+            messages.c.seq <= last_seq,
+        )
+        .order_by(messages.c.seq)
+    )
+    return list((await conn.execute(query)).mappings())
+
+
+async def advance_cursor(conn: AsyncConnection, due: Due, now: datetime) -> None:
+    stmt = _insert(conn)(email_cursors).values(
+        recipient_kind=due.recipient_kind,
+        recipient_id=due.recipient_id,
+        conversation_id=due.conversation_id,
+        seq=due.last_seq,
+        updated_at=now,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["recipient_kind", "recipient_id", "conversation_id"],
+        set_={"seq": stmt.excluded.seq, "updated_at": stmt.excluded.updated_at},
+        where=email_cursors.c.seq < stmt.excluded.seq,
+    )
+    await conn.execute(stmt)
+
+
+async def record(conn: AsyncConnection, email: Mapping[str, Any]) -> bool:
+    """Insert an email unless one with its key exists. True if inserted."""
+    stmt = _insert(conn)(outgoing_emails).values(**email)
+    result = await conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
+    return bool(result.rowcount)
+
+
+# -- digests ---------------------------------------------------------------------
+
+
+async def daily_readers(conn: AsyncConnection, not_on: str) -> list[dict[str, Any]]:
+    """Staff and candidates who chose the daily digest and have not had one
+    on `not_on` (the latest local date anywhere); the caller checks each
+    one's own local date and hour."""
+    rows: list[dict[str, Any]] = []
+    for kind, table in ((STAFF, staff), (CANDIDATE, candidates)):
+        query = (
+            select(
+                table.c.id,
+                table.c.name,
+                table.c.email,
+                table.c.timezone,
+                email_digests.c.last_on,
+            )
+            .outerjoin(
+                email_digests,
+                and_(
+                    email_digests.c.recipient_kind == kind,
+                    email_digests.c.recipient_id == table.c.id,
+                ),
+            )
+            .where(
+                table.c.email_notifications == "daily",
+                or_(email_digests.c.last_on.is_(None), email_digests.c.last_on < not_on),
+            )
+            .order_by(table.c.id)
+        )
+        rows.extend({**row, "kind": kind} for row in (await conn.execute(query)).mappings())
+    return rows
+
+
+async def mark_digest(conn: AsyncConnection, kind: str, person_id: str, local_date: str) -> None:
+    stmt = _insert(conn)(email_digests).values(
+        recipient_kind=kind, recipient_id=person_id, last_on=local_date
+    )
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["recipient_kind", "recipient_id"],
+            set_={"last_on": stmt.excluded.last_on},
+        )
+    )
+
+
+async def digest_items(
+    conn: AsyncConnection, kind: str, person_id: str, since: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Conversations with messages from the other side that this reader has
+    not read: candidate, job, unread count and the latest unread body."""
+    sender_kind = CANDIDATE if kind == STAFF else STAFF
+    read = read_positions.alias("rp")
+    position = func.coalesce(read.c.seq, 0)
+    base = (
+        conversations.join(applications, applications.c.id == conversations.c.application_id)
+        .join(jobs, jobs.c.id == applications.c.job_id)
+        .join(candidates, candidates.c.id == applications.c.candidate_id)
+        .join(messages, messages.c.conversation_id == conversations.c.id)
+        .outerjoin(
+            read,
+            and_(
+                read.c.conversation_id == conversations.c.id,
+                read.c.reader_kind == kind,
+                read.c.reader_id == person_id,
+            ),
+        )
+    )
+    if kind == STAFF:
+        org = select(staff.c.org_id).where(staff.c.id == person_id).scalar_subquery()
+        scope = conversations.c.org_id == org
+    else:
+        scope = applications.c.candidate_id == person_id
+    query = (
+        select(
+            conversations.c.id,
+            conversations.c.application_id,
+            candidates.c.name.label("candidate_name"),
+            jobs.c.title.label("job_title"),
+            func.count().label("unread"),
+            func.max(messages.c.seq).label("last_seq"),
+        )
+        .select_from(base)
+        .where(
+            scope,
+            conversations.c.last_message_at >= since,
+            messages.c.sender_kind == sender_kind,
+            messages.c.deleted == false(),
+            messages.c.seq > position,
+        )
+        .group_by(
+            conversations.c.id,
+            conversations.c.application_id,
+            candidates.c.name,
+            jobs.c.title,
+        )
+        .order_by(func.max(messages.c.created_at).desc(), conversations.c.id)
+        .limit(limit)
+    )
+    items = list((await conn.execute(query)).mappings())
+    if not items:
+        return []
+    keys = [(item["id"], item["last_seq"]) for item in items]
+    bodies_query = select(messages.c.conversation_id, messages.c.body).where(
+        or_(*(and_(messages.c.conversation_id == c, messages.c.seq == s) for c, s in keys))
+    )
+    bodies = {row.conversation_id: row.body for row in await conn.execute(bodies_query)}
+    return [{**item, "last_body": bodies.get(item["id"], "")} for item in items]
+
+
+# -- sending -----------------------------------------------------------------------
+
+
+async def claim_due(conn: AsyncConnection, now: datetime) -> RowMapping | None:
+    """The next email due, locked for this transaction on PostgreSQL (other
+    notifiers skip it); on SQLite, simply the next one."""
+    query = (
+        select(outgoing_emails)
+        .where(outgoing_emails.c.status == PENDING, outgoing_emails.c.next_attempt_at <= now)
+        .order_by(outgoing_emails.c.next_attempt_at, outgoing_emails.c.id)
+        .limit(1)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return (await conn.execute(query)).mappings().first()
+
+
+async def read_position(
+    conn: AsyncConnection, conversation_id: str, kind: str, person_id: str
+) -> int:
+    query = select(read_positions.c.seq).where(
+        read_positions.c.conversation_id == conversation_id,
+        read_positions.c.reader_kind == kind,
+        read_positions.c.reader_id == person_id,
+    )
+    return int((await conn.execute(query)).scalar_one_or_none() or 0)
+
+
+async def _set(conn: AsyncConnection, email_id: int, **values: Any) -> None:
+    await conn.execute(
+        update(outgoing_emails)
+        .where(outgoing_emails.c.id == email_id, outgoing_emails.c.status == PENDING)
+        .values(**values)
+    )
+
+
+async def mark_sent(conn: AsyncConnection, email_id: int, attempts: int, at: datetime) -> None:
+    await _set(conn, email_id, status=SENT, attempts=attempts, sent_at=at, last_error=None)
+
+
+async def mark_cancelled(conn: AsyncConnection, email_id: int) -> None:
+    await _set(conn, email_id, status=CANCELLED)
+
+
+async def mark_retry(
+    conn: AsyncConnection, email_id: int, attempts: int, retry_at: datetime, error: str
+) -> None:
+    await _set(conn, email_id, attempts=attempts, next_attempt_at=retry_at, last_error=error[:500])
+
+
+async def mark_failed(conn: AsyncConnection, email_id: int, attempts: int, error: str) -> None:
+    await _set(conn, email_id, status=FAILED, attempts=attempts, last_error=error[:500])
+
+
+async def backlog(conn: AsyncConnection) -> int:
+    """Emails recorded and not yet sent (including those waiting to retry)."""
+    query = (
+        select(func.count()).select_from(outgoing_emails).where(outgoing_emails.c.status == PENDING)
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def by_key(conn: AsyncConnection, key: str) -> RowMapping | None:
+    query = select(outgoing_emails).where(outgoing_emails.c.key == key)
+    return (await conn.execute(query)).mappings().first()

@@ -1,0 +1,184 @@
+"""A real SMTP server on loopback, a movable clock, and a notifier wired to
+the test app's domain."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from chatserver.clock import utcnow
+from chatserver.notify.transport import SmtpTransport
+from chatserver.notify.worker import Notifier
+from chatserver.realtime.presence import MemoryPresence
+from chatserver.settings import Settings
+from chatserver.web.deps import Services
+
+# Long enough for a loaded CI machine, short enough to fail a test quickly.
+WAIT_SECONDS = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Mailbag:
+    """What the SMTP server received, and how it should behave next.
+
+    The handler runs on the controller's thread: everything it shares with
+    the test goes through the lock or a threading primitive.
+    """
+
+    received: list[EmailMessage] = field(default_factory=list)
+    refuse_next: int = 0  # answer DATA with this code this many more times
+    refuse_code: int = 451
+    # From this many deliveries on, RCPT waits until `release` is set.
+    stall_after: int | None = None
+    stalled: int = 0
+    release: threading.Event = field(default_factory=threading.Event)
+    rcpt_delay: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def messages(self) -> list[EmailMessage]:
+        with self.lock:
+            return list(self.received)
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages() if address in str(m["To"])]
+
+    async def wait_for(self, count: int, timeout: float = WAIT_SECONDS) -> list[EmailMessage]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.messages()) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"got {len(self.messages())} emails, expected {count}")
+            await asyncio.sleep(0.05)
+        return self.messages()
+
+
+class Handler:
+    def __init__(self, bag: Mailbag) -> None:
+        self.bag = bag
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        bag = self.bag
+        if bag.rcpt_delay:
+            await asyncio.sleep(bag.rcpt_delay)
+        with bag.lock:
+            stall = bag.stall_after is not None and len(bag.received) >= bag.stall_after
+            if stall:
+                bag.stalled += 1
+        if stall:
+            while not bag.release.is_set():
+                await asyncio.sleep(0.02)
+            with bag.lock:
+                bag.stalled -= 1
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self.bag.lock:
+            if self.bag.refuse_next > 0:
+                self.bag.refuse_next -= 1
+                return f"{self.bag.refuse_code} Not now"
+            content = envelope.original_content or envelope.content
+            assert isinstance(content, bytes)
+            message = message_from_bytes(content, policy=policy.default)
+            assert isinstance(message, EmailMessage)
+            self.bag.received.append(message)
+        return "250 Message accepted"
+
+
+@dataclass
+class SmtpServer:
+    bag: Mailbag
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    bag = Mailbag()
+    port = free_port()
+    controller = Controller(Handler(bag), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SmtpServer(bag, port)
+    finally:
+        bag.release.set()
+        controller.stop()
+
+
+class MovableClock:
+    """Real time plus an offset the test moves forward, so stored messages
+    (stamped by the app's real clock) and the notifier agree on "now"."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return utcnow() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+    def reset(self) -> None:
+        self.offset = timedelta()
+
+    def set(self, at: datetime) -> None:
+        self.offset = at - utcnow()
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    return MovableClock()
+
+
+@pytest.fixture
+def presence() -> MemoryPresence:
+    return MemoryPresence()
+
+
+@pytest.fixture
+async def notifier(
+    app: Any, settings: Settings, smtp: SmtpServer, clock: MovableClock, presence: MemoryPresence
+) -> AsyncIterator[Notifier]:
+    services = app.state.services
+    assert isinstance(services, Services)
+    yield Notifier(
+        services.chat, settings, presence, transport=SmtpTransport(smtp.url), clock=clock
+    )
+
+
+def text_of(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def html_of(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("html",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def subject(message: EmailMessage) -> str:
+    """The subject as a reader sees it (a long one arrives folded)."""
+    return " ".join(str(message["Subject"]).split())
