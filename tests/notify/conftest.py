@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
@@ -59,8 +59,8 @@ class Mailbag:
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages() if address in str(m["To"])]
 
-    async def wait_for(self, count: int, timeout: float = WAIT_SECONDS) -> list[EmailMessage]:
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def wait_for(self, count: int, within: float = WAIT_SECONDS) -> list[EmailMessage]:
+        deadline = asyncio.get_running_loop().time() + within
         while len(self.messages()) < count:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"got {len(self.messages())} emails, expected {count}")
@@ -83,8 +83,7 @@ class Handler:
             if stall:
                 bag.stalled += 1
         if stall:
-            while not bag.release.is_set():
-                await asyncio.sleep(0.02)
+            await asyncio.to_thread(bag.release.wait)
             with bag.lock:
                 bag.stalled -= 1
         envelope.rcpt_tos.append(address)
@@ -159,10 +158,10 @@ def presence() -> MemoryPresence:
 @pytest.fixture
 async def notifier(
     app: Any, settings: Settings, smtp: SmtpServer, clock: MovableClock, presence: MemoryPresence
-) -> AsyncIterator[Notifier]:
+) -> Notifier:
     services = app.state.services
     assert isinstance(services, Services)
-    yield Notifier(
+    return Notifier(
         services.chat, settings, presence, transport=SmtpTransport(smtp.url), clock=clock
     )
 

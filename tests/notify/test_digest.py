@@ -1,0 +1,85 @@
+"""The daily digest: at CHAT_DIGEST_HOUR in each reader's own timezone, once a day."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from chatserver.clock import utcnow
+from chatserver.notify.worker import Notifier
+from tests.conftest import Scene
+from tests.helpers import Host, Person, sign_in_candidate
+from tests.notify.conftest import MovableClock, SmtpServer, html_of, subject, text_of
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def next_local(at: time, tz: ZoneInfo) -> datetime:
+    """The next moment after now when the clock in `tz` shows `at`."""
+    now = utcnow().astimezone(tz)
+    candidate = datetime.combine(now.date(), at, tzinfo=tz)
+    if candidate <= now:
+        candidate = datetime.combine(now.date() + timedelta(days=1), at, tzinfo=tz)
+    return candidate
+
+
+async def choose(person: Person, **settings: Any) -> None:
+    response = await person.client.put("/api/me/settings", json=settings, headers=person.csrf)
+    assert response.status_code == 200, response.text
+
+
+async def test_a_daily_reader_gets_one_digest_at_the_local_digest_hour(
+    scene: Scene,
+    host: Host,
+    notifier: Notifier,
+    smtp: SmtpServer,
+    clock: MovableClock,
+    new_client: Any,
+) -> None:
+    await choose(scene.alice, email_notifications="daily", timezone="America/New_York")
+    other = await host.application(
+        "app-2", candidate="erin", status="interviewing", job="acme-job-2", job_title="Librarian"
+    )
+    erin = await sign_in_candidate(host, new_client(), "app-2")
+    await scene.cara.send(scene.conversation, "Thank you, **Monday** suits me.")
+    await scene.cara.send(scene.conversation, "Shall I bring my certificates?")
+    await erin.send(other["conversation_id"], "Is the post part-time?")
+
+    clock.set(next_local(time(6, 59, 30), NEW_YORK))
+    await notifier.run_once()
+    assert smtp.bag.to("alice@acme.example") == []  # "daily": no email per reply
+    assert len(smtp.bag.to("bob@acme.example")) == 2  # "each": one per conversation
+
+    clock.advance(31)  # 07:00:01 in New York
+    await notifier.run_once()
+    [digest] = smtp.bag.to("alice@acme.example")
+    assert subject(digest) == "Daily summary: 2 conversations unread"
+    text = text_of(digest)
+    assert "Cara · Teacher of Mathematics · 2 unread" in text
+    assert "Shall I bring my certificates?" in text
+    assert "Erin · Librarian · 1 unread" in text
+    assert f"http://testserver/c/{scene.conversation}" in text
+    assert f"http://testserver/c/{other['conversation_id']}" in html_of(digest)
+
+    clock.advance(3 * 3600)  # later the same day: nothing more
+    await notifier.run_once()
+    assert len(smtp.bag.to("alice@acme.example")) == 1
+
+    clock.advance(24 * 3600)  # the next morning, if still unread
+    await notifier.run_once()
+    assert len(smtp.bag.to("alice@acme.example")) == 2
+
+
+async def test_a_day_with_nothing_unread_sends_no_digest(
+    scene: Scene, notifier: Notifier, smtp: SmtpServer, clock: MovableClock
+) -> None:
+    await choose(scene.alice, email_notifications="daily", timezone="America/New_York")
+    sent = await scene.cara.send(scene.conversation, "Hello")
+    read = await scene.alice.post(
+        f"/api/conversations/{scene.conversation}/read", {"seq": sent.json()["seq"]}
+    )
+    assert read.status_code == 204, read.text
+    clock.set(next_local(time(7, 0, 1), NEW_YORK))
+    await notifier.run_once()
+    assert smtp.bag.to("alice@acme.example") == []
