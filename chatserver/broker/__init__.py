@@ -1,0 +1,53 @@
+"""Pub/sub between the workers of one deployment, chosen by URL.
+
+The Redis backend is imported only when a Redis URL is configured, so the
+embedded single-worker setup never touches the redis package.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from chatserver.broker.base import (
+    DEFAULT_QUEUE_SIZE,
+    RESYNC,
+    Broker,
+    Delivery,
+    Event,
+    Resync,
+    Subscription,
+    SubscriptionClosed,
+)
+from chatserver.broker.memory import MemoryBroker
+from chatserver.settings import SettingsError
+
+_REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+
+__all__ = [
+    "RESYNC",
+    "Broker",
+    "Delivery",
+    "Event",
+    "MemoryBroker",
+    "Resync",
+    "Subscription",
+    "SubscriptionClosed",
+    "broker_from_url",
+]
+
+
+def broker_from_url(
+    url: str | None, *, prefix: str = "chat:", queue_size: int = DEFAULT_QUEUE_SIZE
+) -> Broker:
+    """An empty URL or memory:// gives the in-process broker; redis://, rediss://
+    and unix:// give Redis pub/sub with channels namespaced by `prefix`."""
+    if not url or url == "memory://":
+        return MemoryBroker(queue_size=queue_size)
+    scheme = urlsplit(url).scheme
+    if scheme in _REDIS_SCHEMES:
+        from chatserver.broker.redis import RedisBroker
+
+        return RedisBroker(url, prefix=prefix, queue_size=queue_size)
+    raise SettingsError(
+        f"REDIS_URL scheme {scheme!r} is not supported: use redis://, rediss:// or unix://"
+    )

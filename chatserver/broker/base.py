@@ -1,0 +1,155 @@
+"""The broker contract: publish bytes on a logical channel, receive them elsewhere.
+
+Live fan-out is best effort by design (SPEC section 3): the database is the
+record, the broker only carries news of it. So a subscriber never blocks a
+publisher. Each subscription holds a bounded queue; when it overflows, or when
+the backend may have lost messages (a Redis outage), the subscription receives
+a `Resync` and its consumer catches up from the database. Memory stays bounded
+and nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol, TypeAlias
+
+# Deliveries a subscription may hold before it is told to resync instead. A
+# room sees a few events per second, so 1024 is minutes of backlog for a
+# healthy consumer; only a stalled one ever reaches it.
+DEFAULT_QUEUE_SIZE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One published payload, as it was published."""
+
+    channel: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """Messages on this subscription's channel may have been missed.
+
+    The consumer reloads what it needs from the database; deliveries that
+    follow may repeat some of it, which consumers already de-duplicate by seq.
+    """
+
+
+RESYNC = Resync()
+
+Event: TypeAlias = Delivery | Resync
+
+
+class SubscriptionClosed(Exception):
+    """The subscription ended: its context exited or the broker disconnected."""
+
+
+class Subscription(Protocol):
+    channel: str
+
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    async def get(self) -> Event: ...
+
+    def qsize(self) -> int:
+        """Events waiting to be taken; for metrics and tests."""
+        ...
+
+
+class Broker(Protocol):
+    publish_failures: int
+    overflows: int
+
+    async def connect(self) -> None: ...
+
+    async def disconnect(self) -> None: ...
+
+    async def publish(self, channel: str, payload: bytes) -> None: ...
+
+    async def publish_many(self, items: Sequence[tuple[str, bytes]]) -> None: ...
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]: ...
+
+    async def ping(self) -> bool: ...
+
+    @property
+    def healthy(self) -> bool: ...
+
+
+class QueueSubscription:
+    """A subscription backed by a bounded queue, shared by every backend.
+
+    `offer` never awaits, so a broker can hand an event to any number of
+    subscriptions from its single dispatch loop without a slow consumer
+    holding the others back.
+    """
+
+    def __init__(self, channel: str, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("a subscription queue needs room for at least one event")
+        self.channel = channel
+        self._maxsize = maxsize
+        self._items: deque[Event] = deque()
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    def offer(self, event: Event) -> bool:
+        """Queue an event; return True if the queue overflowed into a Resync."""
+        if self._closed:
+            return False
+        overflowed = False
+        if isinstance(event, Resync):
+            if self._items and isinstance(self._items[-1], Resync):
+                return False
+            if len(self._items) >= self._maxsize:
+                self._items.clear()
+        elif len(self._items) >= self._maxsize:
+            # Everything queued, and this event, is in the database: one
+            # Resync replaces them all.
+            self._items.clear()
+            event = RESYNC
+            overflowed = True
+        self._items.append(event)
+        self._ready.set()
+        return overflowed
+
+    def close(self) -> None:
+        """End the subscription; pending events are dropped, waiters wake up."""
+        self._closed = True
+        self._items.clear()
+        self._ready.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> Event:
+        """Wait for the next event; raise SubscriptionClosed once it has ended."""
+        while not self._items:
+            if self._closed:
+                raise SubscriptionClosed(self.channel)
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+    def __aiter__(self) -> QueueSubscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self.get()
+        except SubscriptionClosed:
+            raise StopAsyncIteration from None
+
+
+def offer_all(subscriptions: Iterable[QueueSubscription], event: Event) -> int:
+    """Hand one event to every subscription; return how many overflowed."""
+    return sum(subscription.offer(event) for subscription in subscriptions)

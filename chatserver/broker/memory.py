@@ -1,0 +1,69 @@
+"""In-process broker: the single-worker default and the honest test double.
+
+It keeps the semantics of the Redis broker that matter to consumers (bounded
+queues, Resync on overflow, subscriptions that end on disconnect), so code
+tested against it behaves the same against Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from chatserver.broker.base import (
+    DEFAULT_QUEUE_SIZE,
+    Delivery,
+    QueueSubscription,
+    Subscription,
+    offer_all,
+)
+
+
+class MemoryBroker:
+    def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+        self.queue_size = queue_size
+        self.publish_failures = 0
+        self.overflows = 0
+        self._channels: dict[str, set[QueueSubscription]] = {}
+
+    async def connect(self) -> None:
+        """Nothing to connect to; present so both backends share one lifecycle."""
+
+    async def disconnect(self) -> None:
+        for subscriptions in self._channels.values():
+            for subscription in subscriptions:
+                subscription.close()
+        self._channels.clear()
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        subscriptions = self._channels.get(channel)
+        if subscriptions:
+            self.overflows += offer_all(subscriptions, Delivery(channel, payload))
+
+    async def publish_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        for channel, payload in items:
+            await self.publish(channel, payload)
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
+        return self._subscription(channel)
+
+    @asynccontextmanager
+    async def _subscription(self, channel: str) -> AsyncIterator[Subscription]:
+        subscription = QueueSubscription(channel, self.queue_size)
+        self._channels.setdefault(channel, set()).add(subscription)
+        try:
+            yield subscription
+        finally:
+            subscription.close()
+            subscriptions = self._channels.get(channel)
+            if subscriptions is not None:
+                subscriptions.discard(subscription)
+                if not subscriptions:
+                    del self._channels[channel]
+
+    async def ping(self) -> bool:
+        return True
+
+    @property
+    def healthy(self) -> bool:
+        return True

@@ -1,0 +1,156 @@
+"""Brokers for the shared backend tests: the in-process one and real Redis.
+
+Redis tests use the shared server at 127.0.0.1:6379 under a unique channel
+prefix per broker (never FLUSH); fault tests run a private redis-server they
+may kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from chatserver.broker import Broker, MemoryBroker
+from chatserver.broker.base import DEFAULT_QUEUE_SIZE
+from chatserver.broker.redis import RedisBroker
+
+SHARED_REDIS_URL = "redis://127.0.0.1:6379"
+# Fault tests want recovery within a second, not the production pacing.
+FAST_RECONNECT = {"reconnect_min": 0.05, "reconnect_max": 0.2}
+# How long a private redis-server may take to start listening.
+SERVER_START_SECONDS = 5.0
+
+BrokerFactory = Callable[..., Awaitable[Broker]]
+RedisFactory = Callable[..., Awaitable[RedisBroker]]
+
+
+def unique_prefix() -> str:
+    return f"test-{uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+async def make_redis_broker() -> AsyncIterator[RedisFactory]:
+    """Connected RedisBrokers, disconnected at teardown; fails if Redis is down."""
+    created: list[RedisBroker] = []
+
+    async def make(
+        *,
+        url: str = SHARED_REDIS_URL,
+        prefix: str | None = None,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        require_up: bool = True,
+    ) -> RedisBroker:
+        broker = RedisBroker(
+            url, prefix=prefix or unique_prefix(), queue_size=queue_size, **FAST_RECONNECT
+        )
+        created.append(broker)
+        await broker.connect()
+        if require_up and not await broker.ping():
+            pytest.fail(
+                f"Redis at {url} is not reachable; the broker tests need a real Redis "
+                "(start one with `redis-server --port 6379`)."
+            )
+        return broker
+
+    yield make
+    for broker in created:
+        await broker.disconnect()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_broker(
+    request: pytest.FixtureRequest, make_redis_broker: RedisFactory
+) -> AsyncIterator[BrokerFactory]:
+    """The same factory for every backend, so one test covers both."""
+    created: list[MemoryBroker] = []
+
+    async def make(*, queue_size: int = DEFAULT_QUEUE_SIZE) -> Broker:
+        if request.param == "redis":
+            return await make_redis_broker(queue_size=queue_size)
+        broker = MemoryBroker(queue_size=queue_size)
+        created.append(broker)
+        await broker.connect()
+        return broker
+
+    yield make
+    for broker in created:
+        await broker.disconnect()
+
+
+@pytest.fixture
+async def broker(make_broker: BrokerFactory) -> Broker:
+    return await make_broker()
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, on a free loopback port, to kill at will."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = _free_port()
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.directory),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            client = Redis.from_url(self.url)
+            try:
+                if await client.ping():
+                    return
+            except (RedisError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
+            finally:
+                await client.aclose()
+
+    async def kill(self) -> None:
+        """SIGKILL: no goodbye to clients, as in a crash."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        self.process = None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.kill()
