@@ -343,7 +343,12 @@ async def list_conversations(
         stmt = stmt.where(conversations.c.org_id == org_id)
         stmt = stmt.where(is_archived if query.filter == "archived" else ~is_archived)
     else:
-        stmt = stmt.where(conversations.c.application_id.in_(list(application_ids)))
+        # The session names the applications; the candidate must still be
+        # theirs (the host may have moved an application to someone else).
+        stmt = stmt.where(
+            conversations.c.application_id.in_(list(application_ids)),
+            applications.c.candidate_id == person_id,
+        )
         if query.filter == "archived":
             stmt = stmt.where(false())
     if query.filter == "unread":
