@@ -35,6 +35,19 @@ OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 BINARY_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
 SAFE_NAME = re.compile(r"[^\w.\- ()]+")
 NAME_MAX = 200
+# The extensions a download may carry for each type; a name that does not
+# end in one gets the first appended, so what the user's computer opens the
+# file with matches what was checked (an HTML page uploaded as text is saved
+# as "page.html.txt", never rendered as a page).
+EXTENSIONS = {
+    PDF: (".pdf",),
+    DOC: (".doc",),
+    DOCX: (".docx",),
+    ODT: (".odt",),
+    PNG: (".png",),
+    JPEG: (".jpg", ".jpeg"),
+    TEXT: (".txt", ".text", ".md", ".csv", ".log"),
+}
 
 
 def sniff(data: bytes) -> str | None:
@@ -68,10 +81,14 @@ def _office_zip_type(data: bytes) -> str | None:
     return None
 
 
-def clean_name(name: str) -> str:
-    """A display and download name with no path or control characters."""
+def clean_name(name: str, content_type: str) -> str:
+    """A display and download name with no path or control characters, and
+    an extension that matches the type sniffed from the bytes."""
     name = unicodedata.normalize("NFC", os.path.basename(name.replace("\\", "/")))
     name = SAFE_NAME.sub("_", name).strip(" .") or "attachment"
+    extensions = EXTENSIONS[content_type]
+    if not name.lower().endswith(extensions):
+        name += extensions[0]
     return name[-NAME_MAX:]
 
 
@@ -101,7 +118,7 @@ async def store(chat: Chat, viewer: Viewer, name: str, data: bytes) -> dict[str,
         "uploader_kind": viewer.kind.value,
         "uploader_id": viewer.id,
         "message_id": None,
-        "name": clean_name(name),
+        "name": clean_name(name, content_type),
         "size": len(data),
         "content_type": content_type,
         "sha256": digest,
