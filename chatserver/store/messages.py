@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -153,12 +153,13 @@ async def last_visible(
 
 
 async def mark_deleted(conn: AsyncConnection, message_id: str) -> None:
+    """Delete for everyone: the body goes, and so do the attachments (their
+    rows, so their ids stop resolving; the content-addressed bytes may be
+    shared with other uploads and stay)."""
     await conn.execute(
         update(messages).where(messages.c.id == message_id).values(deleted=True, body="", html="")
     )
-    await conn.execute(
-        update(attachments).where(attachments.c.message_id == message_id).values(message_id=None)
-    )
+    await conn.execute(delete(attachments).where(attachments.c.message_id == message_id))
 
 
 async def hide(conn: AsyncConnection, message_id: str, viewer_kind: str, viewer_id: str) -> None:
