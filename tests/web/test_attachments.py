@@ -1,0 +1,257 @@
+"""SPEC section 2: attachments — allowed types checked from the bytes, size
+and count limits, downloads authorised like the conversation.
+
+Decision on HTML and other markup: it is text, so it is accepted as
+`text/plain`, and it is harmless as such: downloads are always served as
+`attachment` with `X-Content-Type-Options: nosniff` and the sniffed type,
+and a name whose extension does not match the sniffed type gets the right
+one appended ("page.html" is saved as "page.html.txt"), so neither the
+browser nor the user's computer ever opens it as a web page.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+from typing import Any
+
+import httpx
+
+from tests.conftest import Scene
+from tests.helpers import Person, delete_message, error_of, upload
+
+MiB = 1024 * 1024
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def pdf() -> bytes:
+    return (
+        b"%PDF-1.4\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n"
+        b"2 0 obj <</Type /Pages /Kids [] /Count 0>> endobj\n"
+        b"trailer <</Root 1 0 R>>\n%%EOF\n"
+    )
+
+
+def png() -> bytes:
+    """A valid 1x1 transparent PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\x00\x00\x00\x00")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+def jpeg() -> bytes:
+    """JPEG markers: start of image, a JFIF APP0 segment, end of image."""
+    app0 = b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    return b"\xff\xd8" + b"\xff\xe0" + struct.pack(">H", len(app0) + 2) + app0 + b"\xff\xd9"
+
+
+def zipped(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            method = zipfile.ZIP_STORED if name == "mimetype" else zipfile.ZIP_DEFLATED
+            archive.writestr(name, data, compress_type=method)
+    return buffer.getvalue()
+
+
+def docx() -> bytes:
+    return zipped(
+        {
+            "[Content_Types].xml": b'<?xml version="1.0"?><Types xmlns="http://schemas.'
+            b'openxmlformats.org/package/2006/content-types"/>',
+            "_rels/.rels": b'<?xml version="1.0"?><Relationships/>',
+            "word/document.xml": b'<?xml version="1.0"?><w:document/>',
+        }
+    )
+
+
+def odt() -> bytes:
+    return zipped(
+        {
+            "mimetype": b"application/vnd.oasis.opendocument.text",
+            "content.xml": b'<?xml version="1.0"?><office:document-content/>',
+            "META-INF/manifest.xml": b'<?xml version="1.0"?><manifest:manifest/>',
+        }
+    )
+
+
+def doc() -> bytes:
+    """An OLE2 compound file header, as Word 97-2003 files start."""
+    return b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 504
+
+
+async def uploaded(person: Person, name: str, data: bytes) -> dict[str, Any]:
+    response = await upload(person, name, data)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def test_each_allowed_type_is_recognised_by_its_bytes(scene: Scene) -> None:
+    cases = [
+        ("cv.pdf", pdf(), "application/pdf"),
+        ("photo.png", png(), "image/png"),
+        ("photo.jpg", jpeg(), "image/jpeg"),
+        ("cover letter.docx", docx(), DOCX),
+        ("cover letter.odt", odt(), "application/vnd.oasis.opendocument.text"),
+        ("old.doc", doc(), "application/msword"),
+        ("notes.txt", "Café notes\nline two\n".encode(), "text/plain"),
+    ]
+    for name, data, content_type in cases:
+        result = await uploaded(scene.cara, name, data)
+        assert result["content_type"] == content_type, name
+        assert result["name"] == name
+        assert result["size"] == len(data)
+        assert set(result) == {"id", "name", "size", "content_type"}
+
+
+async def test_the_name_does_not_decide_the_type(scene: Scene) -> None:
+    refused = [
+        ("cv.pdf", b"MZ\x90\x00\x03" + b"\x00" * 200),  # a Windows executable
+        ("cv.docx", zipped({"payload.exe": b"MZ"})),  # a zip that is not a document
+        ("image.png", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"),  # GIF is not allowed
+        ("notes.txt", b"\x7fELF\x02\x01\x01" + b"\x00" * 60),
+        ("notes.txt", b"text with a \x00 NUL byte"),
+        ("notes.txt", "Latin-1 caf\xe9".encode("latin-1")),
+        ("empty.txt", b""),
+    ]
+    for name, data in refused:
+        error_of(await upload(scene.cara, name, data), 422, "invalid")
+
+    renamed = await uploaded(scene.cara, "scan.txt", pdf())
+    assert (renamed["content_type"], renamed["name"]) == ("application/pdf", "scan.txt.pdf")
+    page = await uploaded(scene.cara, "page.html", b"<html><script>alert(1)</script></html>")
+    assert (page["content_type"], page["name"]) == ("text/plain", "page.html.txt")
+
+
+async def test_size_limit_is_ten_mebibytes(scene: Scene) -> None:
+    error_of(await upload(scene.cara, "big.txt", b"a" * (10 * MiB + 1)), 413, "too_large")
+    almost = b"%PDF-1.4\n" + b"0" * (10 * MiB - 9)
+    assert len(almost) == 10 * MiB
+    assert (await upload(scene.cara, "big.pdf", almost)).status_code == 201
+
+
+async def test_an_upload_needs_a_file_field(scene: Scene) -> None:
+    no_file = await scene.cara.client.post(
+        "/api/attachments",
+        data={"other": "x"},
+        files={"x": ("a.txt", b"hi")},
+        headers=scene.cara.csrf,
+    )
+    error_of(no_file, 422, "invalid")
+    not_multipart = await scene.cara.client.post(
+        "/api/attachments", json={"file": "aGk="}, headers=scene.cara.csrf
+    )
+    error_of(not_multipart, 422, "invalid")
+
+
+async def raw_upload(person: Person, filename: bytes, data: bytes) -> httpx.Response:
+    """A multipart body written by hand, so the file name reaches the server
+    exactly as an attacker would send it (httpx would escape it)."""
+    boundary = b"hostile-boundary-7f3a"
+    body = (
+        b"--" + boundary + b"\r\n"
+        b'Content-Disposition: form-data; name="file"; filename="' + filename + b'"\r\n'
+        b"Content-Type: text/plain\r\n\r\n" + data + b"\r\n--" + boundary + b"--\r\n"
+    )
+    headers = {**person.csrf, "Content-Type": f"multipart/form-data; boundary={boundary.decode()}"}
+    return await person.client.post("/api/attachments", content=body, headers=headers)
+
+
+async def test_hostile_file_names_are_cleaned(scene: Scene) -> None:
+    names = {
+        b"../../etc/passwd": "passwd.txt",
+        b"..\\..\\windows\\win.ini": "win.ini.txt",
+        b"/absolute/notes.txt": "notes.txt",
+        b"..": "attachment.txt",
+        b"x" * 300 + b".txt": "x" * 196 + ".txt",
+        "r\u00e9sum\u00e9.txt".encode(): "r\u00e9sum\u00e9.txt",
+        b"a;b=c <script>.txt": "a_b_c _script_.txt",
+    }
+    for hostile, expected in names.items():
+        response = await raw_upload(scene.cara, hostile, b"hello")
+        assert response.status_code == 201, response.text
+        assert response.json()["name"] == expected, hostile
+
+    for hostile in (
+        b"evil\r\nSet-Cookie: x=1.txt",
+        b"tab\tand\x01control.txt",
+        b"a%0d%0aSet-Cookie: x=1.txt",
+    ):
+        result = (await raw_upload(scene.cara, hostile, b"hello")).json()
+        assert not set(result["name"]) & set('\r\n\t\x01"/\\%:;='), result["name"]
+        download = await scene.cara.client.get(f"/api/attachments/{result['id']}")
+        assert download.status_code == 200
+        disposition = download.headers["content-disposition"]
+        assert disposition.startswith("attachment;"), disposition
+        assert disposition.count("filename") == 1, disposition
+        assert "set-cookie" not in {k.lower() for k in download.headers}
+
+
+async def test_sent_attachments_download_for_the_conversation_only(scene: Scene) -> None:
+    file = await uploaded(scene.alice, "contract.pdf", pdf())
+    # Until it is sent, only its uploader can fetch it.
+    assert (await scene.alice.client.get(f"/api/attachments/{file['id']}")).status_code == 200
+    for other in (scene.bob, scene.cara, scene.mallory):
+        error_of(await other.client.get(f"/api/attachments/{file['id']}"), 404, "not_found")
+
+    sent = await scene.alice.send(scene.conversation, "The contract", attachments=[file["id"]])
+    assert sent.status_code == 201, sent.text
+    [listed] = sent.json()["attachments"]
+    assert listed == {**file, "url": f"/api/attachments/{file['id']}"}
+    assert (await scene.cara.history(scene.conversation))[0]["attachments"] == [listed]
+
+    for reader in (scene.alice, scene.bob, scene.cara):
+        response = await reader.client.get(listed["url"])
+        assert response.status_code == 200
+        assert response.content == pdf()
+        assert response.headers["content-type"] == "application/pdf"
+        assert response.headers["content-disposition"].startswith("attachment;")
+        assert 'filename="contract.pdf"' in response.headers["content-disposition"]
+        assert response.headers["x-content-type-options"] == "nosniff"
+    foreign = await scene.mallory.client.get(listed["url"])
+    missing = await scene.mallory.client.get("/api/attachments/no-such-file")
+    assert foreign.status_code == missing.status_code == 404
+    assert foreign.json() == missing.json()
+
+
+async def test_only_ones_own_unsent_uploads_can_be_sent(scene: Scene) -> None:
+    file = await uploaded(scene.alice, "contract.pdf", pdf())
+    stolen = await scene.bob.send(scene.conversation, "Mine now", attachments=[file["id"]])
+    error_of(stolen, 404, "not_found")
+    assert (
+        await scene.alice.send(scene.conversation, "Here", attachments=[file["id"]])
+    ).status_code == 201
+    again = await scene.alice.send(scene.conversation, "Again", attachments=[file["id"]])
+    error_of(again, 404, "not_found")
+    unknown = await scene.alice.send(scene.conversation, "?", attachments=["no-such-file"])
+    error_of(unknown, 404, "not_found")
+    assert [m["seq"] for m in await scene.alice.history(scene.conversation)] == [1]
+
+
+async def test_a_message_carries_up_to_five_attachments(scene: Scene) -> None:
+    files = [await uploaded(scene.cara, f"page{i}.txt", f"page {i}".encode()) for i in range(6)]
+    ids = [f["id"] for f in files]
+    error_of(await scene.cara.send(scene.conversation, "", attachments=ids), 422, "invalid")
+    sent = await scene.cara.send(scene.conversation, "", attachments=ids[:5])
+    assert sent.status_code == 201, sent.text
+    assert [a["name"] for a in sent.json()["attachments"]] == [f"page{i}.txt" for i in range(5)]
+
+
+async def test_deleting_for_everyone_removes_the_attachments(scene: Scene) -> None:
+    file = await uploaded(scene.alice, "contract.pdf", pdf())
+    sent = (await scene.alice.send(scene.conversation, "Oops", attachments=[file["id"]])).json()
+    assert (await delete_message(scene.alice, sent["id"], "everyone")).status_code == 204
+    assert (await scene.cara.history(scene.conversation))[0]["attachments"] == []
+    for person in (scene.alice, scene.cara):
+        error_of(await person.client.get(f"/api/attachments/{file['id']}"), 404, "not_found")
+    resent = await scene.alice.send(scene.conversation, "Again", attachments=[file["id"]])
+    error_of(resent, 404, "not_found")
