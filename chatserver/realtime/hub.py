@@ -1,11 +1,287 @@
-"""PLACEHOLDER: replaced by the realtime helper."""
+"""The worker's real-time core: connections, their rooms, and the handoff
+from history to live messages.
+
+One room per conversation (and per organisation inbox feed, and per person
+for notifications) with local members, each holding one broker
+subscription. `subscribe` joins the room *before* reading history, buffers
+what arrives live while the history is sent, then drops from the buffer what
+the history already covered: each socket sees every message once, in seq
+order (SPEC 3.2).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from collections import Counter
+
+from chatserver.broker.base import Broker
+from chatserver.chat import access, events, views
+from chatserver.chat.identity import Viewer
+from chatserver.chat.service import Chat
+from chatserver.errors import ChatError, ErrorCode, invalid, unavailable
+from chatserver.ops import instruments
+from chatserver.ops.stats import StatsReporter, stats_store_from_settings
+from chatserver.realtime.connection import Connection
+from chatserver.realtime.presence import Presence, presence_from_settings
+from chatserver.realtime.rooms import PAGE, ConversationRoom, Member, OrgRoom, PersonRoom
+from chatserver.settings import Settings
+from chatserver.store import messages
+from chatserver.web import wire
+
+log = logging.getLogger(__name__)
+
+# WebSocket close codes (RFC 6455): 1008 policy violation, 1013 try again later.
+CLOSE_POLICY = 1008
+CLOSE_TRY_LATER = 1013
+# A page shows one conversation and the inbox uses the org feed, so a socket
+# following more than this many conversations is a runaway client.
+MAX_SUBSCRIPTIONS = 100
+# A new room waits for its broker subscription and one database read; past
+# this the client is better served by `unavailable` and its own retry.
+READY_TIMEOUT_SECONDS = 10.0
+# What a client over the connection cap is told to wait before reconnecting.
+CAP_RETRY_MS = 5000
 
 
 class Hub:
-    def __init__(self, chat: Any, broker: Any, settings: Any) -> None: ...
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
+    def __init__(
+        self,
+        chat: Chat,
+        broker: Broker,
+        settings: Settings,
+        presence: Presence | None = None,
+    ) -> None:
+        self.chat = chat
+        self.broker = broker
+        self.settings = settings
+        self.presence = presence or presence_from_settings(settings)
+        self.stats = stats_store_from_settings(settings)
+        self.reporter = StatsReporter(self.stats)
+        self._rooms: dict[str, ConversationRoom] = {}
+        self._orgs: dict[str, OrgRoom] = {}
+        self._people: dict[str, PersonRoom] = {}
+        self._per_person: Counter[tuple[str, str]] = Counter()
+        self._typing: dict[tuple[str, str, str], float] = {}
+        self._typing_swept = 0.0
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.presence.start()
+        self.reporter.start()
+
+    async def stop(self) -> None:
+        rooms = [*self._rooms.values(), *self._orgs.values(), *self._people.values()]
+        self._rooms.clear()
+        self._orgs.clear()
+        self._people.clear()
+        tasks = [task for room in rooms if (task := room.stop()) is not None]
+        tasks.extend(self._stopping)
+        await self.reporter.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.presence.stop()
+        await self.stats.close()
+        instruments.ROOMS.set(0)
+
+    # -- connections -------------------------------------------------------
+
+    def connect(self, viewer: Viewer) -> Connection:
+        """A new socket for `viewer`, or `rate_limited` past the per-user cap."""
+        person = (viewer.kind.value, viewer.id)
+        if self._per_person[person] >= self.settings.max_connections_per_user:
+            raise ChatError(
+                ErrorCode.RATE_LIMITED,
+                f"At most {self.settings.max_connections_per_user} connections per user.",
+                retry_after_ms=CAP_RETRY_MS,
+            )
+        self._per_person[person] += 1
+        conn = Connection(viewer, self.settings.ws_send_queue)
+        instruments.connection_opened(conn.role)
+        channel = events.person_channel(*person)
+        room = self._people.get(channel)
+        if room is None:
+            room = self._people[channel] = PersonRoom(channel, self.chat, self.broker, self.kick)
+            room.start()
+        room.members.add(conn)
+        conn.person_room = room
+        self._count_rooms()
+        return conn
+
+    def disconnect(self, conn: Connection) -> None:
+        """The socket is gone: leave every room. Call exactly once per `connect`."""
+        self._leave_all(conn)
+        conn.outbox.close()
+        person = (conn.role, conn.viewer.id)
+        self._per_person[person] -= 1
+        if self._per_person[person] <= 0:
+            del self._per_person[person]
+        instruments.connection_closed(conn.role)
+
+    def kick(self, conn: Connection) -> None:
+        """Fan-out found the client too slow: cut it off without waiting for it."""
+        if conn.close_code is None:
+            instruments.record_slow_disconnect()
+        conn.cut_off(CLOSE_TRY_LATER)
+        self._leave_all(conn)
+
+    def _leave_all(self, conn: Connection) -> None:
+        for conversation_id in list(conn.conversations):
+            self.unsubscribe(conn, conversation_id)
+        if conn.inbox_room is not None:
+            self._leave(self._orgs, conn.inbox_room.channel, conn)
+            conn.inbox_room = None
+        if conn.person_room is not None:
+            self._leave(self._people, conn.person_room.channel, conn)
+            conn.person_room = None
+
+    def _leave(
+        self, rooms: dict[str, OrgRoom] | dict[str, PersonRoom], channel: str, conn: Connection
+    ) -> None:
+        room = rooms.get(channel)
+        if room is None:
+            return
+        room.members.discard(conn)
+        if not room.members:
+            del rooms[channel]
+            self._retire(room.stop())
+
+    def _retire(self, task: asyncio.Task[None] | None) -> None:
+        if task is not None and not task.done():
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+        self._count_rooms()
+
+    def _count_rooms(self) -> None:
+        instruments.ROOMS.set(len(self._rooms) + len(self._orgs) + len(self._people))
+
+    # -- conversations -----------------------------------------------------
+
+    async def subscribe(self, conn: Connection, conversation_id: str, after: int) -> None:
+        """Answer `subscribed`, replay history after `after`, then go live."""
+        if conversation_id in conn.conversations:
+            self.unsubscribe(conn, conversation_id)
+        if len(conn.conversations) >= MAX_SUBSCRIPTIONS:
+            raise ChatError(
+                ErrorCode.TOO_LARGE, f"At most {MAX_SUBSCRIPTIONS} conversations per connection."
+            )
+        viewer = conn.viewer
+        async with self.chat.db.transaction() as db:
+            await access.conversation_for(db, viewer, conversation_id)
+        room = self._rooms.get(conversation_id)
+        if room is None:
+            room = ConversationRoom(
+                conversation_id, self.chat, self.broker, self.kick, self.settings.ws_send_queue
+            )
+            self._rooms[conversation_id] = room
+            room.start()
+            self._count_rooms()
+        member = room.join(conn)
+        conn.conversations[conversation_id] = room
+        self.presence.enter(conversation_id, conn.role, viewer.id)
+        try:
+            await self._replay(conn, room, member, after)
+        except BaseException:
+            if room.members.get(conn) is member:
+                self.unsubscribe(conn, conversation_id)
+            raise
+
+    async def _replay(
+        self, conn: Connection, room: ConversationRoom, member: Member, after: int
+    ) -> None:
+        try:
+            await asyncio.wait_for(room.ready.wait(), READY_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise unavailable() from None
+        viewer = conn.viewer
+        conversation_id = room.conversation_id
+        high = after
+        first = True
+        while True:
+            async with self.chat.db.transaction() as db:
+                if first:
+                    ctx = await access.conversation_for(db, viewer, conversation_id)
+                rows = await messages.history(
+                    db, conversation_id, viewer.kind.value, viewer.id, after=high, limit=PAGE
+                )
+                shown = [row["id"] for row in rows if not row["hidden"]]
+                files = await messages.attachments_for(db, shown)
+            if first:
+                state = views.conversation_state(ctx, viewer.kind)
+                await conn.outbox.put(
+                    wire.subscribed_frame(
+                        conversation_id, int(ctx["last_seq"]), state["state"], state["can_send"]
+                    )
+                )
+                first = False
+            for row in rows:
+                message = views.message(row, files.get(row["id"], []), hidden=bool(row["hidden"]))
+                await conn.outbox.put(wire.message_frame(message))
+                high = int(row["seq"])
+            if len(rows) < PAGE:
+                break
+        # Hand over to live delivery: what arrived meanwhile, minus what the
+        # history covered. The last emptiness check and the switch happen
+        # without an await in between, so no frame can slip past.
+        while member.buffer:
+            pending, member.buffer = member.buffer, []
+            for seq, frame in pending:
+                if seq is None or seq > high:
+                    await conn.outbox.put(frame)
+                    high = seq if seq is not None else high
+        member.buffer = None
+
+    def unsubscribe(self, conn: Connection, conversation_id: str) -> None:
+        room = conn.conversations.pop(conversation_id, None)
+        if room is None:
+            return
+        self.presence.leave(conversation_id, conn.role, conn.viewer.id)
+        room.members.pop(conn, None)
+        if not room.members and self._rooms.get(conversation_id) is room:
+            del self._rooms[conversation_id]
+            self._retire(room.stop())
+
+    async def typing(self, conn: Connection, conversation_id: str) -> None:
+        """Tell the conversation's other subscribers, at most once per interval."""
+        if conversation_id not in conn.conversations:
+            raise invalid("Subscribe to the conversation before sending typing.")
+        now = asyncio.get_running_loop().time()
+        interval = self.settings.typing_interval_seconds
+        key = (conversation_id, conn.role, conn.viewer.id)
+        if now - self._typing.get(key, now - interval) < interval:
+            return
+        self._typing[key] = now
+        if now - self._typing_swept > interval:
+            self._typing_swept = now
+            self._typing = {k: t for k, t in self._typing.items() if now - t < interval}
+        frame = wire.typing_event(conversation_id, conn.viewer.person())
+        try:
+            await self.chat.events.publish([(events.conversation_channel(conversation_id), frame)])
+        except Exception as exc:
+            # Typing is ephemeral: losing one to a broker outage is harmless.
+            log.debug("typing not published: %s", exc)
+
+    # -- inbox feed --------------------------------------------------------
+
+    def follow_inbox(self, conn: Connection) -> None:
+        if not conn.viewer.is_staff or conn.viewer.org_id is None:
+            raise ChatError(ErrorCode.FORBIDDEN, "Only staff have an inbox feed.")
+        if conn.inbox_room is not None:
+            return
+        channel = events.org_channel(conn.viewer.org_id)
+        room = self._orgs.get(channel)
+        if room is None:
+            room = self._orgs[channel] = OrgRoom(channel, self.chat, self.broker, self.kick)
+            room.start()
+            self._count_rooms()
+        room.members.add(conn)
+        conn.inbox_room = room
+
+    def local_connections(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for (role, _), count in self._per_person.items():
+            counts[role] += count
+        return dict(counts)
+
+    @property
+    def room_count(self) -> int:
+        return len(self._rooms)

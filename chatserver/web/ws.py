@@ -1,3 +1,168 @@
-"""PLACEHOLDER: replaced by the realtime helper."""
+"""`/ws`: the WebSocket protocol of SPEC section 5.
 
-routes: list = []
+Each socket gets one reader task (frames in → domain calls → answers) and
+one writer task (drains the connection's bounded outbox onto the socket);
+when either ends, the other is cancelled. Answers to the client's own frames
+go through the same outbox as fan-out, so frames leave in the order they
+were produced. Errors become one `error` frame each and the connection stays
+open, except for an unauthenticated client, one over the connection cap, a
+frame over the size limit (1009) and a client too slow to keep up (1013).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from chatserver.chat import actions
+from chatserver.errors import ChatError, unauthorized, unavailable
+from chatserver.realtime.connection import Connection, OutboxClosed
+from chatserver.realtime.hub import CLOSE_POLICY, CLOSE_TRY_LATER
+from chatserver.web import wire
+from chatserver.web.auth import origin_allowed
+from chatserver.web.deps import Services, services, signed_in
+
+log = logging.getLogger(__name__)
+
+# RFC 6455: the message was too big to process.
+CLOSE_TOO_BIG = 1009
+# A close frame queued behind a full TCP buffer is never written to a client
+# that reads nothing; after this the handler stops waiting and lets the
+# server drop the socket.
+CLOSE_GRACE_SECONDS = 1.0
+# UTF-8 spends at most this many bytes on one character.
+MAX_UTF8_BYTES_PER_CHAR = 4
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    svc = services(websocket)
+    if not origin_allowed(websocket.headers.get("origin"), svc.settings):
+        # Closing before accepting refuses the handshake (HTTP 403).
+        await websocket.close(code=CLOSE_POLICY)
+        return
+    refusal: ChatError | None = None
+    try:
+        who = await signed_in(websocket)
+    except ChatError as exc:
+        who, refusal = None, exc
+    await websocket.accept()
+    if who is None:
+        await _refuse(websocket, refusal or unauthorized(), CLOSE_POLICY)
+        return
+    try:
+        conn = svc.hub.connect(who.viewer)
+    except ChatError as exc:
+        await _refuse(websocket, exc, CLOSE_TRY_LATER)
+        return
+    try:
+        await _serve(websocket, conn, svc)
+    finally:
+        svc.hub.disconnect(conn)
+    await _close(websocket, conn.close_code)
+
+
+async def _serve(websocket: WebSocket, conn: Connection, svc: Services) -> None:
+    writer = asyncio.create_task(_write(websocket, conn))
+    conn.writer = writer
+    reader = asyncio.create_task(_read(websocket, conn, svc))
+    try:
+        await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        reader.cancel()
+        writer.cancel()
+        await asyncio.gather(reader, writer, return_exceptions=True)
+
+
+async def _write(websocket: WebSocket, conn: Connection) -> None:
+    with contextlib.suppress(OutboxClosed, WebSocketDisconnect, RuntimeError, OSError):
+        while True:
+            await websocket.send_text(await conn.outbox.get())
+
+
+async def _read(websocket: WebSocket, conn: Connection, svc: Services) -> None:
+    limit = svc.settings.max_frame_bytes
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        data: str | bytes | None = message.get("text")
+        if data is None:
+            data = message.get("bytes")
+        if data is None:
+            continue
+        if _too_large(data, limit):
+            conn.close_code = CLOSE_TOO_BIG
+            return
+        answer = await _answer(conn, svc, data)
+        if answer is not None:
+            await conn.outbox.put(answer)
+
+
+def _too_large(data: str | bytes, limit: int) -> bool:
+    """Whether the frame's UTF-8 size exceeds `limit`, encoding only when unsure."""
+    if len(data) > limit:
+        return True
+    if isinstance(data, bytes) or len(data) * MAX_UTF8_BYTES_PER_CHAR <= limit:
+        return False
+    return len(data.encode("utf-8", "surrogatepass")) > limit
+
+
+async def _answer(conn: Connection, svc: Services, data: str | bytes) -> str | None:
+    """Handle one client frame; the text to answer with, if any."""
+    client_id = None
+    try:
+        frame = wire.decode(data)
+        if isinstance(frame, wire.Send):
+            client_id = frame.client_id
+        return await _dispatch(conn, svc, frame)
+    except wire.InvalidFrame as exc:
+        return wire.error_frame(exc, exc.client_id)
+    except ChatError as exc:
+        return wire.error_frame(exc, client_id)
+    except Exception:
+        log.exception("frame handling failed")
+        return wire.error_frame(unavailable(), client_id)
+
+
+async def _dispatch(conn: Connection, svc: Services, frame: wire.ClientFrame) -> str | None:
+    viewer = conn.viewer
+    match frame:
+        case wire.Send():
+            result = await actions.send_message(
+                svc.chat, viewer, frame.conversation, frame.client_id, frame.body, frame.attachments
+            )
+            return wire.ack_frame(frame.client_id, result.message)
+        case wire.Subscribe():
+            await svc.hub.subscribe(conn, frame.conversation, frame.after)
+        case wire.Unsubscribe():
+            svc.hub.unsubscribe(conn, frame.conversation)
+        case wire.Read():
+            await actions.mark_read(svc.chat, viewer, frame.conversation, frame.seq)
+        case wire.Typing():
+            await svc.hub.typing(conn, frame.conversation)
+        case wire.Inbox():
+            svc.hub.follow_inbox(conn)
+        case wire.Ping():
+            return wire.PONG
+    return None
+
+
+async def _refuse(websocket: WebSocket, error: ChatError, code: int) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        await websocket.send_text(wire.error_frame(error))
+        await websocket.close(code=code)
+
+
+async def _close(websocket: WebSocket, code: int | None) -> None:
+    """Close with the server's reason, if it has one and the socket is still up."""
+    if code is None or websocket.application_state != WebSocketState.CONNECTED:
+        return
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, TimeoutError):
+        await asyncio.wait_for(websocket.close(code=code), CLOSE_GRACE_SECONDS)
+
+
+routes = [WebSocketRoute("/ws", websocket_endpoint)]

@@ -1,0 +1,141 @@
+"""Cross-worker numbers for the ops page.
+
+Each process's `/metrics` shows only itself, so every worker (and a separate
+notifier process, if it runs a reporter) writes a small snapshot of its
+totals every few seconds: into a Redis hash (`<prefix>ops:workers`, one field
+per process) when Redis is configured, else into memory. The ops page sums
+the fresh ones; a process that stopped reporting drops out by age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from typing import Any, Protocol
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from chatserver.ops import instruments
+from chatserver.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The ops page polls every 2 s; a snapshot as often keeps it live for the
+# price of one small Redis write per worker per period.
+REPORT_SECONDS = 2.0
+# A snapshot older than a few periods belongs to a process that is gone.
+STALE_SECONDS = 5 * REPORT_SECONDS
+
+Snapshot = dict[str, Any]
+
+
+class StatsStore(Protocol):
+    async def put(self, worker: str, snapshot: Snapshot) -> None: ...
+
+    async def all(self) -> list[Snapshot]: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryStats:
+    def __init__(self) -> None:
+        self._snapshots: dict[str, Snapshot] = {}
+
+    async def put(self, worker: str, snapshot: Snapshot) -> None:
+        self._snapshots[worker] = snapshot
+
+    async def all(self) -> list[Snapshot]:
+        return _fresh(self._snapshots.values())
+
+    async def close(self) -> None:
+        self._snapshots.clear()
+
+
+class RedisStats:
+    def __init__(self, url: str, prefix: str) -> None:
+        self._redis: Redis = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._key = f"{prefix}ops:workers"
+
+    async def put(self, worker: str, snapshot: Snapshot) -> None:
+        await self._redis.hset(self._key, worker, orjson.dumps(snapshot))
+
+    async def all(self) -> list[Snapshot]:
+        raw = await self._redis.hgetall(self._key)
+        snapshots = {worker: orjson.loads(value) for worker, value in raw.items()}
+        fresh = _fresh(snapshots.values())
+        stale = [worker for worker, snapshot in snapshots.items() if snapshot not in fresh]
+        if stale:
+            await self._redis.hdel(self._key, *stale)
+        return fresh
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def _fresh(snapshots: Any) -> list[Snapshot]:
+    now = time.time()
+    return [s for s in snapshots if now - float(s.get("at", 0)) < STALE_SECONDS]
+
+
+def stats_store_from_settings(settings: Settings) -> StatsStore:
+    if settings.redis_url:
+        return RedisStats(settings.redis_url, settings.redis_prefix)
+    return MemoryStats()
+
+
+class StatsReporter:
+    """Writes this process's snapshot every REPORT_SECONDS."""
+
+    def __init__(self, store: StatsStore, role: str = "web") -> None:
+        self.store = store
+        self.role = role
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._task: asyncio.Task[None] | None = None
+
+    def snapshot(self) -> Snapshot:
+        return {
+            **instruments.TOTALS.snapshot(),
+            "pid": os.getpid(),
+            "worker": self.worker,
+            "role": self.role,
+            "at": time.time(),
+        }
+
+    async def report(self) -> bool:
+        """Write the snapshot now; False if the store is unreachable."""
+        try:
+            await self.store.put(self.worker, self.snapshot())
+        except (RedisError, OSError) as exc:
+            log.warning("ops snapshot not written: %s", exc)
+            return False
+        return True
+
+    async def gather(self) -> list[Snapshot]:
+        """Every live process's snapshot, or just this one's if the store is down."""
+        await self.report()
+        try:
+            return await self.store.all()
+        except (RedisError, OSError):
+            return [self.snapshot()]
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._report_forever(), name="ops-stats")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _report_forever(self) -> None:
+        while True:
+            await self.report()
+            await asyncio.sleep(REPORT_SECONDS)

@@ -1,0 +1,147 @@
+"""One socket's state in the hub: who it is, what it follows, and its outbox.
+
+Kept deliberately small (slots, no tasks of its own): a worker holds
+thousands of these, and an idle one should cost a few hundred bytes beyond
+the socket itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+from chatserver.chat.identity import Viewer
+
+if TYPE_CHECKING:
+    from chatserver.realtime.rooms import ConversationRoom, OrgRoom, PersonRoom
+
+
+class OutboxClosed(Exception):
+    """The connection is going away; its writer stops."""
+
+
+class Outbox:
+    """The bounded queue of encoded frames between the hub and one writer.
+
+    Fan-out uses `offer`, which never waits: a full outbox means the client
+    cannot keep up, and the hub disconnects it rather than slow anyone else
+    (SPEC 3.5). The connection's own reader uses `put` for answers and
+    history, which waits while the outbox is half full, so a long history
+    replay paces itself and always leaves half the queue to live fan-out.
+    """
+
+    __slots__ = ("_capacity", "_getter", "_items", "_putters", "closed")
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = max(capacity, 2)
+        self._items: deque[str] = deque()
+        self._getter: asyncio.Future[None] | None = None
+        self._putters: list[asyncio.Future[None]] | None = None
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def offer(self, frame: str) -> bool:
+        """Queue a frame now; False if the outbox is full (the client is too slow)."""
+        if self.closed:
+            return True
+        if len(self._items) >= self._capacity:
+            return False
+        self._items.append(frame)
+        self._wake_getter()
+        return True
+
+    async def put(self, frame: str) -> None:
+        """Queue a frame once the outbox is less than half full."""
+        while not self.closed and len(self._items) >= self._capacity // 2:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._putters is None:
+                self._putters = []
+            self._putters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._putters:
+                    self._putters.remove(waiter)
+        if not self.closed:
+            self._items.append(frame)
+            self._wake_getter()
+
+    async def get(self) -> str:
+        """The next frame for the writer; raises OutboxClosed once closed."""
+        while not self._items:
+            if self.closed:
+                raise OutboxClosed
+            self._getter = asyncio.get_running_loop().create_future()
+            try:
+                await self._getter
+            finally:
+                self._getter = None
+        if self.closed:
+            raise OutboxClosed
+        frame = self._items.popleft()
+        if self._putters and len(self._items) < self._capacity // 2:
+            for waiter in self._putters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        return frame
+
+    def close(self) -> None:
+        """Drop what is queued and wake everyone waiting."""
+        self.closed = True
+        self._items.clear()
+        self._wake_getter()
+        for waiter in self._putters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _wake_getter(self) -> None:
+        if self._getter is not None and not self._getter.done():
+            self._getter.set_result(None)
+
+
+class Connection:
+    """A signed-in socket as the hub sees it."""
+
+    __slots__ = (
+        "close_code",
+        "conversations",
+        "inbox_room",
+        "outbox",
+        "person_room",
+        "viewer",
+        "writer",
+    )
+
+    def __init__(self, viewer: Viewer, queue_size: int) -> None:
+        self.viewer = viewer
+        self.outbox = Outbox(queue_size)
+        self.conversations: dict[str, ConversationRoom] = {}
+        self.inbox_room: OrgRoom | None = None
+        self.person_room: PersonRoom | None = None
+        # Set when the server decides to close the socket (slow, too large).
+        self.close_code: int | None = None
+        # The socket's writer task, cancelled when the client is cut off while
+        # a write is stuck on a full TCP buffer.
+        self.writer: asyncio.Task[None] | None = None
+
+    @property
+    def role(self) -> str:
+        return self.viewer.kind.value
+
+    def is_person(self, kind: object, person_id: object) -> bool:
+        return self.viewer.id == person_id and self.viewer.kind.value == kind
+
+    def push(self, frame: str) -> bool:
+        """Fan-out's entry: False if the client cannot keep up."""
+        return self.outbox.offer(frame)
+
+    def cut_off(self, code: int) -> None:
+        """Stop sending: close the outbox and stop a writer stuck on the socket."""
+        if self.close_code is None:
+            self.close_code = code
+        self.outbox.close()
+        if self.writer is not None and not self.writer.done():
+            self.writer.cancel()

@@ -1,0 +1,377 @@
+"""Rooms: the local sockets that follow one broker channel.
+
+A room holds exactly one broker subscription while it has local members and
+runs one task that reads it. Each payload is decoded once, and the same
+encoded text is queued to every member. Fan-out never awaits a member: a
+member whose outbox is full is handed to `kick` (SPEC 3.5).
+
+Conversation rooms keep SPEC 3.2: the room remembers the last seq it
+delivered, drops repeats, fills a gap (seq > last + 1, e.g. two workers'
+publishes arriving out of order) from the database before delivering, and on
+a `Resync` (a Redis outage, a queue overflow) catches up from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatserver.broker.base import Broker, Resync
+from chatserver.chat import events, views
+from chatserver.chat.policy import Role
+from chatserver.chat.service import Chat
+from chatserver.ops import instruments
+from chatserver.realtime.connection import Connection
+from chatserver.store import conversations, messages
+from chatserver.store.tables import conversations as conversations_table
+from chatserver.web import wire
+
+log = logging.getLogger(__name__)
+
+# A room whose subscription or database read failed tries again soon, then
+# backs off to a pace that does not hammer a service that is down.
+RETRY_MIN_SECONDS = 0.1
+RETRY_MAX_SECONDS = 5.0
+# Messages read per query when catching up (a gap, a Resync, a history
+# replay): a long outage's backlog never loads at once.
+PAGE = 200
+
+Kick = Callable[[Connection], None]
+
+
+class Room(ABC):
+    """One channel's broker subscription, its members and its reading task."""
+
+    def __init__(self, channel: str, chat: Chat, broker: Broker, kick: Kick) -> None:
+        self.channel = channel
+        self.chat = chat
+        self._broker = broker
+        self._kick = kick
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"room {self.channel}")
+
+    def stop(self) -> asyncio.Task[None] | None:
+        if self._task is not None:
+            self._task.cancel()
+        return self._task
+
+    async def _run(self) -> None:
+        delay = RETRY_MIN_SECONDS
+        first = True
+        while True:
+            try:
+                async with self._broker.subscribe(self.channel) as subscription:
+                    await self._subscribed(first)
+                    first = False
+                    self.ready.set()
+                    delay = RETRY_MIN_SECONDS
+                    async for event in subscription:
+                        if isinstance(event, Resync):
+                            instruments.record_resync()
+                            await self._resync()
+                        else:
+                            await self._payload(event.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("room %s failed; subscribing again", self.channel)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    async def _subscribed(self, first: bool) -> None:
+        """The subscription is live; a re-subscription may have missed events."""
+        if not first:
+            await self._resync()
+
+    @abstractmethod
+    async def _resync(self) -> None:
+        """Events may have been lost since the last one received."""
+
+    @abstractmethod
+    async def _payload(self, payload: bytes) -> None:
+        """Handle one published payload."""
+
+    def _push(self, members: Sequence[Connection], frame: str) -> None:
+        slow = [conn for conn in members if not conn.push(frame)]
+        instruments.record_delivered(len(members) - len(slow))
+        for conn in slow:
+            self._kick(conn)
+
+
+def _event(payload: bytes) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        log.warning("dropping a malformed broker payload")
+        return None
+    return value
+
+
+class Member:
+    """A connection in a conversation room. While its history is being sent,
+    live frames wait in `buffer` (with their seq, None for other frames)."""
+
+    __slots__ = ("buffer",)
+
+    def __init__(self) -> None:
+        self.buffer: list[tuple[int | None, str]] | None = []
+
+
+class ConversationRoom(Room):
+    def __init__(
+        self, conversation_id: str, chat: Chat, broker: Broker, kick: Kick, buffer_limit: int
+    ) -> None:
+        super().__init__(events.conversation_channel(conversation_id), chat, broker, kick)
+        self.conversation_id = conversation_id
+        self.members: dict[Connection, Member] = {}
+        self.last = 0
+        self._buffer_limit = buffer_limit
+
+    def join(self, conn: Connection) -> Member:
+        member = Member()
+        self.members[conn] = member
+        return member
+
+    async def _subscribed(self, first: bool) -> None:
+        if first:
+            # Read after the subscription is live: anything committed later
+            # arrives live, anything earlier is in every member's history.
+            async with self.chat.db.transaction() as db:
+                ctx = await conversations.context(db, self.conversation_id)
+            self.last = int(ctx["last_seq"]) if ctx is not None else 0
+        else:
+            await self._resync()
+
+    async def _payload(self, payload: bytes) -> None:
+        event = _event(payload)
+        if event is None:
+            return
+        kind = event.get("type")
+        if kind == "message":
+            message = event.get("message")
+            if not isinstance(message, dict):
+                return
+            seq = message.get("seq")
+            if not isinstance(seq, int) or seq <= self.last:
+                return
+            if seq > self.last + 1:
+                await self._catch_up(seq - 1)
+            self._deliver(payload.decode(), seq)
+            _observe_latency(message.get("created_at"))
+        elif kind in ("read", "deleted"):
+            self._fan_out(payload.decode())
+        elif kind == "typing":
+            who = event.get("who")
+            if isinstance(who, dict):
+                self._fan_out(payload.decode(), skip=(who.get("kind"), who.get("id")))
+        elif kind == "conversation_changed":
+            ctx = {
+                "id": self.conversation_id,
+                "state": event.get("state"),
+                "status": event.get("status"),
+                "has_staff_message": event.get("has_staff_message"),
+            }
+            self._fan_out_state(ctx)
+
+    async def _resync(self) -> None:
+        ctx = await self._catch_up(None)
+        if ctx is not None:
+            self._fan_out_state(ctx)
+
+    async def _catch_up(self, upto: int | None) -> RowMapping | None:
+        """Deliver stored messages after `last` (up to `upto`, or all), a page at a time."""
+        ctx = None
+        while True:
+            async with self.chat.db.transaction() as db:
+                ctx = await conversations.context(db, self.conversation_id)
+                if ctx is None:
+                    return None
+                end = int(ctx["last_seq"]) if upto is None else min(upto, int(ctx["last_seq"]))
+                if end <= self.last:
+                    return ctx
+                rows = await messages.range_(
+                    db, self.conversation_id, self.last, min(end, self.last + PAGE)
+                )
+                files = await messages.attachments_for(db, [row["id"] for row in rows])
+            if not rows:
+                return ctx
+            for row in rows:
+                frame = wire.message_frame(views.message(row, files.get(row["id"], [])))
+                self._deliver(frame, int(row["seq"]))
+
+    def _deliver(self, frame: str, seq: int) -> None:
+        self.last = seq
+        self._fan_out(frame, seq)
+
+    def _fan_out(
+        self, frame: str, seq: int | None = None, skip: tuple[object, object] | None = None
+    ) -> None:
+        live: list[Connection] = []
+        overflow: list[Connection] = []
+        for conn, member in self.members.items():
+            if skip is not None and conn.is_person(*skip):
+                continue
+            if member.buffer is None:
+                live.append(conn)
+            elif len(member.buffer) < self._buffer_limit:
+                member.buffer.append((seq, frame))
+            else:
+                overflow.append(conn)
+        self._push(live, frame)
+        for conn in overflow:
+            self._kick(conn)
+
+    def _fan_out_state(self, ctx: Any) -> None:
+        """Each role gets its own `conversation` frame: can_send depends on who asks."""
+        try:
+            frames = {role.value: wire.encode(views.conversation_state(ctx, role)) for role in Role}
+        except (KeyError, ValueError):
+            log.warning("dropping a malformed conversation_changed event")
+            return
+        for role, frame in frames.items():
+            self._fan_out_role(frame, role)
+
+    def _fan_out_role(self, frame: str, role: str) -> None:
+        buffered = [m for c, m in self.members.items() if c.role == role and m.buffer is not None]
+        for member in buffered:
+            assert member.buffer is not None
+            member.buffer.append((None, frame))
+        self._push(
+            [c for c, m in self.members.items() if c.role == role and m.buffer is None], frame
+        )
+
+
+def _observe_latency(created: object) -> None:
+    if isinstance(created, str):
+        with contextlib.suppress(ValueError):
+            instruments.record_latency(time.time() - datetime.fromisoformat(created).timestamp())
+
+
+class PersonRoom(Room):
+    """One person's sockets on this worker: service notifications (the bell)."""
+
+    def __init__(self, channel: str, chat: Chat, broker: Broker, kick: Kick) -> None:
+        super().__init__(channel, chat, broker, kick)
+        self.members: set[Connection] = set()
+
+    async def _payload(self, payload: bytes) -> None:
+        event = _event(payload)
+        if event is not None and event.get("type") == "notification":
+            self._push(list(self.members), payload.decode())
+
+    async def _resync(self) -> None:
+        """Missed notifications stay in the database; the bell's count is
+        fetched by the page, so there is nothing to replay here."""
+
+
+class OrgRoom(Room):
+    """The staff inbox feeds of one organisation on this worker.
+
+    Changes are coalesced: while one round of unread counts is being
+    queried, further changes collect in `_pending`, so a busy organisation
+    costs one query per round, never one per message per socket.
+    """
+
+    def __init__(self, channel: str, chat: Chat, broker: Broker, kick: Kick) -> None:
+        super().__init__(channel, chat, broker, kick)
+        self.members: set[Connection] = set()
+        self._pending: dict[str, dict[str, Any] | None] = {}
+        self._dirty = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        super().start()
+        self._flusher = asyncio.create_task(self._flush_forever(), name=f"inbox {self.channel}")
+
+    def stop(self) -> asyncio.Task[None] | None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        return super().stop()
+
+    async def _payload(self, payload: bytes) -> None:
+        event = _event(payload)
+        if event is None or event.get("type") != "inbox_changed":
+            return
+        conversation_id = event.get("conversation")
+        last_message = event.get("last_message")
+        if not isinstance(conversation_id, str):
+            return
+        known = self._pending.get(conversation_id)
+        if isinstance(last_message, dict) and (
+            known is None or known.get("seq", 0) <= last_message.get("seq", 0)
+        ):
+            self._pending[conversation_id] = last_message
+        else:
+            self._pending.setdefault(conversation_id, None)
+        self._dirty.set()
+
+    async def _resync(self) -> None:
+        """Inbox frames are summaries, not a log: the next change of each
+        conversation brings its numbers up to date, and a page reload
+        lists everything, so missed ones are not replayed."""
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            pending, self._pending = self._pending, {}
+            staff_ids = sorted({conn.viewer.id for conn in self.members})
+            if not pending or not staff_ids:
+                continue
+            try:
+                unread, lasts = await self._query(pending, staff_ids)
+            except Exception:
+                log.exception("inbox update of %s failed", self.channel)
+                continue
+            for staff_id in staff_ids:
+                members = [conn for conn in self.members if conn.viewer.id == staff_id]
+                for conversation_id, last_message in lasts.items():
+                    count = unread.get((conversation_id, staff_id), 0)
+                    self._push(members, wire.inbox_frame(conversation_id, count, last_message))
+
+    async def _query(
+        self, pending: dict[str, dict[str, Any] | None], staff_ids: list[str]
+    ) -> tuple[dict[tuple[str, str], int], dict[str, dict[str, Any] | None]]:
+        lasts = dict(pending)
+        async with self.chat.db.transaction() as db:
+            unread = await _unread_by_staff(db, list(pending), staff_ids)
+            for conversation_id in [c for c, m in pending.items() if m is None]:
+                row = await messages.last(db, conversation_id)
+                if row is not None:
+                    files = await messages.attachments_for(db, [row["id"]])
+                    lasts[conversation_id] = views.message(row, files.get(row["id"], []))
+        return unread, lasts
+
+
+async def _unread_by_staff(
+    db: AsyncConnection, conversation_ids: list[str], staff_ids: list[str]
+) -> dict[tuple[str, str], int]:
+    """Unread counts for every (conversation, staff member) pair in one query."""
+    columns = [
+        conversations.unread_count(Role.STAFF.value, staff_id).label(f"u{index}")
+        for index, staff_id in enumerate(staff_ids)
+    ]
+    query = select(conversations_table.c.id, *columns).where(
+        conversations_table.c.id.in_(conversation_ids)
+    )
+    result: dict[tuple[str, str], int] = {}
+    for row in (await db.execute(query)).all():
+        for index, staff_id in enumerate(staff_ids):
+            result[(row[0], staff_id)] = int(row[index + 1] or 0)
+    return result

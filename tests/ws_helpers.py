@@ -1,0 +1,172 @@
+"""A real uvicorn server around the test's app, and a small WebSocket client.
+
+The server runs in the test's own event loop on a free loopback port, with
+the same WebSocket options as `chatserver serve` (frame limit, no
+compression), so size limits and close codes are the ones production has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from chatserver.settings import Settings
+from tests.helpers import Person
+
+# Every wait in these tests is bounded; a frame that has not come in this
+# long is not coming.
+FRAME_TIMEOUT = 5.0
+SERVER_START_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+
+@asynccontextmanager
+async def live_server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
+    """Serve `app` (whose lifespan the caller already runs) on a free port."""
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="off",
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes,
+        ws_per_message_deflate=False,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while not server.started:
+        if task.done() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        await asyncio.sleep(0.01)
+    try:
+        yield LiveServer(port)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, SERVER_START_TIMEOUT)
+
+
+class Socket:
+    """One client socket: send frames as dicts, read frames as dicts."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    async def send(self, frame: dict[str, Any] | str | bytes) -> None:
+        await self.ws.send(
+            frame if isinstance(frame, str | bytes) else orjson.dumps(frame).decode()
+        )
+
+    async def recv(self, timeout: float = FRAME_TIMEOUT) -> dict[str, Any]:
+        data = await asyncio.wait_for(self.ws.recv(), timeout)
+        value = orjson.loads(data)
+        assert isinstance(value, dict)
+        return value
+
+    async def expect(self, kind: str, timeout: float = FRAME_TIMEOUT) -> dict[str, Any]:
+        """The next frame, which must be of type `kind`."""
+        frame = await self.recv(timeout)
+        assert frame["type"] == kind, frame
+        return frame
+
+    async def next_of(self, kind: str, timeout: float = FRAME_TIMEOUT) -> dict[str, Any]:
+        """The next frame of type `kind`, skipping others."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.recv(max(0.01, deadline - time.monotonic()))
+            if frame["type"] == kind:
+                return frame
+
+    async def collect(
+        self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = FRAME_TIMEOUT
+    ) -> list[dict[str, Any]]:
+        """Frames until `done(frames)` holds."""
+        frames: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while not done(frames):
+            frames.append(await self.recv(max(0.01, deadline - time.monotonic())))
+        return frames
+
+    async def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
+        """Whatever arrives within `seconds` (usually asserted empty)."""
+        frames = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                frames.append(await self.recv(left))
+            except TimeoutError:
+                break
+        return frames
+
+    async def subscribe(self, conversation: str, after: int = 0) -> dict[str, Any]:
+        await self.send({"type": "subscribe", "conversation": conversation, "after": after})
+        return await self.expect("subscribed")
+
+    async def closed_code(self, timeout: float = FRAME_TIMEOUT) -> int | None:
+        """Read until the server closes; the close code."""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                await asyncio.wait_for(self.ws.recv(), max(0.01, deadline - time.monotonic()))
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd is not None else None
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def cookie_of(person: Person) -> str:
+    value = person.client.cookies.get("chat_session")
+    assert value, "the person is not signed in"
+    return f"chat_session={value}"
+
+
+@asynccontextmanager
+async def open_socket(
+    server: LiveServer,
+    person: Person | None,
+    *,
+    origin: str | None = "http://testserver",
+    **options: Any,
+) -> AsyncIterator[Socket]:
+    headers = {"Cookie": cookie_of(person)} if person is not None else {}
+    async with connect(
+        server.ws_url,
+        additional_headers=headers,
+        origin=origin,  # type: ignore[arg-type]
+        compression=None,
+        open_timeout=FRAME_TIMEOUT,
+        **options,
+    ) as ws:
+        yield Socket(ws)
+
+
+def seqs(frames: list[dict[str, Any]]) -> list[int]:
+    return [f["message"]["seq"] for f in frames if f["type"] == "message"]
