@@ -62,14 +62,22 @@ class Notifier:
         )
         self._stopping = asyncio.Event()
 
-    async def run_once(self) -> Pass:
-        """One pass: record what is due, send what is due."""
-        planned = await self._planner.plan(self._db, self._clock())
+    async def plan(self) -> int:
+        """Record every email due now; how many were recorded."""
+        return await self._planner.plan(self._db, self._clock())
+
+    async def send_due(self) -> int:
+        """Send the recorded emails that are due; how many were handled."""
         workers = SQLITE_SENDERS if self._db.is_sqlite else POSTGRES_SENDERS
         handled = await self._sender.drain(workers, self._stopping)
         async with self._db.transaction() as conn:
             EMAIL_BACKLOG.set(await emails.backlog(conn))
-        return Pass(planned, handled)
+        return handled
+
+    async def run_once(self) -> Pass:
+        """One pass: record what is due, send what is due."""
+        planned = await self.plan()
+        return Pass(planned, await self.send_due())
 
     async def run_forever(self) -> None:
         log.info("notifier started (every %ss)", self._settings.notify_poll_seconds)

@@ -1,0 +1,75 @@
+"""Someone who has the conversation open in a browser is not emailed about it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from chatserver.notify.transport import SmtpTransport
+from chatserver.notify.worker import Notifier
+from chatserver.realtime.presence import Presence, presence_from_settings
+from chatserver.settings import Settings
+from tests.conftest import Scene
+from tests.notify.conftest import WAIT_SECONDS, MovableClock, SmtpServer, text_of
+from tests.ws_helpers import LiveServer, live_server, open_socket
+
+DELAY = 120.0
+
+
+@pytest.fixture
+async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
+    async with live_server(app, settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def notifier_presence(app: Any, settings: Settings) -> AsyncIterator[Presence]:
+    """What a notifier sees: the hub's own presence in the embedded default,
+    Redis (as a separate `chatserver notifier` would) in production."""
+    if settings.embedded:
+        yield app.state.services.hub.presence
+        return
+    presence = presence_from_settings(settings)
+    try:
+        yield presence
+    finally:
+        await presence.stop()
+
+
+async def becomes(presence: Presence, conversation: str, online: bool) -> None:
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while await presence.online(conversation, "candidate", "cara") != online:
+        assert asyncio.get_running_loop().time() < deadline, f"never became online={online}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_candidate_with_the_conversation_open_is_not_emailed(
+    server: LiveServer,
+    scene: Scene,
+    app: Any,
+    settings: Settings,
+    smtp: SmtpServer,
+    clock: MovableClock,
+    notifier_presence: Presence,
+) -> None:
+    notifier = Notifier(
+        app.state.services.chat,
+        settings,
+        notifier_presence,
+        transport=SmtpTransport(smtp.url),
+        clock=clock,
+    )
+    async with open_socket(server, scene.cara) as cara:
+        await cara.subscribe(scene.conversation)
+        await becomes(notifier_presence, scene.conversation, True)
+        await scene.alice.send(scene.conversation, "Are you there?")
+        clock.advance(DELAY + 1)
+        assert (await notifier.run_once()).planned == 0
+    await becomes(notifier_presence, scene.conversation, False)
+    # Gone without reading it: now the email is worth sending.
+    await notifier.run_once()
+    [email] = smtp.bag.messages()
+    assert "Are you there?" in text_of(email)
