@@ -28,12 +28,6 @@ FRAME_TIMEOUT = 5.0
 SERVER_START_TIMEOUT = 10.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class LiveServer:
     def __init__(self, port: int) -> None:
         self.port = port
@@ -44,9 +38,20 @@ class LiveServer:
 
 
 @asynccontextmanager
-async def live_server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
-    """Serve `app` (whose lifespan the caller already runs) on a free port."""
-    port = free_port()
+async def live_server(
+    app: Any, settings: Settings, *, send_buffer: int | None = None
+) -> AsyncIterator[LiveServer]:
+    """Serve `app` (whose lifespan the caller already runs) on a free port.
+
+    `send_buffer` fixes the kernel send buffer of accepted sockets (they
+    inherit it from the listener), so a test can fill it quickly.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer is not None:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    listener.bind(("127.0.0.1", 0))
+    port = int(listener.getsockname()[1])
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -60,7 +65,7 @@ async def live_server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]
         log_level="warning",
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[listener]))
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while not server.started:
         if task.done() or time.monotonic() > deadline:
@@ -71,6 +76,7 @@ async def live_server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, SERVER_START_TIMEOUT)
+        listener.close()
 
 
 class Socket:
@@ -84,32 +90,32 @@ class Socket:
             frame if isinstance(frame, str | bytes) else orjson.dumps(frame).decode()
         )
 
-    async def recv(self, timeout: float = FRAME_TIMEOUT) -> dict[str, Any]:
-        data = await asyncio.wait_for(self.ws.recv(), timeout)
+    async def recv(self, within: float = FRAME_TIMEOUT) -> dict[str, Any]:
+        data = await asyncio.wait_for(self.ws.recv(), within)
         value = orjson.loads(data)
         assert isinstance(value, dict)
         return value
 
-    async def expect(self, kind: str, timeout: float = FRAME_TIMEOUT) -> dict[str, Any]:
+    async def expect(self, kind: str, within: float = FRAME_TIMEOUT) -> dict[str, Any]:
         """The next frame, which must be of type `kind`."""
-        frame = await self.recv(timeout)
+        frame = await self.recv(within)
         assert frame["type"] == kind, frame
         return frame
 
-    async def next_of(self, kind: str, timeout: float = FRAME_TIMEOUT) -> dict[str, Any]:
+    async def next_of(self, kind: str, within: float = FRAME_TIMEOUT) -> dict[str, Any]:
         """The next frame of type `kind`, skipping others."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             frame = await self.recv(max(0.01, deadline - time.monotonic()))
             if frame["type"] == kind:
                 return frame
 
     async def collect(
-        self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = FRAME_TIMEOUT
+        self, done: Callable[[list[dict[str, Any]]], bool], within: float = FRAME_TIMEOUT
     ) -> list[dict[str, Any]]:
         """Frames until `done(frames)` holds."""
         frames: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while not done(frames):
             frames.append(await self.recv(max(0.01, deadline - time.monotonic())))
         return frames
@@ -129,9 +135,9 @@ class Socket:
         await self.send({"type": "subscribe", "conversation": conversation, "after": after})
         return await self.expect("subscribed")
 
-    async def closed_code(self, timeout: float = FRAME_TIMEOUT) -> int | None:
+    async def closed_code(self, within: float = FRAME_TIMEOUT) -> int | None:
         """Read until the server closes; the close code."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         try:
             while True:
                 await asyncio.wait_for(self.ws.recv(), max(0.01, deadline - time.monotonic()))

@@ -63,7 +63,11 @@ class RedisStats:
         self._key = f"{prefix}ops:workers"
 
     async def put(self, worker: str, snapshot: Snapshot) -> None:
-        await self._redis.hset(self._key, worker, orjson.dumps(snapshot))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self._key, worker, orjson.dumps(snapshot))
+            # The hash goes away by itself once no process reports any more.
+            pipe.expire(self._key, int(STALE_SECONDS))
+            await pipe.execute()
 
     async def all(self) -> list[Snapshot]:
         raw = await self._redis.hgetall(self._key)

@@ -25,7 +25,7 @@ async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
         yield running
 
 
-def send_frame(conversation: str, body: str = "Hello", **extra: Any) -> dict[str, Any]:
+def send_frame(conversation: str, body: object = "Hello", **extra: Any) -> dict[str, Any]:
     return {
         "type": "send",
         "conversation": conversation,
@@ -183,9 +183,9 @@ async def test_history_replay_and_live_stream_equal_the_database_under_concurren
         sending = asyncio.create_task(sender())
         await asyncio.sleep(0.05)
         await late.subscribe(scene.conversation)
-        early_frames = await early.collect(lambda fs: len(seqs(fs)) >= total, timeout=20)
+        early_frames = await early.collect(lambda fs: len(seqs(fs)) >= total, within=20)
         late_frames = await late.collect(
-            lambda fs: bool(seqs(fs)) and seqs(fs)[-1] >= total, timeout=20
+            lambda fs: bool(seqs(fs)) and seqs(fs)[-1] >= total, within=20
         )
         await sending
         assert seqs(early_frames) == list(range(1, total + 1))
@@ -418,6 +418,6 @@ async def test_generated_malformed_frames_never_break_the_connection(
         for frame in generated:
             await ws.send(frame)
         await ws.send({"type": "ping"})
-        answers = await ws.collect(lambda fs: bool(fs) and fs[-1]["type"] == "pong", timeout=30)
+        answers = await ws.collect(lambda fs: bool(fs) and fs[-1]["type"] == "pong", within=30)
         codes = {f.get("code") for f in answers if f["type"] == "error"}
         assert codes <= {"invalid", "not_found", "too_large", "rate_limited"}

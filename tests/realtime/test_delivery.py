@@ -1,0 +1,165 @@
+"""SPEC 3.2 inside one worker: whatever the broker does (reorders, loses,
+overflows), each socket sees every message once and in seq order, because
+rooms fill gaps and catch up from the database."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import update
+
+from chatserver.broker import MemoryBroker
+from chatserver.chat import events, views
+from chatserver.chat.service import Chat
+from chatserver.ops import instruments
+from chatserver.settings import Settings
+from chatserver.store import messages
+from chatserver.store.tables import conversations
+from tests.conftest import Scene
+from tests.ws_helpers import LiveServer, live_server, open_socket, seqs
+
+# Deadline for presence to show up in (or vanish from) Redis: its writer
+# batches changes every 0.2 s.
+PRESENCE_WITHIN = 3.0
+
+
+@pytest.fixture
+async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
+    async with live_server(app, settings) as running:
+        yield running
+
+
+def services(app: Any) -> Any:
+    return app.state.services
+
+
+async def store_silently(chat: Chat, conversation_id: str, count: int) -> list[dict[str, Any]]:
+    """Commit `count` messages without publishing anything: what a worker
+    that crashed between commit and publish, or a Redis outage, leaves."""
+    now = datetime.now(UTC)
+    async with chat.db.transaction() as db:
+        row = (
+            (await db.execute(conversations.select().where(conversations.c.id == conversation_id)))
+            .mappings()
+            .one()
+        )
+        first = int(row["last_seq"]) + 1
+        rows = [
+            {
+                "id": secrets.token_hex(16),
+                "conversation_id": conversation_id,
+                "seq": seq,
+                "sender_kind": "staff",
+                "sender_id": "alice",
+                "sender_name": "Alice Recruiter",
+                "client_id": str(uuid.uuid4()),
+                "body": f"silent {seq}",
+                "html": f"<p>silent {seq}</p>",
+                "created_at": now,
+                "deleted": False,
+            }
+            for seq in range(first, first + count)
+        ]
+        await messages.insert_many(db, rows)
+        await db.execute(
+            update(conversations)
+            .where(conversations.c.id == conversation_id)
+            .values(last_seq=first + count - 1, last_message_at=now, has_staff_message=True)
+        )
+    return rows
+
+
+async def test_out_of_order_publishes_are_delivered_in_seq_order(
+    server: LiveServer, scene: Scene, app: Any
+) -> None:
+    svc = services(app)
+    async with open_socket(server, scene.cara) as ws:
+        await ws.subscribe(scene.conversation)
+        rows = await store_silently(svc.chat, scene.conversation, 3)
+        frames = {r["seq"]: events.encode(events.message_event(views.message(r))) for r in rows}
+        channel = events.conversation_channel(scene.conversation)
+        for seq in (1, 3, 2):
+            await svc.broker.publish(channel, frames[seq])
+        delivered = await ws.collect(lambda fs: len(seqs(fs)) == 3)
+        assert seqs(delivered) == [1, 2, 3]
+        assert [f["message"]["body"] for f in delivered] == ["silent 1", "silent 2", "silent 3"]
+        assert seqs(await ws.quiet()) == []
+
+
+async def test_a_resync_catches_up_from_the_database(
+    server: LiveServer, scene: Scene, app: Any
+) -> None:
+    svc = services(app)
+    if not isinstance(svc.broker, MemoryBroker):
+        pytest.skip("the in-process broker lets the test overflow a queue at will")
+    async with open_socket(server, scene.cara) as ws:
+        await ws.subscribe(scene.conversation)
+        resyncs = instruments.TOTALS.resyncs
+        await store_silently(svc.chat, scene.conversation, 4)
+        channel = events.conversation_channel(scene.conversation)
+        # More than a subscription queue holds, without yielding: the broker
+        # replaces the backlog with one Resync.
+        noise = orjson.dumps({"type": "noise"})
+        for _ in range(svc.broker.queue_size + 10):
+            await svc.broker.publish(channel, noise)
+        delivered = await ws.collect(lambda fs: len(seqs(fs)) == 4)
+        assert seqs(delivered) == [1, 2, 3, 4]
+        assert instruments.TOTALS.resyncs > resyncs
+        await scene.alice.send(scene.conversation, "after the outage")
+        assert (await ws.next_of("message"))["message"]["seq"] == 5
+
+
+async def test_a_long_backlog_is_replayed_in_pages_in_order(
+    server: LiveServer, scene: Scene, app: Any
+) -> None:
+    await store_silently(services(app).chat, scene.conversation, 450)
+    async with open_socket(server, scene.cara) as ws:
+        assert (await ws.subscribe(scene.conversation, after=10))["last_seq"] == 450
+        delivered = await ws.collect(lambda fs: len(seqs(fs)) == 440, within=20)
+        assert seqs(delivered) == list(range(11, 451))
+
+
+async def test_presence_follows_subscriptions(server: LiveServer, scene: Scene, app: Any) -> None:
+    presence = services(app).hub.presence
+
+    async def until(expected: bool) -> None:
+        deadline = asyncio.get_running_loop().time() + PRESENCE_WITHIN
+        while await presence.online(scene.conversation, "candidate", scene.cara.id) != expected:
+            assert asyncio.get_running_loop().time() < deadline, f"presence never became {expected}"
+            await asyncio.sleep(0.05)
+
+    assert not await presence.online(scene.conversation, "candidate", scene.cara.id)
+    async with open_socket(server, scene.cara) as first, open_socket(server, scene.cara) as second:
+        await first.subscribe(scene.conversation)
+        await second.subscribe(scene.conversation)
+        await until(True)
+        assert not await presence.online(scene.conversation, "staff", "alice")
+        await first.send({"type": "unsubscribe", "conversation": scene.conversation})
+        await first.send({"type": "ping"})
+        await first.expect("pong")
+        await asyncio.sleep(0.3)
+        assert await presence.online(scene.conversation, "candidate", scene.cara.id)
+    await until(False)
+
+
+async def test_rooms_close_when_their_last_socket_leaves(
+    server: LiveServer, scene: Scene, app: Any
+) -> None:
+    hub = services(app).hub
+    async with open_socket(server, scene.alice) as ws, open_socket(server, scene.cara) as other:
+        await ws.subscribe(scene.conversation)
+        await other.subscribe(scene.conversation)
+        await ws.send({"type": "inbox"})
+        assert hub.room_count == 1
+    deadline = asyncio.get_running_loop().time() + 2
+    while hub.room_count or hub.local_connections().get("staff"):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+    assert hub.local_connections() == {}
