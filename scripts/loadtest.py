@@ -232,6 +232,13 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (/proc/stat, not idle or iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
 def pids_named(name: str) -> list[int]:
     found = []
     for comm in Path("/proc").glob("[0-9]*/comm"):
@@ -260,6 +267,7 @@ class CpuMeter:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         sample = {name: cpu_seconds(pids()) for name, pids in self.groups.items()}
         sample["loadgen"] = usage.ru_utime + usage.ru_stime
+        sample["machine"] = machine_busy_seconds()
         return sample
 
     def begin(self) -> None:
@@ -270,7 +278,12 @@ class CpuMeter:
         """Cores used by each group over the step (1.0 = one core busy)."""
         elapsed = max(time.monotonic() - self.started, 1e-9)
         end = self._sample()
-        return {k: round((end[k] - self.start[k]) / elapsed, 2) for k in end}
+        cores = {k: round((end[k] - self.start[k]) / elapsed, 2) for k in end}
+        # Whatever else ran on the machine meanwhile (other jobs, the kernel's
+        # network stack) competed for the same cores.
+        ours = sum(v for k, v in cores.items() if k != "machine")
+        cores["others"] = round(max(cores.pop("machine") - ours, 0.0), 2)
+        return cores
 
 
 class LoadTest:
@@ -447,7 +460,7 @@ class LoadTest:
         for pid in self.worker_pids:
             path = out / f"worker-{pid}.txt"
             command = [
-                "py-spy",
+                py_spy(),
                 "record",
                 "--pid",
                 str(pid),
@@ -515,6 +528,12 @@ class LoadTest:
             if socket.transport is not None:
                 socket.transport.disconnect()
         return result
+
+
+def py_spy() -> str:
+    """py-spy from this interpreter's environment, else from PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else "py-spy"
 
 
 def summarise_profile(path: Path, top: int = 15) -> dict[str, list[tuple[str, float]]]:
