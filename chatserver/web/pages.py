@@ -1,3 +1,150 @@
-"""PLACEHOLDER: replaced by the pages helper."""
+"""The HTML pages (SPEC section 6): server-rendered shells that the browser
+client in `static/js/` brings to life over `/ws` and the session API.
 
-routes: list = []
+Pages carry what the client needs in `data-*` attributes on `<body>` (the
+CSP forbids inline scripts), are never cached (they hold the CSRF token),
+and answer strangers exactly like missing things.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from chatserver.chat import actions, queries, views
+from chatserver.chat.policy import send_refusal
+from chatserver.errors import ChatError, ErrorCode
+from chatserver.store import conversations
+from chatserver.web import transcript
+from chatserver.web.deps import SignedIn, services, signed_in
+from chatserver.web.templating import render_page
+
+JSON = dict[str, Any]
+
+
+def _page(
+    request: Request, name: str, context: JSON | None = None, status_code: int = 200
+) -> Response:
+    response = render_page(request, name, context, status_code=status_code)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _signed_out(request: Request) -> Response:
+    return _page(request, "signed_out.html", status_code=401)
+
+
+def _not_found(request: Request, who: SignedIn | None) -> Response:
+    context = {"who": who} if who is not None else {}
+    return _page(request, "not_found.html", context, status_code=404)
+
+
+async def _base(request: Request, who: SignedIn) -> JSON:
+    """What every signed-in page shows: the person, their org and settings."""
+    svc = services(request)
+    me = await queries.me(svc.chat, who.viewer, who.session.csrf_token)
+    return {
+        "who": who,
+        "me": me,
+        "typing_interval_ms": int(svc.settings.typing_interval_seconds * 1000),
+        "max_attachments": svc.settings.max_attachments_per_message,
+        "max_body_chars": svc.settings.max_body_chars,
+    }
+
+
+async def _conversation(request: Request, who: SignedIn, conversation_id: str) -> JSON:
+    """The conversation's summary as the API gives it, plus the sentence that
+    explains a disabled composer (the same policy answer a send would get)."""
+    chat = services(request).chat
+    summary = await queries.conversation(chat, who.viewer, conversation_id)
+    async with chat.db.transaction() as conn:
+        ctx = await conversations.context(conn, conversation_id)
+    refusal = None if ctx is None else send_refusal(who.viewer.kind, views.facts(ctx))
+    summary["send_disabled_reason"] = None if refusal is None else refusal.reason
+    return summary
+
+
+async def home(request: Request) -> Response:
+    who = await signed_in(request)
+    if who is None:
+        return _page(request, "landing.html")
+    if who.viewer.is_staff:
+        return RedirectResponse("/inbox", status_code=303)
+    chat = services(request).chat
+    # The application whose link was opened last is the one the candidate wants.
+    for application_id in reversed(who.viewer.application_ids):
+        async with chat.db.transaction() as conn:
+            ctx = await conversations.context_by_application(conn, application_id)
+        if ctx is not None:
+            return RedirectResponse(f"/c/{ctx['id']}", status_code=303)
+    return _page(request, "landing.html", {"who": who})
+
+
+async def inbox(request: Request) -> Response:
+    who = await signed_in(request)
+    if who is None:
+        return _signed_out(request)
+    if not who.viewer.is_staff:
+        return RedirectResponse("/", status_code=303)
+    context = await _base(request, who)
+    context.update(page="inbox", conversation=None)
+    return _page(request, "inbox.html", context)
+
+
+async def conversation(request: Request) -> Response:
+    who = await signed_in(request)
+    if who is None:
+        return _signed_out(request)
+    try:
+        summary = await _conversation(request, who, request.path_params["conversation_id"])
+    except ChatError as exc:
+        if exc.code is ErrorCode.NOT_FOUND:
+            return _not_found(request, who)
+        raise
+    context = await _base(request, who)
+    context.update(conversation=summary)
+    if who.viewer.is_staff:
+        context.update(page="inbox")
+        return _page(request, "inbox.html", context)
+    context.update(page="candidate")
+    return _page(request, "candidate.html", context)
+
+
+async def application_messages(request: Request) -> Response:
+    """The application's Messages tab in the host ATS: the conversation alone,
+    without the inbox, sized for an iframe."""
+    who = await signed_in(request)
+    if who is None:
+        return _signed_out(request)
+    application_id = request.path_params["application_id"]
+    chat = services(request).chat
+    async with chat.db.transaction() as conn:
+        ctx = await conversations.context_by_application(conn, application_id)
+    if ctx is None or not who.viewer.is_staff or ctx["org_id"] != who.viewer.org_id:
+        return _not_found(request, who)
+    summary = await _conversation(request, who, ctx["id"])
+    context = await _base(request, who)
+    context.update(page="tab", conversation=summary)
+    return _page(request, "tab.html", context)
+
+
+async def settings_page(request: Request) -> Response:
+    who = await signed_in(request)
+    if who is None:
+        return _signed_out(request)
+    context = await _base(request, who)
+    context.update(page="settings", timezones=sorted(actions.TIMEZONES))
+    return _page(request, "settings.html", context)
+
+
+routes = [
+    Route("/", home, methods=["GET"]),
+    Route("/inbox", inbox, methods=["GET"]),
+    Route("/c/{conversation_id}", conversation, methods=["GET"]),
+    Route("/applications/{application_id}/messages", application_messages, methods=["GET"]),
+    Route("/settings", settings_page, methods=["GET"]),
+    *transcript.routes,
+]

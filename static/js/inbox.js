@@ -1,0 +1,363 @@
+// The staff inbox (SPEC 6): filters, search, sort and keyset paging over
+// GET /api/conversations, kept live by the socket's inbox feed, beside the
+// open conversation (or instead of it on a narrow screen).
+
+import { api, query } from "./api.js";
+import { connection } from "./socket.js";
+import { ConversationView } from "./conversation.js";
+import { clone, hue, initials, preview, statusLabel } from "./ui.js";
+import { fullTime, shortTime } from "./time.js";
+
+const me = document.body.dataset;
+const SEARCH_DEBOUNCE_MS = 250;
+// Inbox frames for conversations not on screen are coalesced into one reload.
+const REFRESH_DEBOUNCE_MS = 400;
+const FILTERS = ["all", "unread", "messaged", "archived"];
+const SORTS = ["newest", "unread", "oldest"];
+const EMPTY = {
+  all: ["No conversations yet", "Conversations appear here when the ATS adds applications."],
+  unread: ["You're all caught up", "No unread messages."],
+  messaged: ["No messages yet", "Conversations with messages appear here."],
+  archived: ["Nothing archived", "Archive a conversation from its menu to tidy your inbox."],
+};
+
+export class Inbox {
+  constructor() {
+    this.split = document.getElementById("split");
+    this.list = document.getElementById("inbox-list");
+    this.sentinel = document.getElementById("inbox-sentinel");
+    this.empty = document.getElementById("inbox-empty");
+    this.search = document.getElementById("search");
+    this.sort = document.getElementById("sort");
+    this.pane = document.getElementById("conversation-pane");
+    this.paneEmpty = document.getElementById("pane-empty");
+    const params = new URLSearchParams(location.search);
+    this.filter = FILTERS.includes(params.get("filter")) ? params.get("filter") : "all";
+    this.sortBy = SORTS.includes(params.get("sort")) ? params.get("sort") : "newest";
+    this.q = params.get("q") || "";
+    this.items = new Map();
+    this.next = null;
+    this.loading = false;
+    this.generation = 0;
+    this.view = null;
+  }
+
+  start() {
+    this.search.value = this.q;
+    this.sort.value = this.sortBy;
+    this.renderFilters();
+    for (const button of document.querySelectorAll("[data-filter]")) {
+      button.addEventListener("click", () => {
+        this.filter = button.dataset.filter;
+        this.renderFilters();
+        this.reload();
+      });
+    }
+    let timer = null;
+    this.search.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        this.q = this.search.value.trim();
+        this.reload();
+      }, SEARCH_DEBOUNCE_MS);
+    });
+    this.sort.addEventListener("change", () => {
+      this.sortBy = this.sort.value;
+      this.reload();
+    });
+    this.list.addEventListener("keydown", (event) => this.onKey(event));
+    this.list.addEventListener("scroll", () => {
+      const l = this.list;
+      if (l.scrollHeight - l.scrollTop - l.clientHeight < 300) this.loadMore();
+    });
+    window.addEventListener("popstate", () => this.route());
+    connection.followInbox((frame) => this.onFrame(frame));
+    this.reload();
+    const initial = this.pane.dataset.summary;
+    if (initial) this.show(JSON.parse(initial));
+  }
+
+  renderFilters() {
+    for (const button of document.querySelectorAll("[data-filter]")) {
+      button.setAttribute("aria-pressed", String(button.dataset.filter === this.filter));
+    }
+  }
+
+  stateQuery() {
+    return query({
+      filter: this.filter === "all" ? "" : this.filter,
+      sort: this.sortBy === "newest" ? "" : this.sortBy,
+      q: this.q,
+    });
+  }
+
+  syncUrl() {
+    const path = this.view ? `/c/${encodeURIComponent(this.view.id)}` : "/inbox";
+    history.replaceState(history.state, "", path + this.stateQuery());
+  }
+
+  // -- loading -----------------------------------------------------------------
+
+  async reload() {
+    this.syncUrl();
+    this.generation += 1;
+    this.next = null;
+    await this.fetchPage(null, this.generation);
+  }
+
+  async loadMore() {
+    if (this.loading || !this.next) return;
+    await this.fetchPage(this.next, this.generation);
+  }
+
+  async fetchPage(cursor, generation) {
+    this.loading = true;
+    this.sentinel.classList.add("loading");
+    this.list.setAttribute("aria-busy", "true");
+    try {
+      const page = await api.get(`/api/conversations${query({ filter: this.filter, q: this.q, sort: this.sortBy, cursor })}`);
+      if (generation !== this.generation) return;
+      if (!cursor) {
+        this.items.clear();
+        this.list.replaceChildren();
+      }
+      for (const conversation of page.conversations) {
+        if (this.items.has(conversation.id)) continue;
+        this.list.append(this.row(conversation));
+      }
+      this.next = page.next;
+      this.renderEmpty();
+    } catch (err) {
+      if (generation === this.generation) this.renderEmpty(err.message);
+    } finally {
+      if (generation === this.generation) {
+        this.loading = false;
+        this.sentinel.classList.remove("loading");
+        this.list.removeAttribute("aria-busy");
+      }
+    }
+    const l = this.list;
+    if (this.next && l.scrollHeight <= l.clientHeight + 300) this.loadMore();
+  }
+
+  renderEmpty(error) {
+    const none = this.items.size === 0;
+    this.empty.hidden = !none;
+    if (!none) return;
+    const [title, text] = error ? ["Couldn't load conversations", error]
+      : this.q ? ["No matches", `Nothing matches “${this.q}”.`] : EMPTY[this.filter];
+    this.empty.querySelector('[data-field="empty-title"]').textContent = title;
+    this.empty.querySelector('[data-field="empty-text"]').textContent = text;
+  }
+
+  // -- rows ----------------------------------------------------------------------
+
+  row(conversation) {
+    const li = clone("inbox-item-template");
+    const link = li.querySelector("a");
+    link.dataset.conversation = conversation.id;
+    link.addEventListener("click", (event) => {
+      if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
+      event.preventDefault();
+      this.open(conversation.id);
+    });
+    const item = { data: conversation, li, link };
+    this.items.set(conversation.id, item);
+    this.paint(item);
+    return li;
+  }
+
+  paint(item) {
+    const c = item.data;
+    const { link } = item;
+    link.href = `/c/${encodeURIComponent(c.id)}${this.stateQuery()}`;
+    const avatar = link.querySelector(".avatar");
+    avatar.textContent = initials(c.candidate.name);
+    avatar.dataset.hue = hue(c.candidate.id);
+    link.querySelector(".item-name").textContent = c.candidate.name;
+    const job = link.querySelector(".item-job");
+    job.textContent = c.job.title;
+    const pill = document.createElement("span");
+    pill.className = "pill";
+    pill.dataset.status = c.status;
+    pill.dataset.state = c.state;
+    pill.textContent = c.state === "ended" ? "Ended" : statusLabel(c.status);
+    job.append(pill);
+    const last = c.last_message;
+    const time = link.querySelector(".item-time");
+    if (last) {
+      const at = new Date(last.created_at);
+      time.dateTime = last.created_at;
+      time.textContent = shortTime(at);
+      time.title = fullTime(at);
+    } else {
+      time.textContent = "";
+    }
+    link.querySelector(".item-preview").textContent = last ? preview(last, me.kind, me.me) : "No messages yet";
+    const bubble = link.querySelector(".history-bubble");
+    bubble.classList.toggle("filled", Boolean(last));
+    bubble.setAttribute("aria-label", last ? "Has messages" : "No messages yet");
+    let badge = link.querySelector('[data-testid="unread-badge"]');
+    if (c.unread > 0) {
+      if (!badge) {
+        badge = document.createElement("span");
+        badge.className = "unread-badge";
+        badge.dataset.testid = "unread-badge";
+        link.querySelector(".item-bottom").append(badge);
+      }
+      badge.textContent = c.unread > 99 ? "99+" : String(c.unread);
+      badge.setAttribute("aria-label", `${c.unread} unread`);
+    } else if (badge) {
+      badge.remove();
+    }
+    link.classList.toggle("is-unread", c.unread > 0);
+    if (this.view && this.view.id === c.id) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+
+  onKey(event) {
+    if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
+    const links = [...this.list.querySelectorAll(".inbox-item")];
+    const at = links.indexOf(document.activeElement);
+    if (at === -1) return;
+    const next = links[at + (event.key === "ArrowDown" ? 1 : -1)];
+    if (next) {
+      next.focus();
+      event.preventDefault();
+    }
+  }
+
+  // -- live updates ----------------------------------------------------------------
+
+  onFrame(frame) {
+    const item = this.items.get(frame.conversation);
+    if (!item) {
+      if (frame.last_message && !this.q && this.filter !== "archived") this.scheduleRefresh();
+      return;
+    }
+    const c = item.data;
+    const previous = c.last_message ? c.last_message.seq : 0;
+    const fresh = frame.last_message && frame.last_message.seq > previous;
+    if (typeof frame.unread === "number") c.unread = frame.unread;
+    if (fresh) c.last_message = frame.last_message;
+    if (!frame.last_message) this.refreshRow(item);
+    this.paint(item);
+    if (fresh) this.move(item);
+  }
+
+  /** Re-read a conversation whose state changed (ended, status, deletion). */
+  async refreshRow(item) {
+    try {
+      const fresh = await api.get(`/api/conversations/${encodeURIComponent(item.data.id)}`);
+      item.data = { ...item.data, status: fresh.status, state: fresh.state, unread: fresh.unread };
+      this.paint(item);
+    } catch {
+      // Gone from view (another tenant's id never reaches here); leave the row.
+    }
+  }
+
+  move(item) {
+    const { li } = item;
+    if (this.sortBy === "oldest") {
+      if (this.next) {
+        li.remove();
+        this.items.delete(item.data.id);
+      } else {
+        this.list.append(li);
+      }
+    } else if (this.sortBy === "unread" && item.data.unread === 0) {
+      const firstRead = [...this.list.children].find((row) => row !== li && !row.querySelector(".is-unread"));
+      if (firstRead) firstRead.before(li);
+      else this.list.append(li);
+    } else {
+      this.list.prepend(li);
+    }
+    li.classList.remove("moved");
+    void li.offsetWidth;
+    li.classList.add("moved");
+  }
+
+  scheduleRefresh() {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(() => this.refreshTop(), REFRESH_DEBOUNCE_MS);
+  }
+
+  /** A conversation not on screen changed: merge the first page in place. */
+  async refreshTop() {
+    const generation = this.generation;
+    try {
+      const page = await api.get(`/api/conversations${query({ filter: this.filter, q: this.q, sort: this.sortBy })}`);
+      if (generation !== this.generation) return;
+      let anchor = null;
+      for (const conversation of page.conversations) {
+        let item = this.items.get(conversation.id);
+        if (item) {
+          item.data = conversation;
+          this.paint(item);
+        } else {
+          this.row(conversation);
+          item = this.items.get(conversation.id);
+        }
+        if (anchor) anchor.after(item.li);
+        else this.list.prepend(item.li);
+        anchor = item.li;
+      }
+      this.renderEmpty();
+    } catch {
+      // The next frame tries again.
+    }
+  }
+
+  // -- the conversation beside the list ------------------------------------------------
+
+  async open(id, { push = true } = {}) {
+    if (this.view && this.view.id === id) return;
+    if (push) history.pushState({ conversation: id }, "", `/c/${encodeURIComponent(id)}${this.stateQuery()}`);
+    try {
+      const summary = await api.get(`/api/conversations/${encodeURIComponent(id)}`);
+      this.show(summary);
+    } catch (err) {
+      this.close();
+    }
+  }
+
+  show(summary) {
+    if (this.view) this.view.destroy();
+    this.paneEmpty.hidden = true;
+    this.split.classList.add("has-conversation");
+    this.view = new ConversationView(this.pane, summary, {
+      archived: this.filter === "archived",
+      onArchive: (id) => this.removeRow(id),
+      onBack: () => {
+        history.pushState({}, "", `/inbox${this.stateQuery()}`);
+        this.close();
+      },
+    });
+    this.view.mount();
+    document.title = `${summary.candidate.name} · Inbox · chatserver`;
+    for (const item of this.items.values()) this.paint(item);
+  }
+
+  close() {
+    if (this.view) this.view.destroy();
+    this.view = null;
+    this.paneEmpty.hidden = false;
+    this.split.classList.remove("has-conversation");
+    document.title = "Inbox · chatserver";
+    for (const item of this.items.values()) this.paint(item);
+  }
+
+  removeRow(id) {
+    const item = this.items.get(id);
+    if (!item) return;
+    item.li.remove();
+    this.items.delete(id);
+    this.renderEmpty();
+  }
+
+  route() {
+    const match = location.pathname.match(/^\/c\/([^/]+)$/);
+    if (match) this.open(decodeURIComponent(match[1]), { push: false });
+    else this.close();
+  }
+}

@@ -1,0 +1,305 @@
+// One WebSocket per tab (SPEC 5), shared by every view on the page.
+//
+// It reconnects by itself with exponential backoff and full jitter, then
+// resubscribes each conversation with `after` = the last seq the view holds
+// (so the server replays exactly what was missed) and re-sends every
+// unacknowledged message with its original client_id (so a retry never makes
+// a second message). When the socket stays down, pending sends also go over
+// HTTP, which is idempotent by client_id in the same way.
+
+import { api, ApiError } from "./api.js";
+
+// Backoff: the first retry within half a second, doubling up to 20 s, each
+// delay drawn uniformly from [0, cap] ("full jitter") so that a restarted
+// server is not hit by every tab at the same instant.
+const BASE_DELAY_MS = 500;
+const MAX_DELAY_MS = 20000;
+// A connection that lived this long was healthy: the next failure starts
+// the backoff afresh.
+const STABLE_AFTER_MS = 5000;
+// Application-level heartbeat: a silent socket for this long is presumed
+// dead even if the browser has not noticed (sleeping laptop, lost Wi-Fi).
+const PING_EVERY_MS = 25000;
+const PONG_TIMEOUT_MS = 10000;
+// An unacknowledged send is re-sent on the same socket after this long.
+const ACK_TIMEOUT_MS = 8000;
+// While the socket is down, pending sends older than this go over HTTP.
+const HTTP_FALLBACK_AFTER_MS = 4000;
+const TICK_MS = 1000;
+// After this many failed connects in a row, check whether the session ended.
+const AUTH_CHECK_AFTER = 3;
+const RETRYABLE = new Set(["unavailable", "rate_limited"]);
+
+export class Connection {
+  constructor() {
+    this.ws = null;
+    this.attempt = 0;
+    this.failuresInRow = 0;
+    this.reconnectTimer = null;
+    this.rooms = new Map();
+    this.inboxHandler = null;
+    this.listeners = new Map();
+    this.sends = new Map();
+    this.state = "idle";
+    this.stopped = false;
+    this.lastFrameAt = 0;
+    this.pingSentAt = 0;
+    this.downSince = Date.now();
+  }
+
+  start() {
+    this.connect();
+    setInterval(() => this.tick(), TICK_MS);
+    window.addEventListener("online", () => this.reconnectNow());
+    window.addEventListener("offline", () => this.emit("state", this.state));
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible" && !this.isOpen()) this.reconnectNow();
+    });
+  }
+
+  on(type, fn) {
+    if (!this.listeners.has(type)) this.listeners.set(type, new Set());
+    this.listeners.get(type).add(fn);
+  }
+
+  emit(type, value) {
+    for (const fn of this.listeners.get(type) || []) fn(value);
+  }
+
+  isOpen() {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  setState(state) {
+    if (state !== "open" && this.state === "open") this.downSince = Date.now();
+    this.state = state;
+    this.emit("state", state);
+  }
+
+  connect() {
+    if (this.stopped) return;
+    clearTimeout(this.reconnectTimer);
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    let ws;
+    try {
+      ws = new WebSocket(`${scheme}${location.host}/ws`);
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    this.setState("connecting");
+    let openedAt = 0;
+    ws.addEventListener("open", () => {
+      if (this.ws !== ws) return;
+      openedAt = Date.now();
+      this.lastFrameAt = openedAt;
+      this.pingSentAt = 0;
+      this.failuresInRow = 0;
+      this.setState("open");
+      this.resubscribe();
+    });
+    ws.addEventListener("message", (event) => {
+      if (this.ws !== ws) return;
+      this.lastFrameAt = Date.now();
+      this.pingSentAt = 0;
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      this.dispatch(frame);
+    });
+    ws.addEventListener("close", () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (openedAt && Date.now() - openedAt > STABLE_AFTER_MS) this.attempt = 0;
+      if (!openedAt) this.failuresInRow += 1;
+      this.setState(this.stopped ? "signed-out" : "reconnecting");
+      this.scheduleReconnect();
+    });
+  }
+
+  scheduleReconnect() {
+    if (this.stopped) return;
+    clearTimeout(this.reconnectTimer);
+    const cap = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** this.attempt);
+    this.attempt += 1;
+    this.nextAttemptAt = Date.now() + Math.random() * cap;
+    this.reconnectTimer = setTimeout(() => this.connect(), this.nextAttemptAt - Date.now());
+    if (this.failuresInRow >= AUTH_CHECK_AFTER) this.checkSession();
+  }
+
+  /** Reconnect at once (the network came back, or the person asked). */
+  reconnectNow() {
+    if (this.stopped || this.isOpen()) return;
+    this.attempt = 0;
+    if (this.ws && this.ws.readyState === WebSocket.CONNECTING) return;
+    this.connect();
+  }
+
+  /** Drop the socket as if the network failed (used by the heartbeat). */
+  drop() {
+    if (this.ws) this.ws.close();
+  }
+
+  async checkSession() {
+    try {
+      await api.get("/api/me");
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) this.stop();
+    }
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.reconnectTimer);
+    if (this.ws) this.ws.close();
+    this.setState("signed-out");
+  }
+
+  send(frame) {
+    if (!this.isOpen()) return false;
+    this.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  resubscribe() {
+    if (this.inboxHandler) this.send({ type: "inbox" });
+    for (const [conversation, room] of this.rooms) {
+      this.send({ type: "subscribe", conversation, after: room.after() });
+    }
+    for (const entry of this.sends.values()) this.transmit(entry);
+  }
+
+  // -- rooms ---------------------------------------------------------------
+
+  join(conversation, room) {
+    this.rooms.set(conversation, room);
+    this.send({ type: "subscribe", conversation, after: room.after() });
+  }
+
+  leave(conversation) {
+    if (!this.rooms.delete(conversation)) return;
+    this.send({ type: "unsubscribe", conversation });
+  }
+
+  followInbox(handler) {
+    this.inboxHandler = handler;
+    this.send({ type: "inbox" });
+  }
+
+  // -- sends ---------------------------------------------------------------
+
+  /** Send a message until it is acknowledged; `room.onAck` / `onSendError` report back. */
+  sendMessage(room, conversation, clientId, body, attachments) {
+    const entry = {
+      room,
+      frame: { type: "send", conversation, client_id: clientId, body, attachments },
+      createdAt: Date.now(),
+      sentAt: 0,
+      notBefore: 0,
+      viaHttp: false,
+    };
+    this.sends.set(clientId, entry);
+    this.transmit(entry);
+  }
+
+  transmit(entry) {
+    if (Date.now() < entry.notBefore) return;
+    if (this.send(entry.frame)) entry.sentAt = Date.now();
+  }
+
+  settle(clientId, message) {
+    const entry = this.sends.get(clientId);
+    if (!entry) return;
+    this.sends.delete(clientId);
+    entry.room.onAck(clientId, message);
+  }
+
+  fail(clientId, code, text, retryAfterMs) {
+    const entry = this.sends.get(clientId);
+    if (!entry) return;
+    if (RETRYABLE.has(code)) {
+      entry.notBefore = Date.now() + (retryAfterMs || BASE_DELAY_MS * 4);
+      entry.sentAt = 0;
+      return;
+    }
+    this.sends.delete(clientId);
+    entry.room.onSendError(clientId, code, text);
+  }
+
+  async sendOverHttp(clientId, entry) {
+    entry.viaHttp = true;
+    const { conversation, body, attachments } = entry.frame;
+    try {
+      const message = await api.post(`/api/conversations/${encodeURIComponent(conversation)}/messages`, {
+        client_id: clientId, body, attachments,
+      });
+      this.settle(clientId, message);
+    } catch (err) {
+      if (err instanceof ApiError && err.status !== 0) {
+        this.fail(clientId, err.code, err.message, err.retryAfterMs);
+      }
+    } finally {
+      entry.viaHttp = false;
+    }
+  }
+
+  tick() {
+    const now = Date.now();
+    if (this.isOpen()) {
+      if (this.pingSentAt && now - this.pingSentAt > PONG_TIMEOUT_MS) {
+        this.drop();
+        return;
+      }
+      if (!this.pingSentAt && now - this.lastFrameAt > PING_EVERY_MS) {
+        this.pingSentAt = now;
+        this.send({ type: "ping" });
+      }
+    }
+    for (const [clientId, entry] of this.sends) {
+      if (now < entry.notBefore) continue;
+      if (this.isOpen()) {
+        if (!entry.sentAt || now - entry.sentAt > ACK_TIMEOUT_MS) this.transmit(entry);
+      } else if (!entry.viaHttp && now - Math.max(entry.createdAt, this.downSince) > HTTP_FALLBACK_AFTER_MS) {
+        this.sendOverHttp(clientId, entry);
+      }
+    }
+  }
+
+  // -- incoming ------------------------------------------------------------
+
+  dispatch(frame) {
+    switch (frame.type) {
+      case "pong":
+        return;
+      case "ack":
+        this.settle(frame.client_id, frame.message);
+        return;
+      case "error":
+        if (frame.client_id) {
+          this.fail(frame.client_id, frame.code, frame.message, frame.retry_after_ms);
+        } else if (frame.code === "unauthorized") {
+          this.stop();
+        } else if (frame.conversation && this.rooms.has(frame.conversation)) {
+          this.rooms.get(frame.conversation).onFrame(frame);
+        }
+        return;
+      case "inbox":
+        if (this.inboxHandler) this.inboxHandler(frame);
+        return;
+      case "notification":
+        this.emit("notification", frame);
+        return;
+      default: {
+        const id = frame.conversation || (frame.message && frame.message.conversation);
+        const room = this.rooms.get(id);
+        if (room) room.onFrame(frame);
+      }
+    }
+  }
+}
+
+export const connection = new Connection();
