@@ -496,7 +496,7 @@ class LoadTest:
         if not pids:
             raise SystemExit("idle mode needs the worker pids: --start or --pid")
         await asyncio.sleep(IDLE_SETTLE_SECONDS)
-        before = {pid: rss_kib(pid) for pid in pids}
+        before = {str(pid): rss_kib(pid) for pid in pids}
         gate = asyncio.Semaphore(SETUP_CONCURRENCY)
         people = [
             (cookie, pair.room.conversation, kind)
@@ -516,7 +516,7 @@ class LoadTest:
         sockets = await asyncio.gather(*(one(i) for i in range(connections)))
         opened_s = time.perf_counter() - started
         await asyncio.sleep(IDLE_SETTLE_SECONDS)
-        after = {pid: rss_kib(pid) for pid in pids}
+        after = {str(pid): rss_kib(pid) for pid in pids}
         growth = sum(after.values()) - sum(before.values())
         result = {
             "connections": len(sockets),
