@@ -1,3 +1,137 @@
-"""PLACEHOLDER: replaced by the realtime helper."""
+"""Operations endpoints (SPEC section 6): `/metrics` for Prometheus,
+`/healthz` (the process answers), `/readyz` (the database and the broker
+answer), and the staff-only ops page with its JSON feed.
 
-routes: list = []
+`/metrics` is this worker's own view; the ops page sums the snapshots every
+worker shares (`ops/stats.py`), so it shows the whole deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from chatserver.ops import instruments
+from chatserver.ops.stats import Snapshot
+from chatserver.web.deps import services, signed_in
+from chatserver.web.responses import json
+from chatserver.web.templating import render_page
+
+# A readiness probe must answer before the orchestrator's own timeout
+# (commonly 1-5 s) even when a dependency hangs instead of refusing.
+READY_TIMEOUT_SECONDS = 2.0
+
+
+async def metrics(request: Request) -> Response:
+    svc = services(request)
+    instruments.PUBLISH_FAILURES.set(svc.broker.publish_failures)
+    instruments.SEND_BACKLOG.set(svc.chat.sends.backlog)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> Response:
+    svc = services(request)
+    database, broker = await asyncio.gather(
+        _answers(svc.chat.db.ping()), _answers(svc.broker.ping())
+    )
+    body = {
+        "database": "ok" if database else "unreachable",
+        "broker": "ok" if broker else "unreachable",
+    }
+    return json(body, status_code=200 if database and broker else 503)
+
+
+async def _answers(check: Any) -> bool:
+    try:
+        return bool(await asyncio.wait_for(check, READY_TIMEOUT_SECONDS))
+    except (TimeoutError, OSError):
+        return False
+
+
+async def _staff_only(request: Request) -> Response | None:
+    who = await signed_in(request)
+    if who is None or not who.viewer.is_staff:
+        return json(
+            {"error": {"code": "forbidden", "message": "The ops page is for staff."}},
+            status_code=403,
+        )
+    return None
+
+
+async def ops_page(request: Request) -> Response:
+    refusal = await _staff_only(request)
+    if refusal is not None:
+        return refusal
+    response = render_page(request, "ops.html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def ops_data(request: Request) -> Response:
+    refusal = await _staff_only(request)
+    if refusal is not None:
+        return refusal
+    svc = services(request)
+    snapshots = await svc.hub.reporter.gather()
+    workers = sorted(snapshots, key=lambda s: (str(s.get("role", "")), str(s.get("worker", ""))))
+    return json(
+        {
+            "workers": workers,
+            "totals": summed(workers),
+            "latency_buckets": list(instruments.LATENCY_BUCKETS),
+        }
+    )
+
+
+def summed(snapshots: Iterable[Snapshot]) -> dict[str, Any]:
+    """The deployment's totals: every worker's numbers added up."""
+    totals: dict[str, Any] = {
+        "connections": {},
+        "messages_sent": 0,
+        "frames_delivered": 0,
+        "latency_count": 0,
+        "latency_sum": 0.0,
+        "latency_buckets": [0] * (len(instruments.LATENCY_BUCKETS) + 1),
+        "slow_disconnects": 0,
+        "resyncs": 0,
+        "notifier_backlog": None,
+    }
+    for snapshot in snapshots:
+        for role, count in snapshot.get("connections", {}).items():
+            totals["connections"][role] = totals["connections"].get(role, 0) + count
+        for name in (
+            "messages_sent",
+            "frames_delivered",
+            "latency_count",
+            "latency_sum",
+            "slow_disconnects",
+            "resyncs",
+        ):
+            totals[name] += snapshot.get(name, 0)
+        for index, count in enumerate(snapshot.get("latency_buckets", [])):
+            if index < len(totals["latency_buckets"]):
+                totals["latency_buckets"][index] += count
+        if snapshot.get("notifier_backlog") is not None:
+            totals["notifier_backlog"] = (totals["notifier_backlog"] or 0) + snapshot[
+                "notifier_backlog"
+            ]
+    return totals
+
+
+routes = [
+    Route("/metrics", metrics),
+    Route("/healthz", healthz),
+    Route("/readyz", readyz),
+    Route("/ops", ops_page),
+    Route("/ops/data", ops_data),
+]
