@@ -187,3 +187,29 @@ async def count_rows(app: Any, table: Any, **where: Any) -> int:
         query = query.where(table.c[column] == value)
     async with app.state.services.chat.db.transaction() as conn:
         return int((await conn.execute(query)).scalar_one())
+
+
+import contextlib  # noqa: E402  (appended with the helper that uses it)
+from collections.abc import AsyncIterator, Callable  # noqa: E402
+
+
+@contextlib.asynccontextmanager
+async def other_app(settings: Any) -> AsyncIterator[Callable[[], httpx.AsyncClient]]:
+    """Another app process on the same database and broker, with other
+    settings (rotated keys, a tight rate limit, …); yields a browser factory."""
+    from chatserver.app import create_app
+
+    application = create_app(settings, run_notifier=False)
+    clients: list[httpx.AsyncClient] = []
+
+    def make() -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=application)
+        clients.append(httpx.AsyncClient(transport=transport, base_url="http://testserver"))
+        return clients[-1]
+
+    async with application.router.lifespan_context(application):
+        try:
+            yield make
+        finally:
+            for c in clients:
+                await c.aclose()

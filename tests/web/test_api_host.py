@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -233,3 +234,15 @@ async def test_the_audit_trail_lists_every_state_change_oldest_first(
     assert by_action["conversation.ended"]["actor"] == bob
     assert by_action["conversation.reopened"]["actor"] == bob
     assert await audit_actions(host, "app-9") == ["application.created"]
+
+
+async def test_an_oversize_body_without_a_length_is_413_too(client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"name": "'
+        for _ in range(40):
+            yield b"x" * 8192
+        yield b'"}'
+
+    response = await client.put("/api/v1/staff/alice", content=chunks(), headers=AUTH)
+    assert "content-length" not in response.request.headers
+    error_of(response, 413, "too_large")

@@ -3,20 +3,17 @@ the session cookie it becomes, and the CSRF header every mutation needs."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from chatserver.app import create_app
 from chatserver.clock import utcnow
 from chatserver.settings import Settings
 from chatserver.web.auth import SESSION_COOKIE, Session, Signer
 from tests.conftest import SECRET, Scene
-from tests.helpers import Host, error_of, open_link, signed_in
+from tests.helpers import Host, error_of, open_link, other_app, signed_in
 
 NEW_SECRET = "the-new-secret-key-fedcba9876543210"
 MINUTE = timedelta(minutes=1)
@@ -30,25 +27,6 @@ def token_of(url: str) -> str:
 def aged_signer(settings: Settings, age: timedelta) -> Signer:
     """A signer whose clock runs `age` behind: its tokens are already that old."""
     return Signer(settings, clock=lambda: utcnow() - age)
-
-
-@contextlib.asynccontextmanager
-async def other_app(settings: Settings) -> AsyncIterator[Callable[[], httpx.AsyncClient]]:
-    """Another app process on the same database, with other settings."""
-    application = create_app(settings, run_notifier=False)
-    clients: list[httpx.AsyncClient] = []
-
-    def make() -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=application)
-        clients.append(httpx.AsyncClient(transport=transport, base_url="http://testserver"))
-        return clients[-1]
-
-    async with application.router.lifespan_context(application):
-        try:
-            yield make
-        finally:
-            for c in clients:
-                await c.aclose()
 
 
 def assert_link_refused(response: httpx.Response) -> None:
@@ -271,3 +249,19 @@ async def test_the_csrf_token_belongs_to_one_session(scene: Scene) -> None:
         "/api/me/settings", json={"timezone": "Europe/Paris"}, headers=scene.alice.csrf
     )
     assert response.status_code == 200, response.text
+
+
+async def test_an_https_deployment_sets_a_secure_cookie(host: Host, settings: Settings) -> None:
+    await host.staff("alice")
+    async with other_app(settings.with_(base_url="https://chat.example")) as make:
+        browser = make()
+        issued = await browser.post(
+            "/api/v1/staff/alice/login-link", headers={"Authorization": "Bearer test-api-key"}
+        )
+        url = issued.json()["url"]
+        assert url.startswith("https://chat.example/auth/staff?token=")
+        response = await open_link(browser, url)
+        cookie = response.headers["set-cookie"].lower()
+        assert "secure" in cookie
+        assert "samesite=none" in cookie
+        assert "httponly" in cookie

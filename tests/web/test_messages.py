@@ -9,7 +9,16 @@ from typing import Any
 
 from chatserver.store.tables import messages
 from tests.conftest import Scene
-from tests.helpers import Host, audit_actions, count_rows, delete_message, error_of, new_client_id
+from tests.helpers import (
+    Host,
+    Person,
+    audit_actions,
+    count_rows,
+    delete_message,
+    error_of,
+    new_client_id,
+    other_app,
+)
 
 
 async def send_many(scene: Scene, count: int) -> list[dict[str, Any]]:
@@ -200,3 +209,23 @@ async def test_read_positions_only_move_forward(scene: Scene) -> None:
     for body in ({"seq": -1}, {"seq": "3"}, {"seq": True}, {}, {"seq": 1.5}):
         error_of(await scene.cara.post(read, body), 422, "invalid")
     error_of(await scene.cara.post("/api/conversations/nope/read", {"seq": 1}), 404, "not_found")
+
+
+async def test_sending_too_fast_is_rate_limited(scene: Scene, settings: Any) -> None:
+    async with other_app(settings.with_(send_rate=0.5, send_burst=2)) as make:
+        browser = make()
+        browser.cookies = scene.alice.client.cookies
+        alice = Person(browser, scene.alice.me)
+        for _ in range(2):
+            assert (await alice.send(scene.conversation, "Hi")).status_code == 201
+        limited = await alice.send(scene.conversation, "Hi")
+        error = error_of(limited, 429, "rate_limited")
+        assert 0 < error["retry_after_ms"] <= 2000
+        assert limited.headers["retry-after"] == "2"
+        # The limit is per person: Cara is not slowed down by Alice.
+        cara_browser = make()
+        cara_browser.cookies = scene.cara.client.cookies
+        assert (
+            await Person(cara_browser, scene.cara.me).send(scene.conversation)
+        ).status_code == 201
+    assert [m["seq"] for m in await scene.bob.history(scene.conversation)] == [1, 2, 3]
