@@ -136,7 +136,12 @@ async def conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> JSON
         ctx = await access.conversation_for(conn, viewer, conversation_id)
         unread = await conversations.unread_for(conn, conversation_id, viewer.kind.value, viewer.id)
         read_positions = await conversations.readers(conn, conversation_id)
-    summary = views.conversation_summary(ctx, unread, None)
+        last = (
+            await messages.last_visible(conn, [conversation_id], viewer.kind.value, viewer.id)
+        ).get(conversation_id)
+        files = await messages.attachments_for(conn, [last["id"]] if last else [])
+    last_message = views.message(last, files.get(last["id"], [])) if last else None
+    summary = views.conversation_summary(ctx, unread, last_message)
     summary.update(views.conversation_state(ctx, viewer.kind))
     summary["type"] = "conversation"
     summary["last_seq"] = ctx["last_seq"]

@@ -109,6 +109,7 @@ async def test_one_conversation_with_what_the_viewer_may_do(scene: Scene) -> Non
     assert staff_view["can_send"] is True
     assert staff_view["unread"] == 0  # a colleague's message is not news
     assert staff_view["last_seq"] == 1
+    assert staff_view["last_message"]["body"] == "Hello"
 
     cara_view = (await scene.cara.client.get(f"/api/conversations/{scene.conversation}")).json()
     assert cara_view["can_send"] is True
