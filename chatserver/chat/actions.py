@@ -31,12 +31,12 @@ from chatserver.store.tables import used_login_tokens
 
 NOTIFICATION_SETTINGS = ("each", "daily", "off")
 # Host ids appear in URLs and channel names; keep them to a safe alphabet.
-HOST_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+HOST_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 TIMEZONES = frozenset(available_timezones())
 
 
 def check_host_id(value: object, what: str) -> str:
-    if not isinstance(value, str) or not HOST_ID.match(value):
+    if not isinstance(value, str) or not HOST_ID.fullmatch(value):
         raise invalid(f"{what} must be 1-128 characters of letters, digits and . _ : @ -")
     return value
 
@@ -164,6 +164,8 @@ async def send_message(
     client = _check_client_id(client_id)
     if not isinstance(body, str):
         raise invalid("body must be a string.")
+    if "\x00" in body:
+        raise invalid("body must not contain NUL characters.")
     if attachment_ids is None:
         attachment_ids = ()
     if not isinstance(attachment_ids, list | tuple) or not all(
@@ -180,6 +182,12 @@ async def send_message(
         )
     if not body.strip() and not attachment_ids:
         raise invalid("A message needs a body or an attachment.")
+    # Checked here, not in the batch: one malformed id must not become a
+    # database error that fails every other send written with it.
+    if not access.plausible_id(conversation_id):
+        raise not_found()
+    if not all(access.plausible_id(a) for a in attachment_ids):
+        raise not_found("attachment")
     chat.limiter.take(f"{viewer.kind.value}:{viewer.id}")
     request = SendRequest(
         viewer=viewer,
@@ -259,6 +267,8 @@ async def set_archived(chat: Chat, viewer: Viewer, conversation_id: str, archive
 async def delete_message(chat: Chat, viewer: Viewer, message_id: str, scope: str) -> None:
     if scope not in ("me", "everyone"):
         raise invalid("for must be 'me' or 'everyone'.")
+    if not access.plausible_id(message_id):
+        raise not_found("message")
     async with chat.db.transaction() as conn:
         row = await messages.get(conn, message_id)
         if row is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -25,6 +26,8 @@ PAGE_SIZE = 50
 HISTORY_DEFAULT = 50
 HISTORY_MAX = 200
 SEARCH_MAX_CHARS = 200
+# The largest integer both databases can compare with (signed 64-bit).
+INT_MAX = 2**63 - 1
 
 
 async def viewer_for(
@@ -73,8 +76,9 @@ def _decode_cursor(cursor: str) -> tuple[int, str, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         flag, at, last_id = orjson.loads(raw)
-        if not (isinstance(flag, int) and isinstance(at, str) and isinstance(last_id, str)):
+        if flag not in (0, 1) or not (isinstance(at, str) and access.plausible_id(last_id)):
             raise ValueError
+        datetime.fromisoformat(at)  # the store compares it as a timestamp
         return flag, at, last_id
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
         raise invalid("cursor is not valid.") from exc
@@ -95,6 +99,8 @@ async def list_conversations(
         raise invalid(f"sort must be one of {', '.join(SORTS)}.")
     if len(q) > SEARCH_MAX_CHARS:
         raise invalid(f"q has at most {SEARCH_MAX_CHARS} characters.")
+    if "\x00" in q:
+        raise invalid("q must not contain NUL characters.")
     query = ListQuery(
         filter=filter,
         q=q,
@@ -158,8 +164,8 @@ def parse_int(value: str | None, what: str, default: int | None = None) -> int |
         number = int(value)
     except ValueError as exc:
         raise invalid(f"{what} must be an integer.") from exc
-    if number < 0:
-        raise invalid(f"{what} must not be negative.")
+    if not 0 <= number <= INT_MAX:
+        raise invalid(f"{what} must be a non-negative 64-bit integer.")
     return number
 
 

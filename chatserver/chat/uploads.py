@@ -139,6 +139,8 @@ class Download:
 
 
 async def open_download(chat: Chat, viewer: Viewer, attachment_id: str) -> Download:
+    if not access.plausible_id(attachment_id):
+        raise not_found("attachment")
     async with chat.db.transaction() as conn:
         row = await attachments.get_with_conversation(conn, attachment_id)
         if row is None:

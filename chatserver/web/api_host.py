@@ -35,6 +35,8 @@ def _text(body: dict[str, Any], name: str, max_len: int) -> str:
     value: str = field(body, name, str)
     if not value.strip() or len(value) > max_len:
         raise invalid(f"{name} must be 1-{max_len} characters.")
+    if "\x00" in value:
+        raise invalid(f"{name} must not contain NUL characters.")
     return value.strip()
 
 
@@ -88,7 +90,7 @@ async def put_application(request: Request) -> Response:
 async def staff_login_link(request: Request) -> Response:
     _authorise(request)
     svc = services(request)
-    staff_id = request.path_params["staff_id"]
+    staff_id = actions.check_host_id(request.path_params["staff_id"], "staff_id")
     viewer = await queries.viewer_for(svc.chat, "staff", staff_id)
     if viewer is None:
         raise not_found("staff user")
@@ -99,7 +101,7 @@ async def staff_login_link(request: Request) -> Response:
 async def candidate_link(request: Request) -> Response:
     _authorise(request)
     svc = services(request)
-    application_id = request.path_params["application_id"]
+    application_id = actions.check_host_id(request.path_params["application_id"], "application_id")
     await actions.record_link_issued(svc.chat, application_id)
     token = svc.signer.candidate_link_token(application_id)
     return json({"url": f"{svc.settings.base_url}/auth/candidate?token={token}"})
@@ -107,9 +109,8 @@ async def candidate_link(request: Request) -> Response:
 
 async def audit(request: Request) -> Response:
     _authorise(request)
-    events = await queries.audit_trail(
-        services(request).chat, request.path_params["application_id"]
-    )
+    application_id = actions.check_host_id(request.path_params["application_id"], "application_id")
+    events = await queries.audit_trail(services(request).chat, application_id)
     return json({"events": events})
 
 
