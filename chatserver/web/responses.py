@@ -76,6 +76,10 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     return value
 
 
+# How `invalid` messages name the JSON types.
+TYPE_NAMES = {str: "a string", int: "an integer", dict: "an object", list: "a list"}
+
+
 def field(body: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
     """A typed field of a JSON body, or `invalid` naming what is wrong."""
     if name not in body or body[name] is None:
@@ -84,5 +88,5 @@ def field(body: dict[str, Any], name: str, kind: type, *, required: bool = True)
         return None
     value = body[name]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise invalid(f"{name} must be a {kind.__name__}.")
+        raise invalid(f"{name} must be {TYPE_NAMES.get(kind, kind.__name__)}.")
     return value
