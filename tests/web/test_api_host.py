@@ -130,6 +130,8 @@ async def test_wrong_types_and_missing_fields_are_422_invalid(client: httpx.Asyn
         with_(STAFF_BODY, timezone="Mars/Olympus_Mons"),
         with_(STAFF_BODY, timezone=0),
         with_(STAFF_BODY, timezone=None),
+        with_(STAFF_BODY, name="Alice\x00"),
+        with_(STAFF_BODY, org={"id": "acme\n", "name": "Acme"}),
     ]
     for body in bad_staff:
         error_of(await put(client, "/api/v1/staff/alice", body), 422, "invalid")
@@ -154,10 +156,17 @@ async def test_wrong_types_and_missing_fields_are_422_invalid(client: httpx.Asyn
 
 
 async def test_bad_ids_in_the_path_are_422_invalid(client: httpx.AsyncClient) -> None:
-    for bad in ("has space", "x" * 129, "semi;colon", "quote'"):
+    for bad in ("has space", "x" * 129, "semi;colon", "quote'", "newline%0A", "nul%00"):
         error_of(await put(client, f"/api/v1/staff/{bad}", STAFF_BODY), 422, "invalid")
         response = await put(client, f"/api/v1/applications/{bad}", APPLICATION_BODY)
         error_of(response, 422, "invalid")
+        for path in (
+            f"/api/v1/staff/{bad}/login-link",
+            f"/api/v1/applications/{bad}/candidate-link",
+        ):
+            error_of(await client.post(path, headers=AUTH), 422, "invalid")
+        audit = await client.get(f"/api/v1/applications/{bad}/audit", headers=AUTH)
+        error_of(audit, 422, "invalid")
 
 
 async def test_an_oversize_body_is_413_too_large(client: httpx.AsyncClient) -> None:

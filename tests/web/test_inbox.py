@@ -4,6 +4,8 @@ keyset paging."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from typing import Any
 
 import pytest
@@ -28,6 +30,11 @@ async def every_page(person: Person, **params: Any) -> list[list[str]]:
         if cursor is None:
             return pages
         assert len(pages) < 10, "paging does not end"
+
+
+def cursor_of(key: list[Any]) -> str:
+    """A hand-made cursor (a client must treat real ones as opaque)."""
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
 
 async def application(host: Host, application_id: str, **kwargs: Any) -> str:
@@ -160,7 +167,16 @@ async def test_sorts_newest_oldest_and_unread_first(scene: Scene, host: Host) ->
     assert await ids(scene.alice, sort="unread") == [first, third, second]
     assert await ids(scene.alice, sort="newest") == [third, first, second]
 
-    for params in ({"sort": "random"}, {"filter": "starred"}, {"cursor": "%%%"}, {"cursor": "e30"}):
+    for params in (
+        {"sort": "random"},
+        {"filter": "starred"},
+        {"q": "nul \x00"},
+        {"cursor": "%%%"},
+        {"cursor": "e30"},
+        {"cursor": cursor_of([0, "yesterday", "abc"])},
+        {"cursor": cursor_of([0, "2026-11-02T09:30:00+00:00", "bad\x00id"])},
+        {"cursor": cursor_of([7, "2026-11-02T09:30:00+00:00", "abc"])},
+    ):
         response = await scene.alice.client.get("/api/conversations", params=params)
         error_of(response, 422, "invalid")
 

@@ -93,6 +93,7 @@ async def test_a_send_is_validated(scene: Scene) -> None:
         {"client_id": new_client_id(), "body": ["Hi"]},
         {"client_id": new_client_id(), "body": "Hi", "attachments": "a1"},
         {"client_id": new_client_id(), "body": "Hi", "attachments": [1]},
+        {"client_id": new_client_id(), "body": "NUL \x00 byte"},
     ):
         response = await scene.alice.post(f"/api/conversations/{conversation}/messages", bad)
         error_of(response, 422, "invalid")
@@ -127,6 +128,7 @@ async def test_history_pages_back_from_the_newest(scene: Scene) -> None:
         {"limit": "abc"},
         {"before": "abc"},
         {"before": -5},
+        {"before": 10**30},
     ):
         error_of(await scene.cara.client.get(url, params=params), 422, "invalid")
 

@@ -113,3 +113,14 @@ async def test_a_reassigned_application_leaves_the_old_candidate_out(
     await host.application("app-1", candidate="zed", status="interviewing")
     await assert_like_missing(scene.cara, scene.conversation)
     assert (await scene.cara.inbox())["conversations"] == []
+
+
+async def test_malformed_ids_answer_as_missing(scene: Scene) -> None:
+    for bad in ("nul%00byte", "new%0Aline", "x" * 65, "semi;colon"):
+        await assert_like_missing(scene.alice, bad)
+        error_of(await delete_message(scene.alice, bad, "me"), 404, "not_found")
+        error_of(await scene.alice.client.get(f"/api/attachments/{bad}"), 404, "not_found")
+    for bad in ("nul\x00byte", "new\nline"):
+        sent = await scene.alice.send(scene.conversation, "Hi", attachments=[bad])
+        error_of(sent, 404, "not_found")
+    assert await scene.alice.history(scene.conversation) == []
