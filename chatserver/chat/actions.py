@@ -67,6 +67,10 @@ async def upsert_staff(
     chat: Chat, staff_id: str, org: tuple[str, str], name: str, email: str, timezone: str
 ) -> None:
     async with chat.db.transaction() as conn:
+        existing = await people.get_staff(conn, staff_id)
+        if existing is not None and existing["org_id"] != org[0]:
+            # Moving would hand them the other organisation's conversations.
+            raise invalid("This staff user belongs to another organisation.")
         await people.upsert_org(conn, org[0], org[1])
         await people.upsert_staff(conn, staff_id, org[0], name, email, timezone)
 

@@ -188,6 +188,12 @@ async def test_ids_of_another_organisation_are_refused(client: httpx.AsyncClient
     assert [e["action"] for e in audit.json()["events"]] == ["application.created"]
     error_of(await client.get("/api/v1/applications/app-2/audit", headers=AUTH), 404, "not_found")
 
+    await put(client, "/api/v1/staff/alice", STAFF_BODY)
+    moved = await put(client, "/api/v1/staff/alice", with_(STAFF_BODY, org=globex))
+    error_of(moved, 422, "invalid")
+    same_org = await put(client, "/api/v1/staff/alice", STAFF_BODY)
+    assert same_org.json()["org"] == STAFF_BODY["org"]
+
 
 async def test_links_are_absolute_urls_for_known_people_only(host: Host) -> None:
     await host.staff("alice")
