@@ -32,6 +32,7 @@ def aged_signer(settings: Settings, age: timedelta) -> Signer:
 def assert_link_refused(response: httpx.Response) -> None:
     assert response.status_code == 401, response.text
     assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["referrer-policy"] == "no-referrer"
     assert SESSION_COOKIE not in response.cookies
 
 
