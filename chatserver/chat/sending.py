@@ -1,14 +1,35 @@
 """Sending messages with group commit: check → persist → publish.
 
 Every send of a worker goes through one `SendQueue`. Sends that arrive while
-a batch is being written wait for the next batch, so under load one
-transaction stores hundreds of messages: the conversation rows are locked in
-id order, client ids checked for retries, the policy applied to the locked
-state, seqs assigned, and messages, attachment links, service notifications
-and audit events written together. Only after the commit are the events
-published and the senders acknowledged (SPEC section 3.1). If a batch fails
-on a constraint, its sends are retried one by one, so one bad send never
-costs the others.
+a batch is being written wait for the next batch, so under load one write
+stores hundreds of messages. Only after the commit are the events published
+and the senders acknowledged (SPEC section 3.1).
+
+On PostgreSQL a batch takes the fast path (`chatserver/store/send_batch.py`):
+one unlocked read of the batch's conversations, client ids and notification
+recipients; the policy applied in Python to that snapshot; then ONE
+autocommitted statement that advances each conversation's `last_seq` under a
+guard (the facts the policy relied on are unchanged) and inserts the
+messages and notification rows. The conversation row locks are therefore
+held for PostgreSQL's execution of one statement, not across round trips that
+each wait for a busy event loop, which is what queued batches of two workers
+behind each other (docs/performance.md).
+
+Anything unusual takes the careful path, the locked transaction below that
+is also the whole SQLite path: a client id already stored (the retry gets
+the original, with its attachments), attachments, a staff message that
+reopens an ended conversation, a conversation whose guard failed (its state
+or status changed after the read), and a write rolled back as a whole (a
+client id stored concurrently by another worker, a deadlock). A
+conversation's sends always go the same way within a batch, so their order
+and the first-message rule are kept. A refusal decided on the snapshot is
+final: it was the policy's answer at a moment after the send arrived.
+
+The careful path locks the rows in id order, checks client ids, applies the
+policy to the locked state, assigns seqs and writes messages, attachment
+links, notifications and audit events in one transaction. If it fails on a
+constraint, its sends are retried one by one, so one bad send never costs
+the others.
 """
 
 from __future__ import annotations
@@ -22,7 +43,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.chat import access, events, views
@@ -30,12 +51,14 @@ from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role, State, send_refusal, sending_reopens
 from chatserver.errors import ChatError, ErrorCode, invalid, not_found, unavailable
 from chatserver.store import attachments as attachment_store
-from chatserver.store import audit, conversations, messages, notifications, people
+from chatserver.store import audit, conversations, messages, notifications, send_batch
 from chatserver.store.db import Database
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
+# Notification texts are stored in a column of this width.
+NOTE_TEXT_MAX = 500
 
 
 @dataclass
@@ -47,6 +70,10 @@ class SendRequest:
     html: str
     attachment_ids: tuple[str, ...] = ()
     future: asyncio.Future[SendResult] = field(default_factory=lambda: _new_future())
+
+    @property
+    def key(self) -> send_batch.ClientKey:
+        return (self.viewer.kind.value, self.viewer.id, self.client_id)
 
 
 @dataclass(frozen=True)
@@ -67,6 +94,9 @@ class _Stored:
     org_id: str
     context: JSON | None  # the conversation, when sending reopened it
     notifications: list[JSON] = field(default_factory=list)
+
+
+Outcome = tuple[SendResult | ChatError, _Stored | None]
 
 
 class SendQueue:
@@ -120,37 +150,79 @@ class SendQueue:
             await self._write(batch)
 
     async def _write(self, batch: list[SendRequest]) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            outcomes = await self._commit(batch)
-        except IntegrityError:
-            log.warning("batch of %d hit a constraint; retrying one by one", len(batch))
-            outcomes = []
-            for request in batch:
-                try:
-                    outcomes.extend(await self._commit([request]))
-                except IntegrityError:
-                    outcomes.append((invalid("This client_id was already used."), None))
-                except ChatError as exc:
-                    outcomes.append((exc, None))
-        except ChatError as exc:
-            outcomes = [(exc, None)] * len(batch)
-        except Exception:
-            log.exception("send batch failed")
-            outcomes = [(unavailable(), None)] * len(batch)
-        stored = [s for _, s in outcomes if isinstance(s, _Stored)]
+        started = asyncio.get_running_loop().time()
+        if self._db.is_sqlite:
+            await self._settle(list(zip(batch, await self._careful(batch), strict=True)), started)
+            return
+        outcomes, careful = await self._fast(batch)
+        await self._settle(
+            [(r, o) for r, o in zip(batch, outcomes, strict=True) if o is not None], started
+        )
+        if careful:
+            rest = [batch[i] for i in careful]
+            await self._settle(list(zip(rest, await self._careful(rest), strict=True)), started)
+
+    async def _settle(self, done: Sequence[tuple[SendRequest, Outcome]], started: float) -> None:
+        """Publish what was stored, then answer the senders."""
+        stored = [s for _, (_, s) in done if s is not None]
         if stored:
             if self._on_stored is not None:
-                self._on_stored(len(stored), loop.time() - started)
+                self._on_stored(len(stored), asyncio.get_running_loop().time() - started)
             await self._publish(stored)
-        for request, (result, _) in zip(batch, outcomes, strict=True):
+        for request, (result, _) in done:
             if request.future.done():
                 continue
             if isinstance(result, ChatError):
                 request.future.set_exception(result)
             else:
                 request.future.set_result(result)
+
+    async def _fast(self, batch: Sequence[SendRequest]) -> tuple[list[Outcome | None], list[int]]:
+        """The PostgreSQL fast path: each request's outcome, or None for the
+        indices (second list, ascending) that must take the careful path."""
+        now = self._clock()
+        try:
+            async with self._db.transaction() as conn, send_batch.autocommit(conn) as raw:
+                snap = await send_batch.snapshot(
+                    raw, [r.conversation_id for r in batch], [r.key for r in batch]
+                )
+                plan = _FastPlan(batch, snap, now)
+                advanced: dict[str, int] = {}
+                if plan.conversations:
+                    try:
+                        advanced = await send_batch.write(
+                            raw, plan.conversations, plan.rows, plan.notes, now
+                        )
+                    except send_batch.Conflict as exc:
+                        log.info("fast send write rolled back (%s); taking the careful path", exc)
+        except ChatError as exc:
+            return [(exc, None)] * len(batch), []
+        except Exception:
+            log.exception("send batch failed")
+            return [(unavailable(), None)] * len(batch), []
+        return plan.settle(advanced)
+
+    async def _careful(self, batch: Sequence[SendRequest]) -> list[Outcome]:
+        try:
+            return await self._commit(batch)
+        except (IntegrityError, DataError):
+            log.warning("batch of %d hit a constraint; retrying one by one", len(batch))
+            outcomes: list[Outcome] = []
+            for request in batch:
+                try:
+                    outcomes.extend(await self._commit([request]))
+                except IntegrityError:
+                    outcomes.append((invalid("This client_id was already used."), None))
+                except DataError:
+                    outcomes.append((invalid("This message cannot be stored."), None))
+                except ChatError as exc:
+                    outcomes.append((exc, None))
+            return outcomes
+        except ChatError as exc:
+            return [(exc, None)] * len(batch)
+        except Exception:
+            log.exception("send batch failed")
+            return [(unavailable(), None)] * len(batch)
 
     async def _publish(self, stored: Sequence[_Stored]) -> None:
         items: list[tuple[str, JSON]] = []
@@ -183,32 +255,173 @@ class SendQueue:
             # the broker is back (SPEC section 3.2).
             log.exception("publishing %d events failed", len(items))
 
-    async def _commit(
-        self, batch: Sequence[SendRequest]
-    ) -> list[tuple[SendResult | ChatError, _Stored | None]]:
+    async def _commit(self, batch: Sequence[SendRequest]) -> list[Outcome]:
         async with self._db.transaction() as conn:
             return await _store_batch(conn, batch, self._clock())
 
 
+class _FastPlan:
+    """One batch on the fast path: the policy applied to the snapshot, the
+    rows to write, and the outcomes once the write has answered."""
+
+    def __init__(
+        self, batch: Sequence[SendRequest], snap: send_batch.Snapshot, now: datetime
+    ) -> None:
+        self.batch = batch
+        self.now = now
+        self.outcomes: list[Outcome | None] = [None] * len(batch)
+        self.careful: list[int] = []
+        self.followers: list[tuple[int, int]] = []  # (retry in this batch, its first send)
+        self.pending: dict[str, list[tuple[int, JSON]]] = {}  # conversation -> (index, row)
+        self.contexts = snap.contexts
+        self.conversations: list[send_batch.Conversation] = []
+        self.rows: list[JSON] = []
+        self.notes: list[JSON] = []
+        self._notes_of: dict[str, list[JSON]] = {}
+        candidates = self._screen(snap)
+        careful_conversations = {
+            ctx["id"]
+            for i, ctx in candidates
+            if batch[i].attachment_ids or sending_reopens(batch[i].viewer.kind, views.facts(ctx))
+        }
+        for i, ctx in candidates:
+            if ctx["id"] in careful_conversations:
+                self.careful.append(i)
+            else:
+                self._admit(i, ctx, snap.staff_by_org)
+        for conversation_id, items in self.pending.items():
+            ctx = self.contexts[conversation_id]
+            self.conversations.append(
+                send_batch.Conversation(
+                    id=conversation_id,
+                    n=len(items),
+                    staff=any(row["sender_kind"] == Role.STAFF.value for _, row in items),
+                    status=ctx["status"],
+                    candidate_id=ctx["candidate_id"],
+                )
+            )
+
+    def _screen(self, snap: send_batch.Snapshot) -> list[tuple[int, JSON]]:
+        """Settle what needs no write; the rest as (index, context), in order."""
+        first: dict[send_batch.ClientKey, int] = {}
+        candidates: list[tuple[int, JSON]] = []
+        for i, request in enumerate(self.batch):
+            key = request.key
+            if key in first:
+                self.followers.append((i, first[key]))
+                continue
+            first[key] = i
+            if key in snap.existing:
+                self.careful.append(i)
+                continue
+            ctx = self.contexts.get(request.conversation_id)
+            if ctx is None or not access.may_see(request.viewer, ctx):
+                self.outcomes[i] = (not_found(), None)
+                continue
+            candidates.append((i, ctx))
+        return candidates
+
+    def _admit(self, i: int, ctx: JSON, staff_by_org: dict[str, list[str]]) -> None:
+        """Apply the policy to the snapshot as advanced by the batch's earlier
+        sends (a staff message lets a later candidate message through)."""
+        request = self.batch[i]
+        role = request.viewer.kind
+        refusal = send_refusal(role, views.facts(ctx))
+        if refusal is not None:
+            self.outcomes[i] = (refusal.error(), None)
+            return
+        if role is Role.STAFF:
+            ctx["has_staff_message"] = True
+        items = self.pending.setdefault(ctx["id"], [])
+        row: JSON = {
+            "id": secrets.token_hex(16),
+            "conversation_id": ctx["id"],
+            "pos": len(items) + 1,
+            "sender_kind": role.value,
+            "sender_id": request.viewer.id,
+            "sender_name": request.viewer.name,
+            "client_id": request.client_id,
+            "body": request.body,
+            "html": request.html,
+        }
+        items.append((i, row))
+        self.rows.append(row)
+        notes = _notes_for(row, ctx, staff_by_org.get(ctx["org_id"], []), self.now)
+        self.notes.extend(notes)
+        self._notes_of[row["id"]] = notes
+
+    def settle(self, advanced: dict[str, int]) -> tuple[list[Outcome | None], list[int]]:
+        """Outcomes of the stored sends; conversations missing from
+        `advanced` (guard failed, or the write was rolled back) go careful."""
+        for conversation_id, items in self.pending.items():
+            last_seq = advanced.get(conversation_id)
+            if last_seq is None:
+                self.careful.extend(i for i, _ in items)
+                continue
+            base = last_seq - len(items)
+            org_id = self.contexts[conversation_id]["org_id"]
+            for i, row in items:
+                row["seq"] = base + row["pos"]
+                row["created_at"] = self.now
+                row["deleted"] = False
+                message = views.message(row)
+                stored = _Stored(message, org_id, None, self._notes_of[row["id"]])
+                self.outcomes[i] = (SendResult(message, created=True), stored)
+        for i, first in self.followers:
+            original = self.outcomes[first]
+            if original is None or not isinstance(original[0], SendResult):
+                self.careful.append(i)
+            elif self.batch[i].conversation_id != self.batch[first].conversation_id:
+                self.outcomes[i] = (_reused_client_id(), None)
+            else:
+                self.outcomes[i] = (SendResult(original[0].message, created=False), None)
+        return self.outcomes, sorted(self.careful)
+
+
+def _reused_client_id() -> ChatError:
+    return invalid("This client_id was already used for another conversation.")
+
+
+def _notes_for(row: JSON, ctx: JSON, org_staff: Sequence[str], now: datetime) -> list[JSON]:
+    """A bell entry for every recipient: the candidate for a staff message,
+    every staff member of the organisation for a candidate message."""
+    if row["sender_kind"] == Role.STAFF.value:
+        recipients = [(Role.CANDIDATE.value, ctx["candidate_id"])]
+        text = f"New message from {row['sender_name']} about {ctx['job_title']}"
+    else:
+        recipients = [(Role.STAFF.value, staff_id) for staff_id in org_staff]
+        text = f"New message from {row['sender_name']} ({ctx['job_title']})"
+    return [
+        {
+            "recipient_kind": kind,
+            "recipient_id": person_id,
+            "kind": "message",
+            "conversation_id": row["conversation_id"],
+            "message_id": row["id"],
+            "text": text[:NOTE_TEXT_MAX],
+            "created_at": now,
+        }
+        for kind, person_id in recipients
+    ]
+
+
 async def _store_batch(
     conn: AsyncConnection, batch: Sequence[SendRequest], now: datetime
-) -> list[tuple[SendResult | ChatError, _Stored | None]]:
+) -> list[Outcome]:
     contexts = {
         cid: dict(row)
         for cid, row in (
             await conversations.contexts_for_update(conn, [r.conversation_id for r in batch])
         ).items()
     }
-    existing = await messages.by_client_keys(
-        conn, [(r.viewer.kind.value, r.viewer.id, r.client_id) for r in batch]
-    )
-    outcomes: list[tuple[SendResult | ChatError, _Stored | None]] = []
+    existing = await messages.by_client_keys(conn, [r.key for r in batch])
+    outcomes: list[Outcome] = []
     new_rows: list[JSON] = []
-    in_batch: dict[tuple[str, str, str], JSON] = {}
+    in_batch: dict[send_batch.ClientKey, JSON] = {}
     touched: dict[str, JSON] = {}
     reopened: set[str] = set()
     for request in batch:
-        key = (request.viewer.kind.value, request.viewer.id, request.client_id)
+        key = request.key
         original = existing.get(key)
         if original is not None or key in in_batch:
             outcomes.append(await _repeat(conn, request, original, in_batch.get(key)))
@@ -287,12 +500,12 @@ async def _repeat(
     request: SendRequest,
     original: RowMapping | None,
     earlier: JSON | None,
-) -> tuple[SendResult | ChatError, _Stored | None]:
+) -> Outcome:
     """A retried client_id: the original message, never a second one."""
     row: RowMapping | JSON | None = original if original is not None else earlier
     assert row is not None
     if row["conversation_id"] != request.conversation_id:
-        return invalid("This client_id was already used for another conversation."), None
+        return _reused_client_id(), None
     files = (await messages.attachments_for(conn, [row["id"]])).get(row["id"], [])
     return SendResult(views.message(row, files), created=False), None
 
@@ -315,31 +528,14 @@ async def _claim_attachments(
 async def _notification_rows(
     conn: AsyncConnection, rows: Sequence[JSON], contexts: dict[str, JSON], now: datetime
 ) -> list[JSON]:
-    """A bell entry for every recipient: the candidate for a staff message,
-    every staff member of the organisation for a candidate message."""
-    staff_by_org: dict[str, list[str]] = {}
+    candidate_orgs = [
+        contexts[row["conversation_id"]]["org_id"]
+        for row in rows
+        if row["sender_kind"] != Role.STAFF.value
+    ]
+    staff_by_org = await send_batch.staff_of_orgs(conn, candidate_orgs)
     result: list[JSON] = []
     for row in rows:
         ctx = contexts[row["conversation_id"]]
-        if row["sender_kind"] == Role.STAFF.value:
-            recipients = [(Role.CANDIDATE.value, ctx["candidate_id"])]
-            text = f"New message from {row['sender_name']} about {ctx['job_title']}"
-        else:
-            org_id = ctx["org_id"]
-            if org_id not in staff_by_org:
-                staff_by_org[org_id] = [s["id"] for s in await people.org_staff(conn, org_id)]
-            recipients = [(Role.STAFF.value, sid) for sid in staff_by_org[org_id]]
-            text = f"New message from {row['sender_name']} ({ctx['job_title']})"
-        result.extend(
-            {
-                "recipient_kind": kind,
-                "recipient_id": person_id,
-                "kind": "message",
-                "conversation_id": row["conversation_id"],
-                "message_id": row["id"],
-                "text": text[:500],
-                "created_at": now,
-            }
-            for kind, person_id in recipients
-        )
+        result.extend(_notes_for(row, ctx, staff_by_org.get(ctx["org_id"], []), now))
     return result

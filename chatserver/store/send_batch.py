@@ -1,0 +1,241 @@
+"""The PostgreSQL fast path of a send batch: one read, then one write.
+
+Both statements run on the pooled connection's psycopg driver connection in
+autocommit mode, as fixed SQL text that psycopg prepares on the server once
+per connection, so neither SQLAlchemy's compiler nor the server's planner
+runs per batch. Parameters go in and the snapshot comes out as one JSON
+document each (orjson on our side, PostgreSQL's own parser on the other):
+far cheaper than adapting a dozen Python lists element by element.
+
+`snapshot` reads, without locks, what the domain's policy needs. `write` then
+stores the batch in one statement, so the conversation row locks it takes
+are held only while PostgreSQL executes that statement and its commit, never
+across a round trip to the (possibly busy) worker:
+
+- `locked` takes the row locks in id order, the order the careful path uses
+  too, so two batches can never deadlock;
+- `bumped` advances each conversation's `last_seq` by its message count,
+  guarded by the facts the policy was applied to (the conversation is still
+  open, the application's status and candidate unchanged). Under READ
+  COMMITTED a batch that waited for another's lock re-evaluates the guard
+  and the `last_seq` increment on the row as that one committed it, so seqs
+  stay gapless and unique across workers. A conversation whose guard failed
+  is simply missing from the result;
+- `stored` inserts the messages of the conversations in `bumped`, each with
+  seq `last_seq - n + pos`; `noted` their notification rows.
+
+`has_staff_message` needs no guard: it only ever goes from false to true,
+and that can only turn a candidate's refusal into a permission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import errors as pg_errors
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatserver.errors import unavailable
+from chatserver.store.tables import staff
+
+JSON = dict[str, Any]
+ClientKey = tuple[str, str, str]  # (sender_kind, sender_id, client_id)
+
+SNAPSHOT_SQL = """
+WITH wanted AS (
+    SELECT c.id, c.application_id, c.org_id, c.state, c.has_staff_message,
+           a.status, a.candidate_id, j.title AS job_title
+    FROM conversations c
+    JOIN applications a ON a.id = c.application_id
+    JOIN jobs j ON j.id = a.job_id
+    WHERE c.id IN (SELECT json_array_elements_text(%(conversations)s::json))
+),
+keys AS (
+    SELECT k ->> 0 AS sender_kind, k ->> 1 AS sender_id, k ->> 2 AS client_id
+    FROM json_array_elements(%(keys)s::json) AS k
+)
+SELECT json_build_object(
+    'conversations', (SELECT coalesce(json_agg(w), '[]') FROM wanted w),
+    'existing', (
+        SELECT coalesce(json_agg(json_build_array(m.sender_kind, m.sender_id, m.client_id)), '[]')
+        FROM messages m
+        JOIN keys k USING (sender_kind, sender_id, client_id)
+    ),
+    'staff', (
+        SELECT coalesce(json_agg(json_build_array(s.org_id, s.id) ORDER BY s.id), '[]')
+        FROM staff s
+        WHERE s.org_id IN (SELECT org_id FROM wanted)
+    )
+)::text
+"""
+
+WRITE_SQL = """
+WITH batch AS (
+    SELECT * FROM json_to_recordset(%(conversations)s::json)
+        AS b(id text, n int, staff bool, status text, candidate_id text)
+),
+locked AS (
+    SELECT c.id FROM conversations c
+    WHERE c.id IN (SELECT id FROM batch)
+    ORDER BY c.id
+    FOR UPDATE
+),
+bumped AS (
+    UPDATE conversations c
+    SET last_seq = c.last_seq + b.n,
+        last_message_at = %(now)s,
+        has_staff_message = c.has_staff_message OR b.staff
+    FROM batch b, locked l, applications a
+    WHERE c.id = b.id AND l.id = b.id AND a.id = c.application_id
+      AND c.state = 'open' AND a.status = b.status AND a.candidate_id = b.candidate_id
+    RETURNING c.id, c.last_seq, b.n
+),
+stored AS (
+    INSERT INTO messages (id, conversation_id, seq, sender_kind, sender_id, sender_name,
+                          client_id, body, html, created_at, deleted)
+    SELECT m.id, m.conversation_id, u.last_seq - u.n + m.pos, m.sender_kind, m.sender_id,
+           m.sender_name, m.client_id, m.body, m.html, %(now)s, false
+    FROM json_to_recordset(%(messages)s::json)
+        AS m(id text, conversation_id text, pos int, sender_kind text, sender_id text,
+             sender_name text, client_id text, body text, html text)
+    JOIN bumped u ON u.id = m.conversation_id
+    RETURNING id
+),
+noted AS (
+    INSERT INTO notifications (recipient_kind, recipient_id, kind, conversation_id, message_id,
+                               text, created_at)
+    SELECT n.recipient_kind, n.recipient_id, n.kind, n.conversation_id, n.message_id, n.text,
+           %(now)s
+    FROM json_to_recordset(%(notes)s::json)
+        AS n(recipient_kind text, recipient_id text, kind text, conversation_id text,
+             message_id text, text text)
+    JOIN stored s ON s.id = n.message_id
+)
+SELECT json_object_agg(id, last_seq)::text FROM bumped
+"""
+
+
+class Conflict(Exception):
+    """The write was rolled back as a whole (a client_id stored concurrently
+    by another worker, a deadlock, a value PostgreSQL refused): nothing of
+    it is stored, and its sends must take the careful path."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    contexts: dict[str, JSON]  # conversation id -> the facts policy and rendering need
+    existing: set[ClientKey]  # client ids already stored
+    staff_by_org: dict[str, list[str]]  # ids, in id order
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One conversation's share of a write, and the facts its guard checks."""
+
+    id: str
+    n: int
+    staff: bool  # a staff member sends in this batch
+    status: str
+    candidate_id: str
+
+
+@asynccontextmanager
+async def autocommit(conn: AsyncConnection) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """The driver connection under `conn`, in autocommit mode while in use.
+
+    `conn` must not have run a statement yet (psycopg then has no transaction
+    open); autocommit is switched off again before the pool gets it back. An
+    outage becomes `unavailable`, as `Database.transaction` does for
+    SQLAlchemy's own statements.
+    """
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert isinstance(raw, psycopg.AsyncConnection)
+    try:
+        await raw.set_autocommit(True)
+        try:
+            yield raw
+        finally:
+            if not raw.broken:
+                await raw.set_autocommit(False)
+    except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+        raise unavailable() from exc
+
+
+async def snapshot(
+    raw: psycopg.AsyncConnection[Any], conversation_ids: Sequence[str], keys: Sequence[ClientKey]
+) -> Snapshot:
+    params = {
+        "conversations": orjson.dumps(list(set(conversation_ids))).decode(),
+        "keys": orjson.dumps(keys).decode(),
+    }
+    cursor = await raw.execute(SNAPSHOT_SQL, params, prepare=True)
+    row = await cursor.fetchone()
+    assert row is not None
+    found = orjson.loads(row[0])
+    staff_by_org: dict[str, list[str]] = {}
+    for org_id, staff_id in found["staff"]:
+        staff_by_org.setdefault(org_id, []).append(staff_id)
+    return Snapshot(
+        contexts={c["id"]: c for c in found["conversations"]},
+        existing={(k, s, c) for k, s, c in found["existing"]},
+        staff_by_org=staff_by_org,
+    )
+
+
+async def write(
+    raw: psycopg.AsyncConnection[Any],
+    conversations: Sequence[Conversation],
+    messages: Sequence[JSON],
+    notes: Sequence[JSON],
+    now: datetime,
+) -> dict[str, int]:
+    """Store the batch in one statement; the new `last_seq` of every
+    conversation whose guard held (the others stored nothing).
+
+    `messages` need the keys id, conversation_id, pos (1-based within the
+    conversation's share), sender_kind, sender_id, sender_name, client_id,
+    body and html; `notes` recipient_kind, recipient_id, kind,
+    conversation_id, message_id and text. Other keys are ignored.
+    """
+    try:
+        params = {
+            "conversations": orjson.dumps(conversations).decode(),
+            "messages": orjson.dumps(messages).decode(),
+            "notes": orjson.dumps(notes).decode(),
+            "now": now,
+        }
+    except orjson.JSONEncodeError as exc:
+        raise Conflict("a value cannot be encoded") from exc
+    try:
+        cursor = await raw.execute(WRITE_SQL, params, prepare=True)
+    except (psycopg.IntegrityError, psycopg.DataError, pg_errors.TransactionRollback) as exc:
+        raise Conflict(str(exc)) from exc
+    row = await cursor.fetchone()
+    assert row is not None
+    if row[0] is None:
+        return {}
+    advanced: dict[str, int] = orjson.loads(row[0])
+    return advanced
+
+
+async def staff_of_orgs(conn: AsyncConnection, org_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Staff ids of each of these organisations, in id order, in one query
+    (the careful path's notification recipients)."""
+    if not org_ids:
+        return {}
+    query = (
+        select(staff.c.org_id, staff.c.id)
+        .where(staff.c.org_id.in_(sorted(set(org_ids))))
+        .order_by(staff.c.id)
+    )
+    result: dict[str, list[str]] = {}
+    for org_id, staff_id in await conn.execute(query):
+        result.setdefault(org_id, []).append(staff_id)
+    return result

@@ -1,0 +1,158 @@
+"""Micro-benchmark of the domain send path (no sockets): sends/s and CPU per send.
+
+    python scripts/bench_send.py --concurrency 1000 --sends 20000
+
+It creates a fresh PostgreSQL database on the loopback server, migrates it,
+provisions one organisation, staff member and interviewing candidate per
+conversation, and runs `concurrency` senders (a staff member and a candidate
+per conversation, taking turns) that call `actions.send_message` in a loop
+until `sends` messages are acknowledged or `--timeout` passes. Events go to
+the in-process broker, so the figure is the group commit and nothing else.
+It then checks that every conversation's seqs are gapless and unique, prints
+the figures and drops the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import time
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+import uvloop
+
+from chatserver.broker.memory import MemoryBroker
+from chatserver.chat import actions, queries
+from chatserver.chat.events import Events
+from chatserver.chat.identity import Viewer
+from chatserver.chat.policy import Status
+from chatserver.chat.sending import SendQueue
+from chatserver.chat.service import Chat
+from chatserver.settings import Settings
+from chatserver.store.db import Database
+from chatserver.store.migrate import upgrade
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+SECRET = "bench-secret-0123456789abcdef"
+# Provisioning requests in flight at once.
+SETUP_CONCURRENCY = 32
+# Messages of this length, with a little Markdown, like a short chat line.
+BODY = "Thanks, **see you** at the interview on Tuesday"
+
+
+def admin_execute(sql: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(sql.encode())
+
+
+async def provision(chat: Chat, conversations: int) -> list[tuple[Viewer, str]]:
+    """(viewer, conversation) for a staff member and a candidate per conversation."""
+    applied = datetime(2026, 1, 5, tzinfo=UTC)
+    gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+    async def one(n: int) -> list[tuple[Viewer, str]]:
+        async with gate:
+            org = (f"org-{n}", f"Org {n}")
+            await actions.upsert_staff(chat, f"staff-{n}", org, f"Staff {n}", f"s{n}@x.test", "UTC")
+            created = await actions.upsert_application(
+                chat,
+                f"app-{n}",
+                org,
+                (f"job-{n}", "Teacher of Mathematics"),
+                (f"cand-{n}", f"Candidate {n}", f"c{n}@x.test"),
+                Status.INTERVIEWING,
+                applied,
+            )
+            staff = await queries.viewer_for(chat, "staff", f"staff-{n}")
+            candidate = await queries.viewer_for(chat, "candidate", f"cand-{n}", (f"app-{n}",))
+            assert staff is not None
+            assert candidate is not None
+            conversation = str(created["conversation_id"])
+            return [(staff, conversation), (candidate, conversation)]
+
+    pairs = await asyncio.gather(*(one(n) for n in range(conversations)))
+    return [pair for both in pairs for pair in both]
+
+
+async def check_gapless(db: Database, expected: int) -> None:
+    async with db.transaction() as conn:
+        bad = (
+            await conn.exec_driver_sql(
+                "SELECT count(*) FROM conversations c WHERE c.last_seq <> "
+                "(SELECT count(DISTINCT m.seq) FROM messages m WHERE m.conversation_id = c.id) "
+                "OR c.last_seq <> coalesce((SELECT max(m.seq) FROM messages m "
+                "WHERE m.conversation_id = c.id), 0)"
+            )
+        ).scalar_one()
+        stored = (await conn.exec_driver_sql("SELECT count(*) FROM messages")).scalar_one()
+    if bad or stored != expected:
+        raise SystemExit(f"FAILED: {bad} conversations with gaps, {stored} stored of {expected}")
+
+
+async def run(args: argparse.Namespace, url: str) -> None:
+    settings = Settings(database_url=url, secret_keys=(SECRET,), send_rate=1e9, send_burst=10**9)
+    db = Database.from_settings(settings)
+    chat = Chat(settings, db, Events(MemoryBroker()))
+    if args.writers:
+        chat.sends = SendQueue(
+            db, chat.events, chat.clock, max_batch=settings.send_batch_max, writers=args.writers
+        )
+    await chat.start()
+    try:
+        senders = await provision(chat, args.conversations)
+        latencies: list[float] = []
+        remaining = args.sends
+        deadline = time.monotonic() + args.timeout
+
+        async def sender(who: Viewer, conversation: str) -> None:
+            nonlocal remaining
+            while remaining > 0 and time.monotonic() < deadline:
+                remaining -= 1
+                started = time.perf_counter()
+                await actions.send_message(chat, who, conversation, str(uuid.uuid4()), BODY)
+                latencies.append(time.perf_counter() - started)
+
+        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        started = time.perf_counter()
+        await asyncio.gather(*(sender(*senders[i % len(senders)]) for i in range(args.concurrency)))
+        elapsed = time.perf_counter() - started
+        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        await check_gapless(db, len(latencies))
+    finally:
+        await chat.stop()
+        await db.dispose()
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    latencies.sort()
+    sent = len(latencies)
+    print(
+        f"sends={sent} concurrency={args.concurrency} conversations={args.conversations} "
+        f"seconds={elapsed:.2f} sends/s={sent / elapsed:.0f} "
+        f"cpu_us/send={cpu / sent * 1e6:.0f} "
+        f"p50_ms={latencies[sent // 2] * 1e3:.1f} p99_ms={latencies[int(sent * 0.99)] * 1e3:.1f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=1000)
+    parser.add_argument("--sends", type=int, default=20000)
+    parser.add_argument("--conversations", type=int, default=500)
+    parser.add_argument("--writers", type=int, default=0, help="override the writer count")
+    parser.add_argument("--timeout", type=float, default=120.0, help="stop sending after this")
+    args = parser.parse_args()
+    name = f"chat_bench_{uuid.uuid4().hex[:10]}"
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    admin_execute(f'CREATE DATABASE "{name}"')
+    try:
+        upgrade(Settings(database_url=url, secret_keys=(SECRET,)))
+        uvloop.run(run(args, url))
+    finally:
+        admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
