@@ -6,7 +6,9 @@ It creates a fresh PostgreSQL database on the loopback server, migrates it,
 provisions one organisation, staff member and interviewing candidate per
 conversation, and runs `concurrency` senders (a staff member and a candidate
 per conversation, taking turns) that call `actions.send_message` in a loop
-until `sends` messages are acknowledged or `--timeout` passes. Events go to
+until `sends` messages are acknowledged or `--timeout` passes. With
+`--queue-only` they submit ready-made requests to the send queue instead,
+leaving out validation, rate limiting and Markdown rendering. Events go to
 the in-process broker, so the figure is the group commit and nothing else.
 It then checks that every conversation's seqs are gapless and unique, prints
 the figures and drops the database.
@@ -28,9 +30,10 @@ import uvloop
 from chatserver.broker.memory import MemoryBroker
 from chatserver.chat import actions, queries
 from chatserver.chat.events import Events
+from chatserver.chat.formatting import render
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Status
-from chatserver.chat.sending import SendQueue
+from chatserver.chat.sending import SendQueue, SendRequest
 from chatserver.chat.service import Chat
 from chatserver.settings import Settings
 from chatserver.store.db import Database
@@ -42,6 +45,7 @@ SECRET = "bench-secret-0123456789abcdef"
 SETUP_CONCURRENCY = 32
 # Messages of this length, with a little Markdown, like a short chat line.
 BODY = "Thanks, **see you** at the interview on Tuesday"
+HTML = render(BODY)
 
 
 def admin_execute(sql: str) -> None:
@@ -113,7 +117,11 @@ async def run(args: argparse.Namespace, url: str) -> None:
             while remaining > 0 and time.monotonic() < deadline:
                 remaining -= 1
                 started = time.perf_counter()
-                await actions.send_message(chat, who, conversation, str(uuid.uuid4()), BODY)
+                if args.queue_only:
+                    request = SendRequest(who, conversation, str(uuid.uuid4()), BODY, HTML)
+                    await chat.sends.submit(request)
+                else:
+                    await actions.send_message(chat, who, conversation, str(uuid.uuid4()), BODY)
                 latencies.append(time.perf_counter() - started)
 
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -142,6 +150,9 @@ def main() -> None:
     parser.add_argument("--sends", type=int, default=20000)
     parser.add_argument("--conversations", type=int, default=500)
     parser.add_argument("--writers", type=int, default=0, help="override the writer count")
+    parser.add_argument(
+        "--queue-only", action="store_true", help="submit to the send queue directly"
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="stop sending after this")
     args = parser.parse_args()
     name = f"chat_bench_{uuid.uuid4().hex[:10]}"

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 # Notification texts are stored in a column of this width.
 NOTE_TEXT_MAX = 500
+# Message ids: 16 random bytes, as hex.
+MESSAGE_ID_BYTES = 16
 
 
 @dataclass
@@ -183,10 +186,9 @@ class SendQueue:
         now = self._clock()
         try:
             async with self._db.transaction() as conn, send_batch.autocommit(conn) as raw:
-                snap = await send_batch.snapshot(
-                    raw, [r.conversation_id for r in batch], [r.key for r in batch]
-                )
-                plan = _FastPlan(batch, snap, now)
+                keys = [r.key for r in batch]
+                snap = await send_batch.snapshot(raw, [r.conversation_id for r in batch], keys)
+                plan = _FastPlan(batch, keys, snap, now)
                 advanced: dict[str, int] = {}
                 if plan.conversations:
                     try:
@@ -241,13 +243,16 @@ class SendQueue:
             items.append(
                 (events.org_channel(s.org_id), events.inbox_changed(conversation_id, s.message))
             )
-            items.extend(
-                (
-                    events.person_channel(note["recipient_kind"], note["recipient_id"]),
-                    events.notification_event(note),
+            if s.notifications:
+                # Every recipient of one message gets the same bell entry.
+                note_event = events.notification_event(s.notifications[0])
+                items.extend(
+                    (
+                        events.person_channel(note["recipient_kind"], note["recipient_id"]),
+                        note_event,
+                    )
+                    for note in s.notifications
                 )
-                for note in s.notifications
-            )
         try:
             await self._events.publish(items)
         except Exception:
@@ -265,10 +270,15 @@ class _FastPlan:
     rows to write, and the outcomes once the write has answered."""
 
     def __init__(
-        self, batch: Sequence[SendRequest], snap: send_batch.Snapshot, now: datetime
+        self,
+        batch: Sequence[SendRequest],
+        keys: Sequence[send_batch.ClientKey],
+        snap: send_batch.Snapshot,
+        now: datetime,
     ) -> None:
         self.batch = batch
         self.now = now
+        self._ids = _message_ids(len(batch))
         self.outcomes: list[Outcome | None] = [None] * len(batch)
         self.careful: list[int] = []
         self.followers: list[tuple[int, int]] = []  # (retry in this batch, its first send)
@@ -278,7 +288,7 @@ class _FastPlan:
         self.rows: list[JSON] = []
         self.notes: list[JSON] = []
         self._notes_of: dict[str, list[JSON]] = {}
-        candidates = self._screen(snap)
+        candidates = self._screen(keys, snap)
         careful_conversations = {
             ctx["id"]
             for i, ctx in candidates
@@ -301,12 +311,13 @@ class _FastPlan:
                 )
             )
 
-    def _screen(self, snap: send_batch.Snapshot) -> list[tuple[int, JSON]]:
+    def _screen(
+        self, keys: Sequence[send_batch.ClientKey], snap: send_batch.Snapshot
+    ) -> list[tuple[int, JSON]]:
         """Settle what needs no write; the rest as (index, context), in order."""
         first: dict[send_batch.ClientKey, int] = {}
         candidates: list[tuple[int, JSON]] = []
-        for i, request in enumerate(self.batch):
-            key = request.key
+        for i, (request, key) in enumerate(zip(self.batch, keys, strict=True)):
             if key in first:
                 self.followers.append((i, first[key]))
                 continue
@@ -334,7 +345,7 @@ class _FastPlan:
             ctx["has_staff_message"] = True
         items = self.pending.setdefault(ctx["id"], [])
         row: JSON = {
-            "id": secrets.token_hex(16),
+            "id": self._ids[i],
             "conversation_id": ctx["id"],
             "pos": len(items) + 1,
             "sender_kind": role.value,
@@ -376,6 +387,13 @@ class _FastPlan:
             else:
                 self.outcomes[i] = (SendResult(original[0].message, created=False), None)
         return self.outcomes, sorted(self.careful)
+
+
+def _message_ids(count: int) -> list[str]:
+    """`count` random message ids from one system call."""
+    width = MESSAGE_ID_BYTES * 2
+    pool = os.urandom(MESSAGE_ID_BYTES * count).hex()
+    return [pool[i : i + width] for i in range(0, len(pool), width)]
 
 
 def _reused_client_id() -> ChatError:
@@ -447,7 +465,7 @@ async def _store_batch(
         ctx["last_message_at"] = now
         touched[ctx["id"]] = ctx
         row: JSON = {
-            "id": secrets.token_hex(16),
+            "id": secrets.token_hex(MESSAGE_ID_BYTES),
             "conversation_id": ctx["id"],
             "seq": ctx["last_seq"],
             "sender_kind": role.value,

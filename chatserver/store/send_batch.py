@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.types.json import Json
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -171,10 +172,7 @@ async def autocommit(conn: AsyncConnection) -> AsyncIterator[psycopg.AsyncConnec
 async def snapshot(
     raw: psycopg.AsyncConnection[Any], conversation_ids: Sequence[str], keys: Sequence[ClientKey]
 ) -> Snapshot:
-    params = {
-        "conversations": orjson.dumps(list(set(conversation_ids))).decode(),
-        "keys": orjson.dumps(keys).decode(),
-    }
+    params = {"conversations": _json(list(set(conversation_ids))), "keys": _json(keys)}
     cursor = await raw.execute(SNAPSHOT_SQL, params, prepare=True)
     row = await cursor.fetchone()
     assert row is not None
@@ -204,18 +202,20 @@ async def write(
     body and html; `notes` recipient_kind, recipient_id, kind,
     conversation_id, message_id and text. Other keys are ignored.
     """
-    try:
-        params = {
-            "conversations": orjson.dumps(conversations).decode(),
-            "messages": orjson.dumps(messages).decode(),
-            "notes": orjson.dumps(notes).decode(),
-            "now": now,
-        }
-    except orjson.JSONEncodeError as exc:
-        raise Conflict("a value cannot be encoded") from exc
+    params = {
+        "conversations": _json(conversations),
+        "messages": _json(messages),
+        "notes": _json(notes),
+        "now": now,
+    }
     try:
         cursor = await raw.execute(WRITE_SQL, params, prepare=True)
-    except (psycopg.IntegrityError, psycopg.DataError, pg_errors.TransactionRollback) as exc:
+    except (
+        psycopg.IntegrityError,
+        psycopg.DataError,
+        pg_errors.TransactionRollback,
+        orjson.JSONEncodeError,
+    ) as exc:
         raise Conflict(str(exc)) from exc
     row = await cursor.fetchone()
     assert row is not None
@@ -223,6 +223,11 @@ async def write(
         return {}
     advanced: dict[str, int] = orjson.loads(row[0])
     return advanced
+
+
+def _json(value: object) -> Json:
+    """A json parameter that orjson encodes straight to bytes."""
+    return Json(value, dumps=orjson.dumps)
 
 
 async def staff_of_orgs(conn: AsyncConnection, org_ids: Sequence[str]) -> dict[str, list[str]]:
