@@ -438,6 +438,7 @@ async def _store_batch(
     in_batch: dict[send_batch.ClientKey, JSON] = {}
     touched: dict[str, JSON] = {}
     reopened: set[str] = set()
+    links: list[tuple[str, list[str]]] = []  # message id, its attachment ids
     for request in batch:
         key = request.key
         original = existing.get(key)
@@ -485,9 +486,12 @@ async def _store_batch(
             (SendResult(message, created=True), _Stored(message, ctx["org_id"], context))
         )
         if files:
-            await messages.attach(conn, row["id"], [f["id"] for f in files])
+            links.append((row["id"], [f["id"] for f in files]))
 
     await messages.insert_many(conn, new_rows)
+    # After the insert: an attachment's message_id references its message.
+    for message_id, attachment_ids in links:
+        await messages.attach(conn, message_id, attachment_ids)
     await conversations.advance_many(
         conn,
         [

@@ -5,9 +5,13 @@ batch never costs the others."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
+
+import psycopg
+import pytest
 
 from chatserver.chat import actions, queries
 from chatserver.chat.formatting import render
@@ -16,10 +20,12 @@ from chatserver.chat.sending import SendQueue, SendRequest, SendResult
 from chatserver.chat.service import Chat
 from chatserver.clock import utcnow
 from chatserver.errors import ChatError
+from chatserver.settings import Settings
 from chatserver.store import messages as message_store
-from chatserver.store.tables import messages
+from chatserver.store.db import Database
+from chatserver.store.tables import messages, notifications
 from tests.conftest import Scene
-from tests.helpers import Host, count_rows
+from tests.helpers import Host, count_rows, upload
 
 # Bounded load: enough concurrent sends to fill several batches, small
 # enough to keep both backends well under a second.
@@ -236,3 +242,323 @@ async def test_a_whole_batch_is_stored_in_one_transaction(scene: Scene, app: Any
     assert batches == [count]
     assert all(isinstance(o, SendResult) and o.created for o in outcomes)
     assert await count_rows(app, messages) == count
+
+
+# -- two workers, races with state changes, and what takes the careful path --------
+#
+# On PostgreSQL a batch reads without locks, applies the policy, then writes in
+# one guarded statement; the tests below make other transactions change the
+# conversation between that read and that write, and run two workers' queues
+# on one database. The rest hold on both backends.
+
+PG_ONLY = pytest.mark.parametrize("backend", ["production"])
+# Polls (10 ms apart) for a blocked send to show up in pg_stat_activity.
+LOCK_WAIT_POLLS = 500
+TWO_WORKER_SENDS = 60
+
+
+@contextlib.asynccontextmanager
+async def second_worker(app: Any, settings: Settings) -> AsyncIterator[Chat]:
+    """Another worker's domain: its own connection pool and send queue on the
+    same database and broker."""
+    chat = Chat(settings, Database.from_settings(settings), chat_of(app).events)
+    await chat.start()
+    try:
+        yield chat
+    finally:
+        await chat.stop()
+        await chat.db.dispose()
+
+
+async def sends_waiting_for_locks(settings: Settings, count: int) -> None:
+    """Return once `count` statements of this database wait for a lock."""
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_url, autocommit=True
+    ) as watcher:
+        for _ in range(LOCK_WAIT_POLLS):
+            cursor = await watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            row = await cursor.fetchone()
+            if row is not None and row[0] >= count:
+                return
+            await asyncio.sleep(0.01)
+    pytest.fail(f"{count} sends never waited for a lock")
+
+
+async def refusal_code(outcome: SendResult | BaseException) -> str:
+    assert isinstance(outcome, ChatError), outcome
+    return outcome.code.value
+
+
+async def audit_of(chat: Chat, application_id: str) -> list[str]:
+    return [event["action"] for event in await queries.audit_trail(chat, application_id)]
+
+
+async def test_two_workers_sending_to_the_same_conversations_get_gapless_seqs(
+    scene: Scene, host: Host, app: Any, settings: Settings
+) -> None:
+    chat = chat_of(app)
+    other = (await host.application("app-2", candidate="erin"))["conversation_id"]
+    async with second_worker(app, settings) as chat2:
+        alice = await viewer(chat, "staff", "alice")
+        bob = await viewer(chat2, "staff", "bob")
+        results = await asyncio.gather(
+            *(
+                actions.send_message(worker, who, conversation, str(uuid.uuid4()), f"{n}")
+                for n in range(TWO_WORKER_SENDS)
+                for worker, who in ((chat, alice), (chat2, bob))
+                for conversation in (scene.conversation, other)
+            )
+        )
+    assert all(r.created for r in results)
+    for conversation in (scene.conversation, other):
+        expected = list(range(1, 2 * TWO_WORKER_SENDS + 1))
+        assert await seqs(chat, alice, conversation) == expected
+    assert len({r.message["id"] for r in results}) == len(results)
+    assert await count_rows(app, messages) == 4 * TWO_WORKER_SENDS
+
+
+async def test_one_client_id_through_two_workers_at_once_is_one_message(
+    scene: Scene, app: Any, settings: Settings
+) -> None:
+    chat = chat_of(app)
+    client_id = str(uuid.uuid4())
+    async with second_worker(app, settings) as chat2:
+        cara = await viewer(chat, "candidate", "cara", "app-1")
+        results = await asyncio.gather(
+            *(
+                actions.send_message(worker, cara, scene.conversation, client_id, "Hello")
+                for _ in range(10)
+                for worker in (chat, chat2)
+            )
+        )
+    assert [r.created for r in results].count(True) == 1
+    assert all(r.message == results[0].message for r in results)
+    assert await count_rows(app, messages) == 1
+
+
+@PG_ONLY
+async def test_a_retry_racing_on_another_worker_gets_the_original(
+    scene: Scene, app: Any, settings: Settings
+) -> None:
+    """Both workers read before either writes, so neither sees the other's
+    message; the second write then breaks the client_id constraint and its
+    send is answered with the original."""
+    chat = chat_of(app)
+    cara = await viewer(chat, "candidate", "cara", "app-1")
+    client_id = str(uuid.uuid4())
+    async with (
+        second_worker(app, settings) as chat2,
+        await psycopg.AsyncConnection.connect(settings.database_url) as holder,
+    ):
+        await holder.execute(
+            "SELECT 1 FROM conversations WHERE id = %s FOR UPDATE", [scene.conversation]
+        )
+        first = asyncio.ensure_future(
+            one_batch(chat, [request(cara, scene.conversation, "Hi", client_id)])
+        )
+        second = asyncio.ensure_future(
+            one_batch(chat2, [request(cara, scene.conversation, "Hi", client_id)])
+        )
+        await sends_waiting_for_locks(settings, 2)
+        await holder.commit()
+        (a,), _ = await first
+        (b,), _ = await second
+    assert isinstance(a, SendResult)
+    assert isinstance(b, SendResult)
+    assert sorted([a.created, b.created]) == [False, True]
+    assert a.message == b.message
+    assert a.message["seq"] == 1
+    assert await count_rows(app, messages) == 1
+
+
+@PG_ONLY
+async def test_ending_a_conversation_while_a_candidate_send_waits_refuses_it(
+    scene: Scene, app: Any, settings: Settings
+) -> None:
+    """The batch read the conversation open; it was ended before the write
+    took its lock, so the write's guard fails and the careful path refuses."""
+    chat = chat_of(app)
+    cara = await viewer(chat, "candidate", "cara", "app-1")
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as holder:
+        await holder.execute(
+            "UPDATE conversations SET state = 'ended' WHERE id = %s", [scene.conversation]
+        )
+        batch = asyncio.ensure_future(
+            one_batch(chat, [request(cara, scene.conversation, "Still there?")])
+        )
+        await sends_waiting_for_locks(settings, 1)
+        await holder.commit()
+        (outcome,), stored = await batch
+    assert await refusal_code(outcome) == "conversation_ended"
+    assert stored == []
+    assert await count_rows(app, messages) == 0
+
+
+@PG_ONLY
+async def test_ending_a_conversation_while_a_staff_send_waits_reopens_it(
+    scene: Scene, app: Any, settings: Settings
+) -> None:
+    chat = chat_of(app)
+    alice = await viewer(chat, "staff", "alice")
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as holder:
+        await holder.execute(
+            "UPDATE conversations SET state = 'ended' WHERE id = %s", [scene.conversation]
+        )
+        batch = asyncio.ensure_future(
+            one_batch(chat, [request(alice, scene.conversation, "One more thing")])
+        )
+        await sends_waiting_for_locks(settings, 1)
+        await holder.commit()
+        (outcome,), _ = await batch
+    assert isinstance(outcome, SendResult)
+    assert outcome.message["seq"] == 1
+    state = await queries.conversation(chat, alice, scene.conversation)
+    assert state["state"] == "open"
+    assert (await audit_of(chat, "app-1"))[-1] == "conversation.reopened"
+
+
+@PG_ONLY
+async def test_a_withdrawal_between_the_read_and_the_write_refuses_the_sends(
+    scene: Scene, app: Any, settings: Settings
+) -> None:
+    """The status changes after the batch's read; the write (held back by a
+    table lock until the change commits) sees it, and nothing is stored."""
+    chat = chat_of(app)
+    alice = await viewer(chat, "staff", "alice")
+    cara = await viewer(chat, "candidate", "cara", "app-1")
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as holder:
+        await holder.execute("LOCK TABLE notifications IN SHARE MODE")
+        await holder.execute("UPDATE applications SET status = 'withdrawn' WHERE id = 'app-1'")
+        batch = asyncio.ensure_future(
+            one_batch(
+                chat,
+                [request(alice, scene.conversation, "Hi"), request(cara, scene.conversation, "Hi")],
+            )
+        )
+        await sends_waiting_for_locks(settings, 1)
+        await holder.commit()
+        outcomes, stored = await batch
+    assert [await refusal_code(o) for o in outcomes] == ["not_allowed", "not_allowed"]
+    assert stored == []
+    assert await count_rows(app, messages) == 0
+
+
+async def test_a_candidate_may_write_first_only_after_staff_even_within_a_batch(
+    scene: Scene, host: Host, app: Any
+) -> None:
+    chat = chat_of(app)
+    submitted = (await host.application("app-2", candidate="erin"))["conversation_id"]
+    alice = await viewer(chat, "staff", "alice")
+    erin = await viewer(chat, "candidate", "erin", "app-2")
+    outcomes, batches = await one_batch(
+        chat,
+        [
+            request(erin, submitted, "Too early"),
+            request(alice, submitted, "Hello Erin"),
+            request(erin, submitted, "Hello!"),
+        ],
+    )
+    too_early, staff_first, reply = outcomes
+    assert await refusal_code(too_early) == "not_allowed"
+    assert isinstance(staff_first, SendResult)
+    assert isinstance(reply, SendResult)
+    assert (staff_first.message["seq"], reply.message["seq"]) == (1, 2)
+    assert batches == [2]
+
+
+async def test_every_recipient_gets_a_notification_row(scene: Scene, app: Any) -> None:
+    chat = chat_of(app)
+    alice = await viewer(chat, "staff", "alice")
+    cara = await viewer(chat, "candidate", "cara", "app-1")
+    outcomes, _ = await one_batch(
+        chat,
+        [request(cara, scene.conversation, "Question"), request(alice, scene.conversation, "Yes")],
+    )
+    question, answer = outcomes
+    assert isinstance(question, SendResult)
+    assert isinstance(answer, SendResult)
+    for staff_id in ("alice", "bob"):
+        assert (
+            await count_rows(
+                app, notifications, recipient_id=staff_id, message_id=question.message["id"]
+            )
+            == 1
+        )
+    assert await count_rows(app, notifications, recipient_id="mallory") == 0
+    assert (
+        await count_rows(app, notifications, recipient_id="cara", message_id=answer.message["id"])
+        == 1
+    )
+    assert await count_rows(app, notifications) == 3
+    bell = await queries.notification_list(chat, cara)
+    assert [n["text"] for n in bell["notifications"]] == [
+        "New message from Alice Recruiter about Teacher of Mathematics"
+    ]
+
+
+async def test_a_send_with_attachments_keeps_its_place_in_a_batch(scene: Scene, app: Any) -> None:
+    chat = chat_of(app)
+    cara = await viewer(chat, "candidate", "cara", "app-1")
+    response = await upload(scene.cara, "notes.txt", b"my notes")
+    assert response.status_code == 201, response.text
+    attachment = response.json()["id"]
+    with_file = request(cara, scene.conversation, "see attached")
+    with_file.attachment_ids = (attachment,)
+    outcomes, batches = await one_batch(
+        chat,
+        [
+            request(cara, scene.conversation, "before"),
+            with_file,
+            request(cara, scene.conversation, "after"),
+        ],
+    )
+    assert batches == [3]
+    assert all(isinstance(o, SendResult) for o in outcomes)
+    stored = [o.message for o in outcomes if isinstance(o, SendResult)]
+    assert [(m["body"], m["seq"]) for m in stored] == [
+        ("before", 1),
+        ("see attached", 2),
+        ("after", 3),
+    ]
+    assert [a["id"] for a in stored[1]["attachments"]] == [attachment]
+    retry = request(cara, scene.conversation, "see attached", with_file.client_id)
+    (again,), _ = await one_batch(chat, [retry])
+    assert isinstance(again, SendResult)
+    assert not again.created
+    assert again.message == stored[1]
+
+
+async def test_a_staff_message_in_a_batch_reopens_an_ended_conversation(
+    scene: Scene, app: Any
+) -> None:
+    chat = chat_of(app)
+    alice = await viewer(chat, "staff", "alice")
+    cara = await viewer(chat, "candidate", "cara", "app-1")
+    await actions.end_conversation(chat, alice, scene.conversation)
+    outcomes, _ = await one_batch(
+        chat,
+        [
+            request(cara, scene.conversation, "Hello?"),
+            request(alice, scene.conversation, "Reopening"),
+            request(cara, scene.conversation, "Thanks"),
+        ],
+    )
+    refused, reopening, reply = outcomes
+    assert await refusal_code(refused) == "conversation_ended"
+    assert isinstance(reopening, SendResult)
+    assert isinstance(reply, SendResult)
+    assert (reopening.message["seq"], reply.message["seq"]) == (1, 2)
+    state = await queries.conversation(chat, alice, scene.conversation)
+    assert state["state"] == "open"
+    assert (await audit_of(chat, "app-1"))[-2:] == ["conversation.ended", "conversation.reopened"]
+
+
+async def test_a_fast_message_is_the_message_history_shows(scene: Scene, app: Any) -> None:
+    chat = chat_of(app)
+    alice = await viewer(chat, "staff", "alice")
+    (sent,), _ = await one_batch(chat, [request(alice, scene.conversation, "**Hi** there")])
+    assert isinstance(sent, SendResult)
+    assert await queries.history(chat, alice, scene.conversation) == [sent.message]
