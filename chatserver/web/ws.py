@@ -34,6 +34,10 @@ CLOSE_TOO_BIG = 1009
 # that reads nothing; after this the handler stops waiting and lets the
 # server drop the socket.
 CLOSE_GRACE_SECONDS = 1.0
+# Sends one socket may have waiting for their commit at once: enough to keep
+# a busy client's group commits full, few enough that one socket cannot
+# flood the send queue (its rate limit applies on top).
+MAX_PIPELINED_SENDS = 32
 # UTF-8 spends at most this many bytes on one character.
 MAX_UTF8_BYTES_PER_CHAR = 4
 
@@ -85,6 +89,7 @@ async def _write(websocket: WebSocket, conn: Connection) -> None:
 
 async def _read(websocket: WebSocket, conn: Connection, svc: Services) -> None:
     limit = svc.settings.max_frame_bytes
+    sends: set[asyncio.Task[None]] = set()
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -97,9 +102,22 @@ async def _read(websocket: WebSocket, conn: Connection, svc: Services) -> None:
         if _too_large(data, limit):
             conn.close_code = CLOSE_TOO_BIG
             return
-        answer = await _answer(conn, svc, data)
-        if answer is not None:
-            await conn.outbox.put(answer)
+        try:
+            frame = wire.decode(data)
+        except wire.InvalidFrame as exc:
+            await conn.outbox.put(wire.error_frame(exc, exc.client_id))
+            continue
+        if isinstance(frame, wire.Send):
+            # Sends are pipelined: each waits for its group commit in a task
+            # of its own, so one socket can have several in flight. Tasks
+            # start in order, so they reach the send queue in order.
+            if len(sends) >= MAX_PIPELINED_SENDS:
+                await asyncio.wait(sends, return_when=asyncio.FIRST_COMPLETED)
+            task = asyncio.create_task(_answer(conn, svc, frame))
+            sends.add(task)
+            task.add_done_callback(sends.discard)
+        else:
+            await _answer(conn, svc, frame)
 
 
 def _too_large(data: str | bytes, limit: int) -> bool:
@@ -111,21 +129,18 @@ def _too_large(data: str | bytes, limit: int) -> bool:
     return len(data.encode("utf-8", "surrogatepass")) > limit
 
 
-async def _answer(conn: Connection, svc: Services, data: str | bytes) -> str | None:
-    """Handle one client frame; the text to answer with, if any."""
-    client_id = None
+async def _answer(conn: Connection, svc: Services, frame: wire.ClientFrame) -> None:
+    """Handle one client frame and queue its answer, if it has one."""
+    client_id = frame.client_id if isinstance(frame, wire.Send) else None
     try:
-        frame = wire.decode(data)
-        if isinstance(frame, wire.Send):
-            client_id = frame.client_id
-        return await _dispatch(conn, svc, frame)
-    except wire.InvalidFrame as exc:
-        return wire.error_frame(exc, exc.client_id)
+        answer = await _dispatch(conn, svc, frame)
     except ChatError as exc:
-        return wire.error_frame(exc, client_id)
+        answer = wire.error_frame(exc, client_id)
     except Exception:
         log.exception("frame handling failed")
-        return wire.error_frame(unavailable(), client_id)
+        answer = wire.error_frame(unavailable(), client_id)
+    if answer is not None:
+        await conn.outbox.put(answer)
 
 
 async def _dispatch(conn: Connection, svc: Services, frame: wire.ClientFrame) -> str | None:

@@ -138,6 +138,20 @@ async def test_send_is_acked_and_reaches_every_subscriber_and_the_senders_other_
         assert (await cara.expect("message"))["message"] == message
 
 
+async def test_pipelined_sends_are_all_acked_and_stored_in_the_order_sent(
+    server: LiveServer, scene: Scene
+) -> None:
+    async with open_socket(server, scene.alice) as ws:
+        frames = [send_frame(scene.conversation, f"p{n}") for n in range(50)]
+        for frame in frames:
+            await ws.send(frame)
+        answers = await ws.collect(
+            lambda fs: sum(f["type"] == "ack" for f in fs) == len(frames), within=20
+        )
+    seq_of = {f["client_id"]: f["message"]["seq"] for f in answers if f["type"] == "ack"}
+    assert [seq_of[f["client_id"]] for f in frames] == list(range(1, 51))
+
+
 async def test_a_repeated_client_id_is_acked_with_the_original(
     server: LiveServer, scene: Scene
 ) -> None:
