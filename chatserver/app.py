@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
@@ -28,7 +29,7 @@ from chatserver.web import api_host, api_session, devtools, pages, signin, ws
 from chatserver.web.auth import Signer
 from chatserver.web.deps import Services
 from chatserver.web.headers import SecurityHeaders
-from chatserver.web.responses import chat_error_handler
+from chatserver.web.responses import chat_error_handler, http_error_handler
 from chatserver.web.templating import ROOT
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def create_app(
         hub = Hub(chat, broker, settings)
         await hub.start()
         app.state.services = Services(
-            settings=settings, chat=chat, signer=Signer(settings), broker=broker, hub=hub
+            settings=settings, chat=chat, signer=Signer(settings, clock), broker=broker, hub=hub
         )
         notifier_task = None
         if in_process_notifier:
@@ -83,6 +84,6 @@ def create_app(
     return Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders, settings=settings)],
-        exception_handlers={ChatError: chat_error_handler},
+        exception_handlers={ChatError: chat_error_handler, HTTPException: http_error_handler},
         lifespan=lifespan,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -187,10 +189,6 @@ async def count_rows(app: Any, table: Any, **where: Any) -> int:
         query = query.where(table.c[column] == value)
     async with app.state.services.chat.db.transaction() as conn:
         return int((await conn.execute(query)).scalar_one())
-
-
-import contextlib  # noqa: E402  (appended with the helper that uses it)
-from collections.abc import AsyncIterator, Callable  # noqa: E402
 
 
 @contextlib.asynccontextmanager

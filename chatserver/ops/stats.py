@@ -101,6 +101,9 @@ class StatsReporter:
         self.role = role
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._task: asyncio.Task[None] | None = None
+        # Stopping by event, not by cancelling: redis-py's own timeouts can
+        # swallow a cancellation on Python 3.11, which hung shutdown.
+        self._stopped = asyncio.Event()
 
     def snapshot(self) -> Snapshot:
         return {
@@ -130,16 +133,17 @@ class StatsReporter:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopped.clear()
             self._task = asyncio.create_task(self._report_forever(), name="ops-stats")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._stopped.set()
+            await task
 
     async def _report_forever(self) -> None:
-        while True:
+        while not self._stopped.is_set():
             await self.report()
-            await asyncio.sleep(REPORT_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), REPORT_SECONDS)

@@ -52,6 +52,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+            # SQLite's own lower() folds ASCII only; search must find
+            # "Ó Briain" from "ó briain" as PostgreSQL does.
+            dbapi_conn.create_function(
+                "lower", 1, lambda s: None if s is None else s.lower(), deterministic=True
+            )
 
         return engine
     return create_async_engine(

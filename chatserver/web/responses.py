@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from chatserver.errors import ChatError, ErrorCode, invalid
 
@@ -53,6 +54,17 @@ def error_response(exc: ChatError) -> Response:
 async def chat_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ChatError)
     return error_response(exc)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """Routing errors (no such route, wrong method) in the API's error shape;
+    pages keep Starlette's plain answers."""
+    assert isinstance(exc, HTTPException)
+    if not request.url.path.startswith("/api"):
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+    code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.INVALID
+    body = {"error": {"code": code.value, "message": str(exc.detail)}}
+    return OrjsonResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from tests.conftest import Scene
 from tests.helpers import Host, audit_actions, error_of
 
@@ -206,3 +208,12 @@ async def test_notifications_ring_for_the_other_side(scene: Scene) -> None:
     assert bell["unread"] == 0
     assert [n["read"] for n in bell["notifications"]] == [True]
     assert (await scene.alice.client.get("/api/notifications")).json()["unread"] == 1
+
+
+async def test_unknown_api_routes_answer_with_the_error_object(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/api/no-such-thing")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    wrong_method = await client.delete("/api/conversations")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "invalid"

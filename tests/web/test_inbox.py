@@ -8,8 +8,6 @@ import base64
 import json
 from typing import Any
 
-import pytest
-
 from tests.conftest import Scene
 from tests.helpers import Host, Person, error_of
 
@@ -110,17 +108,7 @@ async def test_search_covers_candidate_job_and_message_text(scene: Scene, host: 
     )
 
 
-async def test_search_ignores_case_beyond_ascii(
-    scene: Scene, host: Host, backend: str, request: pytest.FixtureRequest
-) -> None:
-    if backend == "embedded":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="SQLite's built-in lower() folds ASCII only; store/db.py must register "
-                "a Unicode lower() on each SQLite connection",
-            )
-        )
+async def test_search_ignores_case_beyond_ascii(scene: Scene, host: Host) -> None:
     erin = await application(host, "app-2", candidate="erin", candidate_name="Erin Ó Briain")
     zoe = await application(host, "app-3", candidate="zoe", job="j3", job_title="ÉDUCATION")
     assert await ids(scene.alice, q="ó briain") == [erin]
