@@ -23,6 +23,7 @@ from chatserver.notify.metrics import EMAIL_BACKLOG
 from chatserver.notify.planner import Planner, Presence
 from chatserver.notify.sender import Sender
 from chatserver.notify.transport import Transport, transport_from_settings
+from chatserver.realtime.presence import presence_from_settings
 from chatserver.settings import Settings
 from chatserver.store import emails
 from chatserver.store.db import Database
@@ -48,14 +49,17 @@ class Notifier:
         self,
         chat: Chat,
         settings: Settings,
-        presence: Presence,
+        presence: Presence | None = None,
         *,
         transport: Transport | None = None,
         clock: Clock | None = None,
     ) -> None:
+        """In the server process pass the hub's `presence`: a fresh in-memory
+        one (the default without Redis) sees nobody online."""
         self._db = chat.db
         self._settings = settings
         self._clock = clock or chat.clock
+        presence = presence or presence_from_settings(settings)
         self._planner = Planner(settings, Composer(settings), presence)
         self._sender = Sender(
             chat.db, settings, transport or transport_from_settings(settings), self._clock
@@ -100,9 +104,7 @@ class Notifier:
 
 async def run_standalone(settings: Settings) -> None:
     """`chatserver notifier`: until SIGTERM or SIGINT, which let the email
-    in flight finish (a kill -9 is safe too, only slower to recover from)."""
-    from chatserver.realtime.presence import presence_from_settings
-
+    in flight finish (a kill -9 is safe too: see docs/notifications.md)."""
     db = Database.from_settings(settings)
     presence = presence_from_settings(settings)
     # The notifier publishes nothing; Chat wants an Events all the same.
