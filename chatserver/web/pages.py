@@ -18,9 +18,9 @@ from chatserver.chat import actions, queries, views
 from chatserver.chat.policy import send_refusal
 from chatserver.errors import ChatError, ErrorCode
 from chatserver.store import conversations
-from chatserver.web import transcript
 from chatserver.web.deps import SignedIn, services, signed_in
 from chatserver.web.templating import render_page
+from chatserver.web.transcript import routes as transcript_routes
 
 JSON = dict[str, Any]
 
@@ -146,5 +146,5 @@ routes = [
     Route("/c/{conversation_id}", conversation, methods=["GET"]),
     Route("/applications/{application_id}/messages", application_messages, methods=["GET"]),
     Route("/settings", settings_page, methods=["GET"]),
-    *transcript.routes,
+    *transcript_routes,
 ]

@@ -1,0 +1,290 @@
+"""Browser tests: a real `chatserver serve` process on a free loopback port,
+driven by Debian's Chromium through Playwright.
+
+The server runs as a subprocess (not in the test's event loop) so that a
+test can kill and restart it like an operator would, and so Playwright's
+synchronous API has the loop to itself. Each test makes its own people and
+applications with unique ids, so tests share one server per module.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SERVE = [sys.executable, "-m", "chatserver", "serve", "--host", "127.0.0.1"]
+API_KEY = "browser-test-api-key"
+SECRET = "browser-test-secret-0123456789abcdef"
+STARTUP_SECONDS = 20.0
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Generous for a loaded CI machine; a live update normally lands in < 100 ms.
+LIVE_MS = 10_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`python -m chatserver serve` with its own data folder and port."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        extra_env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ) -> None:
+        self.command = command or SERVE
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "PORT": str(self.port),
+            "CHAT_BASE_URL": self.url,
+            "CHAT_DATA_DIR": str(data_dir),
+            "CHAT_API_KEYS": API_KEY,
+            "CHAT_SECRET_KEYS": SECRET,
+            "CHAT_SEND_RATE": "1000",
+            "CHAT_SEND_BURST": "1000",
+            "CHAT_LOG_LEVEL": "warning",
+            **(extra_env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / "server.log"
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/", timeout=1.0).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def kill(self) -> None:
+        """A crash: no graceful close frames, sockets just drop."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+class Ats:
+    """The host ATS, over the integration API of the running server."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.tag = uuid.uuid4().hex[:6]
+
+    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        response = httpx.request(
+            method,
+            f"{self.server.url}{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def staff(self, name: str, *, org: str = "org", timezone: str = "UTC") -> str:
+        staff_id = f"{name.split()[0].lower()}-{self.tag}"
+        self._call(
+            "PUT",
+            f"/api/v1/staff/{staff_id}",
+            {
+                "org": {"id": f"{org}-{self.tag}", "name": "Northfield Academy"},
+                "name": name,
+                "email": f"{staff_id}@school.example",
+                "timezone": timezone,
+            },
+        )
+        return staff_id
+
+    def application(
+        self,
+        key: str,
+        candidate: str,
+        *,
+        job: str = "Teacher of Mathematics",
+        status: str = "interviewing",
+        org: str = "org",
+        applied_at: str = "2026-11-02T09:30:00Z",
+    ) -> Application:
+        application_id = f"{key}-{self.tag}"
+        candidate_id = f"{candidate.split()[0].lower()}-{self.tag}"
+        result = self._call(
+            "PUT",
+            f"/api/v1/applications/{application_id}",
+            {
+                "org": {"id": f"{org}-{self.tag}", "name": "Northfield Academy"},
+                "job": {"id": f"job-{job.lower().replace(' ', '-')}-{self.tag}", "title": job},
+                "candidate": {
+                    "id": candidate_id,
+                    "name": candidate,
+                    "email": f"{candidate_id}@mail.example",
+                },
+                "status": status,
+                "applied_at": applied_at,
+            },
+        )
+        return Application(application_id, str(result["conversation_id"]), candidate_id)
+
+    def set_status(self, app: Application, candidate: str, status: str, **kw: Any) -> None:
+        self.application(app.id.rsplit("-", 1)[0], candidate, status=status, **kw)
+
+    def staff_link(self, staff_id: str) -> str:
+        return str(self._call("POST", f"/api/v1/staff/{staff_id}/login-link")["url"])
+
+    def candidate_link(self, application_id: str) -> str:
+        return str(
+            self._call("POST", f"/api/v1/applications/{application_id}/candidate-link")["url"]
+        )
+
+
+@dataclass
+class Application:
+    id: str
+    conversation: str
+    candidate_id: str
+
+
+# Module scope, not session: sync Playwright keeps an event loop running in
+# this thread while it is started, which the asyncio tests that follow a
+# browser module cannot share.
+@pytest.fixture(scope="module")
+def playwright_instance() -> Iterator[Playwright]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"Chromium is missing at {CHROMIUM}: apt-get install -y chromium", pytrace=False
+        )
+    expect.set_options(timeout=LIVE_MS)
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_instance: Playwright) -> Iterator[Browser]:
+    b = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    s = Server(tmp_path_factory.mktemp("server"))
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def ats(server: Server) -> Ats:
+    return Ats(server)
+
+
+class Browsers:
+    """Opens a signed-in page per person, each in its own browser context."""
+
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+        self.contexts: list[BrowserContext] = []
+        self.errors: list[str] = []
+
+    def open(
+        self,
+        url: str,
+        *,
+        timezone: str = "UTC",
+        width: int = 1280,
+        height: int = 800,
+        mobile: bool = False,
+    ) -> Page:
+        context = self.browser.new_context(
+            viewport={"width": width, "height": height},
+            timezone_id=timezone,
+            locale="en-GB",
+            is_mobile=mobile,
+            has_touch=mobile,
+            device_scale_factor=2 if mobile else 1,
+        )
+        context.set_default_timeout(LIVE_MS)
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
+        page.goto(url)
+        return page
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+@pytest.fixture
+def browsers(browser: Browser) -> Iterator[Browsers]:
+    b = Browsers(browser)
+    yield b
+    b.close()
+    assert b.errors == [], "script errors on the pages"
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

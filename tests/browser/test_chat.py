@@ -1,0 +1,221 @@
+"""SPEC 6 in a real browser: staff and a candidate chat live in two browser
+contexts — messages, typing, "Seen", deletes, ending, hostile bodies,
+timezones, attachments."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from tests.browser.conftest import Ats, Browsers
+
+pytestmark = pytest.mark.browser
+
+MESSAGE = '[data-testid="message"][data-seq]'
+
+
+def send(page: Page, text: str) -> None:
+    page.get_by_test_id("composer").fill(text)
+    page.get_by_test_id("composer").press("Enter")
+
+
+def message(page: Page, text: str) -> Locator:
+    return page.locator(MESSAGE, has_text=text)
+
+
+def seqs(page: Page) -> list[int]:
+    return [
+        int(s) for s in page.locator(MESSAGE).evaluate_all("els => els.map(e => e.dataset.seq)")
+    ]
+
+
+def open_pair(browsers: Browsers, ats: Ats, **staff_kw: str) -> tuple[Page, Page, str]:
+    alice = ats.staff("Alice Recruiter", **staff_kw)
+    app = ats.application("app", "Cara Candidate")
+    staff = browsers.open(ats.staff_link(alice))
+    staff.goto(staff.url.replace("/inbox", f"/c/{app.conversation}"))
+    candidate = browsers.open(ats.candidate_link(app.id))
+    return staff, candidate, app.conversation
+
+
+def test_staff_and_candidate_chat_live_both_ways(
+    browsers: Browsers, ats: Ats, screenshots: Path
+) -> None:
+    staff, candidate, conversation = open_pair(browsers, ats)
+    expect(candidate).to_have_url(f"{ats.server.url}/c/{conversation}")
+
+    send(staff, "Hello **Cara**, thanks for applying.\n- Tuesday\n- Thursday")
+    got = message(candidate, "thanks for applying")
+    expect(got).to_be_visible()
+    expect(got.locator("strong")).to_have_text("Cara")
+    expect(got.locator("li")).to_have_count(2)
+    expect(got).to_contain_text("Alice Recruiter")
+
+    candidate.get_by_test_id("composer").press_sequentially("Tues", delay=30)
+    expect(staff.get_by_test_id("typing")).to_contain_text("Cara Candidate is typing")
+    candidate.get_by_test_id("composer").press("Shift+Enter")
+    candidate.get_by_test_id("composer").press_sequentially("day works", delay=10)
+    candidate.get_by_test_id("composer").press("Enter")
+    reply = message(staff, "day works")
+    expect(reply).to_be_visible()
+    expect(reply.locator(".msg-body")).to_contain_text("Tues\nday works")
+    expect(staff.get_by_test_id("typing")).to_be_hidden()
+
+    # Both pages are visible and focused, so each marks the other's message read.
+    expect(staff.locator(MESSAGE).first.get_by_test_id("read-receipt")).to_have_text("Seen")
+    expect(candidate.locator(MESSAGE).last.get_by_test_id("read-receipt")).to_have_text("Seen")
+    assert seqs(staff) == seqs(candidate) == [1, 2]
+
+    staff.screenshot(path=str(screenshots / "conversation.png"))
+    candidate.screenshot(path=str(screenshots / "candidate-chat.png"))
+
+
+def test_composer_formats_and_attaches(browsers: Browsers, ats: Ats, tmp_path: Path) -> None:
+    staff, candidate, _ = open_pair(browsers, ats)
+    box = staff.get_by_test_id("composer")
+    box.fill("important")
+    box.press("Control+a")
+    box.press("Control+b")
+    expect(box).to_have_value("**important**")
+    box.press("End")
+    box.press("Shift+Enter")
+    box.press_sequentially("one")
+    staff.get_by_role("button", name="Bulleted list").click()
+    expect(box).to_have_value("**important**\n- one")
+
+    notes = tmp_path / "interview-notes.txt"
+    notes.write_text("Bring your DBS certificate.\n")
+    staff.locator('[data-role="file-input"]').set_input_files(str(notes))
+    expect(staff.locator(".pending-files li", has_text="interview-notes.txt")).to_contain_text("B")
+    staff.get_by_test_id("send").click()
+
+    got = message(candidate, "important")
+    expect(got.locator("strong")).to_have_text("important")
+    expect(got.locator("ul li")).to_have_text("one")
+    link = got.get_by_role("link", name="interview-notes.txt")
+    expect(link).to_have_attribute("href", re.compile(r"^/api/attachments/"))
+    with candidate.expect_download() as download:
+        link.click()
+    assert Path(download.value.path()).read_text() == "Bring your DBS certificate.\n"
+
+
+def test_delete_for_everyone_disappears_on_the_other_side(browsers: Browsers, ats: Ats) -> None:
+    staff, candidate, _ = open_pair(browsers, ats)
+    send(staff, "Interview at 10:00")
+    send(staff, "Sorry, wrong candidate!")
+    expect(message(candidate, "wrong candidate")).to_be_visible()
+
+    mine = message(staff, "wrong candidate")
+    mine.hover()
+    mine.get_by_test_id("message-menu").click()
+    mine.get_by_test_id("delete-for-everyone").click()
+
+    expect(message(candidate, "wrong candidate")).to_have_count(0)
+    expect(candidate.locator(MESSAGE).last).to_contain_text("This message was deleted")
+    expect(mine).to_have_count(0)
+
+    # The candidate hides the remaining one for themselves only.
+    theirs = message(candidate, "Interview at 10:00")
+    theirs.hover()
+    theirs.get_by_test_id("message-menu").click()
+    expect(theirs.get_by_test_id("delete-for-everyone")).to_be_hidden()
+    theirs.get_by_test_id("delete-for-me").click()
+    expect(theirs).to_have_count(0)
+    candidate.reload()
+    expect(candidate.locator(MESSAGE)).to_have_count(1)
+    expect(message(staff, "Interview at 10:00")).to_be_visible()
+
+
+def test_end_conversation_disables_the_candidates_composer(browsers: Browsers, ats: Ats) -> None:
+    staff, candidate, _ = open_pair(browsers, ats)
+    send(staff, "Thanks for coming in today.")
+    expect(message(candidate, "coming in today")).to_be_visible()
+    expect(candidate.get_by_test_id("send-disabled-reason")).to_be_hidden()
+
+    staff.get_by_test_id("conversation-menu").click()
+    staff.get_by_test_id("end-conversation").click()
+
+    reason = candidate.get_by_test_id("send-disabled-reason")
+    expect(reason).to_have_text("This conversation has ended.")
+    expect(candidate.get_by_test_id("composer")).to_be_disabled()
+    expect(candidate.get_by_test_id("send")).to_be_disabled()
+    expect(staff.get_by_text("Sending a message reopens it")).to_be_visible()
+
+    # Staff reopen it by sending.
+    send(staff, "One more thing.")
+    expect(candidate.get_by_test_id("composer")).to_be_enabled()
+    expect(reason).to_be_hidden()
+
+
+def test_candidate_waits_for_the_employer_before_a_first_message(
+    browsers: Browsers, ats: Ats
+) -> None:
+    ats.staff("Alice Recruiter")
+    app = ats.application("early", "Eve Early", status="submitted")
+    candidate = browsers.open(ats.candidate_link(app.id))
+    reason = candidate.get_by_test_id("send-disabled-reason")
+    expect(reason).to_contain_text("once the employer has messaged you")
+    expect(candidate.get_by_test_id("composer")).to_be_disabled()
+
+    ats.set_status(app, "Eve Early", "not_progressing")
+    expect(reason).to_contain_text("no longer progressing")
+
+
+def test_hostile_bodies_execute_no_script(browsers: Browsers, ats: Ats) -> None:
+    staff, candidate, _ = open_pair(browsers, ats)
+    hostile = [
+        "<script>window.pwned = 1</script>",
+        '<img src="x" onerror="window.pwned = 2">',
+        "[click me](javascript:window.pwned=3)",
+        '<a href="#" onclick="window.pwned=4">link</a>',
+        '<svg onload="window.pwned=5"></svg>',
+    ]
+    for body in hostile:
+        send(candidate, body)
+    expect(staff.locator(MESSAGE)).to_have_count(len(hostile))
+    expect(message(staff, "<script>window.pwned = 1</script>")).to_be_visible()
+    for page in (staff, candidate):
+        assert page.evaluate("window.pwned") is None
+        assert page.locator(".msg-body script, .msg-body img, .msg-body svg").count() == 0
+        assert page.locator(".msg-body [onclick], .msg-body [onerror]").count() == 0
+        assert page.locator('.msg-body a[href^="javascript"]').count() == 0
+
+
+def test_timestamps_follow_the_timezone_setting(
+    browsers: Browsers, ats: Ats, screenshots: Path
+) -> None:
+    staff, candidate, conversation = open_pair(browsers, ats, timezone="Asia/Tokyo")
+    send(candidate, "What time is it there?")
+    time_el = message(staff, "What time").locator("time")
+    expect(time_el).to_have_attribute("datetime", re.compile(r"Z$"))
+    wire = time_el.get_attribute("datetime")
+    assert wire is not None
+    sent = datetime.fromisoformat(wire.replace("Z", "+00:00"))
+
+    def shown_in(zone: str) -> str:
+        return sent.astimezone(ZoneInfo(zone)).strftime("%H:%M")
+
+    # The browser runs in UTC; the page follows the person's setting.
+    expect(time_el).to_have_text(shown_in("Asia/Tokyo"))
+    expect(message(candidate, "What time").locator("time")).to_have_text(shown_in("UTC"))
+
+    staff.goto(f"{ats.server.url}/settings")
+    zone = staff.get_by_test_id("timezone")
+    expect(zone).to_have_value("Asia/Tokyo")
+    staff.get_by_test_id("timezone-search").fill("new york")
+    zone.select_option("America/New_York")
+    expect(staff.locator("#save-status")).to_have_text("Timezone saved.")
+    staff.get_by_test_id("notifications").select_option("daily")
+    expect(staff.locator("#save-status")).to_have_text("Email notifications saved.")
+    staff.screenshot(path=str(screenshots / "settings.png"))
+
+    staff.goto(f"{ats.server.url}/c/{conversation}")
+    expect(message(staff, "What time").locator("time")).to_have_text(shown_in("America/New_York"))
+    staff.goto(f"{ats.server.url}/settings")
+    expect(staff.get_by_test_id("timezone")).to_have_value("America/New_York")
+    expect(staff.get_by_test_id("notifications")).to_have_value("daily")

@@ -1,0 +1,189 @@
+"""SPEC 6, the staff inbox in a real browser: live updates, filters,
+search, sort, archive, and the layouts (screenshots for the README)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from tests.browser.conftest import Ats, Browsers
+
+pytestmark = pytest.mark.browser
+
+ITEM = '[data-testid="inbox-item"]'
+
+
+def names(page: Page) -> list[str]:
+    return page.locator(f"{ITEM} .item-name").all_inner_texts()
+
+
+def item(page: Page, conversation: str) -> Locator:
+    return page.locator(f'{ITEM}[data-conversation="{conversation}"]')
+
+
+def candidate_says(ats: Ats, browsers: Browsers, application_id: str, text: str) -> Page:
+    page = browsers.open(ats.candidate_link(application_id))
+    page.get_by_test_id("composer").fill(text)
+    page.get_by_test_id("composer").press("Enter")
+    expect(page.locator('[data-testid="message"][data-seq]', has_text=text)).to_be_visible()
+    return page
+
+
+def staff_says(ats: Ats, staff_id: str, conversation: str, text: str) -> None:
+    """A colleague writing from another browser: through the session API."""
+    with httpx.Client(base_url=ats.server.url) as client:
+        client.get(ats.staff_link(staff_id), follow_redirects=True)
+        csrf = client.get("/api/me").json()["csrf_token"]
+        response = client.post(
+            f"/api/conversations/{conversation}/messages",
+            json={"client_id": __import__("uuid").uuid4().hex, "body": text},
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert response.status_code == 201, response.text
+
+
+def test_inbox_updates_live(browsers: Browsers, ats: Ats, screenshots: Path) -> None:
+    alice = ats.staff("Alice Recruiter")
+    bob = ats.staff("Bob Head")
+    cara = ats.application("cara", "Cara Candidate", job="Teacher of Mathematics")
+    dan = ats.application("dan", "Dan Jones", job="Science Technician", status="offered")
+    eve = ats.application("eve", "Eve Walker", job="Head of English", status="shortlisted")
+    staff_says(ats, bob, eve.conversation, "We'd love to invite you to interview.")
+    inbox = browsers.open(ats.staff_link(alice))
+    expect(inbox.locator(ITEM)).to_have_count(3)
+    assert names(inbox)[0] == "Eve Walker"
+    expect(item(inbox, cara.conversation).locator(".history-bubble")).not_to_have_class(
+        "history-bubble filled"
+    )
+    expect(item(inbox, eve.conversation).locator(".history-bubble")).to_have_class(
+        "history-bubble filled"
+    )
+    expect(inbox.get_by_test_id("unread-badge")).to_have_count(0)
+
+    candidate_says(ats, browsers, dan.id, "Hello, is the start date flexible?")
+    row = item(inbox, dan.conversation)
+    expect(row.get_by_test_id("unread-badge")).to_have_text("1")
+    expect(row).to_contain_text("Hello, is the start date flexible?")
+    expect(row.locator(".history-bubble")).to_have_class("history-bubble filled")
+    assert names(inbox)[0] == "Dan Jones"
+
+    candidate_says(ats, browsers, cara.id, "Thanks for the update!")
+    expect(item(inbox, cara.conversation).get_by_test_id("unread-badge")).to_have_text("1")
+    expect(inbox.locator(ITEM).first).to_have_attribute("data-conversation", cara.conversation)
+    inbox.screenshot(path=str(screenshots / "inbox.png"))
+
+    # Opening the conversation reads it: the badge goes, without a reload.
+    item(inbox, cara.conversation).click()
+    expect(inbox).to_have_url(f"{ats.server.url}/c/{cara.conversation}")
+    expect(inbox.locator('[data-testid="message"][data-seq="1"]')).to_be_visible()
+    expect(item(inbox, cara.conversation).get_by_test_id("unread-badge")).to_have_count(0)
+    expect(item(inbox, dan.conversation).get_by_test_id("unread-badge")).to_have_text("1")
+    inbox.screenshot(path=str(screenshots / "inbox-conversation.png"))
+
+
+def test_filters_search_and_sort(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate", job="Teacher of Mathematics")
+    dan = ats.application("dan", "Dan Jones", job="Science Technician")
+    eve = ats.application("eve", "Eve Walker", job="Head of English")
+    staff_says(ats, alice, cara.conversation, "Could you bring your portfolio?")
+    candidate_says(ats, browsers, dan.id, "My referee is Mrs Pemberton.")
+    inbox = browsers.open(ats.staff_link(alice))
+    expect(inbox.locator(ITEM)).to_have_count(3)
+
+    def shows(*expected: str) -> None:
+        expect(inbox.locator(f"{ITEM} .item-name")).to_have_text(list(expected))
+
+    shows("Dan Jones", "Cara Candidate", "Eve Walker")
+    inbox.get_by_test_id("filter-unread").click()
+    shows("Dan Jones")
+    inbox.get_by_test_id("filter-messaged").click()
+    shows("Dan Jones", "Cara Candidate")
+    inbox.get_by_test_id("filter-all").click()
+    shows("Dan Jones", "Cara Candidate", "Eve Walker")
+
+    inbox.get_by_test_id("sort").select_option("oldest")
+    shows("Eve Walker", "Cara Candidate", "Dan Jones")
+    inbox.get_by_test_id("sort").select_option("unread")
+    shows("Dan Jones", "Cara Candidate", "Eve Walker")
+    inbox.get_by_test_id("sort").select_option("newest")
+
+    search = inbox.get_by_test_id("search")
+    search.fill("pemberton")  # message text
+    shows("Dan Jones")
+    search.fill("english")  # job title
+    shows("Eve Walker")
+    search.fill("cara")  # candidate name
+    shows("Cara Candidate")
+    search.fill("nobody at all")
+    expect(inbox.locator(ITEM)).to_have_count(0)
+    expect(inbox.get_by_text("No matches")).to_be_visible()
+    search.fill("")
+    shows("Dan Jones", "Cara Candidate", "Eve Walker")
+
+    # Archive from the conversation menu; it moves to the Archived filter.
+    item(inbox, eve.conversation).click()
+    inbox.get_by_test_id("conversation-menu").click()
+    inbox.get_by_role("menuitem", name="Archive").click()
+    shows("Dan Jones", "Cara Candidate")
+    inbox.get_by_test_id("filter-archived").click()
+    shows("Eve Walker")
+    item(inbox, eve.conversation).click()
+    inbox.get_by_test_id("conversation-menu").click()
+    inbox.get_by_role("menuitem", name="Unarchive").click()
+    expect(inbox.locator(ITEM)).to_have_count(0)
+    inbox.get_by_test_id("filter-all").click()
+    shows("Dan Jones", "Cara Candidate", "Eve Walker")
+
+    # The filter and search survive a reload (they live in the URL).
+    inbox.get_by_test_id("filter-messaged").click()
+    shows("Dan Jones", "Cara Candidate")
+    inbox.reload()
+    expect(inbox.get_by_test_id("filter-messaged")).to_have_attribute("aria-pressed", "true")
+    shows("Dan Jones", "Cara Candidate")
+
+
+def test_inbox_pages_by_infinite_scroll(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter")
+    total = 60
+    for n in range(total):
+        ats.application(f"bulk{n}", f"Candidate {n:02d}")
+    inbox = browsers.open(ats.staff_link(alice))
+    expect(inbox.locator(ITEM)).to_have_count(50)
+    inbox.locator(ITEM).last.scroll_into_view_if_needed()
+    expect(inbox.locator(ITEM)).to_have_count(total)
+    ids = inbox.locator(ITEM).evaluate_all("els => els.map(e => e.dataset.conversation)")
+    assert len(set(ids)) == total
+
+
+def test_mobile_layout_shows_one_pane_at_a_time(
+    browsers: Browsers, ats: Ats, screenshots: Path
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    ats.application("dan", "Dan Jones", job="Science Technician")
+    candidate = candidate_says(ats, browsers, cara.id, "Hi! Is there parking on site?")
+    inbox = browsers.open(ats.staff_link(alice), width=390, height=844, mobile=True)
+    expect(inbox.locator(ITEM)).to_have_count(2)
+    expect(inbox.locator("#conversation-pane")).to_be_hidden()
+    inbox.screenshot(path=str(screenshots / "mobile-inbox.png"))
+
+    item(inbox, cara.conversation).click()
+    expect(inbox.locator(".inbox-pane")).to_be_hidden()
+    expect(inbox.get_by_test_id("composer")).to_be_visible()
+    inbox.get_by_test_id("composer").fill("Yes, behind the sports hall.")
+    inbox.get_by_test_id("send").click()
+    expect(candidate.locator('[data-testid="message"]', has_text="sports hall")).to_be_visible()
+    inbox.screenshot(path=str(screenshots / "mobile-conversation.png"))
+    inbox.get_by_role("link", name="Back to inbox").click()
+    expect(inbox.locator(ITEM)).to_have_count(2)
+    expect(inbox).to_have_url(f"{ats.server.url}/inbox")
+
+    mobile_candidate = browsers.open(
+        ats.candidate_link(cara.id), width=390, height=844, mobile=True
+    )
+    expect(mobile_candidate.locator('[data-testid="message"][data-seq]')).to_have_count(2)
+    mobile_candidate.screenshot(path=str(screenshots / "mobile-candidate-chat.png"))

@@ -1,0 +1,150 @@
+"""SPEC 6 and 5a at the HTTP level (no browser): which page each person
+gets, what strangers get, the security headers, and the transcript.
+Runs in-process on both backends like the API tests."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from tests.conftest import Scene
+from tests.helpers import Host, error_of
+
+PAGES = ("/inbox", "/settings", "/c/anything", "/applications/app-1/messages")
+
+
+def assert_page_headers(response: httpx.Response) -> None:
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert "frame-ancestors" in csp
+
+
+def assert_no_inline_code(html: str) -> None:
+    """The CSP would block them anyway; the pages must not need them."""
+    for tag in re.findall(r"<script\b[^>]*>", html):
+        assert "src=" in tag, tag
+    assert "<style" not in html
+    assert not re.search(r"\sstyle=", html)
+    assert not re.search(r"\son[a-z]+=", html)
+
+
+def page_summary(text: str) -> dict[str, Any]:
+    """The conversation the page hands to its script, from `data-summary`."""
+    found = re.search(r"data-summary='([^']*)'", text)
+    assert found, "the page carries no conversation"
+    return dict(json.loads(html.unescape(found.group(1))))
+
+
+async def test_strangers_get_a_friendly_401_page(client: httpx.AsyncClient) -> None:
+    for path in PAGES:
+        response = await client.get(path)
+        assert response.status_code == 401, path
+        assert "text/html" in response.headers["content-type"]
+        assert "not signed in" in response.text
+        assert_page_headers(response)
+    landing = await client.get("/")
+    assert landing.status_code == 200
+    assert "link in the email" in landing.text
+
+
+async def test_each_person_lands_on_their_own_page(scene: Scene) -> None:
+    staff_home = await scene.alice.client.get("/")
+    assert (staff_home.status_code, staff_home.headers["location"]) == (303, "/inbox")
+    candidate_home = await scene.cara.client.get("/")
+    assert candidate_home.headers["location"] == f"/c/{scene.conversation}"
+    assert (await scene.cara.client.get("/inbox")).headers["location"] == "/"
+
+    for who, path in (
+        (scene.alice, "/inbox"),
+        (scene.alice, f"/c/{scene.conversation}"),
+        (scene.alice, "/applications/app-1/messages"),
+        (scene.alice, "/settings"),
+        (scene.cara, f"/c/{scene.conversation}"),
+        (scene.cara, "/settings"),
+    ):
+        page = await who.client.get(path)
+        assert page.status_code == 200, (who.id, path, page.text)
+        assert_page_headers(page)
+        assert_no_inline_code(page.text)
+        assert f'data-csrf="{who.me["csrf_token"]}"' in page.text
+
+
+async def test_others_conversations_answer_like_missing_ones(scene: Scene) -> None:
+    for who, path in (
+        (scene.mallory, f"/c/{scene.conversation}"),
+        (scene.mallory, "/applications/app-1/messages"),
+        (scene.cara, f"/c/{scene.other_conversation}"),
+        (scene.cara, "/applications/app-1/messages"),
+        (scene.alice, "/c/no-such-conversation"),
+    ):
+        page = await who.client.get(path)
+        assert page.status_code == 404, (who.id, path)
+        assert "can't find that conversation" in page.text
+        assert "Cara" not in page.text
+
+
+async def test_the_candidate_page_names_the_organisation_and_job(scene: Scene) -> None:
+    page = await scene.cara.client.get(f"/c/{scene.conversation}")
+    summary = page_summary(page.text)
+    assert summary["org"]["name"] == "Acme"
+    assert summary["job"]["title"] == "Teacher of Mathematics"
+    assert (summary["can_send"], summary["send_disabled_reason"]) == (True, None)
+
+
+async def test_a_disabled_composer_carries_the_policy_reason(scene: Scene, host: Host) -> None:
+    await host.application("app-1", org="acme", candidate="cara", status="withdrawn")
+    page = await scene.cara.client.get(f"/c/{scene.conversation}")
+    summary = page_summary(page.text)
+    assert summary["can_send"] is False
+    assert summary["send_disabled_reason"] == (
+        "You have withdrawn your application, so this conversation is read-only."
+    )
+
+
+async def test_transcript_prints_the_whole_conversation_in_the_viewers_timezone(
+    scene: Scene, host: Host
+) -> None:
+    await host.staff("alice", org="acme", name="Alice Recruiter", timezone="Asia/Tokyo")
+    bodies = ["Hello **Cara**", "<script>alert(1)</script>", "Bye"]
+    for body in bodies:
+        assert (await scene.alice.send(scene.conversation, body)).status_code == 201
+    sent = await scene.alice.history(scene.conversation)
+    hidden = sent[2]["id"]
+    response = await scene.alice.client.delete(
+        f"/api/messages/{hidden}", params={"for": "me"}, headers=scene.alice.csrf
+    )
+    assert response.status_code == 204
+
+    response = await scene.alice.client.get(f"/api/conversations/{scene.conversation}/transcript")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-disposition"] == 'inline; filename="transcript-app-1.html"'
+    text = response.text
+    assert "Hello <strong>Cara</strong>" in text
+    assert "<script>alert" not in text
+    assert "Asia/Tokyo" in text
+    assert "Bye" not in text
+    assert_no_inline_code(text)
+    at = datetime.fromisoformat(sent[0]["created_at"].replace("Z", "+00:00"))
+    assert at.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%H:%M") in text
+
+    download = await scene.cara.client.get(
+        f"/api/conversations/{scene.conversation}/transcript", params={"download": "1"}
+    )
+    assert download.headers["content-disposition"].startswith("attachment;")
+    assert "Bye" in download.text
+
+
+async def test_transcript_refuses_strangers(scene: Scene, client: httpx.AsyncClient) -> None:
+    path = f"/api/conversations/{scene.conversation}/transcript"
+    error_of(await scene.mallory.client.get(path), 404, "not_found")
+    error_of(await client.get(path), 401, "unauthorized")

@@ -1,0 +1,128 @@
+"""SPEC 3 and 6 from the browser's side: a crashed and restarted server is
+survived with no lost and no doubled message; the page shows a connection
+banner meanwhile and keeps unacknowledged sends visibly pending. And the
+production path (PostgreSQL, Redis, two workers) carries a live chat."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Ats, Browsers, Server
+
+pytestmark = pytest.mark.browser
+
+MESSAGE = '[data-testid="message"][data-seq]'
+
+
+def send(page: Page, text: str) -> None:
+    page.get_by_test_id("composer").fill(text)
+    page.get_by_test_id("composer").press("Enter")
+
+
+def seqs(page: Page) -> list[int]:
+    found = page.locator(MESSAGE).evaluate_all("els => els.map(e => Number(e.dataset.seq))")
+    return [int(s) for s in found]
+
+
+def stored_bodies(ats: Ats, application_id: str) -> list[str]:
+    """What the database holds, read as the candidate over the session API."""
+    with httpx.Client(base_url=ats.server.url) as client:
+        client.get(ats.candidate_link(application_id), follow_redirects=True)
+        history = client.get(f"/api/conversations/{_conversation(client)}/messages").json()
+    return [m["body"] for m in history["messages"]]
+
+
+def _conversation(client: httpx.Client) -> str:
+    return str(client.get("/api/conversations").json()["conversations"][0]["id"])
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[Server]:
+    s = Server(tmp_path / "restart")
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_a_restarted_server_loses_and_doubles_nothing(
+    browsers: Browsers, own_server: Server
+) -> None:
+    ats = Ats(own_server)
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    staff = browsers.open(ats.staff_link(alice))
+    staff.goto(f"{own_server.url}/c/{app.conversation}")
+    candidate = browsers.open(ats.candidate_link(app.id))
+    send(staff, "Before the crash")
+    expect(candidate.locator(MESSAGE, has_text="Before the crash")).to_be_visible()
+
+    # Sent as the server dies: it may or may not have been stored.
+    send(candidate, "Racing the crash")
+    own_server.kill()
+    send(candidate, "Written while the server is down")
+    pending = candidate.locator(".msg.pending", has_text="while the server is down")
+    expect(pending).to_contain_text("Sending…")
+    expect(candidate.locator("#conn-banner")).to_be_visible()
+    expect(staff.locator("#conn-banner")).to_contain_text("Reconnecting")
+
+    own_server.start()
+    for page in (staff, candidate):
+        expect(page.locator(MESSAGE, has_text="while the server is down")).to_have_count(1)
+        expect(page.locator(MESSAGE, has_text="Racing the crash")).to_have_count(1)
+        expect(page.locator("#conn-banner")).to_be_hidden()
+    expect(candidate.locator(".msg.pending")).to_have_count(0)
+
+    send(staff, "After the restart")
+    expect(candidate.locator(MESSAGE, has_text="After the restart")).to_be_visible()
+    assert seqs(staff) == seqs(candidate) == [1, 2, 3, 4]
+    assert sorted(stored_bodies(ats, app.id)) == sorted(
+        [
+            "Before the crash",
+            "Racing the crash",
+            "Written while the server is down",
+            "After the restart",
+        ]
+    )
+
+
+@pytest.fixture
+def production_server(tmp_path: Path, postgres_db: str, redis_available: str) -> Iterator[Server]:
+    s = Server(
+        tmp_path / "production",
+        {
+            "DATABASE_URL": postgres_db,
+            "REDIS_URL": redis_available,
+            "CHAT_REDIS_PREFIX": f"browser-{uuid.uuid4().hex[:10]}:",
+            "WEB_CONCURRENCY": "2",
+        },
+    )
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_live_chat_on_postgresql_and_redis_with_two_workers(
+    browsers: Browsers, production_server: Server
+) -> None:
+    ats = Ats(production_server)
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    inbox = browsers.open(ats.staff_link(alice))
+    candidate = browsers.open(ats.candidate_link(app.id))
+    # Each page has its own socket; with two workers some land on each.
+    for n in range(3):
+        send(candidate, f"Question {n}")
+        expect(inbox.locator(f'[data-conversation="{app.conversation}"]')).to_contain_text(
+            f"Question {n}"
+        )
+    expect(inbox.get_by_test_id("unread-badge")).to_have_text("3")
+    inbox.locator(f'[data-conversation="{app.conversation}"]').click()
+    send(inbox, "Answers below")
+    expect(candidate.locator(MESSAGE, has_text="Answers below")).to_be_visible()
+    assert seqs(candidate) == [1, 2, 3, 4]
