@@ -25,7 +25,7 @@ from chatserver.ops import metrics
 from chatserver.realtime.hub import Hub
 from chatserver.settings import Settings
 from chatserver.store.db import Database
-from chatserver.web import api_host, api_session, devtools, pages, signin, ws
+from chatserver.web import api_host, api_session, devtools, mailbox, pages, signin, ws
 from chatserver.web.auth import Signer
 from chatserver.web.deps import Services
 from chatserver.web.headers import SecurityHeaders
@@ -56,14 +56,14 @@ def create_app(
         app.state.services = Services(
             settings=settings, chat=chat, signer=Signer(settings, clock), broker=broker, hub=hub
         )
-        notifier_task = None
-        if in_process_notifier:
-            notifier_task = asyncio.create_task(Notifier(chat, settings).run_forever())
+        notifier = Notifier(chat, settings, hub.presence) if in_process_notifier else None
+        notifier_task = asyncio.create_task(notifier.run_forever()) if notifier else None
         try:
             yield
         finally:
-            if notifier_task is not None:
-                notifier_task.cancel()
+            if notifier is not None and notifier_task is not None:
+                # Finish the email in flight rather than cancel mid-send.
+                notifier.stop()
                 await asyncio.gather(notifier_task, return_exceptions=True)
             await hub.stop()
             await chat.stop()
@@ -71,8 +71,10 @@ def create_app(
             await db.dispose()
 
     dev_routes = devtools.routes if settings.demo_mode and settings.embedded else []
+    mailbox_routes = mailbox.routes if settings.embedded else []
     routes = [
         *dev_routes,
+        *mailbox_routes,
         *api_host.routes,
         *api_session.routes,
         *signin.routes,

@@ -61,6 +61,9 @@ def notifier(settings: Settings) -> None:
 def demo(settings: Settings, host: str, port: int) -> None:
     from chatserver.demo import seed_and_print_links
 
+    # Emails reach the local mailbox after 30 s instead of 2 minutes, so a
+    # newcomer sees the notifier work while exploring.
+    os.environ.setdefault("CHAT_NOTIFY_DELAY_SECONDS", "30")
     settings = settings.with_(demo_mode=True)
     migrate(settings)
     asyncio.run(seed_and_print_links(settings))

@@ -177,6 +177,7 @@ class Settings:
             mail_from=env.get("CHAT_MAIL_FROM", cls.mail_from),
             notify_delay_seconds=float(env.get("CHAT_NOTIFY_DELAY_SECONDS", "120")),
             digest_hour=int(env.get("CHAT_DIGEST_HOUR", "7")),
+            notify_poll_seconds=float(env.get("CHAT_NOTIFY_POLL_SECONDS", "5")),
             data_dir=data_dir,
             attachments_dir=Path(env.get("CHAT_ATTACHMENTS_DIR", str(data_dir / "attachments"))),
             outbox_dir=Path(env.get("CHAT_OUTBOX_DIR", str(data_dir / "outbox"))),

@@ -33,7 +33,6 @@ class Staff(SQLModel, table=True):
     email: str = Field(max_length=320)
     timezone: str = Field(default="UTC", max_length=64)
     email_notifications: str = Field(default="each", max_length=8)  # each | daily | off
-    last_digest_on: str | None = Field(default=None, max_length=10)  # local date, ISO
 
 
 class Candidate(SQLModel, table=True):

@@ -105,7 +105,6 @@ def upgrade() -> None:
     sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
     sa.Column('timezone', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('email_notifications', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
-    sa.Column('last_digest_on', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=True),
     sa.ForeignKeyConstraint(['org_id'], ['organisations.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
