@@ -72,9 +72,9 @@ export class Inbox {
     });
     window.addEventListener("popstate", () => this.route());
     connection.followInbox((frame) => this.onFrame(frame));
-    this.reload();
     const initial = this.pane.dataset.summary;
     if (initial) this.show(JSON.parse(initial));
+    this.reload();
   }
 
   renderFilters() {

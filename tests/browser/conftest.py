@@ -189,6 +189,19 @@ class Ats:
     def set_status(self, app: Application, candidate: str, status: str, **kw: Any) -> None:
         self.application(app.id.rsplit("-", 1)[0], candidate, status=status, **kw)
 
+    def staff_says(self, staff_id: str, conversation: str, *texts: str) -> None:
+        """A colleague writing from another browser, through the session API."""
+        with httpx.Client(base_url=self.server.url, timeout=10) as client:
+            client.get(self.staff_link(staff_id), follow_redirects=True)
+            csrf = client.get("/api/me").json()["csrf_token"]
+            for text in texts:
+                response = client.post(
+                    f"/api/conversations/{conversation}/messages",
+                    json={"client_id": str(uuid.uuid4()), "body": text},
+                    headers={"X-CSRF-Token": csrf},
+                )
+                assert response.status_code == 201, response.text
+
     def staff_link(self, staff_id: str) -> str:
         return str(self._call("POST", f"/api/v1/staff/{staff_id}/login-link")["url"])
 

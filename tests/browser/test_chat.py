@@ -48,6 +48,7 @@ def test_staff_and_candidate_chat_live_both_ways(
 ) -> None:
     staff, candidate, conversation = open_pair(browsers, ats)
     expect(candidate).to_have_url(f"{ats.server.url}/c/{conversation}")
+    expect(staff).to_have_url(f"{ats.server.url}/c/{conversation}")
 
     send(staff, "Hello **Cara**, thanks for applying.\n- Tuesday\n- Thursday")
     got = message(candidate, "thanks for applying")
@@ -96,7 +97,7 @@ def test_composer_formats_and_attaches(browsers: Browsers, ats: Ats, tmp_path: P
 
     got = message(candidate, "important")
     expect(got.locator("strong")).to_have_text("important")
-    expect(got.locator("ul li")).to_have_text("one")
+    expect(got.locator(".msg-body li")).to_have_text("one")
     link = got.get_by_role("link", name="interview-notes.txt")
     expect(link).to_have_attribute("href", re.compile(r"^/api/attachments/"))
     with candidate.expect_download() as download:
@@ -219,3 +220,32 @@ def test_timestamps_follow_the_timezone_setting(
     staff.goto(f"{ats.server.url}/settings")
     expect(staff.get_by_test_id("timezone")).to_have_value("America/New_York")
     expect(staff.get_by_test_id("notifications")).to_have_value("daily")
+
+
+def test_history_scrolls_up_in_pages_without_gaps(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("long", "Cara Candidate")
+    total = 120
+    ats.staff_says(alice, app.conversation, *(f"Note {n}" for n in range(1, total + 1)))
+    candidate = browsers.open(ats.candidate_link(app.id))
+    expect(candidate.locator(MESSAGE)).to_have_count(50)
+    expect(candidate.locator(MESSAGE).last).to_contain_text(f"Note {total}")
+    for shown in (100, total):
+        candidate.locator(MESSAGE).first.scroll_into_view_if_needed()
+        expect(candidate.locator(MESSAGE)).to_have_count(shown)
+    assert seqs(candidate) == list(range(1, total + 1))
+    expect(candidate.locator(MESSAGE).first).to_contain_text("Note 1")
+
+
+def test_the_applications_messages_tab_is_the_conversation_alone(
+    browsers: Browsers, ats: Ats
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("tab", "Cara Candidate")
+    staff = browsers.open(ats.staff_link(alice))
+    staff.goto(f"{ats.server.url}/applications/{app.id}/messages")
+    expect(staff.locator(".inbox-pane")).to_have_count(0)
+    expect(staff.get_by_role("heading", name="Cara Candidate")).to_be_visible()
+    send(staff, "Hello from the candidate manager")
+    candidate = browsers.open(ats.candidate_link(app.id))
+    expect(message(candidate, "Hello from the candidate manager")).to_be_visible()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
@@ -32,26 +31,13 @@ def candidate_says(ats: Ats, browsers: Browsers, application_id: str, text: str)
     return page
 
 
-def staff_says(ats: Ats, staff_id: str, conversation: str, text: str) -> None:
-    """A colleague writing from another browser: through the session API."""
-    with httpx.Client(base_url=ats.server.url) as client:
-        client.get(ats.staff_link(staff_id), follow_redirects=True)
-        csrf = client.get("/api/me").json()["csrf_token"]
-        response = client.post(
-            f"/api/conversations/{conversation}/messages",
-            json={"client_id": __import__("uuid").uuid4().hex, "body": text},
-            headers={"X-CSRF-Token": csrf},
-        )
-        assert response.status_code == 201, response.text
-
-
 def test_inbox_updates_live(browsers: Browsers, ats: Ats, screenshots: Path) -> None:
     alice = ats.staff("Alice Recruiter")
     bob = ats.staff("Bob Head")
     cara = ats.application("cara", "Cara Candidate", job="Teacher of Mathematics")
     dan = ats.application("dan", "Dan Jones", job="Science Technician", status="offered")
     eve = ats.application("eve", "Eve Walker", job="Head of English", status="shortlisted")
-    staff_says(ats, bob, eve.conversation, "We'd love to invite you to interview.")
+    ats.staff_says(bob, eve.conversation, "We'd love to invite you to interview.")
     inbox = browsers.open(ats.staff_link(alice))
     expect(inbox.locator(ITEM)).to_have_count(3)
     assert names(inbox)[0] == "Eve Walker"
@@ -89,7 +75,7 @@ def test_filters_search_and_sort(browsers: Browsers, ats: Ats) -> None:
     cara = ats.application("cara", "Cara Candidate", job="Teacher of Mathematics")
     dan = ats.application("dan", "Dan Jones", job="Science Technician")
     eve = ats.application("eve", "Eve Walker", job="Head of English")
-    staff_says(ats, alice, cara.conversation, "Could you bring your portfolio?")
+    ats.staff_says(alice, cara.conversation, "Could you bring your portfolio?")
     candidate_says(ats, browsers, dan.id, "My referee is Mrs Pemberton.")
     inbox = browsers.open(ats.staff_link(alice))
     expect(inbox.locator(ITEM)).to_have_count(3)
@@ -168,6 +154,7 @@ def test_mobile_layout_shows_one_pane_at_a_time(
     candidate = candidate_says(ats, browsers, cara.id, "Hi! Is there parking on site?")
     inbox = browsers.open(ats.staff_link(alice), width=390, height=844, mobile=True)
     expect(inbox.locator(ITEM)).to_have_count(2)
+    expect(item(inbox, cara.conversation).get_by_test_id("unread-badge")).to_have_text("1")
     expect(inbox.locator("#conversation-pane")).to_be_hidden()
     inbox.screenshot(path=str(screenshots / "mobile-inbox.png"))
 
@@ -187,3 +174,22 @@ def test_mobile_layout_shows_one_pane_at_a_time(
     )
     expect(mobile_candidate.locator('[data-testid="message"][data-seq]')).to_have_count(2)
     mobile_candidate.screenshot(path=str(screenshots / "mobile-candidate-chat.png"))
+
+
+def test_the_bell_counts_service_notifications_live(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    inbox = browsers.open(ats.staff_link(alice))
+    bell = inbox.get_by_test_id("notifications-bell")
+    expect(inbox.locator("#bell-count")).to_be_hidden()
+
+    candidate_says(ats, browsers, cara.id, "Is there a dress code for the interview?")
+    expect(inbox.locator("#bell-count")).to_have_text("1")
+    bell.click()
+    panel = inbox.get_by_role("dialog", name="Notifications")
+    expect(panel).to_be_visible()
+    expect(panel.get_by_role("link").first).to_have_attribute("href", f"/c/{cara.conversation}")
+    expect(inbox.locator("#bell-count")).to_be_hidden()
+    inbox.reload()
+    expect(inbox.get_by_test_id("inbox-item")).to_have_count(1)
+    expect(inbox.locator("#bell-count")).to_be_hidden()
