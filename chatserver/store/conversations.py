@@ -333,7 +333,9 @@ async def list_conversations(
     page never repeats or skips a row while new messages arrive.
     """
     unread = unread_count(kind, person_id).label("unread")
-    activity = func.coalesce(conversations.c.last_message_at, conversations.c.created_at)
+    # A conversation's last activity is its newest message, or the application
+    # itself while nobody has written yet.
+    activity = func.coalesce(conversations.c.last_message_at, applications.c.applied_at)
     unread_flag = case((unread_count(kind, person_id) > 0, 1), else_=0)
     is_archived = exists().where(
         archives.c.conversation_id == conversations.c.id, archives.c.staff_id == person_id

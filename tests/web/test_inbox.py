@@ -206,3 +206,15 @@ async def test_a_candidate_lists_only_their_own_conversations(scene: Scene, host
     assert await ids(scene.cara) == [scene.conversation]
     assert await ids(scene.cara, q="Erin") == []
     assert await ids(scene.mallory) == [scene.other_conversation]
+
+
+async def test_an_untouched_application_sorts_by_its_application_date(
+    scene: Scene, host: Host
+) -> None:
+    """Newest means latest activity: a message, or the application itself
+    while nobody has written yet."""
+    old = await application(host, "app-2", candidate="erin", applied_at="2020-01-01T00:00:00Z")
+    new = await application(host, "app-3", candidate="finn", applied_at="2099-01-01T00:00:00Z")
+    await scene.alice.send(scene.conversation, "Hello Cara")
+    assert await ids(scene.alice, sort="newest") == [new, scene.conversation, old]
+    assert await ids(scene.alice, sort="oldest") == [old, scene.conversation, new]
