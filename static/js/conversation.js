@@ -77,6 +77,8 @@ export class ConversationView {
       onTyping: () => this.sendTyping(),
       maxAttachments: Number(me.maxAttachments) || 5,
     });
+    const maxBody = Number(me.maxBody);
+    if (maxBody) this.composer.textarea.maxLength = maxBody;
     this.bindHeader();
     this.renderSummary();
     this.observeReads();
