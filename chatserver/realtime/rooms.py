@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatserver.broker.base import Broker, Resync
+from chatserver.broker.base import Broker, Resync, Subscription, SubscriptionClosed
 from chatserver.chat import events, views
 from chatserver.chat.policy import Role
 from chatserver.chat.service import Chat
@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 # backs off to a pace that does not hammer a service that is down.
 RETRY_MIN_SECONDS = 0.1
 RETRY_MAX_SECONDS = 5.0
+# Publishes from two workers can arrive out of seq order. A message that
+# skips ahead waits this long for the missing ones before the room reads them
+# from the database: commits and publishes of different workers are
+# milliseconds apart, so a real loss is the only thing that waits it out.
+REORDER_WAIT_SECONDS = 0.1
 # Messages read per query when catching up (a gap, a Resync, a history
 # replay): a long outage's backlog never loads at once.
 PAGE = 200
@@ -60,6 +65,8 @@ class Room(ABC):
         self._kick = kick
         self.ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Loop time at which `_waited` runs unless cleared before.
+        self._wait_until: float | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"room {self.channel}")
@@ -79,18 +86,40 @@ class Room(ABC):
                     first = False
                     self.ready.set()
                     delay = RETRY_MIN_SECONDS
-                    async for event in subscription:
-                        if isinstance(event, Resync):
-                            instruments.record_resync()
-                            await self._resync()
-                        else:
-                            await self._payload(event.payload)
+                    await self._consume(subscription)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("room %s failed; subscribing again", self.channel)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    async def _consume(self, subscription: Subscription) -> None:
+        """Handle events until the subscription ends; wake up for `_waited`
+        whenever the room asks for it with `_wait_until`."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if self._wait_until is None:
+                    event = await subscription.get()
+                else:
+                    timeout = max(0.0, self._wait_until - loop.time())
+                    event = await asyncio.wait_for(subscription.get(), timeout)
+            except TimeoutError:
+                self._wait_until = None
+                await self._waited()
+                continue
+            except SubscriptionClosed:
+                return
+            if isinstance(event, Resync):
+                instruments.record_resync()
+                await self._resync()
+            else:
+                await self._payload(event.payload)
+
+    @abstractmethod
+    async def _waited(self) -> None:
+        """The time set in `_wait_until` has come."""
 
     async def _subscribed(self, first: bool) -> None:
         """The subscription is live; a re-subscription may have missed events."""
@@ -142,6 +171,8 @@ class ConversationRoom(Room):
         self.members: dict[Connection, Member] = {}
         self.last = 0
         self._buffer_limit = buffer_limit
+        # Messages that arrived ahead of a gap, by seq: (frame, created_at).
+        self._held: dict[int, tuple[str, object]] = {}
 
     def join(self, conn: Connection) -> Member:
         member = Member()
@@ -171,9 +202,13 @@ class ConversationRoom(Room):
             if not isinstance(seq, int) or seq <= self.last:
                 return
             if seq > self.last + 1:
-                await self._catch_up(seq - 1)
+                self._held[seq] = (payload.decode(), message.get("created_at"))
+                if self._wait_until is None:
+                    self._wait_until = asyncio.get_running_loop().time() + REORDER_WAIT_SECONDS
+                return
             self._deliver(payload.decode(), seq)
             _observe_latency(message.get("created_at"))
+            self._release_held()
         elif kind in ("read", "deleted"):
             self._fan_out(payload.decode())
         elif kind == "typing":
@@ -189,8 +224,25 @@ class ConversationRoom(Room):
             }
             self._fan_out_state(ctx)
 
+    def _release_held(self) -> None:
+        """Deliver held messages that are next in line now."""
+        while self.last + 1 in self._held:
+            frame, created_at = self._held.pop(self.last + 1)
+            self._deliver(frame, self.last + 1)
+            _observe_latency(created_at)
+        self._held = {seq: held for seq, held in self._held.items() if seq > self.last}
+        if not self._held:
+            self._wait_until = None
+
+    async def _waited(self) -> None:
+        """The gap before the held messages did not fill by itself: read it."""
+        if self._held:
+            await self._catch_up(max(self._held))
+            self._release_held()
+
     async def _resync(self) -> None:
         ctx = await self._catch_up(None)
+        self._release_held()
         if ctx is not None:
             self._fan_out_state(ctx)
 
@@ -275,6 +327,9 @@ class PersonRoom(Room):
         if event is not None and event.get("type") == "notification":
             self._push(list(self.members), payload.decode())
 
+    async def _waited(self) -> None:
+        """Never asked for: notifications have no order to restore."""
+
     async def _resync(self) -> None:
         """Missed notifications stay in the database; the bell's count is
         fetched by the page, so there is nothing to replay here."""
@@ -320,6 +375,9 @@ class OrgRoom(Room):
         else:
             self._pending.setdefault(conversation_id, None)
         self._dirty.set()
+
+    async def _waited(self) -> None:
+        """Never asked for: inbox frames are summaries, delivered as they come."""
 
     async def _resync(self) -> None:
         """Inbox frames are summaries, not a log: the next change of each

@@ -93,6 +93,23 @@ async def test_out_of_order_publishes_are_delivered_in_seq_order(
         assert seqs(await ws.quiet()) == []
 
 
+async def test_a_gap_that_never_fills_is_read_from_the_database(
+    server: LiveServer, scene: Scene, app: Any
+) -> None:
+    svc = services(app)
+    async with open_socket(server, scene.cara) as ws:
+        await ws.subscribe(scene.conversation)
+        rows = await store_silently(svc.chat, scene.conversation, 4)
+        channel = events.conversation_channel(scene.conversation)
+        for row in (rows[0], rows[3]):
+            await svc.broker.publish(
+                channel, events.encode(events.message_event(views.message(row)))
+            )
+        delivered = await ws.collect(lambda fs: len(seqs(fs)) == 4)
+        assert seqs(delivered) == [1, 2, 3, 4]
+        assert [f["message"]["body"] for f in delivered][1:3] == ["silent 2", "silent 3"]
+
+
 async def test_a_resync_catches_up_from_the_database(
     server: LiveServer, scene: Scene, app: Any
 ) -> None:
