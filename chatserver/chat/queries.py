@@ -12,7 +12,7 @@ import orjson
 
 from chatserver.chat import access, views
 from chatserver.chat.identity import Viewer
-from chatserver.chat.policy import Role
+from chatserver.chat.policy import Role, send_refusal
 from chatserver.chat.service import Chat
 from chatserver.clock import wire_time
 from chatserver.errors import invalid, not_found
@@ -151,6 +151,9 @@ async def conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> JSON
     summary.update(views.conversation_state(ctx, viewer.kind))
     summary["type"] = "conversation"
     summary["last_seq"] = ctx["last_seq"]
+    # The sentence a disabled composer shows: the policy's own answer.
+    refusal = send_refusal(viewer.kind, views.facts(ctx))
+    summary["send_disabled_reason"] = None if refusal is None else refusal.reason
     summary["reads"] = [
         {"kind": r["reader_kind"], "id": r["reader_id"], "seq": r["seq"]} for r in read_positions
     ]

@@ -14,8 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from chatserver.chat import actions, queries, views
-from chatserver.chat.policy import send_refusal
+from chatserver.chat import actions, queries
 from chatserver.errors import ChatError, ErrorCode
 from chatserver.store import conversations
 from chatserver.web.deps import SignedIn, services, signed_in
@@ -56,15 +55,9 @@ async def _base(request: Request, who: SignedIn) -> JSON:
 
 
 async def _conversation(request: Request, who: SignedIn, conversation_id: str) -> JSON:
-    """The conversation's summary as the API gives it, plus the sentence that
-    explains a disabled composer (the same policy answer a send would get)."""
-    chat = services(request).chat
-    summary = await queries.conversation(chat, who.viewer, conversation_id)
-    async with chat.db.transaction() as conn:
-        ctx = await conversations.context(conn, conversation_id)
-    refusal = None if ctx is None else send_refusal(who.viewer.kind, views.facts(ctx))
-    summary["send_disabled_reason"] = None if refusal is None else refusal.reason
-    return summary
+    """The conversation's summary as the API gives it (with the sentence that
+    explains a disabled composer)."""
+    return await queries.conversation(services(request).chat, who.viewer, conversation_id)
 
 
 async def home(request: Request) -> Response:

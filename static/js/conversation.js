@@ -154,24 +154,13 @@ export class ConversationView {
 
   async refreshSummary() {
     try {
-      let fresh = await api.get(`/api/conversations/${encodeURIComponent(this.id)}`);
-      if (!fresh.can_send && fresh.send_disabled_reason === undefined) fresh = await this.pageSummary(fresh);
+      const fresh = await api.get(`/api/conversations/${encodeURIComponent(this.id)}`);
       if (this.destroyed) return;
       this.summary = { ...this.summary, ...fresh };
       this.renderSummary();
     } catch {
       // The next frame or reload will bring it; the composer keeps its state.
     }
-  }
-
-  /** The summary as this conversation's page renders it, which always
-   * carries the policy's sentence for a disabled composer. */
-  async pageSummary(fallback) {
-    const response = await fetch(`/c/${encodeURIComponent(this.id)}`, { credentials: "same-origin", cache: "no-store" });
-    if (!response.ok) return fallback;
-    const html = new DOMParser().parseFromString(await response.text(), "text/html");
-    const data = html.getElementById("conversation-pane")?.dataset.summary;
-    return data ? JSON.parse(data) : fallback;
   }
 
   async end() {

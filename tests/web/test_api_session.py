@@ -217,3 +217,12 @@ async def test_unknown_api_routes_answer_with_the_error_object(client: httpx.Asy
     wrong_method = await client.delete("/api/conversations")
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["code"] == "invalid"
+
+
+async def test_a_conversation_says_why_sending_is_disabled(scene: Scene) -> None:
+    path = f"/api/conversations/{scene.conversation}"
+    assert (await scene.cara.client.get(path)).json()["send_disabled_reason"] is None
+    await scene.alice.post(f"{path}/end")
+    summary = (await scene.cara.client.get(path)).json()
+    assert summary["can_send"] is False
+    assert summary["send_disabled_reason"] == "This conversation has ended."
