@@ -188,6 +188,7 @@ class Hub:
     async def _replay(
         self, conn: Connection, room: ConversationRoom, member: Member, after: int
     ) -> None:
+        assert room.ready is not None
         try:
             await asyncio.wait_for(room.ready.wait(), READY_TIMEOUT_SECONDS)
         except TimeoutError:

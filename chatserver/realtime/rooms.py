@@ -56,14 +56,22 @@ Kick = Callable[[Connection], None]
 
 
 class Room(ABC):
-    """One channel's broker subscription, its members and its reading task."""
+    """One channel's broker subscription, its members and its reading task.
+
+    Slotted: a worker holds one room per connected person and per followed
+    conversation, thousands of them.
+    """
+
+    __slots__ = ("_broker", "_kick", "_task", "_wait_until", "channel", "chat", "ready")
 
     def __init__(self, channel: str, chat: Chat, broker: Broker, kick: Kick) -> None:
         self.channel = channel
         self.chat = chat
         self._broker = broker
         self._kick = kick
-        self.ready = asyncio.Event()
+        # Set once the subscription is live; only rooms with joiners that
+        # must wait for it (conversations) create one.
+        self.ready: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         # Loop time at which `_waited` runs unless cleared before.
         self._wait_until: float | None = None
@@ -84,7 +92,8 @@ class Room(ABC):
                 async with self._broker.subscribe(self.channel) as subscription:
                     await self._subscribed(first)
                     first = False
-                    self.ready.set()
+                    if self.ready is not None:
+                        self.ready.set()
                     delay = RETRY_MIN_SECONDS
                     await self._consume(subscription)
             except asyncio.CancelledError:
@@ -163,10 +172,13 @@ class Member:
 
 
 class ConversationRoom(Room):
+    __slots__ = ("_buffer_limit", "_held", "conversation_id", "last", "members")
+
     def __init__(
         self, conversation_id: str, chat: Chat, broker: Broker, kick: Kick, buffer_limit: int
     ) -> None:
         super().__init__(events.conversation_channel(conversation_id), chat, broker, kick)
+        self.ready = asyncio.Event()
         self.conversation_id = conversation_id
         self.members: dict[Connection, Member] = {}
         self.last = 0
@@ -318,6 +330,8 @@ def _observe_latency(created: object) -> None:
 class PersonRoom(Room):
     """One person's sockets on this worker: service notifications (the bell)."""
 
+    __slots__ = ("members",)
+
     def __init__(self, channel: str, chat: Chat, broker: Broker, kick: Kick) -> None:
         super().__init__(channel, chat, broker, kick)
         self.members: set[Connection] = set()
@@ -342,6 +356,8 @@ class OrgRoom(Room):
     queried, further changes collect in `_pending`, so a busy organisation
     costs one query per round, never one per message per socket.
     """
+
+    __slots__ = ("_dirty", "_flusher", "_pending", "members")
 
     def __init__(self, channel: str, chat: Chat, broker: Broker, kick: Kick) -> None:
         super().__init__(channel, chat, broker, kick)

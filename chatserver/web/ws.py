@@ -1,12 +1,13 @@
 """`/ws`: the WebSocket protocol of SPEC section 5.
 
-Each socket gets one reader task (frames in → domain calls → answers) and
-one writer task (drains the connection's bounded outbox onto the socket);
-when either ends, the other is cancelled. Answers to the client's own frames
-go through the same outbox as fan-out, so frames leave in the order they
-were produced. Errors become one `error` frame each and the connection stays
-open, except for an unauthenticated client, one over the connection cap, a
-frame over the size limit (1009) and a client too slow to keep up (1013).
+Each socket gets one reader task (the socket's own task: frames in →
+domain calls → answers) and one writer task (drains the connection's
+bounded outbox onto the socket); when either ends, the other is stopped.
+Answers to the client's own frames go through the same outbox as fan-out,
+so frames leave in the order they were produced. Errors become one `error`
+frame each and the connection stays open, except for an unauthenticated
+client, one over the connection cap, a frame over the size limit (1009) and
+a client too slow to keep up (1013).
 """
 
 from __future__ import annotations
@@ -70,15 +71,29 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 async def _serve(websocket: WebSocket, conn: Connection, svc: Services) -> None:
+    """Read in this task (the socket's own) while a writer task drains the
+    outbox; when the writer ends (cut off, socket gone), stop reading too."""
+    reader = asyncio.current_task()
+    assert reader is not None
     writer = asyncio.create_task(_write(websocket, conn))
     conn.writer = writer
-    reader = asyncio.create_task(_read(websocket, conn, svc))
+    reading = True
+
+    def stop_reading(_: asyncio.Task[None]) -> None:
+        if reading:
+            reader.cancel()
+
+    writer.add_done_callback(stop_reading)
     try:
-        await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
+        await _read(websocket, conn, svc)
+    except asyncio.CancelledError:
+        if not writer.done():
+            raise  # cancelled from outside (server shutdown): not ours to absorb
+        reader.uncancel()
     finally:
-        reader.cancel()
+        reading = False
         writer.cancel()
-        await asyncio.gather(reader, writer, return_exceptions=True)
+        await asyncio.gather(writer, return_exceptions=True)
 
 
 async def _write(websocket: WebSocket, conn: Connection) -> None:
