@@ -8,6 +8,7 @@ from chatserver.chat.events import Events
 from chatserver.chat.ratelimit import RateLimiter
 from chatserver.chat.sending import SendQueue
 from chatserver.clock import Clock, utcnow
+from chatserver.ops import instruments
 from chatserver.settings import Settings
 from chatserver.store.db import Database
 
@@ -35,6 +36,7 @@ class Chat:
             self.clock,
             max_batch=self.settings.send_batch_max,
             writers=SQLITE_WRITERS if self.db.is_sqlite else POSTGRES_WRITERS,
+            on_stored=instruments.record_stored,
         )
         self.limiter = RateLimiter(self.settings.send_rate, self.settings.send_burst)
 

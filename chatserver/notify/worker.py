@@ -23,6 +23,8 @@ from chatserver.notify.metrics import EMAIL_BACKLOG
 from chatserver.notify.planner import Planner, Presence
 from chatserver.notify.sender import Sender
 from chatserver.notify.transport import Transport, transport_from_settings
+from chatserver.ops import instruments
+from chatserver.ops.stats import StatsReporter, stats_store_from_settings
 from chatserver.realtime.presence import presence_from_settings
 from chatserver.settings import Settings
 from chatserver.store import emails
@@ -75,7 +77,9 @@ class Notifier:
         workers = SQLITE_SENDERS if self._db.is_sqlite else POSTGRES_SENDERS
         handled = await self._sender.drain(workers, self._stopping)
         async with self._db.transaction() as conn:
-            EMAIL_BACKLOG.set(await emails.backlog(conn))
+            backlog = await emails.backlog(conn)
+        EMAIL_BACKLOG.set(backlog)
+        instruments.set_notifier_backlog(backlog)
         return handled
 
     async def run_once(self) -> Pass:
@@ -110,11 +114,16 @@ async def run_standalone(settings: Settings) -> None:
     # The notifier publishes nothing; Chat wants an Events all the same.
     chat = Chat(settings, db, Events(broker_from_url(None)))
     notifier = Notifier(chat, settings, presence)
+    # The ops page shows the backlog from this process's shared snapshot.
+    reporter = StatsReporter(stats_store_from_settings(settings), role="notifier")
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, notifier.stop)
+    reporter.start()
     try:
         await notifier.run_forever()
     finally:
+        await reporter.stop()
+        await reporter.store.close()
         await presence.stop()
         await db.dispose()
