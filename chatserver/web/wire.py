@@ -70,12 +70,12 @@ class Typing:
 
 @dataclass(frozen=True, slots=True)
 class Inbox:
-    pass
+    """Follow the organisation's inbox feed (staff)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Ping:
-    pass
+    """Answered with a pong."""
 
 
 ClientFrame: TypeAlias = Subscribe | Unsubscribe | Send | Read | Typing | Inbox | Ping
