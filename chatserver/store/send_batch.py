@@ -1,5 +1,11 @@
 """The PostgreSQL fast path of a send batch: one read, then one write.
 
+Conversations are found with `id = ANY(ARRAY(...))`, which the prepared
+(generic) plans turn into primary-key probes; a semi-join against the
+parameter's rows let the planner scan the whole table, and `conversations`
+is the table that every send batch rewrites rows of, so it carries many dead
+row versions.
+
 Both statements run on the pooled connection's psycopg driver connection in
 autocommit mode, as fixed SQL text that psycopg prepares on the server once
 per connection, so neither SQLAlchemy's compiler nor the server's planner
@@ -56,7 +62,7 @@ WITH wanted AS (
     FROM conversations c
     JOIN applications a ON a.id = c.application_id
     JOIN jobs j ON j.id = a.job_id
-    WHERE c.id IN (SELECT json_array_elements_text(%(conversations)s::json))
+    WHERE c.id = ANY(ARRAY(SELECT json_array_elements_text(%(conversations)s::json)))
 ),
 keys AS (
     SELECT k ->> 0 AS sender_kind, k ->> 1 AS sender_id, k ->> 2 AS client_id
@@ -84,7 +90,7 @@ WITH batch AS (
 ),
 locked AS (
     SELECT c.id FROM conversations c
-    WHERE c.id IN (SELECT id FROM batch)
+    WHERE c.id = ANY(ARRAY(SELECT id FROM batch))
     ORDER BY c.id
     FOR UPDATE
 ),
@@ -94,7 +100,8 @@ bumped AS (
         last_message_at = %(now)s,
         has_staff_message = c.has_staff_message OR b.staff
     FROM batch b, locked l, applications a
-    WHERE c.id = b.id AND l.id = b.id AND a.id = c.application_id
+    WHERE c.id = ANY(ARRAY(SELECT id FROM locked))
+      AND c.id = b.id AND l.id = b.id AND a.id = c.application_id
       AND c.state = 'open' AND a.status = b.status AND a.candidate_id = b.candidate_id
     RETURNING c.id, c.last_seq, b.n
 ),
