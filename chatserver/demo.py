@@ -52,9 +52,16 @@ CANDIDATES = [
         Status.INTERVIEWING,
         9,
         (
-            ("staff", "Hi Sam, thanks for applying! Could you come in for an interview on **Tuesday at 10am**?"),
+            (
+                "staff",
+                "Hi Sam, thanks for applying! Could you come in for an interview on "
+                "**Tuesday at 10am**?",
+            ),
             ("candidate", "Hello Alex, Tuesday at 10am works for me. Should I bring anything?"),
-            ("staff", "Please bring:\n- photo ID\n- your teaching certificate\n- a short lesson plan"),
+            (
+                "staff",
+                "Please bring:\n- photo ID\n- your teaching certificate\n- a short lesson plan",
+            ),
             ("candidate", "Perfect, see you then!"),
         ),
     ),
@@ -64,7 +71,13 @@ CANDIDATES = [
         0,
         Status.SHORTLISTED,
         6,
-        (("staff", "Hi Jordan, you've been *shortlisted* for the maths post. We'll be in touch about interview dates shortly."),),
+        (
+            (
+                "staff",
+                "Hi Jordan, you've been *shortlisted* for the maths post. "
+                "We'll be in touch about interview dates shortly.",
+            ),
+        ),
     ),
     DemoCandidate("maria", "Maria Garcia", 1, Status.SUBMITTED, 2),
     DemoCandidate(
@@ -94,7 +107,13 @@ CANDIDATES = [
         0,
         Status.NOT_PROGRESSING,
         15,
-        (("staff", "Thank you for your interest, Ben. Unfortunately we won't be taking your application further."),),
+        (
+            (
+                "staff",
+                "Thank you for your interest, Ben. Unfortunately we won't be taking "
+                "your application further.",
+            ),
+        ),
     ),
     DemoCandidate(
         "chloe",
@@ -195,8 +214,11 @@ def links(settings: Settings) -> list[tuple[str, str]]:
 
 
 async def seed_and_print_links(settings: Settings) -> None:
-    chat = Chat(settings.with_(send_rate=1000.0, send_burst=1000), Database.from_settings(settings),
-                Events(MemoryBroker()))
+    chat = Chat(
+        settings.with_(send_rate=1000.0, send_burst=1000),
+        Database.from_settings(settings),
+        Events(MemoryBroker()),
+    )
     await chat.start()
     try:
         await seed(chat)
