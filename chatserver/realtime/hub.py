@@ -229,6 +229,7 @@ class Hub:
                 if seq is None or seq > high:
                     await conn.outbox.put(frame)
                     high = seq if seq is not None else high
+        member.last = high
         member.buffer = None
 
     def unsubscribe(self, conn: Connection, conversation_id: str) -> None:

@@ -163,12 +163,16 @@ def _event(payload: bytes) -> dict[str, Any] | None:
 
 class Member:
     """A connection in a conversation room. While its history is being sent,
-    live frames wait in `buffer` (with their seq, None for other frames)."""
+    live frames wait in `buffer` (with their seq, None for other frames).
+    Once live, `last` is the highest seq the connection has: the room may
+    still deliver older seqs (a gap it fills after a member resubscribed
+    with a later `after`), and those must not reach this connection again."""
 
-    __slots__ = ("buffer",)
+    __slots__ = ("buffer", "last")
 
     def __init__(self) -> None:
         self.buffer: list[tuple[int | None, str]] | None = []
+        self.last = 0
 
 
 class ConversationRoom(Room):
@@ -292,6 +296,10 @@ class ConversationRoom(Room):
             if skip is not None and conn.is_person(*skip):
                 continue
             if member.buffer is None:
+                if seq is not None:
+                    if seq <= member.last:
+                        continue
+                    member.last = seq
                 live.append(conn)
             elif len(member.buffer) < self._buffer_limit:
                 member.buffer.append((seq, frame))

@@ -182,3 +182,27 @@ async def test_rooms_close_when_their_last_socket_leaves(
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.02)
     assert hub.local_connections() == {}
+
+
+async def test_a_late_gap_fill_never_repeats_what_a_subscriber_already_has(
+    server: LiveServer, scene: Scene, app: Any
+) -> None:
+    """A worker died between commit and publish: the room here is behind the
+    database. A client that resubscribes meanwhile gets those messages from
+    history; when the room later fills its gap, that client must not see
+    them again (the e2e kill test's "got seq 63, expected 70")."""
+    svc = services(app)
+    channel = events.conversation_channel(scene.conversation)
+    async with open_socket(server, scene.alice) as early:
+        await early.subscribe(scene.conversation)
+        await store_silently(svc.chat, scene.conversation, 3)
+        async with open_socket(server, scene.cara) as late:
+            await late.subscribe(scene.conversation, after=0)
+            assert seqs(await late.collect(lambda fs: len(seqs(fs)) == 3)) == [1, 2, 3]
+            [fourth] = await store_silently(svc.chat, scene.conversation, 1)
+            await svc.broker.publish(
+                channel, events.encode(events.message_event(views.message(fourth)))
+            )
+            assert seqs(await early.collect(lambda fs: 4 in seqs(fs))) == [1, 2, 3, 4]
+            assert seqs(await late.collect(lambda fs: 4 in seqs(fs))) == [4]
+            assert seqs(await late.quiet()) == []
