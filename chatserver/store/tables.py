@@ -73,7 +73,7 @@ class Conversation(SQLModel, table=True):
     last_seq: int = Field(default=0)
     # Denormalised for the inbox: sorting and "messaged" filtering without
     # scanning messages.
-    last_message_at: datetime | None = Field(default=None, index=True)
+    last_message_at: datetime | None = None
     has_staff_message: bool = Field(default=False)
     created_at: datetime
 
