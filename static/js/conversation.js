@@ -570,11 +570,11 @@ export class ConversationView {
   onFrame(frame) {
     switch (frame.type) {
       case "subscribed":
-        if (frame.state !== this.summary.state || frame.can_send !== this.summary.can_send) {
-          this.summary.state = frame.state;
-          this.summary.can_send = frame.can_send;
-          this.refreshSummary();
-        }
+        // Anything may have changed before this (re)subscription went live,
+        // including why sending is disabled while can_send stays false.
+        this.summary.state = frame.state;
+        this.summary.can_send = frame.can_send;
+        this.refreshSummary();
         break;
       case "message":
         this.add(frame.message);
