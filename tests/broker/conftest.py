@@ -7,26 +7,20 @@ may kill.
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from chatserver.broker import Broker, MemoryBroker
 from chatserver.broker.base import DEFAULT_QUEUE_SIZE
 from chatserver.broker.redis import RedisBroker
+from tests.e2e.servers import RedisProcess
 
 SHARED_REDIS_URL = "redis://127.0.0.1:6379"
 # Fault tests want recovery within a second, not the production pacing.
 FAST_RECONNECT = {"reconnect_min": 0.05, "reconnect_max": 0.2}
-# How long a private redis-server may take to start listening.
-SERVER_START_SECONDS = 5.0
 
 BrokerFactory = Callable[..., Awaitable[Broker]]
 RedisFactory = Callable[..., Awaitable[RedisBroker]]
@@ -90,67 +84,11 @@ async def broker(make_broker: BrokerFactory) -> Broker:
     return await make_broker()
 
 
-class PrivateRedis:
-    """A redis-server of the test's own, on a free loopback port, to kill at will."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = _free_port()
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            "redis-server",
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.directory),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while True:
-            client = Redis.from_url(self.url)
-            try:
-                if await client.ping():
-                    return
-            except (RedisError, OSError):
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.02)
-            finally:
-                await client.aclose()
-
-    async def kill(self) -> None:
-        """SIGKILL: no goodbye to clients, as in a crash."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        self.process = None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    await server.start()
+def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of the test's own, on a free loopback port, to kill at will."""
+    server = RedisProcess(tmp_path).start()
     try:
         yield server
     finally:
-        await server.kill()
+        server.stop()

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 import pytest
 from redis.asyncio import Redis
@@ -30,20 +29,13 @@ from chatserver.broker import (
 )
 from chatserver.broker.redis import RedisBroker
 from chatserver.settings import SettingsError
+from tests.e2e.servers import RedisProcess
 
 # The fixtures live in conftest.py, which tests cannot import by a stable
 # module name; these describe what the tests use of them.
 SHARED_REDIS_URL = "redis://127.0.0.1:6379"
 BrokerFactory = Callable[..., Awaitable[Broker]]
 RedisFactory = Callable[..., Awaitable[RedisBroker]]
-
-
-class PrivateRedis(Protocol):
-    url: str
-
-    async def start(self) -> None: ...
-
-    async def kill(self) -> None: ...
 
 
 # Generous for a loopback round trip, short enough to keep a failing test quick.
@@ -239,11 +231,11 @@ async def _subscribers(client: Redis, wire_channel: str) -> int:
 
 
 async def test_redis_outage_pauses_then_resyncs_every_subscription(
-    make_redis_broker: RedisFactory, private_redis: PrivateRedis
+    make_redis_broker: RedisFactory, private_redis: RedisProcess
 ) -> None:
     broker = await make_redis_broker(url=private_redis.url)
     async with broker.subscribe("conv:a") as subscription:
-        await private_redis.kill()
+        private_redis.kill()
 
         await broker.publish("conv:a", b"lost")  # committed elsewhere; must not raise
         await broker.publish_many([("conv:a", b"lost too")])
@@ -256,7 +248,7 @@ async def test_redis_outage_pauses_then_resyncs_every_subscription(
         async with broker.subscribe("conv:b") as during_outage:
             assert time.monotonic() - started < RECEIVE_TIMEOUT
 
-            await private_redis.start()
+            private_redis.start()
             assert await receive(subscription, RECOVERY_TIMEOUT) == RESYNC
             assert await receive(during_outage, RECOVERY_TIMEOUT) == RESYNC
             assert broker.healthy
@@ -269,7 +261,7 @@ async def test_redis_outage_pauses_then_resyncs_every_subscription(
 
 
 async def test_redis_dropping_the_connection_triggers_a_resync(
-    make_redis_broker: RedisFactory, private_redis: PrivateRedis
+    make_redis_broker: RedisFactory, private_redis: RedisProcess
 ) -> None:
     broker = await make_redis_broker(url=private_redis.url)
     admin = Redis.from_url(private_redis.url)
