@@ -118,7 +118,8 @@ class SendQueue:
         self._clock = clock
         self._max_batch = max_batch
         self._writers = writers
-        self._queue: asyncio.Queue[SendRequest] = asyncio.Queue()
+        # None is the stop sign: one per writer, queued behind every send.
+        self._queue: asyncio.Queue[SendRequest | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._on_stored = on_stored
 
@@ -127,12 +128,16 @@ class SendQueue:
         self._tasks = [loop.create_task(self._write_forever()) for _ in range(self._writers)]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        """Write what is queued, then stop. Writers are not cancelled: a
+        cancel landing in redis-py's publish can be swallowed (Python 3.11),
+        and a batch half-way through its commit is better finished."""
+        for _ in self._tasks:
+            self._queue.put_nowait(None)
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         while not self._queue.empty():
             request = self._queue.get_nowait()
-            if not request.future.done():
+            if request is not None and not request.future.done():
                 request.future.set_exception(unavailable("The server is shutting down."))
 
     async def submit(self, request: SendRequest) -> SendResult:
@@ -147,10 +152,20 @@ class SendQueue:
 
     async def _write_forever(self) -> None:
         while True:
-            batch = [await self._queue.get()]
+            first = await self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stopping = False
             while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+                request = self._queue.get_nowait()
+                if request is None:
+                    stopping = True
+                    break
+                batch.append(request)
             await self._write(batch)
+            if stopping:
+                return
 
     async def _write(self, batch: list[SendRequest]) -> None:
         started = asyncio.get_running_loop().time()

@@ -90,6 +90,9 @@ class RedisPresence:
         self._counts: Counter[Key] = Counter()
         self._dirty: set[Key] = set()
         self._wake = asyncio.Event()
+        # Stopping by event, not by cancelling: redis-py's own timeouts can
+        # swallow a cancellation on Python 3.11, which hung shutdown.
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def _key(self, key: Key) -> str:
@@ -120,14 +123,15 @@ class RedisPresence:
 
     async def start(self) -> None:
         if self._task is None:
+            self._stopping.clear()
             self._task = asyncio.create_task(self._write_forever(), name="presence-writer")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._stopping.set()
+            self._wake.set()
+            await task
         # Withdraw this worker's claims so nobody looks online after a clean stop.
         with contextlib.suppress(RedisError, OSError):
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -140,7 +144,7 @@ class RedisPresence:
     async def _write_forever(self) -> None:
         loop = asyncio.get_running_loop()
         next_refresh = loop.time()
-        while True:
+        while not self._stopping.is_set():
             timeout = max(0.0, next_refresh - loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -158,7 +162,8 @@ class RedisPresence:
                 continue
             if refresh:
                 next_refresh = loop.time() + REFRESH_SECONDS
-            await asyncio.sleep(FLUSH_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), FLUSH_SECONDS)
 
     async def _write(self, keys: set[Key]) -> None:
         if not keys:
