@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import available_timezones
 
@@ -132,13 +132,20 @@ async def record_link_issued(chat: Chat, application_id: str) -> None:
 
 
 async def redeem_staff_link(chat: Chat, staff_id: str, token_id: str) -> None:
-    """Single use: the token id is recorded; a second redemption fails."""
+    """Single use: the token id is recorded; a second redemption fails.
+
+    A used token is remembered only as long as its link could still be
+    valid (it was used within its lifetime), so older rows are pruned here.
+    """
+    now = chat.clock()
     try:
         async with chat.db.transaction() as conn:
             if await people.get_staff(conn, staff_id) is None:
                 raise unauthorized("This link is not valid.")
+            await conn.execute(used_login_tokens.insert().values(token_id=token_id, used_at=now))
+            expired = now - timedelta(seconds=chat.settings.staff_link_seconds)
             await conn.execute(
-                used_login_tokens.insert().values(token_id=token_id, used_at=chat.clock())
+                used_login_tokens.delete().where(used_login_tokens.c.used_at < expired)
             )
     except IntegrityError as exc:
         raise unauthorized("This link has already been used.") from exc

@@ -11,9 +11,10 @@ import httpx
 
 from chatserver.clock import utcnow
 from chatserver.settings import Settings
+from chatserver.store.tables import used_login_tokens
 from chatserver.web.auth import SESSION_COOKIE, Session, Signer
 from tests.conftest import SECRET, Scene
-from tests.helpers import Host, error_of, open_link, other_app, signed_in
+from tests.helpers import Host, count_rows, error_of, open_link, other_app, signed_in
 
 NEW_SECRET = "the-new-secret-key-fedcba9876543210"
 MINUTE = timedelta(minutes=1)
@@ -266,3 +267,17 @@ async def test_an_https_deployment_sets_a_secure_cookie(host: Host, settings: Se
         assert "secure" in cookie
         assert "samesite=none" in cookie
         assert "httponly" in cookie
+
+
+async def test_used_staff_tokens_are_forgotten_once_their_links_have_expired(
+    app: Any, host: Host, new_client: Any
+) -> None:
+    """Single use needs a token remembered only while its link is valid."""
+    async with app.state.services.chat.db.transaction() as conn:
+        await conn.execute(
+            used_login_tokens.insert().values(token_id="long-gone", used_at=utcnow() - 6 * MINUTE)
+        )
+    await host.staff("alice")
+    assert (await open_link(new_client(), await host.staff_link("alice"))).status_code == 303
+    assert await count_rows(app, used_login_tokens, token_id="long-gone") == 0
+    assert await count_rows(app, used_login_tokens) == 1
