@@ -87,7 +87,7 @@ async def test_every_subscriber_of_a_channel_receives(broker: Broker) -> None:
 async def test_leaving_stops_delivery_and_ends_the_subscription(broker: Broker) -> None:
     async with broker.subscribe("conv:a") as staying:
         async with broker.subscribe("conv:a") as leaving:
-            pass
+            assert leaving.channel == "conv:a"
         await broker.publish("conv:a", b"after")
         assert await receive(staying) == Delivery("conv:a", b"after")
     with pytest.raises(SubscriptionClosed):

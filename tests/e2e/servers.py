@@ -554,10 +554,9 @@ class Peer:
 
     async def _read(self, ws: ClientConnection) -> None:
         try:
-            async for raw in ws:
-                self._dispatch(orjson.loads(raw))
-        except ConnectionClosed:
-            pass
+            with contextlib.suppress(ConnectionClosed):
+                async for raw in ws:
+                    self._dispatch(orjson.loads(raw))
         finally:
             self._lost()
 

@@ -79,8 +79,8 @@ async def test_unauthenticated_client_gets_unauthorized_then_close(server: LiveS
 
 async def test_foreign_origin_is_refused_at_the_handshake(server: LiveServer, scene: Scene) -> None:
     with pytest.raises(InvalidStatus) as refused:
-        async with open_socket(server, scene.alice, origin="https://evil.example"):
-            pass
+        async with open_socket(server, scene.alice, origin="https://evil.example") as ws:
+            await ws.send({"type": "ping"})  # never reached: the handshake fails
     assert refused.value.response.status_code == 403
     async with open_socket(server, scene.alice, origin=None) as ws:
         await ws.send({"type": "ping"})
