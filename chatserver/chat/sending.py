@@ -359,17 +359,8 @@ class _FastPlan:
         if role is Role.STAFF:
             ctx["has_staff_message"] = True
         items = self.pending.setdefault(ctx["id"], [])
-        row: JSON = {
-            "id": self._ids[i],
-            "conversation_id": ctx["id"],
-            "pos": len(items) + 1,
-            "sender_kind": role.value,
-            "sender_id": request.viewer.id,
-            "sender_name": request.viewer.name,
-            "client_id": request.client_id,
-            "body": request.body,
-            "html": request.html,
-        }
+        row = _message_row(request, self._ids[i], ctx["id"])
+        row["pos"] = len(items) + 1
         items.append((i, row))
         self.rows.append(row)
         notes = _notes_for(row, ctx, staff_by_org.get(ctx["org_id"], []), self.now)
@@ -402,6 +393,20 @@ class _FastPlan:
             else:
                 self.outcomes[i] = (SendResult(original[0].message, created=False), None)
         return self.outcomes, sorted(self.careful)
+
+
+def _message_row(request: SendRequest, message_id: str, conversation_id: str) -> JSON:
+    """The columns both write paths store; each adds how the seq is set."""
+    return {
+        "id": message_id,
+        "conversation_id": conversation_id,
+        "sender_kind": request.viewer.kind.value,
+        "sender_id": request.viewer.id,
+        "sender_name": request.viewer.name,
+        "client_id": request.client_id,
+        "body": request.body,
+        "html": request.html,
+    }
 
 
 def _message_ids(count: int) -> list[str]:
@@ -480,19 +485,8 @@ async def _store_batch(
         ctx["has_staff_message"] = ctx["has_staff_message"] or role is Role.STAFF
         ctx["last_message_at"] = now
         touched[ctx["id"]] = ctx
-        row: JSON = {
-            "id": secrets.token_hex(MESSAGE_ID_BYTES),
-            "conversation_id": ctx["id"],
-            "seq": ctx["last_seq"],
-            "sender_kind": role.value,
-            "sender_id": request.viewer.id,
-            "sender_name": request.viewer.name,
-            "client_id": request.client_id,
-            "body": request.body,
-            "html": request.html,
-            "created_at": now,
-            "deleted": False,
-        }
+        row = _message_row(request, secrets.token_hex(MESSAGE_ID_BYTES), ctx["id"])
+        row.update(seq=ctx["last_seq"], created_at=now, deleted=False)
         new_rows.append(row)
         in_batch[key] = row
         message = views.message(row, files)

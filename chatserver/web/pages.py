@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from chatserver.chat import actions, queries
+from chatserver.chat import access, actions, queries
 from chatserver.errors import ChatError, ErrorCode
 from chatserver.store import conversations
 from chatserver.web.deps import SignedIn, services, signed_in
@@ -116,7 +116,7 @@ async def application_messages(request: Request) -> Response:
     chat = services(request).chat
     async with chat.db.transaction() as conn:
         ctx = await conversations.context_by_application(conn, application_id)
-    if ctx is None or not who.viewer.is_staff or ctx["org_id"] != who.viewer.org_id:
+    if ctx is None or not who.viewer.is_staff or not access.may_see(who.viewer, ctx):
         return _not_found(request, who)
     summary = await _conversation(request, who, ctx["id"])
     context = await _base(request, who)
