@@ -25,7 +25,16 @@ from chatserver.ops import metrics
 from chatserver.realtime.hub import Hub
 from chatserver.settings import Settings
 from chatserver.store.db import Database
-from chatserver.web import api_host, api_session, devtools, mailbox, pages, signin, ws
+from chatserver.web import (
+    api_host,
+    api_session,
+    attachments,
+    devtools,
+    mailbox,
+    pages,
+    signin,
+    ws,
+)
 from chatserver.web.auth import Signer
 from chatserver.web.deps import Services
 from chatserver.web.headers import SecurityHeaders
@@ -77,6 +86,7 @@ def create_app(
         *mailbox_routes,
         *api_host.routes,
         *api_session.routes,
+        *attachments.routes,
         *signin.routes,
         *ws.routes,
         *metrics.routes,
