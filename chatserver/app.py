@@ -33,6 +33,7 @@ from chatserver.web import (
     mailbox,
     pages,
     signin,
+    unsubscribe,
     ws,
 )
 from chatserver.web.auth import Signer
@@ -88,6 +89,7 @@ def create_app(
         *api_session.routes,
         *attachments.routes,
         *signin.routes,
+        *unsubscribe.routes,
         *ws.routes,
         *metrics.routes,
         *pages.routes,
