@@ -12,11 +12,11 @@ a link in a message can never make the server request anything.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -28,6 +28,8 @@ from chatserver.chat.transcripts import Transcript
 from chatserver.errors import ChatError, ErrorCode
 from chatserver.web.deps import require_viewer, services
 from chatserver.web.templating import ROOT
+
+log = logging.getLogger(__name__)
 
 STYLESHEET = ROOT / "static" / "transcript.css"
 # One PDF at a time per process: WeasyPrint is CPU-bound for a second or
@@ -78,16 +80,19 @@ def file_stem(transcript: Transcript) -> str:
     return f"transcript-{slug}" if slug else "transcript"
 
 
-def _refuse(url: str, *args: Any, **kwargs: Any) -> Any:
-    raise ValueError(f"the transcript loads nothing: {url}")
+class PdfUnavailable(Exception):
+    """WeasyPrint cannot load its system libraries (scripts/bootstrap installs them)."""
 
 
 def render_pdf(html: str) -> bytes:
     """The PDF of a transcript page (synchronous: the PDF worker's job).
     WeasyPrint is imported here, on first use, so that processes that never
     draw a PDF do not pay for loading it."""
-    from weasyprint import CSS, HTML
-    from weasyprint.urls import URLFetcher
+    try:
+        from weasyprint import CSS, HTML
+        from weasyprint.urls import URLFetcher
+    except OSError as exc:  # Pango or its friends are not installed
+        raise PdfUnavailable(str(exc)) from exc
 
     # No protocol is allowed: every stylesheet, image or font URL is refused.
     fetcher = URLFetcher(allowed_protocols=())
@@ -124,7 +129,14 @@ async def transcript_pdf(request: Request) -> Response:
             f"A PDF holds at most {PDF_MAX_ENTRIES} entries; print the HTML transcript instead.",
         )
     html = render_html(found, pdf=True)
-    pdf = await asyncio.get_running_loop().run_in_executor(_pdf_worker, render_pdf, html)
+    try:
+        pdf = await asyncio.get_running_loop().run_in_executor(_pdf_worker, render_pdf, html)
+    except PdfUnavailable as exc:
+        log.error("transcript PDF unavailable: %s", exc)
+        raise ChatError(
+            ErrorCode.UNAVAILABLE,
+            "PDF transcripts are not available on this server; print the HTML transcript.",
+        ) from exc
     return Response(
         pdf,
         media_type="application/pdf",
