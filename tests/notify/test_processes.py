@@ -212,12 +212,29 @@ async def test_two_notifiers_send_everything_healthy_around_poisoned_rows(
     for i, conversation in enumerate(conversations):
         response = await scene.alice.send(conversation, f"Hello number {i}")
         assert response.status_code == 201, response.text
-    immediate = settings.with_(notify_delay_seconds=0)
-    assert await Notifier(app.state.services.chat, immediate, MemoryPresence()).plan() == count
-
-    smtp.bag.rcpt_delay = 0.1
+    # Both notifiers are up and polling often before anything is due, and
+    # each email takes a while to deliver, so both take part.
+    processes.env["CHAT_NOTIFY_POLL_SECONDS"] = "0.3"
+    smtp.bag.rcpt_delay = 0.3
     processes.start()
     processes.start()
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while not all("notifier started" in processes.log_of(i) for i in (0, 1)):
+        assert asyncio.get_running_loop().time() < deadline, "the notifiers did not start"
+        await asyncio.sleep(0.05)
+    # The running notifiers hold the planner lock now and then: plan until
+    # every email is recorded (a pass that finds the lock taken plans none).
+    planner = Notifier(
+        app.state.services.chat, settings.with_(notify_delay_seconds=0), MemoryPresence()
+    )
+    planned = 0
+    while planned < count:
+        assert asyncio.get_running_loop().time() < deadline, f"planned {planned} of {count}"
+        got = await planner.plan()
+        planned += got
+        if not got:
+            await asyncio.sleep(0.05)
+    assert planned == count
     healthy = count - len(poisoned)
     await smtp.bag.wait_for(healthy)
     deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
