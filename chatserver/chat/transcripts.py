@@ -96,7 +96,7 @@ def viewer_zone(name: str) -> ZoneInfo:
 
 
 def utc_offset(local: datetime) -> str:
-    """ "UTC+09:00", "UTC-03:30"."""
+    """The offset from UTC, such as UTC+09:00 or UTC-03:30."""
     offset = local.strftime("%z")
     return f"UTC{offset[:3]}:{offset[3:]}"
 
@@ -111,7 +111,7 @@ def time_zone_name(local: datetime) -> str:
 
 
 def zone_label(zone: ZoneInfo, at: datetime) -> str:
-    """ "Asia/Tokyo (JST, UTC+09:00)": the zone, and what it is at `at`."""
+    """The zone and what it is at `at`, such as Asia/Tokyo (JST, UTC+09:00)."""
     local = at.astimezone(zone)
     if zone.key == "UTC":
         return "UTC"

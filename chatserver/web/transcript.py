@@ -56,7 +56,7 @@ _env = Environment(
 
 
 def clock(at: datetime) -> str:
-    """ "09:30 JST": the local time and what zone it is in."""
+    """The local time and what zone it is in, such as 09:30 JST."""
     return f"{at:%H:%M} {transcripts.time_zone_name(at)}"
 
 
@@ -73,7 +73,8 @@ def render_html(transcript: Transcript, *, pdf: bool) -> str:
 
 
 def file_stem(transcript: Transcript) -> str:
-    """ "transcript-cara-jones-teacher-of-mathematics": ASCII, no ids."""
+    """A file name such as transcript-cara-jones-teacher-of-mathematics:
+    ASCII, from the candidate's name and the job title, no ids."""
     words = f"{transcript.candidate_name} {transcript.job_title}"
     ascii_words = unicodedata.normalize("NFKD", words).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_words.lower()).strip("-")[:80].strip("-")
