@@ -25,7 +25,17 @@ from chatserver.ops import metrics
 from chatserver.realtime.hub import Hub
 from chatserver.settings import Settings
 from chatserver.store.db import Database
-from chatserver.web import api_host, api_session, devtools, mailbox, pages, signin, ws
+from chatserver.web import (
+    api_host,
+    api_session,
+    attachments,
+    devtools,
+    mailbox,
+    pages,
+    signin,
+    unsubscribe,
+    ws,
+)
 from chatserver.web.auth import Signer
 from chatserver.web.deps import Services
 from chatserver.web.headers import SecurityHeaders
@@ -77,7 +87,9 @@ def create_app(
         *mailbox_routes,
         *api_host.routes,
         *api_session.routes,
+        *attachments.routes,
         *signin.routes,
+        *unsubscribe.routes,
         *ws.routes,
         *metrics.routes,
         *pages.routes,

@@ -1,44 +1,43 @@
 """Attachments: checked by their bytes, stored by content, served only to
-those who may read the conversation they were sent in."""
+those who may read the conversation they were sent in.
+
+The check (type from the bytes, hash, and a thumbnail for images) runs in
+a small pool of worker threads with a time bound, never on the event loop:
+anyone signed in, a candidate too, chooses the bytes, and every step of the
+check reads a bounded amount (see `sniffing.py` and `thumbnails.py`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
 import secrets
 import unicodedata
-import zipfile
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from io import BytesIO
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-import filetype
-
-from chatserver.chat import access, views
+from chatserver.chat import access, sniffing, thumbnails, views
 from chatserver.chat.identity import Viewer
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode, invalid, not_found
 from chatserver.store import attachments
+from chatserver.store.blobs import Blobs, blobs_for
 
-# The allowed types (SPEC section 2), by the MIME type sniffed from the bytes.
-PDF = "application/pdf"
-DOC = "application/msword"
-DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-ODT = "application/vnd.oasis.opendocument.text"
-PNG = "image/png"
-JPEG = "image/jpeg"
-TEXT = "text/plain"
-OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-# Bytes a plain-text file may not contain: NUL and most C0 controls.
-BINARY_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
+# Re-exported for callers that name the types.
+PDF, DOC, DOCX, ODT = sniffing.PDF, sniffing.DOC, sniffing.DOCX, sniffing.ODT
+PNG, JPEG, TEXT = sniffing.PNG, sniffing.JPEG, sniffing.TEXT
+
 SAFE_NAME = re.compile(r"[^\w.\- ()]+")
 NAME_MAX = 200
 # The extensions a download may carry for each type; a name that does not
 # end in one gets the first appended, so what the user's computer opens the
-# file with matches what was checked (an HTML page uploaded as text is saved
-# as "page.html.txt", never rendered as a page).
+# file with matches what was checked ("scan.txt" holding a PDF is saved as
+# "scan.txt.pdf").
 EXTENSIONS = {
     PDF: (".pdf",),
     DOC: (".doc",),
@@ -48,42 +47,73 @@ EXTENSIONS = {
     JPEG: (".jpg", ".jpeg"),
     TEXT: (".txt", ".text", ".md", ".csv", ".log"),
 }
+# Two checks at a time per process: each holds at most one decoded
+# thumbnail (32 MB) and a few pieces of the file, and the 2-core machines
+# this runs on have no spare cores for more. Others queue for a thread.
+CHECK_WORKERS = 2
+_checkers = ThreadPoolExecutor(max_workers=CHECK_WORKERS, thread_name_prefix="upload-check")
+# A check reads at most 10 MiB and decodes at most one reduced image: well
+# under a second. One that takes longer than this is refused rather than
+# left to hold the upload open.
+CHECK_SECONDS = 20.0
+HASH_PIECE = 256 * 1024
+ALLOWED_TYPES_SENTENCE = (
+    "Only PDF, Word, OpenDocument text, plain text, PNG and JPEG files are allowed."
+)
 
 
-def sniff(data: bytes) -> str | None:
-    """The allowed content type of these bytes, or None."""
-    kind = filetype.guess_mime(data)
-    if kind in (PDF, PNG, JPEG):
-        return str(kind)
-    if data.startswith(b"PK\x03\x04"):
-        return _office_zip_type(data)
-    if data.startswith(OLE2_MAGIC):
-        return DOC
-    if kind is None and not BINARY_BYTES.search(data):
+@dataclass(frozen=True)
+class Checked:
+    """What the worker thread found out about an upload."""
+
+    content_type: str
+    sha256: str
+    size: int
+    thumbnail: thumbnails.Thumbnail | None
+
+
+def check(source: BinaryIO) -> Checked:
+    """Type, hash and thumbnail of a file (synchronous: a worker thread's job).
+    Raises ChatError `invalid` for a type that is not allowed."""
+    content_type = sniffing.sniff(source)
+    if content_type is None:
+        raise invalid(ALLOWED_TYPES_SENTENCE)
+    thumbnail = None
+    if content_type in sniffing.IMAGES:
         try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        return TEXT
-    return None
+            thumbnail = thumbnails.make(source, content_type)
+        except thumbnails.ImageTooLarge as exc:
+            raise invalid(
+                f"Images are at most {thumbnails.MAX_IMAGE_PIXELS // 1_000_000} megapixels."
+            ) from exc
+    digest = hashlib.sha256()
+    source.seek(0)
+    size = 0
+    while piece := source.read(HASH_PIECE):
+        digest.update(piece)
+        size += len(piece)
+    return Checked(content_type, digest.hexdigest(), size, thumbnail)
 
 
-def _office_zip_type(data: bytes) -> str | None:
+async def check_off_loop(source: BinaryIO) -> Checked:
+    """`check` in the worker pool, answered within CHECK_SECONDS (waiting for
+    a thread included). A thread cannot be stopped, so one whose answer
+    comes too late still finishes its bounded work in its pool slot: a
+    stream of slow files queues up rather than piling up threads."""
+    future = asyncio.get_running_loop().run_in_executor(_checkers, check, source)
+    # A late answer's outcome is read here so that asyncio does not report
+    # it as never retrieved.
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
     try:
-        with zipfile.ZipFile(BytesIO(data)) as archive:
-            names = set(archive.namelist())
-            if "word/document.xml" in names:
-                return DOCX
-            if "mimetype" in names and archive.read("mimetype").strip() == ODT.encode():
-                return ODT
-    except (zipfile.BadZipFile, KeyError, OSError):
-        return None
-    return None
+        async with asyncio.timeout(CHECK_SECONDS):
+            return await asyncio.shield(future)
+    except TimeoutError as exc:
+        raise invalid("The file could not be checked in time.") from exc
 
 
 def clean_name(name: str, content_type: str) -> str:
     """A display and download name with no path or control characters, and
-    an extension that matches the type sniffed from the bytes."""
+    an extension that matches the type judged from the bytes."""
     name = unicodedata.normalize("NFC", os.path.basename(name.replace("\\", "/")))
     name = SAFE_NAME.sub("_", name).strip(" .") or "attachment"
     extensions = EXTENSIONS[content_type]
@@ -92,53 +122,60 @@ def clean_name(name: str, content_type: str) -> str:
     return name[-NAME_MAX:]
 
 
-def _path(chat: Chat, sha256: str) -> Path:
-    return chat.settings.attachments_dir / sha256[:2] / sha256
+def blobs(chat: Chat) -> Blobs:
+    return blobs_for(chat.db, chat.settings.attachments_dir)
 
 
-async def store(chat: Chat, viewer: Viewer, name: str, data: bytes) -> dict[str, Any]:
-    if len(data) > chat.settings.max_attachment_bytes:
+async def store(
+    chat: Chat, viewer: Viewer, name: str, source: BinaryIO, size: int
+) -> dict[str, Any]:
+    """Check and keep an uploaded file (`size` bytes readable from `source`)."""
+    if size > chat.settings.max_attachment_bytes:
         raise ChatError(ErrorCode.TOO_LARGE, "Attachments are at most 10 MiB.")
-    if not data:
+    if size == 0:
         raise invalid("The file is empty.")
-    content_type = sniff(data)
-    if content_type is None:
-        raise invalid(
-            "Only PDF, Word, OpenDocument text, plain text, PNG and JPEG files are allowed."
-        )
-    digest = hashlib.sha256(data).hexdigest()
-    path = _path(chat, digest)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{secrets.token_hex(4)}.part")
-        partial.write_bytes(data)
-        partial.replace(path)
+    checked = await check_off_loop(source)
+    files = blobs(chat)
+    await files.put(checked.sha256, source)
+    thumbnail_sha256 = None
+    if checked.thumbnail is not None:
+        thumbnail_sha256 = hashlib.sha256(checked.thumbnail.data).hexdigest()
+        await files.put(thumbnail_sha256, BytesIO(checked.thumbnail.data))
     row = {
         "id": secrets.token_hex(16),
         "uploader_kind": viewer.kind.value,
         "uploader_id": viewer.id,
         "message_id": None,
-        "name": clean_name(name, content_type),
-        "size": len(data),
-        "content_type": content_type,
-        "sha256": digest,
+        "name": clean_name(name, checked.content_type),
+        "size": checked.size,
+        "content_type": checked.content_type,
+        "sha256": checked.sha256,
         "created_at": chat.clock(),
+        "thumbnail_sha256": thumbnail_sha256,
     }
     async with chat.db.transaction() as conn:
         await attachments.add(conn, row)
     result = views.attachment(row)
+    # The upload's answer is the attachment before it is sent (SPEC 5a):
+    # its download and thumbnail addresses come with the message.
     del result["url"]
+    result.pop("thumbnail_url", None)
     return result
 
 
 @dataclass(frozen=True)
 class Download:
-    path: Path
+    """Bytes to stream, with what the response needs to say about them."""
+
+    chunks: AsyncIterator[bytes]
     name: str
     content_type: str
+    size: int | None
 
 
-async def open_download(chat: Chat, viewer: Viewer, attachment_id: str) -> Download:
+async def _readable(chat: Chat, viewer: Viewer, attachment_id: str) -> Any:
+    """The attachment row if this viewer may read it; else `not_found`, the
+    same for another tenant's file as for no file at all."""
     if not access.plausible_id(attachment_id):
         raise not_found("attachment")
     async with chat.db.transaction() as conn:
@@ -154,4 +191,41 @@ async def open_download(chat: Chat, viewer: Viewer, attachment_id: str) -> Downl
                 await access.conversation_for(conn, viewer, row["conversation_id"])
             except ChatError as exc:
                 raise not_found("attachment") from exc
-    return Download(_path(chat, row["sha256"]), row["name"], row["content_type"])
+    return row
+
+
+async def _stored(chat: Chat, sha256: str) -> AsyncIterator[bytes]:
+    """The blob's parts, after checking that its first part is there (a
+    missing blob is `not_found` before any response has started)."""
+    parts = blobs(chat).read(sha256)
+    first = await anext(parts, None)
+    if first is None:
+        raise not_found("attachment")
+
+    async def all_parts() -> AsyncIterator[bytes]:
+        yield first
+        async for part in parts:
+            yield part
+
+    return all_parts()
+
+
+async def open_download(chat: Chat, viewer: Viewer, attachment_id: str) -> Download:
+    row = await _readable(chat, viewer, attachment_id)
+    chunks = await _stored(chat, row["sha256"])
+    return Download(chunks, row["name"], row["content_type"], row["size"])
+
+
+async def open_thumbnail(chat: Chat, viewer: Viewer, attachment_id: str) -> Download:
+    """The thumbnail of an image attachment, authorised like its download."""
+    row = await _readable(chat, viewer, attachment_id)
+    if row["thumbnail_sha256"] is None:
+        raise not_found("thumbnail")
+    stem = row["name"].rsplit(".", 1)[0]
+    extension = EXTENSIONS[row["content_type"]][0]
+    return Download(
+        await _stored(chat, row["thumbnail_sha256"]),
+        f"{stem}-thumbnail{extension}",
+        row["content_type"],
+        None,
+    )

@@ -20,13 +20,18 @@ def person(kind: str, person_id: str, name: str) -> JSON:
 
 
 def attachment(row: Record) -> JSON:
-    return {
+    """An attachment object; an image the server could draw a thumbnail of
+    also has `thumbnail_url` (authorised like `url`)."""
+    result = {
         "id": row["id"],
         "name": row["name"],
         "size": row["size"],
         "content_type": row["content_type"],
         "url": f"/api/attachments/{row['id']}",
     }
+    if row.get("thumbnail_sha256"):
+        result["thumbnail_url"] = f"/api/attachments/{row['id']}/thumbnail"
+    return result
 
 
 def message(

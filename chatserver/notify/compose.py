@@ -1,26 +1,41 @@
-"""Rendering emails: Jinja2 templates to text and HTML, and the MIME message.
+"""Composing emails: what a recorded email says, read when it is sent.
 
-What goes into an email is fixed when it is planned (the text and HTML are
-stored on its row), and the headers are derived from the row alone, so a
-retried or resent email is the same email: same Message-ID, same Date.
+Planning records only what an email is about (see `planner.py`); the text
+is composed here when the email is sent, from what is still there: a
+message deleted for everyone since, or read since, is not in it, and an
+email with nothing left to say is not sent at all. Names and addresses are
+whatever the host stored, so everything put into a header is cleaned of
+control characters, and whatever still cannot be composed fails this one
+email (recorded on its row by the sender), never the others.
+
+The headers that identify an email (Message-ID, Date) are derived from its
+row alone, so a retried or resent email is recognisably the same email.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.chat.formatting import preview
+from chatserver.notify.unsubscribe import Recipient, UnsubscribeLinks
 from chatserver.settings import Settings
+from chatserver.store import conversations, emails, people
+from chatserver.store.emails import CANDIDATE, DIGEST, STAFF, Mentioned
 from chatserver.web.auth import Signer
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -29,16 +44,40 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 PREVIEW_CHARS = 200
 # RFC 5322 subjects should stay short; longer job titles are cut.
 SUBJECT_CHARS = 300
+# An email about many messages shows the latest few and says how many
+# more there are: 75 previews would bury the link that matters.
+MESSAGES_SHOWN = 5
+# A digest lists at most this many conversations; more is a link to the inbox.
+DIGEST_ITEMS = 50
+# Messages older than this are never emailed about (the planner's horizon).
+LOOKBACK = timedelta(days=7)
+# Names in headers: display text only, at most this long.
+NAME_CHARS = 200
+# Control characters (C0, C1), line and paragraph separators: nothing a
+# display name needs, and CR/LF would end a header.
+CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+DEFAULT_PRODUCT = "chatserver"
 
 
 @dataclass(frozen=True)
 class Draft:
-    """A rendered email before it is recorded."""
+    """A composed email, ready to become a MIME message."""
 
+    from_name: str  # "Northfield Academy via chatserver"
     to_address: str  # "Name <address>"
     subject: str
     text: str
     html: str
+    unsubscribe_url: str
+
+    def sent(self) -> dict[str, str]:
+        """What is stored on the email's row once it went out."""
+        return {
+            "to_address": self.to_address,
+            "subject": self.subject,
+            "text_body": self.text,
+            "html_body": self.html,
+        }
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -49,6 +88,31 @@ def zone(name: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+def display(value: object) -> str:
+    """A name as header and subject text: no control characters, one line,
+    at most NAME_CHARS (NFC, so the same name always looks the same)."""
+    text = unicodedata.normalize("NFC", str(value or ""))
+    return " ".join(CONTROLS.sub(" ", text).split())[:NAME_CHARS]
+
+
+def mailbox(name: object, address: str) -> str:
+    """`Name <address>`, with an internationalised domain in its ASCII (IDNA)
+    form. The address is used exactly as stored otherwise: one that is not a
+    single valid address (two of them, CR/LF, a non-ASCII local part that
+    would need SMTPUTF8) raises here and fails this one email rather than
+    reaching someone else."""
+    local, at, domain = address.rpartition("@")
+    if not (local and at and domain):
+        raise ValueError(f"not an email address: {address!r}")
+    if not domain.isascii():
+        domain = domain.encode("idna").decode("ascii")
+    spec = f"{local}@{domain}"
+    parsed = Address(display_name=display(name), addr_spec=spec)
+    if parsed.addr_spec != spec:
+        raise ValueError(f"not a single email address: {address!r}")
+    return str(parsed)
+
+
 def message_id(key: str, settings: Settings) -> str:
     """Stable per email key, so a resend in the crash window is recognisably
     the same message (mail clients and servers de-duplicate on it)."""
@@ -56,19 +120,31 @@ def message_id(key: str, settings: Settings) -> str:
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:40]}@{domain}>"
 
 
-def build_message(email: Mapping[Any, Any], settings: Settings) -> EmailMessage:
-    """The MIME message of a recorded email: multipart text and HTML."""
+def sender(settings: Settings, org_name: str | None) -> tuple[str, str]:
+    """The From name and address: "<organisation> via <product>", so the
+    reader sees who is writing to them, and whose service carries it."""
+    product, address = parseaddr(settings.mail_from)
+    product = display(product) or DEFAULT_PRODUCT
+    org = display(org_name)
+    return (f"{org} via {product}" if org else product), address or "chat@localhost"
+
+
+def build_message(draft: Draft, key: str, created_at: datetime, settings: Settings) -> EmailMessage:
+    """The MIME message: multipart text and HTML, with RFC 8058 one-click
+    unsubscribe headers."""
+    name, address = sender(settings, None)
     msg = EmailMessage()
-    msg["From"] = settings.mail_from
-    msg["To"] = email["to_address"]
-    msg["Subject"] = email["subject"]
-    msg["Date"] = format_datetime(email["created_at"])
-    msg["Message-ID"] = message_id(email["key"], settings)
-    msg["List-Unsubscribe"] = f"<{settings.base_url}/settings>"
+    msg["From"] = Address(display_name=draft.from_name or name, addr_spec=address)
+    msg["To"] = draft.to_address
+    msg["Subject"] = draft.subject
+    msg["Date"] = format_datetime(created_at)
+    msg["Message-ID"] = message_id(key, settings)
+    msg["List-Unsubscribe"] = f"<{draft.unsubscribe_url}>"
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     # Marks the mail as machine-sent, so auto-responders stay quiet (RFC 3834).
     msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(email["text_body"])
-    msg.add_alternative(email["html_body"], subtype="html")
+    msg.set_content(draft.text)
+    msg.add_alternative(draft.html, subtype="html")
     return msg
 
 
@@ -76,6 +152,7 @@ class Composer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._signer = Signer(settings)
+        self._unsubscribe = UnsubscribeLinks(settings)
         self._env = Environment(
             loader=FileSystemLoader(str(TEMPLATES)),
             autoescape=select_autoescape(enabled_extensions=("html",), default=False),
@@ -90,53 +167,91 @@ class Composer:
     def conversation_link(self, conversation_id: str) -> str:
         return f"{self._settings.base_url}/c/{conversation_id}"
 
+    async def compose(
+        self, conn: AsyncConnection, email: Mapping[Any, Any], now: datetime
+    ) -> Draft | None:
+        """The email as it should go out now, or None when there is nothing
+        left to say (read, deleted, or its recipient turned emails off)."""
+        kind, person_id = email["recipient_kind"], email["recipient_id"]
+        recipient = await _person(conn, kind, person_id)
+        if recipient is None or recipient["email_notifications"] == "off":
+            return None
+        if email["topic"] == DIGEST:
+            items = await emails.digest_items(
+                conn, kind, person_id, now - LOOKBACK, DIGEST_ITEMS + 1
+            )
+            if not items:
+                return None
+            local_date = email["local_date"] or now.astimezone(zone(recipient["timezone"])).date()
+            return self.digest_email(
+                kind, recipient, items[:DIGEST_ITEMS], str(local_date), len(items) > DIGEST_ITEMS
+            )
+        context = await conversations.context(conn, email["conversation_id"])
+        if context is None:
+            return None
+        position = await emails.read_position(conn, context["id"], kind, person_id)
+        found = await emails.mentioned(
+            conn,
+            context["id"],
+            CANDIDATE if kind == STAFF else STAFF,
+            max(int(email["after_seq"]), position),
+            int(email["last_seq"]),
+            MESSAGES_SHOWN,
+        )
+        if not found.count:
+            return None
+        return self.messages_email(kind, recipient, context, found)
+
     def messages_email(
         self,
         recipient_kind: str,
         recipient: Mapping[Any, Any],
         context: Mapping[Any, Any],
-        messages: Sequence[Mapping[Any, Any]],
+        found: Mentioned,
     ) -> Draft:
-        """One email about unread messages in one conversation."""
+        """One email about unread messages in one conversation: the latest
+        MESSAGES_SHOWN of them, and how many more."""
         tz = zone(recipient["timezone"])
         items = [
             {
-                "sender_name": m["sender_name"],
+                "sender_name": display(m["sender_name"]),
                 "preview": preview(m["body"], PREVIEW_CHARS),
                 "sent_at": _time(m["created_at"], tz),
             }
-            for m in messages
+            for m in found.latest
         ]
-        senders = list(dict.fromkeys(m["sender_name"] for m in messages))
+        senders = [display(name) for name in found.sender_names] or ["Someone"]
+        org_name, job_title = display(context["org_name"]), display(context["job_title"])
+        candidate_name = display(context["candidate_name"])
+        count = found.count
         values = {
-            "recipient_name": recipient["name"],
-            "org_name": context["org_name"],
-            "job_title": context["job_title"],
-            "candidate_name": context["candidate_name"],
+            "recipient_name": display(recipient["name"]),
+            "org_name": org_name,
+            "job_title": job_title,
+            "candidate_name": candidate_name,
             "applied_on": _date(context["applied_at"], tz),
             "senders": " and ".join(senders) if len(senders) <= 2 else f"{senders[0]} and others",
             "messages": items,
+            "count": count,
+            "earlier": count - len(items),
         }
-        count = len(items)
-        if recipient_kind == "candidate":
+        if recipient_kind == CANDIDATE:
             template = "candidate_messages"
             values["link"] = self.candidate_link(context["application_id"])
             subject = (
-                f"{senders[0]} at {context['org_name']} sent you a message about "
-                f"{context['job_title']}"
+                f"{senders[0]} at {org_name} sent you a message about {job_title}"
                 if count == 1
-                else f"{count} new messages from {context['org_name']} about {context['job_title']}"
+                else f"{count} new messages from {org_name} about {job_title}"
             )
         else:
             template = "staff_messages"
             values["link"] = self.conversation_link(context["id"])
             subject = (
-                f"{context['candidate_name']} replied about {context['job_title']}"
+                f"{candidate_name} replied about {job_title}"
                 if count == 1
-                else f"{context['candidate_name']} sent {count} messages about "
-                f"{context['job_title']}"
+                else f"{candidate_name} sent {count} messages about {job_title}"
             )
-        return self._render(template, recipient, subject, values)
+        return self._render(template, recipient_kind, recipient, org_name, subject, values)
 
     def digest_email(
         self,
@@ -149,13 +264,16 @@ class Composer:
         """The daily digest: each conversation with unread messages."""
         rows = [
             {
-                "title": item["candidate_name"] if recipient_kind == "staff" else item["job_title"],
-                "job_title": item["job_title"],
+                "title": display(
+                    item["candidate_name"] if recipient_kind == STAFF else item["job_title"]
+                ),
+                "job_title": display(item["job_title"]),
+                "org_name": display(item["org_name"]),
                 "unread": item["unread"],
                 "preview": preview(item["last_body"], PREVIEW_CHARS),
                 "link": (
                     self.conversation_link(item["id"])
-                    if recipient_kind == "staff"
+                    if recipient_kind == STAFF
                     else self.candidate_link(item["application_id"])
                 ),
             }
@@ -164,30 +282,46 @@ class Composer:
         plural = "" if len(rows) == 1 else "s"
         subject = f"Daily summary: {len(rows)}{'+' if more else ''} conversation{plural} unread"
         values = {
-            "recipient_name": recipient["name"],
+            "recipient_name": display(recipient["name"]),
             "local_date": local_date,
             "items": rows,
-            "more": f"{self._settings.base_url}/inbox"
-            if more and recipient_kind == "staff"
-            else "",
+            "more": f"{self._settings.base_url}/inbox" if more and recipient_kind == STAFF else "",
         }
-        return self._render("digest", recipient, subject, values)
+        # Staff hear from their organisation; a candidate's digest names the
+        # organisation when every conversation in it is with the same one.
+        orgs = {row["org_name"] for row in rows}
+        org_name = recipient["org_name"] if recipient_kind == STAFF else None
+        if recipient_kind == CANDIDATE and len(orgs) == 1:
+            org_name = orgs.pop()
+        return self._render("digest", recipient_kind, recipient, org_name, subject, values)
 
     def _render(
-        self, template: str, recipient: Mapping[Any, Any], subject: str, values: dict[str, Any]
+        self,
+        template: str,
+        recipient_kind: str,
+        recipient: Mapping[Any, Any],
+        org_name: str | None,
+        subject: str,
+        values: dict[str, Any],
     ) -> Draft:
-        subject = " ".join(subject.split())[:SUBJECT_CHARS]
-        values = {
-            **values,
-            "subject": subject,
-            "settings_url": f"{self._settings.base_url}/settings",
-        }
+        subject = display(" ".join(subject.split()))[:SUBJECT_CHARS]
+        unsubscribe = self._unsubscribe.url(Recipient(recipient_kind, str(recipient["id"])))
+        values = {**values, "subject": subject, "settings_url": unsubscribe}
+        from_name, _ = sender(self._settings, org_name)
         return Draft(
-            to_address=formataddr((recipient["name"], recipient["email"])),
+            from_name=from_name,
+            to_address=mailbox(recipient["name"], str(recipient["email"])),
             subject=subject,
             text=self._env.get_template(f"{template}.txt").render(values),
             html=self._env.get_template(f"{template}.html").render(values),
+            unsubscribe_url=unsubscribe,
         )
+
+
+async def _person(conn: AsyncConnection, kind: str, person_id: str) -> RowMapping | None:
+    if kind == CANDIDATE:
+        return await people.get_candidate(conn, person_id)
+    return await people.get_staff(conn, person_id)
 
 
 # "2 November 2026" and "2 Nov 09:30": unambiguous in every locale.

@@ -16,4 +16,9 @@ EMAIL_RETRIES = Counter("chat_email_retries", "Temporary send failures, retried 
 EMAILS_FAILED = Counter(
     "chat_emails_failed", "Emails given up on (permanent failure or too many tries)"
 )
+EMAIL_ERRORS = Counter(
+    "chat_email_errors",
+    "Failures to compose or send one email, per try (each is recorded on its email)",
+    ["stage"],
+)  # stage: compose | deliver
 EMAIL_BACKLOG = Gauge("chat_email_backlog", "Emails recorded and not yet sent")

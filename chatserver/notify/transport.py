@@ -33,14 +33,19 @@ from chatserver.settings import Settings, SettingsError
 # PostgreSQL, its row lock) for long.
 SMTP_TIMEOUT_SECONDS = 30.0
 DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+# "421 Service not available": the server is closing; every email would fail.
+SERVICE_NOT_AVAILABLE = 421
 
 
 class DeliveryError(Exception):
-    """Sending failed. `permanent` failures (5xx answers) are not retried."""
+    """Sending failed. `permanent` failures (5xx answers) are not retried;
+    `server_down` ones (no connection, a timeout, 421) would fail for every
+    email, so the pass stops sending until the next one."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False, server_down: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.server_down = server_down
 
 
 class Transport(Protocol):
@@ -84,8 +89,21 @@ class SmtpTransport:
             codes = [error.code for error in exc.recipients]
             raise DeliveryError(str(exc), permanent=all(c >= 500 for c in codes)) from exc
         except aiosmtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from exc
-        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(
+                f"{exc.code} {exc.message}",
+                permanent=exc.code >= 500,
+                server_down=exc.code == SERVICE_NOT_AVAILABLE,
+            ) from exc
+        except (
+            TimeoutError,
+            OSError,
+            aiosmtplib.SMTPConnectError,
+            aiosmtplib.SMTPServerDisconnected,
+            aiosmtplib.SMTPTimeoutError,
+        ) as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}", server_down=True) from exc
+        except aiosmtplib.SMTPException as exc:
+            # About this message (a feature it needs that the server lacks).
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -104,7 +122,7 @@ class OutboxTransport:
         try:
             await asyncio.to_thread(self._write, message)
         except OSError as exc:
-            raise DeliveryError(f"writing to the outbox failed: {exc}") from exc
+            raise DeliveryError(f"writing to the outbox failed: {exc}", server_down=True) from exc
 
     def _write(self, message: EmailMessage) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

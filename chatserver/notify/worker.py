@@ -62,9 +62,13 @@ class Notifier:
         self._settings = settings
         self._clock = clock or chat.clock
         presence = presence or presence_from_settings(settings)
-        self._planner = Planner(settings, Composer(settings), presence)
+        self._planner = Planner(settings, presence)
         self._sender = Sender(
-            chat.db, settings, transport or transport_from_settings(settings), self._clock
+            chat.db,
+            settings,
+            transport or transport_from_settings(settings),
+            self._clock,
+            Composer(settings),
         )
         self._stopping = asyncio.Event()
 

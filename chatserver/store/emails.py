@@ -28,6 +28,7 @@ from chatserver.store.tables import (
     email_digests,
     jobs,
     messages,
+    organisations,
     outgoing_emails,
     read_positions,
     staff,
@@ -44,6 +45,10 @@ CANCELLED = "cancelled"  # every message it was about was read before sending
 
 STAFF = "staff"
 CANDIDATE = "candidate"
+
+# What an email is about (the `topic` column).
+MESSAGES = "messages"  # unread messages in one conversation (after_seq, last_seq]
+DIGEST = "digest"  # the daily digest of `local_date`
 
 
 @dataclass(frozen=True)
@@ -149,22 +154,50 @@ async def due_each(
     ]
 
 
-async def unread_from(
-    conn: AsyncConnection, conversation_id: str, sender_kind: str, after_seq: int, last_seq: int
-) -> list[RowMapping]:
-    """The messages an email mentions, oldest first."""
-    query = (
-        select(messages)
-        .where(
-            messages.c.conversation_id == conversation_id,
-            messages.c.sender_kind == sender_kind,
-            messages.c.deleted == false(),
-            messages.c.seq > after_seq,
-            messages.c.seq <= last_seq,
-        )
-        .order_by(messages.c.seq)
+@dataclass(frozen=True)
+class Mentioned:
+    """What a messages email can say, read when it is sent: how many of the
+    other side's messages in its range are still there and unread, the
+    latest few of them (oldest first), and who sent them."""
+
+    count: int
+    latest: list[RowMapping]
+    sender_names: list[str]
+
+
+async def mentioned(
+    conn: AsyncConnection,
+    conversation_id: str,
+    sender_kind: str,
+    after_seq: int,
+    last_seq: int,
+    latest: int,
+) -> Mentioned:
+    """Messages from `sender_kind` with after_seq < seq <= last_seq that are
+    not deleted for everyone."""
+    where = (
+        messages.c.conversation_id == conversation_id,
+        messages.c.sender_kind == sender_kind,
+        messages.c.deleted == false(),
+        messages.c.seq > after_seq,
+        messages.c.seq <= last_seq,
     )
-    return list((await conn.execute(query)).mappings())
+    count = (await conn.execute(select(func.count()).where(*where))).scalar_one()
+    rows = await conn.execute(
+        select(messages).where(*where).order_by(messages.c.seq.desc()).limit(latest)
+    )
+    names = await conn.execute(
+        select(messages.c.sender_name, func.min(messages.c.seq).label("first"))
+        .where(*where)
+        .group_by(messages.c.sender_name)
+        .order_by("first")
+        .limit(3)
+    )
+    return Mentioned(
+        count=int(count),
+        latest=list(reversed(list(rows.mappings()))),
+        sender_names=[str(row.sender_name) for row in names],
+    )
 
 
 async def advance_cursor(conn: AsyncConnection, due: Due, now: datetime) -> None:
@@ -248,6 +281,7 @@ async def digest_items(
         conversations.join(applications, applications.c.id == conversations.c.application_id)
         .join(jobs, jobs.c.id == applications.c.job_id)
         .join(candidates, candidates.c.id == applications.c.candidate_id)
+        .join(organisations, organisations.c.id == conversations.c.org_id)
         .join(messages, messages.c.conversation_id == conversations.c.id)
         .outerjoin(
             read,
@@ -269,6 +303,7 @@ async def digest_items(
             conversations.c.application_id,
             candidates.c.name.label("candidate_name"),
             jobs.c.title.label("job_title"),
+            organisations.c.name.label("org_name"),
             func.count().label("unread"),
             func.max(messages.c.seq).label("last_seq"),
         )
@@ -285,6 +320,7 @@ async def digest_items(
             conversations.c.application_id,
             candidates.c.name,
             jobs.c.title,
+            organisations.c.name,
         )
         .order_by(func.max(messages.c.created_at).desc(), conversations.c.id)
         .limit(limit)
@@ -336,8 +372,15 @@ async def _set(conn: AsyncConnection, email_id: int, **values: Any) -> None:
     )
 
 
-async def mark_sent(conn: AsyncConnection, email_id: int, attempts: int, at: datetime) -> None:
-    await _set(conn, email_id, status=SENT, attempts=attempts, sent_at=at, last_error=None)
+async def mark_sent(
+    conn: AsyncConnection,
+    email_id: int,
+    attempts: int,
+    at: datetime,
+    sent: Mapping[str, str],
+) -> None:
+    """Sent; `sent` is what went out (to_address, subject, text_body, html_body)."""
+    await _set(conn, email_id, status=SENT, attempts=attempts, sent_at=at, last_error=None, **sent)
 
 
 async def mark_cancelled(conn: AsyncConnection, email_id: int) -> None:

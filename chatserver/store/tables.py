@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Column, Index, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -109,6 +109,21 @@ class Attachment(SQLModel, table=True):
     content_type: str = Field(max_length=128)
     sha256: str = Field(max_length=64)
     created_at: datetime
+    # The server-made thumbnail of a PNG or JPEG (its bytes are a blob too);
+    # None for other types and for images too large to decode safely.
+    thumbnail_sha256: str | None = Field(default=None, max_length=64)
+
+
+class AttachmentBlob(SQLModel, table=True):
+    """Attachment (and thumbnail) bytes by content hash, in parts of at most
+    `store.blobs.PART_BYTES`, so that a download streams part by part and
+    every machine sharing the PostgreSQL database serves the same files.
+    The embedded default keeps the bytes in CHAT_ATTACHMENTS_DIR instead."""
+
+    __tablename__ = "attachment_blobs"
+    sha256: str = Field(primary_key=True, max_length=64)
+    part: int = Field(primary_key=True)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class ReadPosition(SQLModel, table=True):
@@ -174,7 +189,14 @@ class Notification(SQLModel, table=True):
 
 class OutgoingEmail(SQLModel, table=True):
     """Every email is recorded under a unique key before it is sent, which is
-    what makes delivery exactly-once across notifier processes."""
+    what makes delivery exactly-once across notifier processes.
+
+    Planning records what an email is about (`topic`, and the conversation
+    and seq range, or the digest's local date); the sender composes the text
+    from what is still there when it sends, and stores what it sent in
+    `to_address`, `subject`, `text_body` and `html_body` (empty until then).
+    So a message deleted for everyone in between never reaches an inbox, and
+    a bad name or address fails that one email, never the planning."""
 
     __tablename__ = "outgoing_emails"
     __table_args__ = (Index("ix_outgoing_emails_due", "status", "next_attempt_at"),)
@@ -186,7 +208,13 @@ class OutgoingEmail(SQLModel, table=True):
     subject: str = Field(max_length=300)
     text_body: str = Field(sa_column=Column(Text, nullable=False))
     html_body: str = Field(sa_column=Column(Text, nullable=False))
-    status: str = Field(default="pending", max_length=16)  # pending | sent | failed
+    status: str = Field(default="pending", max_length=16)  # pending | sent | failed | cancelled
+    topic: str = Field(default="messages", max_length=16)  # messages | digest
+    conversation_id: str | None = Field(default=None, max_length=32)
+    # A messages email mentions the other side's messages with after_seq < seq <= last_seq.
+    after_seq: int = Field(default=0)
+    last_seq: int = Field(default=0)
+    local_date: str | None = Field(default=None, max_length=10)  # a digest's day
     attempts: int = Field(default=0)
     next_attempt_at: datetime
     last_error: str | None = Field(default=None, max_length=500)
@@ -229,6 +257,7 @@ applications = _table(Application)
 conversations = _table(Conversation)
 messages = _table(Message)
 attachments = _table(Attachment)
+attachment_blobs = _table(AttachmentBlob)
 read_positions = _table(ReadPosition)
 archives = _table(Archive)
 hidden_messages = _table(HiddenMessage)

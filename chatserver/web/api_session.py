@@ -6,20 +6,13 @@ Authenticated by the session cookie; every mutation also needs the
 
 from __future__ import annotations
 
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from chatserver.chat import actions, queries, uploads
-from chatserver.errors import ChatError, ErrorCode, invalid
+from chatserver.chat import actions, queries
 from chatserver.web.deps import require_viewer, services
 from chatserver.web.responses import field, json, read_json
-
-# Room for the multipart boundary and part headers around a 10 MiB file.
-MULTIPART_OVERHEAD = 64 * 1024
 
 
 async def me(request: Request) -> Response:
@@ -121,44 +114,6 @@ async def delete_message(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def upload(request: Request) -> Response:
-    """Multipart field `file`; oversize uploads are refused before parsing."""
-    who = await require_viewer(request, mutation=True)
-    svc = services(request)
-    limit = svc.settings.max_attachment_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
-        raise ChatError(ErrorCode.TOO_LARGE, "Attachments are at most 10 MiB.")
-    try:
-        form = await request.form(max_files=1, max_fields=5)
-    except (MultiPartException, HTTPException, ValueError) as exc:
-        raise invalid("Send the file as multipart/form-data in the field 'file'.") from exc
-    try:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise invalid("Send the file as multipart/form-data in the field 'file'.")
-        data = await upload.read(limit + 1)
-        result = await uploads.store(svc.chat, who.viewer, upload.filename or "attachment", data)
-    finally:
-        await form.close()
-    return json(result, status_code=201)
-
-
-async def download(request: Request) -> Response:
-    """Always a download (never rendered inline), and never content-sniffed."""
-    who = await require_viewer(request)
-    found = await uploads.open_download(
-        services(request).chat, who.viewer, request.path_params["id"]
-    )
-    return FileResponse(
-        found.path,
-        media_type=found.content_type,
-        filename=found.name,
-        content_disposition_type="attachment",
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"},
-    )
-
-
 async def notifications(request: Request) -> Response:
     who = await require_viewer(request)
     return json(await queries.notification_list(services(request).chat, who.viewer))
@@ -182,8 +137,6 @@ routes = [
     Route("/api/conversations/{id}/archive", archive, methods=["POST"]),
     Route("/api/conversations/{id}/unarchive", unarchive, methods=["POST"]),
     Route("/api/messages/{id}", delete_message, methods=["DELETE"]),
-    Route("/api/attachments", upload, methods=["POST"]),
-    Route("/api/attachments/{id}", download, methods=["GET"]),
     Route("/api/notifications", notifications, methods=["GET"]),
     Route("/api/notifications/read", notifications_read, methods=["POST"]),
 ]

@@ -127,12 +127,16 @@ async def test_transcript_prints_the_whole_conversation_in_the_viewers_timezone(
     response = await scene.alice.client.get(f"/api/conversations/{scene.conversation}/transcript")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert response.headers["content-disposition"] == 'inline; filename="transcript-app-1.html"'
+    assert response.headers["content-disposition"] == (
+        'inline; filename="transcript-cara-teacher-of-mathematics.html"'
+    )
     text = response.text
     assert "Hello <strong>Cara</strong>" in text
     assert "<script>alert" not in text
     assert "Asia/Tokyo" in text
-    assert "Bye" not in text
+    # Deleted for herself, still in the record (issue 11 item 7).
+    assert "Bye" in text
+    assert "You deleted this message from your own view" in text
     assert_no_inline_code(text)
     at = datetime.fromisoformat(sent[0]["created_at"].replace("Z", "+00:00"))
     assert at.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%H:%M") in text

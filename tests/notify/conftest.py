@@ -43,6 +43,9 @@ class Mailbag:
     """
 
     received: list[EmailMessage] = field(default_factory=list)
+    # The envelope recipients (RCPT TO) of each received email: where it
+    # really went, whatever its headers say.
+    envelopes: list[list[str]] = field(default_factory=list)
     refuse_next: int = 0  # answer DATA with this code this many more times
     refuse_code: int = 451
     # From this many deliveries on, RCPT waits until `release` is set.
@@ -55,6 +58,10 @@ class Mailbag:
     def messages(self) -> list[EmailMessage]:
         with self.lock:
             return list(self.received)
+
+    def rcpt_to(self) -> list[str]:
+        with self.lock:
+            return [address for envelope in self.envelopes for address in envelope]
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages() if address in str(m["To"])]
@@ -99,6 +106,7 @@ class Handler:
             message = message_from_bytes(content, policy=policy.default)
             assert isinstance(message, EmailMessage)
             self.bag.received.append(message)
+            self.bag.envelopes.append(list(envelope.rcpt_tos))
         return "250 Message accepted"
 
 

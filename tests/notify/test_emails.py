@@ -15,6 +15,7 @@ from tests.notify.conftest import MovableClock, SmtpServer, html_of, subject, te
 
 DELAY = 120.0  # the default CHAT_NOTIFY_DELAY_SECONDS
 CANDIDATE_LINK = re.compile(r"http://testserver/auth/candidate\?token=[\w.\-]+")
+UNSUBSCRIBE = re.compile(r"<http://testserver/email/unsubscribe\?token=[\w.\-]+>")
 
 
 async def send(person: Any, conversation: str, body: str) -> dict[str, Any]:
@@ -55,7 +56,10 @@ async def test_a_candidate_is_emailed_once_the_message_is_unread_after_the_delay
     )
     assert email["Message-ID"]
     assert email["Date"]
-    assert email["List-Unsubscribe"] == "<http://testserver/settings>"
+    # One-click unsubscribe (RFC 8058) for this candidate, needing no sign-in.
+    assert UNSUBSCRIBE.fullmatch(str(email["List-Unsubscribe"]))
+    assert email["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert str(email["From"]) == "Acme via chatserver <chat@localhost>"
     assert email.get_content_type() == "multipart/alternative"
     text, html = text_of(email), html_of(email)
     for part in (text, html):

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from chatserver.notify.worker import POSTGRES_SENDERS, Notifier
 from chatserver.realtime.presence import MemoryPresence
 from chatserver.settings import Settings
-from chatserver.store.tables import outgoing_emails
+from chatserver.store.tables import candidates, outgoing_emails
 from tests.conftest import SECRET, Scene
 from tests.helpers import Host
 from tests.notify.conftest import WAIT_SECONDS, SmtpServer
@@ -179,3 +179,87 @@ async def _eventually_statuses(app: Any, expected: dict[str, int]) -> bool:
             return False
         await asyncio.sleep(0.1)
     return True
+
+
+async def test_two_notifiers_send_everything_healthy_around_poisoned_rows(
+    scene: Scene,
+    host: Host,
+    app: Any,
+    settings: Settings,
+    smtp: SmtpServer,
+    processes: Processes,
+) -> None:
+    """Poisoned recipients among healthy ones, two real notifiers: each
+    healthy email goes out once, each poisoned one is recorded as failing
+    (never sent, never blocking), and both processes keep working."""
+    count = 20
+    poisoned = {
+        "cand3": "pat@mail.example\r\nBcc: eve@evil.example",
+        "cand8": "rit\u00e9@mail.example",
+        "cand15": "quinn@mail.example>, <eve@evil.example",
+    }
+    conversations = [
+        (await host.application(f"app-p{i}", candidate=f"cand{i}", status="interviewing"))[
+            "conversation_id"
+        ]
+        for i in range(count)
+    ]
+    async with app.state.services.chat.db.transaction() as conn:
+        for candidate, address in poisoned.items():
+            await conn.execute(
+                update(candidates).where(candidates.c.id == candidate).values(email=address)
+            )
+    for i, conversation in enumerate(conversations):
+        response = await scene.alice.send(conversation, f"Hello number {i}")
+        assert response.status_code == 201, response.text
+    # Both notifiers are up and polling often before anything is due, and
+    # each email takes a while to deliver, so both take part.
+    processes.env["CHAT_NOTIFY_POLL_SECONDS"] = "0.3"
+    smtp.bag.rcpt_delay = 0.3
+    processes.start()
+    processes.start()
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while not all("notifier started" in processes.log_of(i) for i in (0, 1)):
+        assert asyncio.get_running_loop().time() < deadline, "the notifiers did not start"
+        await asyncio.sleep(0.05)
+    # The running notifiers hold the planner lock now and then: plan until
+    # every email is recorded (a pass that finds the lock taken plans none).
+    planner = Notifier(
+        app.state.services.chat, settings.with_(notify_delay_seconds=0), MemoryPresence()
+    )
+    planned = 0
+    while planned < count:
+        assert asyncio.get_running_loop().time() < deadline, f"planned {planned} of {count}"
+        got = await planner.plan()
+        planned += got
+        if not got:
+            await asyncio.sleep(0.05)
+    assert planned == count
+    healthy = count - len(poisoned)
+    await smtp.bag.wait_for(healthy)
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while (await statuses(app))["pending"] != len(poisoned) or any(
+        row["attempts"] == 0 for row in await rows_of(app, poisoned)
+    ):
+        assert asyncio.get_running_loop().time() < deadline, await statuses(app)
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)  # time for any duplicate to show up
+    processes.stop_all()
+
+    assert len(smtp.bag.messages()) == healthy
+    assert set(recipients(smtp).values()) == {1}
+    assert not any("evil" in address for address in smtp.bag.rcpt_to())
+    assert await statuses(app) == Counter({"sent": healthy, "pending": len(poisoned)})
+    for row in await rows_of(app, poisoned):
+        assert row["attempts"] == 1
+        assert row["last_error"].startswith("composing failed: ")
+    logs = processes.log_of(0) + processes.log_of(1)
+    assert logs.count("composing failed") == len(poisoned)
+    assert "sent email" in processes.log_of(0)
+    assert "sent email" in processes.log_of(1)
+
+
+async def rows_of(app: Any, people: dict[str, str]) -> list[Any]:
+    async with app.state.services.chat.db.transaction() as conn:
+        query = select(outgoing_emails).where(outgoing_emails.c.recipient_id.in_(list(people)))
+        return list((await conn.execute(query)).mappings())

@@ -16,7 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from chatserver.notify.compose import build_message
+from chatserver.notify.compose import Draft, build_message
 from chatserver.notify.transport import SmtpTransport
 from chatserver.settings import Settings
 from tests.notify.conftest import Handler, Mailbag, free_port
@@ -96,15 +96,16 @@ def tls_server(
 
 
 def sample() -> EmailMessage:
-    row = {
-        "key": "msg:test:1:candidate:cara",
-        "to_address": "Cara <cara@mail.example>",
-        "subject": "Hello",
-        "text_body": "Hello Cara",
-        "html_body": "<p>Hello Cara</p>",
-        "created_at": datetime(2026, 11, 2, 9, 30, tzinfo=UTC),
-    }
-    return build_message(row, Settings())
+    draft = Draft(
+        from_name="Acme via chatserver",
+        to_address="Cara <cara@mail.example>",
+        subject="Hello",
+        text="Hello Cara",
+        html="<p>Hello Cara</p>",
+        unsubscribe_url="http://testserver/email/unsubscribe?token=t",
+    )
+    created = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+    return build_message(draft, "msg:test:1:candidate:cara", created, Settings())
 
 
 async def test_an_email_goes_over_tls_with_authentication(tls_server: tuple[str, Mailbag]) -> None:

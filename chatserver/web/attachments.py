@@ -1,0 +1,118 @@
+"""`/api/attachments`: upload, download and thumbnails (SPEC 2 and 5a).
+
+An upload is counted while it streams in and refused with `too_large` the
+moment it passes the limit, with or without a Content-Length (and whatever
+a Content-Length claims): nothing past the limit is read, so nothing past
+it is written to a temporary file.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Message, Receive
+
+from chatserver.chat import uploads
+from chatserver.errors import ChatError, ErrorCode, invalid
+from chatserver.web.deps import require_viewer, services
+from chatserver.web.responses import json
+
+# Room for the multipart boundary and the part's headers around a file of
+# the largest allowed size (a browser's are a few hundred bytes).
+MULTIPART_OVERHEAD = 64 * 1024
+TOO_LARGE = "Attachments are at most 10 MiB."
+MULTIPART_ONLY = "Send the file as multipart/form-data in the field 'file'."
+
+
+def too_large() -> ChatError:
+    return ChatError(ErrorCode.TOO_LARGE, TOO_LARGE)
+
+
+def counted(receive: Receive, limit: int) -> Receive:
+    """`receive` that fails with `too_large` once the body passes `limit` bytes."""
+    total = 0
+
+    async def receive_counted() -> Message:
+        nonlocal total
+        message = await receive()
+        if message["type"] == "http.request":
+            total += len(message.get("body", b""))
+            if total > limit:
+                raise too_large()
+        return message
+
+    return receive_counted
+
+
+async def upload(request: Request) -> Response:
+    """Multipart field `file` → 201 the attachment (SPEC 5a)."""
+    who = await require_viewer(request, mutation=True)
+    svc = services(request)
+    limit = svc.settings.max_attachment_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+        raise too_large()
+    body = Request(request.scope, counted(request.receive, limit + MULTIPART_OVERHEAD))
+    try:
+        form = await body.form(max_files=1, max_fields=5)
+    except (MultiPartException, HTTPException, ValueError) as exc:
+        raise invalid(MULTIPART_ONLY) from exc
+    try:
+        file = form.get("file")
+        if not isinstance(file, UploadFile) or file.size is None:
+            raise invalid(MULTIPART_ONLY)
+        result = await uploads.store(
+            svc.chat, who.viewer, file.filename or "attachment", file.file, file.size
+        )
+    finally:
+        await form.close()
+    return json(result, status_code=201)
+
+
+def _stream(found: uploads.Download, disposition: str) -> Response:
+    """The bytes streamed part by part, as Starlette's FileResponse would
+    describe a file (the same Content-Disposition quoting)."""
+    quoted = quote(found.name)
+    if quoted == found.name:
+        disposition = f'{disposition}; filename="{found.name}"'
+    else:
+        disposition = f"{disposition}; filename*=utf-8''{quoted}"
+    headers = {
+        "Content-Disposition": disposition,
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "private, no-store",
+    }
+    if found.size is not None:
+        headers["Content-Length"] = str(found.size)
+    return StreamingResponse(found.chunks, media_type=found.content_type, headers=headers)
+
+
+async def download(request: Request) -> Response:
+    """Always a download (never rendered inline), and never content-sniffed."""
+    who = await require_viewer(request)
+    found = await uploads.open_download(
+        services(request).chat, who.viewer, request.path_params["id"]
+    )
+    return _stream(found, "attachment")
+
+
+async def thumbnail(request: Request) -> Response:
+    """The server-drawn thumbnail of an image attachment, for `<img>`."""
+    who = await require_viewer(request)
+    found = await uploads.open_thumbnail(
+        services(request).chat, who.viewer, request.path_params["id"]
+    )
+    return _stream(found, "inline")
+
+
+routes = [
+    Route("/api/attachments", upload, methods=["POST"]),
+    Route("/api/attachments/{id}", download, methods=["GET"]),
+    Route("/api/attachments/{id}/thumbnail", thumbnail, methods=["GET"]),
+]
