@@ -83,8 +83,8 @@ class Composer:
             keep_trailing_newline=True,
         )
 
-    def candidate_link(self, application_id: str) -> str:
-        token = self._signer.candidate_link_token(application_id)
+    def candidate_link(self, application_id: str, candidate_id: str) -> str:
+        token = self._signer.candidate_link_token(application_id, candidate_id)
         return f"{self._settings.base_url}/auth/candidate?token={token}"
 
     def conversation_link(self, conversation_id: str) -> str:
@@ -120,7 +120,7 @@ class Composer:
         count = len(items)
         if recipient_kind == "candidate":
             template = "candidate_messages"
-            values["link"] = self.candidate_link(context["application_id"])
+            values["link"] = self.candidate_link(context["application_id"], recipient["id"])
             subject = (
                 f"{senders[0]} at {context['org_name']} sent you a message about "
                 f"{context['job_title']}"
@@ -156,7 +156,7 @@ class Composer:
                 "link": (
                     self.conversation_link(item["id"])
                     if recipient_kind == "staff"
-                    else self.candidate_link(item["application_id"])
+                    else self.candidate_link(item["application_id"], recipient["id"])
                 ),
             }
             for item in items
