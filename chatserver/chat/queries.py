@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -108,9 +108,13 @@ def _decode_cursor(cursor: str) -> tuple[int, str, str]:
         flag, at, last_id = orjson.loads(raw)
         if flag not in (0, 1) or not (isinstance(at, str) and access.plausible_id(last_id)):
             raise ValueError
-        datetime.fromisoformat(at)  # the store compares it as a timestamp
-        return flag, at, last_id
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        # The store compares it with aware UTC timestamps: a naive one, or one
+        # whose UTC instant is outside the years 1-9999, is not a cursor we made.
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError
+        return flag, moment.astimezone(UTC).isoformat(), last_id
+    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError) as exc:
         raise invalid("cursor is not valid.") from exc
 
 

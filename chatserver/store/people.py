@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, case, distinct, func, select, update
+from sqlalchemy import ColumnElement, Table, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
@@ -145,7 +145,8 @@ async def applications_written_in(conn: AsyncConnection, staff_id: str, org_id: 
     """The applications of `org_id` whose conversations hold a message of
     this staff user, in id order."""
     query = (
-        select(distinct(conversations.c.application_id))
+        select(conversations.c.application_id)
+        .distinct()
         .join(messages, messages.c.conversation_id == conversations.c.id)
         .where(
             conversations.c.org_id == org_id,

@@ -103,14 +103,14 @@ async def test_metrics_expose_connections_deliveries_and_latency(
 async def test_metrics_need_a_key_from_chat_ops_keys(
     scene: Scene, client: httpx.AsyncClient
 ) -> None:
-    headers: dict[str, Any]
-    for headers in (
-        {},
-        {"Authorization": "Bearer test-api-key"},  # the host's key is not an ops key
-        {"Authorization": f"Basic {OPS_KEY}"},
-        {"Authorization": "Bearer wrong-ops-key"},
-        {"Authorization": "Bearer ключ".encode()},  # not ASCII: still 401, never 500
+    for value in (
+        None,
+        "Bearer test-api-key",  # the host's key is not an ops key
+        f"Basic {OPS_KEY}",
+        "Bearer wrong-ops-key",
+        "Bearer ключ",  # not ASCII: still 401, never 500
     ):
+        headers = [] if value is None else [(b"authorization", value.encode())]
         error_of(await client.get("/metrics", headers=headers), 401, "unauthorized")
     # A signed-in person, even an operator, is not a scraper.
     error_of(await scene.alice.client.get("/metrics"), 401, "unauthorized")
