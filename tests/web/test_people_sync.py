@@ -179,8 +179,9 @@ async def test_candidate_settings_survive_every_application_re_sync(
 async def test_the_recruiter_from_the_issue_keeps_her_zone(host: Host, new_client: Any) -> None:
     """The reported path: the host syncs with its zone, she picks another in
     Settings, the routine sync runs again (with and without a zone)."""
-    put = {"headers": AUTH}
-    await host.client.put("/api/v1/staff/rita", json=staff_body("Europe/London", None), **put)
+    await host.client.put(
+        "/api/v1/staff/rita", json=staff_body("Europe/London", None), headers=AUTH
+    )
     rita = await sign_in_staff(host, new_client(), "rita")
     chosen = await rita.client.put(
         "/api/me/settings",
@@ -189,7 +190,7 @@ async def test_the_recruiter_from_the_issue_keeps_her_zone(host: Host, new_clien
     )
     assert chosen.status_code == 200, chosen.text
     for body in (staff_body("Europe/London", "each"), staff_body(None, None)):
-        synced = await host.client.put("/api/v1/staff/rita", json=body, **put)
+        synced = await host.client.put("/api/v1/staff/rita", json=body, headers=AUTH)
         assert synced.json()["timezone"] == "America/New_York"
         assert synced.json()["email_notifications"] == "daily"
         assert await me(rita) == ("America/New_York", "daily")
