@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
@@ -86,6 +86,7 @@ class Signer:
         # all of them; CHAT_SECRET_KEYS lists the signing key first.
         keys = list(reversed(settings.secret_keys))
         signer = _clocked_signer(clock)
+        self._clock = clock
         self._settings = settings
         self._staff_links = URLSafeTimedSerializer(keys, salt=STAFF_LINK_SALT, signer=signer)
         self._candidate_links = URLSafeTimedSerializer(
@@ -116,16 +117,25 @@ class Signer:
             raise unauthorized("This link is not valid.") from exc
 
     def candidate_link_token(self, application_id: str, candidate_id: str) -> str:
-        return self._candidate_links.dumps({"a": application_id, "c": candidate_id})
+        # "t": when it was signed, in milliseconds (itsdangerous's own stamp
+        # has whole seconds), to compare with when the candidate got the
+        # application: a change and a new link often share a second.
+        issued_ms = int(self._clock().timestamp() * 1000)
+        return self._candidate_links.dumps({"a": application_id, "c": candidate_id, "t": issued_ms})
 
     def read_candidate_link(self, token: str) -> CandidateLink:
         max_age = self._settings.candidate_link_seconds
-        data, signed_at = _loads_timed(self._candidate_links, token, max_age)
-        if not isinstance(data.get("a"), str) or not isinstance(data.get("c"), str):
+        data, _ = _loads_timed(self._candidate_links, token, max_age)
+        try:
+            application_id, candidate_id = data["a"], data["c"]
+            issued = datetime.fromtimestamp(_int(data["t"]) / 1000, UTC)
+            if not isinstance(application_id, str) or not isinstance(candidate_id, str):
+                raise ValueError("not a string")
+        except (KeyError, ValueError, OverflowError, OSError) as exc:
             # Links from before they were bound to the candidate are refused:
             # they cannot tell whether the application changed hands.
-            raise unauthorized("This link is no longer valid.")
-        return CandidateLink(str(data["a"]), str(data["c"]), signed_at)
+            raise unauthorized("This link is no longer valid.") from exc
+        return CandidateLink(application_id, candidate_id, issued)
 
     # -- sessions ------------------------------------------------------------
 

@@ -79,7 +79,8 @@ async def candidate_link(request: Request) -> Response:
     # Bound to the candidate and the application: once the application went
     # to someone else, every link signed before (theirs) is revoked.
     if candidate_id != link.candidate_id or (
-        since is not None and link.signed_at < since.replace(microsecond=0)
+        since is not None
+        and link.signed_at < since.replace(microsecond=since.microsecond // 1000 * 1000)
     ):
         return _link_error(request, unauthorized("This link is no longer valid."))
     generation = int(person["session_generation"])
