@@ -80,11 +80,11 @@ def create_app(
             await broker.disconnect()
             await db.dispose()
 
-    dev_routes = devtools.routes if settings.demo_mode and settings.embedded else []
-    mailbox_routes = mailbox.routes if settings.embedded else []
+    # /dev/* signs anyone in as anyone (the sign-in page, and the mailbox's
+    # candidate links): only `chatserver demo` mounts it, never `serve`.
+    dev_routes = [*devtools.routes, *mailbox.routes] if settings.dev_routes else []
     routes = [
         *dev_routes,
-        *mailbox_routes,
         *api_host.routes,
         *api_session.routes,
         *attachments.routes,

@@ -17,6 +17,9 @@ def _settings(args: argparse.Namespace | None = None) -> Settings:
         settings = settings.with_(workers=args.workers)
     if args is not None and getattr(args, "port", None):
         settings = settings.with_(port=args.port)
+    if args is not None and getattr(args, "host", None):
+        # Where it listens decides whether the development secret is allowed.
+        settings = settings.with_(host=args.host)
     settings.validate()
     return settings
 
@@ -33,6 +36,9 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
 
     if settings.embedded:
         migrate(settings)
+    # Workers read their settings from the environment: they validate the
+    # same bind address as this process did.
+    os.environ["CHAT_HOST"] = host
     uvicorn.run(
         "chatserver.asgi:app",
         host=host,

@@ -8,6 +8,7 @@ script, so running the demo twice adds nothing twice.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +20,7 @@ from chatserver.chat.policy import Role, Status
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError
 from chatserver.settings import Settings
+from chatserver.store import people
 from chatserver.store.db import Database
 from chatserver.web.auth import Signer
 
@@ -156,7 +158,8 @@ def _client_id(candidate: str, index: int) -> str:
 
 async def seed(chat: Chat) -> None:
     for staff_id, name, email, timezone in STAFF:
-        await actions.upsert_staff(chat, staff_id, ORG, name, email, timezone)
+        # Both demo staff are operators, so the ops page can be explored.
+        await actions.upsert_staff(chat, staff_id, ORG, name, email, timezone, ops=True)
     now = datetime.now(UTC)
     staff_viewer = Viewer(Role.STAFF, STAFF[0][0], STAFF[0][1], STAFF[0][3], org_id=ORG[0])
     for candidate in CANDIDATES:
@@ -199,15 +202,19 @@ async def seed(chat: Chat) -> None:
             )
 
 
-def links(settings: Settings) -> list[tuple[str, str]]:
-    """Sign-in links for the demo's people: (who, absolute URL)."""
+def links(
+    settings: Settings, generations: Mapping[str, int] | None = None
+) -> list[tuple[str, str]]:
+    """Sign-in links for the demo's people: (who, absolute URL). A staff
+    link names the person's session generation (`generations`, 0 for a
+    fresh seed): one issued before a sign-out would be refused."""
     signer = Signer(settings)
     result = []
     for staff_id, name, _, _ in STAFF:
-        token, _ = signer.staff_link_token(staff_id)
+        token, _ = signer.staff_link_token(staff_id, (generations or {}).get(staff_id, 0))
         result.append((f"{name} (staff)", f"{settings.base_url}/auth/staff?token={token}"))
     for candidate in CANDIDATES[:3]:
-        token = signer.candidate_link_token(f"demo-app-{candidate.key}")
+        token = signer.candidate_link_token(f"demo-app-{candidate.key}", f"demo-{candidate.key}")
         label = f"{candidate.name} (candidate, {candidate.status.value})"
         result.append((label, f"{settings.base_url}/auth/candidate?token={token}"))
     return result
@@ -222,12 +229,18 @@ async def seed_and_print_links(settings: Settings) -> None:
     await chat.start()
     try:
         await seed(chat)
+        async with chat.db.transaction() as conn:
+            generations = {
+                staff_id: int(row["session_generation"])
+                for staff_id, *_ in STAFF
+                if (row := await people.get_staff(conn, staff_id)) is not None
+            }
     finally:
         await chat.stop()
         await chat.db.dispose()
     print("\nchatserver demo is starting at", settings.base_url)
     print("Sign in (staff links work once and for 5 minutes; the sign-in page makes new ones):")
-    for who, url in links(settings):
+    for who, url in links(settings, generations):
         print(f"  {who:<45} {url}")
     print(f"  Demo sign-in page (every person):              {settings.base_url}/dev/sign-in")
     print(f"  Local mailbox (emails the notifier wrote):     {settings.base_url}/dev/mailbox\n")

@@ -7,10 +7,12 @@ by the CLI or the app factory; tests build `Settings` directly.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 # The secret used when none is configured. Fine for the embedded default on a
@@ -41,6 +43,18 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def _is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost; anything else (0.0.0.0, a name, a
+    public address) may be reachable from elsewhere."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = ""
@@ -53,6 +67,13 @@ class Settings:
     base_url: str = "http://127.0.0.1:8000"
     secret_keys: tuple[str, ...] = (DEFAULT_SECRET,)
     api_keys: tuple[str, ...] = ()
+    # Bearer keys that may read /metrics (SPEC section 8). None by default:
+    # the metrics name every worker and its load, which is for operators.
+    ops_keys: tuple[str, ...] = ()
+    # The address the server listens on (`chatserver serve --host`): with
+    # the base URL, it decides whether anyone beyond this machine can reach
+    # the server, and so whether the development secret may be used.
+    host: str = "127.0.0.1"
     allowed_origins: tuple[str, ...] = ()
     # Origins allowed to embed the pages in an iframe (the host ATS).
     frame_ancestors: tuple[str, ...] = ()
@@ -135,17 +156,58 @@ class Settings:
     def secure_cookies(self) -> bool:
         return self.base_url.startswith("https://")
 
+    @property
+    def dev_routes(self) -> bool:
+        """`/dev/sign-in` and `/dev/mailbox`: only under `chatserver demo`
+        on the embedded default."""
+        return self.demo_mode and self.embedded
+
+    @property
+    def embeddable(self) -> bool:
+        """The host ATS embeds the pages in an iframe on another site."""
+        return bool(self.frame_ancestors)
+
+    @property
+    def cookie_samesite(self) -> Literal["lax", "none"]:
+        """Lax keeps the session cookie on the top-level navigation from an
+        email link and off every cross-site request. Only an embedding host
+        page on another site needs None (which browsers accept with Secure
+        only)."""
+        return "none" if self.embeddable else "lax"
+
+    @property
+    def cookie_secure(self) -> bool:
+        return self.secure_cookies or self.embeddable
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether only this machine can reach the server: it listens on a
+        loopback address and its public URL names one."""
+        host = urlsplit(self.base_url).hostname or ""
+        return _is_loopback(self.host) and _is_loopback(host)
+
+    @property
+    def uses_development_secret(self) -> bool:
+        return not self.secret_keys or any(k == DEFAULT_SECRET for k in self.secret_keys)
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def validate(self) -> None:
         """Refuse configurations that would be unsafe or cannot work."""
-        if self.production and (
-            not self.secret_keys or any(k == DEFAULT_SECRET for k in self.secret_keys)
-        ):
+        if self.production and self.uses_development_secret:
             raise SettingsError(
                 "CHAT_SECRET_KEYS must be set to a random secret in production "
                 "(a DATABASE_URL is set); refusing to start with the default."
+            )
+        if self.uses_development_secret and not self.loopback_only:
+            # The development secret is public: anyone who can reach the
+            # server could forge sign-in links with it, whatever the database.
+            raise SettingsError(
+                "CHAT_SECRET_KEYS must be set to a random secret when the server is "
+                f"reachable beyond this machine (listening on {self.host}, "
+                f"CHAT_BASE_URL {self.base_url}); the development secret is accepted "
+                "only with a loopback --host and a loopback CHAT_BASE_URL."
             )
         if self.production and any(len(k) < 16 for k in self.secret_keys):
             raise SettingsError("CHAT_SECRET_KEYS entries must be at least 16 characters.")
@@ -171,6 +233,8 @@ class Settings:
             base_url=env.get("CHAT_BASE_URL", f"http://127.0.0.1:{port}").rstrip("/"),
             secret_keys=_split_list(env.get("CHAT_SECRET_KEYS")) or (DEFAULT_SECRET,),
             api_keys=_split_list(env.get("CHAT_API_KEYS")),
+            ops_keys=_split_list(env.get("CHAT_OPS_KEYS")),
+            host=env.get("CHAT_HOST", "127.0.0.1"),
             allowed_origins=_split_list(env.get("CHAT_ALLOWED_ORIGINS")),
             frame_ancestors=_split_list(env.get("CHAT_FRAME_ANCESTORS")),
             smtp_url=env.get("CHAT_SMTP_URL", ""),

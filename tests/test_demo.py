@@ -28,7 +28,7 @@ async def count(app_settings: Settings, table: Table) -> int:
 async def test_the_demo_has_two_staff_three_jobs_a_dozen_candidates_and_history(
     tmp_path: Path,
 ) -> None:
-    settings = Settings(data_dir=tmp_path, base_url="http://testserver", demo_mode=True)
+    settings = Settings(data_dir=tmp_path, base_url="http://127.0.0.1:8000", demo_mode=True)
     upgrade(settings)
     await demo.seed_and_print_links(settings)
     scripted = sum(len(c.script) for c in demo.CANDIDATES)
@@ -42,7 +42,7 @@ async def test_the_demo_has_two_staff_three_jobs_a_dozen_candidates_and_history(
 
 
 async def test_the_printed_links_sign_people_in(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, base_url="http://testserver", demo_mode=True)
+    settings = Settings(data_dir=tmp_path, base_url="http://127.0.0.1:8000", demo_mode=True)
     upgrade(settings)
     await demo.seed_and_print_links(settings)
     app = create_app(settings, run_notifier=False)

@@ -4,18 +4,23 @@ publishes events, so what subscribers see always matches the database."""
 
 from __future__ import annotations
 
+import logging
 import re
+import unicodedata
 import uuid
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import available_timezones
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
 
 from chatserver.chat import access, events
 from chatserver.chat.formatting import render
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import (
+    Role,
     State,
     Status,
     can_archive,
@@ -29,10 +34,18 @@ from chatserver.errors import ChatError, ErrorCode, invalid, not_found, unauthor
 from chatserver.store import audit, conversations, messages, notifications, people
 from chatserver.store.tables import used_login_tokens
 
+log = logging.getLogger(__name__)
+
 NOTIFICATION_SETTINGS = ("each", "daily", "off")
 # Host ids appear in URLs and channel names; keep them to a safe alphabet.
 HOST_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 TIMEZONES = frozenset(available_timezones())
+# Unicode categories refused in names and titles: control characters (CR
+# and LF among them, which would split an email header) and the line and
+# paragraph separators, which do the same in some mail software.
+CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+# The longest address RFC 5321 lets through (and what the column holds).
+EMAIL_MAX_CHARS = 320
 
 
 def check_host_id(value: object, what: str) -> str:
@@ -47,32 +60,163 @@ def check_timezone(value: object) -> str:
     return value
 
 
+def check_notifications(value: object) -> str:
+    if value not in NOTIFICATION_SETTINGS:
+        raise invalid("email_notifications must be 'each', 'daily' or 'off'.")
+    return str(value)
+
+
+def check_text(value: object, what: str, max_len: int) -> str:
+    """A name or title: 1-max_len characters, no control characters (they
+    would end up in email headers and page titles), outer spaces dropped."""
+    if not isinstance(value, str):
+        raise invalid(f"{what} must be a string.")
+    if not value.strip() or len(value) > max_len:
+        raise invalid(f"{what} must be 1-{max_len} characters.")
+    if any(unicodedata.category(c) in CONTROL_CATEGORIES for c in value):
+        raise invalid(f"{what} must not contain control characters or line breaks.")
+    return value.strip()
+
+
+def check_email(value: object, what: str = "email") -> str:
+    """Exactly one deliverable address, in the form the notifier sends to.
+
+    `email-validator` refuses lists, display names, quoting and anything
+    else that is not one plain address. An internationalised domain is kept
+    in its IDNA (ASCII) form, which every mail server accepts; a non-ASCII
+    local part would need SMTPUTF8, which the notifier does not speak, so it
+    is refused here rather than accepted and failing at send time.
+    """
+    if not isinstance(value, str) or not value or len(value) > EMAIL_MAX_CHARS:
+        raise invalid(f"{what} must be an email address of at most {EMAIL_MAX_CHARS} characters.")
+    try:
+        checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise invalid(f"{what} must be exactly one email address: {exc}") from exc
+    address = checked.ascii_email
+    if address is None or len(address) > EMAIL_MAX_CHARS:
+        raise invalid(f"{what} must be an email address the notifier can deliver.")
+    return str(address)
+
+
 def parse_time(value: object, what: str) -> datetime:
-    """An ISO 8601 timestamp from the host; one without an offset is UTC."""
+    """An ISO 8601 timestamp from the host; one without an offset is UTC.
+
+    A valid timestamp whose UTC instant falls outside the years 1-9999
+    (`0001-01-01T00:00:00+14:00`) cannot be represented: `invalid`.
+    """
     if not isinstance(value, str):
         raise invalid(f"{what} must be an ISO 8601 timestamp.")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise invalid(f"{what} must be an ISO 8601 timestamp.") from exc
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise invalid(f"{what} must be an ISO 8601 timestamp in the years 1-9999.") from exc
 
 
 # -- host upserts --------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PersonDefaults:
+    """The host's defaults for a person's own settings: written until the
+    person chooses in Settings; None (left out) keeps the stored value."""
+
+    timezone: str | None = None
+    notifications: str | None = None
+
+
 async def upsert_staff(
-    chat: Chat, staff_id: str, org: tuple[str, str], name: str, email: str, timezone: str
-) -> None:
+    chat: Chat,
+    staff_id: str,
+    org: tuple[str, str],
+    name: str,
+    email: str,
+    timezone: str | None = None,
+    *,
+    notifications: str | None = None,
+    ops: bool | None = None,
+) -> dict[str, Any]:
+    """Create, update or restore a staff user; the stored person after it.
+
+    `timezone` and `notifications` are the host's defaults: written until
+    the person chooses in Settings, never over their choice; None keeps the
+    stored value. `ops` None keeps the stored operator flag.
+    """
     async with chat.db.transaction() as conn:
         existing = await people.get_staff(conn, staff_id)
         if existing is not None and existing["org_id"] != org[0]:
             # Moving would hand them the other organisation's conversations.
             raise invalid("This staff user belongs to another organisation.")
         await people.upsert_org(conn, org[0], org[1])
-        await people.upsert_staff(conn, staff_id, org[0], name, email, timezone)
+        await people.upsert_staff(
+            conn,
+            staff_id,
+            org[0],
+            name,
+            email,
+            timezone=timezone,
+            notifications=notifications,
+            ops=ops,
+        )
+        row = await people.get_staff(conn, staff_id)
+    assert row is not None
+    return {
+        "id": staff_id,
+        "org": {"id": row["org_id"], "name": row["org_name"]},
+        "name": row["name"],
+        "email": row["email"],
+        "timezone": row["timezone"],
+        "email_notifications": row["email_notifications"],
+        "ops": bool(row["ops"]),
+    }
+
+
+async def remove_staff(chat: Chat, staff_id: str) -> None:
+    """The staff user left (SPEC section 4): their sessions and links stop
+    working, their open sockets close on every worker, their messages stay,
+    and every application of the organisation they had written in records
+    `staff.removed`. Removing someone already removed changes nothing."""
+    now = chat.clock()
+    async with chat.db.transaction() as conn:
+        row = await people.get_staff(conn, staff_id)
+        if row is None:
+            raise not_found("staff user")
+        removed = await people.remove_staff(conn, staff_id, now)
+        if removed:
+            person = {"kind": Role.STAFF.value, "id": staff_id, "name": row["name"]}
+            for application_id in await people.applications_written_in(
+                conn, staff_id, row["org_id"]
+            ):
+                await audit.record(
+                    conn, application_id, "staff.removed", now, None, {"staff": person}
+                )
+    await _disconnect(chat, Role.STAFF.value, staff_id, events.DisconnectReason.SESSION_ENDED)
+
+
+async def sign_out(chat: Chat, kind: str, person_id: str) -> None:
+    """End the person's sessions (every session issued before now: the
+    session generation moves on) and close their open sockets."""
+    async with chat.db.transaction() as conn:
+        await people.end_sessions(conn, kind, person_id)
+    await _disconnect(chat, kind, person_id, events.DisconnectReason.SESSION_ENDED)
+
+
+async def _disconnect(
+    chat: Chat, kind: str, person_id: str, reason: events.DisconnectReason
+) -> None:
+    """Close the person's sockets on every worker. Their sessions were
+    already changed in the database, so a reconnect is checked afresh; a
+    broker outage here only delays the close until the socket's next
+    reconnect, it never undoes the revocation."""
+    try:
+        await chat.events.publish(
+            [(events.person_channel(kind, person_id), events.disconnect(reason))]
+        )
+    except Exception as exc:  # the revocation itself is committed
+        log.warning("could not publish the disconnect of %s %s: %s", kind, person_id, exc)
 
 
 async def upsert_application(
@@ -83,9 +227,18 @@ async def upsert_application(
     candidate: tuple[str, str, str],
     status: Status,
     applied_at: datetime,
+    candidate_defaults: PersonDefaults | None = None,
 ) -> dict[str, Any]:
     """Create or update an application; a status change is audited and
-    pushed to open conversations (it can change who may send)."""
+    pushed to open conversations (it can change who may send).
+
+    Giving the application to another candidate revokes the links and
+    sessions of the one before: links are bound to the candidate and signed
+    after `candidate_since`, sessions are checked against the application's
+    candidate, and the old candidate's open sockets are closed so that
+    they reconnect without this conversation.
+    """
+    candidate_defaults = candidate_defaults or PersonDefaults()
     now = chat.clock()
     async with chat.db.transaction() as conn:
         existing_org = await conversations.application_org(conn, application_id)
@@ -96,8 +249,15 @@ async def upsert_application(
             raise invalid("This job belongs to another organisation.")
         await people.upsert_org(conn, org[0], org[1])
         await people.upsert_job(conn, job[0], org[0], job[1])
-        await people.upsert_candidate(conn, candidate[0], candidate[1], candidate[2])
-        previous, conversation_id = await conversations.upsert_application(
+        await people.upsert_candidate(
+            conn,
+            candidate[0],
+            candidate[1],
+            candidate[2],
+            timezone=candidate_defaults.timezone,
+            notifications=candidate_defaults.notifications,
+        )
+        previous, previous_candidate, conversation_id = await conversations.upsert_application(
             conn, application_id, org[0], job[0], candidate[0], status.value, applied_at, now
         )
         if previous is None:
@@ -119,33 +279,59 @@ async def upsert_application(
         await chat.events.publish(
             [(events.conversation_channel(conversation_id), events.conversation_changed(ctx))]
         )
+    if previous_candidate is not None and previous_candidate != candidate[0]:
+        await _disconnect(
+            chat, Role.CANDIDATE.value, previous_candidate, events.DisconnectReason.ACCESS_CHANGED
+        )
     return {"id": application_id, "conversation_id": conversation_id, "status": status.value}
 
 
-async def record_link_issued(chat: Chat, application_id: str) -> None:
+async def record_link_issued(chat: Chat, application_id: str) -> str:
+    """Audit a candidate link about to be issued; the candidate it is for."""
     async with chat.db.transaction() as conn:
-        if await conversations.application_org(conn, application_id) is None:
+        binding = await conversations.application_link_binding(conn, application_id)
+        if binding is None:
             raise not_found("application")
         await audit.record(
-            conn, application_id, "link.issued", chat.clock(), None, {"kind": "candidate"}
+            conn,
+            application_id,
+            "link.issued",
+            chat.clock(),
+            None,
+            {"kind": "candidate", "candidate_id": binding[0]},
         )
+    return binding[0]
 
 
-async def redeem_staff_link(chat: Chat, staff_id: str, token_id: str) -> None:
+async def redeem_staff_link(
+    chat: Chat, staff_id: str, token_id: str, generation: int, expires_at: datetime
+) -> None:
     """Single use: the token id is recorded; a second redemption fails.
 
-    A used token is remembered only as long as its link could still be
-    valid (it was used within its lifetime), so older rows are pruned here.
+    `expires_at` is the first instant at which the token no longer verifies
+    (its signing second plus its lifetime plus one: validity is checked in
+    whole seconds). A used token is remembered until then and pruned only
+    after, so it can never be replayed in the last second of its life. A
+    link of a removed staff user, or one issued before their sessions were
+    ended (an older generation), is refused.
     """
     now = chat.clock()
     try:
         async with chat.db.transaction() as conn:
-            if await people.get_staff(conn, staff_id) is None:
+            row = await people.get_staff(conn, staff_id)
+            if (
+                row is None
+                or row["removed_at"] is not None
+                or row["session_generation"] != generation
+            ):
                 raise unauthorized("This link is not valid.")
-            await conn.execute(used_login_tokens.insert().values(token_id=token_id, used_at=now))
-            expired = now - timedelta(seconds=chat.settings.staff_link_seconds)
             await conn.execute(
-                used_login_tokens.delete().where(used_login_tokens.c.used_at < expired)
+                used_login_tokens.insert().values(
+                    token_id=token_id, used_at=now, expires_at=expires_at
+                )
+            )
+            await conn.execute(
+                used_login_tokens.delete().where(used_login_tokens.c.expires_at <= now)
             )
     except IntegrityError as exc:
         raise unauthorized("This link has already been used.") from exc
@@ -333,10 +519,7 @@ async def update_settings(chat: Chat, viewer: Viewer, changes: dict[str, Any]) -
     if "timezone" in changes:
         values["timezone"] = check_timezone(changes["timezone"])
     if "email_notifications" in changes:
-        choice = changes["email_notifications"]
-        if choice not in NOTIFICATION_SETTINGS:
-            raise invalid("email_notifications must be 'each', 'daily' or 'off'.")
-        values["email_notifications"] = str(choice)
+        values["email_notifications"] = check_notifications(changes["email_notifications"])
     async with chat.db.transaction() as conn:
         await people.update_settings(conn, viewer.kind.value, viewer.id, values)
 

@@ -11,6 +11,7 @@ are already the wire frames of SPEC section 5, so a worker decodes each once
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -75,6 +76,24 @@ def notification_event(note: Mapping[str, Any]) -> JSON:
             "created_at": wire_time(note["created_at"]),
         },
     }
+
+
+class DisconnectReason(StrEnum):
+    """Why a person's sockets are closed on every worker."""
+
+    # Their sessions ended (sign-out, removal by the host): a reconnect is refused.
+    SESSION_ENDED = "session_ended"
+    # What they may see changed (an application went to another candidate):
+    # a reconnect is authorised afresh and no longer sees it.
+    ACCESS_CHANGED = "access_changed"
+
+
+DISCONNECT = "disconnect"
+
+
+def disconnect(reason: DisconnectReason) -> JSON:
+    """Published on `person:<kind>:<id>` after the change was committed."""
+    return {"type": DISCONNECT, "reason": reason.value}
 
 
 class Events:

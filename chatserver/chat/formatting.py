@@ -21,6 +21,7 @@ from typing import Final
 
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 
 ALLOWED_TAGS: Final = frozenset({"p", "br", "strong", "em", "ul", "ol", "li", "a"})
 # `ol[start]` keeps "3. third" numbered as written; it is an integer, never a URL.
@@ -54,9 +55,29 @@ class _ChatMarkdown(MarkdownIt):
         return _cleaner.clean(probe).startswith("<a href=")
 
 
+def _drop_empty_links(state: StateCore) -> None:
+    """`[text]()` has no destination, and markdown-it does not ask
+    `validateLink` about an empty one: it would become an `<a>` that goes
+    nowhere. Keep its text, as for any refused link."""
+    for block in state.tokens:
+        if block.type != "inline" or not block.children:
+            continue
+        kept, dropping = [], False
+        for token in block.children:
+            if token.type == "link_open" and not token.attrGet("href"):
+                dropping = True
+                continue
+            if token.type == "link_close" and dropping:
+                dropping = False
+                continue
+            kept.append(token)
+        block.children = kept
+
+
 def _build_markdown() -> MarkdownIt:
     md = _ChatMarkdown("zero", {"breaks": True, "html": False, "linkify": False})
     md.enable(_BLOCK_RULES + _INLINE_RULES)
+    md.core.ruler.push("drop_empty_links", _drop_empty_links)
     return md
 
 

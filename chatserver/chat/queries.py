@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -31,20 +31,50 @@ INT_MAX = 2**63 - 1
 
 
 async def viewer_for(
-    chat: Chat, kind: str, person_id: str, application_ids: tuple[str, ...] = ()
+    chat: Chat,
+    kind: str,
+    person_id: str,
+    application_ids: tuple[str, ...] = (),
+    generation: int | None = None,
 ) -> Viewer | None:
+    """The person as the domain sees them, or None if they are unknown,
+    removed by the host, or (`generation` given: a session's) their
+    sessions were ended since it was issued."""
     async with chat.db.transaction() as conn:
         if kind == Role.STAFF.value:
             row = await people.get_staff(conn, person_id)
-            if row is None:
+            if row is None or row["removed_at"] is not None:
+                return None
+            if generation is not None and row["session_generation"] != generation:
                 return None
             return Viewer(Role.STAFF, row["id"], row["name"], row["timezone"], org_id=row["org_id"])
         row = await people.get_candidate(conn, person_id)
         if row is None:
             return None
+        if generation is not None and row["session_generation"] != generation:
+            return None
         return Viewer(
             Role.CANDIDATE, row["id"], row["name"], row["timezone"], application_ids=application_ids
         )
+
+
+async def staff_link_generation(chat: Chat, staff_id: str) -> int | None:
+    """The session generation a new login link of this staff user carries,
+    or None if there is no such (current) staff user."""
+    async with chat.db.transaction() as conn:
+        row = await people.get_staff(conn, staff_id)
+    if row is None or row["removed_at"] is not None:
+        return None
+    return int(row["session_generation"])
+
+
+async def is_operator(chat: Chat, viewer: Viewer) -> bool:
+    """Whether the host marked this staff user as an operator (the ops page)."""
+    if not viewer.is_staff:
+        return False
+    async with chat.db.transaction() as conn:
+        row = await people.get_staff(conn, viewer.id)
+    return row is not None and bool(row["ops"])
 
 
 async def me(chat: Chat, viewer: Viewer, csrf_token: str) -> JSON:
@@ -78,9 +108,13 @@ def _decode_cursor(cursor: str) -> tuple[int, str, str]:
         flag, at, last_id = orjson.loads(raw)
         if flag not in (0, 1) or not (isinstance(at, str) and access.plausible_id(last_id)):
             raise ValueError
-        datetime.fromisoformat(at)  # the store compares it as a timestamp
-        return flag, at, last_id
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        # The store compares it with aware UTC timestamps: a naive one, or one
+        # whose UTC instant is outside the years 1-9999, is not a cursor we made.
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError
+        return flag, moment.astimezone(UTC).isoformat(), last_id
+    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError) as exc:
         raise invalid("cursor is not valid.") from exc
 
 
@@ -198,22 +232,52 @@ async def history(
     return [views.message(r, files.get(r["id"], []), hidden=bool(r["hidden"])) for r in rows]
 
 
+# Order of events recorded at the same instant: a reopen (written by the
+# send that reopened) comes before that message, a delete after it.
+_SAME_INSTANT_RANK = {"message.sent": 1, "message.deleted": 2}
+
+
 async def audit_trail(chat: Chat, application_id: str) -> list[JSON]:
+    """The application's audit events, oldest first: the recorded ones
+    merged with `message.sent` events derived from the stored messages."""
     async with chat.db.transaction() as conn:
         if await conversations.application_org(conn, application_id) is None:
             raise not_found("application")
         rows = await audit.events_for(conn, application_id)
-    return [
-        {
-            "at": wire_time(r["at"]),
-            "actor": views.person(r["actor_kind"], r["actor_id"], r["actor_name"])
-            if r["actor_kind"]
-            else None,
-            "action": r["action"],
-            "detail": r["detail"],
-        }
+        sent = await audit.messages_sent(conn, application_id)
+    recorded = [
+        (
+            r["at"],
+            {
+                "at": wire_time(r["at"]),
+                "actor": views.person(r["actor_kind"], r["actor_id"], r["actor_name"])
+                if r["actor_kind"]
+                else None,
+                "action": r["action"],
+                "detail": r["detail"],
+            },
+        )
         for r in rows
     ]
+    derived = [
+        (
+            m["created_at"],
+            {
+                "at": wire_time(m["created_at"]),
+                "actor": views.person(m["sender_kind"], m["sender_id"], m["sender_name"]),
+                "action": "message.sent",
+                "detail": {"message_id": m["id"], "seq": m["seq"]},
+            },
+        )
+        for m in sent
+    ]
+    # Both lists are already in order (insertion id, seq); a stable sort by
+    # time keeps that order among equal instants.
+    merged = sorted(
+        recorded + derived,
+        key=lambda item: (item[0], _SAME_INSTANT_RANK.get(item[1]["action"], 0)),
+    )
+    return [event for _, event in merged]
 
 
 async def notification_list(chat: Chat, viewer: Viewer) -> JSON:

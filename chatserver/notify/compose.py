@@ -160,8 +160,8 @@ class Composer:
             keep_trailing_newline=True,
         )
 
-    def candidate_link(self, application_id: str) -> str:
-        token = self._signer.candidate_link_token(application_id)
+    def candidate_link(self, application_id: str, candidate_id: str) -> str:
+        token = self._signer.candidate_link_token(application_id, candidate_id)
         return f"{self._settings.base_url}/auth/candidate?token={token}"
 
     def conversation_link(self, conversation_id: str) -> str:
@@ -237,7 +237,7 @@ class Composer:
         }
         if recipient_kind == CANDIDATE:
             template = "candidate_messages"
-            values["link"] = self.candidate_link(context["application_id"])
+            values["link"] = self.candidate_link(context["application_id"], recipient["id"])
             subject = (
                 f"{senders[0]} at {org_name} sent you a message about {job_title}"
                 if count == 1
@@ -274,7 +274,7 @@ class Composer:
                 "link": (
                     self.conversation_link(item["id"])
                     if recipient_kind == STAFF
-                    else self.candidate_link(item["application_id"])
+                    else self.candidate_link(item["application_id"], recipient["id"])
                 ),
             }
             for item in items

@@ -17,10 +17,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from chatserver.chat import queries
+from chatserver.errors import ChatError, ErrorCode
 from chatserver.ops import instruments
 from chatserver.ops.stats import Snapshot
+from chatserver.web.auth import check_bearer
 from chatserver.web.deps import services, signed_in
-from chatserver.web.responses import json
+from chatserver.web.responses import error_response, json
 from chatserver.web.templating import render_page
 
 # A readiness probe must answer before the orchestrator's own timeout
@@ -29,7 +32,9 @@ READY_TIMEOUT_SECONDS = 2.0
 
 
 async def metrics(request: Request) -> Response:
+    """Prometheus text for scrapers holding a key from `CHAT_OPS_KEYS`."""
     svc = services(request)
+    check_bearer(request, svc.settings.ops_keys, "ops key from CHAT_OPS_KEYS")
     instruments.PUBLISH_FAILURES.set(svc.broker.publish_failures)
     instruments.SEND_BACKLOG.set(svc.chat.sends.backlog)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -59,12 +64,11 @@ async def _answers(check: Any) -> bool:
 
 
 async def _staff_only(request: Request) -> Response | None:
+    """The ops page and its data: staff whom the host marked as operators
+    (`"ops": true` in the staff upsert)."""
     who = await signed_in(request)
-    if who is None or not who.viewer.is_staff:
-        return json(
-            {"error": {"code": "forbidden", "message": "The ops page is for staff."}},
-            status_code=403,
-        )
+    if who is None or not await queries.is_operator(services(request).chat, who.viewer):
+        return error_response(ChatError(ErrorCode.FORBIDDEN, "The ops page is for operators."))
     return None
 
 

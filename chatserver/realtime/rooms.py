@@ -32,6 +32,7 @@ from chatserver.chat import events, views
 from chatserver.chat.policy import Role
 from chatserver.chat.service import Chat
 from chatserver.ops import instruments
+from chatserver.realtime import revocation
 from chatserver.realtime.connection import Connection
 from chatserver.store import conversations, messages
 from chatserver.store.tables import conversations as conversations_table
@@ -336,7 +337,8 @@ def _observe_latency(created: object) -> None:
 
 
 class PersonRoom(Room):
-    """One person's sockets on this worker: service notifications (the bell)."""
+    """One person's sockets on this worker: service notifications (the bell),
+    and the `disconnect` that ends them (`realtime/revocation.py`)."""
 
     __slots__ = ("members",)
 
@@ -346,7 +348,9 @@ class PersonRoom(Room):
 
     async def _payload(self, payload: bytes) -> None:
         event = _event(payload)
-        if event is not None and event.get("type") == "notification":
+        if event is None or revocation.disconnect(self.members, event):
+            return
+        if event.get("type") == "notification":
             self._push(list(self.members), payload.decode())
 
     async def _waited(self) -> None:

@@ -84,19 +84,20 @@ async def upsert_application(
     status: str,
     applied_at: datetime,
     now: datetime,
-) -> tuple[str | None, str]:
+) -> tuple[str | None, str | None, str]:
     """Insert or update an application and make sure it has its conversation.
 
-    Returns the previous status (None when the application is new) and the
-    conversation id.
+    Returns the previous status and candidate (None when the application is
+    new) and the conversation id. A new candidate restarts
+    `candidate_since`, which revokes every candidate link signed before.
     """
     previous = (
         await conn.execute(
-            select(applications.c.status)
+            select(applications.c.status, applications.c.candidate_id)
             .where(applications.c.id == application_id)
             .with_for_update()
         )
-    ).scalar_one_or_none()
+    ).first()
     values = {
         "id": application_id,
         "org_id": org_id,
@@ -104,8 +105,12 @@ async def upsert_application(
         "candidate_id": candidate_id,
         "status": status,
         "applied_at": applied_at,
+        "candidate_since": now,
     }
-    await upsert(conn, applications, values, ["job_id", "candidate_id", "status", "applied_at"])
+    keys = ["job_id", "candidate_id", "status", "applied_at"]
+    if previous is not None and previous.candidate_id != candidate_id:
+        keys.append("candidate_since")
+    await upsert(conn, applications, values, keys)
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     await conn.execute(
         insert(conversations)
@@ -125,7 +130,23 @@ async def upsert_application(
             select(conversations.c.id).where(conversations.c.application_id == application_id)
         )
     ).scalar_one()
-    return previous, str(conversation_id)
+    if previous is None:
+        return None, None, str(conversation_id)
+    return str(previous.status), str(previous.candidate_id), str(conversation_id)
+
+
+async def application_link_binding(
+    conn: AsyncConnection, application_id: str
+) -> tuple[str, datetime | None] | None:
+    """The application's candidate and since when they hold it, or None."""
+    row = (
+        await conn.execute(
+            select(applications.c.candidate_id, applications.c.candidate_since).where(
+                applications.c.id == application_id
+            )
+        )
+    ).first()
+    return None if row is None else (str(row.candidate_id), row.candidate_since)
 
 
 async def application_org(conn: AsyncConnection, application_id: str) -> str | None:

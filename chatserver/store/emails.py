@@ -96,7 +96,10 @@ async def due_each(
         person = staff
         recipient_id = staff.c.id
         sender_kind = CANDIDATE
-        joined = conversations.join(staff, staff.c.org_id == conversations.c.org_id)
+        # Staff the host removed get nothing more (DELETE /api/v1/staff).
+        joined = conversations.join(
+            staff, and_(staff.c.org_id == conversations.c.org_id, staff.c.removed_at.is_(None))
+        )
     read = read_positions.alias("rp")
     cursor = email_cursors.alias("ec")
     joined = (
@@ -250,6 +253,8 @@ async def daily_readers(conn: AsyncConnection, not_on: str) -> list[dict[str, An
             .where(
                 table.c.email_notifications == "daily",
                 or_(email_digests.c.last_on.is_(None), email_digests.c.last_on < not_on),
+                # Staff the host removed get no digest (DELETE /api/v1/staff).
+                *([staff.c.removed_at.is_(None)] if table is staff else []),
             )
             .order_by(table.c.id)
         )

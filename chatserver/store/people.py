@@ -3,31 +3,76 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import ColumnElement, Table, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatserver.store.tables import candidates, jobs, organisations, staff
+from chatserver.store.tables import (
+    candidates,
+    conversations,
+    jobs,
+    messages,
+    organisations,
+    staff,
+)
+
+# What a person starts with when the host sends no default of its own.
+DEFAULT_TIMEZONE = "UTC"
+DEFAULT_NOTIFICATIONS = "each"
 
 
 async def upsert(
-    conn: AsyncConnection, table: Table, values: Mapping[str, Any], update_keys: list[str]
+    conn: AsyncConnection,
+    table: Table,
+    values: Mapping[str, Any],
+    update_keys: list[str],
+    *,
+    defaults: Mapping[str, tuple[str, Any]] | None = None,
 ) -> None:
-    """INSERT … ON CONFLICT (pk) DO UPDATE: idempotent host upserts."""
+    """INSERT … ON CONFLICT (pk) DO UPDATE: idempotent host upserts.
+
+    `defaults` maps a column to (flag column, value): the host's value is
+    written only while the flag is false, i.e. until the person chose for
+    themselves. The choice is decided by the row as the update finds it
+    (under its lock), so a re-sync racing a Settings change cannot undo it.
+    """
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     stmt = insert(table).values(**values)
     pk = [c.name for c in table.primary_key.columns]
-    if update_keys:
-        stmt = stmt.on_conflict_do_update(
-            index_elements=pk, set_={k: stmt.excluded[k] for k in update_keys}
+    set_: dict[str, Any] = {k: stmt.excluded[k] for k in update_keys}
+    for column, (flag, _) in (defaults or {}).items():
+        kept: ColumnElement[Any] = case(
+            (table.c[flag], table.c[column]), else_=stmt.excluded[column]
         )
+        set_[column] = kept
+    if set_:
+        stmt = stmt.on_conflict_do_update(index_elements=pk, set_=set_)
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=pk)
     await conn.execute(stmt)
+
+
+def _person_defaults(
+    timezone: str | None, notifications: str | None
+) -> tuple[dict[str, Any], dict[str, tuple[str, Any]]]:
+    """Insert values and person-owned defaults of a host upsert: a field the
+    host leaves out (None) keeps its stored value, or the product default
+    for a new person."""
+    values = {
+        "timezone": timezone or DEFAULT_TIMEZONE,
+        "email_notifications": notifications or DEFAULT_NOTIFICATIONS,
+    }
+    defaults: dict[str, tuple[str, Any]] = {}
+    if timezone is not None:
+        defaults["timezone"] = ("timezone_chosen", timezone)
+    if notifications is not None:
+        defaults["email_notifications"] = ("notifications_chosen", notifications)
+    return values, defaults
 
 
 async def upsert_org(conn: AsyncConnection, org_id: str, name: str) -> None:
@@ -35,15 +80,82 @@ async def upsert_org(conn: AsyncConnection, org_id: str, name: str) -> None:
 
 
 async def upsert_staff(
-    conn: AsyncConnection, staff_id: str, org_id: str, name: str, email: str, timezone: str
+    conn: AsyncConnection,
+    staff_id: str,
+    org_id: str,
+    name: str,
+    email: str,
+    *,
+    timezone: str | None = None,
+    notifications: str | None = None,
+    ops: bool | None = None,
 ) -> None:
-    values = {"id": staff_id, "org_id": org_id, "name": name, "email": email, "timezone": timezone}
-    await upsert(conn, staff, values, ["org_id", "name", "email", "timezone"])
+    """Create or update a staff user; an upsert also restores one who was
+    removed (their old sessions stay ended: the generation is kept)."""
+    person, defaults = _person_defaults(timezone, notifications)
+    values = {
+        "id": staff_id,
+        "org_id": org_id,
+        "name": name,
+        "email": email,
+        "ops": bool(ops),
+        "removed_at": None,
+        **person,
+    }
+    keys = ["org_id", "name", "email", "removed_at"] + (["ops"] if ops is not None else [])
+    await upsert(conn, staff, values, keys, defaults=defaults)
 
 
-async def upsert_candidate(conn: AsyncConnection, candidate_id: str, name: str, email: str) -> None:
-    values = {"id": candidate_id, "name": name, "email": email}
-    await upsert(conn, candidates, values, ["name", "email"])
+async def upsert_candidate(
+    conn: AsyncConnection,
+    candidate_id: str,
+    name: str,
+    email: str,
+    *,
+    timezone: str | None = None,
+    notifications: str | None = None,
+) -> None:
+    person, defaults = _person_defaults(timezone, notifications)
+    values = {"id": candidate_id, "name": name, "email": email, **person}
+    await upsert(conn, candidates, values, ["name", "email"], defaults=defaults)
+
+
+async def remove_staff(conn: AsyncConnection, staff_id: str, at: datetime) -> bool:
+    """Mark a staff user as gone and end their sessions. False if they were
+    already removed (removal is idempotent)."""
+    result = await conn.execute(
+        update(staff)
+        .where(staff.c.id == staff_id, staff.c.removed_at.is_(None))
+        .values(removed_at=at, session_generation=staff.c.session_generation + 1)
+    )
+    return bool(result.rowcount)
+
+
+async def end_sessions(conn: AsyncConnection, kind: str, person_id: str) -> None:
+    """Sign-out: every session issued before now stops verifying."""
+    table = staff if kind == "staff" else candidates
+    await conn.execute(
+        update(table)
+        .where(table.c.id == person_id)
+        .values(session_generation=table.c.session_generation + 1)
+    )
+
+
+async def applications_written_in(conn: AsyncConnection, staff_id: str, org_id: str) -> list[str]:
+    """The applications of `org_id` whose conversations hold a message of
+    this staff user, in id order."""
+    query = (
+        select(conversations.c.application_id)
+        .distinct()
+        .join(messages, messages.c.conversation_id == conversations.c.id)
+        .where(
+            conversations.c.org_id == org_id,
+            messages.c.sender_kind == "staff",
+            messages.c.sender_id == staff_id,
+        )
+        .order_by(conversations.c.application_id)
+    )
+    return [str(a) for a in (await conn.execute(query)).scalars()]
 
 
 async def upsert_job(conn: AsyncConnection, job_id: str, org_id: str, title: str) -> None:
@@ -70,17 +182,29 @@ async def get_candidate(conn: AsyncConnection, candidate_id: str) -> RowMapping 
 
 
 async def org_staff(conn: AsyncConnection, org_id: str) -> list[RowMapping]:
-    query = select(staff).where(staff.c.org_id == org_id).order_by(staff.c.id)
+    """The organisation's current staff (not those the host removed)."""
+    query = (
+        select(staff)
+        .where(staff.c.org_id == org_id, staff.c.removed_at.is_(None))
+        .order_by(staff.c.id)
+    )
     return list((await conn.execute(query)).mappings())
+
+
+# The flag that marks each person-owned setting as the person's own choice.
+CHOSEN_FLAGS = {"timezone": "timezone_chosen", "email_notifications": "notifications_chosen"}
 
 
 async def update_settings(
     conn: AsyncConnection, kind: str, person_id: str, changes: Mapping[str, str]
 ) -> None:
+    """The person's own choice: it wins over the host's default from now on."""
     if not changes:
         return
     table = staff if kind == "staff" else candidates
-    await conn.execute(update(table).where(table.c.id == person_id).values(**changes))
+    values: dict[str, Any] = dict(changes)
+    values.update({CHOSEN_FLAGS[name]: True for name in changes if name in CHOSEN_FLAGS})
+    await conn.execute(update(table).where(table.c.id == person_id).values(**values))
 
 
 async def count_staff(conn: AsyncConnection) -> int:

@@ -15,8 +15,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, Table, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
+
+# Columns added to tables that already hold rows need a default on the
+# database side too (revision 0005).
+_FALSE = {"server_default": false()}
+_ZERO = {"server_default": "0"}
 
 
 class Organisation(SQLModel, table=True):
@@ -33,6 +38,17 @@ class Staff(SQLModel, table=True):
     email: str = Field(max_length=320)
     timezone: str = Field(default="UTC", max_length=64)
     email_notifications: str = Field(default="each", max_length=8)  # each | daily | off
+    # True once the person chose in Settings: the host's value is only the
+    # default until then, and a re-sync never overwrites a choice.
+    timezone_chosen: bool = Field(default=False, sa_column_kwargs=_FALSE)
+    notifications_chosen: bool = Field(default=False, sa_column_kwargs=_FALSE)
+    # Sessions and staff links carry the generation they were issued under;
+    # sign-out and removal bump it, which ends every earlier one.
+    session_generation: int = Field(default=0, sa_column_kwargs=_ZERO)
+    # Set by DELETE /api/v1/staff/{id}; a later PUT clears it.
+    removed_at: datetime | None = None
+    # Operators see the ops page (set by the host: `"ops": true`).
+    ops: bool = Field(default=False, sa_column_kwargs=_FALSE)
 
 
 class Candidate(SQLModel, table=True):
@@ -42,6 +58,9 @@ class Candidate(SQLModel, table=True):
     email: str = Field(max_length=320)
     timezone: str = Field(default="UTC", max_length=64)
     email_notifications: str = Field(default="each", max_length=8)
+    timezone_chosen: bool = Field(default=False, sa_column_kwargs=_FALSE)
+    notifications_chosen: bool = Field(default=False, sa_column_kwargs=_FALSE)
+    session_generation: int = Field(default=0, sa_column_kwargs=_ZERO)
 
 
 class Job(SQLModel, table=True):
@@ -59,6 +78,9 @@ class Application(SQLModel, table=True):
     candidate_id: str = Field(foreign_key="candidates.id", index=True, max_length=128)
     status: str = Field(max_length=32)
     applied_at: datetime
+    # When the current candidate was given the application: candidate links
+    # signed before it are refused (they were someone else's, or revoked).
+    candidate_since: datetime | None = None
 
 
 class Conversation(SQLModel, table=True):
@@ -169,6 +191,9 @@ class UsedLoginToken(SQLModel, table=True):
     __tablename__ = "used_login_tokens"
     token_id: str = Field(primary_key=True, max_length=64)
     used_at: datetime
+    # The first instant at which the token no longer verifies: the row is
+    # kept until then, so a used link can never be replayed.
+    expires_at: datetime | None = None
 
 
 class Notification(SQLModel, table=True):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from starlette.requests import Request
@@ -11,19 +10,17 @@ from starlette.routing import Route
 
 from chatserver.chat import actions, queries
 from chatserver.chat.policy import Status
-from chatserver.errors import ChatError, ErrorCode, invalid, not_found
+from chatserver.errors import invalid, not_found
+from chatserver.web.auth import check_bearer
 from chatserver.web.deps import services
 from chatserver.web.responses import field, json, read_json
 
+NAME_MAX = 200
+TITLE_MAX = 300
+
 
 def _authorise(request: Request) -> None:
-    settings = services(request).settings
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key:
-        raise ChatError(ErrorCode.UNAUTHORIZED, "Send Authorization: Bearer <API key>.")
-    if not any(hmac.compare_digest(key.strip(), allowed) for allowed in settings.api_keys):
-        raise ChatError(ErrorCode.UNAUTHORIZED, "Unknown API key.")
+    check_bearer(request, services(request).settings.api_keys, "API key")
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -31,38 +28,64 @@ async def _body(request: Request) -> dict[str, Any]:
     return await read_json(request, services(request).settings.max_json_body_bytes)
 
 
-def _text(body: dict[str, Any], name: str, max_len: int) -> str:
-    value: str = field(body, name, str)
-    if not value.strip() or len(value) > max_len:
-        raise invalid(f"{name} must be 1-{max_len} characters.")
-    if "\x00" in value:
-        raise invalid(f"{name} must not contain NUL characters.")
-    return value.strip()
-
-
 def _ref(body: dict[str, Any], name: str, label: str) -> tuple[str, str]:
     """A nested `{"id", "<label>"}` object such as org or job."""
     obj = field(body, name, dict)
-    return actions.check_host_id(obj.get("id"), f"{name}.id"), _text(obj, label, 300)
+    return (
+        actions.check_host_id(obj.get("id"), f"{name}.id"),
+        actions.check_text(obj.get(label), f"{name}.{label}", TITLE_MAX),
+    )
+
+
+def _defaults(body: dict[str, Any]) -> actions.PersonDefaults:
+    """The host's defaults for the person's own settings (timezone, email
+    notifications): written until the person chooses in Settings. A field
+    left out keeps the stored value; null is not a value (`invalid`)."""
+    return actions.PersonDefaults(
+        timezone=actions.check_timezone(body["timezone"]) if "timezone" in body else None,
+        notifications=(
+            actions.check_notifications(body["email_notifications"])
+            if "email_notifications" in body
+            else None
+        ),
+    )
+
+
+def _ops(body: dict[str, Any]) -> bool | None:
+    """The operator flag; left out keeps the stored one."""
+    if "ops" not in body:
+        return None
+    if not isinstance(body["ops"], bool):
+        raise invalid("ops must be true or false.")
+    return bool(body["ops"])
 
 
 async def put_staff(request: Request) -> Response:
     body = await _body(request)
     staff_id = actions.check_host_id(request.path_params["staff_id"], "staff_id")
     org = _ref(body, "org", "name")
-    name = _text(body, "name", 200)
-    email = _text(body, "email", 320)
-    timezone = actions.check_timezone(body.get("timezone", "UTC"))
-    await actions.upsert_staff(services(request).chat, staff_id, org, name, email, timezone)
-    return json(
-        {
-            "id": staff_id,
-            "org": {"id": org[0], "name": org[1]},
-            "name": name,
-            "email": email,
-            "timezone": timezone,
-        }
+    name = actions.check_text(body.get("name"), "name", NAME_MAX)
+    email = actions.check_email(body.get("email"))
+    defaults = _defaults(body)
+    ops = _ops(body)
+    person = await actions.upsert_staff(
+        services(request).chat,
+        staff_id,
+        org,
+        name,
+        email,
+        defaults.timezone,
+        notifications=defaults.notifications,
+        ops=ops,
     )
+    return json(person)
+
+
+async def delete_staff(request: Request) -> Response:
+    _authorise(request)
+    staff_id = actions.check_host_id(request.path_params["staff_id"], "staff_id")
+    await actions.remove_staff(services(request).chat, staff_id)
+    return Response(status_code=204)
 
 
 async def put_application(request: Request) -> Response:
@@ -73,8 +96,8 @@ async def put_application(request: Request) -> Response:
     cand = field(body, "candidate", dict)
     candidate = (
         actions.check_host_id(cand.get("id"), "candidate.id"),
-        _text(cand, "name", 200),
-        _text(cand, "email", 320),
+        actions.check_text(cand.get("name"), "candidate.name", NAME_MAX),
+        actions.check_email(cand.get("email"), "candidate.email"),
     )
     try:
         status = Status(field(body, "status", str))
@@ -82,7 +105,14 @@ async def put_application(request: Request) -> Response:
         raise invalid(f"status must be one of {', '.join(s.value for s in Status)}.") from exc
     applied_at = actions.parse_time(body.get("applied_at"), "applied_at")
     result = await actions.upsert_application(
-        services(request).chat, application_id, org, job, candidate, status, applied_at
+        services(request).chat,
+        application_id,
+        org,
+        job,
+        candidate,
+        status,
+        applied_at,
+        _defaults(cand),
     )
     return json(result)
 
@@ -91,10 +121,10 @@ async def staff_login_link(request: Request) -> Response:
     _authorise(request)
     svc = services(request)
     staff_id = actions.check_host_id(request.path_params["staff_id"], "staff_id")
-    viewer = await queries.viewer_for(svc.chat, "staff", staff_id)
-    if viewer is None:
+    generation = await queries.staff_link_generation(svc.chat, staff_id)
+    if generation is None:
         raise not_found("staff user")
-    token, _ = svc.signer.staff_link_token(staff_id)
+    token, _ = svc.signer.staff_link_token(staff_id, generation)
     return json({"url": f"{svc.settings.base_url}/auth/staff?token={token}"})
 
 
@@ -102,8 +132,8 @@ async def candidate_link(request: Request) -> Response:
     _authorise(request)
     svc = services(request)
     application_id = actions.check_host_id(request.path_params["application_id"], "application_id")
-    await actions.record_link_issued(svc.chat, application_id)
-    token = svc.signer.candidate_link_token(application_id)
+    candidate_id = await actions.record_link_issued(svc.chat, application_id)
+    token = svc.signer.candidate_link_token(application_id, candidate_id)
     return json({"url": f"{svc.settings.base_url}/auth/candidate?token={token}"})
 
 
@@ -116,6 +146,7 @@ async def audit(request: Request) -> Response:
 
 routes = [
     Route("/api/v1/staff/{staff_id}", put_staff, methods=["PUT"]),
+    Route("/api/v1/staff/{staff_id}", delete_staff, methods=["DELETE"]),
     Route("/api/v1/applications/{application_id}", put_application, methods=["PUT"]),
     Route("/api/v1/staff/{staff_id}/login-link", staff_login_link, methods=["POST"]),
     Route("/api/v1/applications/{application_id}/candidate-link", candidate_link, methods=["POST"]),

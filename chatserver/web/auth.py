@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
@@ -32,12 +33,39 @@ MAX_SESSION_APPLICATIONS = 40
 
 @dataclass(frozen=True)
 class Session:
-    """The decoded session cookie."""
+    """The decoded session cookie.
+
+    `generation` is the person's session generation when it was issued: a
+    session is valid only while it still equals the stored one, so sign-out
+    and removal (which bump it) end every session issued before.
+    """
 
     kind: str  # "staff" | "candidate"
     person_id: str
     csrf_token: str
     application_ids: tuple[str, ...] = ()
+    generation: int = 0
+
+
+@dataclass(frozen=True)
+class StaffLink:
+    """A verified staff sign-in token."""
+
+    staff_id: str
+    token_id: str  # recorded on use: the link works once
+    generation: int  # the staff user's session generation at issue
+    expires_at: datetime  # the first instant at which it no longer verifies
+
+
+@dataclass(frozen=True)
+class CandidateLink:
+    """A verified candidate sign-in token: bound to the candidate and the
+    application, and signed at `signed_at` (links signed before the
+    candidate was given the application are refused)."""
+
+    application_id: str
+    candidate_id: str
+    signed_at: datetime
 
 
 def _clocked_signer(clock: Clock) -> type[TimestampSigner]:
@@ -58,6 +86,7 @@ class Signer:
         # all of them; CHAT_SECRET_KEYS lists the signing key first.
         keys = list(reversed(settings.secret_keys))
         signer = _clocked_signer(clock)
+        self._clock = clock
         self._settings = settings
         self._staff_links = URLSafeTimedSerializer(keys, salt=STAFF_LINK_SALT, signer=signer)
         self._candidate_links = URLSafeTimedSerializer(
@@ -67,21 +96,46 @@ class Signer:
 
     # -- links ---------------------------------------------------------------
 
-    def staff_link_token(self, staff_id: str) -> tuple[str, str]:
+    def staff_link_token(self, staff_id: str, generation: int = 0) -> tuple[str, str]:
         """A token and its id; the id is recorded on use to make it single-use."""
         token_id = secrets.token_urlsafe(16)
-        return self._staff_links.dumps({"s": staff_id, "j": token_id}), token_id
+        return self._staff_links.dumps({"s": staff_id, "j": token_id, "g": generation}), token_id
 
-    def read_staff_link(self, token: str) -> tuple[str, str]:
-        data = _loads(self._staff_links, token, self._settings.staff_link_seconds)
-        return str(data["s"]), str(data["j"])
+    def read_staff_link(self, token: str) -> StaffLink:
+        max_age = self._settings.staff_link_seconds
+        data, signed_at = _loads_timed(self._staff_links, token, max_age)
+        try:
+            return StaffLink(
+                staff_id=str(data["s"]),
+                token_id=str(data["j"]),
+                generation=_int(data.get("g", 0)),
+                # itsdangerous counts whole seconds and accepts an age equal
+                # to max_age: the token verifies until the end of that second.
+                expires_at=signed_at + timedelta(seconds=max_age + 1),
+            )
+        except (KeyError, ValueError) as exc:
+            raise unauthorized("This link is not valid.") from exc
 
-    def candidate_link_token(self, application_id: str) -> str:
-        return self._candidate_links.dumps({"a": application_id})
+    def candidate_link_token(self, application_id: str, candidate_id: str) -> str:
+        # "t": when it was signed, in milliseconds (itsdangerous's own stamp
+        # has whole seconds), to compare with when the candidate got the
+        # application: a change and a new link often share a second.
+        issued_ms = int(self._clock().timestamp() * 1000)
+        return self._candidate_links.dumps({"a": application_id, "c": candidate_id, "t": issued_ms})
 
-    def read_candidate_link(self, token: str) -> str:
-        data = _loads(self._candidate_links, token, self._settings.candidate_link_seconds)
-        return str(data["a"])
+    def read_candidate_link(self, token: str) -> CandidateLink:
+        max_age = self._settings.candidate_link_seconds
+        data, _ = _loads_timed(self._candidate_links, token, max_age)
+        try:
+            application_id, candidate_id = data["a"], data["c"]
+            issued = datetime.fromtimestamp(_int(data["t"]) / 1000, UTC)
+            if not isinstance(application_id, str) or not isinstance(candidate_id, str):
+                raise ValueError("not a string")
+        except (KeyError, ValueError, OverflowError, OSError) as exc:
+            # Links from before they were bound to the candidate are refused:
+            # they cannot tell whether the application changed hands.
+            raise unauthorized("This link is no longer valid.") from exc
+        return CandidateLink(application_id, candidate_id, issued)
 
     # -- sessions ------------------------------------------------------------
 
@@ -92,6 +146,7 @@ class Signer:
                 "p": session.person_id,
                 "c": session.csrf_token,
                 "a": list(session.application_ids),
+                "g": session.generation,
             }
         )
 
@@ -104,12 +159,16 @@ class Signer:
         if kind == "staff":
             # Staff sessions are shorter than candidates'; check their own age.
             _loads(self._sessions, cookie, self._settings.staff_session_seconds)
-        return Session(
-            kind=kind,
-            person_id=str(data["p"]),
-            csrf_token=str(data["c"]),
-            application_ids=tuple(str(a) for a in data.get("a", [])),
-        )
+        try:
+            return Session(
+                kind=kind,
+                person_id=str(data["p"]),
+                csrf_token=str(data["c"]),
+                application_ids=tuple(str(a) for a in data.get("a", [])),
+                generation=_int(data.get("g", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise unauthorized() from exc
 
     def session_max_age(self, kind: str) -> int:
         if kind == "staff":
@@ -118,15 +177,28 @@ class Signer:
 
 
 def _loads(serializer: URLSafeTimedSerializer, token: str, max_age: int) -> dict[str, Any]:
+    return _loads_timed(serializer, token, max_age)[0]
+
+
+def _loads_timed(
+    serializer: URLSafeTimedSerializer, token: str, max_age: int
+) -> tuple[dict[str, Any], datetime]:
+    """The token's payload and the (whole) second it was signed."""
     try:
-        data = serializer.loads(token, max_age=max_age)
+        data, signed_at = serializer.loads(token, max_age=max_age, return_timestamp=True)
     except SignatureExpired as exc:
         raise unauthorized("This link has expired.") from exc
     except BadSignature as exc:
         raise unauthorized("This link is not valid.") from exc
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not isinstance(signed_at, datetime):
         raise unauthorized("This link is not valid.")
-    return data
+    return data, signed_at
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError("not an integer")
+    return value
 
 
 def new_csrf_token() -> str:
@@ -143,10 +215,24 @@ def session_from(conn: HTTPConnection, signer: Signer) -> Session | None:
         return None
 
 
-def check_csrf(conn: HTTPConnection, session: Session) -> None:
-    sent = conn.headers.get(CSRF_HEADER, "")
-    if not sent or not hmac.compare_digest(sent, session.csrf_token):
+def check_csrf(conn: HTTPConnection, session: Session, sent: str | None = None) -> None:
+    """The session's CSRF token must come with every mutation: in the
+    `X-CSRF-Token` header, or (`sent`) a form field of a plain HTML form."""
+    sent = conn.headers.get(CSRF_HEADER, "") or sent or ""
+    if not sent or not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
         raise ChatError(ErrorCode.FORBIDDEN, "Missing or wrong X-CSRF-Token header.")
+
+
+def check_bearer(conn: HTTPConnection, keys: tuple[str, ...], what: str) -> None:
+    """`Authorization: Bearer <key>` with one of `keys`, compared in constant time."""
+    header = conn.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ChatError(ErrorCode.UNAUTHORIZED, f"Send Authorization: Bearer <{what}>.")
+    # Bytes, not str: compare_digest refuses non-ASCII strings.
+    sent = key.strip().encode("utf-8", "surrogateescape")
+    if not any(hmac.compare_digest(sent, allowed.encode()) for allowed in keys):
+        raise ChatError(ErrorCode.UNAUTHORIZED, f"Unknown {what}.")
 
 
 def origin_allowed(origin: str | None, settings: Settings) -> bool:
@@ -162,4 +248,5 @@ def add_application(session: Session, application_id: str) -> Session:
         person_id=session.person_id,
         csrf_token=session.csrf_token,
         application_ids=tuple(ids[-MAX_SESSION_APPLICATIONS:]),
+        generation=session.generation,
     )

@@ -46,7 +46,7 @@ async def signed_in(conn: HTTPConnection) -> SignedIn | None:
     if session is None:
         return None
     viewer = await queries.viewer_for(
-        svc.chat, session.kind, session.person_id, session.application_ids
+        svc.chat, session.kind, session.person_id, session.application_ids, session.generation
     )
     return None if viewer is None else SignedIn(viewer, session)
 

@@ -1,4 +1,5 @@
-"""`/dev/sign-in`: the demo's sign-in page, mounted only by `chatserver demo`.
+"""`/dev/sign-in`: the demo's sign-in page, mounted only by `chatserver demo`
+(like `/dev/mailbox`: anyone who reaches it can sign in as anyone).
 
 Staff links are single-use and expire in five minutes, which is right for a
 host ATS and awkward for someone exploring the demo; this page makes a
@@ -12,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from chatserver.errors import not_found
+from chatserver.store import conversations, people
 from chatserver.store.tables import applications, candidates, jobs, staff
 from chatserver.web.deps import services
 from chatserver.web.templating import render_page
@@ -40,12 +43,24 @@ async def sign_in_page(request: Request) -> Response:
 
 
 async def sign_in_staff(request: Request) -> Response:
-    token, _ = services(request).signer.staff_link_token(request.path_params["staff_id"])
+    svc = services(request)
+    staff_id = request.path_params["staff_id"]
+    async with svc.chat.db.transaction() as conn:
+        row = await people.get_staff(conn, staff_id)
+    if row is None:
+        raise not_found("staff user")
+    token, _ = svc.signer.staff_link_token(staff_id, int(row["session_generation"]))
     return RedirectResponse(f"/auth/staff?token={token}", status_code=303)
 
 
 async def sign_in_candidate(request: Request) -> Response:
-    token = services(request).signer.candidate_link_token(request.path_params["application_id"])
+    svc = services(request)
+    application_id = request.path_params["application_id"]
+    async with svc.chat.db.transaction() as conn:
+        binding = await conversations.application_link_binding(conn, application_id)
+    if binding is None:
+        raise not_found("application")
+    token = svc.signer.candidate_link_token(application_id, binding[0])
     return RedirectResponse(f"/auth/candidate?token={token}", status_code=303)
 
 

@@ -2,9 +2,9 @@
 
 Without `CHAT_SMTP_URL` the notifier writes each email as an .eml file; this
 page lists them and shows each one, so someone running the demo can open a
-candidate's email and follow its sign-in link. It is mounted only in the
-embedded default and answers 404 anywhere else, because the emails hold
-sign-in links.
+candidate's email and follow its sign-in link. It is mounted only by
+`chatserver demo` (on the embedded default) and answers 404 anywhere else,
+because the emails hold sign-in links.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ EMAIL_CSP = (
 
 def _outbox(request: Request) -> Path:
     settings = services(request).settings
-    if not settings.embedded:
+    if not settings.dev_routes:
         raise not_found("page")
     return settings.outbox_dir
 

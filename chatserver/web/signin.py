@@ -1,5 +1,6 @@
 """Opening a signed link: the token becomes a session cookie, and the
-browser is redirected to a URL without it (SPEC section 4)."""
+browser is redirected to a URL without it (SPEC section 4). Signing out
+ends the session on the server, not just in this browser."""
 
 from __future__ import annotations
 
@@ -9,16 +10,21 @@ from starlette.routing import Route
 
 from chatserver.chat import actions
 from chatserver.errors import ChatError, unauthorized
-from chatserver.store import conversations
+from chatserver.store import conversations, people
 from chatserver.web.auth import (
     SESSION_COOKIE,
     Session,
     add_application,
+    check_csrf,
     new_csrf_token,
     session_from,
 )
-from chatserver.web.deps import services
+from chatserver.web.deps import services, signed_in
 from chatserver.web.templating import render_page
+
+# The form field that carries the CSRF token of a plain HTML form (the
+# pages' Sign out button), where a script would send the X-CSRF-Token header.
+CSRF_FIELD = "csrf_token"
 
 
 def _with_session(response: Response, request: Request, session: Session) -> Response:
@@ -28,11 +34,8 @@ def _with_session(response: Response, request: Request, session: Session) -> Res
         svc.signer.session_cookie(session),
         max_age=svc.signer.session_max_age(session.kind),
         httponly=True,
-        secure=svc.settings.secure_cookies,
-        # Lax keeps the cookie on the top-level navigation from an email
-        # link; an embedding host page on another site needs "none" with
-        # HTTPS, which CHAT_BASE_URL=https://… turns on.
-        samesite="none" if svc.settings.secure_cookies else "lax",
+        secure=svc.settings.cookie_secure,
+        samesite=svc.settings.cookie_samesite,
         path="/",
     )
     return response
@@ -45,43 +48,76 @@ def _link_error(request: Request, exc: ChatError) -> Response:
 async def staff_link(request: Request) -> Response:
     svc = services(request)
     try:
-        staff_id, token_id = svc.signer.read_staff_link(request.query_params.get("token", ""))
-        await actions.redeem_staff_link(svc.chat, staff_id, token_id)
+        link = svc.signer.read_staff_link(request.query_params.get("token", ""))
+        await actions.redeem_staff_link(
+            svc.chat, link.staff_id, link.token_id, link.generation, link.expires_at
+        )
     except ChatError as exc:
         return _link_error(request, exc)
-    session = Session(kind="staff", person_id=staff_id, csrf_token=new_csrf_token())
+    session = Session(
+        kind="staff",
+        person_id=link.staff_id,
+        csrf_token=new_csrf_token(),
+        generation=link.generation,
+    )
     return _with_session(RedirectResponse("/inbox", status_code=303), request, session)
 
 
 async def candidate_link(request: Request) -> Response:
     svc = services(request)
     try:
-        application_id = svc.signer.read_candidate_link(request.query_params.get("token", ""))
+        link = svc.signer.read_candidate_link(request.query_params.get("token", ""))
     except ChatError as exc:
         return _link_error(request, exc)
     async with svc.chat.db.transaction() as conn:
-        ctx = await conversations.context_by_application(conn, application_id)
-    if ctx is None:
+        ctx = await conversations.context_by_application(conn, link.application_id)
+        binding = await conversations.application_link_binding(conn, link.application_id)
+        person = await people.get_candidate(conn, link.candidate_id)
+    if ctx is None or binding is None or person is None:
         return _link_error(request, unauthorized("This link is no longer valid."))
+    candidate_id, since = binding
+    # Bound to the candidate and the application: once the application went
+    # to someone else, every link signed before (theirs) is revoked.
+    if candidate_id != link.candidate_id or (
+        since is not None
+        and link.signed_at < since.replace(microsecond=since.microsecond // 1000 * 1000)
+    ):
+        return _link_error(request, unauthorized("This link is no longer valid."))
+    generation = int(person["session_generation"])
     current = session_from(request, svc.signer)
     if (
         current is not None
         and current.kind == "candidate"
-        and current.person_id == ctx["candidate_id"]
+        and current.person_id == candidate_id
+        and current.generation == generation
     ):
-        session = add_application(current, application_id)
+        session = add_application(current, link.application_id)
     else:
         session = Session(
             kind="candidate",
-            person_id=ctx["candidate_id"],
+            person_id=candidate_id,
             csrf_token=new_csrf_token(),
-            application_ids=(application_id,),
+            application_ids=(link.application_id,),
+            generation=generation,
         )
     target = f"/c/{ctx['id']}"
     return _with_session(RedirectResponse(target, status_code=303), request, session)
 
 
 async def sign_out(request: Request) -> Response:
+    """End this person's sessions server-side (CSRF-checked: a foreign page
+    must not be able to sign someone out) and drop the cookie."""
+    who = await signed_in(request)
+    if who is not None:
+        sent = request.headers.get("x-csrf-token")
+        if not sent and request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            form = await request.form(max_files=0, max_fields=5)
+            field = form.get(CSRF_FIELD)
+            sent = field if isinstance(field, str) else None
+        check_csrf(request, who.session, sent)
+        await actions.sign_out(services(request).chat, who.session.kind, who.session.person_id)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

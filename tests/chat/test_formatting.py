@@ -375,3 +375,10 @@ def test_preview_is_a_bounded_prefix_of_the_plain_text(body: str, limit: int) ->
     if out != text:
         assert out.endswith("…")
         assert text.startswith(out.removesuffix("…"))
+
+
+@pytest.mark.parametrize(("body", "expected"), [("[]()", "<p></p>"), ("[cv]()", "<p>cv</p>")])
+def test_an_empty_link_destination_keeps_only_its_text(body: str, expected: str) -> None:
+    """Found by the property test above: no `<a>` that goes nowhere."""
+    assert render(body) == expected
+    audit(render(body))

@@ -26,6 +26,12 @@ pytestmark = pytest.mark.parametrize("backend", ["embedded"])
 DELAY = 120.0
 
 
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The mailbox is mounted only by `chatserver demo`."""
+    return settings.with_(demo_mode=True)
+
+
 def mailbox_client(app: Any) -> httpx.AsyncClient:
     """The mailbox routes on the app's services, as app.py mounts them."""
     page = Starlette(routes=mailbox.routes, exception_handlers={ChatError: chat_error_handler})

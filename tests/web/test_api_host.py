@@ -229,9 +229,11 @@ async def test_the_audit_trail_lists_every_state_change_oldest_first(
         "application.created",
         "link.issued",
         "application.status_changed",
+        "message.sent",
         "message.deleted",
         "conversation.ended",
         "conversation.reopened",
+        "message.sent",
     ]
     assert [e["at"] for e in events] == sorted(e["at"] for e in events)
     assert all(e["at"].endswith("Z") for e in events)
@@ -248,6 +250,9 @@ async def test_the_audit_trail_lists_every_state_change_oldest_first(
     assert by_action["message.deleted"]["detail"]["message_id"] == sent["id"]
     assert by_action["conversation.ended"]["actor"] == bob
     assert by_action["conversation.reopened"]["actor"] == bob
+    sends = [e for e in events if e["action"] == "message.sent"]
+    assert [(e["actor"], e["detail"]["seq"]) for e in sends] == [(alice, 1), (bob, 2)]
+    assert sends[0]["detail"]["message_id"] == sent["id"]
     assert await audit_actions(host, "app-9") == ["application.created"]
 
 

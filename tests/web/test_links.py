@@ -8,10 +8,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from sqlalchemy import update
 
 from chatserver.clock import utcnow
 from chatserver.settings import Settings
-from chatserver.store.tables import used_login_tokens
+from chatserver.store.tables import applications, used_login_tokens
 from chatserver.web.auth import SESSION_COOKIE, Session, Signer
 from tests.conftest import SECRET, Scene
 from tests.helpers import Host, count_rows, error_of, open_link, other_app, signed_in
@@ -91,7 +92,7 @@ async def test_forged_and_misused_tokens_are_refused(host: Host, new_client: Any
         f"/auth/staff?token={tampered}",
         f"/auth/staff?token={candidate_token}",
         f"/auth/candidate?token={staff_token}",
-        f"/auth/candidate?token={forger.candidate_link_token('app-1')}",
+        f"/auth/candidate?token={forger.candidate_link_token('app-1', 'cand-1')}",
     ):
         assert_link_refused(await open_link(new_client(), path))
 
@@ -116,11 +117,14 @@ async def test_a_candidate_link_opens_the_chat_and_works_many_times(
 
 
 async def test_a_candidate_link_is_valid_thirty_days(
-    host: Host, new_client: Any, settings: Settings
+    app: Any, host: Host, new_client: Any, settings: Settings
 ) -> None:
+    # The application was given to Cara 31 days ago (in the database's time).
     await host.application("app-1")
-    fresh_enough = aged_signer(settings, 29 * DAY).candidate_link_token("app-1")
-    too_old = aged_signer(settings, 30 * DAY + MINUTE).candidate_link_token("app-1")
+    async with app.state.services.chat.db.transaction() as conn:
+        await conn.execute(update(applications).values(candidate_since=utcnow() - 31 * DAY))
+    fresh_enough = aged_signer(settings, 29 * DAY).candidate_link_token("app-1", "cara")
+    too_old = aged_signer(settings, 30 * DAY + MINUTE).candidate_link_token("app-1", "cara")
     response = await open_link(new_client(), f"/auth/candidate?token={fresh_enough}")
     assert response.status_code == 303
     assert_link_refused(await open_link(new_client(), f"/auth/candidate?token={too_old}"))
@@ -149,7 +153,7 @@ async def test_a_candidate_link_is_scoped_to_its_application(host: Host, new_cli
 async def test_a_link_for_a_deleted_or_other_application_is_refused(
     host: Host, new_client: Any, settings: Settings
 ) -> None:
-    token = Signer(settings).candidate_link_token("never-existed")
+    token = Signer(settings).candidate_link_token("never-existed", "cara")
     assert_link_refused(await open_link(new_client(), f"/auth/candidate?token={token}"))
     staff_token, _ = Signer(settings).staff_link_token("nobody")
     assert_link_refused(await open_link(new_client(), f"/auth/staff?token={staff_token}"))
@@ -213,7 +217,9 @@ async def test_sessions_need_a_valid_unexpired_cookie(
 
 
 async def test_signing_out_drops_the_session(scene: Scene) -> None:
-    response = await scene.alice.client.post("/auth/sign-out", follow_redirects=False)
+    response = await scene.alice.client.post(
+        "/auth/sign-out", headers=scene.alice.csrf, follow_redirects=False
+    )
     assert response.status_code == 303
     error_of(await scene.alice.client.get("/api/me"), 401, "unauthorized")
 
@@ -253,7 +259,9 @@ async def test_the_csrf_token_belongs_to_one_session(scene: Scene) -> None:
     assert response.status_code == 200, response.text
 
 
-async def test_an_https_deployment_sets_a_secure_cookie(host: Host, settings: Settings) -> None:
+async def test_an_https_deployment_sets_a_secure_lax_cookie(host: Host, settings: Settings) -> None:
+    """Lax unless an embedding host is configured: an email link (a top-level
+    navigation) still carries it, no cross-site request does."""
     await host.staff("alice")
     async with other_app(settings.with_(base_url="https://chat.example")) as make:
         browser = make()
@@ -265,8 +273,31 @@ async def test_an_https_deployment_sets_a_secure_cookie(host: Host, settings: Se
         response = await open_link(browser, url)
         cookie = response.headers["set-cookie"].lower()
         assert "secure" in cookie
-        assert "samesite=none" in cookie
+        assert "samesite=lax" in cookie
+        assert "samesite=none" not in cookie
         assert "httponly" in cookie
+
+
+async def test_an_embedding_host_gets_a_samesite_none_secure_cookie(
+    host: Host, settings: Settings
+) -> None:
+    await host.staff("alice")
+    embedded = settings.with_(
+        base_url="https://chat.example", frame_ancestors=("https://ats.example",)
+    )
+    async with other_app(embedded) as make:
+        browser = make()
+        issued = await browser.post(
+            "/api/v1/staff/alice/login-link", headers={"Authorization": "Bearer test-api-key"}
+        )
+        response = await open_link(browser, issued.json()["url"])
+        cookie = response.headers["set-cookie"].lower()
+        assert "samesite=none" in cookie
+        assert "secure" in cookie
+        assert (
+            "frame-ancestors 'self' https://ats.example"
+            in response.headers["content-security-policy"]
+        )
 
 
 async def test_used_staff_tokens_are_forgotten_once_their_links_have_expired(
@@ -275,7 +306,11 @@ async def test_used_staff_tokens_are_forgotten_once_their_links_have_expired(
     """Single use needs a token remembered only while its link is valid."""
     async with app.state.services.chat.db.transaction() as conn:
         await conn.execute(
-            used_login_tokens.insert().values(token_id="long-gone", used_at=utcnow() - 6 * MINUTE)
+            used_login_tokens.insert().values(
+                token_id="long-gone",
+                used_at=utcnow() - 6 * MINUTE,
+                expires_at=utcnow() - MINUTE,
+            )
         )
     await host.staff("alice")
     assert (await open_link(new_client(), await host.staff_link("alice"))).status_code == 303

@@ -13,7 +13,28 @@ import pytest
 from chatserver.app import create_app
 from chatserver.settings import Settings
 from tests.conftest import SECRET, Scene
+from tests.helpers import AUTH, Host, error_of
 from tests.ws_helpers import LiveServer, live_server, open_socket
+
+OPS_KEY = "test-ops-key-0123456789"
+SCRAPER = {"Authorization": f"Bearer {OPS_KEY}"}
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.with_(ops_keys=(OPS_KEY,))
+
+
+async def make_operator(host: Host, staff_id: str, name: str, ops: bool = True) -> None:
+    body = {
+        "org": {"id": "acme", "name": "Acme"},
+        "name": name,
+        "email": f"{staff_id}@acme.example",
+        "ops": ops,
+    }
+    response = await host.client.put(f"/api/v1/staff/{staff_id}", json=body, headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert response.json()["ops"] is ops
 
 
 @pytest.fixture
@@ -64,7 +85,7 @@ async def test_metrics_expose_connections_deliveries_and_latency(
         await cara.subscribe(scene.conversation)
         await scene.alice.send(scene.conversation, "measured")
         await cara.next_of("message")
-        response = await client.get("/metrics")
+        response = await client.get("/metrics", headers=SCRAPER)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")
         text = response.text
@@ -79,19 +100,46 @@ async def test_metrics_expose_connections_deliveries_and_latency(
         assert "chat_notifier_backlog" in text
 
 
-async def test_the_ops_page_is_for_staff_only(scene: Scene, client: httpx.AsyncClient) -> None:
-    assert (await client.get("/ops")).status_code == 403
-    assert (await client.get("/ops/data")).status_code == 403
-    assert (await scene.cara.client.get("/ops")).status_code == 403
-    assert (await scene.cara.client.get("/ops/data")).status_code == 403
+async def test_metrics_need_a_key_from_chat_ops_keys(
+    scene: Scene, client: httpx.AsyncClient
+) -> None:
+    for value in (
+        None,
+        "Bearer test-api-key",  # the host's key is not an ops key
+        f"Basic {OPS_KEY}",
+        "Bearer wrong-ops-key",
+        "Bearer ключ",  # not ASCII: still 401, never 500
+    ):
+        headers = [] if value is None else [(b"authorization", value.encode())]
+        error_of(await client.get("/metrics", headers=headers), 401, "unauthorized")
+    # A signed-in person, even an operator, is not a scraper.
+    error_of(await scene.alice.client.get("/metrics"), 401, "unauthorized")
+    assert (await client.get("/metrics", headers=SCRAPER)).status_code == 200
+
+
+async def test_the_ops_page_is_for_operators_only(
+    scene: Scene, client: httpx.AsyncClient, host: Host
+) -> None:
+    await make_operator(host, "alice", "Alice Recruiter")
+    for who in (client, scene.cara.client, scene.bob.client, scene.mallory.client):
+        for path in ("/ops", "/ops/data"):
+            error_of(await who.get(path), 403, "forbidden")
     page = await scene.alice.client.get("/ops")
     assert page.status_code == 200
     assert "/static/ops.js" in page.text
+    assert (await scene.alice.client.get("/ops/data")).status_code == 200
+
+    # A routine re-sync without the flag keeps it; the host can take it away.
+    await host.staff("alice", name="Alice Recruiter")
+    assert (await scene.alice.client.get("/ops/data")).status_code == 200
+    await make_operator(host, "alice", "Alice Recruiter", ops=False)
+    error_of(await scene.alice.client.get("/ops/data"), 403, "forbidden")
 
 
 async def test_ops_data_shows_live_connections_by_role_and_worker(
-    server: LiveServer, scene: Scene
+    server: LiveServer, scene: Scene, host: Host
 ) -> None:
+    await make_operator(host, "alice", "Alice Recruiter")
     async with open_socket(server, scene.alice), open_socket(server, scene.cara) as cara:
         await cara.send({"type": "ping"})
         await cara.expect("pong")

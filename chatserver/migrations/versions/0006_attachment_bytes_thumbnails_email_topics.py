@@ -9,7 +9,7 @@
   there, rather than stored when it is planned.
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-11-24 10:00:00.000000
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 
 
 revision: str = '0006'
-down_revision: str | None = '0003'
+down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
