@@ -66,11 +66,12 @@ def _probe_before_serving(settings: Settings) -> None:
         log.warning("%s", redis.detail)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, *, migrated: bool = False) -> None:
     from chatserver.web.server import run
 
     if settings.embedded:
-        migrate(settings)
+        if not migrated:
+            migrate(settings)
     else:
         _probe_before_serving(settings)
     for warning in settings.warnings():
@@ -92,7 +93,7 @@ def demo(settings: Settings) -> None:
 
     migrate(settings)
     asyncio.run(seed_and_print_links(settings))
-    serve(settings.with_(workers=1))
+    serve(settings.with_(workers=1), migrated=True)
 
 
 def check(settings: Settings) -> bool:

@@ -35,7 +35,7 @@ def _reason(exc: BaseException) -> str:
         return f"no answer within {PROBE_TIMEOUT_SECONDS:.0f} s"
     cause = getattr(exc, "orig", None) or exc
     text = str(cause).strip().splitlines()
-    return text[0] if text else type(cause).__name__
+    return text[0].rstrip(".") if text else type(cause).__name__
 
 
 async def probe_database(settings: Settings) -> Probe:
