@@ -54,7 +54,11 @@ def migrate(settings: Settings) -> None:
 def _probe_before_serving(settings: Settings) -> None:
     """A dead database stops `serve` with a line that says so; a dead Redis
     is a warning (live fan-out waits for it, nothing is lost)."""
+    from chatserver.broker import broker_from_url
     from chatserver.ops.probes import probe_database, probe_redis
+
+    # An unsupported REDIS_URL is a setting to fix, not a service to wait for.
+    broker_from_url(settings.redis_url, prefix=settings.redis_prefix)
 
     async def both() -> tuple[Any, Any]:
         return await asyncio.gather(probe_database(settings), probe_redis(settings))

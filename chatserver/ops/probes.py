@@ -85,11 +85,14 @@ async def probe_redis(settings: Settings) -> Probe:
     import redis.asyncio as aioredis
 
     shown = mask_url(settings.redis_url)
-    client = aioredis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=PROBE_TIMEOUT_SECONDS,
-        socket_timeout=PROBE_TIMEOUT_SECONDS,
-    )
+    try:
+        client = aioredis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=PROBE_TIMEOUT_SECONDS,
+            socket_timeout=PROBE_TIMEOUT_SECONDS,
+        )
+    except ValueError as exc:
+        return Probe("redis", False, f"REDIS_URL={shown} is not usable: {_reason(exc)}.")
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             await client.ping()

@@ -16,6 +16,7 @@ from tests.ops.cli import run_cli
 
 pytestmark = pytest.mark.slow
 
+
 class _Quiet:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         return "250 OK"
