@@ -136,7 +136,8 @@ class Samples:
             known = self.bound.setdefault(sample, value)
             if known != value:
                 raise DocLies(
-                    f"{where}: {sample!r} stood for {known!r} earlier, now the server sent {value!r}"
+                    f"{where}: {sample!r} stood for {known!r} earlier, "
+                    f"now the server sent {value!r}"
                 )
 
     def match(self, doc: Any, actual: Any, where: str) -> None:
