@@ -51,6 +51,8 @@ ENV_NAMES = {
     "send_rate": "CHAT_SEND_RATE",
     "send_burst": "CHAT_SEND_BURST",
     "max_connections_per_user": "CHAT_MAX_CONNECTIONS_PER_USER",
+    "db_pool_size": "CHAT_DB_POOL_SIZE",
+    "db_pool_overflow": "CHAT_DB_POOL_OVERFLOW",
     "log_level": "CHAT_LOG_LEVEL",
     "log_format": "CHAT_LOG_FORMAT",
     "forwarded_allow_ips": "FORWARDED_ALLOW_IPS",
@@ -199,6 +201,13 @@ class Settings:
     # Typing frames are ephemeral; one every 2 s per person is plenty.
     typing_interval_seconds: float = 2.0
 
+    # PostgreSQL connections per process (each web worker, each notifier):
+    # group commit keeps concurrent transactions few, so 10 serve thousands
+    # of sends/s; 10 more may open under a burst. docs/production.md sizes
+    # max_connections from these.
+    db_pool_size: int = 10
+    db_pool_overflow: int = 10
+
     # Group commit: sends that arrive while a batch is being written wait for
     # the next one, at most this many per transaction.
     send_batch_max: int = 256
@@ -318,6 +327,10 @@ class Settings:
                 "More than one worker needs REDIS_URL: workers share live messages "
                 "through Redis pub/sub. Set REDIS_URL or run with --workers 1."
             )
+        if self.db_pool_size < 1 or self.db_pool_overflow < 0:
+            raise SettingsError(
+                "CHAT_DB_POOL_SIZE must be 1 or more and CHAT_DB_POOL_OVERFLOW 0 or more."
+            )
         if not 0 <= self.digest_hour <= 23:
             raise SettingsError("CHAT_DIGEST_HOUR must be an hour from 0 to 23.")
 
@@ -378,6 +391,8 @@ class Settings:
             send_rate=_number(env, "CHAT_SEND_RATE", "2", float),
             send_burst=_number(env, "CHAT_SEND_BURST", "20", int),
             max_connections_per_user=_number(env, "CHAT_MAX_CONNECTIONS_PER_USER", "20", int),
+            db_pool_size=_number(env, "CHAT_DB_POOL_SIZE", "10", int),
+            db_pool_overflow=_number(env, "CHAT_DB_POOL_OVERFLOW", "10", int),
             log_level=_choice(env, "CHAT_LOG_LEVEL", "info", LOG_LEVELS),
             log_format=_choice(env, "CHAT_LOG_FORMAT", "text", LOG_FORMATS),
             forwarded_allow_ips=_split_list(env.get("FORWARDED_ALLOW_IPS", "127.0.0.1")),

@@ -35,6 +35,7 @@ def run_cli(
     env: Mapping[str, str] | None = None,
     timeout: float = CLI_TIMEOUT,
 ) -> subprocess.CompletedProcess[str]:
+    cwd.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
         [sys.executable, "-m", "chatserver", *args],
         cwd=cwd,

@@ -99,3 +99,16 @@ def test_a_port_in_use_fails_with_a_non_zero_exit(tmp_path: Path) -> None:
         result = run_cli(["serve", "--port", str(port)], tmp_path)
     assert result.returncode != 0
     assert "address already in use" in result.stderr.lower()
+
+
+def test_migrations_are_quiet_unless_asked(tmp_path: Path) -> None:
+    quiet = run_cli(["migrate"], tmp_path / "quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    lines = quiet.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "database is up to date (revision" in lines[0]
+    verbose = run_cli(["migrate", "--verbose"], tmp_path / "verbose")
+    assert verbose.returncode == 0
+    assert "Running upgrade" in verbose.stderr
+    by_level = run_cli(["migrate"], tmp_path / "debug", {"CHAT_LOG_LEVEL": "debug"})
+    assert "Running upgrade" in by_level.stderr

@@ -424,6 +424,14 @@ async def _chat_through_the_proxy(d: Deployment, mailbox: Mailbox, db: PgDatabas
     # The notifier finishes and exits on SIGTERM.
     assert d.stop("notifier") == 0
 
+    # One log format for every process, and no sign-in token in any line.
+    line_format = re.compile(
+        r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z]+ (web|notifier)\[\d+\] \S+ req=\S+ "
+    )
+    for name in ("web", "notifier"):
+        for line in d.log(name).splitlines():
+            assert line_format.match(line), f"{name}: {line}"
+
     # Every `chatserver` command of the guide was run as written.
     assert set(guide_commands()) <= set(d.ran), set(guide_commands()) - set(d.ran)
 

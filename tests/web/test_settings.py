@@ -148,6 +148,8 @@ NUMBERS = [
     "CHAT_SEND_RATE",
     "CHAT_SEND_BURST",
     "CHAT_MAX_CONNECTIONS_PER_USER",
+    "CHAT_DB_POOL_SIZE",
+    "CHAT_DB_POOL_OVERFLOW",
 ]
 
 
@@ -239,6 +241,14 @@ def test_a_configured_base_url_wins_over_the_listen_address() -> None:
     moved = settings.listening_on("0.0.0.0", 9999)
     assert moved.base_url == "https://chat.example"
     assert moved.port == 9999
+
+
+def test_the_database_pool_is_a_setting() -> None:
+    settings = Settings.from_env({"CHAT_DB_POOL_SIZE": "4", "CHAT_DB_POOL_OVERFLOW": "0"})
+    settings.validate()
+    assert (settings.db_pool_size, settings.db_pool_overflow) == (4, 0)
+    with pytest.raises(SettingsError, match="CHAT_DB_POOL_SIZE"):
+        Settings.from_env({"CHAT_DB_POOL_SIZE": "0"}).validate()
 
 
 def test_production_warns_about_what_it_can_run_without() -> None:
