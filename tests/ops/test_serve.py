@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.conftest import SECRET
 from tests.e2e.servers import (
     API_KEY,
+    REPO,
     HostApi,
     PgDatabase,
     ServerProcess,
@@ -344,3 +345,31 @@ async def test_sigterm_closes_sockets_with_1012_and_clients_resume_elsewhere(
         await host.aclose()
         for server in servers:
             server.stop()
+
+
+def test_the_demo_script_opens_on_the_sign_in_links(tmp_path: Path) -> None:
+    """`scripts/demo`'s first screen: one line about the install, then the
+    sign-in links; no pip or setuptools chatter, no migration steps."""
+    port = free_port()
+    env = clean_env({"CHAT_DATA_DIR": str(tmp_path / "data")})
+    env.pop("PYTHONPATH")
+    server = ServerProcess(tmp_path, database_url="", redis_url="", prefix="", port=port)
+    with server.log_path.open("ab") as log:
+        server.process = subprocess.Popen(
+            [str(REPO / "scripts" / "demo"), "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        server.wait_ready(timeout=300)  # the install runs first
+    finally:
+        server.stop()
+    screen = server.log_path.read_text().splitlines()
+    assert screen[0].startswith("Installing chatserver")
+    first_link = next(i for i, line in enumerate(screen) if f":{port}/auth/" in line)
+    assert first_link <= 5, screen[:first_link]
+    text = "\n".join(screen)
+    for chatter in ("setuptools", "Warning", "WARNING", "alembic", "Running upgrade", "pip"):
+        assert chatter not in text, chatter
