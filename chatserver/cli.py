@@ -25,9 +25,6 @@ log = logging.getLogger("chatserver")
 
 EXIT_SETTINGS = 2
 EXIT_FAILED = 1
-# How long `serve` waits for each worker to finish its start-up (database
-# pool, broker, hub) before it calls the start failed.
-WORKER_START_SECONDS = 60.0
 
 
 class StartFailed(Exception):

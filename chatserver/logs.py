@@ -5,8 +5,7 @@ A line carries a UTC timestamp, the level, the process's role and pid (so
 the lines of several workers can be told apart), the logger, the request id
 of the HTTP request it belongs to (or `-`) and the message:
 
-    2026-12-01T15:11:44.123Z INFO web[4242] uvicorn.access req=3f9c2a1b0d4e5f67 \
-        127.0.0.1:5050 - "GET /healthz HTTP/1.1" 200
+    2026-12-01T15:11:44.123Z INFO web[4242] chatserver.notify.worker req=- notifier started
 
 `CHAT_LOG_FORMAT=json` writes the same fields as one JSON object per line
 (python-json-logger), for log shippers.

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 # The secret used when none is configured. Fine for the embedded default on a
 # laptop; refused in production because anyone could forge links with it.
 DEFAULT_SECRET = "insecure-development-secret"
@@ -303,6 +306,16 @@ class Settings:
                 "(postgresql://user:password@host:5432/name), not "
                 f"{mask_url(self.database_url)!r}; leave it unset for the embedded SQLite."
             )
+        if self.database_url:
+            try:
+                make_url(normalise_database_url(self.database_url))
+            except (ArgumentError, ValueError) as exc:
+                # ArgumentError quotes the whole URL, password included.
+                reason = "not a URL" if isinstance(exc, ArgumentError) else str(exc)
+                raise SettingsError(
+                    f"DATABASE_URL cannot be read ({reason}): write it as "
+                    "postgresql://user:password@host:5432/name."
+                ) from None
         if not 1 <= self.port <= 65535:
             raise SettingsError(f"PORT must be a port from 1 to 65535, not {self.port}.")
         if self.workers < 1:

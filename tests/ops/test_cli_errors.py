@@ -54,6 +54,12 @@ def _one_line_naming(result: object, setting: str) -> str:
             "postgresql://",
         ),
         (["serve"], {"DATABASE_URL": "postgresql://db/chat"}, "CHAT_SECRET_KEYS", "random secret"),
+        (
+            ["migrate"],
+            {"DATABASE_URL": "postgresql://chat:pw@db:five/chat", **GOOD},
+            "DATABASE_URL",
+            "postgresql://user:password@host:5432/name",
+        ),
         (["serve"], {"CHAT_LOG_FORMAT": "xml"}, "CHAT_LOG_FORMAT", "text, json"),
         (["serve"], {"CHAT_BASE_URL": "chat.example"}, "CHAT_BASE_URL", "https://"),
         (["serve", "--port", "0"], {}, "PORT", "1 to 65535"),
