@@ -61,9 +61,9 @@ ENV_NAMES = {
     "forwarded_allow_ips": "FORWARDED_ALLOW_IPS",
 }
 
-# What DATABASE_URL may name: PostgreSQL in production, SQLite for the
-# embedded default (SQLAlchemy's driver suffixes included).
-DATABASE_SCHEMES = ("postgres", "postgresql", "sqlite")
+# What DATABASE_URL may name once normalised: PostgreSQL through psycopg 3
+# in production, SQLite through aiosqlite for the embedded default.
+DATABASE_DRIVERS = ("postgresql+psycopg://", "sqlite+aiosqlite:///")
 
 
 class SettingsError(Exception):
@@ -299,8 +299,9 @@ class Settings:
 
     def validate(self) -> None:
         """Refuse configurations that would be unsafe or cannot work."""
-        scheme = urlsplit(self.database_url).scheme.split("+")[0] if self.database_url else ""
-        if self.database_url and scheme not in DATABASE_SCHEMES:
+        if self.database_url and not normalise_database_url(self.database_url).startswith(
+            DATABASE_DRIVERS
+        ):
             raise SettingsError(
                 "DATABASE_URL must be a PostgreSQL URL "
                 "(postgresql://user:password@host:5432/name), not "

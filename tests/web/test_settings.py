@@ -184,7 +184,14 @@ def test_keys_joined_by_a_semicolon_are_refused(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["mysql://u:secret@db/chat", "localhost:5432/chat", "postgres//db/chat"]
+    "url",
+    [
+        "mysql://u:secret@db/chat",
+        "localhost:5432/chat",
+        "postgres//db/chat",
+        "postgresql+asyncpg://u:secret@db/chat",
+        "postgresql://u:secret@db:port/chat",
+    ],
 )
 def test_a_database_url_that_is_not_postgres_names_database_url(url: str) -> None:
     settings = Settings.from_env({"DATABASE_URL": url, "CHAT_SECRET_KEYS": GOOD_SECRET})
