@@ -39,8 +39,9 @@ from chatserver.web import (
 from chatserver.web.auth import Signer
 from chatserver.web.deps import Services
 from chatserver.web.headers import SecurityHeaders
+from chatserver.web.request_id import RequestId
 from chatserver.web.responses import chat_error_handler, http_error_handler
-from chatserver.web.templating import ROOT
+from chatserver.web.templating import STATIC_DIR
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +94,11 @@ def create_app(
         *ws.routes,
         *metrics.routes,
         *pages.routes,
-        Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
+        Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders, settings=settings)],
+        middleware=[Middleware(RequestId), Middleware(SecurityHeaders, settings=settings)],
         exception_handlers={ChatError: chat_error_handler, HTTPException: http_error_handler},
         lifespan=lifespan,
     )

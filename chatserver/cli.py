@@ -1,110 +1,182 @@
-"""`chatserver migrate | serve | notifier | demo` (SPEC section 8)."""
+"""`chatserver migrate | serve | notifier | demo | check`.
+
+Settings come from the environment (`chatserver/settings.py`), and
+`--host`/`--port`/`--workers` override them; the resulting `Settings` value
+is handed to the web workers as it is (pickled with uvicorn's config), so a
+worker never re-reads the environment and the CLI never writes it.
+
+Every configuration mistake ends the command with one line on stderr that
+names the setting and the fix, and a non-zero exit status (2 for a setting,
+1 for a dependency that does not answer or a server that could not start).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import os
 import sys
+from typing import Any
 
-from chatserver.settings import Settings, SettingsError
+from chatserver import logs
+from chatserver.settings import Settings, SettingsError, mask_url
+
+log = logging.getLogger("chatserver")
+
+EXIT_SETTINGS = 2
+EXIT_FAILED = 1
 
 
-def _settings(args: argparse.Namespace | None = None) -> Settings:
-    settings = Settings.from_env()
-    if args is not None and getattr(args, "workers", None):
-        settings = settings.with_(workers=args.workers)
-    if args is not None and getattr(args, "port", None):
-        settings = settings.with_(port=args.port)
-    if args is not None and getattr(args, "host", None):
-        # Where it listens decides whether the development secret is allowed.
-        settings = settings.with_(host=args.host)
-    settings.validate()
-    return settings
+class StartFailed(Exception):
+    """A dependency does not answer or the server did not start: one line."""
 
 
 def migrate(settings: Settings) -> None:
-    from chatserver.store.migrate import upgrade
+    from sqlalchemy.exc import DBAPIError
 
-    upgrade(settings)
-    print("database is up to date")
+    from chatserver.store.migrate import head_revision, upgrade
+
+    try:
+        upgrade(settings)
+    except DBAPIError as exc:
+        shown = mask_url(settings.database_url) or settings.sqlalchemy_url
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise StartFailed(
+            f"cannot migrate DATABASE_URL={shown}: {reason}. "
+            "Start the database or correct DATABASE_URL."
+        ) from None
+    log.info("database is up to date (revision %s)", head_revision())
 
 
-def serve(settings: Settings, host: str, port: int, workers: int) -> None:
-    import uvicorn
+def _probe_before_serving(settings: Settings) -> None:
+    """A dead database stops `serve` with a line that says so; a dead Redis
+    is a warning (live fan-out waits for it, nothing is lost)."""
+    from chatserver.broker import broker_from_url
+    from chatserver.ops.probes import probe_database, probe_redis
+
+    # An unsupported REDIS_URL is a setting to fix, not a service to wait for.
+    broker_from_url(settings.redis_url, prefix=settings.redis_prefix)
+
+    async def both() -> tuple[Any, Any]:
+        return await asyncio.gather(probe_database(settings), probe_redis(settings))
+
+    database, redis = asyncio.run(both())
+    if not database.ok:
+        raise StartFailed(database.detail)
+    if not redis.ok:
+        log.warning("%s", redis.detail)
+
+
+def serve(settings: Settings, *, migrated: bool = False) -> None:
+    from chatserver.web.server import run
 
     if settings.embedded:
-        migrate(settings)
-    # Workers read their settings from the environment: they validate the
-    # same bind address as this process did.
-    os.environ["CHAT_HOST"] = host
-    uvicorn.run(
-        "chatserver.asgi:app",
-        host=host,
-        port=port,
-        workers=workers,
-        # The Sans-I/O websockets implementation: about 8 KiB less per idle
-        # connection than the legacy one (docs/performance.md).
-        ws="websockets-sansio",
-        # Per-message compression costs memory per connection for little
-        # gain on short chat messages (SPEC section 5).
-        ws_per_message_deflate=False,
-        ws_max_size=settings.max_frame_bytes,
-        ws_ping_interval=settings.ws_ping_interval,
-        ws_ping_timeout=settings.ws_ping_timeout,
-        proxy_headers=True,
-        log_level=os.environ.get("CHAT_LOG_LEVEL", "info"),
-    )
+        if not migrated:
+            migrate(settings)
+    else:
+        _probe_before_serving(settings)
+    for warning in settings.warnings():
+        log.warning("%s", warning)
+    if not run(settings):
+        raise StartFailed("the server did not start: see the lines above.")
 
 
 def notifier(settings: Settings) -> None:
     from chatserver.notify.worker import run_standalone
 
+    for warning in settings.warnings():
+        log.warning("%s", warning)
     asyncio.run(run_standalone(settings))
 
 
-def demo(settings: Settings, host: str, port: int) -> None:
+def demo(settings: Settings) -> None:
     from chatserver.demo import seed_and_print_links
 
-    # Emails reach the local mailbox after 30 s instead of 2 minutes, so a
-    # newcomer sees the notifier work while exploring.
-    os.environ.setdefault("CHAT_NOTIFY_DELAY_SECONDS", "30")
-    settings = settings.with_(demo_mode=True)
     migrate(settings)
     asyncio.run(seed_and_print_links(settings))
-    os.environ["CHAT_DEMO"] = "1"
-    serve(settings, host, port, 1)
+    serve(settings.with_(workers=1), migrated=True)
+
+
+def check(settings: Settings) -> bool:
+    """Print the effective configuration (secrets masked) and probe the
+    database, Redis and SMTP; whether everything answered."""
+    from chatserver.ops.probes import probe_database, probe_redis, probe_smtp
+
+    print("chatserver configuration:")
+    for name, value in settings.described():
+        print(f"  {name:<32} {value}")
+    for warning in settings.warnings():
+        print(f"warning: {warning}")
+
+    async def probes() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                probe_database(settings), probe_redis(settings), probe_smtp(settings)
+            )
+        )
+
+    results = asyncio.run(probes())
+    for probe in results:
+        mark = "skip" if probe.skipped and probe.ok else ("ok" if probe.ok else "FAIL")
+        print(f"{mark:>4}  {probe.name}: {probe.detail}")
+    return all(probe.ok for probe in results)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatserver")
+    sub = parser.add_subparsers(dest="command", required=True)
+    migrate_cmd = sub.add_parser("migrate", help="create or upgrade the database schema")
+    for name, text in (("serve", "serve the app"), ("demo", "seed demo data and serve")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--host", default=None, help="address to listen on (127.0.0.1)")
+        cmd.add_argument("--port", type=int, default=None, help="port (PORT, else 8000)")
+        if name == "serve":
+            cmd.add_argument("--workers", type=int, default=None, help="(WEB_CONCURRENCY)")
+    for cmd in (migrate_cmd, sub.choices["serve"], sub.choices["demo"]):
+        cmd.add_argument("--verbose", action="store_true", help="log each migration step (alembic)")
+    sub.add_parser("notifier", help="send email notifications")
+    sub.add_parser("check", help="print the configuration (secrets masked) and probe its services")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env(demo=args.command == "demo")
+    if args.command in ("serve", "demo"):
+        settings = settings.listening_on(args.host, args.port)
+    if getattr(args, "workers", None) is not None:
+        settings = settings.with_(workers=args.workers)
+    settings.validate()
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    parser = argparse.ArgumentParser(prog="chatserver")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="create or upgrade the database schema")
-    for name in ("serve", "demo"):
-        cmd = sub.add_parser(
-            name, help="serve the app" if name == "serve" else "seed demo data and serve"
-        )
-        cmd.add_argument("--host", default="127.0.0.1")
-        cmd.add_argument("--port", type=int, default=None)
-        if name == "serve":
-            cmd.add_argument("--workers", type=int, default=None)
-    sub.add_parser("notifier", help="send email notifications")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
         settings = _settings(args)
     except SettingsError as exc:
         print(f"chatserver: {exc}", file=sys.stderr)
-        return 2
-    if args.command == "migrate":
-        migrate(settings)
-    elif args.command == "serve":
-        serve(settings, args.host, settings.port, args.workers or settings.workers)
-    elif args.command == "notifier":
-        notifier(settings)
-    elif args.command == "demo":
-        demo(settings, args.host, settings.port)
+        return EXIT_SETTINGS
+    role = {"serve": "web"}.get(args.command, args.command)
+    logs.configure(settings, role, verbose=getattr(args, "verbose", False))
+    try:
+        if args.command == "migrate":
+            migrate(settings)
+        elif args.command == "serve":
+            serve(settings)
+        elif args.command == "notifier":
+            notifier(settings)
+        elif args.command == "demo":
+            demo(settings)
+        elif args.command == "check":
+            return 0 if check(settings) else EXIT_FAILED
+    except SettingsError as exc:
+        print(f"chatserver: {exc}", file=sys.stderr)
+        return EXIT_SETTINGS
+    except StartFailed as exc:
+        print(f"chatserver: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 0
     return 0
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 # The secret used when none is configured. Fine for the embedded default on a
 # laptop; refused in production because anyone could forge links with it.
@@ -21,12 +24,107 @@ DEFAULT_SECRET = "insecure-development-secret"
 DEFAULT_DATA_DIR = Path("data")
 
 
+# The log levels an operator may ask for, and the formats of a log line.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+# Settings whose values `chatserver check` never prints.
+_SECRET_WORDS = ("secret", "api_keys", "ops_keys", "password")
+
+# The environment variable of each setting, for `chatserver check`.
+ENV_NAMES = {
+    "database_url": "DATABASE_URL",
+    "redis_url": "REDIS_URL",
+    "redis_prefix": "CHAT_REDIS_PREFIX",
+    "port": "PORT",
+    "host": "--host",
+    "workers": "WEB_CONCURRENCY",
+    "base_url": "CHAT_BASE_URL",
+    "secret_keys": "CHAT_SECRET_KEYS",
+    "api_keys": "CHAT_API_KEYS",
+    "ops_keys": "CHAT_OPS_KEYS",
+    "allowed_origins": "CHAT_ALLOWED_ORIGINS",
+    "frame_ancestors": "CHAT_FRAME_ANCESTORS",
+    "smtp_url": "CHAT_SMTP_URL",
+    "mail_from": "CHAT_MAIL_FROM",
+    "notify_delay_seconds": "CHAT_NOTIFY_DELAY_SECONDS",
+    "digest_hour": "CHAT_DIGEST_HOUR",
+    "notify_poll_seconds": "CHAT_NOTIFY_POLL_SECONDS",
+    "data_dir": "CHAT_DATA_DIR",
+    "attachments_dir": "CHAT_ATTACHMENTS_DIR",
+    "outbox_dir": "CHAT_OUTBOX_DIR",
+    "send_rate": "CHAT_SEND_RATE",
+    "send_burst": "CHAT_SEND_BURST",
+    "max_connections_per_user": "CHAT_MAX_CONNECTIONS_PER_USER",
+    "db_pool_size": "CHAT_DB_POOL_SIZE",
+    "db_pool_overflow": "CHAT_DB_POOL_OVERFLOW",
+    "log_level": "CHAT_LOG_LEVEL",
+    "log_format": "CHAT_LOG_FORMAT",
+    "forwarded_allow_ips": "FORWARDED_ALLOW_IPS",
+}
+
+# What DATABASE_URL may name once normalised: PostgreSQL through psycopg 3
+# in production, SQLite through aiosqlite for the embedded default.
+DATABASE_DRIVERS = ("postgresql+psycopg://", "sqlite+aiosqlite:///")
+
+
 class SettingsError(Exception):
-    """Configuration that the service must refuse to start with."""
+    """Configuration that the service must refuse to start with.
+
+    The message is one line that names the setting and says how to fix it:
+    the CLI prints it as is and exits non-zero.
+    """
 
 
 def _split_list(raw: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
+
+
+def _split_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of keys. A `;` is refused: it is the usual
+    slip for a comma, and taking "a;b" as one key would silently accept
+    neither."""
+    keys = _split_list(env.get(name))
+    if any(";" in key for key in keys):
+        raise SettingsError(
+            f"{name} contains ';': separate keys with commas ({name}=first-key,second-key)."
+        )
+    return keys
+
+
+def _number(env: Mapping[str, str], name: str, default: str, kind: type[int] | type[float]) -> Any:
+    raw = env.get(name, default).strip() or default
+    try:
+        return kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise SettingsError(
+            f"{name} must be {what}, not {raw!r}: set {name}={default} or leave it unset."
+        ) from None
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, default).strip().lower() or default
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, not {raw!r}.")
+    return raw
+
+
+def url_host(host: str) -> str:
+    """The host part of a URL for a listen address: a wildcard bind is
+    reached on loopback from this machine; IPv6 literals get brackets."""
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def mask_url(url: str) -> str:
+    """A URL with its password replaced, for logs and `chatserver check`."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def normalise_database_url(url: str) -> str:
@@ -63,17 +161,21 @@ class Settings:
     # deployments) can share one Redis without seeing each other.
     redis_prefix: str = "chat:"
     port: int = 8000
+    # Where the server listens; `serve --host` changes it. Loopback by
+    # default: the embedded default is a laptop's, not the network's. With
+    # the base URL it decides whether anyone beyond this machine can reach
+    # the server, and so whether the development secret may be used.
+    host: str = "127.0.0.1"
     workers: int = 1
     base_url: str = "http://127.0.0.1:8000"
+    # Whether CHAT_BASE_URL was set: if not, the base URL follows the
+    # address the server listens on (`--host`, `--port`, `PORT`).
+    base_url_configured: bool = False
     secret_keys: tuple[str, ...] = (DEFAULT_SECRET,)
     api_keys: tuple[str, ...] = ()
     # Bearer keys that may read /metrics (SPEC section 8). None by default:
     # the metrics name every worker and its load, which is for operators.
     ops_keys: tuple[str, ...] = ()
-    # The address the server listens on (`chatserver serve --host`): with
-    # the base URL, it decides whether anyone beyond this machine can reach
-    # the server, and so whether the development secret may be used.
-    host: str = "127.0.0.1"
     allowed_origins: tuple[str, ...] = ()
     # Origins allowed to embed the pages in an iframe (the host ATS).
     frame_ancestors: tuple[str, ...] = ()
@@ -121,9 +223,29 @@ class Settings:
     # Typing frames are ephemeral; one every 2 s per person is plenty.
     typing_interval_seconds: float = 2.0
 
+    # PostgreSQL connections per process (each web worker, each notifier):
+    # group commit keeps concurrent transactions few, so 10 serve thousands
+    # of sends/s; 10 more may open under a burst. docs/production.md sizes
+    # max_connections from these.
+    db_pool_size: int = 10
+    db_pool_overflow: int = 10
+
     # Group commit: sends that arrive while a batch is being written wait for
     # the next one, at most this many per transaction.
     send_batch_max: int = 256
+
+    # Logging (chatserver/logs.py): info shows one line per request and
+    # start-up; migrations speak only at debug. json suits log shippers.
+    log_level: str = "info"
+    log_format: str = "text"
+
+    # Addresses whose X-Forwarded-For/-Proto uvicorn trusts (the reverse
+    # proxy's). Loopback by default: a proxy on the same machine.
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
+    # On SIGTERM, how long in-flight HTTP requests may take to finish before
+    # the worker exits; sockets are closed at once with 1012 (service
+    # restart). Under the 30 s after which platforms send SIGKILL.
+    shutdown_grace_seconds: int = 20
 
     demo_mode: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -193,8 +315,71 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def listening_on(self, host: str | None, port: int | None) -> Settings:
+        """These settings for a server bound to `host`:`port` (the CLI's
+        `--host`/`--port`, which win over `PORT`). Without CHAT_BASE_URL the
+        links, emails and the allowed WebSocket Origin follow the address,
+        exactly as `PORT` makes them do."""
+        host = self.host if host is None else host
+        port = self.port if port is None else port
+        changed = self.with_(host=host, port=port)
+        if not self.base_url_configured:
+            changed = changed.with_(base_url=f"http://{url_host(host)}:{port}")
+        return changed
+
+    def warnings(self) -> list[str]:
+        """What a production deployment can run without, but should not:
+        logged at start, one line each."""
+        if not self.production:
+            return []
+        found = []
+        if not self.api_keys:
+            found.append(
+                "CHAT_API_KEYS is empty: the host API (/api/v1) refuses every request; "
+                "set CHAT_API_KEYS=<random key> and give it to the host ATS."
+            )
+        if not self.smtp_url:
+            found.append(
+                f"CHAT_SMTP_URL is empty: emails are written as files to {self.outbox_dir} "
+                "and nobody receives them; set CHAT_SMTP_URL=smtp://user:pass@host:587."
+            )
+        if not self.base_url_configured:
+            found.append(
+                f"CHAT_BASE_URL is not set: links in emails point to {self.base_url}; "
+                "set CHAT_BASE_URL to the public https:// address."
+            )
+        return found
+
     def validate(self) -> None:
         """Refuse configurations that would be unsafe or cannot work."""
+        if self.database_url and not normalise_database_url(self.database_url).startswith(
+            DATABASE_DRIVERS
+        ):
+            raise SettingsError(
+                "DATABASE_URL must be a PostgreSQL URL "
+                "(postgresql://user:password@host:5432/name), not "
+                f"{mask_url(self.database_url)!r}; leave it unset for the embedded SQLite."
+            )
+        if self.database_url:
+            try:
+                make_url(normalise_database_url(self.database_url))
+            except (ArgumentError, ValueError) as exc:
+                # ArgumentError quotes the whole URL, password included.
+                reason = "not a URL" if isinstance(exc, ArgumentError) else str(exc)
+                raise SettingsError(
+                    f"DATABASE_URL cannot be read ({reason}): write it as "
+                    "postgresql://user:password@host:5432/name."
+                ) from None
+        if not 1 <= self.port <= 65535:
+            raise SettingsError(f"PORT must be a port from 1 to 65535, not {self.port}.")
+        if self.workers < 1:
+            raise SettingsError(
+                f"WEB_CONCURRENCY (--workers) must be 1 or more, not {self.workers}."
+            )
+        if not self.base_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"CHAT_BASE_URL must start with https:// or http://, not {self.base_url!r}."
+            )
         if self.production and self.uses_development_secret:
             raise SettingsError(
                 "CHAT_SECRET_KEYS must be set to a random secret in production "
@@ -216,37 +401,75 @@ class Settings:
                 "More than one worker needs REDIS_URL: workers share live messages "
                 "through Redis pub/sub. Set REDIS_URL or run with --workers 1."
             )
+        if self.db_pool_size < 1 or self.db_pool_overflow < 0:
+            raise SettingsError(
+                "CHAT_DB_POOL_SIZE must be 1 or more and CHAT_DB_POOL_OVERFLOW 0 or more."
+            )
         if not 0 <= self.digest_hour <= 23:
             raise SettingsError("CHAT_DIGEST_HOUR must be an hour from 0 to 23.")
 
+    def described(self) -> list[tuple[str, str]]:
+        """Every setting as `chatserver check` prints it: by its environment
+        name where it has one, secrets masked (keys by count, URLs without
+        their password)."""
+        rows = []
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "extra":
+                continue
+            if any(word in item.name for word in _SECRET_WORDS):
+                shown = f"{len(value)} set (masked)" if value else "none"
+            elif isinstance(value, str) and "://" in value:
+                shown = mask_url(value)
+            elif isinstance(value, tuple):
+                shown = ",".join(str(v) for v in value) or "none"
+            else:
+                shown = str(value) if value != "" else "none"
+            rows.append((ENV_NAMES.get(item.name, item.name), shown))
+        return rows
+
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, *, demo: bool = False) -> Settings:
+        """Settings from the environment. A value that cannot be read raises
+        `SettingsError` naming the variable, never a bare ValueError.
+
+        `demo` (`chatserver demo`) turns on the demo's pages, and emails
+        reach the local mailbox after 30 s instead of 2 minutes so a
+        newcomer sees the notifier work while exploring."""
         env = os.environ if env is None else env
-        port = int(env.get("PORT", "8000"))
+        port = _number(env, "PORT", "8000", int)
         data_dir = Path(env.get("CHAT_DATA_DIR", str(DEFAULT_DATA_DIR)))
+        base_url = env.get("CHAT_BASE_URL", "").strip().rstrip("/")
         return cls(
-            database_url=env.get("DATABASE_URL", ""),
-            redis_url=env.get("REDIS_URL", ""),
+            database_url=env.get("DATABASE_URL", "").strip(),
+            redis_url=env.get("REDIS_URL", "").strip(),
             redis_prefix=env.get("CHAT_REDIS_PREFIX", "chat:"),
             port=port,
-            workers=int(env.get("WEB_CONCURRENCY", "1")),
-            base_url=env.get("CHAT_BASE_URL", f"http://127.0.0.1:{port}").rstrip("/"),
-            secret_keys=_split_list(env.get("CHAT_SECRET_KEYS")) or (DEFAULT_SECRET,),
-            api_keys=_split_list(env.get("CHAT_API_KEYS")),
-            ops_keys=_split_list(env.get("CHAT_OPS_KEYS")),
-            host=env.get("CHAT_HOST", "127.0.0.1"),
+            workers=_number(env, "WEB_CONCURRENCY", "1", int),
+            base_url=base_url or f"http://127.0.0.1:{port}",
+            base_url_configured=bool(base_url),
+            secret_keys=_split_keys(env, "CHAT_SECRET_KEYS") or (DEFAULT_SECRET,),
+            api_keys=_split_keys(env, "CHAT_API_KEYS"),
+            ops_keys=_split_keys(env, "CHAT_OPS_KEYS"),
             allowed_origins=_split_list(env.get("CHAT_ALLOWED_ORIGINS")),
             frame_ancestors=_split_list(env.get("CHAT_FRAME_ANCESTORS")),
-            smtp_url=env.get("CHAT_SMTP_URL", ""),
+            smtp_url=env.get("CHAT_SMTP_URL", "").strip(),
             mail_from=env.get("CHAT_MAIL_FROM", cls.mail_from),
-            notify_delay_seconds=float(env.get("CHAT_NOTIFY_DELAY_SECONDS", "120")),
-            digest_hour=int(env.get("CHAT_DIGEST_HOUR", "7")),
-            notify_poll_seconds=float(env.get("CHAT_NOTIFY_POLL_SECONDS", "5")),
+            notify_delay_seconds=_number(
+                env, "CHAT_NOTIFY_DELAY_SECONDS", "30" if demo else "120", float
+            ),
+            digest_hour=_number(env, "CHAT_DIGEST_HOUR", "7", int),
+            notify_poll_seconds=_number(env, "CHAT_NOTIFY_POLL_SECONDS", "5", float),
             data_dir=data_dir,
             attachments_dir=Path(env.get("CHAT_ATTACHMENTS_DIR", str(data_dir / "attachments"))),
             outbox_dir=Path(env.get("CHAT_OUTBOX_DIR", str(data_dir / "outbox"))),
-            send_rate=float(env.get("CHAT_SEND_RATE", "2")),
-            send_burst=int(env.get("CHAT_SEND_BURST", "20")),
-            max_connections_per_user=int(env.get("CHAT_MAX_CONNECTIONS_PER_USER", "20")),
-            demo_mode=env.get("CHAT_DEMO", "") == "1",
+            send_rate=_number(env, "CHAT_SEND_RATE", "2", float),
+            send_burst=_number(env, "CHAT_SEND_BURST", "20", int),
+            max_connections_per_user=_number(env, "CHAT_MAX_CONNECTIONS_PER_USER", "20", int),
+            db_pool_size=_number(env, "CHAT_DB_POOL_SIZE", "10", int),
+            db_pool_overflow=_number(env, "CHAT_DB_POOL_OVERFLOW", "10", int),
+            log_level=_choice(env, "CHAT_LOG_LEVEL", "info", LOG_LEVELS),
+            log_format=_choice(env, "CHAT_LOG_FORMAT", "text", LOG_FORMATS),
+            forwarded_allow_ips=_split_list(env.get("FORWARDED_ALLOW_IPS", "127.0.0.1")),
+            demo_mode=demo,
         )

@@ -20,10 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from chatserver.errors import unavailable
 from chatserver.settings import Settings
 
-# Connections per worker process. Group commit keeps the number of
-# concurrent transactions small, so a modest pool serves thousands of sends/s.
-POOL_SIZE = 10
-POOL_OVERFLOW = 10
 # Waiting longer than this for a pooled connection means the database is
 # overwhelmed or gone; the client is better served by a quick `unavailable`.
 POOL_TIMEOUT_SECONDS = 5.0
@@ -61,8 +57,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         return engine
     return create_async_engine(
         url,
-        pool_size=POOL_SIZE,
-        max_overflow=POOL_OVERFLOW,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_overflow,
         pool_timeout=POOL_TIMEOUT_SECONDS,
         pool_recycle=1800,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from chatserver.settings import Settings
 
@@ -22,6 +23,15 @@ def alembic_config(settings: Settings) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", sync_url(settings).replace("%", "%%"))
     return config
+
+
+def head_revision() -> str:
+    """The schema revision this version of chatserver needs."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:

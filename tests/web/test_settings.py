@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatserver.settings import DEFAULT_SECRET, Settings, SettingsError, normalise_database_url
 
@@ -135,3 +137,160 @@ def test_several_workers_need_redis() -> None:
 def test_the_digest_hour_is_an_hour_of_the_day(hour: str) -> None:
     with pytest.raises(SettingsError, match="CHAT_DIGEST_HOUR"):
         Settings.from_env({"CHAT_DIGEST_HOUR": hour}).validate()
+
+
+NUMBERS = [
+    "PORT",
+    "WEB_CONCURRENCY",
+    "CHAT_DIGEST_HOUR",
+    "CHAT_NOTIFY_DELAY_SECONDS",
+    "CHAT_NOTIFY_POLL_SECONDS",
+    "CHAT_SEND_RATE",
+    "CHAT_SEND_BURST",
+    "CHAT_MAX_CONNECTIONS_PER_USER",
+    "CHAT_DB_POOL_SIZE",
+    "CHAT_DB_POOL_OVERFLOW",
+]
+
+
+@pytest.mark.parametrize("name", NUMBERS)
+@given(raw=st.text(min_size=1, max_size=20))
+@settings(max_examples=40, deadline=None)
+def test_a_setting_that_is_not_a_number_is_named_in_one_line(name: str, raw: str) -> None:
+    try:
+        float(raw) if name in {
+            "CHAT_NOTIFY_DELAY_SECONDS",
+            "CHAT_NOTIFY_POLL_SECONDS",
+            "CHAT_SEND_RATE",
+        } else int(raw)
+    except ValueError:
+        pass
+    else:
+        return  # a number after all: read as one
+    if not raw.strip():
+        return  # empty means "use the default"
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({name: raw})
+    message = str(refused.value)
+    assert name in message
+    assert "\n" not in message
+    assert "leave it unset" in message
+
+
+@pytest.mark.parametrize("name", ["CHAT_API_KEYS", "CHAT_SECRET_KEYS"])
+def test_keys_joined_by_a_semicolon_are_refused(name: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name}.*commas"):
+        Settings.from_env({name: "first-key-0123456789;second-key-0123456789"})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://u:secret@db/chat",
+        "localhost:5432/chat",
+        "postgres//db/chat",
+        "postgresql+asyncpg://u:secret@db/chat",
+        "postgresql://u:secret@db:port/chat",
+    ],
+)
+def test_a_database_url_that_is_not_postgres_names_database_url(url: str) -> None:
+    settings = Settings.from_env({"DATABASE_URL": url, "CHAT_SECRET_KEYS": GOOD_SECRET})
+    with pytest.raises(SettingsError, match="DATABASE_URL") as refused:
+        settings.validate()
+    assert "secret" not in str(refused.value)  # the password is masked
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"CHAT_LOG_LEVEL": "loud"}, "CHAT_LOG_LEVEL"),
+        ({"CHAT_LOG_FORMAT": "xml"}, "CHAT_LOG_FORMAT"),
+    ],
+)
+def test_log_settings_take_only_their_choices(env: dict[str, str], name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"PORT": "0"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
+        ({"CHAT_BASE_URL": "chat.example"}, "CHAT_BASE_URL"),
+    ],
+)
+def test_out_of_range_values_name_the_setting(env: dict[str, str], name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env(env).validate()
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("127.0.0.1", 8752, "http://127.0.0.1:8752"),
+        ("0.0.0.0", 8753, "http://127.0.0.1:8753"),
+        ("localhost", 8754, "http://localhost:8754"),
+        ("::1", 8755, "http://[::1]:8755"),
+    ],
+)
+def test_host_and_port_give_the_links_and_the_origin(host: str, port: int, expected: str) -> None:
+    by_flag = Settings.from_env({}).listening_on(host, port)
+    assert (by_flag.base_url, by_flag.origins) == (expected, (expected,))
+    assert (by_flag.host, by_flag.port) == (host, port)
+    by_env = Settings.from_env({"PORT": str(port)}).listening_on(host, None)
+    assert by_env.base_url == by_flag.base_url
+
+
+def test_a_configured_base_url_wins_over_the_listen_address() -> None:
+    settings = Settings.from_env({"CHAT_BASE_URL": "https://chat.example"})
+    moved = settings.listening_on("0.0.0.0", 9999)
+    assert moved.base_url == "https://chat.example"
+    assert moved.port == 9999
+
+
+def test_the_database_pool_is_a_setting() -> None:
+    settings = Settings.from_env({"CHAT_DB_POOL_SIZE": "4", "CHAT_DB_POOL_OVERFLOW": "0"})
+    settings.validate()
+    assert (settings.db_pool_size, settings.db_pool_overflow) == (4, 0)
+    with pytest.raises(SettingsError, match="CHAT_DB_POOL_SIZE"):
+        Settings.from_env({"CHAT_DB_POOL_SIZE": "0"}).validate()
+
+
+def test_production_warns_about_what_it_can_run_without() -> None:
+    bare = Settings.from_env({"DATABASE_URL": PG, "CHAT_SECRET_KEYS": GOOD_SECRET})
+    warned = " ".join(bare.warnings())
+    for name in ("CHAT_API_KEYS", "CHAT_SMTP_URL", "CHAT_BASE_URL"):
+        assert name in warned
+    complete = Settings.from_env(
+        {
+            "DATABASE_URL": PG,
+            "CHAT_SECRET_KEYS": GOOD_SECRET,
+            "CHAT_API_KEYS": "host-key",
+            "CHAT_SMTP_URL": "smtp://mail:25",
+            "CHAT_BASE_URL": "https://chat.example",
+        }
+    )
+    assert complete.warnings() == []
+    assert Settings.from_env({}).warnings() == []  # the embedded default needs none
+
+
+def test_the_described_configuration_masks_every_secret() -> None:
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://chat:db-password-1@db:5432/chat",
+            "REDIS_URL": "redis://:redis-password-1@cache:6379/0",
+            "CHAT_SMTP_URL": "smtp://mailer:smtp-password-1@mail:587",
+            "CHAT_SECRET_KEYS": GOOD_SECRET,
+            "CHAT_API_KEYS": "host-api-key-1,host-api-key-2",
+        }
+    )
+    shown = dict(settings.described())
+    text = repr(shown)
+    for secret in ("db-password-1", "redis-password-1", "smtp-password-1", GOOD_SECRET):
+        assert secret not in text
+    assert "host-api-key" not in text
+    assert shown["CHAT_API_KEYS"] == "2 set (masked)"
+    assert shown["DATABASE_URL"] == "postgresql://chat:***@db:5432/chat"
+    assert shown["PORT"] == "8000"

@@ -1,0 +1,120 @@
+"""Every configuration mistake is one line on stderr that names the setting
+and the fix, and a non-zero exit: tried as an operator would, by running
+`chatserver` with the wrong environment."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SECRET, create_database, drop_database, pg_url
+from tests.e2e.servers import free_port, unique
+from tests.ops.cli import run_cli
+
+pytestmark = pytest.mark.slow
+
+GOOD = {"CHAT_SECRET_KEYS": SECRET}
+
+
+def _dead_port() -> int:
+    """A loopback port where nothing listens (and nothing will soon)."""
+    return free_port()
+
+
+def _one_line_naming(result: object, setting: str) -> str:
+    stderr: str = result.stderr  # type: ignore[attr-defined]
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert result.returncode != 0, stderr  # type: ignore[attr-defined]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("chatserver: ")
+    assert setting in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "setting", "fix"),
+    [
+        (["serve"], {"PORT": "eighty"}, "PORT", "PORT=8000"),
+        (["notifier"], {"CHAT_DIGEST_HOUR": "seven"}, "CHAT_DIGEST_HOUR", "CHAT_DIGEST_HOUR=7"),
+        (["serve"], {"CHAT_DIGEST_HOUR": "25"}, "CHAT_DIGEST_HOUR", "0 to 23"),
+        (["serve"], {"WEB_CONCURRENCY": "2"}, "REDIS_URL", "--workers 1"),
+        (["serve"], {"CHAT_API_KEYS": "key-one;key-two"}, "CHAT_API_KEYS", "commas"),
+        (
+            ["check"],
+            {"CHAT_SECRET_KEYS": "a-long-secret-1;b-long-secret-2"},
+            "CHAT_SECRET_KEYS",
+            "commas",
+        ),
+        (
+            ["migrate"],
+            {"DATABASE_URL": "mysql://chat:pw@db/chat", **GOOD},
+            "DATABASE_URL",
+            "postgresql://",
+        ),
+        (["serve"], {"DATABASE_URL": "postgresql://db/chat"}, "CHAT_SECRET_KEYS", "random secret"),
+        (
+            ["migrate"],
+            {"DATABASE_URL": "postgresql://chat:pw@db:five/chat", **GOOD},
+            "DATABASE_URL",
+            "postgresql://user:password@host:5432/name",
+        ),
+        (["serve"], {"CHAT_LOG_FORMAT": "xml"}, "CHAT_LOG_FORMAT", "text, json"),
+        (["serve"], {"CHAT_BASE_URL": "chat.example"}, "CHAT_BASE_URL", "https://"),
+        (["serve", "--port", "0"], {}, "PORT", "1 to 65535"),
+    ],
+)
+def test_a_wrong_setting_is_one_line_that_names_it(
+    tmp_path: Path, command: list[str], env: dict[str, str], setting: str, fix: str
+) -> None:
+    result = run_cli(command, tmp_path, env)
+    line = _one_line_naming(result, setting)
+    assert fix in line
+    assert result.returncode == 2
+    assert "pw@" not in line  # a password never reaches the terminal
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["serve"]])
+def test_a_dead_database_is_named_with_its_variable(tmp_path: Path, command: list[str]) -> None:
+    url = f"postgresql://chat:db-pass@127.0.0.1:{_dead_port()}/chat"
+    result = run_cli(command, tmp_path, {"DATABASE_URL": url, **GOOD})
+    line = _one_line_naming(result, "DATABASE_URL")
+    assert result.returncode == 1
+    assert "db-pass" not in line
+    assert "refused" in line.lower() or "connect" in line.lower()
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_serve_on_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
+    name = unique("chat_unmigrated")
+    create_database(name)
+    try:
+        result = run_cli(["serve"], tmp_path, {"DATABASE_URL": pg_url(name), **GOOD})
+    finally:
+        drop_database(name)
+    line = _one_line_naming(result, "chatserver migrate")
+    assert "revision none" in line
+
+
+def test_a_port_in_use_fails_with_a_non_zero_exit(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(["serve", "--port", str(port)], tmp_path)
+    assert result.returncode != 0
+    assert "address already in use" in result.stderr.lower()
+
+
+def test_migrations_are_quiet_unless_asked(tmp_path: Path) -> None:
+    quiet = run_cli(["migrate"], tmp_path / "quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    lines = quiet.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "database is up to date (revision" in lines[0]
+    verbose = run_cli(["migrate", "--verbose"], tmp_path / "verbose")
+    assert verbose.returncode == 0
+    assert "Running upgrade" in verbose.stderr
+    by_level = run_cli(["migrate"], tmp_path / "debug", {"CHAT_LOG_LEVEL": "debug"})
+    assert "Running upgrade" in by_level.stderr
