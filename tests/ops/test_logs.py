@@ -13,10 +13,13 @@ from hypothesis import strategies as st
 
 from chatserver.logs import REDACTED, REQUEST_ID, ContextFilter, JsonLineFormatter, TextFormatter
 from chatserver.logs import redact as redact_text
+from chatserver.notify.unsubscribe import Recipient, UnsubscribeLinks
 from chatserver.settings import Settings
 from chatserver.web.auth import Signer
 
-SIGNER = Signer(Settings(secret_keys=("log-test-secret-0123456789",)))
+SETTINGS = Settings(secret_keys=("log-test-secret-0123456789",))
+SIGNER = Signer(SETTINGS)
+UNSUBSCRIBE = UnsubscribeLinks(SETTINGS)
 IDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.:@", min_size=1, max_size=40)
 
 
@@ -26,16 +29,18 @@ def _record(message: str, *args: object, name: str = "uvicorn.access") -> loggin
     return record
 
 
-@given(staff=IDS, application=IDS)
+@given(staff=IDS, application=IDS, candidate=IDS)
 @settings(max_examples=60, deadline=None)
-def test_no_signed_token_survives_a_log_line(staff: str, application: str) -> None:
+def test_no_signed_token_survives_a_log_line(staff: str, application: str, candidate: str) -> None:
     staff_token, _ = SIGNER.staff_link_token(staff)
-    candidate_token = SIGNER.candidate_link_token(application)
+    candidate_token = SIGNER.candidate_link_token(application, candidate)
+    unsubscribe_token = UNSUBSCRIBE.token(Recipient("candidate", candidate))
     for token, path in (
         (staff_token, f"/auth/staff?token={staff_token}"),
         (candidate_token, f"/auth/candidate?token={candidate_token}"),
         (candidate_token, f"/unsubscribe/{candidate_token}"),
         (candidate_token, f"/x?a=1&token={candidate_token}&b=2"),
+        (unsubscribe_token, f"/email/unsubscribe?token={unsubscribe_token}"),
     ):
         for formatter in (TextFormatter(), JsonLineFormatter()):
             line = formatter.format(
