@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -359,6 +360,12 @@ def start_all(servers: list[ServerProcess]) -> list[ServerProcess]:
     return servers
 
 
+def mail_domain(org: str) -> str:
+    """A mail domain for an organisation id: ids may hold `_ : @ .`, which
+    no domain label does, and the host API validates every address."""
+    return re.sub(r"[^a-z0-9-]+", "-", org.lower()).strip("-") + ".example"
+
+
 class HostApi:
     """The host ATS over real HTTP: provisions people and applications and
     turns sign-in links into session cookies."""
@@ -375,7 +382,7 @@ class HostApi:
         body = {
             "org": {"id": org, "name": org.title()},
             "name": f"Staff {staff_id}",
-            "email": f"{staff_id}@{org}.example",
+            "email": f"{staff_id}@{mail_domain(org)}",
             "timezone": "UTC",
         }
         response = await self.client.put(f"/api/v1/staff/{staff_id}", json=body)
