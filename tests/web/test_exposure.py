@@ -80,7 +80,7 @@ def test_the_development_secret_is_fine_on_loopback(host: str, base_url: str) ->
 def test_serve_refuses_a_public_bind_with_the_development_secret(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    for name in ("DATABASE_URL", "CHAT_SECRET_KEYS", "CHAT_BASE_URL", "CHAT_HOST"):
+    for name in ("DATABASE_URL", "CHAT_SECRET_KEYS", "CHAT_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CHAT_DATA_DIR", str(tmp_path))
     assert main(["serve", "--host", "0.0.0.0"]) == 2
