@@ -96,9 +96,15 @@ def create_app(
         *pages.routes,
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestId), Middleware(SecurityHeaders, settings=settings)],
         exception_handlers={ChatError: chat_error_handler, HTTPException: http_error_handler},
         lifespan=lifespan,
     )
+    # One URL per resource. Starlette would otherwise answer a path with a
+    # stray trailing slash (`/api/messages/x%2F`, an id ending in an encoded
+    # "/") with an empty 307 to the other spelling, even for a DELETE; the
+    # API answers such paths `404 not_found` in its error shape instead.
+    app.router.redirect_slashes = False
+    return app
