@@ -4,9 +4,11 @@ Two independent layers, so that a bug in either one alone cannot put script
 in front of a reader:
 
 1. markdown-it-py with the "zero" preset and only the rules the spec names
-   (emphasis, lists, links, autolinks, line breaks, escapes, entities). Raw
-   HTML is off, so `<script>` typed by a user comes out as escaped text, and
-   links whose scheme is not http, https or mailto stay plain text.
+   (emphasis, lists, links, autolinks, line breaks, escapes, entities), plus
+   linkify (linkify-it-py), so that a pasted `https://…`, `www.…` or e-mail
+   address becomes a link as people expect. Raw HTML is off, so `<script>`
+   typed by a user comes out as escaped text, and links whose scheme is not
+   http, https or mailto stay plain text (linkified ones pass the same check).
 2. nh3 (ammonia) over the result, with an allowlist of exactly the tags and
    attributes the renderer can produce, the same scheme list, relative URLs
    denied, and `target`/`rel` forced onto every link.
@@ -17,9 +19,11 @@ Both objects are built once at import: rendering is on the send path.
 from __future__ import annotations
 
 import html
-from typing import Final
+import unicodedata
+from typing import Any, Final
 
 import nh3
+from linkify_it import LinkifyIt  # type: ignore[import-untyped]
 from markdown_it import MarkdownIt
 
 ALLOWED_TAGS: Final = frozenset({"p", "br", "strong", "em", "ul", "ol", "li", "a"})
@@ -34,6 +38,44 @@ ELLIPSIS: Final = "…"
 # code, images, tables or HTML.
 _BLOCK_RULES = ["list", "paragraph"]
 _INLINE_RULES = ["emphasis", "link", "autolink", "newline", "escape", "entity"]
+_CORE_RULES = ["linkify"]
+
+
+# What may stand right before and right after a bare URL for it to be
+# linked: the typed word starts and ends there.
+_URL_STARTS_AFTER: Final = frozenset("([{<'\"*_~")
+_URL_ENDS_BEFORE: Final = frozenset(".,;:!?)]}>'\"*_~")
+
+
+def _is_boundary(char: str, punctuation: frozenset[str]) -> bool:
+    return (
+        char.isspace()
+        or char in punctuation
+        or (not char.isascii() and unicodedata.category(char).startswith("P"))
+    )
+
+
+def _whole_word(text: str, start: int, end: int) -> bool:
+    return (start == 0 or _is_boundary(text[start - 1], _URL_STARTS_AFTER)) and (
+        end >= len(text) or _is_boundary(text[end], _URL_ENDS_BEFORE)
+    )
+
+
+class _WholeWordLinkify(LinkifyIt):  # type: ignore[misc]
+    """linkify-it, linking a bare URL only where the typed word ends too.
+
+    Without this, `https://exa%3Cmple.com/` links `https://exa` and leaves
+    the rest as text: a link that goes somewhere other than what the reader
+    sees. Such text stays plain; trailing punctuation still ends a URL.
+    """
+
+    def match(self, text: str) -> list[Any] | None:
+        found = [m for m in super().match(text) or () if _whole_word(text, m.index, m.last_index)]
+        return found or None
+
+    def match_at_start(self, text: str) -> Any:
+        found = super().match_at_start(text)
+        return found if found is not None and _whole_word(text, 0, found.last_index) else None
 
 
 class _ChatMarkdown(MarkdownIt):
@@ -53,10 +95,20 @@ class _ChatMarkdown(MarkdownIt):
         probe = f'<a href="{html.escape(url)}"></a>'
         return _cleaner.clean(probe).startswith("<a href=")
 
+    def normalizeLinkText(self, link: str) -> str:
+        """A link's words are shown as typed.
+
+        markdown-it would decode punycode and percent-escapes for display,
+        which turns `xn--80ak6aa92e.com` into Cyrillic letters that read
+        "apple.com": what the reader sees must be where the link goes.
+        """
+        return link
+
 
 def _build_markdown() -> MarkdownIt:
-    md = _ChatMarkdown("zero", {"breaks": True, "html": False, "linkify": False})
-    md.enable(_BLOCK_RULES + _INLINE_RULES)
+    md = _ChatMarkdown("zero", {"breaks": True, "html": False, "linkify": True})
+    md.enable(_BLOCK_RULES + _INLINE_RULES + _CORE_RULES)
+    md.linkify = _WholeWordLinkify()
     return md
 
 
