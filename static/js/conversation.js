@@ -498,7 +498,6 @@ export class ConversationView {
       if (!prev || prev.day !== day) {
         const sep = document.createElement("li");
         sep.className = "day-sep";
-        sep.setAttribute("role", "separator");
         sep.textContent = dayLabel(at);
         el.before(sep);
       }
