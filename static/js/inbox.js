@@ -250,7 +250,7 @@ export class Inbox {
     else if ("state" in frame && last === null) c.last_message = null;
     // A frame without the summary fields (an older server) says only that
     // something changed: read the row again.
-    if (!("state" in frame) && !last) this.refreshRow(item);
+    if (!("state" in frame) && !fresh) this.refreshRow(item);
     this.paint(item);
     if (fresh) this.move(item);
   }

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -171,7 +172,8 @@ class Ats:
         applied_at: str = "2026-11-02T09:30:00Z",
     ) -> Application:
         application_id = f"{key}-{self.tag}"
-        candidate_id = f"{candidate.split()[0].lower()}-{self.tag}"
+        first = unicodedata.normalize("NFKD", candidate.split()[0].lower())
+        candidate_id = f"{first.encode('ascii', 'ignore').decode()}-{self.tag}"
         result = self._call(
             "PUT",
             f"/api/v1/applications/{application_id}",
