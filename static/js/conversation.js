@@ -123,7 +123,10 @@ export class ConversationView {
     for (const el of root.querySelectorAll("[data-staff-only]")) el.hidden = me.kind !== "staff";
     root.querySelector('[data-action="end"]').addEventListener("click", () => this.end(menuButton));
     root.querySelector('[data-action="archive"]').addEventListener("click", () => this.toggleArchive());
-    root.querySelector('[data-action="unread"]').addEventListener("click", () => this.markUnread());
+    const unread = root.querySelector('[data-action="unread"]');
+    // Only beside the inbox: a conversation left open would be read again at once.
+    unread.hidden = me.kind !== "staff" || !this.onMarkedUnread;
+    unread.addEventListener("click", () => this.markUnread());
     root.querySelector('[data-field="transcript"]').href = `/api/conversations/${encodeURIComponent(this.id)}/transcript`;
     const back = root.querySelector('[data-role="back"]');
     back.addEventListener("click", (event) => {

@@ -46,7 +46,8 @@ CHROMIUM_ARGS = [
 SERVE = [sys.executable, "-m", "chatserver", "serve", "--host", "127.0.0.1"]
 API_KEY = "browser-test-api-key"
 SECRET = "browser-test-secret-0123456789abcdef"
-STARTUP_SECONDS = 20.0
+# Generous: a loaded CI machine can take many seconds to import and migrate.
+STARTUP_SECONDS = 60.0
 ROOT = Path(__file__).resolve().parents[2]
 # The tracked screenshots in docs/ are refreshed only on request
 # (`scripts/screenshots` sets this to docs/screenshots); a plain test run

@@ -7,6 +7,8 @@ renderer). At desktop and phone sizes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
@@ -37,7 +39,9 @@ def tool(page: Page, name: str) -> Locator:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_bold_on_a_selected_word_sends_bold(browsers: Browsers, ats: Ats, size: str) -> None:
+def test_bold_on_a_selected_word_sends_bold(
+    browsers: Browsers, ats: Ats, size: str, screenshots: Path
+) -> None:
     staff, candidate = open_pair(browsers, ats, size)
     box = staff.get_by_test_id("composer")
     box.press_sequentially("Parking is free")
@@ -47,6 +51,7 @@ def test_bold_on_a_selected_word_sends_bold(browsers: Browsers, ats: Ats, size: 
     expect(box).to_have_value("Parking is **free**")
     preview = staff.get_by_test_id("composer-preview")
     expect(preview.locator("strong")).to_have_text("free")
+    staff.screenshot(path=str(screenshots / f"composer-preview-{size}.png"))
     box.press("End")
     box.press("Enter")
     expect(last_message(candidate).locator("strong")).to_have_text("free")

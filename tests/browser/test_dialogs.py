@@ -5,6 +5,8 @@ Archive acts at once and is undone from a toast. At desktop and phone sizes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -35,7 +37,9 @@ def focus_is_inside(page: Page, selector: str) -> bool:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_delete_for_everyone_asks_first(browsers: Browsers, ats: Ats, size: str) -> None:
+def test_delete_for_everyone_asks_first(
+    browsers: Browsers, ats: Ats, size: str, screenshots: Path
+) -> None:
     staff, candidate, _ = open_pair(browsers, ats, size)
     staff.get_by_test_id("composer").fill("Offer: 41,000")
     staff.get_by_test_id("composer").press("Enter")
@@ -53,6 +57,7 @@ def test_delete_for_everyone_asks_first(browsers: Browsers, ats: Ats, size: str)
     expect(dialog).to_contain_text("can't be undone")
     cancel = dialog.get_by_role("button", name="Cancel")
     expect(cancel).to_be_focused()
+    staff.screenshot(path=str(screenshots / f"confirm-dialog-{size}.png"))
     # Tab and Shift+Tab stay inside the dialog.
     for key in ["Tab", "Tab", "Tab", "Shift+Tab", "Shift+Tab", "Shift+Tab", "Shift+Tab"]:
         staff.keyboard.press(key)

@@ -8,6 +8,7 @@ empty states sit where the eye starts."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -54,7 +55,9 @@ class Colleague:
         assert response.status_code == 200, response.text
 
 
-def test_rows_follow_status_deletes_and_ends_live(browsers: Browsers, ats: Ats) -> None:
+def test_rows_follow_status_deletes_and_ends_live(
+    browsers: Browsers, ats: Ats, screenshots: Path
+) -> None:
     alice = ats.staff("Alice Recruiter")
     bob = Colleague(ats, ats.staff("Bob Head"))
     cara = ats.application("cara", "Cara Candidate")
@@ -83,6 +86,7 @@ def test_rows_follow_status_deletes_and_ends_live(browsers: Browsers, ats: Ats) 
     expect(ended.locator(".pill")).to_have_text("Ended")
     expect(ended).to_have_class("inbox-item is-ended")
     expect(inbox.locator(f"{ITEM}.is-ended")).to_have_count(1)
+    inbox.screenshot(path=str(screenshots / "inbox-live.png"))
 
 
 def test_deleting_in_the_open_conversation_updates_its_row(browsers: Browsers, ats: Ats) -> None:
@@ -124,18 +128,18 @@ def test_our_side_is_every_staff_member_with_names(browsers: Browsers, ats: Ats,
 
     timeline = inbox.locator('[data-role="timeline"]').bounding_box()
     assert timeline is not None
-    middle = timeline["x"] + timeline["width"] / 2
 
-    def bubble(text: str) -> dict[str, float]:
+    def side(text: str) -> str:
+        """Which edge of the timeline the message's bubble keeps to."""
         box = inbox.locator(MESSAGE, has_text=text).locator(".bubble").bounding_box()
         assert box is not None
-        return box
+        left_gap = box["x"] - timeline["x"]
+        right_gap = timeline["x"] + timeline["width"] - (box["x"] + box["width"])
+        return "right" if right_gap < left_gap else "left"
 
-    for text in ("Hello from Bob", "Hello from Alice"):
-        assert bubble(text)["x"] > middle - bubble(text)["width"] / 2, f"{text} is not on our side"
-        assert bubble(text)["x"] + bubble(text)["width"] > middle
-    cara_box = bubble("Hello from Cara")
-    assert cara_box["x"] < middle
+    assert side("Hello from Bob") == "right"
+    assert side("Hello from Alice") == "right"
+    assert side("Hello from Cara") == "left"
     expect(inbox.locator(MESSAGE, has_text="Hello from Bob")).to_contain_text("Bob Head")
     expect(inbox.locator(MESSAGE, has_text="Hello from Alice")).to_contain_text("You")
     expect(inbox.locator(MESSAGE, has_text="Hello from Cara")).to_contain_text("Cara Candidate")
