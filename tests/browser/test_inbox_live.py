@@ -242,6 +242,7 @@ def test_empty_states_sit_under_the_filters_and_in_the_middle(
     alice = ats.staff("Alice Recruiter", org="empty")
     inbox = browsers.open(ats.staff_link(alice), **SIZES[size])  # type: ignore[arg-type]
     empty = inbox.locator("#inbox-empty")
+    expect(empty).to_be_visible()
     expect(empty).to_contain_text("No conversations yet")
     head = inbox.locator(".inbox-head").bounding_box()
     box = empty.bounding_box()
@@ -252,6 +253,7 @@ def test_empty_states_sit_under_the_filters_and_in_the_middle(
     cara = ats.application("cara", "Cara Candidate", org="empty")
     inbox.goto(f"{ats.server.url}/c/{cara.conversation}")
     hint = inbox.locator('[data-role="empty"]')
+    expect(hint).to_be_visible()
     expect(hint).to_contain_text("No messages yet")
     timeline = inbox.locator('[data-role="timeline"]').bounding_box()
     box = hint.bounding_box()
