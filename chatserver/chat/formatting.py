@@ -25,6 +25,10 @@ from typing import Any, Final
 import nh3
 from linkify_it import LinkifyIt  # type: ignore[import-untyped]
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
+from markdown_it.rules_inline import StateInline
+from markdown_it.rules_inline.linkify import linkify as _inline_linkify
+from markdown_it.token import Token
 
 ALLOWED_TAGS: Final = frozenset({"p", "br", "strong", "em", "ul", "ol", "li", "a"})
 # `ol[start]` keeps "3. third" numbered as written; it is an integer, never a URL.
@@ -105,10 +109,58 @@ class _ChatMarkdown(MarkdownIt):
         return link
 
 
+def _links_go_somewhere_visibly(state: StateCore) -> None:
+    """Every link has an address and words to click.
+
+    markdown-it accepts `[words]()`, an anchor that goes nowhere: it
+    becomes its words. `[](https://…)` would be a link nobody can see: it
+    shows its address.
+    """
+    for block in state.tokens:
+        if block.type != "inline" or not block.children:
+            continue
+        kept: list[Token] = []
+        unwrapped: list[bool] = []
+        for token in block.children:
+            if token.type == "link_open":
+                empty = not token.attrGet("href")
+                unwrapped.append(empty)
+                if not empty:
+                    kept.append(token)
+                continue
+            if token.type == "link_close" and unwrapped:
+                if unwrapped.pop():
+                    continue
+                opened = next(t for t in reversed(kept) if t.type == "link_open")
+                if kept[-1] is opened:
+                    words = Token("text", "", 0)
+                    words.content = str(opened.attrGet("href"))
+                    kept.append(words)
+            kept.append(token)
+        block.children = kept
+
+
+def _linkify_that_moves_on(state: StateInline, silent: bool) -> bool:
+    """markdown-it-py's inline linkify rule, refusing where it would not move.
+
+    Scanning a link label (`silent`), the rule reads the scheme from text
+    pending before the label, so `ple.com.[http://p://` "matches" a URL of
+    no length, and the parser raises instead of rendering (a message that
+    could never be sent). No match of no length counts.
+    """
+    start = state.pos
+    if _inline_linkify(state, silent) and state.pos > start:
+        return True
+    state.pos = start
+    return False
+
+
 def _build_markdown() -> MarkdownIt:
     md = _ChatMarkdown("zero", {"breaks": True, "html": False, "linkify": True})
     md.enable(_BLOCK_RULES + _INLINE_RULES + _CORE_RULES)
     md.linkify = _WholeWordLinkify()
+    md.inline.ruler.at("linkify", _linkify_that_moves_on)
+    md.core.ruler.after("inline", "links_go_somewhere_visibly", _links_go_somewhere_visibly)
     return md
 
 

@@ -167,9 +167,13 @@ export class ConversationView {
   }
 
   async refreshSummary() {
+    // Frames can ask for several refreshes at once; an older answer that
+    // arrives last must not undo a newer one.
+    this.summaryRound = (this.summaryRound || 0) + 1;
+    const round = this.summaryRound;
     try {
       const fresh = await api.get(`/api/conversations/${encodeURIComponent(this.id)}`);
-      if (this.destroyed) return;
+      if (this.destroyed || round !== this.summaryRound) return;
       this.summary = { ...this.summary, ...fresh };
       this.renderSummary();
       this.onChange({ state: fresh.state, status: fresh.status });

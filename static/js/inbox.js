@@ -272,8 +272,12 @@ export class Inbox {
 
   /** Re-read a conversation whose state changed (ended, status, deletion). */
   async refreshRow(item) {
+    // Only the answer to the latest request counts (answers can overtake).
+    item.round = (item.round || 0) + 1;
+    const round = item.round;
     try {
       const fresh = await api.get(`/api/conversations/${encodeURIComponent(item.data.id)}`);
+      if (round !== item.round) return;
       item.data = { ...item.data, status: fresh.status, state: fresh.state, unread: fresh.unread };
       if ("last_message" in fresh) item.data.last_message = fresh.last_message;
       this.paint(item);

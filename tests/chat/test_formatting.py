@@ -15,6 +15,7 @@ from urllib.parse import unquote
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 
 from chatserver.chat.formatting import plain_text, preview, render
 
@@ -326,6 +327,10 @@ HOSTILE = [
     "data:text/html,https://ok.example",
     "https://" * 2000,
     "a@b." * 3000,
+    # Once crashed markdown-it-py's inline linkify rule (a URL of no length).
+    "ple.com.[http://p://",
+    "[http://p://",
+    "x.y.[https://a://b](https://ok.example)",
 ]
 
 
@@ -339,9 +344,15 @@ def test_hostile_input_renders_without_script_capable_output(body: str) -> None:
         assert needle not in lowered
 
 
+_NORMALIZE = MarkdownIt().normalizeLink
+
+
 def goes_where_it_says(href: str, text: str) -> bool:
-    """A link made from a bare URL or address (linkify): its words are its target."""
-    return unquote(href) in (unquote(text), f"http://{unquote(text)}", f"mailto:{unquote(text)}")
+    """A link made from a bare URL or address (linkify, `<autolink>`): its
+    target is its words, as markdown-it normalises an address."""
+    return unquote(href) in {
+        unquote(_NORMALIZE(words)) for words in (text, f"http://{text}", f"mailto:{text}")
+    }
 
 
 @pytest.mark.parametrize(
@@ -366,6 +377,29 @@ def test_raw_html_is_shown_as_text() -> None:
 
 def test_a_disallowed_link_keeps_its_words_visible() -> None:
     assert render("[click](javascript:alert(1))") == "<p>[click](javascript:alert(1))</p>"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("[words]()", "<p>words</p>"),
+        ("[**bold** words]( )", "<p><strong>bold</strong> words</p>"),
+        ("[]()", "<p></p>"),
+        (
+            "[](https://example.org/x)",
+            '<p><a href="https://example.org/x" target="_blank" '
+            f'rel="{REL}">https://example.org/x</a></p>',
+        ),
+        (
+            "[a [b]()](https://example.org)",
+            f'<p>[a b](<a href="https://example.org" target="_blank" rel="{REL}">'
+            "https://example.org</a>)</p>",
+        ),
+    ],
+)
+def test_every_link_has_an_address_and_words(body: str, expected: str) -> None:
+    assert render(body) == expected
+    audit(render(body))
 
 
 def test_a_link_with_an_unparseable_host_stays_text_rather_than_an_empty_anchor() -> None:
