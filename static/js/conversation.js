@@ -191,6 +191,7 @@ export class ConversationView {
       returnTo,
     });
     if (!ok || this.destroyed) return;
+    this.clearError();
     try {
       await api.post(`/api/conversations/${encodeURIComponent(this.id)}/end`);
       this.summary.state = "ended";
@@ -206,6 +207,7 @@ export class ConversationView {
   async toggleArchive({ undoing = false } = {}) {
     const archiving = !this.archived;
     const id = this.id;
+    this.clearError();
     try {
       await api.post(`/api/conversations/${encodeURIComponent(id)}/${archiving ? "archive" : "unarchive"}`);
     } catch (err) {
@@ -226,6 +228,7 @@ export class ConversationView {
   /** Staff: the newest candidate message counts as unread again, and the
    * conversation closes, so that opening it is what reads it. */
   async markUnread() {
+    this.clearError();
     try {
       await api.post(`/api/conversations/${encodeURIComponent(this.id)}/unread`);
     } catch (err) {
@@ -235,10 +238,16 @@ export class ConversationView {
     if (this.onMarkedUnread) this.onMarkedUnread(this.id);
   }
 
+  /** Says what went wrong, apart from the conversation's own notice (which
+   * every summary refresh rewrites), until the next action succeeds. */
   flash(text) {
-    const notice = this.root.querySelector('[data-field="notice"]');
-    notice.textContent = text;
-    notice.hidden = false;
+    const error = this.root.querySelector('[data-field="error"]');
+    error.textContent = text;
+    error.hidden = false;
+  }
+
+  clearError() {
+    this.root.querySelector('[data-field="error"]').hidden = true;
   }
 
   // -- history -----------------------------------------------------------------
@@ -467,6 +476,7 @@ export class ConversationView {
       });
       if (!ok || this.destroyed) return;
     }
+    this.clearError();
     try {
       await api.del(`/api/messages/${encodeURIComponent(entry.message.id)}?for=${scope}`);
     } catch (err) {
