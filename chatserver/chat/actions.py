@@ -276,8 +276,12 @@ async def upsert_application(
         ctx = await conversations.context(conn, conversation_id)
     assert ctx is not None
     if previous is not None and previous != status.value:
+        # The inbox rows show the status too: staff see it change live.
         await chat.events.publish(
-            [(events.conversation_channel(conversation_id), events.conversation_changed(ctx))]
+            [
+                (events.conversation_channel(conversation_id), events.conversation_changed(ctx)),
+                (events.org_channel(ctx["org_id"]), events.inbox_changed(conversation_id, None)),
+            ]
         )
     if previous_candidate is not None and previous_candidate != candidate[0]:
         await _disconnect(

@@ -4,9 +4,11 @@ Two independent layers, so that a bug in either one alone cannot put script
 in front of a reader:
 
 1. markdown-it-py with the "zero" preset and only the rules the spec names
-   (emphasis, lists, links, autolinks, line breaks, escapes, entities). Raw
-   HTML is off, so `<script>` typed by a user comes out as escaped text, and
-   links whose scheme is not http, https or mailto stay plain text.
+   (emphasis, lists, links, autolinks, line breaks, escapes, entities), plus
+   linkify (linkify-it-py), so that a pasted `https://…`, `www.…` or e-mail
+   address becomes a link as people expect. Raw HTML is off, so `<script>`
+   typed by a user comes out as escaped text, and links whose scheme is not
+   http, https or mailto stay plain text (linkified ones pass the same check).
 2. nh3 (ammonia) over the result, with an allowlist of exactly the tags and
    attributes the renderer can produce, the same scheme list, relative URLs
    denied, and `target`/`rel` forced onto every link.
@@ -17,11 +19,16 @@ Both objects are built once at import: rendering is on the send path.
 from __future__ import annotations
 
 import html
-from typing import Final
+import unicodedata
+from typing import Any, Final
 
 import nh3
+from linkify_it import LinkifyIt  # type: ignore[import-untyped]
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
+from markdown_it.rules_inline import StateInline
+from markdown_it.rules_inline.linkify import linkify as _inline_linkify
+from markdown_it.token import Token
 
 ALLOWED_TAGS: Final = frozenset({"p", "br", "strong", "em", "ul", "ol", "li", "a"})
 # `ol[start]` keeps "3. third" numbered as written; it is an integer, never a URL.
@@ -35,6 +42,44 @@ ELLIPSIS: Final = "…"
 # code, images, tables or HTML.
 _BLOCK_RULES = ["list", "paragraph"]
 _INLINE_RULES = ["emphasis", "link", "autolink", "newline", "escape", "entity"]
+_CORE_RULES = ["linkify"]
+
+
+# What may stand right before and right after a bare URL for it to be
+# linked: the typed word starts and ends there.
+_URL_STARTS_AFTER: Final = frozenset("([{<'\"*_~")
+_URL_ENDS_BEFORE: Final = frozenset(".,;:!?)]}>'\"*_~")
+
+
+def _is_boundary(char: str, punctuation: frozenset[str]) -> bool:
+    return (
+        char.isspace()
+        or char in punctuation
+        or (not char.isascii() and unicodedata.category(char).startswith("P"))
+    )
+
+
+def _whole_word(text: str, start: int, end: int) -> bool:
+    return (start == 0 or _is_boundary(text[start - 1], _URL_STARTS_AFTER)) and (
+        end >= len(text) or _is_boundary(text[end], _URL_ENDS_BEFORE)
+    )
+
+
+class _WholeWordLinkify(LinkifyIt):  # type: ignore[misc]
+    """linkify-it, linking a bare URL only where the typed word ends too.
+
+    Without this, `https://exa%3Cmple.com/` links `https://exa` and leaves
+    the rest as text: a link that goes somewhere other than what the reader
+    sees. Such text stays plain; trailing punctuation still ends a URL.
+    """
+
+    def match(self, text: str) -> list[Any] | None:
+        found = [m for m in super().match(text) or () if _whole_word(text, m.index, m.last_index)]
+        return found or None
+
+    def match_at_start(self, text: str) -> Any:
+        found = super().match_at_start(text)
+        return found if found is not None and _whole_word(text, 0, found.last_index) else None
 
 
 class _ChatMarkdown(MarkdownIt):
@@ -54,30 +99,68 @@ class _ChatMarkdown(MarkdownIt):
         probe = f'<a href="{html.escape(url)}"></a>'
         return _cleaner.clean(probe).startswith("<a href=")
 
+    def normalizeLinkText(self, link: str) -> str:
+        """A link's words are shown as typed.
 
-def _drop_empty_links(state: StateCore) -> None:
-    """`[text]()` has no destination, and markdown-it does not ask
-    `validateLink` about an empty one: it would become an `<a>` that goes
-    nowhere. Keep its text, as for any refused link."""
+        markdown-it would decode punycode and percent-escapes for display,
+        which turns `xn--80ak6aa92e.com` into Cyrillic letters that read
+        "apple.com": what the reader sees must be where the link goes.
+        """
+        return link
+
+
+def _links_go_somewhere_visibly(state: StateCore) -> None:
+    """Every link has an address and words to click.
+
+    markdown-it accepts `[words]()`, an anchor that goes nowhere: it
+    becomes its words. `[](https://…)` would be a link nobody can see: it
+    shows its address.
+    """
     for block in state.tokens:
         if block.type != "inline" or not block.children:
             continue
-        kept, dropping = [], False
+        kept: list[Token] = []
+        unwrapped: list[bool] = []
         for token in block.children:
-            if token.type == "link_open" and not token.attrGet("href"):
-                dropping = True
+            if token.type == "link_open":
+                empty = not token.attrGet("href")
+                unwrapped.append(empty)
+                if not empty:
+                    kept.append(token)
                 continue
-            if token.type == "link_close" and dropping:
-                dropping = False
-                continue
+            if token.type == "link_close" and unwrapped:
+                if unwrapped.pop():
+                    continue
+                opened = next(t for t in reversed(kept) if t.type == "link_open")
+                if kept[-1] is opened:
+                    words = Token("text", "", 0)
+                    words.content = str(opened.attrGet("href"))
+                    kept.append(words)
             kept.append(token)
         block.children = kept
 
 
+def _linkify_that_moves_on(state: StateInline, silent: bool) -> bool:
+    """markdown-it-py's inline linkify rule, refusing where it would not move.
+
+    Scanning a link label (`silent`), the rule reads the scheme from text
+    pending before the label, so `ple.com.[http://p://` "matches" a URL of
+    no length, and the parser raises instead of rendering (a message that
+    could never be sent). No match of no length counts.
+    """
+    start = state.pos
+    if _inline_linkify(state, silent) and state.pos > start:
+        return True
+    state.pos = start
+    return False
+
+
 def _build_markdown() -> MarkdownIt:
-    md = _ChatMarkdown("zero", {"breaks": True, "html": False, "linkify": False})
-    md.enable(_BLOCK_RULES + _INLINE_RULES)
-    md.core.ruler.push("drop_empty_links", _drop_empty_links)
+    md = _ChatMarkdown("zero", {"breaks": True, "html": False, "linkify": True})
+    md.enable(_BLOCK_RULES + _INLINE_RULES + _CORE_RULES)
+    md.linkify = _WholeWordLinkify()
+    md.inline.ruler.at("linkify", _linkify_that_moves_on)
+    md.core.ruler.after("inline", "links_go_somewhere_visibly", _links_go_somewhere_visibly)
     return md
 
 

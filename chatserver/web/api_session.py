@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chatserver.chat import actions, queries
+from chatserver.chat import actions, compose, queries
 from chatserver.web.deps import require_viewer, services
 from chatserver.web.responses import field, json, read_json
 
@@ -77,6 +77,14 @@ async def send(request: Request) -> Response:
     return json(result.message, status_code=201 if result.created else 200)
 
 
+async def preview(request: Request) -> Response:
+    """The composer's live preview: `{"body"}` → `{"html"}`, rendered like a sent message."""
+    await require_viewer(request, mutation=True)
+    svc = services(request)
+    body = await read_json(request, svc.settings.max_json_body_bytes)
+    return json(compose.preview(svc.chat, field(body, "body", str)))
+
+
 async def read(request: Request) -> Response:
     who = await require_viewer(request, mutation=True)
     svc = services(request)
@@ -133,6 +141,7 @@ routes = [
     Route("/api/conversations/{id}/messages", history, methods=["GET"]),
     Route("/api/conversations/{id}/messages", send, methods=["POST"]),
     Route("/api/conversations/{id}/read", read, methods=["POST"]),
+    Route("/api/preview", preview, methods=["POST"]),
     Route("/api/conversations/{id}/end", end, methods=["POST"]),
     Route("/api/conversations/{id}/archive", archive, methods=["POST"]),
     Route("/api/conversations/{id}/unarchive", unarchive, methods=["POST"]),

@@ -1,46 +1,29 @@
-// The message composer: a textarea with Markdown shortcuts (the server
-// renders the Markdown subset), Enter to send, Shift+Enter for a new line,
-// attachments uploaded first and sent by id (SPEC 2).
+// The message composer: a textarea for the Markdown subset of SPEC 2 with a
+// toolbar that edits selections and lines (markdown-edit.js), a live preview
+// rendered by the server's own renderer, pasted rich text reduced to the
+// subset, and attachments uploaded first and sent by id.
+//
+// Keys: Enter sends, Shift+Enter starts a new line, Ctrl/Cmd+Enter always
+// sends. In a list you are typing, Enter starts the next item and Enter on an
+// empty item ends the list. Ctrl+B bold, Ctrl+I italic, Ctrl+Shift+8 bullets,
+// Ctrl+Shift+7 numbers, Ctrl+K link.
 
 import { api } from "./api.js";
+import { editLink } from "./dialog.js";
+import { continueList, linkMarkdown, toggleEmphasis, toggleList } from "./markdown-edit.js";
+import { htmlToMarkdown } from "./paste.js";
 import { fileSize } from "./ui.js";
 
-const MARKERS = { bold: "**", italic: "_" };
-
-/** Replace the textarea's selection keeping the browser's undo history. */
-function replaceSelection(textarea, text, selectStart, selectEnd) {
-  textarea.focus();
-  const start = textarea.selectionStart;
-  if (!document.execCommand || !document.execCommand("insertText", false, text)) {
-    textarea.setRangeText(text, start, textarea.selectionEnd, "end");
-  }
-  textarea.setSelectionRange(start + selectStart, start + selectEnd);
-  textarea.dispatchEvent(new Event("input", { bubbles: true }));
-}
-
-function toggleWrap(textarea, marker) {
-  const { value, selectionStart: start, selectionEnd: end } = textarea;
-  const selected = value.slice(start, end);
-  const m = marker.length;
-  if (value.slice(start - m, start) === marker && value.slice(end, end + m) === marker) {
-    textarea.setSelectionRange(start - m, end + m);
-    replaceSelection(textarea, selected, 0, selected.length);
-    return;
-  }
-  replaceSelection(textarea, `${marker}${selected}${marker}`, m, m + selected.length);
-}
-
-function toggleList(textarea) {
-  const { value } = textarea;
-  const lineStart = value.lastIndexOf("\n", textarea.selectionStart - 1) + 1;
-  let lineEnd = value.indexOf("\n", textarea.selectionEnd);
-  if (lineEnd === -1) lineEnd = value.length;
-  const lines = value.slice(lineStart, lineEnd).split("\n");
-  const listed = lines.every((line) => line.startsWith("- "));
-  const changed = lines.map((line) => (listed ? line.slice(2) : `- ${line}`)).join("\n");
-  textarea.setSelectionRange(lineStart, lineEnd);
-  replaceSelection(textarea, changed, changed.length, changed.length);
-}
+// The preview waits for a pause in typing, then asks the server.
+const PREVIEW_DEBOUNCE_MS = 200;
+// Text without any of these renders as itself, so it needs no preview.
+const MARKUP_HINT = /[*_[\]<>&\\@:]|www\.|^\s*([-+]|\d+[.)])\s/m;
+// What the preview shows is worth showing only when it is formatted.
+const FORMATTED = /<(strong|em|ul|ol|a)\b/;
+// Input that arrives as a block (pasted, dropped, filled in by a program)
+// rather than typed: a list in it is sent on Enter, not continued.
+const BULK_INPUT = new Set(["insertFromPaste", "insertFromDrop", "insertReplacementText", "insertFromYank"]);
+const WEB_ADDRESS = /^(https?:\/\/|mailto:)\S+$/i;
 
 export class Composer {
   constructor(form, { onSend, onTyping, maxAttachments }) {
@@ -50,21 +33,34 @@ export class Composer {
     this.reason = form.querySelector('[data-testid="send-disabled-reason"]');
     this.fileInput = form.querySelector('[data-role="file-input"]');
     this.fileList = form.querySelector('[data-role="files"]');
+    this.preview = form.querySelector('[data-role="preview"]');
+    this.previewBody = form.querySelector('[data-role="preview-body"]');
     this.onSend = onSend;
     this.onTyping = onTyping;
     this.maxAttachments = maxAttachments;
     this.files = [];
     this.enabled = true;
+    // Whether the text under the caret was typed (so Enter continues a list).
+    this.typed = false;
+    this.applying = false;
+    this.previewTimer = null;
+    this.previewRound = 0;
     this.bind();
   }
 
   bind() {
     const { textarea } = this;
-    textarea.addEventListener("input", () => {
+    textarea.addEventListener("input", (event) => {
+      if (!this.applying) {
+        const bulk = BULK_INPUT.has(event.inputType) || (event.inputType === "insertText" && (event.data || "").length > 1);
+        this.typed = !bulk;
+      }
       this.autosize();
+      this.schedulePreview();
       if (textarea.value.trim()) this.onTyping();
     });
     textarea.addEventListener("keydown", (event) => this.onKey(event));
+    textarea.addEventListener("paste", (event) => this.onPaste(event));
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.submit();
@@ -84,25 +80,138 @@ export class Composer {
 
   onKey(event) {
     const mod = event.ctrlKey || event.metaKey;
-    if (event.key === "Enter" && !event.shiftKey && !mod && !event.isComposing) {
-      event.preventDefault();
-      this.submit();
-    } else if (mod && !event.shiftKey && event.key.toLowerCase() === "b") {
+    const key = event.key.toLowerCase();
+    if (event.key === "Enter" && !event.isComposing) {
+      if (mod) {
+        event.preventDefault();
+        this.submit();
+      } else if (!event.shiftKey) {
+        event.preventDefault();
+        if (!this.continueList()) this.submit();
+      }
+    } else if (mod && !event.shiftKey && !event.altKey && key === "b") {
       event.preventDefault();
       this.format("bold");
-    } else if (mod && !event.shiftKey && event.key.toLowerCase() === "i") {
+    } else if (mod && !event.shiftKey && !event.altKey && key === "i") {
       event.preventDefault();
       this.format("italic");
+    } else if (mod && !event.shiftKey && !event.altKey && key === "k") {
+      event.preventDefault();
+      this.format("link");
     } else if (mod && event.shiftKey && (event.code === "Digit8" || event.key === "*")) {
       event.preventDefault();
       this.format("list");
+    } else if (mod && event.shiftKey && (event.code === "Digit7" || event.key === "&")) {
+      event.preventDefault();
+      this.format("numbered");
     }
   }
 
-  format(kind) {
+  /** Enter in a list being typed: the next item, or the end of the list. */
+  continueList() {
+    const { textarea } = this;
+    if (!this.typed || textarea.selectionStart !== textarea.selectionEnd) return false;
+    const edit = continueList(textarea.value, textarea.selectionStart);
+    if (!edit) return false;
+    this.apply(edit);
+    return true;
+  }
+
+  /** Makes an edit as if typed: one step in the browser's undo history. */
+  apply(edit) {
+    if (!edit) return;
+    const { textarea } = this;
+    textarea.focus();
+    this.applying = true;
+    try {
+      textarea.setSelectionRange(edit.from, edit.to);
+      const inserted = edit.text === ""
+        ? edit.from === edit.to || document.execCommand("delete", false)
+        : document.execCommand("insertText", false, edit.text);
+      if (!inserted) {
+        textarea.setRangeText(edit.text, edit.from, edit.to, "end");
+        textarea.dispatchEvent(new Event("input", { bubbles: true }));
+      }
+    } finally {
+      this.applying = false;
+    }
+    this.typed = true;
+    textarea.setSelectionRange(edit.selStart, edit.selEnd);
+  }
+
+  async format(kind) {
     if (!this.enabled) return;
-    if (kind === "list") toggleList(this.textarea);
-    else toggleWrap(this.textarea, MARKERS[kind]);
+    const { textarea } = this;
+    const { value, selectionStart: start, selectionEnd: end } = textarea;
+    if (kind === "bold" || kind === "italic") this.apply(toggleEmphasis(value, start, end, kind));
+    else if (kind === "list" || kind === "numbered") this.apply(toggleList(value, start, end, kind === "numbered"));
+    else if (kind === "link") {
+      const markdown = await editLink({
+        words: value.slice(start, end).trim(),
+        returnTo: textarea,
+        check: (words, address) => linkMarkdown(words, address),
+      });
+      textarea.focus();
+      textarea.setSelectionRange(start, end);
+      if (markdown) this.apply({ from: start, to: end, text: markdown, selStart: start + markdown.length, selEnd: start + markdown.length });
+    }
+  }
+
+  /** Rich text comes in as the Markdown subset; a web address pasted over
+   * selected words links them. Plain text is pasted as the browser does. */
+  onPaste(event) {
+    const data = event.clipboardData;
+    if (!data || !this.enabled) return;
+    const { textarea } = this;
+    const { selectionStart: start, selectionEnd: end, value } = textarea;
+    const plain = data.getData("text/plain");
+    if (start !== end && WEB_ADDRESS.test(plain.trim()) && !value.slice(start, end).includes("\n")) {
+      const markdown = linkMarkdown(value.slice(start, end), plain.trim());
+      if (markdown) {
+        event.preventDefault();
+        this.apply({ from: start, to: end, text: markdown, selStart: start + markdown.length, selEnd: start + markdown.length });
+        return;
+      }
+    }
+    const html = data.getData("text/html");
+    if (!html) return;
+    const markdown = htmlToMarkdown(html);
+    if (!markdown) return;
+    event.preventDefault();
+    this.apply({ from: start, to: end, text: markdown, selStart: start + markdown.length, selEnd: start + markdown.length });
+    // A pasted list is sent on Enter like any other block of text.
+    this.typed = false;
+  }
+
+  schedulePreview() {
+    clearTimeout(this.previewTimer);
+    const body = this.textarea.value;
+    if (!body.trim() || !MARKUP_HINT.test(body)) {
+      this.previewRound += 1;
+      this.showPreview("");
+      return;
+    }
+    this.previewTimer = setTimeout(() => this.refreshPreview(body), PREVIEW_DEBOUNCE_MS);
+  }
+
+  async refreshPreview(body) {
+    this.previewRound += 1;
+    const round = this.previewRound;
+    try {
+      const { html } = await api.post("/api/preview", { body });
+      if (round === this.previewRound) this.showPreview(html);
+    } catch {
+      // Offline or too long: the message itself will say so when sent.
+      if (round === this.previewRound) this.showPreview("");
+    }
+  }
+
+  showPreview(html) {
+    const formatted = FORMATTED.test(html);
+    this.preview.hidden = !formatted;
+    // Sanitised on the server with an allowlist (SPEC 2), like a message.
+    if (formatted) this.previewBody.innerHTML = html;
+    else this.previewBody.replaceChildren();
   }
 
   autosize() {
@@ -123,6 +232,7 @@ export class Composer {
       try {
         const stored = await api.post("/api/attachments", data);
         entry.id = stored.id;
+        entry.contentType = stored.content_type;
       } catch (err) {
         entry.error = err.message;
       }
@@ -146,9 +256,16 @@ export class Composer {
     li.className = entry.error ? "error" : entry.id ? "" : "uploading";
     const name = document.createElement("span");
     name.className = "file-name";
-    name.textContent = entry.error ? `${entry.name}: ${entry.error}` : entry.name;
+    name.textContent = entry.name;
+    name.title = entry.name;
     li.append(name);
-    if (entry.size !== undefined && !entry.error) {
+    if (entry.error) {
+      // The whole reason, wrapped on its own line: it is what to act on.
+      const error = document.createElement("span");
+      error.className = "file-error";
+      error.textContent = entry.error;
+      li.append(error);
+    } else if (entry.size !== undefined) {
       const size = document.createElement("span");
       size.className = "muted";
       size.textContent = entry.id ? fileSize(entry.size) : "Uploading…";
@@ -174,11 +291,13 @@ export class Composer {
     await Promise.all(this.files.map((f) => f.done));
     const ready = this.files.filter((f) => f.id);
     if (!body.trim() && ready.length === 0) return;
-    this.onSend(body, ready.map((f) => ({ id: f.id, name: f.name, size: f.size })));
+    this.onSend(body, ready.map((f) => ({ id: f.id, name: f.name, size: f.size, content_type: f.contentType })));
     this.textarea.value = "";
+    this.typed = false;
     for (const f of [...this.files]) this.removeFile(f);
     this.fileList.replaceChildren();
     this.fileList.hidden = true;
+    this.schedulePreview();
     this.autosize();
     this.textarea.focus();
   }

@@ -7,6 +7,7 @@
 import { api, query } from "./api.js";
 import { connection } from "./socket.js";
 import { Composer } from "./composer.js";
+import { confirmAction, toast } from "./dialog.js";
 import { bindMenu, clone, fileSize, hue, initials, statusLabel } from "./ui.js";
 import { clock, dayKey, dayLabel, fullTime } from "./time.js";
 
@@ -34,17 +35,26 @@ function isMine(person) {
   return person.kind === me.kind && person.id === me.me;
 }
 
+/** "Our side" of the conversation: for staff, every staff member (a shared
+ * inbox); for a candidate, only themselves. Shown on the right. */
+function isOurs(person) {
+  return me.kind === "staff" ? person.kind === "staff" : isMine(person);
+}
+
 const FILE_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M6 2h8l6 6v12a2 2 0 0 1-2 2H6a2 2 0 0 1-2-2V4a2 2 0 0 1 2-2zm7 1.5V9h5.5z"/></svg>';
 const SEEN_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="m1.5 12.5 1.4-1.4 4.1 4.1L16.6 5.6 18 7 7 18zm7.6 3.4 1.4 1.4L22.1 5.6l-1.4-1.4z"/></svg>';
 
 export class ConversationView {
-  constructor(pane, summary, { onArchive, archived = false, onBack } = {}) {
+  constructor(pane, summary, { onArchive, archived = false, onBack, onChange, onMarkedUnread } = {}) {
     this.pane = pane;
     this.summary = summary;
     this.id = summary.id;
     this.onArchive = onArchive;
     this.archived = archived;
     this.onBack = onBack;
+    // Told when what the inbox row shows may have changed (a delete, a state).
+    this.onChange = onChange || (() => {});
+    this.onMarkedUnread = onMarkedUnread;
     this.byseq = new Map();
     this.pending = new Map();
     this.maxSeq = 0;
@@ -111,8 +121,12 @@ export class ConversationView {
     const menuButton = root.querySelector('[data-testid="conversation-menu"]');
     bindMenu(menuButton, menuButton.nextElementSibling);
     for (const el of root.querySelectorAll("[data-staff-only]")) el.hidden = me.kind !== "staff";
-    root.querySelector('[data-action="end"]').addEventListener("click", () => this.end());
+    root.querySelector('[data-action="end"]').addEventListener("click", () => this.end(menuButton));
     root.querySelector('[data-action="archive"]').addEventListener("click", () => this.toggleArchive());
+    const unread = root.querySelector('[data-action="unread"]');
+    // Only beside the inbox: a conversation left open would be read again at once.
+    unread.hidden = me.kind !== "staff" || !this.onMarkedUnread;
+    unread.addEventListener("click", () => this.markUnread());
     root.querySelector('[data-field="transcript"]').href = `/api/conversations/${encodeURIComponent(this.id)}/transcript`;
     const back = root.querySelector('[data-role="back"]');
     back.addEventListener("click", (event) => {
@@ -153,43 +167,87 @@ export class ConversationView {
   }
 
   async refreshSummary() {
+    // Frames can ask for several refreshes at once; an older answer that
+    // arrives last must not undo a newer one.
+    this.summaryRound = (this.summaryRound || 0) + 1;
+    const round = this.summaryRound;
     try {
       const fresh = await api.get(`/api/conversations/${encodeURIComponent(this.id)}`);
-      if (this.destroyed) return;
+      if (this.destroyed || round !== this.summaryRound) return;
       this.summary = { ...this.summary, ...fresh };
       this.renderSummary();
+      this.onChange({ state: fresh.state, status: fresh.status });
     } catch {
       // The next frame or reload will bring it; the composer keeps its state.
     }
   }
 
-  async end() {
+  async end(returnTo) {
+    const who = this.summary.candidate ? this.summary.candidate.name : "the candidate";
+    const ok = await confirmAction({
+      title: "End this conversation?",
+      text: `${who} will no longer be able to reply. You can reopen it later by sending a message.`,
+      confirm: "End conversation",
+      returnTo,
+    });
+    if (!ok || this.destroyed) return;
+    this.clearError();
     try {
       await api.post(`/api/conversations/${encodeURIComponent(this.id)}/end`);
       this.summary.state = "ended";
       this.renderSummary();
       this.refreshSummary();
+      this.onChange({ state: "ended" });
     } catch (err) {
       this.flash(err.message);
     }
   }
 
-  async toggleArchive() {
-    const action = this.archived ? "unarchive" : "archive";
+  /** Archive and unarchive act at once; the toast offers to undo. */
+  async toggleArchive({ undoing = false } = {}) {
+    const archiving = !this.archived;
+    const id = this.id;
+    this.clearError();
     try {
-      await api.post(`/api/conversations/${encodeURIComponent(this.id)}/${action}`);
-      this.archived = !this.archived;
-      this.renderSummary();
-      if (this.onArchive) this.onArchive(this.id, this.archived);
+      await api.post(`/api/conversations/${encodeURIComponent(id)}/${archiving ? "archive" : "unarchive"}`);
     } catch (err) {
-      this.flash(err.message);
+      if (undoing) toast(`Couldn't undo: ${err.message}`);
+      else this.flash(err.message);
+      return;
+    }
+    this.archived = archiving;
+    if (!this.destroyed) this.renderSummary();
+    if (this.onArchive) this.onArchive(id, archiving);
+    if (!undoing) {
+      toast(archiving ? "Conversation archived." : "Conversation moved back to the inbox.", {
+        action: { label: "Undo", run: () => this.toggleArchive({ undoing: true }) },
+      });
     }
   }
 
+  /** Staff: the newest candidate message counts as unread again, and the
+   * conversation closes, so that opening it is what reads it. */
+  async markUnread() {
+    this.clearError();
+    try {
+      await api.post(`/api/conversations/${encodeURIComponent(this.id)}/unread`);
+    } catch (err) {
+      this.flash(err.message);
+      return;
+    }
+    if (this.onMarkedUnread) this.onMarkedUnread(this.id);
+  }
+
+  /** Says what went wrong, apart from the conversation's own notice (which
+   * every summary refresh rewrites), until the next action succeeds. */
   flash(text) {
-    const notice = this.root.querySelector('[data-field="notice"]');
-    notice.textContent = text;
-    notice.hidden = false;
+    const error = this.root.querySelector('[data-field="error"]');
+    error.textContent = text;
+    error.hidden = false;
+  }
+
+  clearError() {
+    this.root.querySelector('[data-field="error"]').hidden = true;
   }
 
   // -- history -----------------------------------------------------------------
@@ -327,6 +385,7 @@ export class ConversationView {
     el.dataset.sender = `${message.sender.kind}:${message.sender.id}`;
     el.dataset.at = message.created_at;
     el.classList.toggle("mine", mine);
+    el.classList.toggle("ours", isOurs(message.sender));
     el.classList.toggle("deleted", message.deleted);
     el.classList.remove("pending", "failed");
     el.querySelector(".msg-actions").hidden = false;
@@ -336,6 +395,10 @@ export class ConversationView {
     time.dateTime = message.created_at;
     time.textContent = clock(at);
     time.title = fullTime(at);
+    // A message grouped under the one before shows its own time beside it.
+    const aside = el.querySelector(".msg-time-aside");
+    aside.textContent = clock(at);
+    aside.title = fullTime(at);
     const body = el.querySelector(".msg-body");
     body.classList.remove("plain");
     const files = el.querySelector(".msg-files");
@@ -352,6 +415,7 @@ export class ConversationView {
   }
 
   fileItem(a) {
+    if (a.thumbnail_url) return this.imageItem(a);
     const li = document.createElement("li");
     const link = document.createElement("a");
     link.className = "file-link";
@@ -368,6 +432,25 @@ export class ConversationView {
     return li;
   }
 
+  /** An image: its server-made thumbnail, which opens the full image. */
+  imageItem(a) {
+    const li = document.createElement("li");
+    li.className = "image-item";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "thumb";
+    button.setAttribute("aria-label", `Open image ${a.name}`);
+    const img = document.createElement("img");
+    img.src = a.thumbnail_url;
+    img.alt = a.name;
+    img.loading = "lazy";
+    img.decoding = "async";
+    button.append(img);
+    button.addEventListener("click", () => openImage(a, button));
+    li.append(button);
+    return li;
+  }
+
   bindMessageMenu(el, message) {
     const button = el.querySelector('[data-testid="message-menu"]');
     const menu = button.nextElementSibling;
@@ -377,13 +460,23 @@ export class ConversationView {
     el.dataset.bound = "1";
     bindMenu(button, menu);
     menu.querySelector('[data-action="delete-me"]').addEventListener("click", () => this.remove(el, "me"));
-    forEveryone.addEventListener("click", () => this.remove(el, "everyone"));
+    forEveryone.addEventListener("click", () => this.remove(el, "everyone", button));
   }
 
-  async remove(el, scope) {
+  async remove(el, scope, returnTo) {
     const seq = Number(el.dataset.seq);
     const entry = this.byseq.get(seq);
     if (!entry) return;
+    if (scope === "everyone") {
+      const ok = await confirmAction({
+        title: "Delete for everyone?",
+        text: "The message is removed for everyone in this conversation. This can't be undone.",
+        confirm: "Delete for everyone",
+        returnTo,
+      });
+      if (!ok || this.destroyed) return;
+    }
+    this.clearError();
     try {
       await api.del(`/api/messages/${encodeURIComponent(entry.message.id)}?for=${scope}`);
     } catch (err) {
@@ -398,6 +491,16 @@ export class ConversationView {
       this.fill(el, entry.message);
     }
     this.layout();
+    this.onChange({ message: this.newestVisible() });
+  }
+
+  /** The newest message this viewer still sees (deleted ones as placeholders). */
+  newestVisible() {
+    let newest = null;
+    for (const { message } of this.byseq.values()) {
+      if (!message.hidden && (!newest || message.seq > newest.seq)) newest = message;
+    }
+    return newest;
   }
 
   /** Day separators, sender grouping and the "Seen" receipt, in one pass. */
@@ -412,7 +515,6 @@ export class ConversationView {
       if (!prev || prev.day !== day) {
         const sep = document.createElement("li");
         sep.className = "day-sep";
-        sep.setAttribute("role", "separator");
         sep.textContent = dayLabel(at);
         el.before(sep);
       }
@@ -441,7 +543,7 @@ export class ConversationView {
   send(body, files) {
     const clientId = uuid4();
     const el = clone("message-template");
-    el.classList.add("mine", "pending");
+    el.classList.add("mine", "ours", "pending");
     el.dataset.sender = `${me.kind}:${me.me}`;
     el.dataset.at = new Date().toISOString();
     el.dataset.clientId = clientId;
@@ -582,10 +684,13 @@ export class ConversationView {
         break;
       case "deleted": {
         const entry = this.byseq.get(frame.seq);
-        if (entry && entry.el && !entry.message.deleted) {
+        if (entry && !entry.message.deleted) {
           entry.message = { ...entry.message, deleted: true, body: "", html: "", attachments: [] };
-          this.fill(entry.el, entry.message);
-          this.layout();
+          if (entry.el) {
+            this.fill(entry.el, entry.message);
+            this.layout();
+          }
+          this.onChange({ message: this.newestVisible() });
         }
         break;
       }
@@ -600,6 +705,7 @@ export class ConversationView {
         this.summary.state = frame.state;
         this.summary.can_send = frame.can_send;
         this.refreshSummary();
+        this.onChange({ state: frame.state });
         break;
       case "error":
         this.flash(frame.message);
@@ -608,4 +714,39 @@ export class ConversationView {
         break;
     }
   }
+}
+
+/** The full image in a modal dialog, with a download link; Escape or the
+ * close button goes back. The image is the attachment's own download URL. */
+function openImage(a, returnTo) {
+  const dialog = document.createElement("dialog");
+  dialog.className = "dialog image-dialog";
+  dialog.setAttribute("aria-label", a.name);
+  const img = document.createElement("img");
+  img.src = a.url;
+  img.alt = a.name;
+  const bar = document.createElement("div");
+  bar.className = "dialog-actions";
+  const download = document.createElement("a");
+  download.className = "button";
+  download.href = a.url;
+  download.setAttribute("download", a.name);
+  download.textContent = `Download (${fileSize(a.size)})`;
+  const close = document.createElement("button");
+  close.type = "button";
+  close.className = "button primary";
+  close.textContent = "Close";
+  close.addEventListener("click", () => dialog.close());
+  bar.append(download, close);
+  dialog.append(img, bar);
+  dialog.addEventListener("click", (event) => {
+    if (event.target === dialog) dialog.close();
+  });
+  dialog.addEventListener("close", () => {
+    dialog.remove();
+    returnTo.focus();
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+  close.focus();
 }

@@ -5,7 +5,7 @@
 import { api, query } from "./api.js";
 import { connection } from "./socket.js";
 import { ConversationView } from "./conversation.js";
-import { clone, hue, initials, preview, statusLabel } from "./ui.js";
+import { clone, highlight, hue, initials, preview, statusLabel } from "./ui.js";
 import { fullTime, shortTime } from "./time.js";
 
 const me = document.body.dataset;
@@ -174,9 +174,9 @@ export class Inbox {
     const avatar = link.querySelector(".avatar");
     avatar.textContent = initials(c.candidate.name);
     avatar.dataset.hue = hue(c.candidate.id);
-    link.querySelector(".item-name").textContent = c.candidate.name;
+    highlight(link.querySelector(".item-name"), c.candidate.name, this.q);
     const job = link.querySelector(".item-job");
-    job.textContent = c.job.title;
+    highlight(job, c.job.title, this.q);
     const pill = document.createElement("span");
     pill.className = "pill";
     pill.dataset.status = c.status;
@@ -193,7 +193,8 @@ export class Inbox {
     } else {
       time.textContent = "";
     }
-    link.querySelector(".item-preview").textContent = last ? preview(last, me.kind, me.me) : "No messages yet";
+    highlight(link.querySelector(".item-preview"), last ? preview(last, me.kind, me.me) : "No messages yet", this.q);
+    link.classList.toggle("is-ended", c.state === "ended");
     const bubble = link.querySelector(".history-bubble");
     bubble.classList.toggle("filled", Boolean(last));
     bubble.setAttribute("aria-label", last ? "Has messages" : "No messages yet");
@@ -229,6 +230,9 @@ export class Inbox {
 
   // -- live updates ----------------------------------------------------------------
 
+  /** An `inbox` frame: the conversation's unread count and the viewer's
+   * newest visible message (a message deleted for everyone arrives as a
+   * placeholder, so its text leaves the row), plus its state and status. */
   onFrame(frame) {
     const item = this.items.get(frame.conversation);
     if (!item) {
@@ -237,19 +241,45 @@ export class Inbox {
     }
     const c = item.data;
     const previous = c.last_message ? c.last_message.seq : 0;
-    const fresh = frame.last_message && frame.last_message.seq > previous;
+    const last = frame.last_message;
+    const fresh = Boolean(last) && last.seq > previous;
     if (typeof frame.unread === "number") c.unread = frame.unread;
-    if (fresh) c.last_message = frame.last_message;
-    if (!frame.last_message) this.refreshRow(item);
+    if (typeof frame.state === "string") c.state = frame.state;
+    if (typeof frame.status === "string") c.status = frame.status;
+    if (last && last.seq >= previous) c.last_message = last;
+    else if ("state" in frame && last === null) c.last_message = null;
+    // A frame without the summary fields (an older server) says only that
+    // something changed: read the row again.
+    if (!("state" in frame) && !fresh) this.refreshRow(item);
     this.paint(item);
     if (fresh) this.move(item);
   }
 
+  /** What the open conversation saw change (a delete, an end, a status). */
+  onViewChange(id, change) {
+    const item = this.items.get(id);
+    if (!item) return;
+    const c = item.data;
+    if (change.state) c.state = change.state;
+    if (change.status) c.status = change.status;
+    if ("message" in change) {
+      const newest = change.message;
+      // Only a change to what the row shows: a newer message moves it via the feed.
+      if (!newest || !c.last_message || newest.seq <= c.last_message.seq) c.last_message = newest;
+    }
+    this.paint(item);
+  }
+
   /** Re-read a conversation whose state changed (ended, status, deletion). */
   async refreshRow(item) {
+    // Only the answer to the latest request counts (answers can overtake).
+    item.round = (item.round || 0) + 1;
+    const round = item.round;
     try {
       const fresh = await api.get(`/api/conversations/${encodeURIComponent(item.data.id)}`);
+      if (round !== item.round) return;
       item.data = { ...item.data, status: fresh.status, state: fresh.state, unread: fresh.unread };
+      if ("last_message" in fresh) item.data.last_message = fresh.last_message;
       this.paint(item);
     } catch {
       // Gone from view (another tenant's id never reaches here); leave the row.
@@ -327,11 +357,10 @@ export class Inbox {
     this.split.classList.add("has-conversation");
     this.view = new ConversationView(this.pane, summary, {
       archived: this.filter === "archived",
-      onArchive: (id) => this.removeRow(id),
-      onBack: () => {
-        history.pushState({}, "", `/inbox${this.stateQuery()}`);
-        this.close();
-      },
+      onArchive: (id, archived) => this.onArchived(id, archived),
+      onBack: () => this.back(),
+      onChange: (change) => this.onViewChange(summary.id, change),
+      onMarkedUnread: (id) => this.markedUnread(id),
     });
     this.view.mount();
     document.title = `${summary.candidate.name} · Inbox · chatserver`;
@@ -345,6 +374,28 @@ export class Inbox {
     this.split.classList.remove("has-conversation");
     document.title = "Inbox · chatserver";
     for (const item of this.items.values()) this.paint(item);
+  }
+
+  back() {
+    history.pushState({}, "", `/inbox${this.stateQuery()}`);
+    this.close();
+  }
+
+  /** Archived (or unarchived, or undone): the row leaves the list it no
+   * longer belongs to, or comes back to it. */
+  onArchived(id, archived) {
+    const belongs = (this.filter === "archived") === archived;
+    if (!belongs) this.removeRow(id);
+    else if (!this.items.has(id)) this.reload();
+  }
+
+  /** Marked as unread: back to the list, where the row shows it unread;
+   * the inbox feed brings the server's count. */
+  markedUnread(id) {
+    const item = this.items.get(id);
+    if (item) item.data.unread = Math.max(1, item.data.unread || 0);
+    this.back();
+    item?.link.focus();
   }
 
   removeRow(id) {

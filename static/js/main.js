@@ -3,7 +3,7 @@
 
 import { connection } from "./socket.js";
 import { initBell } from "./bell.js";
-import { bindMenu } from "./ui.js";
+import { bindMenu, rememberMessagesPage } from "./ui.js";
 
 const page = document.body.dataset.page;
 // A short outage (a server restart) should not flash a banner.
@@ -60,7 +60,16 @@ async function initPage() {
   }
 }
 
+/** Settings' "Back to messages" returns to the conversation that was open. */
+function initSettingsLinks() {
+  if (!["inbox", "candidate", "tab"].includes(page)) return;
+  document.addEventListener("click", (event) => {
+    if (event.target.closest('a[href="/settings"]')) rememberMessagesPage();
+  }, true);
+}
+
 initBanner();
+initSettingsLinks();
 initAccountMenu();
 initBell();
 connection.start();

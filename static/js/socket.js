@@ -9,11 +9,24 @@
 
 import { api, ApiError } from "./api.js";
 
-// Backoff: the first retry within half a second, doubling up to 20 s, each
-// delay drawn uniformly from [0, cap] ("full jitter") so that a restarted
-// server is not hit by every tab at the same instant.
-const BASE_DELAY_MS = 500;
-const MAX_DELAY_MS = 20000;
+// Backoff after a lost connection. The first retries come quickly (a
+// restarted server is usually back within seconds, and people notice a
+// stale page at once): 125-250 ms, then doubling. During an outage's first
+// QUICK_PHASE_MS the delay is capped at QUICK_MAX_DELAY_MS, so a page finds
+// a server that answers again within about 2 s; a longer outage backs off to
+// SLOW_MAX_DELAY_MS. Each delay is drawn from [cap/2, cap] ("equal jitter"):
+// tabs spread out instead of all hitting a restarted server at one instant,
+// yet none waits longer than the cap.
+const BASE_DELAY_MS = 250;
+const QUICK_MAX_DELAY_MS = 2000;
+const SLOW_MAX_DELAY_MS = 15000;
+const QUICK_PHASE_MS = 2 * 60 * 1000;
+// A connect attempt that neither opens nor fails in this long is abandoned
+// (a half-open network can leave it pending for minutes).
+const CONNECT_TIMEOUT_MS = 5000;
+// While connects keep failing, ask at most this often whether the session
+// ended (a 401 means stop retrying and say so).
+const SESSION_CHECK_EVERY_MS = 10000;
 // A connection that lived this long was healthy: the next failure starts
 // the backoff afresh.
 const STABLE_AFTER_MS = 5000;
@@ -45,6 +58,8 @@ export class Connection {
     this.lastFrameAt = 0;
     this.pingSentAt = 0;
     this.downSince = Date.now();
+    this.connectTimer = null;
+    this.lastSessionCheck = 0;
   }
 
   start() {
@@ -90,8 +105,13 @@ export class Connection {
     this.ws = ws;
     this.setState("connecting");
     let openedAt = 0;
+    clearTimeout(this.connectTimer);
+    this.connectTimer = setTimeout(() => {
+      if (this.ws === ws && ws.readyState === WebSocket.CONNECTING) this.abandon(ws);
+    }, CONNECT_TIMEOUT_MS);
     ws.addEventListener("open", () => {
       if (this.ws !== ws) return;
+      clearTimeout(this.connectTimer);
       openedAt = Date.now();
       this.lastFrameAt = openedAt;
       this.pingSentAt = 0;
@@ -113,6 +133,7 @@ export class Connection {
     });
     ws.addEventListener("close", () => {
       if (this.ws !== ws) return;
+      clearTimeout(this.connectTimer);
       this.ws = null;
       if (openedAt && Date.now() - openedAt > STABLE_AFTER_MS) this.attempt = 0;
       if (!openedAt) this.failuresInRow += 1;
@@ -121,21 +142,48 @@ export class Connection {
     });
   }
 
+  /** The delay before the next connect attempt (see BASE_DELAY_MS). */
+  backoffDelay() {
+    const longOutage = Date.now() - this.downSince > QUICK_PHASE_MS;
+    const max = longOutage ? SLOW_MAX_DELAY_MS : QUICK_MAX_DELAY_MS;
+    const cap = Math.min(max, BASE_DELAY_MS * 2 ** Math.min(this.attempt, 16));
+    return cap / 2 + Math.random() * (cap / 2);
+  }
+
   scheduleReconnect() {
     if (this.stopped) return;
     clearTimeout(this.reconnectTimer);
-    const cap = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** this.attempt);
+    const delay = this.backoffDelay();
     this.attempt += 1;
-    this.nextAttemptAt = Date.now() + Math.random() * cap;
-    this.reconnectTimer = setTimeout(() => this.connect(), this.nextAttemptAt - Date.now());
-    if (this.failuresInRow >= AUTH_CHECK_AFTER) this.checkSession();
+    this.nextAttemptAt = Date.now() + delay;
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+    const now = Date.now();
+    if (this.failuresInRow >= AUTH_CHECK_AFTER && now - this.lastSessionCheck > SESSION_CHECK_EVERY_MS) {
+      this.lastSessionCheck = now;
+      this.checkSession();
+    }
   }
 
-  /** Reconnect at once (the network came back, or the person asked). */
+  /** Give up on a connect attempt that hangs, and go on as if it failed. */
+  abandon(ws) {
+    this.ws = null;
+    ws.close();
+    this.failuresInRow += 1;
+    this.setState("reconnecting");
+    this.scheduleReconnect();
+  }
+
+  /** Reconnect at once: the network came back, the tab came into view, or
+   * the person asked. A pending attempt is abandoned rather than awaited,
+   * since it may have been started on the network that just went away. */
   reconnectNow() {
     if (this.stopped || this.isOpen()) return;
     this.attempt = 0;
-    if (this.ws && this.ws.readyState === WebSocket.CONNECTING) return;
+    if (this.ws) {
+      const stale = this.ws;
+      this.ws = null;
+      stale.close();
+    }
     this.connect();
   }
 

@@ -81,12 +81,99 @@ export function clone(id) {
   return document.getElementById(id).content.firstElementChild.cloneNode(true);
 }
 
-/** A message's plain-text preview for lists and notifications. */
+/** A message's plain-text preview for lists and notifications. In a shared
+ * inbox, our side's messages say who sent them ("You:", "Bob:"). A message
+ * deleted for everyone shows as deleted: its text is gone everywhere. */
 export function preview(message, myKind, myId) {
   if (!message) return "";
-  if (message.deleted) return "Message deleted";
   const mine = message.sender.kind === myKind && message.sender.id === myId;
+  const colleague = !mine && myKind === "staff" && message.sender.kind === "staff";
+  const who = mine ? "You: " : colleague ? `${firstName(message.sender.name)}: ` : "";
+  if (message.deleted) return `${who}Message deleted`;
   let text = message.body.replace(/[*_`#>]+/g, "").replace(/\s+/g, " ").trim();
   if (!text && message.attachments.length) text = `📎 ${message.attachments[0].name}`;
-  return mine ? `You: ${text}` : text;
+  return `${who}${text}`;
+}
+
+function firstName(name) {
+  return (name || "").trim().split(/\s+/)[0] || "Someone";
+}
+
+// -- search: folding and highlighting ------------------------------------------
+
+/** Case and accents folded away, as the server's search does ("Chloé" and
+ * "CHLOE" both become "chloe"); `starts`/`ends` map each folded character
+ * back to the original text, so a match can be marked there. */
+export function fold(text) {
+  let folded = "";
+  const starts = [];
+  const ends = [];
+  let at = 0;
+  for (const ch of text) {
+    const f = ch.normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase();
+    for (let i = 0; i < f.length; i += 1) {
+      starts.push(at);
+      ends.push(at + ch.length);
+    }
+    folded += f;
+    at += ch.length;
+  }
+  return { folded, starts, ends };
+}
+
+/** Fills `el` with `text`, each search term marked (<mark>), folding case
+ * and accents like the server. Text only: nothing is parsed as HTML. */
+export function highlight(el, text, query) {
+  el.replaceChildren();
+  const terms = (query || "").split(/\s+/).map((t) => fold(t).folded).filter(Boolean);
+  if (!terms.length) {
+    el.textContent = text;
+    return;
+  }
+  const { folded, starts, ends } = fold(text);
+  const ranges = [];
+  for (const term of terms) {
+    let from = 0;
+    for (let at = folded.indexOf(term, from); at !== -1; at = folded.indexOf(term, from)) {
+      ranges.push([starts[at], ends[at + term.length - 1]]);
+      from = at + term.length;
+    }
+  }
+  ranges.sort((a, b) => a[0] - b[0]);
+  let cursor = 0;
+  for (const [start, end] of ranges) {
+    if (end <= cursor) continue;
+    const from = Math.max(start, cursor);
+    if (from > cursor) el.append(text.slice(cursor, from));
+    const mark = document.createElement("mark");
+    mark.textContent = text.slice(from, end);
+    el.append(mark);
+    cursor = end;
+  }
+  if (cursor < text.length) el.append(text.slice(cursor));
+}
+
+// -- where "Back to messages" goes ---------------------------------------------
+
+const MESSAGES_PAGE_KEY = "chat:messages-page";
+const MESSAGES_PAGE = /^\/(inbox|c\/[^/?#]+|applications\/[^/?#]+\/messages)(\?[^#]*)?$/;
+
+/** Remembers the messages page (with its open conversation and filters) that
+ * the person leaves for Settings, so "Back to messages" returns to it. */
+export function rememberMessagesPage() {
+  try {
+    sessionStorage.setItem(MESSAGES_PAGE_KEY, location.pathname + location.search);
+  } catch {
+    // Storage off: Back goes to the start page.
+  }
+}
+
+export function messagesPage() {
+  let path;
+  try {
+    path = sessionStorage.getItem(MESSAGES_PAGE_KEY);
+  } catch {
+    return "/";
+  }
+  return path && MESSAGES_PAGE.test(path) ? path : "/";
 }

@@ -115,6 +115,9 @@ def test_delete_for_everyone_disappears_on_the_other_side(browsers: Browsers, at
     mine.hover()
     mine.get_by_test_id("message-menu").click()
     mine.get_by_test_id("delete-for-everyone").click()
+    dialog = staff.get_by_role("dialog", name="Delete for everyone?")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Delete for everyone").click()
 
     expect(message(candidate, "wrong candidate")).to_have_count(0)
     expect(candidate.locator(MESSAGE).last).to_contain_text("This message was deleted")
@@ -140,6 +143,9 @@ def test_end_conversation_disables_the_candidates_composer(browsers: Browsers, a
 
     staff.get_by_test_id("conversation-menu").click()
     staff.get_by_test_id("end-conversation").click()
+    staff.get_by_role("dialog", name="End this conversation?").get_by_role(
+        "button", name="End conversation"
+    ).click()
 
     reason = candidate.get_by_test_id("send-disabled-reason")
     expect(reason).to_have_text("This conversation has ended.")

@@ -126,3 +126,79 @@ def test_live_chat_on_postgresql_and_redis_with_two_workers(
     send(inbox, "Answers below")
     expect(candidate.locator(MESSAGE, has_text="Answers below")).to_be_visible()
     assert seqs(candidate) == [1, 2, 3, 4]
+
+
+BACKOFF_SAMPLES = """async () => {
+  const { connection } = await import("/static/js/socket.js");
+  const saved = { attempt: connection.attempt, downSince: connection.downSince };
+  const sample = (downForMs) => {
+    const delays = [];
+    for (let attempt = 0; attempt < 24; attempt += 1) {
+      connection.attempt = attempt;
+      connection.downSince = Date.now() - downForMs;
+      for (let i = 0; i < 50; i += 1) delays.push([attempt, connection.backoffDelay()]);
+    }
+    return delays;
+  };
+  const result = { quick: sample(0), slow: sample(10 * 60 * 1000) };
+  Object.assign(connection, saved);
+  return result;
+}"""
+
+
+def test_reconnect_delays_start_short_and_stay_capped(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter")
+    page = browsers.open(ats.staff_link(alice))
+    expect(page.get_by_role("heading", name="Inbox")).to_be_visible()
+    delays = page.evaluate(BACKOFF_SAMPLES)
+    quick = delays["quick"]
+    # The first retry comes within a quarter second, never at the same instant for all.
+    first = [d for attempt, d in quick if attempt == 0]
+    assert all(125 <= d <= 250 for d in first), first
+    assert len({round(d) for d in first}) > 1, "no jitter"
+    # Early in an outage no wait is longer than 2 s, so a server that answers
+    # again is found within about 2 s.
+    assert max(d for _, d in quick) <= 2000
+    assert min(d for attempt, d in quick if attempt >= 3) >= 1000
+    # A long outage backs off further, still capped.
+    slow = [d for attempt, d in delays["slow"] if attempt >= 10]
+    assert 2000 < max(slow) <= 15000
+    assert min(slow) >= 7500
+
+
+# Puts the page's next retry ten minutes away, as after a long outage.
+FAR_RETRY = """async () => {
+  const { connection } = await import("/static/js/socket.js");
+  connection.backoffDelay = () => 10 * 60 * 1000;
+  connection.scheduleReconnect();
+}"""
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        "window.dispatchEvent(new Event('online'))",
+        "document.dispatchEvent(new Event('visibilitychange'))",
+    ],
+    ids=["online", "visible"],
+)
+def test_coming_online_or_into_view_reconnects_at_once(
+    browsers: Browsers, own_server: Server, event: str
+) -> None:
+    ats = Ats(own_server)
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    staff = browsers.open(ats.staff_link(alice))
+    staff.goto(f"{own_server.url}/c/{app.conversation}")
+    expect(staff.get_by_test_id("composer")).to_be_enabled()
+
+    own_server.kill()
+    banner = staff.locator("#conn-banner")
+    expect(banner).to_be_visible()
+    staff.evaluate(FAR_RETRY)
+    own_server.start()
+    staff.evaluate(event)
+    expect(banner).to_be_hidden()
+    send(staff, "Back again")
+    candidate = browsers.open(ats.candidate_link(app.id))
+    expect(candidate.locator(MESSAGE, has_text="Back again")).to_be_visible()

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import time
 from html.parser import HTMLParser
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 
 from chatserver.chat.formatting import plain_text, preview, render
 
@@ -88,6 +90,36 @@ def audit(output: str) -> _Audit:
     return parser
 
 
+class _LinkTexts(HTMLParser):
+    """Each link's href with the words a reader sees on it."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[str, str]] = []
+        self._open: list[str] | None = None
+        self._href = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._open, self._href = [], dict(attrs).get("href") or ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._open is not None:
+            self.found.append((self._href, "".join(self._open)))
+            self._open = None
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._open.append(data)
+
+
+def link_texts(output: str) -> list[tuple[str, str]]:
+    parser = _LinkTexts()
+    parser.feed(output)
+    parser.close()
+    return parser.found
+
+
 def links(output: str) -> list[str]:
     return [attrs["href"] or "" for tag, attrs in audit(output).tags if tag == "a"]
 
@@ -147,6 +179,70 @@ def test_markdown_link_opens_in_a_new_tab_without_referrer() -> None:
 )
 def test_allowed_links(body: str, href: str) -> None:
     assert links(render(body)) == [href]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "See https://example.org/school-info",
+            [("https://example.org/school-info", "https://example.org/school-info")],
+        ),
+        ("Parking: www.example.org/map.", [("http://www.example.org/map", "www.example.org/map")]),
+        ("Mail jo@example.com, please", [("mailto:jo@example.com", "jo@example.com")]),
+        ("(https://example.org/a)", [("https://example.org/a", "https://example.org/a")]),
+        ("**https://example.org**", [("https://example.org", "https://example.org")]),
+        ("- https://example.org/one", [("https://example.org/one", "https://example.org/one")]),
+        (
+            "https://example.org/q?a=1&b=2#top!",
+            [("https://example.org/q?a=1&b=2#top", "https://example.org/q?a=1&b=2#top")],
+        ),
+        (
+            "[the map](https://example.org/map) or https://example.org/alt",
+            [
+                ("https://example.org/map", "the map"),
+                ("https://example.org/alt", "https://example.org/alt"),
+            ],
+        ),
+        # Shown as typed, never decoded to look-alike letters.
+        ("xn--80ak6aa92e.com", [("http://xn--80ak6aa92e.com", "xn--80ak6aa92e.com")]),
+        ("https://example.org/%41", [("https://example.org/%41", "https://example.org/%41")]),
+    ],
+)
+def test_bare_urls_and_email_addresses_become_links(
+    body: str, expected: list[tuple[str, str]]
+) -> None:
+    out = render(body)
+    audit(out)
+    assert link_texts(out) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "ftp://example.org/file",
+        "javascript://example.org/%0aalert(1)",
+        "//example.org/x",
+        "file:///etc/passwd",
+        "cv.pdf and notes.txt",
+        "192.168.0.1",
+        "https://exa%3Cmple.com/",
+        "https://a%zz.example/",
+        "prefixhttps://example.org",
+        "user%jo@example.com",
+        "\\https://example.org",
+    ],
+)
+def test_what_is_not_a_safe_whole_url_is_not_linked(body: str) -> None:
+    assert links(render(body)) == []
+
+
+def test_a_linked_url_keeps_the_same_rel_target_and_sanitising() -> None:
+    out = render("https://example.org/x")
+    assert out == (
+        '<p><a href="https://example.org/x" target="_blank" '
+        f'rel="{REL}">https://example.org/x</a></p>'
+    )
 
 
 def test_bulleted_list_with_formatting_and_link_inside() -> None:
@@ -215,6 +311,26 @@ HOSTILE = [
     "&lt;script&gt;alert(1)&lt;/script&gt;",
     "&#60;script&#62;alert(1)&#60;/script&#62;",
     "\u2028<script>\u2029",
+    'https://ok.example/"onmouseover="alert(1)',
+    "https://ok.example/'onmouseover='alert(1)",
+    "https://ok.example/<script>alert(1)</script>",
+    "www.ok.example/<img src=x onerror=alert(1)>",
+    "jo@ok.example<script>alert(1)</script>",
+    "mailto:jo@ok.example?subject=<script>alert(1)</script>",
+    "javascript:alert(1)//https://ok.example",
+    "https://ok.example@evil.example/",
+    "https://ok.example/&#x6a;avascript:alert(1)",
+    "https://ok.example/\u202eexe.pdf",
+    "**https://ok.example/***",
+    "[https://ok.example](javascript:alert(1))",
+    "<https://ok.example/x> https://ok.example/y www.ok.example",
+    "data:text/html,https://ok.example",
+    "https://" * 2000,
+    "a@b." * 3000,
+    # Once crashed markdown-it-py's inline linkify rule (a URL of no length).
+    "ple.com.[http://p://",
+    "[http://p://",
+    "x.y.[https://a://b](https://ok.example)",
 ]
 
 
@@ -228,13 +344,28 @@ def test_hostile_input_renders_without_script_capable_output(body: str) -> None:
         assert needle not in lowered
 
 
+_NORMALIZE = MarkdownIt().normalizeLink
+
+
+def goes_where_it_says(href: str, text: str) -> bool:
+    """A link made from a bare URL or address (linkify, `<autolink>`): its
+    target is its words, as markdown-it normalises an address."""
+    return unquote(href) in {
+        unquote(_NORMALIZE(words)) for words in (text, f"http://{text}", f"mailto:{text}")
+    }
+
+
 @pytest.mark.parametrize(
     "body",
-    [b for b in HOSTILE if "(" in b or (b.startswith("<") and ":" in b)],
+    [b for b in HOSTILE if "(" in b or ":" in b],
 )
 def test_no_hostile_link_survives(body: str) -> None:
-    for href in links(render(body)):
-        assert href.startswith(("https://ok.example", "https://x.example"))
+    # A bare URL in a hostile body is linked like any other, harmlessly: the
+    # link goes exactly where its visible words say.
+    for href, text in link_texts(render(body)):
+        assert href.startswith(("https://ok.example", "https://x.example")) or goes_where_it_says(
+            href, text
+        ), (href, text)
 
 
 def test_raw_html_is_shown_as_text() -> None:
@@ -246,6 +377,29 @@ def test_raw_html_is_shown_as_text() -> None:
 
 def test_a_disallowed_link_keeps_its_words_visible() -> None:
     assert render("[click](javascript:alert(1))") == "<p>[click](javascript:alert(1))</p>"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("[words]()", "<p>words</p>"),
+        ("[**bold** words]( )", "<p><strong>bold</strong> words</p>"),
+        ("[]()", "<p></p>"),
+        (
+            "[](https://example.org/x)",
+            '<p><a href="https://example.org/x" target="_blank" '
+            f'rel="{REL}">https://example.org/x</a></p>',
+        ),
+        (
+            "[a [b]()](https://example.org)",
+            f'<p>[a b](<a href="https://example.org" target="_blank" rel="{REL}">'
+            "https://example.org</a>)</p>",
+        ),
+    ],
+)
+def test_every_link_has_an_address_and_words(body: str, expected: str) -> None:
+    assert render(body) == expected
+    audit(render(body))
 
 
 def test_a_link_with_an_unparseable_host_stays_text_rather_than_an_empty_anchor() -> None:
@@ -294,6 +448,14 @@ MARKDOWNISH = st.lists(
             "- ",
             "1. ",
             "\n\n",
+            "www.",
+            ".com",
+            ".org/",
+            "@",
+            "jo@example.com",
+            "xn--",
+            "?a=1&b=2",
+            "#",
         ]
     ),
     max_size=60,
@@ -311,6 +473,15 @@ def test_any_text_renders_to_allowlisted_html_only(body: str) -> None:
 def test_plain_text_is_exactly_the_words_a_reader_sees(body: str) -> None:
     visible = "".join(audit(render(body)).text)
     assert " ".join(visible.split()) == plain_text(body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(ANY_TEXT, MARKDOWNISH).filter(lambda b: "[" not in b and "]" not in b))
+def test_every_automatic_link_goes_where_its_words_say(body: str) -> None:
+    """With no `[text](url)` in the body, every link is a bare URL, e-mail
+    address or `<autolink>`, and its visible words are its address."""
+    for href, text in link_texts(render(body)):
+        assert goes_where_it_says(href, text), (href, text)
 
 
 # ---- plain text and previews -------------------------------------------------

@@ -1,0 +1,140 @@
+"""An automated accessibility check (issue 11 item 10): axe-core, from the
+npm lock (`npm ci`, run by scripts/bootstrap), is put into each page and run
+against WCAG 2 A and AA, contrast included, on every page and state people
+see: the inbox with a conversation selected (the selected row's time and
+preview, the status pills), a conversation with both sides and a grouped
+run, the composer's preview, the dialogs, settings, and the candidate chat,
+at desktop and phone sizes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import ROOT, Ats, Browsers
+
+pytestmark = pytest.mark.browser
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+SIZES = {"desktop": {}, "phone": {"width": 390, "height": 844, "mobile": True}}
+MESSAGE = '[data-testid="message"][data-seq]'
+
+
+@pytest.fixture(scope="module")
+def axe_source() -> str:
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: run `npm ci` (scripts/bootstrap does)", pytrace=False)
+    return AXE.read_text()
+
+
+def violations(page: Page, axe_source: str) -> list[dict[str, Any]]:
+    """axe-core's WCAG 2 A/AA violations on the page as it is now.
+
+    Evaluated through the DevTools protocol, so the page's CSP (no inline
+    script) does not stop it, and nothing is added to the server."""
+    page.evaluate(axe_source)
+    found = page.evaluate(
+        """async () => {
+            const result = await axe.run(document, {
+                runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] },
+                resultTypes: ["violations"],
+            });
+            return result.violations.map((v) => ({
+                id: v.id, help: v.help,
+                nodes: v.nodes.map((n) => ({
+                    target: n.target.join(" "), summary: n.failureSummary })),
+            }));
+        }"""
+    )
+    return list(found)
+
+
+def check(page: Page, axe_source: str, where: str) -> None:
+    found = violations(page, axe_source)
+    assert found == [], f"{where}: {json.dumps(found, indent=1)}"
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_pages_pass_axe(browsers: Browsers, ats: Ats, axe_source: str, size: str) -> None:
+    alice = ats.staff("Alice Recruiter")
+    bob = ats.staff("Bob Head")
+    cara = ats.application("cara", "Cara Candidate", status="hired")
+    dan = ats.application("dan", "Dan Jones", status="not_progressing", job="Science Technician")
+    ats.application("eve", "Eve Walker", status="offered", job="Head of English")
+    ats.staff_says(bob, cara.conversation, "Welcome aboard! See https://example.org/start")
+    ats.staff_says(alice, cara.conversation, "**Start date**: 1 September\n- ID\n- Bank details")
+    ats.staff_says(alice, dan.conversation, "Thank you for your time.")
+    candidate = browsers.open(ats.candidate_link(cara.id), **SIZES[size])  # type: ignore[arg-type]
+    candidate.get_by_test_id("composer").fill("Thank you! One question.")
+    candidate.get_by_test_id("composer").press("Enter")
+    candidate.get_by_test_id("composer").fill("And *another* one.")
+    candidate.get_by_test_id("composer").press("Enter")
+    expect(candidate.locator(MESSAGE)).to_have_count(4)
+    check(candidate, axe_source, "candidate chat")
+
+    inbox = browsers.open(ats.staff_link(alice), **SIZES[size])  # type: ignore[arg-type]
+    expect(inbox.get_by_test_id("inbox-item")).to_have_count(3)
+    check(inbox, axe_source, "inbox")
+    inbox.get_by_test_id("search").fill("cara")
+    expect(inbox.get_by_test_id("inbox-item")).to_have_count(1)
+    expect(inbox.locator(".item-name mark")).to_have_text("Cara")
+    check(inbox, axe_source, "inbox search")
+    inbox.get_by_test_id("search").fill("")
+    expect(inbox.get_by_test_id("inbox-item")).to_have_count(3)
+    inbox.locator(f'[data-conversation="{cara.conversation}"]').click()
+    expect(inbox.locator(MESSAGE)).to_have_count(4)
+    inbox.get_by_test_id("composer").fill("Bring **photo ID**")
+    expect(inbox.get_by_test_id("composer-preview")).to_be_visible()
+    check(inbox, axe_source, "conversation with a selected row and a preview")
+
+    inbox.get_by_test_id("conversation-menu").click()
+    inbox.get_by_test_id("end-conversation").click()
+    expect(inbox.get_by_role("dialog")).to_be_visible()
+    check(inbox, axe_source, "confirmation dialog")
+    inbox.keyboard.press("Escape")
+
+    inbox.goto(f"{ats.server.url}/settings")
+    check(inbox, axe_source, "settings")
+
+
+def test_the_selected_row_and_the_hired_pill_have_enough_contrast(
+    browsers: Browsers, ats: Ats, axe_source: str
+) -> None:
+    """The two places the issue names, checked by axe's contrast rule alone."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate", status="hired")
+    ats.staff_says(alice, cara.conversation, "See you on Monday.")
+    inbox = browsers.open(ats.staff_link(alice))
+    row = inbox.locator(f'[data-conversation="{cara.conversation}"]')
+    row.click()
+    expect(row).to_have_attribute("aria-current", "page")
+    expect(row.locator('.pill[data-status="hired"]')).to_have_text("Hired")
+    inbox.evaluate(axe_source)
+    found = inbox.evaluate(
+        """async () => (await axe.run(".inbox-item[aria-current='page'], .conv-head .pill",
+                  { runOnly: ["color-contrast"] })).violations.length"""
+    )
+    assert found == 0
+
+
+def test_axe_finds_a_contrast_fault_when_there_is_one(
+    browsers: Browsers, ats: Ats, axe_source: str
+) -> None:
+    """The check can fail: text as pale as the old selected row's is caught."""
+    alice = ats.staff("Alice Recruiter")
+    inbox = browsers.open(ats.staff_link(alice))
+    expect(inbox.get_by_role("heading", name="Inbox")).to_be_visible()
+    inbox.evaluate(
+        """() => {
+            const p = document.createElement("p");
+            p.textContent = "Pale words";
+            p.style.color = "#8a8f98";
+            p.style.background = "#eef0ff";
+            document.getElementById("main").append(p);
+        }"""
+    )
+    found = violations(inbox, axe_source)
+    assert [v["id"] for v in found] == ["color-contrast"]

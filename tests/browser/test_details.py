@@ -1,0 +1,196 @@
+"""The smaller things of issue 11 item 10: image thumbnails that open the
+full image, attachment error chips that are not cut off, Settings' "Back to
+messages" that keeps the open conversation, and grouped messages that still
+show their send times. At desktop and phone sizes where layout matters."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, Route, expect
+
+from tests.browser.conftest import Ats, Browsers
+
+pytestmark = pytest.mark.browser
+
+MESSAGE = '[data-testid="message"][data-seq]'
+SIZES = {"desktop": {}, "phone": {"width": 390, "height": 844, "mobile": True}}
+
+
+def png(width: int, height: int) -> bytes:
+    """A real PNG (a colour gradient), written with the standard library."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    rows = b"".join(
+        b"\x00" + b"".join(bytes((x * 255 // width, y * 255 // height, 160)) for x in range(width))
+        for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def with_thumbnails(page: Page) -> None:
+    """Until the files branch adds `thumbnail_url` to image attachments (and
+    serves it), the page is shown what the agreement says it will get."""
+
+    def history(route: Route) -> None:
+        response = route.fetch()
+        data = response.json()
+        for message in data.get("messages", []):
+            for a in message.get("attachments", []):
+                if a["content_type"].startswith("image/"):
+                    a.setdefault("thumbnail_url", f"/api/attachments/{a['id']}/thumbnail")
+        route.fulfill(response=response, body=json.dumps(data))
+
+    def thumbnail(route: Route) -> None:
+        response = route.fetch()
+        if response.status == 404:
+            response = route.fetch(url=route.request.url.removesuffix("/thumbnail"))
+        route.fulfill(response=response)
+
+    page.route(re.compile(r".*/api/conversations/[^/]+/messages(\?.*)?$"), history)
+    page.route(re.compile(r".*/api/attachments/[^/]+/thumbnail$"), thumbnail)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_images_show_a_thumbnail_that_opens_the_full_image(
+    browsers: Browsers, ats: Ats, tmp_path: Path, size: str
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    staff = browsers.open(ats.staff_link(alice))
+    staff.goto(f"{ats.server.url}/c/{app.conversation}")
+    picture = tmp_path / "site-map.png"
+    picture.write_bytes(png(64, 40))
+    staff.locator('[data-role="file-input"]').set_input_files(str(picture))
+    expect(staff.locator(".pending-files li", has_text="site-map.png")).to_contain_text("B")
+    staff.get_by_test_id("composer").fill("Here is the map")
+    staff.get_by_test_id("send").click()
+    expect(staff.locator(MESSAGE, has_text="Here is the map")).to_be_visible()
+
+    candidate = browsers.open("about:blank", **SIZES[size])  # type: ignore[arg-type]
+    with_thumbnails(candidate)
+    candidate.goto(ats.candidate_link(app.id))
+    thumb = candidate.get_by_role("button", name="Open image site-map.png")
+    expect(thumb).to_be_visible()
+    image = thumb.locator("img")
+    expect(image).to_have_attribute("src", re.compile(r"^/api/attachments/[^/]+/thumbnail$"))
+    candidate.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
+    )
+    thumb.click()
+    dialog = candidate.get_by_role("dialog", name="site-map.png")
+    expect(dialog).to_be_visible()
+    full = dialog.locator("img")
+    expect(full).to_have_attribute("src", re.compile(r"^/api/attachments/[^/]+$"))
+    candidate.wait_for_function("img => img.naturalWidth === 64", arg=full.element_handle())
+    expect(dialog.get_by_role("link", name=re.compile("Download"))).to_have_attribute(
+        "download", "site-map.png"
+    )
+    candidate.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(thumb).to_be_focused()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_an_attachment_error_chip_shows_the_whole_reason(
+    browsers: Browsers, ats: Ats, tmp_path: Path, size: str
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    staff = browsers.open(ats.staff_link(alice), **SIZES[size])  # type: ignore[arg-type]
+    staff.goto(f"{ats.server.url}/c/{app.conversation}")
+    bad = tmp_path / "a-very-long-file-name-for-the-interview-programme-final-v2.exe"
+    bad.write_bytes(b"MZ\x90\x00" + bytes(range(256)) * 4)
+    staff.locator('[data-role="file-input"]').set_input_files(str(bad))
+    chip = staff.locator(".pending-files li.error")
+    expect(chip).to_be_visible()
+    reason = chip.locator(".file-error")
+    expect(reason).not_to_be_empty()
+    # Not clipped: the reason's text fits in its box, and the box in the composer.
+    fits = reason.evaluate("el => el.scrollWidth <= el.clientWidth + 1")
+    assert fits
+    box = chip.bounding_box()
+    composer = staff.locator(".composer-box").bounding_box()
+    assert box is not None
+    assert composer is not None
+    assert box["x"] >= composer["x"]
+    assert box["x"] + box["width"] <= composer["x"] + composer["width"] + 1
+    chip.get_by_role("button", name=re.compile("^Remove")).click()
+    expect(chip).to_have_count(0)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_back_to_messages_keeps_the_open_conversation(
+    browsers: Browsers, ats: Ats, size: str
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    ats.application("cara", "Cara Candidate")
+    dan = ats.application("dan", "Dan Jones", job="Science Technician")
+    inbox = browsers.open(ats.staff_link(alice), **SIZES[size])  # type: ignore[arg-type]
+    inbox.locator(f'[data-conversation="{dan.conversation}"]').click()
+    expect(inbox).to_have_url(f"{ats.server.url}/c/{dan.conversation}")
+    inbox.get_by_test_id("conversation-menu").click()
+    inbox.get_by_role("menuitem", name="Settings").click()
+    expect(inbox).to_have_url(f"{ats.server.url}/settings")
+    inbox.get_by_role("link", name="Back to messages").click()
+    expect(inbox).to_have_url(f"{ats.server.url}/c/{dan.conversation}")
+    expect(inbox.get_by_role("heading", name="Dan Jones")).to_be_visible()
+
+    # The same from the account menu, with a filter in the address.
+    wanted = f"{ats.server.url}/c/{dan.conversation}"
+    if size == "desktop":
+        inbox.get_by_test_id("filter-messaged").click()
+        wanted += "?filter=messaged"
+        expect(inbox).to_have_url(wanted)
+    inbox.locator("#user-button").click()
+    inbox.get_by_role("menuitem", name="Settings").click()
+    expect(inbox).to_have_url(f"{ats.server.url}/settings")
+    inbox.get_by_role("link", name="Back to messages").click()
+    expect(inbox).to_have_url(wanted)
+
+
+def test_a_candidates_back_to_messages_is_their_chat(browsers: Browsers, ats: Ats) -> None:
+    ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    candidate = browsers.open(ats.candidate_link(app.id))
+    candidate.locator("#user-button").click()
+    candidate.get_by_role("menuitem", name="Settings").click()
+    candidate.get_by_role("link", name="Back to messages").click()
+    expect(candidate).to_have_url(f"{ats.server.url}/c/{app.conversation}")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_grouped_messages_still_show_their_times(browsers: Browsers, ats: Ats, size: str) -> None:
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    ats.staff_says(alice, app.conversation, "One", "Two", "Three")
+    candidate = browsers.open(ats.candidate_link(app.id), **SIZES[size])  # type: ignore[arg-type]
+    messages = candidate.locator(MESSAGE)
+    expect(messages).to_have_count(3)
+    expect(candidate.locator(".msg.cont")).to_have_count(2)
+    first = messages.nth(0)
+    expect(first.locator(".msg-meta time")).to_be_visible()
+    expect(first.get_by_test_id("message-time")).to_be_hidden()
+    for index in (1, 2):
+        message = messages.nth(index)
+        aside = message.get_by_test_id("message-time")
+        expect(aside).to_be_visible()
+        expect(aside).to_have_text(message.locator("time").inner_text())
+        expect(aside).to_have_text(re.compile(r"^\d\d:\d\d$"))
+        # Screen readers hear the header (sender and time) instead.
+        expect(aside).to_have_attribute("aria-hidden", "true")

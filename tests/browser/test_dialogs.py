@@ -1,0 +1,145 @@
+"""Destructive actions are safe (issue 11 item 3): Delete for everyone and
+End conversation ask first in an accessible dialog (labelled and described,
+focus on the safe choice and kept inside, Escape cancels, focus returns);
+Archive acts at once and is undone from a toast. At desktop and phone sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Ats, Browsers
+
+pytestmark = pytest.mark.browser
+
+MESSAGE = '[data-testid="message"][data-seq]'
+ITEM = '[data-testid="inbox-item"]'
+SIZES = {"desktop": {}, "phone": {"width": 390, "height": 844, "mobile": True}}
+
+
+def open_pair(browsers: Browsers, ats: Ats, size: str) -> tuple[Page, Page, str]:
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    staff = browsers.open(ats.staff_link(alice), **SIZES[size])  # type: ignore[arg-type]
+    staff.goto(f"{ats.server.url}/c/{app.conversation}")
+    candidate = browsers.open(ats.candidate_link(app.id))
+    return staff, candidate, app.conversation
+
+
+def focus_is_inside(page: Page, selector: str) -> bool:
+    return bool(
+        page.evaluate(
+            f"() => document.querySelector({selector!r}).contains(document.activeElement)"
+        )
+    )
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_delete_for_everyone_asks_first(
+    browsers: Browsers, ats: Ats, size: str, screenshots: Path
+) -> None:
+    staff, candidate, _ = open_pair(browsers, ats, size)
+    staff.get_by_test_id("composer").fill("Offer: 41,000")
+    staff.get_by_test_id("composer").press("Enter")
+    expect(candidate.locator(MESSAGE, has_text="41,000")).to_be_visible()
+
+    mine = staff.locator(MESSAGE, has_text="41,000")
+    menu_button = mine.get_by_test_id("message-menu")
+    menu_button.click()
+    mine.get_by_test_id("delete-for-everyone").click()
+    dialog = staff.get_by_role("dialog", name="Delete for everyone?")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_have_attribute(
+        "aria-describedby", dialog.locator("p").get_attribute("id") or ""
+    )
+    expect(dialog).to_contain_text("can't be undone")
+    cancel = dialog.get_by_role("button", name="Cancel")
+    expect(cancel).to_be_focused()
+    staff.screenshot(path=str(screenshots / f"confirm-dialog-{size}.png"))
+    # Tab and Shift+Tab stay inside the dialog.
+    for key in ["Tab", "Tab", "Tab", "Shift+Tab", "Shift+Tab", "Shift+Tab", "Shift+Tab"]:
+        staff.keyboard.press(key)
+        assert focus_is_inside(staff, "dialog"), key
+    # The page behind is inert while it is open.
+    assert staff.evaluate("document.querySelector('main').matches(':modal')") is False
+    assert staff.evaluate("document.querySelector('dialog').matches(':modal')") is True
+
+    staff.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(menu_button).to_be_focused()
+    expect(candidate.locator(MESSAGE, has_text="41,000")).to_be_visible()
+
+    menu_button.click()
+    mine.get_by_test_id("delete-for-everyone").click()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_have_count(0)
+    expect(staff.locator(MESSAGE, has_text="41,000")).to_be_visible()
+
+    menu_button.click()
+    mine.get_by_test_id("delete-for-everyone").click()
+    dialog.get_by_role("button", name="Delete for everyone").click()
+    expect(candidate.locator(MESSAGE, has_text="41,000")).to_have_count(0)
+    expect(candidate.locator(MESSAGE).last).to_contain_text("This message was deleted")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_end_conversation_asks_first(browsers: Browsers, ats: Ats, size: str) -> None:
+    staff, candidate, _ = open_pair(browsers, ats, size)
+    staff.get_by_test_id("composer").fill("Thanks for today.")
+    staff.get_by_test_id("composer").press("Enter")
+    expect(candidate.locator(MESSAGE, has_text="Thanks for today")).to_be_visible()
+
+    staff.get_by_test_id("conversation-menu").click()
+    staff.get_by_test_id("end-conversation").click()
+    dialog = staff.get_by_role("dialog", name="End this conversation?")
+    expect(dialog).to_contain_text("Cara Candidate will no longer be able to reply")
+    staff.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(staff.get_by_test_id("conversation-menu")).to_be_focused()
+    expect(candidate.get_by_test_id("composer")).to_be_enabled()
+
+    staff.get_by_test_id("conversation-menu").click()
+    staff.get_by_test_id("end-conversation").click()
+    # Enter on the focused safe choice cancels: a stray key destroys nothing.
+    staff.keyboard.press("Enter")
+    expect(dialog).to_have_count(0)
+    expect(candidate.get_by_test_id("composer")).to_be_enabled()
+
+    staff.get_by_test_id("conversation-menu").click()
+    staff.get_by_test_id("end-conversation").click()
+    dialog.get_by_role("button", name="End conversation").click()
+    expect(candidate.get_by_test_id("send-disabled-reason")).to_have_text(
+        "This conversation has ended."
+    )
+    expect(staff.get_by_text("Sending a message reopens it")).to_be_visible()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_archive_acts_at_once_and_undoes_from_a_toast(
+    browsers: Browsers, ats: Ats, size: str
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    ats.application("dan", "Dan Jones")
+    inbox = browsers.open(ats.staff_link(alice), **SIZES[size])  # type: ignore[arg-type]
+    expect(inbox.locator(ITEM)).to_have_count(2)
+    inbox.locator(f'[data-conversation="{cara.conversation}"]').click()
+    inbox.get_by_test_id("conversation-menu").click()
+    inbox.get_by_role("menuitem", name="Archive").click()
+    expect(inbox.get_by_role("dialog")).to_have_count(0)
+    toast = inbox.get_by_test_id("toast")
+    expect(toast).to_contain_text("Conversation archived.")
+    if size == "desktop":
+        expect(inbox.locator(ITEM)).to_have_count(1)
+    toast.get_by_role("button", name="Undo").click()
+    expect(toast).to_have_count(0)
+    if size == "phone":
+        inbox.get_by_role("link", name="Back to inbox").click()
+    expect(inbox.locator(ITEM)).to_have_count(2)
+    inbox.get_by_test_id("filter-archived").click()
+    expect(inbox.locator(ITEM)).to_have_count(0)
+    inbox.reload()
+    expect(inbox.get_by_test_id("filter-archived")).to_have_attribute("aria-pressed", "true")
+    expect(inbox.get_by_text("Nothing archived")).to_be_visible()
