@@ -11,6 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.store.folding import fold
 from chatserver.store.tables import candidates, jobs, organisations, staff
 
 
@@ -42,12 +43,13 @@ async def upsert_staff(
 
 
 async def upsert_candidate(conn: AsyncConnection, candidate_id: str, name: str, email: str) -> None:
-    values = {"id": candidate_id, "name": name, "email": email}
-    await upsert(conn, candidates, values, ["name", "email"])
+    values = {"id": candidate_id, "name": name, "email": email, "search_name": fold(name)}
+    await upsert(conn, candidates, values, ["name", "email", "search_name"])
 
 
 async def upsert_job(conn: AsyncConnection, job_id: str, org_id: str, title: str) -> None:
-    await upsert(conn, jobs, {"id": job_id, "org_id": org_id, "title": title}, ["title"])
+    values = {"id": job_id, "org_id": org_id, "title": title, "search_title": fold(title)}
+    await upsert(conn, jobs, values, ["title", "search_title"])
 
 
 async def get_job(conn: AsyncConnection, job_id: str) -> RowMapping | None:
