@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Select,
-    Subquery,
     and_,
     bindparam,
     case,
@@ -331,43 +330,48 @@ def _counts_as_unread(
     )
 
 
-def _position_of(kind: str, reader: ColumnElement[str]) -> Any:
-    """read_positions joined on the current conversation and this reader."""
-    return and_(
-        read_positions.c.conversation_id == conversations.c.id,
-        read_positions.c.reader_kind == kind,
-        read_positions.c.reader_id == reader,
-    )
+def unread_count(kind: str, reader: ColumnElement[str]) -> ColumnElement[int]:
+    """The unread count of the current `conversations` row for `reader` (a
+    literal, or a column of an enclosing query such as the inbox feed's
+    `staff.id`).
 
-
-def _unread_counts(kind: str, person_id: str, scope: ColumnElement[bool]) -> Subquery:
-    """(conversation_id, unread) of one reader, for the conversations that
-    match `scope` (a condition on conversations and applications) and have
-    any unread message.
-
-    A grouped derived table rather than a scalar subquery per row: it is
-    computed once however often the listing filters and sorts by it, and
-    PostgreSQL reaches each conversation's unread messages by one index
-    range (conversation_id, seq > position).
+    A scalar subquery per row: PostgreSQL reaches the conversation's unread
+    messages by one index range (conversation_id, seq > position), and when
+    the page is sorted by activity it evaluates the count only for the rows
+    the LIMIT keeps (measured against a grouped join, which read every
+    message of the organisation: docs/api.md, "Inbox performance").
+    Correlation is explicit at both levels: left to itself, the position
+    subquery nested in the count correlated to nothing and became
+    `FROM read_positions, conversations` (issue 8: one read hid every badge
+    on SQLite, two made the listing a 500 on PostgreSQL).
     """
-    reader = literal(person_id)
-    source = (
-        conversations.join(applications, applications.c.id == conversations.c.application_id)
-        .outerjoin(read_positions, _position_of(kind, reader))
-        .join(messages, messages.c.conversation_id == conversations.c.id)
+    position = (
+        select(read_positions.c.seq)
+        .where(
+            read_positions.c.conversation_id == conversations.c.id,
+            read_positions.c.reader_kind == kind,
+            read_positions.c.reader_id == reader,
+        )
+        .correlate_except(read_positions)
+        .scalar_subquery()
     )
     return (
-        select(conversations.c.id.label("conversation_id"), func.count().label("unread"))
-        .select_from(source)
-        .where(scope, _counts_as_unread(kind, reader, read_positions.c.seq))
-        .group_by(conversations.c.id)
-        .subquery("unread_counts")
+        select(func.count())
+        .select_from(messages)
+        .where(
+            messages.c.conversation_id == conversations.c.id,
+            _counts_as_unread(kind, reader, position),
+        )
+        .correlate_except(messages)
+        .scalar_subquery()
     )
 
 
 async def unread_for(conn: AsyncConnection, conversation_id: str, kind: str, person_id: str) -> int:
-    counts = _unread_counts(kind, person_id, conversations.c.id == conversation_id)
-    return int((await conn.execute(select(counts.c.unread))).scalar_one_or_none() or 0)
+    query = select(unread_count(kind, literal(person_id))).where(
+        conversations.c.id == conversation_id
+    )
+    return int((await conn.execute(query)).scalar_one_or_none() or 0)
 
 
 # -- archive -----------------------------------------------------------------------
@@ -431,7 +435,7 @@ async def list_conversations(
     *,
     org_id: str | None = None,
     application_ids: Sequence[str] = (),
-) -> list[RowMapping]:
+) -> list[dict[str, Any]]:
     """One page (plus one row, to tell whether more follow) of a viewer's
     conversations, with their unread counts, `activity_at` and `unread_flag`.
 
@@ -450,15 +454,15 @@ async def list_conversations(
             conversations.c.application_id.in_(list(application_ids)),
             applications.c.candidate_id == person_id,
         )
-    counts = _unread_counts(kind, person_id, scope)
-    unread = func.coalesce(counts.c.unread, 0)
+    unread = unread_count(kind, literal(person_id))
+    # Sorted or filtered by unread, every row needs its count; otherwise only
+    # the page's rows do, counted after the page is chosen (SQLite would
+    # count every row of the organisation before sorting).
+    by_unread = query.filter == Filter.UNREAD or query.sort == Sort.UNREAD
     activity = func.coalesce(conversations.c.last_message_at, applications.c.applied_at)
-    stmt = (
-        _context_query()
-        .outerjoin(counts, counts.c.conversation_id == conversations.c.id)
-        .add_columns(unread.label("unread"), activity.label("activity_at"))
-        .where(scope)
-    )
+    stmt = _context_query().add_columns(activity.label("activity_at")).where(scope)
+    if by_unread:
+        stmt = stmt.add_columns(unread.label("unread"))
     is_archived = exists().where(
         archives.c.conversation_id == conversations.c.id, archives.c.staff_id == person_id
     )
@@ -467,13 +471,13 @@ async def list_conversations(
     elif query.filter == Filter.ARCHIVED:
         stmt = stmt.where(false())  # only staff archive
     if query.filter == Filter.UNREAD:
-        stmt = stmt.where(counts.c.unread > 0)
+        stmt = stmt.where(unread > 0)
     elif query.filter == Filter.MESSAGED:
         stmt = stmt.where(conversations.c.last_seq > 0)
     if query.folded_search:
-        stmt = stmt.where(_search_matches(kind, person_id, query.folded_search))
+        stmt = stmt.where(_search_matches(kind, person_id, query.folded_search, scope))
     flag: ColumnElement[int] = (
-        case((counts.c.unread > 0, 1), else_=0) if query.sort == Sort.UNREAD else literal(0)
+        case((unread > 0, 1), else_=0) if query.sort == Sort.UNREAD else literal(0)
     )
     descending = query.sort != Sort.OLDEST
     if query.after is not None:
@@ -497,29 +501,57 @@ async def list_conversations(
                     and_(activity == key.activity, conversations.c.id > key.conversation_id),
                 )
             )
-    if descending:
+    if query.sort == Sort.UNREAD:
         stmt = stmt.order_by(flag.desc(), activity.desc(), conversations.c.id.desc())
+    elif descending:
+        # No constant sort key: SQLite then sorts a far smaller record.
+        stmt = stmt.order_by(activity.desc(), conversations.c.id.desc())
     else:
         stmt = stmt.order_by(activity.asc(), conversations.c.id.asc())
     stmt = stmt.add_columns(flag.label("unread_flag")).limit(query.limit + 1)
-    return list((await conn.execute(stmt)).mappings())
+    rows = [dict(row) for row in (await conn.execute(stmt)).mappings()]
+    if not by_unread and rows:
+        counted = select(conversations.c.id, unread).where(
+            conversations.c.id.in_([row["id"] for row in rows])
+        )
+        counts = {cid: int(n) for cid, n in await conn.execute(counted)}
+        for row in rows:
+            row["unread"] = counts[row["id"]]
+    return rows
 
 
-def _search_matches(kind: str, person_id: str, folded: str) -> ColumnElement[bool]:
+def _search_matches(
+    kind: str, person_id: str, folded: str, scope: ColumnElement[bool]
+) -> ColumnElement[bool]:
     """The conversation's candidate name, job title or the text of a message
     this viewer can still read contains `folded`, compared folded on both
-    sides (plain LIKE on the stored folded columns)."""
+    sides (plain LIKE on the stored folded columns).
+
+    The message text is searched in the viewer's conversations only (`scope`,
+    an uncorrelated list of ids): as an EXISTS beside the ORs, PostgreSQL
+    preferred one hashed scan of every tenant's messages.
+    """
     pattern = contains_pattern(folded)
-    body_match = exists().where(
-        messages.c.conversation_id == conversations.c.id,
-        messages.c.deleted == false(),
-        messages.c.search_body.like(pattern, escape="\\"),
-        ~_hidden_by(kind, literal(person_id)),
+    viewers = (
+        select(conversations.c.id)
+        .join(applications, applications.c.id == conversations.c.application_id)
+        .where(scope)
+        .correlate(None)
+    )
+    matching = (
+        select(messages.c.conversation_id)
+        .where(
+            messages.c.conversation_id.in_(viewers),
+            messages.c.deleted == false(),
+            messages.c.search_body.like(pattern, escape="\\"),
+            ~_hidden_by(kind, literal(person_id)),
+        )
+        .correlate(None)
     )
     return or_(
         candidates.c.search_name.like(pattern, escape="\\"),
         jobs.c.search_title.like(pattern, escape="\\"),
-        body_match,
+        conversations.c.id.in_(matching),
     )
 
 
@@ -548,7 +580,7 @@ class InboxEntry:
 async def inbox_entries(
     conn: AsyncConnection, conversation_ids: Sequence[str], staff_ids: Sequence[str]
 ) -> list[InboxEntry]:
-    """Each (conversation, staff member) pair's inbox row, in three queries
+    """Each (conversation, staff member) pair's inbox row, in two queries
     however many pairs: the inbox feed's query after a change.
 
     Only staff of the conversation's own organisation get an entry, so a
@@ -557,29 +589,10 @@ async def inbox_entries(
     if not conversation_ids or not staff_ids:
         return []
     reader = staff.c.id
-    in_scope = and_(staff.c.id.in_(list(staff_ids)), staff.c.org_id == conversations.c.org_id)
-    counts = (
-        select(
-            conversations.c.id.label("conversation_id"),
-            reader.label("staff_id"),
-            func.count().label("unread"),
-        )
-        .select_from(
-            conversations.join(staff, in_scope)
-            .outerjoin(read_positions, _position_of("staff", reader))
-            .join(messages, messages.c.conversation_id == conversations.c.id)
-        )
-        .where(
-            conversations.c.id.in_(list(conversation_ids)),
-            _counts_as_unread("staff", reader, read_positions.c.seq),
-        )
-        .group_by(conversations.c.id, reader)
-        .subquery("unread_counts")
-    )
     newest_visible = (
         select(func.max(messages.c.seq))
         .where(messages.c.conversation_id == conversations.c.id, ~_hidden_by("staff", reader))
-        .correlate(conversations, staff)
+        .correlate_except(messages)
         .scalar_subquery()
     )
     query = (
@@ -588,18 +601,15 @@ async def inbox_entries(
             reader.label("staff_id"),
             conversations.c.state,
             applications.c.status,
-            func.coalesce(counts.c.unread, 0).label("unread"),
+            unread_count("staff", reader).label("unread"),
             newest_visible.label("last_seq"),
         )
         .select_from(
-            conversations.join(applications, applications.c.id == conversations.c.application_id)
-            .join(staff, in_scope)
-            .outerjoin(
-                counts,
-                and_(
-                    counts.c.conversation_id == conversations.c.id,
-                    counts.c.staff_id == reader,
-                ),
+            conversations.join(
+                applications, applications.c.id == conversations.c.application_id
+            ).join(
+                staff,
+                and_(staff.c.id.in_(list(staff_ids)), staff.c.org_id == conversations.c.org_id),
             )
         )
         .where(conversations.c.id.in_(list(conversation_ids)))
