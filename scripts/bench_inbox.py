@@ -250,31 +250,37 @@ async def bench(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def compare_unaccent(db: Database, repeat: int) -> None:
-    """The organisation's messages matched by the stored folded column, and
-    by unaccent(lower(body)) computed per row (the rejected design)."""
+    """The organisation's conversations with a matching message, in the
+    listing's shape (one index range per conversation), matched by the
+    stored folded column and by unaccent(lower(body)) computed per row (the
+    design not taken). A word that matches nothing reads every message of
+    the organisation."""
     async with db.transaction() as conn:
         await conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS unaccent")
-    folded = sa.text(
-        "SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id "
-        "WHERE c.org_id = 'big' AND m.search_body LIKE :p"
+    shape = (
+        "SELECT count(*) FROM conversations c WHERE c.org_id = 'big' AND "
+        "(SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND {} LIMIT 1) IS NOT NULL"
     )
-    computed = sa.text(
-        "SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id "
-        "WHERE c.org_id = 'big' AND unaccent(lower(m.body)) LIKE :p"
+    variants = (
+        ("stored folded column", sa.text(shape.format("m.search_body LIKE :p"))),
+        ("unaccent(lower(body))", sa.text(shape.format("unaccent(lower(m.body)) LIKE :p"))),
     )
-    print(f"{'search the organisation messages':42} {'median ms':>10} {'p90 ms':>8}")
-    results = {}
-    for label, query in (("stored folded column", folded), ("unaccent(lower(body))", computed)):
+    print(f"{'conversations with a matching message':42} {'median ms':>10} {'p90 ms':>8}")
+    for pattern in ("%cafe%", "%zzzz%"):
+        results = {}
+        for label, query in variants:
 
-        async def count(query: sa.TextClause = query) -> Any:
-            async with db.transaction() as conn:
-                return (await conn.execute(query, {"p": "%cafe%"})).scalar()
+            async def count(query: sa.TextClause = query, pattern: str = pattern) -> Any:
+                async with db.transaction() as conn:
+                    return (await conn.execute(query, {"p": pattern})).scalar()
 
-        median, p90 = await timed(count, repeat)
-        results[label] = median
-        print(f"{label:42} {median:10.1f} {p90:8.1f}")
-    ratio = results["unaccent(lower(body))"] / results["stored folded column"]
-    print(f"unaccent at query time / folded column: {ratio:.1f}x (same run, medians)")
+            median, p90 = await timed(count, repeat)
+            results[label] = median
+            print(f"{label + ' ' + pattern:42} {median:10.1f} {p90:8.1f}")
+        ratio = results["unaccent(lower(body))"] / results["stored folded column"]
+        print(
+            f"unaccent at query time / folded column, {pattern}: {ratio:.1f}x (same run, medians)"
+        )
     ascii_line, accented = LINES[0], LINES[-1]
     for label, text in (("ASCII", ascii_line), ("accented", accented)):
         n = 100_000

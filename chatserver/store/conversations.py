@@ -335,15 +335,12 @@ def unread_count(kind: str, reader: ColumnElement[str]) -> ColumnElement[int]:
     literal, or a column of an enclosing query such as the inbox feed's
     `staff.id`).
 
-    A scalar subquery per row: PostgreSQL reaches the conversation's unread
-    messages by one index range (conversation_id, seq > position), and when
-    the page is sorted by activity it evaluates the count only for the rows
-    the LIMIT keeps (measured against a grouped join, which read every
-    message of the organisation: docs/api.md, "Inbox performance").
-    Correlation is explicit at both levels: left to itself, the position
-    subquery nested in the count correlated to nothing and became
-    `FROM read_positions, conversations` (issue 8: one read hid every badge
-    on SQLite, two made the listing a 500 on PostgreSQL).
+    A scalar subquery per row: the conversation's unread messages are one
+    index range (conversation_id, seq > position). Correlation is explicit
+    at both levels: left to itself, the position subquery nested in the
+    count correlated to nothing and became `FROM read_positions,
+    conversations` (issue 8: one read hid every badge on SQLite, two made
+    the listing a 500 on PostgreSQL).
     """
     position = (
         select(read_positions.c.seq)
@@ -365,6 +362,27 @@ def unread_count(kind: str, reader: ColumnElement[str]) -> ColumnElement[int]:
         .correlate_except(messages)
         .scalar_subquery()
     )
+
+
+def _has_unread(kind: str, reader: ColumnElement[str], position: Any) -> ColumnElement[bool]:
+    """Whether the current `conversations` row has anything unread for the
+    reader whose position (None: nothing read) is the enclosing query's
+    `position`: no message after it at all is decided without a subquery,
+    and otherwise the first unread message ends the search. What sorting
+    and filtering by unread need for every conversation of an organisation;
+    the count itself is taken for the page's rows only."""
+    first_unread = (
+        select(literal(1))
+        .select_from(messages)
+        .where(
+            messages.c.conversation_id == conversations.c.id,
+            _counts_as_unread(kind, reader, position),
+        )
+        .limit(1)
+        .correlate_except(messages)
+        .scalar_subquery()
+    )
+    return and_(conversations.c.last_seq > func.coalesce(position, 0), first_unread.is_not(None))
 
 
 async def unread_for(conn: AsyncConnection, conversation_id: str, kind: str, person_id: str) -> int:
@@ -454,15 +472,26 @@ async def list_conversations(
             conversations.c.application_id.in_(list(application_ids)),
             applications.c.candidate_id == person_id,
         )
-    unread = unread_count(kind, literal(person_id))
-    # Sorted or filtered by unread, every row needs its count; otherwise only
-    # the page's rows do, counted after the page is chosen (SQLite would
-    # count every row of the organisation before sorting).
-    by_unread = query.filter == Filter.UNREAD or query.sort == Sort.UNREAD
+    reader = literal(person_id)
+    # The viewer's read position, joined once; sorting and filtering by
+    # unread ask only whether a row has anything unread (`_has_unread`), and
+    # the counts are taken for the page's rows once it is chosen.
+    position = read_positions.alias("viewer_position")
+    has_unread = _has_unread(kind, reader, position.c.seq)
     activity = func.coalesce(conversations.c.last_message_at, applications.c.applied_at)
-    stmt = _context_query().add_columns(activity.label("activity_at")).where(scope)
-    if by_unread:
-        stmt = stmt.add_columns(unread.label("unread"))
+    stmt = (
+        _context_query()
+        .outerjoin(
+            position,
+            and_(
+                position.c.conversation_id == conversations.c.id,
+                position.c.reader_kind == kind,
+                position.c.reader_id == reader,
+            ),
+        )
+        .add_columns(activity.label("activity_at"))
+        .where(scope)
+    )
     is_archived = exists().where(
         archives.c.conversation_id == conversations.c.id, archives.c.staff_id == person_id
     )
@@ -471,13 +500,13 @@ async def list_conversations(
     elif query.filter == Filter.ARCHIVED:
         stmt = stmt.where(false())  # only staff archive
     if query.filter == Filter.UNREAD:
-        stmt = stmt.where(unread > 0)
+        stmt = stmt.where(has_unread)
     elif query.filter == Filter.MESSAGED:
         stmt = stmt.where(conversations.c.last_seq > 0)
     if query.folded_search:
-        stmt = stmt.where(_search_matches(kind, person_id, query.folded_search, scope))
+        stmt = stmt.where(_search_matches(kind, person_id, query.folded_search))
     flag: ColumnElement[int] = (
-        case((unread > 0, 1), else_=0) if query.sort == Sort.UNREAD else literal(0)
+        case((has_unread, 1), else_=0) if query.sort == Sort.UNREAD else literal(0)
     )
     descending = query.sort != Sort.OLDEST
     if query.after is not None:
@@ -510,8 +539,8 @@ async def list_conversations(
         stmt = stmt.order_by(activity.asc(), conversations.c.id.asc())
     stmt = stmt.add_columns(flag.label("unread_flag")).limit(query.limit + 1)
     rows = [dict(row) for row in (await conn.execute(stmt)).mappings()]
-    if not by_unread and rows:
-        counted = select(conversations.c.id, unread).where(
+    if rows:
+        counted = select(conversations.c.id, unread_count(kind, reader)).where(
             conversations.c.id.in_([row["id"] for row in rows])
         )
         counts = {cid: int(n) for cid, n in await conn.execute(counted)}
@@ -520,38 +549,35 @@ async def list_conversations(
     return rows
 
 
-def _search_matches(
-    kind: str, person_id: str, folded: str, scope: ColumnElement[bool]
-) -> ColumnElement[bool]:
+def _search_matches(kind: str, person_id: str, folded: str) -> ColumnElement[bool]:
     """The conversation's candidate name, job title or the text of a message
     this viewer can still read contains `folded`, compared folded on both
     sides (plain LIKE on the stored folded columns).
 
-    The message text is searched in the viewer's conversations only (`scope`,
-    an uncorrelated list of ids): as an EXISTS beside the ORs, PostgreSQL
-    preferred one hashed scan of every tenant's messages.
+    The message text is searched per conversation row, through the index on
+    (conversation_id, seq): a scalar subquery with LIMIT 1, which
+    PostgreSQL cannot turn into one hashed scan of every tenant's messages
+    (as an EXISTS or IN beside the ORs it did, and search then took as long
+    for one organisation as the whole table's size).
     """
     pattern = contains_pattern(folded)
-    viewers = (
-        select(conversations.c.id)
-        .join(applications, applications.c.id == conversations.c.application_id)
-        .where(scope)
-        .correlate(None)
-    )
-    matching = (
-        select(messages.c.conversation_id)
+    first_match = (
+        select(literal(1))
+        .select_from(messages)
         .where(
-            messages.c.conversation_id.in_(viewers),
+            messages.c.conversation_id == conversations.c.id,
             messages.c.deleted == false(),
             messages.c.search_body.like(pattern, escape="\\"),
             ~_hidden_by(kind, literal(person_id)),
         )
-        .correlate(None)
+        .limit(1)
+        .correlate_except(messages)
+        .scalar_subquery()
     )
     return or_(
         candidates.c.search_name.like(pattern, escape="\\"),
         jobs.c.search_title.like(pattern, escape="\\"),
-        conversations.c.id.in_(matching),
+        first_match.is_not(None),
     )
 
 
