@@ -27,6 +27,7 @@ from chatserver.chat.policy import (
     can_delete_for_everyone,
     can_delete_for_me,
     can_end,
+    can_mark_unread,
 )
 from chatserver.chat.sending import SendRequest, SendResult
 from chatserver.chat.service import Chat
@@ -275,14 +276,15 @@ async def upsert_application(
             )
         ctx = await conversations.context(conn, conversation_id)
     assert ctx is not None
+    published: list[tuple[str, dict[str, Any]]] = []
     if previous is not None and previous != status.value:
-        # The inbox rows show the status too: staff see it change live.
-        await chat.events.publish(
-            [
-                (events.conversation_channel(conversation_id), events.conversation_changed(ctx)),
-                (events.org_channel(ctx["org_id"]), events.inbox_changed(conversation_id, None)),
-            ]
+        published.append(
+            (events.conversation_channel(conversation_id), events.conversation_changed(ctx))
         )
+    if previous != status.value:
+        # A new row or a new status for the staff inboxes that are open.
+        published.append((events.org_channel(org[0]), events.inbox_changed(conversation_id, None)))
+    await chat.events.publish(published)
     if previous_candidate is not None and previous_candidate != candidate[0]:
         await _disconnect(
             chat, Role.CANDIDATE.value, previous_candidate, events.DisconnectReason.ACCESS_CHANGED
@@ -432,6 +434,24 @@ async def mark_read(chat: Chat, viewer: Viewer, conversation_id: str, seq: objec
         await chat.events.publish(items)
 
 
+async def mark_unread(chat: Chat, viewer: Viewer, conversation_id: str) -> None:
+    """Staff only: move the viewer's read position back so the newest
+    candidate message they can see counts as unread again. Nothing changes
+    when it is unread already or there is none; the read receipt others saw
+    is not withdrawn live."""
+    async with chat.db.transaction() as conn:
+        ctx = await access.conversation_for(conn, viewer, conversation_id)
+        if not can_mark_unread(viewer.kind):
+            raise ChatError(ErrorCode.FORBIDDEN, "Only staff can mark a conversation as unread.")
+        moved = await conversations.mark_unread(
+            conn, conversation_id, viewer.kind.value, viewer.id, chat.clock()
+        )
+    if moved:
+        await chat.events.publish(
+            [(events.org_channel(ctx["org_id"]), events.inbox_changed(conversation_id, None))]
+        )
+
+
 async def end_conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> dict[str, str]:
     async with chat.db.transaction() as conn:
         ctx = await access.conversation_for(conn, viewer, conversation_id, for_update=True)
@@ -482,32 +502,39 @@ async def delete_message(chat: Chat, viewer: Viewer, message_id: str, scope: str
             if not can_delete_for_me(viewer.kind):
                 raise ChatError(ErrorCode.FORBIDDEN, "You cannot delete this message.")
             await messages.hide(conn, message_id, viewer.kind.value, viewer.id)
-            return
-        if not can_delete_for_everyone(
-            viewer.kind, viewer.id, row["sender_kind"], row["sender_id"]
-        ):
-            raise ChatError(
-                ErrorCode.FORBIDDEN, "You can delete only your own messages for everyone."
+        else:
+            if not can_delete_for_everyone(
+                viewer.kind, viewer.id, row["sender_kind"], row["sender_id"]
+            ):
+                raise ChatError(
+                    ErrorCode.FORBIDDEN, "You can delete only your own messages for everyone."
+                )
+            if row["deleted"]:
+                return
+            await messages.mark_deleted(conn, message_id)
+            await audit.record(
+                conn,
+                ctx["application_id"],
+                "message.deleted",
+                chat.clock(),
+                viewer.person(),
+                {"message_id": message_id, "seq": row["seq"]},
             )
-        if row["deleted"]:
-            return
-        await messages.mark_deleted(conn, message_id)
-        await audit.record(
-            conn,
-            ctx["application_id"],
-            "message.deleted",
-            chat.clock(),
-            viewer.person(),
-            {"message_id": message_id, "seq": row["seq"]},
-        )
     conversation_id = row["conversation_id"]
+    inbox = (events.org_channel(ctx["org_id"]), events.inbox_changed(conversation_id, None))
+    if scope == "me":
+        # A staff member's own inbox row may now preview an older message;
+        # a candidate's hiding changes nothing in the staff inbox.
+        if viewer.is_staff:
+            await chat.events.publish([inbox])
+        return
     await chat.events.publish(
         [
             (
                 events.conversation_channel(conversation_id),
                 {"type": "deleted", "conversation": conversation_id, "seq": row["seq"]},
             ),
-            (events.org_channel(ctx["org_id"]), events.inbox_changed(conversation_id, None)),
+            inbox,
         ]
     )
 

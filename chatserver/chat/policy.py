@@ -132,6 +132,11 @@ def can_archive(role: Role) -> bool:
     return role == Role.STAFF
 
 
+def can_mark_unread(role: Role) -> bool:
+    """Marking as unread moves a position in the staff inbox, which only staff have."""
+    return role == Role.STAFF
+
+
 def can_delete_for_me(role: Role) -> bool:
     """Hiding a message from one's own view harms nobody, so any message qualifies."""
     return role in (Role.STAFF, Role.CANDIDATE)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -17,12 +20,15 @@ from chatserver.chat.service import Chat
 from chatserver.clock import wire_time
 from chatserver.errors import invalid, not_found
 from chatserver.store import audit, conversations, messages, notifications, people
-from chatserver.store.conversations import ListQuery
+from chatserver.store.conversations import Filter, Keyset, ListQuery, Sort
+from chatserver.store.folding import fold
 
 JSON = dict[str, Any]
-FILTERS = ("all", "unread", "messaged", "archived")
-SORTS = ("unread", "newest", "oldest")
 PAGE_SIZE = 50
+# A phone shows a dozen rows; more than this per request is a scraper.
+PAGE_MAX = 100
+# A real cursor is about 100 characters; a long one is not ours.
+CURSOR_MAX_CHARS = 512
 HISTORY_DEFAULT = 50
 HISTORY_MAX = 200
 SEARCH_MAX_CHARS = 200
@@ -98,24 +104,44 @@ async def me(chat: Chat, viewer: Viewer, csrf_token: str) -> JSON:
     return result
 
 
-def _encode_cursor(key: tuple[int, str, str]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
+def _encode_cursor(key: Keyset) -> str:
+    at = key.activity.astimezone(UTC).isoformat()
+    raw = orjson.dumps([key.unread_flag, at, key.conversation_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[int, str, str]:
+def _decode_cursor(cursor: str) -> Keyset:
+    """A `next` value from an earlier page. Anything else (a forged or
+    truncated cursor, a timestamp without a zone or beyond the calendar) is
+    `invalid`, never a database error."""
+    if len(cursor) > CURSOR_MAX_CHARS:
+        raise invalid("cursor is not valid.")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         flag, at, last_id = orjson.loads(raw)
-        if flag not in (0, 1) or not (isinstance(at, str) and access.plausible_id(last_id)):
+        if (
+            type(flag) is not int
+            or flag not in (0, 1)
+            or not isinstance(at, str)
+            or not access.plausible_id(last_id)
+        ):
             raise ValueError
-        # The store compares it with aware UTC timestamps: a naive one, or one
-        # whose UTC instant is outside the years 1-9999, is not a cursor we made.
-        moment = datetime.fromisoformat(at)
-        if moment.tzinfo is None:
+        activity = datetime.fromisoformat(at)
+        if activity.tzinfo is None:
             raise ValueError
-        return flag, moment.astimezone(UTC).isoformat(), last_id
+        # OverflowError: an offset that moves the time out of years 1-9999.
+        activity = activity.astimezone(UTC)
     except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError) as exc:
         raise invalid("cursor is not valid.") from exc
+    return Keyset(int(flag), activity, last_id)
+
+
+def _choice(value: str, choices: type[StrEnum], what: str) -> Any:
+    try:
+        return choices(value)
+    except ValueError:
+        names = ", ".join(c.value for c in choices)
+        raise invalid(f"{what} must be one of {names}.") from None
 
 
 async def list_conversations(
@@ -126,21 +152,24 @@ async def list_conversations(
     q: str = "",
     sort: str = "newest",
     cursor: str | None = None,
+    limit: int = PAGE_SIZE,
 ) -> JSON:
-    if filter not in FILTERS:
-        raise invalid(f"filter must be one of {', '.join(FILTERS)}.")
-    if sort not in SORTS:
-        raise invalid(f"sort must be one of {', '.join(SORTS)}.")
+    """A page of the viewer's inbox (SPEC 5a). Search folds case and accents
+    on both sides (chatserver/store/folding.py)."""
+    chosen_filter: Filter = _choice(filter, Filter, "filter")
+    chosen_sort: Sort = _choice(sort, Sort, "sort")
     if len(q) > SEARCH_MAX_CHARS:
         raise invalid(f"q has at most {SEARCH_MAX_CHARS} characters.")
     if "\x00" in q:
         raise invalid("q must not contain NUL characters.")
+    if not 1 <= limit <= PAGE_MAX:
+        raise invalid(f"limit must be between 1 and {PAGE_MAX}.")
     query = ListQuery(
-        filter=filter,
-        q=q,
-        sort=sort,
+        filter=chosen_filter,
+        folded_search=fold(q.strip()),
+        sort=chosen_sort,
         after=_decode_cursor(cursor) if cursor else None,
-        limit=PAGE_SIZE,
+        limit=limit,
     )
     async with chat.db.transaction() as conn:
         rows = await conversations.list_conversations(
@@ -151,7 +180,7 @@ async def list_conversations(
             org_id=viewer.org_id,
             application_ids=viewer.application_ids,
         )
-        page, more = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+        page, more = rows[:limit], len(rows) > limit
         last = await messages.last_visible(
             conn, [r["id"] for r in page], viewer.kind.value, viewer.id
         )
@@ -165,9 +194,47 @@ async def list_conversations(
     if more:
         tail = page[-1]
         next_cursor = _encode_cursor(
-            (int(tail["unread_flag"]), tail["activity_at"].isoformat(), tail["id"])
+            Keyset(int(tail["unread_flag"]), tail["activity_at"], tail["id"])
         )
     return {"conversations": items, "next": next_cursor}
+
+
+@dataclass(frozen=True)
+class InboxUpdate:
+    """The content of one `inbox` frame for one staff member (docs/realtime.md)."""
+
+    conversation: str
+    unread: int
+    last_message: JSON | None  # their newest visible message
+    state: str
+    status: str
+
+
+async def inbox_updates(
+    chat: Chat, conversation_ids: Sequence[str], staff_ids: Sequence[str]
+) -> dict[str, list[InboxUpdate]]:
+    """What each of these staff members' inbox rows of these conversations
+    show now, by staff id, in the order of `conversation_ids`; a staff
+    member of another organisation gets nothing."""
+    async with chat.db.transaction() as conn:
+        entries = await conversations.inbox_entries(conn, conversation_ids, staff_ids)
+        shown = [e.last_message["id"] for e in entries if e.last_message is not None]
+        files = await messages.attachments_for(conn, sorted(set(shown)))
+    order = {conversation_id: index for index, conversation_id in enumerate(conversation_ids)}
+    updates: dict[str, list[InboxUpdate]] = {}
+    for entry in sorted(entries, key=lambda e: (e.staff_id, order[e.conversation_id])):
+        last = entry.last_message
+        shown_message = None if last is None else views.message(last, files.get(last["id"], []))
+        updates.setdefault(entry.staff_id, []).append(
+            InboxUpdate(
+                conversation=entry.conversation_id,
+                unread=entry.unread,
+                last_message=shown_message,
+                state=entry.state,
+                status=entry.status,
+            )
+        )
+    return updates
 
 
 async def conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> JSON:

@@ -23,19 +23,16 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.broker.base import Broker, Resync, Subscription, SubscriptionClosed
-from chatserver.chat import events, views
+from chatserver.chat import events, queries, views
 from chatserver.chat.policy import Role
 from chatserver.chat.service import Chat
 from chatserver.ops import instruments
 from chatserver.realtime import revocation
 from chatserver.realtime.connection import Connection
 from chatserver.store import conversations, messages
-from chatserver.store.tables import conversations as conversations_table
 from chatserver.web import wire
 
 log = logging.getLogger(__name__)
@@ -364,9 +361,12 @@ class PersonRoom(Room):
 class OrgRoom(Room):
     """The staff inbox feeds of one organisation on this worker.
 
-    Changes are coalesced: while one round of unread counts is being
-    queried, further changes collect in `_pending`, so a busy organisation
-    costs one query per round, never one per message per socket.
+    Changes are coalesced: while one round of inbox rows is being queried,
+    further changes collect in `_pending`, so a busy organisation costs one
+    round of queries per change burst, never one per message per socket.
+    What each staff member's frame says (their unread count, their newest
+    visible message, state and status) is the domain's answer
+    (`queries.inbox_updates`); this room only carries it.
     """
 
     __slots__ = ("_dirty", "_flusher", "_pending", "members")
@@ -374,7 +374,8 @@ class OrgRoom(Room):
     def __init__(self, channel: str, chat: Chat, broker: Broker, kick: Kick) -> None:
         super().__init__(channel, chat, broker, kick)
         self.members: set[Connection] = set()
-        self._pending: dict[str, dict[str, Any] | None] = {}
+        # Changed conversation ids, in arrival order (a dict as ordered set).
+        self._pending: dict[str, None] = {}
         self._dirty = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
 
@@ -392,16 +393,9 @@ class OrgRoom(Room):
         if event is None or event.get("type") != "inbox_changed":
             return
         conversation_id = event.get("conversation")
-        last_message = event.get("last_message")
         if not isinstance(conversation_id, str):
             return
-        known = self._pending.get(conversation_id)
-        if isinstance(last_message, dict) and (
-            known is None or known.get("seq", 0) <= last_message.get("seq", 0)
-        ):
-            self._pending[conversation_id] = last_message
-        else:
-            self._pending.setdefault(conversation_id, None)
+        self._pending[conversation_id] = None
         self._dirty.set()
 
     async def _waited(self) -> None:
@@ -416,48 +410,19 @@ class OrgRoom(Room):
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            pending, self._pending = self._pending, {}
+            pending, self._pending = list(self._pending), {}
             staff_ids = sorted({conn.viewer.id for conn in self.members})
             if not pending or not staff_ids:
                 continue
             try:
-                unread, lasts = await self._query(pending, staff_ids)
+                updates = await queries.inbox_updates(self.chat, pending, staff_ids)
             except Exception:
                 log.exception("inbox update of %s failed", self.channel)
                 continue
-            for staff_id in staff_ids:
+            for staff_id, rows in updates.items():
                 members = [conn for conn in self.members if conn.viewer.id == staff_id]
-                for conversation_id, last_message in lasts.items():
-                    count = unread.get((conversation_id, staff_id), 0)
-                    self._push(members, wire.inbox_frame(conversation_id, count, last_message))
-
-    async def _query(
-        self, pending: dict[str, dict[str, Any] | None], staff_ids: list[str]
-    ) -> tuple[dict[tuple[str, str], int], dict[str, dict[str, Any] | None]]:
-        lasts = dict(pending)
-        async with self.chat.db.transaction() as db:
-            unread = await _unread_by_staff(db, list(pending), staff_ids)
-            for conversation_id in [c for c, m in pending.items() if m is None]:
-                row = await messages.last(db, conversation_id)
-                if row is not None:
-                    files = await messages.attachments_for(db, [row["id"]])
-                    lasts[conversation_id] = views.message(row, files.get(row["id"], []))
-        return unread, lasts
-
-
-async def _unread_by_staff(
-    db: AsyncConnection, conversation_ids: list[str], staff_ids: list[str]
-) -> dict[tuple[str, str], int]:
-    """Unread counts for every (conversation, staff member) pair in one query."""
-    columns = [
-        conversations.unread_count(Role.STAFF.value, staff_id).label(f"u{index}")
-        for index, staff_id in enumerate(staff_ids)
-    ]
-    query = select(conversations_table.c.id, *columns).where(
-        conversations_table.c.id.in_(conversation_ids)
-    )
-    result: dict[tuple[str, str], int] = {}
-    for row in (await db.execute(query)).all():
-        for index, staff_id in enumerate(staff_ids):
-            result[(row[0], staff_id)] = int(row[index + 1] or 0)
-    return result
+                for row in rows:
+                    frame = wire.inbox_frame(
+                        row.conversation, row.unread, row.last_message, row.state, row.status
+                    )
+                    self._push(members, frame)

@@ -3,8 +3,9 @@ listing, read positions and archives."""
 
 from __future__ import annotations
 
+import enum
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,16 +30,19 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.store.folding import contains_pattern
 from chatserver.store.people import upsert
 from chatserver.store.tables import (
     applications,
     archives,
     candidates,
     conversations,
+    hidden_messages,
     jobs,
     messages,
     organisations,
     read_positions,
+    staff,
 )
 
 CONTEXT_COLUMNS = (
@@ -240,7 +244,10 @@ async def advance_many(conn: AsyncConnection, changes: Sequence[Advance]) -> Non
 async def mark_read(
     conn: AsyncConnection, conversation_id: str, kind: str, person_id: str, seq: int, at: datetime
 ) -> bool:
-    """Move a reader's position forward (never back). True if it moved."""
+    """Move a reader's position forward (never back). True if it moved.
+    Position 0 is where every reader starts, so reading up to 0 moves nothing."""
+    if seq <= 0:
+        return False
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     stmt = insert(read_positions).values(
         conversation_id=conversation_id,
@@ -254,8 +261,37 @@ async def mark_read(
         set_={"seq": stmt.excluded.seq, "updated_at": stmt.excluded.updated_at},
         where=read_positions.c.seq < stmt.excluded.seq,
     )
-    result = await conn.execute(stmt)
-    return bool(result.rowcount)
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT
+    # that changed nothing, which read as "moved".
+    result = await conn.execute(stmt.returning(read_positions.c.seq))
+    return result.first() is not None
+
+
+async def mark_unread(
+    conn: AsyncConnection, conversation_id: str, kind: str, person_id: str, at: datetime
+) -> bool:
+    """Move a reader's position back to just before the newest message that
+    counts as unread for them, so it is unread again (never forward). True
+    if it moved; False when that message is unread already or there is none."""
+    newest = select(func.max(messages.c.seq)).where(
+        messages.c.conversation_id == conversation_id,
+        _counts_as_unread(kind, literal(person_id), literal(0)),
+    )
+    target = (await conn.execute(newest)).scalar_one_or_none()
+    if target is None:
+        return False
+    result = await conn.execute(
+        update(read_positions)
+        .where(
+            read_positions.c.conversation_id == conversation_id,
+            read_positions.c.reader_kind == kind,
+            read_positions.c.reader_id == person_id,
+            read_positions.c.seq >= target,
+        )
+        .values(seq=int(target) - 1, updated_at=at)
+        .returning(read_positions.c.seq)
+    )
+    return result.first() is not None
 
 
 async def read_seq(conn: AsyncConnection, conversation_id: str, kind: str, person_id: str) -> int:
@@ -272,18 +308,69 @@ async def readers(conn: AsyncConnection, conversation_id: str) -> list[RowMappin
     return list((await conn.execute(query)).mappings())
 
 
-def unread_count(kind: str, person_id: str) -> ColumnElement[int]:
-    """Messages of the other side after the viewer's read position, per
-    conversation row. A colleague's message to the candidate is not news
-    for another staff member: their unread badge counts candidate messages
-    (and a candidate's counts staff messages)."""
+# -- unread counts -------------------------------------------------------------------
+
+
+def other_side(kind: str) -> str:
+    """Whose messages are news for a reader: a colleague's message to the
+    candidate is not news for another staff member, so staff count the
+    candidate's messages and the candidate counts staff messages (system
+    messages are nobody's news)."""
+    return "candidate" if kind == "staff" else "staff"
+
+
+def _hidden_by(kind: str, reader: ColumnElement[str]) -> ColumnElement[bool]:
+    """The current `messages` row was deleted by this reader for themselves.
+
+    Everything but `hidden_messages` comes from the enclosing queries, at
+    whatever depth: left to auto-correlation, a reader column of a query two
+    levels up (the inbox feed's `staff`) would become a cross join here.
+    """
+    return (
+        exists()
+        .where(
+            hidden_messages.c.message_id == messages.c.id,
+            hidden_messages.c.viewer_kind == kind,
+            hidden_messages.c.viewer_id == reader,
+        )
+        .correlate_except(hidden_messages)
+    )
+
+
+def _counts_as_unread(
+    kind: str, reader: ColumnElement[str], position: ColumnElement[Any]
+) -> ColumnElement[bool]:
+    """THE unread rule, for the current `messages` row: a message of the
+    other side after the reader's position (None: nothing read yet) that is
+    neither deleted for everyone nor deleted by the reader for themselves."""
+    return and_(
+        messages.c.seq > func.coalesce(position, 0),
+        messages.c.sender_kind == other_side(kind),
+        messages.c.deleted == false(),
+        ~_hidden_by(kind, reader),
+    )
+
+
+def unread_count(kind: str, reader: ColumnElement[str]) -> ColumnElement[int]:
+    """The unread count of the current `conversations` row for `reader` (a
+    literal, or a column of an enclosing query such as the inbox feed's
+    `staff.id`).
+
+    A scalar subquery per row: the conversation's unread messages are one
+    index range (conversation_id, seq > position). Correlation is explicit
+    at both levels: left to itself, the position subquery nested in the
+    count correlated to nothing and became `FROM read_positions,
+    conversations` (issue 8: one read hid every badge on SQLite, two made
+    the listing a 500 on PostgreSQL).
+    """
     position = (
         select(read_positions.c.seq)
         .where(
             read_positions.c.conversation_id == conversations.c.id,
             read_positions.c.reader_kind == kind,
-            read_positions.c.reader_id == person_id,
+            read_positions.c.reader_id == reader,
         )
+        .correlate_except(read_positions)
         .scalar_subquery()
     )
     return (
@@ -291,17 +378,38 @@ def unread_count(kind: str, person_id: str) -> ColumnElement[int]:
         .select_from(messages)
         .where(
             messages.c.conversation_id == conversations.c.id,
-            messages.c.seq > func.coalesce(position, 0),
-            messages.c.deleted == false(),
-            messages.c.sender_kind != "system",
-            messages.c.sender_kind != kind,
+            _counts_as_unread(kind, reader, position),
         )
+        .correlate_except(messages)
         .scalar_subquery()
     )
 
 
+def _has_unread(kind: str, reader: ColumnElement[str], position: Any) -> ColumnElement[bool]:
+    """Whether the current `conversations` row has anything unread for the
+    reader whose position (None: nothing read) is the enclosing query's
+    `position`: no message after it at all is decided without a subquery,
+    and otherwise the first unread message ends the search. What sorting
+    and filtering by unread need for every conversation of an organisation;
+    the count itself is taken for the page's rows only."""
+    first_unread = (
+        select(literal(1))
+        .select_from(messages)
+        .where(
+            messages.c.conversation_id == conversations.c.id,
+            _counts_as_unread(kind, reader, position),
+        )
+        .limit(1)
+        .correlate_except(messages)
+        .scalar_subquery()
+    )
+    return and_(conversations.c.last_seq > func.coalesce(position, 0), first_unread.is_not(None))
+
+
 async def unread_for(conn: AsyncConnection, conversation_id: str, kind: str, person_id: str) -> int:
-    query = select(unread_count(kind, person_id)).where(conversations.c.id == conversation_id)
+    query = select(unread_count(kind, literal(person_id))).where(
+        conversations.c.id == conversation_id
+    )
     return int((await conn.execute(query)).scalar_one_or_none() or 0)
 
 
@@ -324,18 +432,38 @@ async def unarchive(conn: AsyncConnection, conversation_id: str, staff_id: str) 
 # -- the inbox listing ---------------------------------------------------------------
 
 
+class Filter(enum.StrEnum):
+    ALL = "all"
+    UNREAD = "unread"
+    MESSAGED = "messaged"  # anything was ever written (deleted messages too)
+    ARCHIVED = "archived"  # archived by this staff member; the others list the rest
+
+
+class Sort(enum.StrEnum):
+    UNREAD = "unread"  # conversations with unread messages first, then newest
+    NEWEST = "newest"  # last activity, newest first
+    OLDEST = "oldest"  # last activity, oldest first
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """Where a page ended: the sort key of its last row. `unread_flag` is 1
+    when that row had unread messages (only the unread-first sort uses it);
+    `activity` is aware UTC."""
+
+    unread_flag: int
+    activity: datetime
+    conversation_id: str
+
+
 @dataclass(frozen=True)
 class ListQuery:
-    filter: str = "all"  # all | unread | messaged | archived
-    q: str = ""
-    sort: str = "newest"  # unread | newest | oldest
-    after: tuple[int, str, str] | None = None  # keyset: (unread flag, activity ISO, id)
+    filter: Filter = Filter.ALL
+    # Already folded (chatserver/store/folding.py); empty means no search.
+    folded_search: str = ""
+    sort: Sort = Sort.NEWEST
+    after: Keyset | None = None
     limit: int = 50
-
-
-def _like_pattern(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 async def list_conversations(
@@ -346,80 +474,217 @@ async def list_conversations(
     *,
     org_id: str | None = None,
     application_ids: Sequence[str] = (),
-) -> list[RowMapping]:
-    """One page of a viewer's conversations, with unread counts.
+) -> list[dict[str, Any]]:
+    """One page (plus one row, to tell whether more follow) of a viewer's
+    conversations, with their unread counts, `activity_at` and `unread_flag`.
 
     Staff see their organisation's conversations, candidates those of the
-    applications in their session. Paging is by keyset on the sort key, so a
-    page never repeats or skips a row while new messages arrive.
+    applications in their session. A conversation's activity is its newest
+    message's time, or the application's while nobody has written. Paging is
+    by keyset on the sort key (ties broken by id), so a page never repeats
+    or skips a row while new messages arrive.
     """
-    unread = unread_count(kind, person_id).label("unread")
-    # A conversation's last activity is its newest message, or the application
-    # itself while nobody has written yet.
-    activity = func.coalesce(conversations.c.last_message_at, applications.c.applied_at)
-    unread_flag = case((unread_count(kind, person_id) > 0, 1), else_=0)
-    is_archived = exists().where(
-        archives.c.conversation_id == conversations.c.id, archives.c.staff_id == person_id
-    )
-    stmt = _context_query().add_columns(unread, activity.label("activity_at"))
     if kind == "staff":
-        stmt = stmt.where(conversations.c.org_id == org_id)
-        stmt = stmt.where(is_archived if query.filter == "archived" else ~is_archived)
+        scope = conversations.c.org_id == org_id
     else:
         # The session names the applications; the candidate must still be
         # theirs (the host may have moved an application to someone else).
-        stmt = stmt.where(
+        scope = and_(
             conversations.c.application_id.in_(list(application_ids)),
             applications.c.candidate_id == person_id,
         )
-        if query.filter == "archived":
-            stmt = stmt.where(false())
-    if query.filter == "unread":
-        stmt = stmt.where(unread_count(kind, person_id) > 0)
-    elif query.filter == "messaged":
+    reader = literal(person_id)
+    # The viewer's read position, joined once; sorting and filtering by
+    # unread ask only whether a row has anything unread (`_has_unread`), and
+    # the counts are taken for the page's rows once it is chosen.
+    position = read_positions.alias("viewer_position")
+    has_unread = _has_unread(kind, reader, position.c.seq)
+    activity = func.coalesce(conversations.c.last_message_at, applications.c.applied_at)
+    stmt = (
+        _context_query()
+        .outerjoin(
+            position,
+            and_(
+                position.c.conversation_id == conversations.c.id,
+                position.c.reader_kind == kind,
+                position.c.reader_id == reader,
+            ),
+        )
+        .add_columns(activity.label("activity_at"))
+        .where(scope)
+    )
+    is_archived = exists().where(
+        archives.c.conversation_id == conversations.c.id, archives.c.staff_id == person_id
+    )
+    if kind == "staff":
+        stmt = stmt.where(is_archived if query.filter == Filter.ARCHIVED else ~is_archived)
+    elif query.filter == Filter.ARCHIVED:
+        stmt = stmt.where(false())  # only staff archive
+    if query.filter == Filter.UNREAD:
+        stmt = stmt.where(has_unread)
+    elif query.filter == Filter.MESSAGED:
         stmt = stmt.where(conversations.c.last_seq > 0)
-    if query.q.strip():
-        pattern = _like_pattern(query.q.strip())
-        body_match = exists().where(
-            messages.c.conversation_id == conversations.c.id,
-            messages.c.deleted == false(),
-            func.lower(messages.c.body).like(pattern, escape="\\"),
-        )
-        stmt = stmt.where(
-            or_(
-                func.lower(candidates.c.name).like(pattern, escape="\\"),
-                func.lower(jobs.c.title).like(pattern, escape="\\"),
-                body_match,
-            )
-        )
-    flag_key = unread_flag if query.sort == "unread" else literal(0)
-    descending = query.sort != "oldest"
+    if query.folded_search:
+        stmt = stmt.where(_search_matches(kind, person_id, query.folded_search))
+    flag: ColumnElement[int] = (
+        case((has_unread, 1), else_=0) if query.sort == Sort.UNREAD else literal(0)
+    )
+    descending = query.sort != Sort.OLDEST
     if query.after is not None:
-        flag, at_iso, last_id = query.after
-        at = datetime.fromisoformat(at_iso)
+        key = query.after
         if descending:
             stmt = stmt.where(
                 or_(
-                    flag_key < flag,
-                    and_(flag_key == flag, activity < at),
-                    and_(flag_key == flag, activity == at, conversations.c.id < last_id),
+                    flag < key.unread_flag,
+                    and_(flag == key.unread_flag, activity < key.activity),
+                    and_(
+                        flag == key.unread_flag,
+                        activity == key.activity,
+                        conversations.c.id < key.conversation_id,
+                    ),
                 )
             )
         else:
             stmt = stmt.where(
                 or_(
-                    activity > at,
-                    and_(activity == at, conversations.c.id > last_id),
+                    activity > key.activity,
+                    and_(activity == key.activity, conversations.c.id > key.conversation_id),
                 )
             )
-    if descending:
-        stmt = stmt.order_by(flag_key.desc(), activity.desc(), conversations.c.id.desc())
+    if query.sort == Sort.UNREAD:
+        stmt = stmt.order_by(flag.desc(), activity.desc(), conversations.c.id.desc())
+    elif descending:
+        # No constant sort key: SQLite then sorts a far smaller record.
+        stmt = stmt.order_by(activity.desc(), conversations.c.id.desc())
     else:
         stmt = stmt.order_by(activity.asc(), conversations.c.id.asc())
-    stmt = stmt.add_columns(flag_key.label("unread_flag")).limit(query.limit + 1)
-    return list((await conn.execute(stmt)).mappings())
+    stmt = stmt.add_columns(flag.label("unread_flag")).limit(query.limit + 1)
+    rows = [dict(row) for row in (await conn.execute(stmt)).mappings()]
+    if rows:
+        counted = select(conversations.c.id, unread_count(kind, reader)).where(
+            conversations.c.id.in_([row["id"] for row in rows])
+        )
+        counts = {cid: int(n) for cid, n in await conn.execute(counted)}
+        for row in rows:
+            row["unread"] = counts[row["id"]]
+    return rows
+
+
+def _search_matches(kind: str, person_id: str, folded: str) -> ColumnElement[bool]:
+    """The conversation's candidate name, job title or the text of a message
+    this viewer can still read contains `folded`, compared folded on both
+    sides (plain LIKE on the stored folded columns).
+
+    The message text is searched per conversation row, through the index on
+    (conversation_id, seq): a scalar subquery with LIMIT 1, which
+    PostgreSQL cannot turn into one hashed scan of every tenant's messages
+    (as an EXISTS or IN beside the ORs it did, and search then took as long
+    for one organisation as the whole table's size).
+    """
+    pattern = contains_pattern(folded)
+    first_match = (
+        select(literal(1))
+        .select_from(messages)
+        .where(
+            messages.c.conversation_id == conversations.c.id,
+            messages.c.deleted == false(),
+            messages.c.search_body.like(pattern, escape="\\"),
+            ~_hidden_by(kind, literal(person_id)),
+        )
+        .limit(1)
+        .correlate_except(messages)
+        .scalar_subquery()
+    )
+    return or_(
+        candidates.c.search_name.like(pattern, escape="\\"),
+        jobs.c.search_title.like(pattern, escape="\\"),
+        first_match.is_not(None),
+    )
 
 
 async def org_conversation_ids(conn: AsyncConnection, org_id: str) -> list[str]:
     query = select(conversations.c.id).where(conversations.c.org_id == org_id)
     return [str(r) for r in (await conn.execute(query)).scalars()]
+
+
+# -- inbox feed rows -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    """One conversation as one staff member's inbox row shows it now."""
+
+    conversation_id: str
+    staff_id: str
+    unread: int
+    state: str
+    status: str
+    # The newest message this staff member has not deleted for themselves
+    # (a message deleted for everyone is still it: a placeholder).
+    last_message: RowMapping | None
+
+
+async def inbox_entries(
+    conn: AsyncConnection, conversation_ids: Sequence[str], staff_ids: Sequence[str]
+) -> list[InboxEntry]:
+    """Each (conversation, staff member) pair's inbox row, in two queries
+    however many pairs: the inbox feed's query after a change.
+
+    Only staff of the conversation's own organisation get an entry, so a
+    caller's mistake cannot leak a row to another tenant.
+    """
+    if not conversation_ids or not staff_ids:
+        return []
+    reader = staff.c.id
+    newest_visible = (
+        select(func.max(messages.c.seq))
+        .where(messages.c.conversation_id == conversations.c.id, ~_hidden_by("staff", reader))
+        .correlate_except(messages)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            conversations.c.id,
+            reader.label("staff_id"),
+            conversations.c.state,
+            applications.c.status,
+            unread_count("staff", reader).label("unread"),
+            newest_visible.label("last_seq"),
+        )
+        .select_from(
+            conversations.join(
+                applications, applications.c.id == conversations.c.application_id
+            ).join(
+                staff,
+                and_(staff.c.id.in_(list(staff_ids)), staff.c.org_id == conversations.c.org_id),
+            )
+        )
+        .where(conversations.c.id.in_(list(conversation_ids)))
+    )
+    rows = list((await conn.execute(query)).mappings())
+    wanted = {(r["id"], int(r["last_seq"])) for r in rows if r["last_seq"] is not None}
+    found = await _messages_at(conn, wanted)
+    return [
+        InboxEntry(
+            conversation_id=r["id"],
+            staff_id=r["staff_id"],
+            unread=int(r["unread"]),
+            state=r["state"],
+            status=r["status"],
+            last_message=None if r["last_seq"] is None else found.get((r["id"], r["last_seq"])),
+        )
+        for r in rows
+    ]
+
+
+async def _messages_at(
+    conn: AsyncConnection, keys: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], RowMapping]:
+    """Messages by (conversation, seq)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    query = select(messages).where(
+        or_(*(and_(messages.c.conversation_id == c, messages.c.seq == s) for c, s in wanted))
+    )
+    return {(r["conversation_id"], r["seq"]): r for r in (await conn.execute(query)).mappings()}

@@ -10,6 +10,7 @@ from sqlalchemy import and_, delete, exists, func, insert, or_, select, tuple_, 
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.store.folding import fold
 from chatserver.store.people import upsert
 from chatserver.store.tables import attachments, hidden_messages, messages
 
@@ -41,9 +42,15 @@ async def by_client_keys(
     return {(r["sender_kind"], r["sender_id"], r["client_id"]): r for r in rows}
 
 
+def with_search_body(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A message row with its body folded for search: every insert path
+    stores both (the column has no default, so one that forgets fails)."""
+    return {**row, "search_body": fold(row["body"])}
+
+
 async def insert_many(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
     if rows:
-        await conn.execute(insert(messages), list(rows))
+        await conn.execute(insert(messages), [with_search_body(row) for row in rows])
 
 
 async def attach(conn: AsyncConnection, message_id: str, attachment_ids: Sequence[str]) -> None:
@@ -157,7 +164,9 @@ async def mark_deleted(conn: AsyncConnection, message_id: str) -> None:
     rows, so their ids stop resolving; the content-addressed bytes may be
     shared with other uploads and stay)."""
     await conn.execute(
-        update(messages).where(messages.c.id == message_id).values(deleted=True, body="", html="")
+        update(messages)
+        .where(messages.c.id == message_id)
+        .values(deleted=True, body="", html="", search_body="")
     )
     await conn.execute(delete(attachments).where(attachments.c.message_id == message_id))
 

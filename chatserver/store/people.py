@@ -12,6 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.store.folding import fold
 from chatserver.store.tables import (
     candidates,
     conversations,
@@ -116,8 +117,8 @@ async def upsert_candidate(
     notifications: str | None = None,
 ) -> None:
     person, defaults = _person_defaults(timezone, notifications)
-    values = {"id": candidate_id, "name": name, "email": email, **person}
-    await upsert(conn, candidates, values, ["name", "email"], defaults=defaults)
+    values = {"id": candidate_id, "name": name, "email": email, "search_name": fold(name), **person}
+    await upsert(conn, candidates, values, ["name", "email", "search_name"], defaults=defaults)
 
 
 async def remove_staff(conn: AsyncConnection, staff_id: str, at: datetime) -> bool:
@@ -159,7 +160,8 @@ async def applications_written_in(conn: AsyncConnection, staff_id: str, org_id: 
 
 
 async def upsert_job(conn: AsyncConnection, job_id: str, org_id: str, title: str) -> None:
-    await upsert(conn, jobs, {"id": job_id, "org_id": org_id, "title": title}, ["title"])
+    values = {"id": job_id, "org_id": org_id, "title": title, "search_title": fold(title)}
+    await upsert(conn, jobs, values, ["title", "search_title"])
 
 
 async def get_job(conn: AsyncConnection, job_id: str) -> RowMapping | None:

@@ -24,6 +24,13 @@ _FALSE = {"server_default": false()}
 _ZERO = {"server_default": "0"}
 
 
+def _folded_column() -> Column[str]:
+    """A search column (chatserver/store/folding.py). No default: a write
+    path that forgets to fold fails loudly instead of hiding rows from
+    search."""
+    return Column(Text, nullable=False)
+
+
 class Organisation(SQLModel, table=True):
     __tablename__ = "organisations"
     id: str = Field(primary_key=True, max_length=128)
@@ -55,6 +62,9 @@ class Candidate(SQLModel, table=True):
     __tablename__ = "candidates"
     id: str = Field(primary_key=True, max_length=128)
     name: str = Field(max_length=200)
+    # `name` folded for search (chatserver/store/folding.py), kept in step
+    # by the upsert.
+    search_name: str = Field(default="", sa_column=_folded_column())
     email: str = Field(max_length=320)
     timezone: str = Field(default="UTC", max_length=64)
     email_notifications: str = Field(default="each", max_length=8)
@@ -68,6 +78,8 @@ class Job(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=128)
     org_id: str = Field(foreign_key="organisations.id", index=True, max_length=128)
     title: str = Field(max_length=300)
+    # `title` folded for search, kept in step by the upsert.
+    search_title: str = Field(default="", sa_column=_folded_column())
 
 
 class Application(SQLModel, table=True):
@@ -116,6 +128,9 @@ class Message(SQLModel, table=True):
     client_id: str = Field(max_length=64)
     body: str = Field(sa_column=Column(Text, nullable=False))
     html: str = Field(sa_column=Column(Text, nullable=False))
+    # `body` folded for search, written with the message and emptied with
+    # it by a delete for everyone.
+    search_body: str = Field(default="", sa_column=_folded_column())
     created_at: datetime
     deleted: bool = Field(default=False)
 

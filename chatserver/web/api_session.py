@@ -38,6 +38,7 @@ async def list_conversations(request: Request) -> Response:
         q=params.get("q", ""),
         sort=params.get("sort", "newest"),
         cursor=params.get("cursor") or None,
+        limit=queries.parse_int(params.get("limit"), "limit", queries.PAGE_SIZE) or 0,
     )
     return json(result)
 
@@ -94,6 +95,13 @@ async def read(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def unread(request: Request) -> Response:
+    """Mark as unread (staff): the newest candidate message counts again."""
+    who = await require_viewer(request, mutation=True)
+    await actions.mark_unread(services(request).chat, who.viewer, request.path_params["id"])
+    return Response(status_code=204)
+
+
 async def end(request: Request) -> Response:
     who = await require_viewer(request, mutation=True)
     chat = services(request).chat
@@ -142,6 +150,7 @@ routes = [
     Route("/api/conversations/{id}/messages", send, methods=["POST"]),
     Route("/api/conversations/{id}/read", read, methods=["POST"]),
     Route("/api/preview", preview, methods=["POST"]),
+    Route("/api/conversations/{id}/unread", unread, methods=["POST"]),
     Route("/api/conversations/{id}/end", end, methods=["POST"]),
     Route("/api/conversations/{id}/archive", archive, methods=["POST"]),
     Route("/api/conversations/{id}/unarchive", unarchive, methods=["POST"]),

@@ -220,13 +220,23 @@ def ack_frame(client_id: str, message: Mapping[str, Any]) -> str:
     return encode({"type": "ack", "client_id": client_id, "message": message})
 
 
-def inbox_frame(conversation: str, unread: int, last_message: Mapping[str, Any] | None) -> str:
+def inbox_frame(
+    conversation: str,
+    unread: int,
+    last_message: Mapping[str, Any] | None,
+    state: str,
+    status: str,
+) -> str:
+    """`state` and `status` are added to SPEC 5's fields so a page can update
+    the whole row live (an ended conversation, the host's status change)."""
     return encode(
         {
             "type": "inbox",
             "conversation": conversation,
             "unread": unread,
             "last_message": last_message,
+            "state": state,
+            "status": status,
         }
     )
 

@@ -18,6 +18,7 @@ from chatserver.chat.policy import (
     can_delete_for_everyone,
     can_delete_for_me,
     can_end,
+    can_mark_unread,
     can_read,
     can_send,
     send_refusal,
@@ -223,6 +224,7 @@ def test_role_permissions(
     assert can_read(role) is read
     assert can_end(role) is end
     assert can_archive(role) is archive
+    assert can_mark_unread(role) is archive  # both are the staff inbox's
     assert can_delete_for_me(role) is delete_for_me
 
 

@@ -137,11 +137,13 @@ def test_server_frames_have_the_spec_shapes() -> None:
         "message": message,
     }
     assert orjson.loads(wire.message_frame(message)) == {"type": "message", "message": message}
-    assert orjson.loads(wire.inbox_frame("c", 2, None)) == {
+    assert orjson.loads(wire.inbox_frame("c", 2, None, "ended", "hired")) == {
         "type": "inbox",
         "conversation": "c",
         "unread": 2,
         "last_message": None,
+        "state": "ended",
+        "status": "hired",
     }
     assert orjson.loads(wire.PONG) == {"type": "pong"}
 

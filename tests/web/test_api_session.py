@@ -18,6 +18,7 @@ ENDPOINTS = [
     ("GET", "/api/conversations/{c}/messages"),
     ("POST", "/api/conversations/{c}/messages"),
     ("POST", "/api/conversations/{c}/read"),
+    ("POST", "/api/conversations/{c}/unread"),
     ("POST", "/api/conversations/{c}/end"),
     ("POST", "/api/conversations/{c}/archive"),
     ("POST", "/api/conversations/{c}/unarchive"),

@@ -30,7 +30,7 @@ async def every_page(person: Person, **params: Any) -> list[list[str]]:
         assert len(pages) < 10, "paging does not end"
 
 
-def cursor_of(key: list[Any]) -> str:
+def cursor_of(key: object) -> str:
     """A hand-made cursor (a client must treat real ones as opaque)."""
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
@@ -218,3 +218,122 @@ async def test_an_untouched_application_sorts_by_its_application_date(
     await scene.alice.send(scene.conversation, "Hello Cara")
     assert await ids(scene.alice, sort="newest") == [new, scene.conversation, old]
     assert await ids(scene.alice, sort="oldest") == [old, scene.conversation, new]
+
+
+# -- search folds case and accents (issue 11 item 9) ---------------------------------
+
+
+async def test_search_folds_accents_and_case_both_ways(scene: Scene, host: Host) -> None:
+    chloe = await application(host, "app-2", candidate="chloe", candidate_name="Chloé Dubois")
+    plain = await application(host, "app-3", candidate="zed", candidate_name="Chloe Zed")
+    french = await application(
+        host, "app-4", candidate="finn", job="j4", job_title="Professeur de Français"
+    )
+    await scene.alice.send(scene.conversation, "We met at the CAFÉ on Großstraße")
+
+    for q in ("chloe", "Chloé", "CHLOÉ", "chlöe", "CHLOE"):
+        assert set(await ids(scene.alice, q=q)) == {chloe, plain}, q
+    for q in ("francais", "FRANÇAIS", "professeur de fr"):
+        assert await ids(scene.alice, q=q) == [french], q
+    for q in ("cafe", "Café", "grossstrasse", "GROẞSTRASSE", "at the café"):
+        assert await ids(scene.alice, q=q) == [scene.conversation], q
+    # Folding never turns a letter into a wildcard or a different word.
+    assert await ids(scene.alice, q="chloé dubois") == [chloe]
+    assert await ids(scene.alice, q="chloe_dubois") == []
+    # A query that folds to nothing (a lone accent) is no search at all.
+    assert len(await ids(scene.alice, q="\u0301")) == 4
+    # The other organisation searches its own conversations only.
+    assert await ids(scene.mallory, q="chloe") == []
+
+
+async def test_search_follows_renames_and_finds_nothing_deleted_or_hidden(
+    scene: Scene, host: Host
+) -> None:
+    renamed = await application(host, "app-2", candidate="erin", candidate_name="Erin Smith")
+    await application(host, "app-2", candidate="erin", candidate_name="Éireann Nic Mhathúna")
+    assert await ids(scene.alice, q="eireann") == [renamed]
+    assert await ids(scene.alice, q="smith") == []
+
+    sent = (await scene.alice.send(scene.conversation, "Le résumé est arrivé")).json()
+    assert await ids(scene.bob, q="resume") == [scene.conversation]
+    response = await scene.bob.client.delete(
+        f"/api/messages/{sent['id']}", params={"for": "me"}, headers=scene.bob.csrf
+    )
+    assert response.status_code == 204
+    # Bob deleted it for himself: his search no longer finds it; Alice's does.
+    assert await ids(scene.bob, q="resume") == []
+    assert await ids(scene.alice, q="resume") == [scene.conversation]
+    response = await scene.alice.client.delete(
+        f"/api/messages/{sent['id']}", params={"for": "everyone"}, headers=scene.alice.csrf
+    )
+    assert response.status_code == 204
+    assert await ids(scene.alice, q="resume") == []
+
+
+# -- the listing's own parameters, hostile -------------------------------------------
+
+
+async def test_forged_cursors_limits_and_filters_answer_invalid(scene: Scene) -> None:
+    key = ["2026-11-02T09:30:00+00:00", scene.conversation]
+    for params in (
+        {"cursor": cursor_of([0, "2026-11-02T09:30:00", scene.conversation])},  # no zone
+        {"cursor": cursor_of([0, "0001-01-01T00:00:00+14:00", "abc"])},  # before year 1
+        {"cursor": cursor_of([0, "9999-12-31T23:59:59-14:00", "abc"])},  # after 9999
+        {"cursor": cursor_of([0, "2026-13-45T00:00:00+00:00", "abc"])},
+        {"cursor": cursor_of([True, *key])},
+        {"cursor": cursor_of([1.0, *key])},
+        {"cursor": cursor_of([-1, *key])},
+        {"cursor": cursor_of([0, 20261102, scene.conversation])},
+        {"cursor": cursor_of([0, *key, "extra"])},
+        {"cursor": cursor_of([0, key[0], ""])},
+        {"cursor": cursor_of([0, key[0], "x" * 65])},
+        {"cursor": cursor_of({"flag": 0})},
+        {"cursor": cursor_of([0, key[0], None])},
+        {"cursor": "A" * 5000},
+        {"cursor": "\x00"},
+        {"limit": "0"},
+        {"limit": "101"},
+        {"limit": "-1"},
+        {"limit": "ten"},
+        {"limit": str(2**70)},
+        {"limit": "1e3"},
+        {"filter": "ALL"},
+        {"sort": ""},
+        {"q": "x" * 201},
+    ):
+        response = await scene.alice.client.get("/api/conversations", params=params)
+        error_of(response, 422, "invalid")
+
+
+async def test_a_cursor_naming_another_tenants_conversation_reveals_nothing(
+    scene: Scene, host: Host
+) -> None:
+    """A cursor is a position, not an id lookup: forged with another
+    organisation's conversation it still lists only the viewer's own."""
+    await application(host, "app-2", candidate="erin")
+    forged = cursor_of([1, "2099-01-01T00:00:00+00:00", scene.other_conversation])
+    for sort in ("unread", "newest", "oldest"):
+        page = await scene.alice.inbox(cursor=forged, sort=sort)
+        assert {c["id"] for c in page["conversations"]} <= {
+            scene.conversation,
+            *await ids(scene.alice),
+        }
+        assert scene.other_conversation not in {c["id"] for c in page["conversations"]}
+    # A zone other than UTC names the same instant.
+    paris = cursor_of([0, "2099-01-01T01:00:00+01:00", "zzzz"])
+    assert len((await scene.alice.inbox(cursor=paris))["conversations"]) == 2
+
+
+async def test_limit_pages_with_the_keyset(scene: Scene, host: Host) -> None:
+    for n in range(2, 8):
+        await application(host, f"app-{n}", candidate=f"c{n}")
+    pages = []
+    params: dict[str, Any] = {"limit": 3}
+    while True:
+        page = await scene.alice.inbox(**params)
+        pages.append([c["id"] for c in page["conversations"]])
+        if page["next"] is None:
+            break
+        params["cursor"] = page["next"]
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [c for p in pages for c in p] == await ids(scene.alice, limit=100)

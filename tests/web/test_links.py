@@ -231,6 +231,7 @@ async def test_every_mutation_needs_the_csrf_header(scene: Scene) -> None:
         ("PUT", "/api/me/settings", {"json": {"timezone": "Europe/Paris"}}),
         ("POST", f"{conversation}/messages", {"json": {"client_id": str(sent["id"])}}),
         ("POST", f"{conversation}/read", {"json": {"seq": 1}}),
+        ("POST", f"{conversation}/unread", {}),
         ("POST", f"{conversation}/end", {}),
         ("POST", f"{conversation}/archive", {}),
         ("POST", f"{conversation}/unarchive", {}),
