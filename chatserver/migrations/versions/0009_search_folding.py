@@ -8,7 +8,7 @@ same way everywhere), the rest in Python, a page at a time. The server
 default only serves this migration; the application always writes the column.
 
 Revision ID: 0009
-Revises: 0003
+Revises: 0006
 Create Date: 2026-11-23 10:00:00.000000
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 from chatserver.store.folding import fold
 
 revision: str = '0009'
-down_revision: str | None = '0003'
+down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
