@@ -101,16 +101,41 @@ function firstName(name) {
 
 // -- search: folding and highlighting ------------------------------------------
 
+// What the server's fold (chatserver/store/folding.py) does beyond NFKD,
+// dropping marks and lower case: Unicode case folding's extra letters ("ß"
+// is "ss", a final sigma is a sigma) and the letters whose stroke or
+// ligature is not a mark. Keep the two in step: tests/browser/test_inbox_live.py
+// compares them character by character.
+const FOLDED_LETTERS = {
+  ß: "ss",
+  ς: "σ",
+  æ: "ae",
+  œ: "oe",
+  ø: "o",
+  ł: "l",
+  đ: "d",
+  ð: "d",
+  þ: "th",
+  ħ: "h",
+  ŧ: "t",
+  ı: "i",
+};
+// The iota subscript is a mark that case folding turns into a letter.
+const IOTA_SUBSCRIPT = /\u0345/g;
+
 /** Case and accents folded away, as the server's search does ("Chloé" and
- * "CHLOE" both become "chloe"); `starts`/`ends` map each folded character
- * back to the original text, so a match can be marked there. */
+ * "CHLOE" both become "chloe", "Straße" becomes "strasse"); `starts`/`ends`
+ * map each folded character back to the original text, so a match can be
+ * marked there. */
 export function fold(text) {
   let folded = "";
   const starts = [];
   const ends = [];
   let at = 0;
   for (const ch of text) {
-    const f = ch.normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase();
+    const bare = ch.normalize("NFKD").replace(IOTA_SUBSCRIPT, "ι").replace(/\p{M}/gu, "").toLowerCase();
+    let f = "";
+    for (const c of bare) f += FOLDED_LETTERS[c] ?? c;
     for (let i = 0; i < f.length; i += 1) {
       starts.push(at);
       ends.push(at + ch.length);

@@ -175,12 +175,14 @@ class Ats:
         application_id = f"{key}-{self.tag}"
         first = unicodedata.normalize("NFKD", candidate.split()[0].lower())
         candidate_id = f"{first.encode('ascii', 'ignore').decode()}-{self.tag}"
+        # Ids are ASCII; a title may be "Lehrer für Musik".
+        job_slug = unicodedata.normalize("NFKD", job.lower()).encode("ascii", "ignore").decode()
         result = self._call(
             "PUT",
             f"/api/v1/applications/{application_id}",
             {
                 "org": {"id": f"{org}-{self.tag}", "name": "Northfield Academy"},
-                "job": {"id": f"job-{job.lower().replace(' ', '-')}-{self.tag}", "title": job},
+                "job": {"id": f"job-{job_slug.replace(' ', '-')}-{self.tag}", "title": job},
                 "candidate": {
                     "id": candidate_id,
                     "name": candidate,

@@ -7,6 +7,7 @@ empty states sit where the eye starts."""
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Locator, Page, Route, expect
 
+from chatserver.store.folding import fold
 from tests.browser.conftest import Ats, Browsers
 
 pytestmark = pytest.mark.browser
@@ -182,11 +184,68 @@ def test_search_matches_are_highlighted_folding_case_and_accents(
     assert marked == [["Chloé"], ["Chloé"], ["Zoë", "Martin"], [], ["file", "ﬁle"], []]
 
 
+# Letters people write in names, titles and messages: Latin, IPA, Greek and
+# Cyrillic, the extended Latin and Greek blocks, letterlike symbols and
+# ligatures, full-width forms.
+FOLD_RANGES = [
+    (0x20, 0x52F),
+    (0x1E00, 0x1FFF),
+    (0x2100, 0x218F),
+    (0xFB00, 0xFB06),
+    (0xFF01, 0xFF5E),
+]
+
+
+def test_the_page_folds_every_letter_like_the_server(browsers: Browsers, ats: Ats) -> None:
+    """What the server's search found, the page's highlight marks: its fold
+    (ui.js) is the server's (chatserver/store/folding.py) for every letter
+    of these blocks, the case folding ("ß" is "ss") and the stroked letters
+    ("ł" is "l") included. Lone combining marks (never a whole character of
+    text) and unassigned code points are left out."""
+    alice = ats.staff("Alice Recruiter")
+    lukasz = ats.application("lukasz", "Łukasz Weiß", job="Lehrer für Æsthetik")
+    ats.application("other", "Ola Nordmann", job="Teacher of Music")
+    inbox = browsers.open(ats.staff_link(alice))
+    expect(inbox.locator(ITEM)).to_have_count(2)
+
+    characters = [
+        chr(cp)
+        for start, end in FOLD_RANGES
+        for cp in range(start, end + 1)
+        if unicodedata.category(chr(cp))[0] not in ("M", "C")
+    ]
+    page_folds = inbox.evaluate(
+        """async (characters) => {
+            const { fold } = await import("/static/js/ui.js");
+            return characters.map((ch) => fold(ch).folded);
+        }""",
+        characters,
+    )
+    differences = [
+        (f"U+{ord(ch):04X}", ch, fold(ch), page)
+        for ch, page in zip(characters, page_folds, strict=True)
+        if fold(ch) != page
+    ]
+    assert len(characters) > 1500
+    assert differences == []
+
+    # End to end: the server finds the row, the page marks what it found.
+    inbox.get_by_test_id("search").fill("lukasz WEISS")
+    expect(inbox.locator(ITEM)).to_have_count(1)
+    expect(item(inbox, lukasz.conversation).locator(".item-name mark")).to_have_text(
+        ["Łukasz", "Weiß"]
+    )
+    inbox.get_by_test_id("search").fill("aesthetik")
+    expect(inbox.locator(ITEM)).to_have_count(1)
+    expect(item(inbox, lukasz.conversation).locator(".item-job mark")).to_have_text("Æsthetik")
+
+
 def test_mark_as_unread_returns_to_the_list_with_the_row_unread(
     browsers: Browsers, ats: Ats
 ) -> None:
-    """The button and what the page does; the server side is
-    `POST /api/conversations/{id}/unread` (the inbox branch)."""
+    """The button, what the page does, and what the server keeps
+    (`POST /api/conversations/{id}/unread`): the row is still unread after
+    a reload."""
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara Candidate")
     candidate = browsers.open(ats.candidate_link(cara.id))
@@ -201,7 +260,7 @@ def test_mark_as_unread_returns_to_the_list_with_the_row_unread(
 
     def unread(route: Route) -> None:
         requests.append({"method": route.request.method, **route.request.headers})
-        route.fulfill(status=204)
+        route.continue_()
 
     inbox.route(f"**/api/conversations/{cara.conversation}/unread", unread)
     inbox.get_by_test_id("conversation-menu").click()
@@ -213,6 +272,8 @@ def test_mark_as_unread_returns_to_the_list_with_the_row_unread(
     assert [(r["method"], r["x-csrf-token"]) for r in requests] == [
         ("POST", inbox.evaluate("document.body.dataset.csrf"))
     ]
+    inbox.reload()
+    expect(item(inbox, cara.conversation).get_by_test_id("unread-badge")).to_have_text("1")
 
 
 def test_a_refused_mark_as_unread_says_why_and_keeps_the_conversation(
