@@ -1,4 +1,4 @@
-"""`chatserver migrate | serve | notifier | demo` (SPEC section 8)."""
+"""`chatserver migrate | serve | notifier | mail-in | demo` (SPEC section 8)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,12 @@ def notifier(settings: Settings) -> None:
     asyncio.run(run_standalone(settings))
 
 
+def mail_in(settings: Settings, host: str, port: int) -> None:
+    from chatserver.mail_in import run_standalone
+
+    asyncio.run(run_standalone(settings, host, port))
+
+
 def demo(settings: Settings, host: str, port: int) -> None:
     from chatserver.demo import seed_and_print_links
 
@@ -91,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         if name == "serve":
             cmd.add_argument("--workers", type=int, default=None)
     sub.add_parser("notifier", help="send email notifications")
+    mail = sub.add_parser("mail-in", help="take replies to notification emails over SMTP")
+    mail.add_argument("--host", default="127.0.0.1")
+    mail.add_argument(
+        "--port", dest="mail_port", type=int, default=None, help="default: CHAT_MAIL_IN_PORT (2525)"
+    )
     args = parser.parse_args(argv)
     try:
         settings = _settings(args)
@@ -103,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         serve(settings, args.host, settings.port, args.workers or settings.workers)
     elif args.command == "notifier":
         notifier(settings)
+    elif args.command == "mail-in":
+        mail_in(settings, args.host, args.mail_port or settings.mail_in_port)
     elif args.command == "demo":
         demo(settings, args.host, settings.port)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +20,10 @@ from urllib.parse import urlsplit
 # laptop; refused in production because anyone could forge links with it.
 DEFAULT_SECRET = "insecure-development-secret"
 DEFAULT_DATA_DIR = Path("data")
+# A DNS name (ASCII labels of letters, digits and inner hyphens), as the
+# domain of the reply addresses.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+REPLY_DOMAIN = re.compile(rf"(?=.{{1,253}}$)(?:{_LABEL}\.)*{_LABEL}")
 
 
 class SettingsError(Exception):
@@ -93,6 +98,18 @@ class Settings:
     send_rate: float = 2.0
     send_burst: int = 20
     max_connections_per_user: int = 20
+    # Reply by email (SPEC section 7): the domain of the reply addresses that
+    # notification emails carry in Reply-To. Empty turns the feature off:
+    # emails keep no Reply-To and nothing accepts replies.
+    reply_domain: str = ""
+    # Where `chatserver mail-in` listens: an unprivileged port, so it runs
+    # without root; the MX host's port 25 is mapped to it (or a relay
+    # forwards to it).
+    mail_in_port: int = 2525
+    # The largest reply email taken, raw (attachments base64-encoded): 25 MB
+    # is what the big mailbox providers let a person send, and it carries
+    # one or two attachments of the upload limit (10 MiB) after encoding.
+    mail_max_bytes: int = 25 * 1024 * 1024
 
     # Limits from SPEC section 2 and 5.
     max_body_chars: int = 10_000
@@ -218,6 +235,15 @@ class Settings:
             )
         if not 0 <= self.digest_hour <= 23:
             raise SettingsError("CHAT_DIGEST_HOUR must be an hour from 0 to 23.")
+        if self.reply_domain and not REPLY_DOMAIN.fullmatch(self.reply_domain):
+            raise SettingsError(
+                "CHAT_REPLY_DOMAIN must be a domain name such as reply.example.com "
+                "(letters, digits, hyphens and dots; no @, scheme or port)."
+            )
+        if not 0 < self.mail_in_port < 65536:
+            raise SettingsError("CHAT_MAIL_IN_PORT must be a TCP port from 1 to 65535.")
+        if self.mail_max_bytes < 64 * 1024:
+            raise SettingsError("CHAT_MAIL_MAX_BYTES must be at least 65536 (64 KiB).")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -248,5 +274,8 @@ class Settings:
             send_rate=float(env.get("CHAT_SEND_RATE", "2")),
             send_burst=int(env.get("CHAT_SEND_BURST", "20")),
             max_connections_per_user=int(env.get("CHAT_MAX_CONNECTIONS_PER_USER", "20")),
+            reply_domain=env.get("CHAT_REPLY_DOMAIN", "").strip().lower(),
+            mail_in_port=int(env.get("CHAT_MAIL_IN_PORT", "2525")),
+            mail_max_bytes=int(env.get("CHAT_MAIL_MAX_BYTES", str(cls.mail_max_bytes))),
             demo_mode=env.get("CHAT_DEMO", "") == "1",
         )

@@ -266,7 +266,9 @@ async def audit_trail(chat: Chat, application_id: str) -> list[JSON]:
                 "at": wire_time(m["created_at"]),
                 "actor": views.person(m["sender_kind"], m["sender_id"], m["sender_name"]),
                 "action": "message.sent",
-                "detail": {"message_id": m["id"], "seq": m["seq"]},
+                # A reply by email says so ("via": "email").
+                "detail": {"message_id": m["id"], "seq": m["seq"]}
+                | ({"via": m["via"]} if m["via"] else {}),
             },
         )
         for m in sent
