@@ -76,7 +76,10 @@ def demo(settings: Settings, host: str, port: int) -> None:
     # Emails reach the local mailbox after 30 s instead of 2 minutes, so a
     # newcomer sees the notifier work while exploring.
     os.environ.setdefault("CHAT_NOTIFY_DELAY_SECONDS", "30")
-    settings = settings.with_(demo_mode=True)
+    # Emails carry reply addresses, so the local mailbox can show replying
+    # by email ("reply to this email" posts through the same path).
+    os.environ.setdefault("CHAT_REPLY_DOMAIN", "reply.localhost")
+    settings = settings.with_(demo_mode=True, reply_domain=os.environ["CHAT_REPLY_DOMAIN"])
     migrate(settings)
     asyncio.run(seed_and_print_links(settings))
     os.environ["CHAT_DEMO"] = "1"

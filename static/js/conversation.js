@@ -328,6 +328,10 @@ export class ConversationView {
     el.dataset.at = message.created_at;
     el.classList.toggle("mine", mine);
     el.classList.toggle("deleted", message.deleted);
+    // A reply to a notification email says so (MESSAGE `via`).
+    const byEmail = message.via === "email";
+    el.classList.toggle("via-email", byEmail);
+    el.querySelector(".msg-via").hidden = !byEmail;
     el.classList.remove("pending", "failed");
     el.querySelector(".msg-actions").hidden = false;
     el.querySelector(".msg-sender").textContent = mine ? "You" : message.sender.name;

@@ -602,3 +602,67 @@ def test_reply_addresses_fit_and_survive_a_change_of_case(settings: Settings) ->
     assert len(local) <= 64
     read = tokens.read(address.upper().replace(DOMAIN.upper(), DOMAIN))
     assert (read.address_id, read.generation) == ("0123456789abcdef", 7)
+
+
+async def test_the_transcript_marks_a_message_that_came_by_email(
+    scene: Scene,
+    client: httpx.AsyncClient,
+    notifier: Notifier,
+    smtp: SmtpServer,
+    clock: MovableClock,
+) -> None:
+    email = await candidate_email(scene, notifier, smtp, clock)
+    response = await post_mail(client, reply(email, gmail_body("See you on Tuesday.")))
+    assert response.status_code == 202, response.text
+    await scene.alice.send(scene.conversation, "Great, see you then.")
+    page = await scene.alice.client.get(f"/api/conversations/{scene.conversation}/transcript")
+    assert page.status_code == 200
+    entries = page.text.split('<li class="entry')
+    [by_email] = [e for e in entries if "See you on Tuesday." in e]
+    assert '<span class="via">by email</span>' in by_email
+    assert all("by email" not in e for e in entries if "Great, see you then." in e)
+
+
+@pytest.mark.parametrize("backend", ["embedded"])
+async def test_the_demo_mailbox_replies_through_the_same_path(
+    scene: Scene, app: Any, settings: Settings, clock: MovableClock
+) -> None:
+    """`chatserver demo`'s local mailbox: "reply to this email" posts the
+    reply a mail program would write, quote and all, as an email reply."""
+    from starlette.applications import Starlette
+
+    from chatserver.errors import ChatError
+    from chatserver.notify.transport import OutboxTransport
+    from chatserver.web import mailbox
+    from chatserver.web.responses import chat_error_handler
+
+    demo = settings.with_(demo_mode=True)
+    app.state.services.settings = demo
+    notifier = Notifier(
+        app.state.services.chat, demo, transport=OutboxTransport(demo.outbox_dir), clock=clock
+    )
+    await scene.alice.send(scene.conversation, "Could you come in on Tuesday?")
+    clock.advance(DELAY + 1)
+    await notifier.run_once()
+    [eml] = list(demo.outbox_dir.glob("*.eml"))
+    page = Starlette(routes=mailbox.routes, exception_handlers={ChatError: chat_error_handler})
+    page.state.services = app.state.services
+    transport = httpx.ASGITransport(app=page)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as browser:
+        shown = await browser.get(f"/dev/mailbox/{eml.name}")
+        assert 'data-testid="reply-text"' in shown.text
+        posted = await browser.post(
+            f"/dev/mailbox/{eml.name}/reply",
+            data={"text": "Tuesday is perfect."},
+            follow_redirects=True,
+        )
+        assert posted.status_code == 200
+        assert "Your reply was posted in the conversation." in posted.text
+        foreign = await browser.post(
+            f"/dev/mailbox/{eml.name}/reply",
+            data={"text": "From elsewhere"},
+            headers={"Origin": "http://evil.example"},
+        )
+        assert foreign.status_code == 403
+    *_, last = await bodies(scene)
+    assert last == ("cara", "Tuesday is perfect.", "email")
