@@ -9,6 +9,7 @@ PostgreSQL and Redis, and the staff member's socket is on the test's app.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from email.message import EmailMessage
@@ -24,7 +25,7 @@ from chatserver.settings import Settings
 from chatserver.store.tables import messages, outgoing_emails
 from tests.conftest import Scene
 from tests.helpers import AUTH, audit_actions, count_rows, error_of
-from tests.notify.conftest import MovableClock, SmtpServer, text_of
+from tests.notify.conftest import MovableClock, SmtpServer, subject, text_of
 from tests.notify.mailin import (
     MailInServer,
     deliver,
@@ -666,3 +667,145 @@ async def test_the_demo_mailbox_replies_through_the_same_path(
         assert foreign.status_code == 403
     *_, last = await bodies(scene)
     assert last == ("cara", "Tuesday is perfect.", "email")
+
+
+# -- hostile input and a seeded model ---------------------------------------------------
+
+
+async def test_crafted_mail_to_a_valid_address_gets_a_clear_answer_and_loses_nothing(
+    scene: Scene,
+    app: Any,
+    client: httpx.AsyncClient,
+    notifier: Notifier,
+    smtp: SmtpServer,
+    clock: MovableClock,
+) -> None:
+    """Seeded random damage to a real reply (cut, spliced, bytes flipped,
+    broken MIME and charsets): every answer is the error object or 202,
+    never a 500, and what was posted is exactly what the answers say."""
+    import random
+
+    email = await candidate_email(scene, notifier, smtp, clock)
+    address = reply_address(email)
+    base = reply(
+        email, gmail_body("Fine by me."), files=[("cert.png", PNG, "image/png")]
+    ).as_bytes()
+    crafted = [
+        b"",
+        b"\x00\xff" * 100,
+        f"To: {address}\r\nFrom: cara@mail.example\r\n\r\n".encode(),
+        f"To: {address}\r\nFrom: cara@mail.example\r\nContent-Type: text/plain; "
+        "charset=x-no-such-charset\r\nMessage-ID: <c1@x>\r\n\r\n\xe9t\xe9".encode("latin-1"),
+        f"To: {address}\r\nFrom: cara@mail.example\r\nMessage-ID: <c2@x>\r\nContent-Type: "
+        'multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n".encode(),
+        f"To: {address}\r\nFrom: =?utf-8?q?broken?= <cara@mail.example\r\n\r\nhi".encode(),
+        f"To: {address}\r\nFrom: cara@mail.example, mallory@evil.example\r\n\r\nhi".encode(),
+    ]
+    rng = random.Random(1414)
+    for _ in range(40):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 6)):
+            at = rng.randrange(len(data))
+            action = rng.choice(("flip", "cut", "splice"))
+            if action == "flip":
+                data[at] = rng.randrange(256)
+            elif action == "cut":
+                del data[at : at + rng.randint(1, 200)]
+            else:
+                data[at:at] = rng.choice((b"\r\n", b"\r\n\r\n", b"--", b"=?", b"\x00", b"<>"))
+        crafted.append(bytes(data))
+    posted = set()
+    for raw in crafted:
+        response = await post_mail(client, raw)
+        assert response.status_code in (202, 403, 404, 409, 413, 422), response.text
+        body = response.json()
+        if response.status_code == 202:
+            assert body["result"] in ("taken", "duplicate", "dropped"), body
+            if "message" in body:
+                posted.add(body["message"]["id"])
+        else:
+            assert set(body) == {"error"}
+            assert body["error"]["message"]
+    stored = {m["id"] for m in await scene.alice.history(scene.conversation) if m["via"] == "email"}
+    assert stored == posted
+
+
+async def test_a_seeded_run_of_replies_matches_a_model(
+    app: Any,
+    host: Any,
+    client: httpx.AsyncClient,
+    new_client: Any,
+    notifier: Notifier,
+    smtp: SmtpServer,
+    clock: MovableClock,
+) -> None:
+    """Twelve conversations of one organisation, six candidates with two
+    applications each; replies by email (some redelivered, some after a
+    status change, some from the wrong address) against a model of what
+    each conversation must hold and how many explanations were owed."""
+    import random
+
+    from tests.helpers import sign_in_staff
+
+    rng = random.Random(2026)
+    await host.staff("alice", org="acme")
+    conversations: dict[int, str] = {}
+    for n in range(12):
+        made = await host.application(
+            f"app-{n}",
+            org="acme",
+            candidate=f"cand{n % 6}",
+            status="interviewing",
+            job=f"job-{n}",
+            job_title=f"Role {n:02d}",
+        )
+        conversations[n] = made["conversation_id"]
+    alice = await sign_in_staff(host, new_client(), "alice")
+    for conversation in conversations.values():
+        await alice.send(conversation, "Hello from Alice")
+    clock.advance(DELAY + 1)
+    await notifier.run_once()
+    email_of: dict[int, EmailMessage] = {}
+    for email in smtp.bag.messages():
+        n = int(re.search(r"Role (\d\d)", subject(email)).group(1))  # type: ignore[union-attr]
+        email_of[n] = email
+    assert sorted(email_of) == list(range(12))
+    expected = dict.fromkeys(range(12), 1)
+    status = dict.fromkeys(range(12), "interviewing")
+    explained = 0
+    posted: list[EmailMessage] = []
+    for step in range(60):
+        n = rng.randrange(12)
+        roll = rng.random()
+        if roll < 0.15:
+            status[n] = rng.choice(("interviewing", "not_progressing"))
+            await host.application(
+                f"app-{n}",
+                org="acme",
+                candidate=f"cand{n % 6}",
+                status=status[n],
+                job=f"job-{n}",
+                job_title=f"Role {n:02d}",
+            )
+        elif roll < 0.3 and posted:
+            # A redelivery of something already posted: the original again.
+            response = await post_mail(client, rng.choice(posted))
+            assert response.status_code == 202, response.text
+            assert response.json()["result"] == "duplicate"
+        elif roll < 0.4:
+            mail = reply(email_of[n], f"step {step}", sender="intruder@evil.example")
+            error_of(await post_mail(client, mail), 403, "forbidden")
+        else:
+            mail = reply(email_of[n], f"Reply {step}")
+            response = await post_mail(client, mail)
+            if status[n] == "not_progressing":
+                error_of(response, 403, "not_allowed")
+                explained += 1
+            else:
+                assert response.status_code == 202, response.text
+                expected[n] += 1
+                posted.append(mail)
+    for n, count in expected.items():
+        assert await count_rows(app, messages, conversation_id=conversations[n]) == count
+    assert await refusals(app) == explained
