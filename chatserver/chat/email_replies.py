@@ -36,6 +36,7 @@ never sends a second one), never dropped in silence. Temporary failures
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -86,6 +87,9 @@ CID_REFERENCE = re.compile(r"cid:([^\s\"'<>)]+)", re.IGNORECASE)
 # and NUL is refused by the send path.
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 BLANK_RUNS = re.compile(r"\n{3,}")
+# How much of a reply's text is parsed: four times the longest message
+# (that much of a long quoted thread takes about 0.1 s to strip; 200,000 took 0.8 s).
+TEXT_SCANNED = 40_000
 
 
 class Outcome(StrEnum):
@@ -292,11 +296,15 @@ def strip_reply(text: str) -> str:
 
 def reply_text(message: EmailMessage) -> str:
     """The reply as Markdown source: the text part, or the HTML part turned
-    into plain text (its markup is never rendered), quotes stripped."""
+    into plain text (its markup is never rendered), quotes stripped.
+
+    Only the first TEXT_SCANNED characters are looked at: the new text is
+    at the top, and what follows (a long thread's quoted history) would
+    only cost the quote-finding regular expressions time."""
     text, html = _body_parts(message)
     if not text.strip() and html.strip():
-        text = get_text(html)
-    return strip_reply(text)
+        text = get_text(html[: TEXT_SCANNED * 4])
+    return strip_reply(text[:TEXT_SCANNED])
 
 
 def _walk(part: EmailMessage) -> Iterator[EmailMessage]:
@@ -482,7 +490,9 @@ async def take_reply(
             author.viewer,
             author.conversation_id,
             client_id,
-            reply_text(mail),
+            # Regular expressions over up to TEXT_SCANNED characters: off
+            # the event loop.
+            await asyncio.to_thread(reply_text, mail),
             attachment_ids,
             via=views.VIA_EMAIL,
         )
