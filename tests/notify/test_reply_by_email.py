@@ -809,3 +809,16 @@ async def test_a_seeded_run_of_replies_matches_a_model(
     for n, count in expected.items():
         assert await count_rows(app, messages, conversation_id=conversations[n]) == count
     assert await refusals(app) == explained
+
+
+async def test_history_bounds_past_every_possible_seq_answer_normally(scene: Scene) -> None:
+    """The hostile-input test found `before=2327221049` answering 500 on
+    PostgreSQL (seq is a 32-bit column there); such bounds now mean what
+    they say."""
+    await scene.alice.send(scene.conversation, "one")
+    assert [m["body"] for m in await scene.alice.history(scene.conversation, before=2**40)] == [
+        "one"
+    ]
+    after = await scene.alice.history(scene.conversation, before=2**40, after=0)
+    assert [m["body"] for m in after] == ["one"]
+    assert await scene.alice.history(scene.conversation, after=2**40) == []
