@@ -1,9 +1,10 @@
-"""`chatserver migrate | serve | notifier | demo | check`.
+"""`chatserver migrate | serve | notifier | mail-in | demo | check`.
 
 Settings come from the environment (`chatserver/settings.py`), and
-`--host`/`--port`/`--workers` override them; the resulting `Settings` value
-is handed to the web workers as it is (pickled with uvicorn's config), so a
-worker never re-reads the environment and the CLI never writes it.
+`--host`/`--port`/`--workers` override them (for `mail-in`, `--host` and
+`--port` are its own address); the resulting `Settings` value is handed to
+the web workers as it is (pickled with uvicorn's config), so a worker never
+re-reads the environment and the CLI never writes it.
 
 Every configuration mistake ends the command with one line on stderr that
 names the setting and the fix, and a non-zero exit status (2 for a setting,
@@ -89,6 +90,22 @@ def notifier(settings: Settings) -> None:
     asyncio.run(run_standalone(settings))
 
 
+def mail_in(settings: Settings) -> None:
+    """Take replies to notification emails over SMTP until SIGTERM."""
+    from chatserver.mail_in import CannotListen, run_standalone
+
+    if settings.embedded:
+        migrate(settings)
+    else:
+        _probe_before_serving(settings)
+    for warning in settings.warnings():
+        log.warning("%s", warning)
+    try:
+        asyncio.run(run_standalone(settings))
+    except CannotListen as exc:
+        raise StartFailed(str(exc)) from None
+
+
 def demo(settings: Settings) -> None:
     from chatserver.demo import seed_and_print_links
 
@@ -135,6 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     for cmd in (migrate_cmd, sub.choices["serve"], sub.choices["demo"]):
         cmd.add_argument("--verbose", action="store_true", help="log each migration step (alembic)")
     sub.add_parser("notifier", help="send email notifications")
+    mail = sub.add_parser("mail-in", help="take replies to notification emails over SMTP")
+    mail.add_argument("--host", default=None, help="address to listen on (127.0.0.1)")
+    mail.add_argument("--port", type=int, default=None, help="port (CHAT_MAIL_IN_PORT, else 2525)")
     sub.add_parser("check", help="print the configuration (secrets masked) and probe its services")
     return parser
 
@@ -143,6 +163,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings.from_env(demo=args.command == "demo")
     if args.command in ("serve", "demo"):
         settings = settings.listening_on(args.host, args.port)
+    if args.command == "mail-in":
+        settings = settings.with_(
+            mail_in_host=settings.mail_in_host if args.host is None else args.host,
+            mail_in_port=settings.mail_in_port if args.port is None else args.port,
+        )
     if getattr(args, "workers", None) is not None:
         settings = settings.with_(workers=args.workers)
     settings.validate()
@@ -165,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             serve(settings)
         elif args.command == "notifier":
             notifier(settings)
+        elif args.command == "mail-in":
+            mail_in(settings)
         elif args.command == "demo":
             demo(settings)
         elif args.command == "check":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -22,6 +23,10 @@ from sqlalchemy.exc import ArgumentError
 # laptop; refused in production because anyone could forge links with it.
 DEFAULT_SECRET = "insecure-development-secret"
 DEFAULT_DATA_DIR = Path("data")
+# A DNS name (ASCII labels of letters, digits and inner hyphens), as the
+# domain of the reply addresses.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+REPLY_DOMAIN = re.compile(rf"(?=.{{1,253}}$)(?:{_LABEL}\.)*{_LABEL}")
 
 
 # The log levels an operator may ask for, and the formats of a log line.
@@ -56,6 +61,10 @@ ENV_NAMES = {
     "send_rate": "CHAT_SEND_RATE",
     "send_burst": "CHAT_SEND_BURST",
     "max_connections_per_user": "CHAT_MAX_CONNECTIONS_PER_USER",
+    "reply_domain": "CHAT_REPLY_DOMAIN",
+    "mail_in_host": "--host (mail-in)",
+    "mail_in_port": "CHAT_MAIL_IN_PORT",
+    "mail_max_bytes": "CHAT_MAIL_MAX_BYTES",
     "db_pool_size": "CHAT_DB_POOL_SIZE",
     "db_pool_overflow": "CHAT_DB_POOL_OVERFLOW",
     "log_level": "CHAT_LOG_LEVEL",
@@ -195,6 +204,21 @@ class Settings:
     send_rate: float = 2.0
     send_burst: int = 20
     max_connections_per_user: int = 20
+    # Reply by email: the domain of the reply addresses that notification
+    # emails carry in Reply-To. Empty turns the feature off: emails carry no
+    # Reply-To and nothing accepts replies. `chatserver demo` uses
+    # reply.localhost, so its local mailbox can show replying.
+    reply_domain: str = ""
+    # Where `chatserver mail-in` listens (`mail-in --host`, `--port`).
+    # Loopback by default, like the web server: the MX host's port 25 is
+    # mapped to it or a relay forwards to it. An unprivileged port, so it
+    # runs without root.
+    mail_in_host: str = "127.0.0.1"
+    mail_in_port: int = 2525
+    # The largest reply email taken, raw (attachments base64-encoded): 25 MB
+    # is what the big mailbox providers let a person send, and it carries
+    # one or two attachments of the upload limit (10 MiB) after encoding.
+    mail_max_bytes: int = 25 * 1024 * 1024
 
     # Limits from SPEC section 2 and 5.
     max_body_chars: int = 10_000
@@ -407,6 +431,28 @@ class Settings:
             )
         if not 0 <= self.digest_hour <= 23:
             raise SettingsError("CHAT_DIGEST_HOUR must be an hour from 0 to 23.")
+        if self.reply_domain and not REPLY_DOMAIN.fullmatch(self.reply_domain):
+            raise SettingsError(
+                "CHAT_REPLY_DOMAIN must be a domain name such as reply.example.com "
+                "(letters, digits, hyphens and dots; no @, scheme or port)."
+            )
+        if not 1 <= self.mail_in_port <= 65535:
+            raise SettingsError(
+                "CHAT_MAIL_IN_PORT (mail-in --port) must be a port from 1 to 65535, "
+                f"not {self.mail_in_port}."
+            )
+        if self.mail_max_bytes < 64 * 1024:
+            raise SettingsError(
+                f"CHAT_MAIL_MAX_BYTES must be at least 65536 (64 KiB), not {self.mail_max_bytes}."
+            )
+        if self.uses_development_secret and not _is_loopback(self.mail_in_host):
+            # Reply addresses are signed with it: anyone could make one up
+            # and post as anybody.
+            raise SettingsError(
+                "CHAT_SECRET_KEYS must be set to a random secret when mail-in listens "
+                f"beyond this machine (--host {self.mail_in_host}); the development secret "
+                "is accepted only with a loopback --host."
+            )
 
     def described(self) -> list[tuple[str, str]]:
         """Every setting as `chatserver check` prints it: by its environment
@@ -470,6 +516,11 @@ class Settings:
             db_pool_overflow=_number(env, "CHAT_DB_POOL_OVERFLOW", "10", int),
             log_level=_choice(env, "CHAT_LOG_LEVEL", "info", LOG_LEVELS),
             log_format=_choice(env, "CHAT_LOG_FORMAT", "text", LOG_FORMATS),
+            reply_domain=env.get("CHAT_REPLY_DOMAIN", "reply.localhost" if demo else "")
+            .strip()
+            .lower(),
+            mail_in_port=_number(env, "CHAT_MAIL_IN_PORT", "2525", int),
+            mail_max_bytes=_number(env, "CHAT_MAIL_MAX_BYTES", str(cls.mail_max_bytes), int),
             forwarded_allow_ips=_split_list(env.get("FORWARDED_ALLOW_IPS", "127.0.0.1")),
             demo_mode=demo,
         )

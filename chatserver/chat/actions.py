@@ -362,8 +362,11 @@ async def send_message(
     client_id: object,
     body: object,
     attachment_ids: object = (),
+    *,
+    via: str | None = None,
 ) -> SendResult:
-    """Validate, rate-limit and hand the send to the group-commit queue."""
+    """Validate, rate-limit and hand the send to the group-commit queue.
+    `via` says how the message came when not through the app ("email")."""
     client = _check_client_id(client_id)
     if not isinstance(body, str):
         raise invalid("body must be a string.")
@@ -399,6 +402,7 @@ async def send_message(
         body=body,
         html=render(body),
         attachment_ids=tuple(attachment_ids),
+        via=via,
     )
     return await chat.sends.submit(request)
 

@@ -34,6 +34,9 @@ HISTORY_MAX = 200
 SEARCH_MAX_CHARS = 200
 # The largest integer both databases can compare with (signed 64-bit).
 INT_MAX = 2**63 - 1
+# The largest seq a message can have: the column is a 32-bit INTEGER on
+# PostgreSQL, which refuses to compare it with a larger parameter.
+SEQ_MAX = 2**31 - 1
 
 
 async def viewer_for(
@@ -284,6 +287,11 @@ async def history(
 ) -> list[JSON]:
     if not 1 <= limit <= HISTORY_MAX:
         raise invalid(f"limit must be between 1 and {HISTORY_MAX}.")
+    # Past every possible seq: "before" bounds nothing, "after" keeps nothing.
+    if before is not None and before > SEQ_MAX:
+        before = None
+    if after is not None and after > SEQ_MAX:
+        after = SEQ_MAX
     async with chat.db.transaction() as conn:
         await access.conversation_for(conn, viewer, conversation_id)
         rows = await messages.history(
@@ -333,7 +341,9 @@ async def audit_trail(chat: Chat, application_id: str) -> list[JSON]:
                 "at": wire_time(m["created_at"]),
                 "actor": views.person(m["sender_kind"], m["sender_id"], m["sender_name"]),
                 "action": "message.sent",
-                "detail": {"message_id": m["id"], "seq": m["seq"]},
+                # A reply by email says so ("via": "email").
+                "detail": {"message_id": m["id"], "seq": m["seq"]}
+                | ({"via": m["via"]} if m["via"] else {}),
             },
         )
         for m in sent

@@ -72,6 +72,9 @@ class SendRequest:
     body: str
     html: str
     attachment_ids: tuple[str, ...] = ()
+    # How the message arrived when not through the app ("email"), stored
+    # with it and shown on it (MESSAGE `via`).
+    via: str | None = None
     future: asyncio.Future[SendResult] = field(default_factory=lambda: _new_future())
 
     @property
@@ -406,6 +409,7 @@ def _message_row(request: SendRequest, message_id: str, conversation_id: str) ->
         "client_id": request.client_id,
         "body": request.body,
         "html": request.html,
+        "via": request.via,
     }
 
 

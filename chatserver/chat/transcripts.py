@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from chatserver.chat import access
 from chatserver.chat.identity import Viewer
 from chatserver.chat.service import Chat
+from chatserver.chat.views import VIA_EMAIL
 from chatserver.store import audit, messages
 
 STATUS_NAMES = {
@@ -50,6 +51,7 @@ class MessageLine:
     deleted_by: str | None  # deleted for everyone, by whom ("" if unknown)
     deleted_at: datetime | None
     hidden_for_viewer: bool  # the viewer deleted it for themselves
+    by_email: bool = False  # a reply to a notification email ("by email")
 
     @property
     def deleted(self) -> bool:
@@ -175,6 +177,7 @@ async def build(chat: Chat, viewer: Viewer, conversation_id: str) -> Transcript:
             deleted_by=_deleted_by(bool(row["deleted"]), deletion),
             deleted_at=deletion["at"].astimezone(zone) if deletion else None,
             hidden_for_viewer=bool(row["hidden"]),
+            by_email=row["via"] == VIA_EMAIL,
         )
         timeline.append((row["created_at"], 1, int(row["seq"]), line))
     for event in events:

@@ -13,6 +13,9 @@ from chatserver.clock import wire_time
 JSON = dict[str, Any]
 # A store row (RowMapping) or a dict with the same keys.
 Record = Mapping[Any, Any]
+# How a message arrived (MESSAGE `via`).
+VIA_APP = "app"
+VIA_EMAIL = "email"
 
 
 def person(kind: str, person_id: str, name: str) -> JSON:
@@ -54,6 +57,9 @@ def message(
         "created_at": wire_time(row["created_at"]),
         "deleted": deleted,
         "hidden": hidden,
+        # An added field (SPEC: fields may be added): "email" for a reply to
+        # a notification email, shown as "by email"; "app" otherwise.
+        "via": row.get("via") or VIA_APP,
     }
 
 

@@ -18,7 +18,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -32,10 +32,12 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.chat.formatting import preview
+from chatserver.chat.reply_tokens import ReplyTokens
+from chatserver.clock import Clock, utcnow
 from chatserver.notify.unsubscribe import Recipient, UnsubscribeLinks
 from chatserver.settings import Settings
-from chatserver.store import conversations, emails, people
-from chatserver.store.emails import CANDIDATE, DIGEST, STAFF, Mentioned
+from chatserver.store import conversations, emails, people, reply_addresses
+from chatserver.store.emails import CANDIDATE, DIGEST, REPLY_REFUSED, STAFF, Mentioned
 from chatserver.web.auth import Signer
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -69,6 +71,13 @@ class Draft:
     text: str
     html: str
     unsubscribe_url: str
+    # A reply address (`reply+<token>@CHAT_REPLY_DOMAIN`): a reply to the
+    # email is posted in the conversation. None without CHAT_REPLY_DOMAIN,
+    # and on emails that must not be answered (a refused reply's notice).
+    reply_to: str | None = None
+    # RFC 3834: "auto-generated" for notifications, "auto-replied" for the
+    # notice answering someone's email. Either keeps auto-responders quiet.
+    auto_submitted: str = "auto-generated"
 
     def sent(self) -> dict[str, str]:
         """What is stored on the email's row once it went out."""
@@ -141,17 +150,21 @@ def build_message(draft: Draft, key: str, created_at: datetime, settings: Settin
     msg["Message-ID"] = message_id(key, settings)
     msg["List-Unsubscribe"] = f"<{draft.unsubscribe_url}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if draft.reply_to:
+        msg["Reply-To"] = draft.reply_to
     # Marks the mail as machine-sent, so auto-responders stay quiet (RFC 3834).
-    msg["Auto-Submitted"] = "auto-generated"
+    msg["Auto-Submitted"] = draft.auto_submitted
     msg.set_content(draft.text)
     msg.add_alternative(draft.html, subtype="html")
     return msg
 
 
 class Composer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = utcnow) -> None:
         self._settings = settings
         self._signer = Signer(settings)
+        self._replies = ReplyTokens(settings, clock)
+        self._clock = clock
         self._unsubscribe = UnsubscribeLinks(settings)
         self._env = Environment(
             loader=FileSystemLoader(str(TEMPLATES)),
@@ -167,6 +180,20 @@ class Composer:
     def conversation_link(self, conversation_id: str) -> str:
         return f"{self._settings.base_url}/c/{conversation_id}"
 
+    async def reply_address(
+        self, conn: AsyncConnection, kind: str, recipient: Mapping[Any, Any], conversation_id: str
+    ) -> str | None:
+        """The recipient's reply address in the conversation (None without
+        CHAT_REPLY_DOMAIN): bound to them, the conversation and, for staff,
+        their session generation (sign-out and removal revoke it)."""
+        if not self._replies.enabled:
+            return None
+        address_id = await reply_addresses.ensure(
+            conn, kind, str(recipient["id"]), conversation_id, self._clock()
+        )
+        generation = int(recipient["session_generation"]) if kind == STAFF else 0
+        return self._replies.address(address_id, generation)
+
     async def compose(
         self, conn: AsyncConnection, email: Mapping[Any, Any], now: datetime
     ) -> Draft | None:
@@ -174,7 +201,16 @@ class Composer:
         left to say (read, deleted, or its recipient turned emails off)."""
         kind, person_id = email["recipient_kind"], email["recipient_id"]
         recipient = await _person(conn, kind, person_id)
-        if recipient is None or recipient["email_notifications"] == "off":
+        if recipient is None:
+            return None
+        if email["topic"] == REPLY_REFUSED:
+            # The answer to an email the person just sent: not a
+            # notification, so it goes out whatever their setting.
+            context = await conversations.context(conn, email["conversation_id"])
+            if context is None:
+                return None
+            return self.refusal_email(kind, recipient, context, str(email["reason"] or ""))
+        if recipient["email_notifications"] == "off":
             return None
         if email["topic"] == DIGEST:
             items = await emails.digest_items(
@@ -183,8 +219,18 @@ class Composer:
             if not items:
                 return None
             local_date = email["local_date"] or now.astimezone(zone(recipient["timezone"])).date()
+            # A reply can go to one conversation only: a digest of one
+            # conversation can be answered, a digest of several cannot.
+            reply_to = None
+            if len(items) == 1:
+                reply_to = await self.reply_address(conn, kind, recipient, items[0]["id"])
             return self.digest_email(
-                kind, recipient, items[:DIGEST_ITEMS], str(local_date), len(items) > DIGEST_ITEMS
+                kind,
+                recipient,
+                items[:DIGEST_ITEMS],
+                str(local_date),
+                len(items) > DIGEST_ITEMS,
+                reply_to=reply_to,
             )
         context = await conversations.context(conn, email["conversation_id"])
         if context is None:
@@ -200,7 +246,8 @@ class Composer:
         )
         if not found.count:
             return None
-        return self.messages_email(kind, recipient, context, found)
+        reply_to = await self.reply_address(conn, kind, recipient, context["id"])
+        return self.messages_email(kind, recipient, context, found, reply_to=reply_to)
 
     def messages_email(
         self,
@@ -208,6 +255,8 @@ class Composer:
         recipient: Mapping[Any, Any],
         context: Mapping[Any, Any],
         found: Mentioned,
+        *,
+        reply_to: str | None = None,
     ) -> Draft:
         """One email about unread messages in one conversation: the latest
         MESSAGES_SHOWN of them, and how many more."""
@@ -251,7 +300,39 @@ class Composer:
                 if count == 1
                 else f"{candidate_name} sent {count} messages about {job_title}"
             )
-        return self._render(template, recipient_kind, recipient, org_name, subject, values)
+        values["reply_to"] = reply_to or ""
+        return self._render(
+            template, recipient_kind, recipient, org_name, subject, values, reply_to=reply_to
+        )
+
+    def refusal_email(
+        self,
+        recipient_kind: str,
+        recipient: Mapping[Any, Any],
+        context: Mapping[Any, Any],
+        reason: str,
+    ) -> Draft:
+        """Why a reply by email was not posted: one polite notice per reply
+        email, with no reply address (an answer to it would go nowhere, and
+        two robots answering each other must never loop)."""
+        org_name, job_title = display(context["org_name"]), display(context["job_title"])
+        link = (
+            self.candidate_link(context["application_id"], recipient["id"])
+            if recipient_kind == CANDIDATE
+            else self.conversation_link(context["id"])
+        )
+        values = {
+            "recipient_name": display(recipient["name"]),
+            "org_name": org_name,
+            "job_title": job_title,
+            "candidate_name": display(context["candidate_name"]),
+            "staff": recipient_kind == STAFF,
+            "reason": reason or "Your reply could not be posted.",
+            "link": link,
+        }
+        subject = f"Your reply about {job_title} was not posted"
+        draft = self._render("reply_refused", recipient_kind, recipient, org_name, subject, values)
+        return replace(draft, auto_submitted="auto-replied")
 
     def digest_email(
         self,
@@ -260,6 +341,8 @@ class Composer:
         items: Sequence[Mapping[Any, Any]],
         local_date: str,
         more: bool,
+        *,
+        reply_to: str | None = None,
     ) -> Draft:
         """The daily digest: each conversation with unread messages."""
         rows = [
@@ -286,6 +369,7 @@ class Composer:
             "local_date": local_date,
             "items": rows,
             "more": f"{self._settings.base_url}/inbox" if more and recipient_kind == STAFF else "",
+            "reply_to": reply_to or "",
         }
         # Staff hear from their organisation; a candidate's digest names the
         # organisation when every conversation in it is with the same one.
@@ -293,7 +377,9 @@ class Composer:
         org_name = recipient["org_name"] if recipient_kind == STAFF else None
         if recipient_kind == CANDIDATE and len(orgs) == 1:
             org_name = orgs.pop()
-        return self._render("digest", recipient_kind, recipient, org_name, subject, values)
+        return self._render(
+            "digest", recipient_kind, recipient, org_name, subject, values, reply_to=reply_to
+        )
 
     def _render(
         self,
@@ -303,6 +389,8 @@ class Composer:
         org_name: str | None,
         subject: str,
         values: dict[str, Any],
+        *,
+        reply_to: str | None = None,
     ) -> Draft:
         subject = display(" ".join(subject.split()))[:SUBJECT_CHARS]
         unsubscribe = self._unsubscribe.url(Recipient(recipient_kind, str(recipient["id"])))
@@ -315,6 +403,7 @@ class Composer:
             text=self._env.get_template(f"{template}.txt").render(values),
             html=self._env.get_template(f"{template}.html").render(values),
             unsubscribe_url=unsubscribe,
+            reply_to=reply_to,
         )
 
 

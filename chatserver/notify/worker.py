@@ -68,7 +68,7 @@ class Notifier:
             settings,
             transport or transport_from_settings(settings),
             self._clock,
-            Composer(settings),
+            Composer(settings, self._clock),
         )
         self._stopping = asyncio.Event()
 

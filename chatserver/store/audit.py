@@ -63,6 +63,7 @@ async def messages_sent(conn: AsyncConnection, application_id: str) -> list[RowM
             messages.c.sender_id,
             messages.c.sender_name,
             messages.c.created_at,
+            messages.c.via,
         )
         .join(conversations, conversations.c.id == messages.c.conversation_id)
         .where(

@@ -49,6 +49,8 @@ CANDIDATE = "candidate"
 # What an email is about (the `topic` column).
 MESSAGES = "messages"  # unread messages in one conversation (after_seq, last_seq]
 DIGEST = "digest"  # the daily digest of `local_date`
+# Why a reply by email to `conversation_id` was not posted (`reason`).
+REPLY_REFUSED = "reply_refused"
 
 
 @dataclass(frozen=True)

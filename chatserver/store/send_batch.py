@@ -108,12 +108,13 @@ bumped AS (
 ),
 stored AS (
     INSERT INTO messages (id, conversation_id, seq, sender_kind, sender_id, sender_name,
-                          client_id, body, html, search_body, created_at, deleted)
+                          client_id, body, html, search_body, created_at, deleted, via)
     SELECT m.id, m.conversation_id, u.last_seq - u.n + m.pos, m.sender_kind, m.sender_id,
-           m.sender_name, m.client_id, m.body, m.html, m.search_body, %(now)s, false
+           m.sender_name, m.client_id, m.body, m.html, m.search_body, %(now)s, false, m.via
     FROM json_to_recordset(%(messages)s::json)
         AS m(id text, conversation_id text, pos int, sender_kind text, sender_id text,
-             sender_name text, client_id text, body text, html text, search_body text)
+             sender_name text, client_id text, body text, html text, search_body text,
+             via text)
     JOIN bumped u ON u.id = m.conversation_id
     RETURNING id
 ),
@@ -207,9 +208,9 @@ async def write(
 
     `messages` need the keys id, conversation_id, pos (1-based within the
     conversation's share), sender_kind, sender_id, sender_name, client_id,
-    body and html (the body is folded for search here); `notes`
-    recipient_kind, recipient_id, kind, conversation_id, message_id and
-    text. Other keys are ignored.
+    body, html (the body is folded for search here) and via (null for the
+    app); `notes` recipient_kind, recipient_id, kind, conversation_id,
+    message_id and text. Other keys are ignored.
     """
     params = {
         "conversations": _json(conversations),

@@ -133,6 +133,9 @@ class Message(SQLModel, table=True):
     search_body: str = Field(default="", sa_column=_folded_column())
     created_at: datetime
     deleted: bool = Field(default=False)
+    # How the message arrived when not through the app: "email" for a reply
+    # to a notification email (shown as "by email"); None for the app.
+    via: str | None = Field(default=None, max_length=16)
 
 
 class Attachment(SQLModel, table=True):
@@ -255,6 +258,9 @@ class OutgoingEmail(SQLModel, table=True):
     after_seq: int = Field(default=0)
     last_seq: int = Field(default=0)
     local_date: str | None = Field(default=None, max_length=10)  # a digest's day
+    # Why a reply by email was not posted (topic `reply_refused`): the
+    # sentence the person gets, fixed when the reply came in.
+    reason: str | None = Field(default=None, max_length=500)
     attempts: int = Field(default=0)
     next_attempt_at: datetime
     last_error: str | None = Field(default=None, max_length=500)
@@ -285,6 +291,26 @@ class EmailDigest(SQLModel, table=True):
     last_on: str = Field(max_length=10)  # local date, ISO
 
 
+class ReplyAddress(SQLModel, table=True):
+    """Who a reply address speaks for: one person in one conversation.
+
+    Reply tokens (`chat/reply_tokens.py`) are too short to hold host ids, so
+    they carry this row's id; the row is made the first time a notification
+    email to that person about that conversation is composed, and reused."""
+
+    __tablename__ = "reply_addresses"
+    __table_args__ = (
+        UniqueConstraint(
+            "person_kind", "person_id", "conversation_id", name="uq_reply_addresses_person"
+        ),
+    )
+    id: str = Field(primary_key=True, max_length=16)
+    person_kind: str = Field(max_length=16)
+    person_id: str = Field(max_length=128)
+    conversation_id: str = Field(foreign_key="conversations.id", max_length=32)
+    created_at: datetime
+
+
 def _table(model: type[SQLModel]) -> Table:
     return cast(Table, model.__table__)  # type: ignore[attr-defined]
 
@@ -307,5 +333,6 @@ notifications = _table(Notification)
 outgoing_emails = _table(OutgoingEmail)
 email_cursors = _table(EmailCursor)
 email_digests = _table(EmailDigest)
+reply_addresses = _table(ReplyAddress)
 
 metadata = SQLModel.metadata

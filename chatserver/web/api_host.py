@@ -8,12 +8,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chatserver.chat import actions, queries
+from chatserver.chat import actions, email_replies, queries
+from chatserver.chat.email_replies import Outcome
 from chatserver.chat.policy import Status
 from chatserver.errors import invalid, not_found
 from chatserver.web.auth import check_bearer
 from chatserver.web.deps import services
-from chatserver.web.responses import field, json, read_json
+from chatserver.web.responses import field, json, read_body, read_json
 
 NAME_MAX = 200
 TITLE_MAX = 300
@@ -144,6 +145,36 @@ async def audit(request: Request) -> Response:
     return json({"events": events})
 
 
+async def inbound_email(request: Request) -> Response:
+    """One raw RFC 822 reply, from a mail provider's inbound webhook: the
+    same function as `chatserver mail-in` (SPEC sections 4 and 7).
+
+    202 `{"result": "taken"|"duplicate", "message": MESSAGE}`, or
+    `{"result": "dropped", "reason": ...}` for automatic mail (taken in and
+    dropped on purpose, so the provider neither retries nor bounces it).
+    A reply the person was emailed about (the policy refused it, an
+    attachment is not allowed, …) answers that refusal's error object; so
+    do a bad reply address (404), a From that is not its person (403) and a
+    mail over CHAT_MAIL_MAX_BYTES (413).
+    """
+    _authorise(request)
+    svc = services(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "message/rfc822":
+        raise invalid("Send one raw email with Content-Type: message/rfc822.")
+    raw = await read_body(request, svc.settings.mail_max_bytes)
+    result = await email_replies.take_mail(svc.chat, raw)
+    if result.outcome is Outcome.EXPLAINED:
+        assert result.error is not None
+        raise result.error
+    body: dict[str, Any] = {"result": result.outcome.value}
+    if result.message is not None:
+        body["message"] = result.message
+    if result.outcome is Outcome.DROPPED:
+        body["reason"] = result.reason
+    return json(body, status_code=202)
+
+
 routes = [
     Route("/api/v1/staff/{staff_id}", put_staff, methods=["PUT"]),
     Route("/api/v1/staff/{staff_id}", delete_staff, methods=["DELETE"]),
@@ -151,4 +182,5 @@ routes = [
     Route("/api/v1/staff/{staff_id}/login-link", staff_login_link, methods=["POST"]),
     Route("/api/v1/applications/{application_id}/candidate-link", candidate_link, methods=["POST"]),
     Route("/api/v1/applications/{application_id}/audit", audit, methods=["GET"]),
+    Route("/api/v1/inbound-email", inbound_email, methods=["POST"]),
 ]

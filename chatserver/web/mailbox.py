@@ -2,9 +2,13 @@
 
 Without `CHAT_SMTP_URL` the notifier writes each email as an .eml file; this
 page lists them and shows each one, so someone running the demo can open a
-candidate's email and follow its sign-in link. It is mounted only by
-`chatserver demo` (on the embedded default) and answers 404 anywhere else,
-because the emails hold sign-in links.
+candidate's email and follow its sign-in link. An email with a reply
+address (`CHAT_REPLY_DOMAIN`; the demo sets one) offers "reply to this
+email": the page writes the reply a mail program would (From the
+recipient, to the Reply-To, the original quoted below) and hands it to
+the same function as `chatserver mail-in` and the webhook. It is mounted
+only by `chatserver demo` (on the embedded default) and answers 404
+anywhere else, because the emails hold sign-in links.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ from __future__ import annotations
 import re
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from chatserver.errors import not_found
+from chatserver.chat import email_replies
+from chatserver.errors import ChatError, ErrorCode, not_found
 from chatserver.web.deps import services
 from chatserver.web.templating import render_page
 
@@ -84,11 +91,63 @@ async def email(request: Request) -> Response:
             **_summary(name, message),
             "from": str(message["From"] or ""),
             "message_id": str(message["Message-ID"] or ""),
+            "reply_to": str(message["Reply-To"] or ""),
             "text": text,
             "links": list(dict.fromkeys(LINK.findall(text))),
         },
+        "replied": request.query_params.get("replied", "")[:REPLIED_CHARS],
     }
     return render_page(request, "mailbox.html", context)
+
+
+def written_reply(original: EmailMessage, text: str) -> EmailMessage:
+    """The reply a mail program would send: from the recipient to the
+    Reply-To, the original quoted below the new text (which the server
+    strips, as it does Gmail's)."""
+    reply = EmailMessage()
+    reply["From"] = str(original["To"])
+    reply["To"] = str(original["Reply-To"])
+    reply["Subject"] = f"Re: {' '.join(str(original['Subject'] or '').split())}"
+    reply["Message-ID"] = make_msgid(domain="mailbox.localhost")
+    reply["In-Reply-To"] = str(original["Message-ID"] or "")
+    quoted = "\n".join(f"> {line}" for line in _part(original, "plain").splitlines())
+    reply.set_content(f"{text}\n\nOn {original['Date']}, {original['From']} wrote:\n{quoted}\n")
+    return reply
+
+
+OUTCOME_TEXT = {
+    email_replies.Outcome.TAKEN: "Your reply was posted in the conversation.",
+    email_replies.Outcome.DUPLICATE: "This reply had been posted already.",
+    email_replies.Outcome.DROPPED: "The reply looked automatic and was dropped.",
+    email_replies.Outcome.EXPLAINED: "Your reply was not posted; an email explains why.",
+}
+REPLIED_CHARS = 300
+
+
+async def reply_to_email(request: Request) -> Response:
+    """POST: post the form's text as a reply to this email."""
+    settings = services(request).settings
+    origin = request.headers.get("origin")
+    if origin is not None and origin.rstrip("/") != settings.base_origin:
+        raise ChatError(ErrorCode.FORBIDDEN, "Replies are posted from the mailbox page only.")
+    name = request.path_params["name"]
+    original = _read(_outbox(request), name)
+    if not original["Reply-To"]:
+        raise not_found("reply address")
+    form = await request.form(max_files=0, max_fields=2)
+    text = form.get("text")
+    if not isinstance(text, str) or not text.strip():
+        outcome = "Write something to reply with."
+    else:
+        try:
+            result = await email_replies.take_mail(
+                services(request).chat, written_reply(original, text).as_bytes()
+            )
+            outcome = OUTCOME_TEXT[result.outcome]
+        except ChatError as exc:
+            outcome = f"Refused: {exc.message}"
+    target = f"/dev/mailbox/{name}?replied={quote(outcome)}#reply"
+    return RedirectResponse(target, status_code=303)
 
 
 async def email_html(request: Request) -> Response:
@@ -108,4 +167,5 @@ routes = [
     Route("/dev/mailbox/{name}", email, methods=["GET"]),
     Route("/dev/mailbox/{name}/html", email_html, methods=["GET"]),
     Route("/dev/mailbox/{name}/raw", email_raw, methods=["GET"]),
+    Route("/dev/mailbox/{name}/reply", reply_to_email, methods=["POST"]),
 ]

@@ -67,8 +67,9 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return OrjsonResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The request's JSON object, refusing oversize bodies before parsing."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused with `too_large` as soon as it passes
+    `limit` bytes (whatever Content-Length claims, or without one)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ChatError(ErrorCode.TOO_LARGE, "The request body is too large.")
@@ -79,8 +80,14 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         if size > limit:
             raise ChatError(ErrorCode.TOO_LARGE, "The request body is too large.")
         chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object, refusing oversize bodies before parsing."""
+    raw = await read_body(request, limit)
     try:
-        value = orjson.loads(b"".join(chunks))
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BodyNotJson() from exc
     if not isinstance(value, dict):

@@ -387,6 +387,10 @@ export class ConversationView {
     el.classList.toggle("mine", mine);
     el.classList.toggle("ours", isOurs(message.sender));
     el.classList.toggle("deleted", message.deleted);
+    // A reply to a notification email says so (MESSAGE `via`).
+    const byEmail = message.via === "email";
+    el.classList.toggle("via-email", byEmail);
+    el.querySelector(".msg-via").hidden = !byEmail;
     el.classList.remove("pending", "failed");
     el.querySelector(".msg-actions").hidden = false;
     el.querySelector(".msg-sender").textContent = mine ? "You" : message.sender.name;

@@ -37,6 +37,8 @@ async def server(
             "CHAT_SEND_RATE": "2",
             "CHAT_SEND_BURST": "20",
             "CHAT_MAX_CONNECTIONS_PER_USER": "20",
+            # Reply by email turned on, as the inbound-email webhook is shown.
+            "CHAT_REPLY_DOMAIN": "reply.example.com",
         },
     )
     try:

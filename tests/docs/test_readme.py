@@ -24,13 +24,16 @@ def test_procfile_readme_and_settings_agree_on_the_number_of_web_workers() -> No
     assert int(default.group(1)) == Settings.from_env({}).workers
 
 
-def test_the_procfile_has_the_three_processes() -> None:
+def test_the_procfile_has_the_four_processes() -> None:
     lines = dict(
         line.split(":", 1) for line in (REPO / "Procfile").read_text().splitlines() if line
     )
     assert lines["release"].strip() == "chatserver migrate"
     assert lines["web"].strip().startswith("chatserver serve ")
     assert lines["notifier"].strip() == "chatserver notifier"
+    # Its port is CHAT_MAIL_IN_PORT, read like every other setting.
+    assert lines["mail"].strip() == "chatserver mail-in --host 0.0.0.0"
+    assert len(lines) == 4
 
 
 def test_every_setting_has_a_readme_row() -> None:

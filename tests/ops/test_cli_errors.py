@@ -63,6 +63,21 @@ def _one_line_naming(result: object, setting: str) -> str:
         (["serve"], {"CHAT_LOG_FORMAT": "xml"}, "CHAT_LOG_FORMAT", "text, json"),
         (["serve"], {"CHAT_BASE_URL": "chat.example"}, "CHAT_BASE_URL", "https://"),
         (["serve", "--port", "0"], {}, "PORT", "1 to 65535"),
+        (["mail-in", "--port", "0"], {}, "CHAT_MAIL_IN_PORT", "1 to 65535"),
+        (["mail-in"], {"CHAT_MAIL_IN_PORT": "smtp"}, "CHAT_MAIL_IN_PORT", "CHAT_MAIL_IN_PORT=2525"),
+        (
+            ["mail-in"],
+            {"CHAT_MAIL_MAX_BYTES": "25MB"},
+            "CHAT_MAIL_MAX_BYTES",
+            "CHAT_MAIL_MAX_BYTES=26214400",
+        ),
+        (["mail-in", "--host", "0.0.0.0"], {}, "CHAT_SECRET_KEYS", "loopback --host"),
+        (
+            ["serve"],
+            {"CHAT_REPLY_DOMAIN": "https://reply.example.com"},
+            "CHAT_REPLY_DOMAIN",
+            "no @, scheme or port",
+        ),
     ],
 )
 def test_a_wrong_setting_is_one_line_that_names_it(
@@ -105,6 +120,21 @@ def test_a_port_in_use_fails_with_a_non_zero_exit(tmp_path: Path) -> None:
         result = run_cli(["serve", "--port", str(port)], tmp_path)
     assert result.returncode != 0
     assert "address already in use" in result.stderr.lower()
+
+
+def test_mail_in_on_a_port_in_use_fails_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(
+            ["mail-in", "--port", str(port)], tmp_path, {"CHAT_REPLY_DOMAIN": "reply.localhost"}
+        )
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"chatserver: mail-in cannot listen on 127.0.0.1:{port} "), last
+    assert "CHAT_MAIL_IN_PORT" in last
+    assert "Traceback" not in result.stderr
 
 
 def test_migrations_are_quiet_unless_asked(tmp_path: Path) -> None:
