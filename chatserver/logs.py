@@ -12,7 +12,8 @@ of the HTTP request it belongs to (or `-`) and the message:
 
 Sign-in tokens never reach a log line: every formatter passes the finished
 line (exception text included) through `redact`, which removes the values of
-token-like query parameters and anything shaped like a signed token. Doing it
+token-like query parameters, anything shaped like a signed token, and the
+token of a reply address (`reply+<token>@…`, which posts as its person). Doing it
 in the formatter rather than at each call covers uvicorn's access log and
 any library that logs a URL.
 """
@@ -44,6 +45,10 @@ _SECRET_PARAM = re.compile(
 # echoed in an error): base64 payload, timestamp and signature joined by dots.
 _SIGNED_TOKEN = re.compile(r"\.?[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{4,10}\.[A-Za-z0-9_-]{20,}")
 
+# The token of a reply address (chat/reply_tokens.py), in any case: mail
+# systems may change it, and aiosmtpd logs the envelope as received.
+_REPLY_TOKEN = re.compile(r"(?P<local>\breply\+)[A-Za-z2-7]{16,}", re.IGNORECASE)
+
 TEXT_FORMAT = (
     "%(asctime)s %(levelname)s %(role)s[%(process)d] %(name)s req=%(request_id)s %(message)s"
 )
@@ -53,12 +58,14 @@ JSON_FIELDS = "%(asctime)s %(levelname)s %(role)s %(process)d %(name)s %(request
 # need on every start: alembic's "Context impl PostgresqlImpl" and
 # "Will assume transactional DDL" lines, for instance. They follow the
 # chosen level only at debug.
-_CHATTY = ("alembic", "alembic.runtime.migration", "httpx", "aiosmtplib")
+# aiosmtpd ("mail.log") tells every connection and SMTP command of mail-in.
+_CHATTY = ("alembic", "alembic.runtime.migration", "httpx", "aiosmtplib", "mail.log")
 
 
 def redact(text: str) -> str:
     """`text` without credentials: token values and signed tokens removed."""
     text = _SECRET_PARAM.sub(lambda m: m.group("name") + REDACTED, text)
+    text = _REPLY_TOKEN.sub(lambda m: m.group("local") + REDACTED, text)
     return _SIGNED_TOKEN.sub(REDACTED, text)
 
 

@@ -11,6 +11,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chatserver.chat.reply_tokens import ReplyTokens
 from chatserver.logs import REDACTED, REQUEST_ID, ContextFilter, JsonLineFormatter, TextFormatter
 from chatserver.logs import redact as redact_text
 from chatserver.notify.unsubscribe import Recipient, UnsubscribeLinks
@@ -50,6 +51,24 @@ def test_no_signed_token_survives_a_log_line(staff: str, application: str, candi
             assert REDACTED in line
 
 
+@given(address_id=st.binary(min_size=8, max_size=8), generation=st.integers(0, 2**32 - 1))
+@settings(max_examples=60, deadline=None)
+def test_no_reply_address_token_survives_a_log_line(address_id: bytes, generation: int) -> None:
+    """What aiosmtpd logs of mail-in's envelope (at debug), and anything
+    else that names a reply address, keeps the address's token out."""
+    tokens = ReplyTokens(SETTINGS.with_(reply_domain="reply.example.com"))
+    address = tokens.address(address_id.hex(), generation)
+    token = address.split("@")[0].removeprefix("reply+")
+    for text in (
+        f"('127.0.0.1', 40000) recip: {address}",
+        f"('127.0.0.1', 40000) >> b'RCPT TO:<{address.upper()}>'",
+    ):
+        for formatter in (TextFormatter(), JsonLineFormatter()):
+            line = formatter.format(_record("%s", text, name="mail.log"))
+            assert token not in line.lower()
+            assert f"reply+{REDACTED}@reply.example.com" in line.lower()
+
+
 def test_other_credentials_in_query_strings_are_redacted() -> None:
     for query in (
         "csrf_token=abc123",
@@ -68,6 +87,8 @@ def test_ordinary_lines_are_left_alone() -> None:
         'GET /api/conversations/d9f7f3201aa02d52/messages?before=20&limit=50 HTTP/1.1" 200',
         "database is up to date (revision 0003)",
         "2026-11-22T15:34:05.675Z sent 3 emails",
+        "reply by email taken in conversation d9f7f3201aa02d52 (seq 4)",
+        "mail-in listening on 127.0.0.1:2525 for *@reply.example.com",
     ):
         assert redact_text(text) == text
 
