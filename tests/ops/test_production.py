@@ -2,7 +2,8 @@
 the settings (and the documented refusals and warnings), the release
 migrations and check, web workers and a notifier, health probes, the
 guide's own nginx configuration with TLS in front, a chat over the
-WebSocket through the proxy, an email over SMTP, and a deploy's graceful
+WebSocket through the proxy, an email over SMTP, a reply to it through
+`chatserver mail-in` that reaches the open socket, and a deploy's graceful
 shutdown (1012, clients resume without loss or duplicates).
 
 Every `chatserver` command in the guide's `sh` blocks is run here as
@@ -18,12 +19,16 @@ import os
 import re
 import shutil
 import signal
+import smtplib
+import socket
 import ssl
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +150,12 @@ def _wait(ready: Any, what: str, timeout: float = START_TIMEOUT) -> None:
     raise TimeoutError(f"{what} not ready within {timeout:.0f} s")
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _answers(url: str, ca: ssl.SSLContext | bool = True) -> bool:
     try:
         return httpx.get(url, verify=ca, timeout=1).status_code == 200
@@ -220,6 +231,9 @@ def deployment(
             "CHAT_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
             "CHAT_MAIL_FROM": "Acme Careers <careers@example.com>",
             "FORWARDED_ALLOW_IPS": "127.0.0.1",
+            # Reply by email (the guide's 4a), mail-in on a free loopback port.
+            "CHAT_REPLY_DOMAIN": "reply.example.com",
+            "CHAT_MAIL_IN_PORT": str(free_port()),
             # Only to keep the test short: emails after 1 s, looked for often.
             "CHAT_NOTIFY_DELAY_SECONDS": "1",
             "CHAT_NOTIFY_POLL_SECONDS": "0.2",
@@ -276,6 +290,9 @@ def test_the_production_guide_walk_through(
     d.start("notifier", "chatserver notifier")
     local = f"http://127.0.0.1:{d.app_port}"
     _wait(lambda: _answers(f"{local}/healthz"), "the web workers")
+    # 4a. Reply by email over SMTP.
+    d.start("mail", "chatserver mail-in")
+    _wait(lambda: _listening(int(d.env["CHAT_MAIL_IN_PORT"])), "mail-in")
 
     # 5. Health.
     assert httpx.get(f"{local}/healthz").text == "ok"
@@ -421,19 +438,52 @@ async def _chat_through_the_proxy(d: Deployment, mailbox: Mailbox, db: PgDatabas
         ).fetchone()
     assert count == (1,)
 
+    # Cara answers the email from her mail program: the reply goes through
+    # mail-in, without its quoted history, and reaches Alice's socket live.
+    received = message_from_bytes(mailbox.messages[0], policy=policy.default)
+    reply_to = str(received["Reply-To"])
+    assert re.fullmatch(r"reply\+[a-z2-7]{45}@reply\.example\.com", reply_to), reply_to
+    ws = await _socket(d, session)
+    await ws.send(json.dumps({"type": "subscribe", "conversation": conversation, "after": 1}))
+    assert (await _frame(ws, "subscribed"))["last_seq"] == 1
+    reply = EmailMessage()
+    reply["From"] = "Cara Candidate <cara@mail.example>"
+    reply["To"] = reply_to
+    reply["Subject"] = f"Re: {received['Subject']}"
+    reply["Message-ID"] = f"<{uuid.uuid4().hex}@mail.example>"
+    reply.set_content(
+        "Yes, Tuesday works.\n\nOn Tue, 1 Dec 2026, Acme Careers wrote:\n"
+        "> Hello Cara, are you free on Tuesday?\n"
+    )
+    await asyncio.to_thread(_send_mail, int(d.env["CHAT_MAIL_IN_PORT"]), reply)
+    posted = (await _frame(ws, "message"))["message"]
+    assert (posted["seq"], posted["body"], posted["via"]) == (2, "Yes, Tuesday works.", "email")
+    assert posted["sender"] == {"kind": "candidate", "id": "cand-1", "name": "Cara Candidate"}
+    await ws.close()
+    assert d.stop("mail") == 0
+    token = reply_to.split("@")[0].removeprefix("reply+")
+    for name in ("web", "notifier", "mail"):
+        assert token not in d.log(name).lower(), name
+
     # The notifier finishes and exits on SIGTERM.
     assert d.stop("notifier") == 0
 
     # One log format for every process, and no sign-in token in any line.
     line_format = re.compile(
-        r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z]+ (web|notifier)\[\d+\] \S+ req=\S+ "
+        r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z]+ (web|notifier|mail-in)\[\d+\] \S+ req=\S+ "
     )
-    for name in ("web", "notifier"):
+    for name in ("web", "notifier", "mail"):
         for line in d.log(name).splitlines():
             assert line_format.match(line), f"{name}: {line}"
 
     # Every `chatserver` command of the guide was run as written.
     assert set(guide_commands()) <= set(d.ran), set(guide_commands()) - set(d.ran)
+
+
+def _send_mail(port: int, message: EmailMessage) -> None:
+    """Over SMTP to mail-in, as the sending mail server would."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.send_message(message)
 
 
 async def _close_code(ws: ClientConnection) -> int | None:
@@ -468,9 +518,14 @@ async def _frame(ws: ClientConnection, kind: str) -> dict[str, Any]:
 
 def test_the_guide_names_a_command_for_each_process() -> None:
     commands = guide_commands()
-    for expected in ("chatserver migrate", "chatserver check", "chatserver notifier"):
+    for expected in (
+        "chatserver migrate",
+        "chatserver check",
+        "chatserver notifier",
+        "chatserver mail-in",
+    ):
         assert expected in commands
     assert any(c.startswith("chatserver serve ") for c in commands)
     procfile = (GUIDE.parents[1] / "Procfile").read_text()
-    for process in ("release:", "web:", "notifier:"):
+    for process in ("release:", "web:", "notifier:", "mail:"):
         assert process in procfile
