@@ -1,0 +1,109 @@
+"""Reply by email as staff see it (issue 14, "Visible"): the candidate
+answers the notification email from her mail program, and the reply
+appears live in the conversation Alice has open, marked "by email"; the
+messages written in the app are not marked.
+
+A server of its own, with reply addresses on and emails due at once; the
+email is the one the notifier wrote to the outbox folder (no SMTP server
+configured), and the reply goes in through the webhook, as a mail
+provider would post it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import API_KEY, Ats, Browsers, Server
+
+pytestmark = pytest.mark.browser
+
+MESSAGE = '[data-testid="message"][data-seq]'
+# The notifier is due after 1 s and looks every 0.2 s; a loaded machine
+# writes the email within seconds.
+EMAIL_SECONDS = 30.0
+
+
+@pytest.fixture(scope="module")
+def mail_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = Server(
+        tmp_path_factory.mktemp("reply-by-email"),
+        extra_env={
+            "CHAT_REPLY_DOMAIN": "reply.localhost",
+            "CHAT_NOTIFY_DELAY_SECONDS": "1",
+            "CHAT_NOTIFY_POLL_SECONDS": "0.2",
+        },
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _email_to(server: Server, address: str) -> EmailMessage:
+    """The first email the notifier wrote to `address` (bounded wait: it is
+    written by another process)."""
+    outbox = Path(server.env["CHAT_DATA_DIR"]) / "outbox"
+    deadline = time.monotonic() + EMAIL_SECONDS
+    while time.monotonic() < deadline:
+        for path in sorted(outbox.glob("*.eml")) if outbox.exists() else []:
+            message = message_from_bytes(path.read_bytes(), policy=policy.default)
+            if address in str(message["To"]):
+                assert isinstance(message, EmailMessage)
+                return message
+        time.sleep(0.1)
+    raise AssertionError(f"no email to {address} within {EMAIL_SECONDS:.0f} s")
+
+
+def test_a_reply_by_email_appears_live_marked_by_email(
+    browsers: Browsers, mail_server: Server
+) -> None:
+    ats = Ats(mail_server)
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    ats.staff_says(alice, cara.conversation, "Are you free on Tuesday at 10?")
+    email = _email_to(mail_server, f"{cara.candidate_id}@mail.example")
+    reply_to = str(email["Reply-To"])
+    assert reply_to.endswith("@reply.localhost"), reply_to
+
+    inbox = browsers.open(ats.staff_link(alice))
+    inbox.locator(f'[data-conversation="{cara.conversation}"]').click()
+    expect(inbox.locator(MESSAGE)).to_have_count(1)
+
+    reply = EmailMessage()
+    reply["From"] = str(email["To"])
+    reply["To"] = reply_to
+    reply["Subject"] = f"Re: {email['Subject']}"
+    reply["Message-ID"] = f"<{uuid.uuid4().hex}@mail.example>"
+    reply.set_content(
+        "Yes, Tuesday at 10 works for me.\n\n"
+        f"On {email['Date']}, {email['From']} wrote:\n> Are you free on Tuesday at 10?\n"
+    )
+    answer = httpx.post(
+        f"{mail_server.url}/api/v1/inbound-email",
+        content=reply.as_bytes(),
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "message/rfc822"},
+        timeout=10,
+    )
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["result"] == "taken"
+
+    by_email = inbox.locator(MESSAGE, has_text="Yes, Tuesday at 10 works for me.")
+    expect(by_email).to_be_visible()
+    expect(by_email.get_by_test_id("via-email")).to_be_visible()
+    expect(by_email.get_by_test_id("via-email")).to_have_text("by email")
+    # The quoted history was cut; the app's own message carries no mark.
+    expect(inbox.locator(MESSAGE, has_text="wrote:")).to_have_count(0)
+    in_app = inbox.locator(MESSAGE, has_text="Are you free on Tuesday at 10?")
+    expect(in_app.get_by_test_id("via-email")).to_be_hidden()
+    # After a reload (from history, not the live frame) the mark stays.
+    inbox.reload()
+    expect(by_email.get_by_test_id("via-email")).to_be_visible()
