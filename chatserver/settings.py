@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -272,7 +272,6 @@ class Settings:
     shutdown_grace_seconds: int = 20
 
     demo_mode: bool = False
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def production(self) -> bool:
@@ -461,8 +460,6 @@ class Settings:
         rows = []
         for item in fields(self):
             value = getattr(self, item.name)
-            if item.name == "extra":
-                continue
             if any(word in item.name for word in _SECRET_WORDS):
                 shown = f"{len(value)} set (masked)" if value else "none"
             elif isinstance(value, str) and "://" in value:

@@ -294,15 +294,6 @@ async def mark_unread(
     return result.first() is not None
 
 
-async def read_seq(conn: AsyncConnection, conversation_id: str, kind: str, person_id: str) -> int:
-    query = select(read_positions.c.seq).where(
-        read_positions.c.conversation_id == conversation_id,
-        read_positions.c.reader_kind == kind,
-        read_positions.c.reader_id == person_id,
-    )
-    return int((await conn.execute(query)).scalar_one_or_none() or 0)
-
-
 async def readers(conn: AsyncConnection, conversation_id: str) -> list[RowMapping]:
     query = select(read_positions).where(read_positions.c.conversation_id == conversation_id)
     return list((await conn.execute(query)).mappings())
@@ -600,11 +591,6 @@ def _search_matches(kind: str, person_id: str, folded: str) -> ColumnElement[boo
         jobs.c.search_title.like(pattern, escape="\\"),
         first_match.is_not(None),
     )
-
-
-async def org_conversation_ids(conn: AsyncConnection, org_id: str) -> list[str]:
-    query = select(conversations.c.id).where(conversations.c.org_id == org_id)
-    return [str(r) for r in (await conn.execute(query)).scalars()]
 
 
 # -- inbox feed rows -------------------------------------------------------------------

@@ -410,8 +410,3 @@ async def backlog(conn: AsyncConnection) -> int:
         select(func.count()).select_from(outgoing_emails).where(outgoing_emails.c.status == PENDING)
     )
     return int((await conn.execute(query)).scalar_one())
-
-
-async def by_key(conn: AsyncConnection, key: str) -> RowMapping | None:
-    query = select(outgoing_emails).where(outgoing_emails.c.key == key)
-    return (await conn.execute(query)).mappings().first()

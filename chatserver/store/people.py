@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, case, func, select, update
+from sqlalchemy import ColumnElement, Table, case, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
@@ -207,7 +207,3 @@ async def update_settings(
     values: dict[str, Any] = dict(changes)
     values.update({CHOSEN_FLAGS[name]: True for name in changes if name in CHOSEN_FLAGS})
     await conn.execute(update(table).where(table.c.id == person_id).values(**values))
-
-
-async def count_staff(conn: AsyncConnection) -> int:
-    return int((await conn.execute(select(func.count()).select_from(staff))).scalar_one())
