@@ -51,6 +51,14 @@ def not_found(what: str = "conversation") -> ChatError:
     return ChatError(ErrorCode.NOT_FOUND, f"No such {what}.")
 
 
+def forbidden(message: str) -> ChatError:
+    return ChatError(ErrorCode.FORBIDDEN, message)
+
+
+def too_large(message: str) -> ChatError:
+    return ChatError(ErrorCode.TOO_LARGE, message)
+
+
 def unauthorized(message: str = "Sign in first.") -> ChatError:
     return ChatError(ErrorCode.UNAUTHORIZED, message)
 

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 from chatserver.chat import access, sniffing, thumbnails, views
 from chatserver.chat.identity import Viewer
 from chatserver.chat.service import Chat
-from chatserver.errors import ChatError, ErrorCode, invalid, not_found
+from chatserver.errors import ChatError, invalid, not_found, too_large
 from chatserver.store import attachments
 from chatserver.store.blobs import Blobs, blobs_for
 
@@ -70,6 +70,12 @@ class Checked:
     sha256: str
     size: int
     thumbnail: thumbnails.Thumbnail | None
+
+
+def file_too_large(limit_bytes: int) -> ChatError:
+    """The one refusal of an oversized file, whether the web layer stops the
+    body while it streams or the domain sees its final size."""
+    return too_large(f"Attachments are at most {limit_bytes / 2**20:g} MiB.")
 
 
 def check(source: BinaryIO) -> Checked:
@@ -131,7 +137,7 @@ async def store(
 ) -> dict[str, Any]:
     """Check and keep an uploaded file (`size` bytes readable from `source`)."""
     if size > chat.settings.max_attachment_bytes:
-        raise ChatError(ErrorCode.TOO_LARGE, "Attachments are at most 10 MiB.")
+        raise file_too_large(chat.settings.max_attachment_bytes)
     if size == 0:
         raise invalid("The file is empty.")
     checked = await check_off_loop(source)

@@ -18,7 +18,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from chatserver.chat import queries
-from chatserver.errors import ChatError, ErrorCode
+from chatserver.errors import forbidden
 from chatserver.ops import instruments
 from chatserver.ops.stats import Snapshot
 from chatserver.web.auth import check_bearer
@@ -68,7 +68,7 @@ async def _staff_only(request: Request) -> Response | None:
     (`"ops": true` in the staff upsert)."""
     who = await signed_in(request)
     if who is None or not await queries.is_operator(services(request).chat, who.viewer):
-        return error_response(ChatError(ErrorCode.FORBIDDEN, "The ops page is for operators."))
+        return error_response(forbidden("The ops page is for operators."))
     return None
 
 

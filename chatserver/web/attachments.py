@@ -19,24 +19,21 @@ from starlette.routing import Route
 from starlette.types import Message, Receive
 
 from chatserver.chat import uploads
-from chatserver.errors import ChatError, ErrorCode, invalid
+from chatserver.errors import invalid
 from chatserver.web.deps import require_viewer, services
 from chatserver.web.responses import json
 
 # Room for the multipart boundary and the part's headers around a file of
 # the largest allowed size (a browser's are a few hundred bytes).
 MULTIPART_OVERHEAD = 64 * 1024
-TOO_LARGE = "Attachments are at most 10 MiB."
 MULTIPART_ONLY = "Send the file as multipart/form-data in the field 'file'."
 
 
-def too_large() -> ChatError:
-    return ChatError(ErrorCode.TOO_LARGE, TOO_LARGE)
-
-
-def counted(receive: Receive, limit: int) -> Receive:
-    """`receive` that fails with `too_large` once the body passes `limit` bytes."""
+def counted(receive: Receive, file_limit: int) -> Receive:
+    """`receive` that fails with `too_large` once the body cannot hold a file
+    of at most `file_limit` bytes (plus the multipart framing around it)."""
     total = 0
+    limit = file_limit + MULTIPART_OVERHEAD
 
     async def receive_counted() -> Message:
         nonlocal total
@@ -44,7 +41,7 @@ def counted(receive: Receive, limit: int) -> Receive:
         if message["type"] == "http.request":
             total += len(message.get("body", b""))
             if total > limit:
-                raise too_large()
+                raise uploads.file_too_large(file_limit)
         return message
 
     return receive_counted
@@ -57,8 +54,8 @@ async def upload(request: Request) -> Response:
     limit = svc.settings.max_attachment_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
-        raise too_large()
-    body = Request(request.scope, counted(request.receive, limit + MULTIPART_OVERHEAD))
+        raise uploads.file_too_large(limit)
+    body = Request(request.scope, counted(request.receive, limit))
     try:
         form = await body.form(max_files=1, max_fields=5)
     except (MultiPartException, HTTPException, ValueError) as exc:

@@ -18,7 +18,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSaf
 from starlette.requests import HTTPConnection
 
 from chatserver.clock import Clock, utcnow
-from chatserver.errors import ChatError, ErrorCode, unauthorized
+from chatserver.errors import ChatError, forbidden, unauthorized
 from chatserver.settings import Settings
 
 SESSION_COOKIE = "chat_session"
@@ -220,7 +220,7 @@ def check_csrf(conn: HTTPConnection, session: Session, sent: str | None = None) 
     `X-CSRF-Token` header, or (`sent`) a form field of a plain HTML form."""
     sent = conn.headers.get(CSRF_HEADER, "") or sent or ""
     if not sent or not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
-        raise ChatError(ErrorCode.FORBIDDEN, "Missing or wrong X-CSRF-Token header.")
+        raise forbidden("Missing or wrong X-CSRF-Token header.")
 
 
 def check_bearer(conn: HTTPConnection, keys: tuple[str, ...], what: str) -> None:
@@ -228,11 +228,11 @@ def check_bearer(conn: HTTPConnection, keys: tuple[str, ...], what: str) -> None
     header = conn.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise ChatError(ErrorCode.UNAUTHORIZED, f"Send Authorization: Bearer <{what}>.")
+        raise unauthorized(f"Send Authorization: Bearer <{what}>.")
     # Bytes, not str: compare_digest refuses non-ASCII strings.
     sent = key.strip().encode("utf-8", "surrogateescape")
     if not any(hmac.compare_digest(sent, allowed.encode()) for allowed in keys):
-        raise ChatError(ErrorCode.UNAUTHORIZED, f"Unknown {what}.")
+        raise unauthorized(f"Unknown {what}.")
 
 
 def origin_allowed(origin: str | None, settings: Settings) -> bool:

@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from chatserver.chat import email_replies
-from chatserver.errors import ChatError, ErrorCode, not_found
+from chatserver.errors import ChatError, forbidden, not_found
 from chatserver.web.deps import services
 from chatserver.web.templating import render_page
 
@@ -129,7 +129,7 @@ async def reply_to_email(request: Request) -> Response:
     settings = services(request).settings
     origin = request.headers.get("origin")
     if origin is not None and origin.rstrip("/") != settings.base_origin:
-        raise ChatError(ErrorCode.FORBIDDEN, "Replies are posted from the mailbox page only.")
+        raise forbidden("Replies are posted from the mailbox page only.")
     name = request.path_params["name"]
     original = _read(_outbox(request), name)
     if not original["Reply-To"]:

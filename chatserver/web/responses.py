@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from chatserver.errors import ChatError, ErrorCode, invalid
+from chatserver.errors import ChatError, ErrorCode, invalid, too_large
 
 HTTP_STATUS = {
     ErrorCode.INVALID: 422,
@@ -72,13 +72,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     `limit` bytes (whatever Content-Length claims, or without one)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ChatError(ErrorCode.TOO_LARGE, "The request body is too large.")
+        raise too_large("The request body is too large.")
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ChatError(ErrorCode.TOO_LARGE, "The request body is too large.")
+            raise too_large("The request body is too large.")
         chunks.append(chunk)
     return b"".join(chunks)
 

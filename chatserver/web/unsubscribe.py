@@ -18,7 +18,7 @@ from starlette.routing import Route
 from chatserver.chat import actions
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role
-from chatserver.errors import ChatError, ErrorCode
+from chatserver.errors import invalid
 from chatserver.notify.unsubscribe import PATH, Recipient, UnsubscribeLinks
 from chatserver.store import people
 from chatserver.web.deps import services
@@ -78,7 +78,7 @@ async def change(request: Request) -> Response:
         one_click = form.get(ONE_CLICK) == "One-Click"
         choice = "off" if one_click else str(form.get("email_notifications", "off"))
     if choice not in CHOICES:
-        raise ChatError(ErrorCode.INVALID, "email_notifications must be each, daily or off.")
+        raise invalid("email_notifications must be each, daily or off.")
     svc = services(request)
     viewer = Viewer(kind=Role(recipient.kind), id=recipient.id, name=name, timezone="UTC")
     await actions.update_settings(svc.chat, viewer, {"email_notifications": choice})
