@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from chatserver.store import dialect
 from chatserver.store.db import Database
 from chatserver.store.tables import attachment_blobs
 
@@ -100,7 +100,9 @@ class DatabaseBlobs:
             while chunk := await asyncio.to_thread(source.read, PART_BYTES):
                 # Two uploads of the same new file may race: the second
                 # insert of a part is simply skipped.
-                stmt = pg_insert(attachment_blobs).values(sha256=sha256, part=part, data=chunk)
+                stmt = dialect.insert(conn)(attachment_blobs).values(
+                    sha256=sha256, part=part, data=chunk
+                )
                 await conn.execute(stmt.on_conflict_do_nothing())
                 part += 1
 
@@ -120,6 +122,6 @@ class DatabaseBlobs:
 
 def blobs_for(db: Database, attachments_dir: Path) -> Blobs:
     """The database when it is PostgreSQL (shared by every machine), else the folder."""
-    if db.is_sqlite:
+    if dialect.is_sqlite(db.engine):
         return FolderBlobs(attachments_dir)
     return DatabaseBlobs(db)

@@ -25,11 +25,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.store import dialect
 from chatserver.store.folding import contains_pattern
 from chatserver.store.people import upsert
 from chatserver.store.tables import (
@@ -115,7 +114,7 @@ async def upsert_application(
     if previous is not None and previous.candidate_id != candidate_id:
         keys.append("candidate_since")
     await upsert(conn, applications, values, keys)
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    insert = dialect.insert(conn)
     await conn.execute(
         insert(conversations)
         .values(
@@ -179,8 +178,7 @@ async def contexts_for_update(
         .where(conversations.c.id.in_(sorted(set(conversation_ids))))
         .order_by(conversations.c.id)
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(of=conversations)
+    query = dialect.locked(conn, query, of=conversations)
     return {row["id"]: row for row in (await conn.execute(query)).mappings()}
 
 
@@ -248,7 +246,7 @@ async def mark_read(
     Position 0 is where every reader starts, so reading up to 0 moves nothing."""
     if seq <= 0:
         return False
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    insert = dialect.insert(conn)
     stmt = insert(read_positions).values(
         conversation_id=conversation_id,
         reader_kind=kind,

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from chatserver.errors import unavailable
 from chatserver.settings import Settings
+from chatserver.store import dialect
 
 # Waiting longer than this for a pooled connection means the database is
 # overwhelmed or gone; the client is better served by a quick `unavailable`.
@@ -75,7 +76,7 @@ class Database:
 
     @property
     def is_sqlite(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
+        return dialect.is_sqlite(self.engine)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:

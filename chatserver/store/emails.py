@@ -15,11 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, false, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.store import dialect
 from chatserver.store.tables import (
     applications,
     candidates,
@@ -64,14 +63,10 @@ class Due:
     last_seq: int
 
 
-def _insert(conn: AsyncConnection) -> Any:
-    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-
-
 async def try_planner_lock(conn: AsyncConnection) -> bool:
     """True if this transaction may plan. SQLite serialises writers itself
     (and one notifier is assumed there)."""
-    if conn.dialect.name != "postgresql":
+    if not dialect.is_postgres(conn):
         return True
     query = text("SELECT pg_try_advisory_xact_lock(:id)").bindparams(id=PLANNER_LOCK_ID)
     return bool((await conn.execute(query)).scalar_one())
@@ -123,10 +118,8 @@ async def due_each(
             ),
         )
     )
-    # The later of read position and cursor (GREATEST on PostgreSQL, the
-    # two-argument MAX on SQLite).
-    larger = func.greatest if conn.dialect.name == "postgresql" else func.max
-    after = larger(func.coalesce(read.c.seq, 0), func.coalesce(cursor.c.seq, 0))
+    # The later of read position and cursor.
+    after = dialect.greatest(conn, func.coalesce(read.c.seq, 0), func.coalesce(cursor.c.seq, 0))
     query = (
         select(
             conversations.c.id,
@@ -206,7 +199,7 @@ async def mentioned(
 
 
 async def advance_cursor(conn: AsyncConnection, due: Due, now: datetime) -> None:
-    stmt = _insert(conn)(email_cursors).values(
+    stmt = dialect.insert(conn)(email_cursors).values(
         recipient_kind=due.recipient_kind,
         recipient_id=due.recipient_id,
         conversation_id=due.conversation_id,
@@ -223,7 +216,7 @@ async def advance_cursor(conn: AsyncConnection, due: Due, now: datetime) -> None
 
 async def record(conn: AsyncConnection, email: Mapping[str, Any]) -> bool:
     """Insert an email unless one with its key exists. True if inserted."""
-    stmt = _insert(conn)(outgoing_emails).values(**email)
+    stmt = dialect.insert(conn)(outgoing_emails).values(**email)
     result = await conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
     return bool(result.rowcount)
 
@@ -265,7 +258,7 @@ async def daily_readers(conn: AsyncConnection, not_on: str) -> list[dict[str, An
 
 
 async def mark_digest(conn: AsyncConnection, kind: str, person_id: str, local_date: str) -> None:
-    stmt = _insert(conn)(email_digests).values(
+    stmt = dialect.insert(conn)(email_digests).values(
         recipient_kind=kind, recipient_id=person_id, last_on=local_date
     )
     await conn.execute(
@@ -355,8 +348,7 @@ async def claim_due(conn: AsyncConnection, now: datetime) -> RowMapping | None:
         .order_by(outgoing_emails.c.next_attempt_at, outgoing_emails.c.id)
         .limit(1)
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+    query = dialect.locked(conn, query, skip_locked=True)
     return (await conn.execute(query)).mappings().first()
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import and_, delete, exists, func, insert, or_, select, tuple_, 
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.store import dialect
 from chatserver.store.folding import fold
 from chatserver.store.people import upsert
 from chatserver.store.tables import attachments, hidden_messages, messages
@@ -26,7 +27,7 @@ async def by_client_keys(
         return {}
     condition = (
         tuple_(messages.c.sender_kind, messages.c.sender_id, messages.c.client_id).in_(wanted)
-        if conn.dialect.name == "postgresql"
+        if dialect.is_postgres(conn)
         else or_(
             *(
                 and_(

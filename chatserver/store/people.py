@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, case, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.store import dialect
 from chatserver.store.folding import fold
 from chatserver.store.tables import (
     candidates,
@@ -42,7 +41,7 @@ async def upsert(
     themselves. The choice is decided by the row as the update finds it
     (under its lock), so a re-sync racing a Settings change cannot undo it.
     """
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    insert = dialect.insert(conn)
     stmt = insert(table).values(**values)
     pk = [c.name for c in table.primary_key.columns]
     set_: dict[str, Any] = {k: stmt.excluded[k] for k in update_keys}

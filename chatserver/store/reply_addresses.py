@@ -6,11 +6,10 @@ import secrets
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.store import dialect
 from chatserver.store.tables import reply_addresses
 
 ID_BYTES = 8
@@ -21,7 +20,7 @@ async def ensure(
 ) -> str:
     """The id of the person's reply address in the conversation, made on
     first use (concurrent first uses agree on one row)."""
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    insert = dialect.insert(conn)
     await conn.execute(
         insert(reply_addresses)
         .values(
