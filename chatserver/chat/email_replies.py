@@ -59,7 +59,7 @@ from chatserver.chat.policy import Role
 from chatserver.chat.reply_tokens import ReplyTokens, no_such_address
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode, invalid
-from chatserver.store import conversations, emails, messages, people, reply_addresses
+from chatserver.store import conversations, emails, messages, outbox, people, reply_addresses
 
 log = logging.getLogger(__name__)
 
@@ -561,13 +561,13 @@ async def _explain(chat: Chat, author: Author, client_id: str, refusal: ChatErro
         "subject": "",
         "text_body": "",
         "html_body": "",
-        "status": emails.PENDING,
+        "status": outbox.PENDING,
         "attempts": 0,
         "next_attempt_at": now,
         "created_at": now,
     }
     async with chat.db.transaction() as conn:
-        recorded = await emails.record(conn, row)
+        recorded = await outbox.record(conn, row)
     log.info(
         "reply by email to conversation %s not posted (%s); %s",
         author.conversation_id,

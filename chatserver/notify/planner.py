@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chatserver.notify.compose import LOOKBACK, zone
 from chatserver.notify.metrics import EMAILS_PLANNED
 from chatserver.settings import Settings
-from chatserver.store import emails
+from chatserver.store import emails, outbox
 from chatserver.store.db import Database
 from chatserver.store.emails import CANDIDATE, DIGEST, MESSAGES, STAFF, Due
 
@@ -123,9 +123,9 @@ async def _record(
         "subject": "",
         "text_body": "",
         "html_body": "",
-        "status": emails.PENDING,
+        "status": outbox.PENDING,
         "attempts": 0,
         "next_attempt_at": now,
         "created_at": now,
     }
-    return int(await emails.record(conn, row))
+    return int(await outbox.record(conn, row))

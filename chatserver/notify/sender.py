@@ -48,7 +48,7 @@ from chatserver.notify.metrics import (
 )
 from chatserver.notify.transport import DeliveryError, Transport
 from chatserver.settings import Settings
-from chatserver.store import emails
+from chatserver.store import outbox
 from chatserver.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -132,24 +132,26 @@ class Sender:
         return handled
 
     async def send_one(self) -> Outcome | None:
-        """Claim, compose, send and record one due email; None when none is due."""
+        """Claim, compose, send and record one due email; None when none is due.
+
+        On PostgreSQL the claim is a row lock (`FOR UPDATE SKIP LOCKED`) held
+        through the send, so concurrent notifiers never send the same email.
+        SQLite has no row locks and one writer at a time: there the claim's
+        transaction ends before the send, which must not hold the database.
+        """
         now = self._clock()
-        if self._db.is_sqlite:
-            async with self._db.transaction() as conn:
-                row = await emails.claim_due(conn, now)
-                if row is None:
-                    return None
-                prepared = await self._prepare(conn, row, now)
-            outcome = await self._send(row, prepared)
-            async with self._db.transaction() as conn:
-                await self._record(conn, row, outcome)
-            return outcome
+        hold_claim = self._db.locks_rows
         async with self._db.transaction() as conn:
-            row = await emails.claim_due(conn, now)
+            row = await outbox.claim_due(conn, now)
             if row is None:
                 return None
             prepared = await self._prepare(conn, row, now)
-            outcome = await self._send(row, prepared)
+            if hold_claim:
+                outcome = await self._send(row, prepared)
+                await self._record(conn, row, outcome)
+                return outcome
+        outcome = await self._send(row, prepared)
+        async with self._db.transaction() as conn:
             await self._record(conn, row, outcome)
         return outcome
 
@@ -189,17 +191,17 @@ class Sender:
         key = row["key"]
         if outcome.status is Status.SENT:
             assert outcome.draft is not None
-            await emails.mark_sent(conn, row["id"], attempts, now, outcome.draft.sent())
+            await outbox.mark_sent(conn, row["id"], attempts, now, outcome.draft.sent())
             EMAILS_SENT.inc()
             log.info("sent email %s (attempt %d)", key, attempts)
         elif outcome.status is Status.CANCELLED:
-            await emails.mark_cancelled(conn, row["id"])
+            await outbox.mark_cancelled(conn, row["id"])
             EMAILS_CANCELLED.inc()
             log.info("dropped email %s: nothing left to say (read, deleted or turned off)", key)
         elif outcome.status is Status.RETRY:
             wait = backoff(attempts)
             error = outcome.error[:ERROR_CHARS]
-            await emails.mark_retry(conn, row["id"], attempts, now + wait, error)
+            await outbox.mark_retry(conn, row["id"], attempts, now + wait, error)
             EMAIL_RETRIES.inc()
             EMAIL_ERRORS.labels(str(outcome.stage)).inc()
             log.warning(
@@ -212,7 +214,7 @@ class Sender:
             )
         else:
             error = outcome.error[:ERROR_CHARS]
-            await emails.mark_failed(conn, row["id"], attempts, error)
+            await outbox.mark_failed(conn, row["id"], attempts, error)
             EMAILS_FAILED.inc()
             EMAIL_ERRORS.labels(str(outcome.stage)).inc()
             log.error("giving up on email %s after %d attempts: %s", key, attempts, error)

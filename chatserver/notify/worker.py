@@ -27,7 +27,7 @@ from chatserver.ops import instruments
 from chatserver.ops.stats import StatsReporter, stats_store_from_settings
 from chatserver.realtime.presence import presence_from_settings
 from chatserver.settings import Settings
-from chatserver.store import emails
+from chatserver.store import outbox
 from chatserver.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class Notifier:
         workers = SQLITE_SENDERS if self._db.is_sqlite else POSTGRES_SENDERS
         handled = await self._sender.drain(workers, self._stopping)
         async with self._db.transaction() as conn:
-            backlog = await emails.backlog(conn)
+            backlog = await outbox.backlog(conn)
         EMAIL_BACKLOG.set(backlog)
         instruments.set_notifier_backlog(backlog)
         return handled

@@ -78,6 +78,12 @@ class Database:
     def is_sqlite(self) -> bool:
         return dialect.is_sqlite(self.engine)
 
+    @property
+    def locks_rows(self) -> bool:
+        """Whether `SELECT … FOR UPDATE` locks rows (PostgreSQL), so a claim
+        can be held across a slow step; SQLite serialises writers instead."""
+        return dialect.is_postgres(self.engine)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that commits on success; outages become `unavailable`."""

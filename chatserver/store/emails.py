@@ -1,20 +1,17 @@
-"""The notifier's tables: what is due, the email outbox, cursors and digests.
+"""Planning the notifier's emails: what is due, what it mentions, cursors and digests.
 
-Exactly-once rests on three things here: an email is inserted under a unique
-key (`record` does nothing on a second insert of the same key); the cursor
-that says which messages an email covered moves in the same transaction; and
-on PostgreSQL a sender claims a row with `FOR UPDATE SKIP LOCKED`, so two
-notifier processes never hold the same email at once.
+The cursor that says which messages an email covered moves in the same
+transaction that records the email in the outbox (`outbox.py`), so a
+message is mentioned in one email at most.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, false, func, or_, select, text, update
+from sqlalchemy import and_, false, func, or_, select, text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,7 +25,6 @@ from chatserver.store.tables import (
     jobs,
     messages,
     organisations,
-    outgoing_emails,
     read_positions,
     staff,
 )
@@ -36,11 +32,6 @@ from chatserver.store.tables import (
 # Any fixed 64-bit number works: it names the planner's advisory lock, which
 # makes concurrent notifiers plan one at a time on PostgreSQL.
 PLANNER_LOCK_ID = 0x43_48_41_54_4E_4F_54  # "CHATNOT"
-
-PENDING = "pending"
-SENT = "sent"
-FAILED = "failed"
-CANCELLED = "cancelled"  # every message it was about was read before sending
 
 STAFF = "staff"
 CANDIDATE = "candidate"
@@ -214,13 +205,6 @@ async def advance_cursor(conn: AsyncConnection, due: Due, now: datetime) -> None
     await conn.execute(stmt)
 
 
-async def record(conn: AsyncConnection, email: Mapping[str, Any]) -> bool:
-    """Insert an email unless one with its key exists. True if inserted."""
-    stmt = dialect.insert(conn)(outgoing_emails).values(**email)
-    result = await conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
-    return bool(result.rowcount)
-
-
 # -- digests ---------------------------------------------------------------------
 
 
@@ -336,22 +320,6 @@ async def digest_items(
     return [{**item, "last_body": bodies.get(item["id"], "")} for item in items]
 
 
-# -- sending -----------------------------------------------------------------------
-
-
-async def claim_due(conn: AsyncConnection, now: datetime) -> RowMapping | None:
-    """The next email due, locked for this transaction on PostgreSQL (other
-    notifiers skip it); on SQLite, simply the next one."""
-    query = (
-        select(outgoing_emails)
-        .where(outgoing_emails.c.status == PENDING, outgoing_emails.c.next_attempt_at <= now)
-        .order_by(outgoing_emails.c.next_attempt_at, outgoing_emails.c.id)
-        .limit(1)
-    )
-    query = dialect.locked(conn, query, skip_locked=True)
-    return (await conn.execute(query)).mappings().first()
-
-
 async def read_position(
     conn: AsyncConnection, conversation_id: str, kind: str, person_id: str
 ) -> int:
@@ -361,44 +329,3 @@ async def read_position(
         read_positions.c.reader_id == person_id,
     )
     return int((await conn.execute(query)).scalar_one_or_none() or 0)
-
-
-async def _set(conn: AsyncConnection, email_id: int, **values: Any) -> None:
-    await conn.execute(
-        update(outgoing_emails)
-        .where(outgoing_emails.c.id == email_id, outgoing_emails.c.status == PENDING)
-        .values(**values)
-    )
-
-
-async def mark_sent(
-    conn: AsyncConnection,
-    email_id: int,
-    attempts: int,
-    at: datetime,
-    sent: Mapping[str, str],
-) -> None:
-    """Sent; `sent` is what went out (to_address, subject, text_body, html_body)."""
-    await _set(conn, email_id, status=SENT, attempts=attempts, sent_at=at, last_error=None, **sent)
-
-
-async def mark_cancelled(conn: AsyncConnection, email_id: int) -> None:
-    await _set(conn, email_id, status=CANCELLED)
-
-
-async def mark_retry(
-    conn: AsyncConnection, email_id: int, attempts: int, retry_at: datetime, error: str
-) -> None:
-    await _set(conn, email_id, attempts=attempts, next_attempt_at=retry_at, last_error=error[:500])
-
-
-async def mark_failed(conn: AsyncConnection, email_id: int, attempts: int, error: str) -> None:
-    await _set(conn, email_id, status=FAILED, attempts=attempts, last_error=error[:500])
-
-
-async def backlog(conn: AsyncConnection) -> int:
-    """Emails recorded and not yet sent (including those waiting to retry)."""
-    query = (
-        select(func.count()).select_from(outgoing_emails).where(outgoing_emails.c.status == PENDING)
-    )
-    return int((await conn.execute(query)).scalar_one())
