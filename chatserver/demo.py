@@ -43,7 +43,7 @@ class DemoCandidate:
     job: int
     status: Status
     days_ago: int
-    script: tuple[tuple[str, str], ...] = ()  # (who: "staff"/"candidate", body)
+    script: tuple[tuple[Role, str], ...] = ()  # (who, body)
 
 
 CANDIDATES = [
@@ -55,16 +55,16 @@ CANDIDATES = [
         9,
         (
             (
-                "staff",
+                Role.STAFF,
                 "Hi Sam, thanks for applying! Could you come in for an interview on "
                 "**Tuesday at 10am**?",
             ),
-            ("candidate", "Hello Alex, Tuesday at 10am works for me. Should I bring anything?"),
+            (Role.CANDIDATE, "Hello Alex, Tuesday at 10am works for me. Should I bring anything?"),
             (
-                "staff",
+                Role.STAFF,
                 "Please bring:\n- photo ID\n- your teaching certificate\n- a short lesson plan",
             ),
-            ("candidate", "Perfect, see you then!"),
+            (Role.CANDIDATE, "Perfect, see you then!"),
         ),
     ),
     DemoCandidate(
@@ -75,7 +75,7 @@ CANDIDATES = [
         6,
         (
             (
-                "staff",
+                Role.STAFF,
                 "Hi Jordan, you've been *shortlisted* for the maths post. "
                 "We'll be in touch about interview dates shortly.",
             ),
@@ -89,9 +89,9 @@ CANDIDATES = [
         Status.OFFERED,
         20,
         (
-            ("staff", "Tom, we're delighted to offer you the post of Head of English."),
-            ("candidate", "Thank you so much! I'm thrilled to accept."),
-            ("staff", "Wonderful. HR will send the contract this week."),
+            (Role.STAFF, "Tom, we're delighted to offer you the post of Head of English."),
+            (Role.CANDIDATE, "Thank you so much! I'm thrilled to accept."),
+            (Role.STAFF, "Wonderful. HR will send the contract this week."),
         ),
     ),
     DemoCandidate(
@@ -100,7 +100,7 @@ CANDIDATES = [
         2,
         Status.INTERVIEWING,
         4,
-        (("candidate", "Hello, I wanted to check the interview format for Thursday?"),),
+        ((Role.CANDIDATE, "Hello, I wanted to check the interview format for Thursday?"),),
     ),
     DemoCandidate("li", "Li Wei", 2, Status.SUBMITTED, 1),
     DemoCandidate(
@@ -111,7 +111,7 @@ CANDIDATES = [
         15,
         (
             (
-                "staff",
+                Role.STAFF,
                 "Thank you for your interest, Ben. Unfortunately we won't be taking "
                 "your application further.",
             ),
@@ -124,8 +124,8 @@ CANDIDATES = [
         Status.WITHDRAWN,
         12,
         (
-            ("staff", "Hi Chloé, are you available for an interview next week?"),
-            ("candidate", "Sorry, I've accepted another offer and will withdraw."),
+            (Role.STAFF, "Hi Chloé, are you available for an interview next week?"),
+            (Role.CANDIDATE, "Sorry, I've accepted another offer and will withdraw."),
         ),
     ),
     DemoCandidate(
@@ -135,8 +135,8 @@ CANDIDATES = [
         Status.HIRED,
         40,
         (
-            ("staff", "Welcome aboard, Noah! Your start date is 1 December."),
-            ("candidate", "Thanks Priya, looking forward to it."),
+            (Role.STAFF, "Welcome aboard, Noah! Your start date is 1 December."),
+            (Role.CANDIDATE, "Thanks Priya, looking forward to it."),
         ),
     ),
     DemoCandidate("emma", "Emma Brown", 0, Status.SUBMITTED, 0),
@@ -146,7 +146,7 @@ CANDIDATES = [
         1,
         Status.INTERVIEWING,
         3,
-        (("staff", "Hi Oliver, your interview is confirmed for Friday at 2pm."),),
+        ((Role.STAFF, "Hi Oliver, your interview is confirmed for Friday at 2pm."),),
     ),
     DemoCandidate("zara", "Zara Ahmed", 2, Status.SHORTLISTED, 5),
 ]
@@ -183,7 +183,7 @@ async def seed(chat: Chat) -> None:
             application_ids=(application_id,),
         )
         for index, (who, body) in enumerate(candidate.script):
-            sender = staff_viewer if who == "staff" else viewer
+            sender = staff_viewer if who == Role.STAFF else viewer
             try:
                 await actions.send_message(
                     chat, sender, result["conversation_id"], _client_id(candidate.key, index), body

@@ -14,11 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from chatserver.errors import ChatError, ErrorCode
-
-
-class Role(StrEnum):
-    STAFF = "staff"
-    CANDIDATE = "candidate"
+from chatserver.roles import Role as Role  # re-exported: the policy speaks of roles
 
 
 class Status(StrEnum):

@@ -35,9 +35,10 @@ from chatserver.chat.formatting import preview
 from chatserver.chat.reply_tokens import ReplyTokens
 from chatserver.clock import Clock, utcnow
 from chatserver.notify.unsubscribe import Recipient, UnsubscribeLinks
+from chatserver.roles import Role
 from chatserver.settings import Settings
 from chatserver.store import conversations, emails, people, reply_addresses
-from chatserver.store.emails import CANDIDATE, DIGEST, REPLY_REFUSED, STAFF, Mentioned
+from chatserver.store.emails import DIGEST, REPLY_REFUSED, Mentioned
 from chatserver.web.auth import Signer
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -191,7 +192,7 @@ class Composer:
         address_id = await reply_addresses.ensure(
             conn, kind, str(recipient["id"]), conversation_id, self._clock()
         )
-        generation = int(recipient["session_generation"]) if kind == STAFF else 0
+        generation = int(recipient["session_generation"]) if kind == Role.STAFF else 0
         return self._replies.address(address_id, generation)
 
     async def compose(
@@ -239,7 +240,7 @@ class Composer:
         found = await emails.mentioned(
             conn,
             context["id"],
-            CANDIDATE if kind == STAFF else STAFF,
+            Role.CANDIDATE if kind == Role.STAFF else Role.STAFF,
             max(int(email["after_seq"]), position),
             int(email["last_seq"]),
             MESSAGES_SHOWN,
@@ -284,7 +285,7 @@ class Composer:
             "count": count,
             "earlier": count - len(items),
         }
-        if recipient_kind == CANDIDATE:
+        if recipient_kind == Role.CANDIDATE:
             template = "candidate_messages"
             values["link"] = self.candidate_link(context["application_id"], recipient["id"])
             subject = (
@@ -318,7 +319,7 @@ class Composer:
         org_name, job_title = display(context["org_name"]), display(context["job_title"])
         link = (
             self.candidate_link(context["application_id"], recipient["id"])
-            if recipient_kind == CANDIDATE
+            if recipient_kind == Role.CANDIDATE
             else self.conversation_link(context["id"])
         )
         values = {
@@ -326,7 +327,7 @@ class Composer:
             "org_name": org_name,
             "job_title": job_title,
             "candidate_name": display(context["candidate_name"]),
-            "staff": recipient_kind == STAFF,
+            "staff": recipient_kind == Role.STAFF,
             "reason": reason or "Your reply could not be posted.",
             "link": link,
         }
@@ -348,7 +349,7 @@ class Composer:
         rows = [
             {
                 "title": display(
-                    item["candidate_name"] if recipient_kind == STAFF else item["job_title"]
+                    item["candidate_name"] if recipient_kind == Role.STAFF else item["job_title"]
                 ),
                 "job_title": display(item["job_title"]),
                 "org_name": display(item["org_name"]),
@@ -356,7 +357,7 @@ class Composer:
                 "preview": preview(item["last_body"], PREVIEW_CHARS),
                 "link": (
                     self.conversation_link(item["id"])
-                    if recipient_kind == STAFF
+                    if recipient_kind == Role.STAFF
                     else self.candidate_link(item["application_id"], recipient["id"])
                 ),
             }
@@ -368,14 +369,16 @@ class Composer:
             "recipient_name": display(recipient["name"]),
             "local_date": local_date,
             "items": rows,
-            "more": f"{self._settings.base_url}/inbox" if more and recipient_kind == STAFF else "",
+            "more": f"{self._settings.base_url}/inbox"
+            if more and recipient_kind == Role.STAFF
+            else "",
             "reply_to": reply_to or "",
         }
         # Staff hear from their organisation; a candidate's digest names the
         # organisation when every conversation in it is with the same one.
         orgs = {row["org_name"] for row in rows}
-        org_name = recipient["org_name"] if recipient_kind == STAFF else None
-        if recipient_kind == CANDIDATE and len(orgs) == 1:
+        org_name = recipient["org_name"] if recipient_kind == Role.STAFF else None
+        if recipient_kind == Role.CANDIDATE and len(orgs) == 1:
             org_name = orgs.pop()
         return self._render(
             "digest", recipient_kind, recipient, org_name, subject, values, reply_to=reply_to
@@ -408,7 +411,7 @@ class Composer:
 
 
 async def _person(conn: AsyncConnection, kind: str, person_id: str) -> RowMapping | None:
-    if kind == CANDIDATE:
+    if kind == Role.CANDIDATE:
         return await people.get_candidate(conn, person_id)
     return await people.get_staff(conn, person_id)
 

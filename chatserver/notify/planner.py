@@ -24,10 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.notify.compose import LOOKBACK, zone
 from chatserver.notify.metrics import EMAILS_PLANNED
+from chatserver.roles import Role
 from chatserver.settings import Settings
 from chatserver.store import emails, outbox
 from chatserver.store.db import Database
-from chatserver.store.emails import CANDIDATE, DIGEST, MESSAGES, STAFF, Due
+from chatserver.store.emails import DIGEST, MESSAGES, Due
 
 # The local date is the same everywhere at most this far ahead of UTC (UTC+14).
 MAX_UTC_OFFSET = timedelta(hours=14)
@@ -70,7 +71,7 @@ class Planner:
     async def _plan_messages(self, conn: AsyncConnection, now: datetime) -> int:
         cutoff = now - timedelta(seconds=self._settings.notify_delay_seconds)
         planned = 0
-        for kind in (CANDIDATE, STAFF):
+        for kind in (Role.CANDIDATE, Role.STAFF):
             for due in await emails.due_each(conn, kind, cutoff, now - LOOKBACK):
                 # Someone looking at the conversation sees the messages; they
                 # are emailed later only if they leave without reading them.

@@ -20,11 +20,12 @@ from urllib.parse import urlencode
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from chatserver.roles import Role
 from chatserver.settings import Settings
 
 SALT = "chat.unsubscribe"
 PATH = "/email/unsubscribe"
-KINDS = ("staff", "candidate")
+KINDS = tuple(Role)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.roles import Role
 from chatserver.store.tables import audit_events, conversations, messages
 
 # Senders whose messages are audited as `message.sent`: people. System lines
 # (conversation ended, status changed…) are audited as those changes.
-PEOPLE = ("staff", "candidate")
+PEOPLE = tuple(Role)
 
 
 async def record(

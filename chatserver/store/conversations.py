@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.roles import Role
 from chatserver.store import dialect
 from chatserver.store.folding import contains_pattern
 from chatserver.store.people import upsert
@@ -300,12 +301,12 @@ async def readers(conn: AsyncConnection, conversation_id: str) -> list[RowMappin
 # -- unread counts -------------------------------------------------------------------
 
 
-def other_side(kind: str) -> str:
+def other_side(kind: str) -> Role:
     """Whose messages are news for a reader: a colleague's message to the
     candidate is not news for another staff member, so staff count the
     candidate's messages and the candidate counts staff messages (system
     messages are nobody's news)."""
-    return "candidate" if kind == "staff" else "staff"
+    return Role(kind).other
 
 
 def _hidden_by(kind: str, reader: ColumnElement[str]) -> ColumnElement[bool]:
@@ -473,7 +474,7 @@ async def list_conversations(
     by keyset on the sort key (ties broken by id), so a page never repeats
     or skips a row while new messages arrive.
     """
-    if kind == "staff":
+    if kind == Role.STAFF:
         scope = conversations.c.org_id == org_id
     else:
         # The session names the applications; the candidate must still be
@@ -505,7 +506,7 @@ async def list_conversations(
     is_archived = exists().where(
         archives.c.conversation_id == conversations.c.id, archives.c.staff_id == person_id
     )
-    if kind == "staff":
+    if kind == Role.STAFF:
         stmt = stmt.where(is_archived if query.filter == Filter.ARCHIVED else ~is_archived)
     elif query.filter == Filter.ARCHIVED:
         stmt = stmt.where(false())  # only staff archive
@@ -622,7 +623,7 @@ async def inbox_entries(
     reader = staff.c.id
     newest_visible = (
         select(func.max(messages.c.seq))
-        .where(messages.c.conversation_id == conversations.c.id, ~_hidden_by("staff", reader))
+        .where(messages.c.conversation_id == conversations.c.id, ~_hidden_by(Role.STAFF, reader))
         .correlate_except(messages)
         .scalar_subquery()
     )
@@ -632,7 +633,7 @@ async def inbox_entries(
             reader.label("staff_id"),
             conversations.c.state,
             applications.c.status,
-            unread_count("staff", reader).label("unread"),
+            unread_count(Role.STAFF, reader).label("unread"),
             newest_visible.label("last_seq"),
         )
         .select_from(

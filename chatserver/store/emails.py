@@ -15,6 +15,7 @@ from sqlalchemy import and_, false, func, or_, select, text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.roles import Role
 from chatserver.store import dialect
 from chatserver.store.tables import (
     applications,
@@ -32,9 +33,6 @@ from chatserver.store.tables import (
 # Any fixed 64-bit number works: it names the planner's advisory lock, which
 # makes concurrent notifiers plan one at a time on PostgreSQL.
 PLANNER_LOCK_ID = 0x43_48_41_54_4E_4F_54  # "CHATNOT"
-
-STAFF = "staff"
-CANDIDATE = "candidate"
 
 # What an email is about (the `topic` column).
 MESSAGES = "messages"  # unread messages in one conversation (after_seq, last_seq]
@@ -73,17 +71,17 @@ async def due_each(
     organisation receives candidate messages. Only conversations active
     since `since` are scanned, which bounds the work per poll.
     """
-    if recipient_kind == CANDIDATE:
+    if recipient_kind == Role.CANDIDATE:
         person = candidates
         recipient_id = applications.c.candidate_id
-        sender_kind = STAFF
+        sender_kind = Role.STAFF
         joined = conversations.join(
             applications, applications.c.id == conversations.c.application_id
         ).join(candidates, candidates.c.id == applications.c.candidate_id)
     else:
         person = staff
         recipient_id = staff.c.id
-        sender_kind = CANDIDATE
+        sender_kind = Role.CANDIDATE
         # Staff the host removed get nothing more (DELETE /api/v1/staff).
         joined = conversations.join(
             staff, and_(staff.c.org_id == conversations.c.org_id, staff.c.removed_at.is_(None))
@@ -213,7 +211,7 @@ async def daily_readers(conn: AsyncConnection, not_on: str) -> list[dict[str, An
     on `not_on` (the latest local date anywhere); the caller checks each
     one's own local date and hour."""
     rows: list[dict[str, Any]] = []
-    for kind, table in ((STAFF, staff), (CANDIDATE, candidates)):
+    for kind, table in ((Role.STAFF, staff), (Role.CANDIDATE, candidates)):
         query = (
             select(
                 table.c.id,
@@ -258,7 +256,7 @@ async def digest_items(
 ) -> list[dict[str, Any]]:
     """Conversations with messages from the other side that this reader has
     not read: candidate, job, unread count and the latest unread body."""
-    sender_kind = CANDIDATE if kind == STAFF else STAFF
+    sender_kind = Role.CANDIDATE if kind == Role.STAFF else Role.STAFF
     read = read_positions.alias("rp")
     position = func.coalesce(read.c.seq, 0)
     base = (
@@ -276,7 +274,7 @@ async def digest_items(
             ),
         )
     )
-    if kind == STAFF:
+    if kind == Role.STAFF:
         org = select(staff.c.org_id).where(staff.c.id == person_id).scalar_subquery()
         scope = conversations.c.org_id == org
     else:

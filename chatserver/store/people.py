@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Table, case, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.roles import Role
 from chatserver.store import dialect
 from chatserver.store.folding import fold
 from chatserver.store.tables import (
@@ -133,7 +134,7 @@ async def remove_staff(conn: AsyncConnection, staff_id: str, at: datetime) -> bo
 
 async def end_sessions(conn: AsyncConnection, kind: str, person_id: str) -> None:
     """Sign-out: every session issued before now stops verifying."""
-    table = staff if kind == "staff" else candidates
+    table = staff if kind == Role.STAFF else candidates
     await conn.execute(
         update(table)
         .where(table.c.id == person_id)
@@ -150,7 +151,7 @@ async def applications_written_in(conn: AsyncConnection, staff_id: str, org_id: 
         .join(messages, messages.c.conversation_id == conversations.c.id)
         .where(
             conversations.c.org_id == org_id,
-            messages.c.sender_kind == "staff",
+            messages.c.sender_kind == Role.STAFF,
             messages.c.sender_id == staff_id,
         )
         .order_by(conversations.c.application_id)
@@ -202,7 +203,7 @@ async def update_settings(
     """The person's own choice: it wins over the host's default from now on."""
     if not changes:
         return
-    table = staff if kind == "staff" else candidates
+    table = staff if kind == Role.STAFF else candidates
     values: dict[str, Any] = dict(changes)
     values.update({CHOSEN_FLAGS[name]: True for name in changes if name in CHOSEN_FLAGS})
     await conn.execute(update(table).where(table.c.id == person_id).values(**values))

@@ -19,6 +19,7 @@ from starlette.requests import HTTPConnection
 
 from chatserver.clock import Clock, utcnow
 from chatserver.errors import ChatError, forbidden, unauthorized
+from chatserver.roles import Role
 from chatserver.settings import Settings
 
 SESSION_COOKIE = "chat_session"
@@ -40,7 +41,7 @@ class Session:
     and removal (which bump it) end every session issued before.
     """
 
-    kind: str  # "staff" | "candidate"
+    kind: Role
     person_id: str
     csrf_token: str
     application_ids: tuple[str, ...] = ()
@@ -155,8 +156,11 @@ class Signer:
             self._settings.staff_session_seconds, self._settings.candidate_session_seconds
         )
         data = _loads(self._sessions, cookie, max_age)
-        kind = str(data["k"])
-        if kind == "staff":
+        try:
+            kind = Role(data["k"])
+        except (KeyError, ValueError) as exc:
+            raise unauthorized() from exc
+        if kind == Role.STAFF:
             # Staff sessions are shorter than candidates'; check their own age.
             _loads(self._sessions, cookie, self._settings.staff_session_seconds)
         try:
@@ -171,7 +175,7 @@ class Signer:
             raise unauthorized() from exc
 
     def session_max_age(self, kind: str) -> int:
-        if kind == "staff":
+        if kind == Role.STAFF:
             return self._settings.staff_session_seconds
         return self._settings.candidate_session_seconds
 

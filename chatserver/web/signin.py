@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from chatserver.chat import actions
 from chatserver.errors import ChatError, unauthorized
+from chatserver.roles import Role
 from chatserver.store import conversations, people
 from chatserver.web.auth import (
     SESSION_COOKIE,
@@ -55,7 +56,7 @@ async def staff_link(request: Request) -> Response:
     except ChatError as exc:
         return _link_error(request, exc)
     session = Session(
-        kind="staff",
+        kind=Role.STAFF,
         person_id=link.staff_id,
         csrf_token=new_csrf_token(),
         generation=link.generation,
@@ -87,14 +88,14 @@ async def candidate_link(request: Request) -> Response:
     current = session_from(request, svc.signer)
     if (
         current is not None
-        and current.kind == "candidate"
+        and current.kind == Role.CANDIDATE
         and current.person_id == candidate_id
         and current.generation == generation
     ):
         session = add_application(current, link.application_id)
     else:
         session = Session(
-            kind="candidate",
+            kind=Role.CANDIDATE,
             person_id=candidate_id,
             csrf_token=new_csrf_token(),
             application_ids=(link.application_id,),

@@ -40,7 +40,7 @@ async def _person(request: Request) -> tuple[Recipient, str, str] | None:
     if recipient is None:
         return None
     async with svc.chat.db.transaction() as conn:
-        if recipient.kind == "staff":
+        if recipient.kind == Role.STAFF:
             row = await people.get_staff(conn, recipient.id)
         else:
             row = await people.get_candidate(conn, recipient.id)

@@ -11,6 +11,7 @@ import httpx
 from sqlalchemy import update
 
 from chatserver.clock import utcnow
+from chatserver.roles import Role
 from chatserver.settings import Settings
 from chatserver.store.tables import applications, used_login_tokens
 from chatserver.web.auth import SESSION_COOKIE, Session, Signer
@@ -203,13 +204,13 @@ async def test_sessions_need_a_valid_unexpired_cookie(
     nobody.cookies.set(SESSION_COOKIE, "forged.cookie.value")
     error_of(await nobody.get("/api/me"), 401, "unauthorized")
 
-    session = Session(kind="staff", person_id="alice", csrf_token="c")
+    session = Session(kind=Role.STAFF, person_id="alice", csrf_token="c")
     stale = aged_signer(settings, timedelta(hours=12, minutes=1)).session_cookie(session)
     expired = new_client()
     expired.cookies.set(SESSION_COOKIE, stale)
     error_of(await expired.get("/api/me"), 401, "unauthorized")
 
-    candidate = Session(kind="candidate", person_id="cara", csrf_token="c", application_ids=())
+    candidate = Session(kind=Role.CANDIDATE, person_id="cara", csrf_token="c", application_ids=())
     week_old = aged_signer(settings, 7 * DAY).session_cookie(candidate)
     returning = new_client()
     returning.cookies.set(SESSION_COOKIE, week_old)
