@@ -18,10 +18,10 @@ from starlette.staticfiles import StaticFiles
 from chatserver.broker import broker_from_url
 from chatserver.chat.events import Events
 from chatserver.chat.service import Chat
+from chatserver.chat.signing import Signer
 from chatserver.clock import Clock, utcnow
 from chatserver.errors import ChatError
 from chatserver.notify.worker import Notifier
-from chatserver.ops import metrics
 from chatserver.realtime.hub import Hub
 from chatserver.settings import Settings
 from chatserver.store.db import Database
@@ -31,12 +31,12 @@ from chatserver.web import (
     attachments,
     devtools,
     mailbox,
+    ops,
     pages,
     signin,
     unsubscribe,
     ws,
 )
-from chatserver.web.auth import Signer
 from chatserver.web.deps import Services
 from chatserver.web.headers import SecurityHeaders
 from chatserver.web.request_id import RequestId
@@ -92,7 +92,7 @@ def create_app(
         *signin.routes,
         *unsubscribe.routes,
         *ws.routes,
-        *metrics.routes,
+        *ops.routes,
         *pages.routes,
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]

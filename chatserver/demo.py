@@ -18,11 +18,11 @@ from chatserver.chat.events import Events
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role, Status
 from chatserver.chat.service import Chat
+from chatserver.chat.signing import Signer
 from chatserver.errors import ChatError
 from chatserver.settings import Settings
 from chatserver.store import people
 from chatserver.store.db import Database
-from chatserver.web.auth import Signer
 
 ORG = ("demo-school", "Northfield Academy")
 STAFF = [

@@ -33,13 +33,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.chat.formatting import preview
 from chatserver.chat.reply_tokens import ReplyTokens
+from chatserver.chat.signing import Signer
 from chatserver.clock import Clock, utcnow
 from chatserver.notify.unsubscribe import Recipient, UnsubscribeLinks
 from chatserver.roles import Role
 from chatserver.settings import Settings
 from chatserver.store import conversations, emails, people, reply_addresses
 from chatserver.store.emails import DIGEST, REPLY_REFUSED, Mentioned
-from chatserver.web.auth import Signer
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Long enough to carry a sentence or two, short enough that the email asks

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import orjson
@@ -147,3 +148,38 @@ class StatsReporter:
             await self.report()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), REPORT_SECONDS)
+
+
+def summed(snapshots: Iterable[Snapshot]) -> dict[str, Any]:
+    """The deployment's totals: every worker's numbers added up."""
+    totals: dict[str, Any] = {
+        "connections": {},
+        "messages_sent": 0,
+        "frames_delivered": 0,
+        "latency_count": 0,
+        "latency_sum": 0.0,
+        "latency_buckets": [0] * (len(instruments.LATENCY_BUCKETS) + 1),
+        "slow_disconnects": 0,
+        "resyncs": 0,
+        "notifier_backlog": None,
+    }
+    for snapshot in snapshots:
+        for role, count in snapshot.get("connections", {}).items():
+            totals["connections"][role] = totals["connections"].get(role, 0) + count
+        for name in (
+            "messages_sent",
+            "frames_delivered",
+            "latency_count",
+            "latency_sum",
+            "slow_disconnects",
+            "resyncs",
+        ):
+            totals[name] += snapshot.get(name, 0)
+        for index, count in enumerate(snapshot.get("latency_buckets", [])):
+            if index < len(totals["latency_buckets"]):
+                totals["latency_buckets"][index] += count
+        if snapshot.get("notifier_backlog") is not None:
+            totals["notifier_backlog"] = (totals["notifier_backlog"] or 0) + snapshot[
+                "notifier_backlog"
+            ]
+    return totals

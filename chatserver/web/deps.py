@@ -11,10 +11,11 @@ from chatserver.broker.base import Broker
 from chatserver.chat import queries
 from chatserver.chat.identity import Viewer
 from chatserver.chat.service import Chat
+from chatserver.chat.signing import Session, Signer
 from chatserver.errors import unauthorized
 from chatserver.realtime.hub import Hub
 from chatserver.settings import Settings
-from chatserver.web.auth import Session, Signer, check_csrf, session_from
+from chatserver.web.auth import check_csrf, session_from
 
 
 @dataclass

@@ -9,17 +9,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from chatserver.chat import actions
+from chatserver.chat.signing import Session, add_application, new_csrf_token
 from chatserver.errors import ChatError, unauthorized
 from chatserver.roles import Role
 from chatserver.store import conversations, people
-from chatserver.web.auth import (
-    SESSION_COOKIE,
-    Session,
-    add_application,
-    check_csrf,
-    new_csrf_token,
-    session_from,
-)
+from chatserver.web.auth import SESSION_COOKIE, check_csrf, session_from
 from chatserver.web.deps import services, signed_in
 from chatserver.web.templating import render_page
 

@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatserver.chat.reply_tokens import ReplyTokens
+from chatserver.chat.signing import Signer
 from chatserver.logs import REDACTED, REQUEST_ID, ContextFilter, JsonLineFormatter, TextFormatter
 from chatserver.logs import redact as redact_text
 from chatserver.notify.unsubscribe import Recipient, UnsubscribeLinks
 from chatserver.settings import Settings
-from chatserver.web.auth import Signer
 
 SETTINGS = Settings(secret_keys=("log-test-secret-0123456789",))
 SIGNER = Signer(SETTINGS)

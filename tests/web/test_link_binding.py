@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from chatserver.app import create_app
+from chatserver.chat.signing import Signer
 from chatserver.settings import Settings
 from chatserver.store.tables import used_login_tokens
-from chatserver.web.auth import SESSION_COOKIE, Signer
+from chatserver.web.auth import SESSION_COOKIE
 from tests.conftest import Scene
 from tests.helpers import Host, count_rows, error_of, open_link, sign_in_candidate
 from tests.ws_helpers import LiveServer, live_server, open_socket

@@ -10,11 +10,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from sqlalchemy import update
 
+from chatserver.chat.signing import Session, Signer
 from chatserver.clock import utcnow
 from chatserver.roles import Role
 from chatserver.settings import Settings
 from chatserver.store.tables import applications, used_login_tokens
-from chatserver.web.auth import SESSION_COOKIE, Session, Signer
+from chatserver.web.auth import SESSION_COOKIE
 from tests.conftest import SECRET, Scene
 from tests.helpers import Host, count_rows, error_of, open_link, other_app, signed_in
 

@@ -9,7 +9,6 @@ worker shares (`ops/stats.py`), so it shows the whole deployment.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,8 +18,7 @@ from starlette.routing import Route
 
 from chatserver.chat import queries
 from chatserver.errors import forbidden
-from chatserver.ops import instruments
-from chatserver.ops.stats import Snapshot
+from chatserver.ops import instruments, stats
 from chatserver.web.auth import check_bearer
 from chatserver.web.deps import services, signed_in
 from chatserver.web.responses import error_response, json
@@ -91,45 +89,10 @@ async def ops_data(request: Request) -> Response:
     return json(
         {
             "workers": workers,
-            "totals": summed(workers),
+            "totals": stats.summed(workers),
             "latency_buckets": list(instruments.LATENCY_BUCKETS),
         }
     )
-
-
-def summed(snapshots: Iterable[Snapshot]) -> dict[str, Any]:
-    """The deployment's totals: every worker's numbers added up."""
-    totals: dict[str, Any] = {
-        "connections": {},
-        "messages_sent": 0,
-        "frames_delivered": 0,
-        "latency_count": 0,
-        "latency_sum": 0.0,
-        "latency_buckets": [0] * (len(instruments.LATENCY_BUCKETS) + 1),
-        "slow_disconnects": 0,
-        "resyncs": 0,
-        "notifier_backlog": None,
-    }
-    for snapshot in snapshots:
-        for role, count in snapshot.get("connections", {}).items():
-            totals["connections"][role] = totals["connections"].get(role, 0) + count
-        for name in (
-            "messages_sent",
-            "frames_delivered",
-            "latency_count",
-            "latency_sum",
-            "slow_disconnects",
-            "resyncs",
-        ):
-            totals[name] += snapshot.get(name, 0)
-        for index, count in enumerate(snapshot.get("latency_buckets", [])):
-            if index < len(totals["latency_buckets"]):
-                totals["latency_buckets"][index] += count
-        if snapshot.get("notifier_backlog") is not None:
-            totals["notifier_backlog"] = (totals["notifier_backlog"] or 0) + snapshot[
-                "notifier_backlog"
-            ]
-    return totals
 
 
 routes = [
