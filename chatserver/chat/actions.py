@@ -14,7 +14,6 @@ from typing import Any
 from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy.exc import IntegrityError
 
 from chatserver.chat import access, events
 from chatserver.chat.formatting import render
@@ -31,9 +30,8 @@ from chatserver.chat.policy import (
 )
 from chatserver.chat.sending import SendRequest, SendResult
 from chatserver.chat.service import Chat
-from chatserver.errors import ChatError, ErrorCode, invalid, not_found, unauthorized
+from chatserver.errors import ChatError, ErrorCode, invalid, not_found
 from chatserver.store import audit, conversations, messages, notifications, people
-from chatserver.store.tables import used_login_tokens
 
 log = logging.getLogger(__name__)
 
@@ -307,40 +305,6 @@ async def record_link_issued(chat: Chat, application_id: str) -> str:
             {"kind": "candidate", "candidate_id": binding[0]},
         )
     return binding[0]
-
-
-async def redeem_staff_link(
-    chat: Chat, staff_id: str, token_id: str, generation: int, expires_at: datetime
-) -> None:
-    """Single use: the token id is recorded; a second redemption fails.
-
-    `expires_at` is the first instant at which the token no longer verifies
-    (its signing second plus its lifetime plus one: validity is checked in
-    whole seconds). A used token is remembered until then and pruned only
-    after, so it can never be replayed in the last second of its life. A
-    link of a removed staff user, or one issued before their sessions were
-    ended (an older generation), is refused.
-    """
-    now = chat.clock()
-    try:
-        async with chat.db.transaction() as conn:
-            row = await people.get_staff(conn, staff_id)
-            if (
-                row is None
-                or row["removed_at"] is not None
-                or row["session_generation"] != generation
-            ):
-                raise unauthorized("This link is not valid.")
-            await conn.execute(
-                used_login_tokens.insert().values(
-                    token_id=token_id, used_at=now, expires_at=expires_at
-                )
-            )
-            await conn.execute(
-                used_login_tokens.delete().where(used_login_tokens.c.expires_at <= now)
-            )
-    except IntegrityError as exc:
-        raise unauthorized("This link has already been used.") from exc
 
 
 # -- messages ------------------------------------------------------------------

@@ -14,9 +14,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from chatserver.chat import access, actions, queries
+from chatserver.chat import actions, links, queries
 from chatserver.errors import ChatError, ErrorCode
-from chatserver.store import conversations
 from chatserver.web.deps import SignedIn, services, signed_in
 from chatserver.web.templating import render_page
 from chatserver.web.transcript import routes as transcript_routes
@@ -69,10 +68,9 @@ async def home(request: Request) -> Response:
     chat = services(request).chat
     # The application whose link was opened last is the one the candidate wants.
     for application_id in reversed(who.viewer.application_ids):
-        async with chat.db.transaction() as conn:
-            ctx = await conversations.context_by_application(conn, application_id)
-        if ctx is not None:
-            return RedirectResponse(f"/c/{ctx['id']}", status_code=303)
+        found = await links.conversation_of_application(chat, who.viewer, application_id)
+        if found is not None:
+            return RedirectResponse(f"/c/{found}", status_code=303)
     return _page(request, "landing.html", {"who": who})
 
 
@@ -114,11 +112,10 @@ async def application_messages(request: Request) -> Response:
         return _signed_out(request)
     application_id = request.path_params["application_id"]
     chat = services(request).chat
-    async with chat.db.transaction() as conn:
-        ctx = await conversations.context_by_application(conn, application_id)
-    if ctx is None or not who.viewer.is_staff or not access.may_see(who.viewer, ctx):
+    found = await links.conversation_of_application(chat, who.viewer, application_id)
+    if found is None or not who.viewer.is_staff:
         return _not_found(request, who)
-    summary = await _conversation(request, who, ctx["id"])
+    summary = await _conversation(request, who, found)
     context = await _base(request, who)
     context.update(page="tab", conversation=summary)
     return _page(request, "tab.html", context)

@@ -8,11 +8,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from chatserver.chat import actions
+from chatserver.chat import actions, links
 from chatserver.chat.signing import Session, add_application, new_csrf_token
-from chatserver.errors import ChatError, unauthorized
+from chatserver.errors import ChatError
 from chatserver.roles import Role
-from chatserver.store import conversations, people
 from chatserver.web.auth import SESSION_COOKIE, check_csrf, session_from
 from chatserver.web.deps import services, signed_in
 from chatserver.web.templating import render_page
@@ -44,7 +43,7 @@ async def staff_link(request: Request) -> Response:
     svc = services(request)
     try:
         link = svc.signer.read_staff_link(request.query_params.get("token", ""))
-        await actions.redeem_staff_link(
+        await links.redeem_staff_link(
             svc.chat, link.staff_id, link.token_id, link.generation, link.expires_at
         )
     except ChatError as exc:
@@ -62,23 +61,10 @@ async def candidate_link(request: Request) -> Response:
     svc = services(request)
     try:
         link = svc.signer.read_candidate_link(request.query_params.get("token", ""))
+        entry = await links.redeem_candidate_link(svc.chat, link)
     except ChatError as exc:
         return _link_error(request, exc)
-    async with svc.chat.db.transaction() as conn:
-        ctx = await conversations.context_by_application(conn, link.application_id)
-        binding = await conversations.application_link_binding(conn, link.application_id)
-        person = await people.get_candidate(conn, link.candidate_id)
-    if ctx is None or binding is None or person is None:
-        return _link_error(request, unauthorized("This link is no longer valid."))
-    candidate_id, since = binding
-    # Bound to the candidate and the application: once the application went
-    # to someone else, every link signed before (theirs) is revoked.
-    if candidate_id != link.candidate_id or (
-        since is not None
-        and link.signed_at < since.replace(microsecond=since.microsecond // 1000 * 1000)
-    ):
-        return _link_error(request, unauthorized("This link is no longer valid."))
-    generation = int(person["session_generation"])
+    candidate_id, generation = entry.candidate_id, entry.generation
     current = session_from(request, svc.signer)
     if (
         current is not None
@@ -95,7 +81,7 @@ async def candidate_link(request: Request) -> Response:
             application_ids=(link.application_id,),
             generation=generation,
         )
-    target = f"/c/{ctx['id']}"
+    target = f"/c/{entry.conversation_id}"
     return _with_session(RedirectResponse(target, status_code=303), request, session)
 
 
