@@ -6,24 +6,15 @@ conversation that does not exist, so ids of other tenants reveal nothing.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.chat import ids
 from chatserver.chat.identity import Viewer
 from chatserver.errors import not_found
 from chatserver.store import conversations
-
-# Conversation, message and attachment ids are ours (hex tokens). Anything
-# else is answered as missing before it reaches the database, where some
-# values (a NUL byte) would be a driver error rather than "no such row".
-OUR_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
-
-
-def plausible_id(value: object) -> bool:
-    return isinstance(value, str) and OUR_ID.fullmatch(value) is not None
 
 
 def may_see(viewer: Viewer, ctx: RowMapping | dict[str, Any]) -> bool:
@@ -35,7 +26,7 @@ def may_see(viewer: Viewer, ctx: RowMapping | dict[str, Any]) -> bool:
 async def conversation_for(
     conn: AsyncConnection, viewer: Viewer, conversation_id: str, *, for_update: bool = False
 ) -> RowMapping:
-    if not plausible_id(conversation_id):
+    if not ids.plausible_id(conversation_id):
         raise not_found()
     ctx = await conversations.context(conn, conversation_id, for_update=for_update)
     if ctx is None or not may_see(viewer, ctx):

@@ -5,9 +5,7 @@ publishes events, so what subscribers see always matches the database."""
 from __future__ import annotations
 
 import logging
-import re
 import unicodedata
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +13,7 @@ from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
-from chatserver.chat import access, events
+from chatserver.chat import access, events, ids
 from chatserver.chat.formatting import render
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import (
@@ -36,8 +34,6 @@ from chatserver.store import audit, conversations, messages, notifications, peop
 log = logging.getLogger(__name__)
 
 NOTIFICATION_SETTINGS = ("each", "daily", "off")
-# Host ids appear in URLs and channel names; keep them to a safe alphabet.
-HOST_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 TIMEZONES = frozenset(available_timezones())
 # Unicode categories refused in names and titles: control characters (CR
 # and LF among them, which would split an email header) and the line and
@@ -45,12 +41,6 @@ TIMEZONES = frozenset(available_timezones())
 CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 # The longest address RFC 5321 lets through (and what the column holds).
 EMAIL_MAX_CHARS = 320
-
-
-def check_host_id(value: object, what: str) -> str:
-    if not isinstance(value, str) or not HOST_ID.fullmatch(value):
-        raise invalid(f"{what} must be 1-128 characters of letters, digits and . _ : @ -")
-    return value
 
 
 def check_timezone(value: object) -> str:
@@ -310,15 +300,6 @@ async def record_link_issued(chat: Chat, application_id: str) -> str:
 # -- messages ------------------------------------------------------------------
 
 
-def _check_client_id(value: object) -> str:
-    if not isinstance(value, str):
-        raise invalid("client_id must be a UUID.")
-    try:
-        return str(uuid.UUID(value))
-    except ValueError as exc:
-        raise invalid("client_id must be a UUID.") from exc
-
-
 async def send_message(
     chat: Chat,
     viewer: Viewer,
@@ -331,7 +312,7 @@ async def send_message(
 ) -> SendResult:
     """Validate, rate-limit and hand the send to the group-commit queue.
     `via` says how the message came when not through the app ("email")."""
-    client = _check_client_id(client_id)
+    client = ids.client_id(client_id)
     if not isinstance(body, str):
         raise invalid("body must be a string.")
     if "\x00" in body:
@@ -354,9 +335,9 @@ async def send_message(
         raise invalid("A message needs a body or an attachment.")
     # Checked here, not in the batch: one malformed id must not become a
     # database error that fails every other send written with it.
-    if not access.plausible_id(conversation_id):
+    if not ids.plausible_id(conversation_id):
         raise not_found()
-    if not all(access.plausible_id(a) for a in attachment_ids):
+    if not all(ids.plausible_id(a) for a in attachment_ids):
         raise not_found("attachment")
     chat.limiter.take(f"{viewer.kind.value}:{viewer.id}")
     request = SendRequest(
@@ -456,7 +437,7 @@ async def set_archived(chat: Chat, viewer: Viewer, conversation_id: str, archive
 async def delete_message(chat: Chat, viewer: Viewer, message_id: str, scope: str) -> None:
     if scope not in ("me", "everyone"):
         raise invalid("for must be 'me' or 'everyone'.")
-    if not access.plausible_id(message_id):
+    if not ids.plausible_id(message_id):
         raise not_found("message")
     async with chat.db.transaction() as conn:
         row = await messages.get(conn, message_id)

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from chatserver.chat import access, views
+from chatserver.chat import access, ids, views
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role, send_refusal
 from chatserver.chat.service import Chat
@@ -126,7 +126,7 @@ def _decode_cursor(cursor: str) -> Keyset:
             type(flag) is not int
             or flag not in (0, 1)
             or not isinstance(at, str)
-            or not access.plausible_id(last_id)
+            or not ids.plausible_id(last_id)
         ):
             raise ValueError
         activity = datetime.fromisoformat(at)

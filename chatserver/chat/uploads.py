@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, BinaryIO
 
-from chatserver.chat import access, sniffing, thumbnails, views
+from chatserver.chat import access, ids, sniffing, thumbnails, views
 from chatserver.chat.identity import Viewer
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, invalid, not_found, too_large
@@ -182,7 +182,7 @@ class Download:
 async def _readable(chat: Chat, viewer: Viewer, attachment_id: str) -> Any:
     """The attachment row if this viewer may read it; else `not_found`, the
     same for another tenant's file as for no file at all."""
-    if not access.plausible_id(attachment_id):
+    if not ids.plausible_id(attachment_id):
         raise not_found("attachment")
     async with chat.db.transaction() as conn:
         row = await attachments.get_with_conversation(conn, attachment_id)

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chatserver.chat import actions, email_replies, queries
+from chatserver.chat import actions, email_replies, ids, queries
 from chatserver.chat.email_replies import Outcome
 from chatserver.chat.policy import Status
 from chatserver.errors import invalid, not_found
@@ -33,7 +33,7 @@ def _ref(body: dict[str, Any], name: str, label: str) -> tuple[str, str]:
     """A nested `{"id", "<label>"}` object such as org or job."""
     obj = field(body, name, dict)
     return (
-        actions.check_host_id(obj.get("id"), f"{name}.id"),
+        ids.host_id(obj.get("id"), f"{name}.id"),
         actions.check_text(obj.get(label), f"{name}.{label}", TITLE_MAX),
     )
 
@@ -63,7 +63,7 @@ def _ops(body: dict[str, Any]) -> bool | None:
 
 async def put_staff(request: Request) -> Response:
     body = await _body(request)
-    staff_id = actions.check_host_id(request.path_params["staff_id"], "staff_id")
+    staff_id = ids.host_id(request.path_params["staff_id"], "staff_id")
     org = _ref(body, "org", "name")
     name = actions.check_text(body.get("name"), "name", NAME_MAX)
     email = actions.check_email(body.get("email"))
@@ -84,19 +84,19 @@ async def put_staff(request: Request) -> Response:
 
 async def delete_staff(request: Request) -> Response:
     _authorise(request)
-    staff_id = actions.check_host_id(request.path_params["staff_id"], "staff_id")
+    staff_id = ids.host_id(request.path_params["staff_id"], "staff_id")
     await actions.remove_staff(services(request).chat, staff_id)
     return Response(status_code=204)
 
 
 async def put_application(request: Request) -> Response:
     body = await _body(request)
-    application_id = actions.check_host_id(request.path_params["application_id"], "application_id")
+    application_id = ids.host_id(request.path_params["application_id"], "application_id")
     org = _ref(body, "org", "name")
     job = _ref(body, "job", "title")
     cand = field(body, "candidate", dict)
     candidate = (
-        actions.check_host_id(cand.get("id"), "candidate.id"),
+        ids.host_id(cand.get("id"), "candidate.id"),
         actions.check_text(cand.get("name"), "candidate.name", NAME_MAX),
         actions.check_email(cand.get("email"), "candidate.email"),
     )
@@ -121,7 +121,7 @@ async def put_application(request: Request) -> Response:
 async def staff_login_link(request: Request) -> Response:
     _authorise(request)
     svc = services(request)
-    staff_id = actions.check_host_id(request.path_params["staff_id"], "staff_id")
+    staff_id = ids.host_id(request.path_params["staff_id"], "staff_id")
     generation = await queries.staff_link_generation(svc.chat, staff_id)
     if generation is None:
         raise not_found("staff user")
@@ -132,7 +132,7 @@ async def staff_login_link(request: Request) -> Response:
 async def candidate_link(request: Request) -> Response:
     _authorise(request)
     svc = services(request)
-    application_id = actions.check_host_id(request.path_params["application_id"], "application_id")
+    application_id = ids.host_id(request.path_params["application_id"], "application_id")
     candidate_id = await actions.record_link_issued(svc.chat, application_id)
     token = svc.signer.candidate_link_token(application_id, candidate_id)
     return json({"url": f"{svc.settings.base_url}/auth/candidate?token={token}"})
@@ -140,7 +140,7 @@ async def candidate_link(request: Request) -> Response:
 
 async def audit(request: Request) -> Response:
     _authorise(request)
-    application_id = actions.check_host_id(request.path_params["application_id"], "application_id")
+    application_id = ids.host_id(request.path_params["application_id"], "application_id")
     events = await queries.audit_trail(services(request).chat, application_id)
     return json({"events": events})
 

@@ -9,25 +9,24 @@ all of it is tested without an event loop, fuzzing included.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import orjson
 
+from chatserver.chat import ids
 from chatserver.errors import ChatError, ErrorCode
 
-# Conversation and attachment ids are short tokens; 128 matches the host id
-# alphabet's limit and keeps a hostile id from bloating logs and queries.
-MAX_ID_CHARS = 128
+# A frame's id fields are bounded by the longest id of any kind
+# (`chat/ids.py`), which keeps a hostile id from bloating logs and queries.
+MAX_ID_CHARS = ids.MAX_ID_CHARS
 # Seqs travel to browsers, whose numbers are exact only up to 2**53 - 1.
 MAX_SEQ = 2**53 - 1
 # More ids than this cannot be a real message (the domain allows 5); refusing
 # early keeps a hostile frame from making thousands of lookups.
 MAX_ATTACHMENT_IDS = 64
-# The longest spelling of a UUID ("urn:uuid:" plus 36 characters) fits.
-MAX_CLIENT_ID_CHARS = 64
+MAX_CLIENT_ID_CHARS = ids.CLIENT_ID_MAX_CHARS
 
 
 class InvalidFrame(ChatError):
@@ -129,7 +128,7 @@ def _send(frame: Mapping[str, Any]) -> Send:
     # Echoed back in the error frame only when it is a short string, so a
     # hostile frame cannot make the server repeat kilobytes at it.
     echo = raw if isinstance(raw, str) and len(raw) <= MAX_CLIENT_ID_CHARS else None
-    if echo is None or not _is_uuid(echo):
+    if echo is None or not ids.is_client_id(echo):
         raise InvalidFrame("`client_id` must be a UUID.", echo)
     conversation = _conversation(frame, echo)
     body = frame.get("body", "")
@@ -145,14 +144,6 @@ def _send(frame: Mapping[str, Any]) -> Send:
     ):
         raise InvalidFrame("`attachments` must be a list of attachment ids.", echo)
     return Send(conversation, echo, body, tuple(attachments))
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _read(frame: Mapping[str, Any]) -> Read:
