@@ -38,7 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.errors import ChatError
-from chatserver.notify.compose import Composer, Draft, build_message
+from chatserver.notify.compose import Composer
 from chatserver.notify.metrics import (
     EMAIL_ERRORS,
     EMAIL_RETRIES,
@@ -46,6 +46,7 @@ from chatserver.notify.metrics import (
     EMAILS_FAILED,
     EMAILS_SENT,
 )
+from chatserver.notify.mime import Draft, build_message
 from chatserver.notify.transport import DeliveryError, Transport
 from chatserver.settings import Settings
 from chatserver.store import outbox

@@ -16,7 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from chatserver.notify.compose import Draft, build_message
+from chatserver.notify.mime import Draft, build_message
 from chatserver.notify.transport import SmtpTransport
 from chatserver.settings import Settings
 from tests.notify.conftest import Handler, Mailbag, free_port

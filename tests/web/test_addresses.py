@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from chatserver.clock import utcnow
-from chatserver.notify.compose import Draft, build_message, mailbox
+from chatserver.notify.mime import Draft, build_message, mailbox
 from chatserver.store.tables import candidates, staff
 from tests.helpers import AUTH, Host, count_rows, error_of
 
