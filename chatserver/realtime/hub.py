@@ -16,7 +16,7 @@ import logging
 from collections import Counter
 
 from chatserver.broker.base import Broker
-from chatserver.chat import access, events, views
+from chatserver.chat import access, events, views, wire
 from chatserver.chat.identity import Viewer
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode, invalid, unavailable
@@ -27,7 +27,6 @@ from chatserver.realtime.presence import Presence, presence_from_settings
 from chatserver.realtime.rooms import PAGE, ConversationRoom, Member, OrgRoom, PersonRoom
 from chatserver.settings import Settings
 from chatserver.store import messages
-from chatserver.web import wire
 
 log = logging.getLogger(__name__)
 

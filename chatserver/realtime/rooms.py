@@ -26,14 +26,13 @@ import orjson
 from sqlalchemy.engine import RowMapping
 
 from chatserver.broker.base import Broker, Resync, Subscription, SubscriptionClosed
-from chatserver.chat import events, queries, views
+from chatserver.chat import events, queries, views, wire
 from chatserver.chat.policy import Role
 from chatserver.chat.service import Chat
 from chatserver.ops import instruments
 from chatserver.realtime import revocation
 from chatserver.realtime.connection import Connection
 from chatserver.store import conversations, messages
-from chatserver.web import wire
 
 log = logging.getLogger(__name__)
 

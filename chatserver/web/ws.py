@@ -19,11 +19,10 @@ import logging
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from chatserver.chat import actions
+from chatserver.chat import actions, wire
 from chatserver.errors import ChatError, unauthorized, unavailable
 from chatserver.realtime.connection import Connection, OutboxClosed
 from chatserver.realtime.hub import CLOSE_POLICY, CLOSE_TRY_LATER
-from chatserver.web import wire
 from chatserver.web.auth import origin_allowed
 from chatserver.web.deps import Services, services, signed_in
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chatserver.chat import wire
 from chatserver.errors import ChatError, ErrorCode
-from chatserver.web import wire
 
 CID = str(uuid.uuid4())
 
