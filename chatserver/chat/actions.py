@@ -367,12 +367,7 @@ async def mark_read(chat: Chat, viewer: Viewer, conversation_id: str, seq: objec
                 conn, viewer.kind.value, viewer.id, conversation_id, seq, now
             )
     if moved:
-        frame = {
-            "type": "read",
-            "conversation": conversation_id,
-            "reader": viewer.person(),
-            "seq": seq,
-        }
+        frame = events.read_event(conversation_id, viewer.person(), seq)
         items: list[tuple[str, dict[str, Any]]] = [
             (events.conversation_channel(conversation_id), frame)
         ]
@@ -481,7 +476,7 @@ async def delete_message(chat: Chat, viewer: Viewer, message_id: str, scope: str
         [
             (
                 events.conversation_channel(conversation_id),
-                {"type": "deleted", "conversation": conversation_id, "seq": row["seq"]},
+                events.deleted_event(conversation_id, row["seq"]),
             ),
             inbox,
         ]

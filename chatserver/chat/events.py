@@ -1,5 +1,8 @@
 """What the domain publishes after a commit, and on which channel.
 
+Every event type is a member of `EventType`, built by its one constructor
+here; consumers (rooms, revocation) compare against the same names.
+
 Channels: `conv:<id>` carries a conversation's frames to its subscribers;
 `org:<id>` tells the organisation's staff inboxes that a conversation
 changed; `person:<kind>:<id>` reaches one person's connections (service
@@ -20,6 +23,19 @@ from chatserver.broker.base import Broker
 from chatserver.clock import wire_time
 
 JSON = dict[str, Any]
+
+
+class EventType(StrEnum):
+    """The `type` of every published event."""
+
+    MESSAGE = "message"
+    READ = "read"
+    DELETED = "deleted"
+    TYPING = "typing"
+    CONVERSATION_CHANGED = "conversation_changed"
+    INBOX_CHANGED = "inbox_changed"
+    NOTIFICATION = "notification"
+    DISCONNECT = "disconnect"
 
 
 def conversation_channel(conversation_id: str) -> str:
@@ -46,18 +62,42 @@ def decode(payload: bytes) -> JSON:
 
 
 def message_event(message: JSON) -> JSON:
-    return {"type": "message", "message": message}
+    return {"type": EventType.MESSAGE, "message": message}
+
+
+def read_event(conversation_id: str, reader: Mapping[str, str], seq: int) -> JSON:
+    """Someone read up to `seq`: the other side's read receipts."""
+    return {
+        "type": EventType.READ,
+        "conversation": conversation_id,
+        "reader": dict(reader),
+        "seq": seq,
+    }
+
+
+def deleted_event(conversation_id: str, seq: int) -> JSON:
+    """A message deleted for everyone: every page replaces it with a placeholder."""
+    return {"type": EventType.DELETED, "conversation": conversation_id, "seq": seq}
+
+
+def typing_event(conversation_id: str, who: Mapping[str, str]) -> JSON:
+    """Someone is typing; ephemeral, never stored."""
+    return {"type": EventType.TYPING, "conversation": conversation_id, "who": dict(who)}
 
 
 def inbox_changed(conversation_id: str, last_message: JSON | None) -> JSON:
     """Staff sockets turn this into their own `inbox` frame (unread is per user)."""
-    return {"type": "inbox_changed", "conversation": conversation_id, "last_message": last_message}
+    return {
+        "type": EventType.INBOX_CHANGED,
+        "conversation": conversation_id,
+        "last_message": last_message,
+    }
 
 
 def conversation_changed(ctx: Mapping[Any, Any]) -> JSON:
     """State or status changed; each socket computes its own `can_send`."""
     return {
-        "type": "conversation_changed",
+        "type": EventType.CONVERSATION_CHANGED,
         "conversation": ctx["id"],
         "state": ctx["state"],
         "status": ctx["status"],
@@ -68,7 +108,7 @@ def conversation_changed(ctx: Mapping[Any, Any]) -> JSON:
 def notification_event(note: Mapping[str, Any]) -> JSON:
     """A new service notification for one person's open pages (the bell)."""
     return {
-        "type": "notification",
+        "type": EventType.NOTIFICATION,
         "notification": {
             "kind": note["kind"],
             "conversation": note["conversation_id"],
@@ -88,12 +128,9 @@ class DisconnectReason(StrEnum):
     ACCESS_CHANGED = "access_changed"
 
 
-DISCONNECT = "disconnect"
-
-
 def disconnect(reason: DisconnectReason) -> JSON:
     """Published on `person:<kind>:<id>` after the change was committed."""
-    return {"type": DISCONNECT, "reason": reason.value}
+    return {"type": EventType.DISCONNECT, "reason": reason.value}
 
 
 class Events:

@@ -230,8 +230,3 @@ def inbox_frame(
             "status": status,
         }
     )
-
-
-def typing_event(conversation: str, who: Mapping[str, str]) -> dict[str, Any]:
-    """The `typing` frame, published as is on the conversation channel."""
-    return {"type": "typing", "conversation": conversation, "who": dict(who)}

@@ -254,7 +254,7 @@ class Hub:
         if now - self._typing_swept > interval:
             self._typing_swept = now
             self._typing = {k: t for k, t in self._typing.items() if now - t < interval}
-        frame = wire.typing_event(conversation_id, conn.viewer.person())
+        frame = events.typing_event(conversation_id, conn.viewer.person())
         try:
             await self.chat.events.publish([(events.conversation_channel(conversation_id), frame)])
         except Exception as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from chatserver.chat.events import DISCONNECT, DisconnectReason
+from chatserver.chat.events import DisconnectReason, EventType
 from chatserver.realtime.connection import Connection
 
 # RFC 6455 close codes: 1008 (policy violation) for a session that ended,
@@ -31,7 +31,7 @@ CLOSE_CODES = {
 
 def close_code(event: Mapping[str, Any]) -> int | None:
     """The close code a `disconnect` event asks for, or None for other events."""
-    if event.get("type") != DISCONNECT:
+    if event.get("type") != EventType.DISCONNECT:
         return None
     try:
         return CLOSE_CODES[DisconnectReason(str(event.get("reason")))]

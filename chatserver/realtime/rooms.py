@@ -27,6 +27,7 @@ from sqlalchemy.engine import RowMapping
 
 from chatserver.broker.base import Broker, Resync, Subscription, SubscriptionClosed
 from chatserver.chat import events, queries, views, wire
+from chatserver.chat.events import EventType
 from chatserver.chat.policy import Role
 from chatserver.chat.service import Chat
 from chatserver.ops import instruments
@@ -207,7 +208,7 @@ class ConversationRoom(Room):
         if event is None:
             return
         kind = event.get("type")
-        if kind == "message":
+        if kind == EventType.MESSAGE:
             message = event.get("message")
             if not isinstance(message, dict):
                 return
@@ -222,13 +223,13 @@ class ConversationRoom(Room):
             self._deliver(payload.decode(), seq)
             _observe_latency(message.get("created_at"))
             self._release_held()
-        elif kind in ("read", "deleted"):
+        elif kind in (EventType.READ, EventType.DELETED):
             self._fan_out(payload.decode())
-        elif kind == "typing":
+        elif kind == EventType.TYPING:
             who = event.get("who")
             if isinstance(who, dict):
                 self._fan_out(payload.decode(), skip=(who.get("kind"), who.get("id")))
-        elif kind == "conversation_changed":
+        elif kind == EventType.CONVERSATION_CHANGED:
             ctx = {
                 "id": self.conversation_id,
                 "state": event.get("state"),
@@ -346,7 +347,7 @@ class PersonRoom(Room):
         event = _event(payload)
         if event is None or revocation.disconnect(self.members, event):
             return
-        if event.get("type") == "notification":
+        if event.get("type") == EventType.NOTIFICATION:
             self._push(list(self.members), payload.decode())
 
     async def _waited(self) -> None:
@@ -389,7 +390,7 @@ class OrgRoom(Room):
 
     async def _payload(self, payload: bytes) -> None:
         event = _event(payload)
-        if event is None or event.get("type") != "inbox_changed":
+        if event is None or event.get("type") != EventType.INBOX_CHANGED:
             return
         conversation_id = event.get("conversation")
         if not isinstance(conversation_id, str):
