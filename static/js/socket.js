@@ -1,6 +1,6 @@
 // One WebSocket per tab (SPEC 5), shared by every view on the page.
 //
-// It reconnects by itself with exponential backoff and full jitter, then
+// It reconnects by itself with jittered exponential backoff (backoff.js), then
 // resubscribes each conversation with `after` = the last seq the view holds
 // (so the server replays exactly what was missed) and re-sends every
 // unacknowledged message with its original client_id (so a retry never makes
@@ -12,19 +12,8 @@
 // view asks for them and hears about each by client_id.
 
 import { api, ApiError } from "./api.js";
+import { BASE_DELAY_MS, backoffDelay } from "./backoff.js";
 
-// Backoff after a lost connection. The first retries come quickly (a
-// restarted server is usually back within seconds, and people notice a
-// stale page at once): 125-250 ms, then doubling. During an outage's first
-// QUICK_PHASE_MS the delay is capped at QUICK_MAX_DELAY_MS, so a page finds
-// a server that answers again within about 2 s; a longer outage backs off to
-// SLOW_MAX_DELAY_MS. Each delay is drawn from [cap/2, cap] ("equal jitter"):
-// tabs spread out instead of all hitting a restarted server at one instant,
-// yet none waits longer than the cap.
-const BASE_DELAY_MS = 250;
-const QUICK_MAX_DELAY_MS = 2000;
-const SLOW_MAX_DELAY_MS = 15000;
-const QUICK_PHASE_MS = 2 * 60 * 1000;
 // A connect attempt that neither opens nor fails in this long is abandoned
 // (a half-open network can leave it pending for minutes).
 const CONNECT_TIMEOUT_MS = 5000;
@@ -157,12 +146,9 @@ export class Connection {
     });
   }
 
-  /** The delay before the next connect attempt (see BASE_DELAY_MS). */
+  /** The delay before the next connect attempt. */
   backoffDelay() {
-    const longOutage = Date.now() - this.downSince > QUICK_PHASE_MS;
-    const max = longOutage ? SLOW_MAX_DELAY_MS : QUICK_MAX_DELAY_MS;
-    const cap = Math.min(max, BASE_DELAY_MS * 2 ** Math.min(this.attempt, 16));
-    return cap / 2 + Math.random() * (cap / 2);
+    return backoffDelay(this.attempt, Date.now() - this.downSince);
   }
 
   scheduleReconnect() {
