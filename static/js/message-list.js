@@ -10,9 +10,8 @@
 // the ack or, if it was another tab's, once nothing is in flight.
 
 import { connection } from "./socket.js";
-import { clone } from "./ui.js";
 import { dayKey, dayLabel } from "./time.js";
-import { fillMessage, isMine, pendingMessage, showFailed, showSending } from "./message-view.js";
+import { fillMessage, isMine, newMessage, pendingMessage, showFailed, showSending } from "./message-view.js";
 
 // Consecutive messages of one sender within this window share one header.
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
@@ -85,7 +84,7 @@ export class MessageList {
       return;
     }
     const pinned = quiet || this.atBottom();
-    const el = given || clone("message-template");
+    const el = given || newMessage();
     fillMessage(el, message, this.onDelete);
     this.byseq.set(seq, { message, el });
     this.place(el, seq);

@@ -22,6 +22,11 @@ export function isOurs(person) {
   return me.kind === "staff" ? person.kind === "staff" : isMine(person);
 }
 
+/** An empty message element, to fill. */
+export function newMessage() {
+  return clone("message-template");
+}
+
 /** Show MESSAGE in `el` (new or reused). `onDelete(el, scope, button)` is
  * what the message's menu runs; it is bound once per element. */
 export function fillMessage(el, message, onDelete) {
@@ -79,7 +84,7 @@ function bindMessageMenu(el, message, onDelete) {
 /** The bubble of one of socket.js's pending sends ({clientId, body, files}),
  * shown as typed until its ack turns it into the stored message. */
 export function pendingMessage(send) {
-  const el = clone("message-template");
+  const el = newMessage();
   el.classList.add("mine", "ours", "pending");
   el.dataset.sender = `${me.kind}:${me.me}`;
   el.dataset.at = new Date().toISOString();
