@@ -214,3 +214,41 @@ def test_a_send_retried_after_a_reconnect_shows_once(browsers: Browsers, ats: At
     assert again, "the send was not retried"
     assert {f["client_id"] for f in again} == {first["client_id"]}
     assert client_ids_by_seq(staff) == {1: first["client_id"]}
+
+
+def test_a_pending_send_is_still_shown_after_switching_conversations(
+    browsers: Browsers, ats: Ats
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    dan = ats.application("dan", "Dan Jones")
+    inbox = browsers.open(ats.staff_link(alice))
+    relay = Relay(inbox)
+    holding = [True]
+
+    def to_server(frame: Frame, link: Link) -> bool:
+        return not (holding[0] and frame["type"] == "send")
+
+    relay.to_server = to_server
+    inbox.reload()
+    row = inbox.locator(f'[data-conversation="{cara.conversation}"]')
+    row.click()
+    send(inbox, "Still on its way")
+    pending = inbox.locator(".msg.pending", has_text="Still on its way")
+    expect(pending).to_contain_text("Sending…")
+
+    inbox.locator(f'[data-conversation="{dan.conversation}"]').click()
+    expect(inbox.locator('#conversation-pane [data-field="title"]')).to_have_text("Dan Jones")
+    expect(pending).to_have_count(0)
+    row.click()
+    expect(inbox.locator('#conversation-pane [data-field="title"]')).to_have_text("Cara Candidate")
+    # socket.js still holds the send: the conversation shows it again.
+    expect(pending).to_have_count(1)
+
+    holding[0] = False
+    relay.links[-1].ws.close()
+    expect(inbox.locator(MESSAGE, has_text="Still on its way")).to_have_count(1)
+    expect(inbox.locator(".msg.pending")).to_have_count(0)
+    candidate = browsers.open(ats.candidate_link(cara.id))
+    expect(candidate.locator(MESSAGE, has_text="Still on its way")).to_have_count(1)
+    assert len({f["client_id"] for f in relay.sends()}) == 1
