@@ -3,16 +3,37 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
 API_KEY = "test-api-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+# How often `eventually` looks again.
+EVENTUALLY_EVERY_SECONDS = 0.05
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T | None], *, within: float, what: str) -> T:
+    """The first result of `check()` that is not None or False, for what
+    another process does in its own time (a server starting, a file being
+    written) and tells no one about. Looks every 50 ms; past `within`
+    seconds the test fails saying `what` did not happen. `check` may raise
+    to stop at once (a server process that exited)."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not within {within:g} s")
+        time.sleep(EVENTUALLY_EVERY_SECONDS)
 
 
 def path_of(url: str) -> str:

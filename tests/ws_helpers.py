@@ -179,3 +179,41 @@ async def open_socket(
 
 def seqs(frames: list[dict[str, Any]]) -> list[int]:
     return [f["message"]["seq"] for f in frames if f["type"] == "message"]
+
+
+class Subscriptions:
+    """The channels the app's broker subscribes to from now on, as each
+    subscription goes live.
+
+    The hub's inbox and person rooms subscribe in the background and have no
+    ready signal of their own; a test waits here, instead of sleeping, before
+    it causes what such a room should relay. Wraps the broker's public
+    `subscribe`, so it works the same on the memory and the Redis broker.
+    """
+
+    def __init__(self, broker: Any) -> None:
+        self.channels: list[str] = []
+        self._changed = asyncio.Condition()
+        subscribe = broker.subscribe
+
+        @asynccontextmanager
+        async def recorded(channel: str) -> AsyncIterator[Any]:
+            async with subscribe(channel) as subscription:
+                async with self._changed:
+                    self.channels.append(channel)
+                    self._changed.notify_all()
+                yield subscription
+
+        broker.subscribe = recorded
+
+    async def live(self, prefix: str, within: float = FRAME_TIMEOUT) -> str:
+        """The first channel starting with `prefix` to have a live subscription."""
+
+        def found() -> str | None:
+            return next((c for c in self.channels if c.startswith(prefix)), None)
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: found() is not None), within)
+        channel = found()
+        assert channel is not None
+        return channel

@@ -1,48 +1,21 @@
-// One conversation: history with infinite scroll upward, live messages,
-// read receipts, typing, deletes and the composer (SPEC 5 and 6).
-//
-// Messages are keyed by seq, so whatever path a message takes (history,
-// replay after a reconnect, live frame, ack, HTTP fallback) it is shown once.
+// One conversation's page (SPEC 5 and 6): its header, menu and summary,
+// the socket's frames, sending and deleting, wired to the parts that each
+// do one job: the message list (message-list.js) shows the messages, the
+// read tracker (read-tracker.js) reads them, history.js pages them in,
+// typing.js says who types, and socket.js holds the pending sends.
 
-import { api, query } from "./api.js";
+import { api } from "./api.js";
 import { connection } from "./socket.js";
 import { Composer } from "./composer.js";
 import { confirmAction, toast } from "./dialog.js";
-import { bindMenu, clone, fileSize, hue, initials, statusLabel } from "./ui.js";
-import { clock, dayKey, dayLabel, fullTime } from "./time.js";
+import { History } from "./history.js";
+import { MessageList } from "./message-list.js";
+import { isMine } from "./message-view.js";
+import { ReadTracker } from "./read-tracker.js";
+import { Typing } from "./typing.js";
+import { bindMenu, clone, hue, initials, statusLabel } from "./ui.js";
 
 const me = document.body.dataset;
-const PAGE = 50;
-// Consecutive messages of one sender within this window share one header.
-const GROUP_WINDOW_MS = 5 * 60 * 1000;
-// "At the bottom" tolerance, so a new message keeps the view pinned.
-const BOTTOM_SLACK_PX = 80;
-// How long "… is typing" stays after the last typing frame: a bit more
-// than the interval at which a typing person's client repeats it.
-const TYPING_GRACE = 2.5;
-const READ_DEBOUNCE_MS = 250;
-
-function uuid4() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-function isMine(person) {
-  return person.kind === me.kind && person.id === me.me;
-}
-
-/** "Our side" of the conversation: for staff, every staff member (a shared
- * inbox); for a candidate, only themselves. Shown on the right. */
-function isOurs(person) {
-  return me.kind === "staff" ? person.kind === "staff" : isMine(person);
-}
-
-const FILE_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M6 2h8l6 6v12a2 2 0 0 1-2 2H6a2 2 0 0 1-2-2V4a2 2 0 0 1 2-2zm7 1.5V9h5.5z"/></svg>';
-const SEEN_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="m1.5 12.5 1.4-1.4 4.1 4.1L16.6 5.6 18 7 7 18zm7.6 3.4 1.4 1.4L22.1 5.6l-1.4-1.4z"/></svg>';
 
 export class ConversationView {
   constructor(pane, summary, { onArchive, archived = false, onBack, onChange, onMarkedUnread } = {}) {
@@ -55,20 +28,7 @@ export class ConversationView {
     // Told when what the inbox row shows may have changed (a delete, a state).
     this.onChange = onChange || (() => {});
     this.onMarkedUnread = onMarkedUnread;
-    this.byseq = new Map();
-    this.pending = new Map();
-    this.maxSeq = 0;
-    this.minSeq = null;
-    this.reachedStart = false;
-    this.loadingOlder = false;
-    this.otherReadSeq = 0;
-    this.myReadSeq = 0;
-    this.visibleMax = 0;
-    this.lastTypingSent = 0;
-    this.typingTimer = null;
-    this.readTimer = null;
     this.destroyed = false;
-    for (const r of summary.reads || []) this.noteRead(r.kind, r.id, r.seq);
   }
 
   // -- lifecycle -------------------------------------------------------------
@@ -76,41 +36,50 @@ export class ConversationView {
   async mount() {
     const root = clone("conversation-template");
     this.root = root;
-    this.timeline = root.querySelector('[data-role="timeline"]');
-    this.list = root.querySelector('[data-role="messages"]');
-    this.top = root.querySelector('[data-role="top"]');
-    this.empty = root.querySelector('[data-role="empty"]');
-    this.typing = root.querySelector('[data-testid="typing"]');
+    const timeline = root.querySelector('[data-role="timeline"]');
+    this.typing = new Typing(this.id, root.querySelector('[data-testid="typing"]'));
     this.pane.append(root);
     this.composer = new Composer(root.querySelector('[data-role="composer"]'), {
       onSend: (body, files) => this.send(body, files),
-      onTyping: () => this.sendTyping(),
+      onTyping: () => this.typing.send(),
       maxAttachments: Number(me.maxAttachments) || 5,
     });
     const maxBody = Number(me.maxBody);
     if (maxBody) this.composer.textarea.maxLength = maxBody;
+    this.messages = new MessageList(
+      {
+        conversation: this.id,
+        timeline,
+        list: root.querySelector('[data-role="messages"]'),
+        empty: root.querySelector('[data-role="empty"]'),
+      },
+      {
+        onDelete: (el, scope, button) => this.remove(el, scope, button),
+        onShown: (el) => this.reads.observe(el),
+        seenUpTo: () => this.reads.otherReadSeq,
+      },
+    );
+    this.reads = new ReadTracker(this.id, timeline, () => ({
+      newestShown: this.messages.newestShown(),
+      maxSeq: this.messages.maxSeq,
+    }));
+    for (const r of this.summary.reads || []) this.reads.note(r, r.seq);
+    this.history = new History(this.id, this.messages, root.querySelector('[data-role="top"]'));
     this.bindHeader();
     this.renderSummary();
-    this.observeReads();
-    this.onFocus = () => this.scheduleRead();
-    window.addEventListener("focus", this.onFocus);
-    document.addEventListener("visibilitychange", this.onFocus);
     await this.loadLatest();
     if (this.destroyed) return;
     connection.join(this.id, this);
-    this.observeTop();
+    this.history.follow();
     if (this.composer.enabled && matchMedia("(hover: hover)").matches) this.composer.textarea.focus();
   }
 
   destroy() {
     this.destroyed = true;
     connection.leave(this.id);
-    window.removeEventListener("focus", this.onFocus);
-    document.removeEventListener("visibilitychange", this.onFocus);
-    this.readObserver?.disconnect();
-    this.topObserver?.disconnect();
-    clearTimeout(this.typingTimer);
-    clearTimeout(this.readTimer);
+    this.reads?.stop();
+    this.history?.stop();
+    this.typing?.hide();
     this.root?.remove();
   }
 
@@ -253,224 +222,24 @@ export class ConversationView {
   // -- history -----------------------------------------------------------------
 
   async loadLatest() {
-    this.top.classList.add("loading");
     try {
-      const { messages } = await api.get(`/api/conversations/${encodeURIComponent(this.id)}/messages${query({ limit: PAGE })}`);
-      if (this.destroyed) return;
-      this.reachedStart = messages.length < PAGE;
-      for (const m of messages) this.add(m, { quiet: true });
-      if (!messages.length) this.reachedStart = true;
+      await this.history.loadLatest();
     } catch (err) {
       this.flash(`Couldn't load messages: ${err.message}`);
     }
-    this.top.classList.remove("loading");
-    this.top.classList.toggle("done", this.reachedStart);
-    this.layout();
-    this.scrollToBottom();
+    if (this.destroyed) return;
+    // Sends still on their way from an earlier visit (socket.js holds them).
+    for (const send of connection.pendingSends(this.id)) this.messages.showPending(send, this.failedActions(send.clientId));
+    this.messages.layout();
+    this.messages.scrollToBottom();
   }
 
-  async loadOlder() {
-    if (this.loadingOlder || this.reachedStart || this.minSeq === null) return;
-    this.loadingOlder = true;
-    this.top.classList.add("loading");
-    this.list.setAttribute("aria-busy", "true");
-    try {
-      const { messages } = await api.get(
-        `/api/conversations/${encodeURIComponent(this.id)}/messages${query({ before: this.minSeq, limit: PAGE })}`,
-      );
-      if (this.destroyed) return;
-      const before = this.timeline.scrollHeight;
-      for (const m of messages) this.add(m, { quiet: true });
-      this.reachedStart = messages.length < PAGE;
-      this.layout();
-      this.timeline.scrollTop += this.timeline.scrollHeight - before;
-    } catch {
-      // Scrolling up again retries.
-    } finally {
-      this.loadingOlder = false;
-      this.top.classList.remove("loading");
-      this.top.classList.toggle("done", this.reachedStart);
-      this.list.removeAttribute("aria-busy");
-    }
-  }
-
-  observeTop() {
-    this.topObserver = new IntersectionObserver(
-      (entries) => {
-        if (entries.some((e) => e.isIntersecting)) this.loadOlder();
-      },
-      { root: this.timeline, rootMargin: "200px 0px 0px 0px" },
-    );
-    this.topObserver.observe(this.top);
-  }
-
-  // -- rendering messages --------------------------------------------------------
-
-  atBottom() {
-    const t = this.timeline;
-    return t.scrollHeight - t.scrollTop - t.clientHeight < BOTTOM_SLACK_PX;
-  }
-
-  scrollToBottom() {
-    this.timeline.scrollTop = this.timeline.scrollHeight;
-  }
-
-  /** Show (or update) one MESSAGE; returns nothing, never duplicates a seq. */
-  add(message, { quiet = false, el: given = null } = {}) {
-    const seq = message.seq;
-    this.maxSeq = Math.max(this.maxSeq, seq);
-    this.minSeq = this.minSeq === null ? seq : Math.min(this.minSeq, seq);
-    const known = this.byseq.get(seq);
-    if (message.hidden) {
-      if (known?.el) known.el.remove();
-      this.byseq.set(seq, { message, el: null });
-      return;
-    }
-    if (known) {
-      if (known.el && message.deleted && !known.message.deleted) {
-        known.message = message;
-        this.fill(known.el, message);
-      }
-      return;
-    }
-    const pinned = quiet || this.atBottom();
-    let el = given;
-    if (!el && isMine(message.sender)) el = this.adoptPending(message);
-    if (!el) el = clone("message-template");
-    this.fill(el, message);
-    this.byseq.set(seq, { message, el });
-    this.place(el, seq);
-    if (!isMine(message.sender)) this.hideTyping();
-    if (!quiet) {
-      this.layout();
-      if (pinned || isMine(message.sender)) this.scrollToBottom();
-    }
-    this.readObserver.observe(el);
-    this.empty.hidden = true;
-  }
-
-  /** A message frame for one of our own pending sends may beat its ack. */
-  adoptPending(message) {
-    for (const [clientId, p] of this.pending) {
-      if (p.body === message.body && p.files.length === message.attachments.length) {
-        this.pending.delete(clientId);
-        p.el.classList.remove("pending", "failed");
-        return p.el;
-      }
-    }
-    return null;
-  }
-
-  place(el, seq) {
-    const placed = [...this.list.querySelectorAll(".msg[data-seq]")].filter((n) => n !== el);
-    for (let i = placed.length - 1; i >= 0; i -= 1) {
-      if (Number(placed[i].dataset.seq) < seq) {
-        placed[i].after(el);
-        return;
-      }
-    }
-    if (placed.length) {
-      placed[0].before(el);
-      return;
-    }
-    const firstPending = this.list.querySelector(".msg:not([data-seq])");
-    if (firstPending && firstPending !== el) firstPending.before(el);
-    else this.list.append(el);
-  }
-
-  fill(el, message) {
-    const mine = isMine(message.sender);
-    el.dataset.seq = String(message.seq);
-    el.dataset.id = message.id;
-    el.dataset.sender = `${message.sender.kind}:${message.sender.id}`;
-    el.dataset.at = message.created_at;
-    el.classList.toggle("mine", mine);
-    el.classList.toggle("ours", isOurs(message.sender));
-    el.classList.toggle("deleted", message.deleted);
-    // A reply to a notification email says so (MESSAGE `via`).
-    const byEmail = message.via === "email";
-    el.classList.toggle("via-email", byEmail);
-    el.querySelector(".msg-via").hidden = !byEmail;
-    el.classList.remove("pending", "failed");
-    el.querySelector(".msg-actions").hidden = false;
-    el.querySelector(".msg-sender").textContent = mine ? "You" : message.sender.name;
-    const at = new Date(message.created_at);
-    const time = el.querySelector(".msg-time");
-    time.dateTime = message.created_at;
-    time.textContent = clock(at);
-    time.title = fullTime(at);
-    // A message grouped under the one before shows its own time beside it.
-    const aside = el.querySelector(".msg-time-aside");
-    aside.textContent = clock(at);
-    aside.title = fullTime(at);
-    const body = el.querySelector(".msg-body");
-    body.classList.remove("plain");
-    const files = el.querySelector(".msg-files");
-    files.replaceChildren();
-    if (message.deleted) {
-      body.textContent = mine ? "You deleted this message" : "This message was deleted";
-    } else {
-      // Sanitised on the server with an allowlist (SPEC 2); never the raw body.
-      body.innerHTML = message.html;
-      for (const a of message.attachments) files.append(this.fileItem(a));
-    }
-    el.querySelector(".msg-status").replaceChildren();
-    this.bindMessageMenu(el, message);
-  }
-
-  fileItem(a) {
-    if (a.thumbnail_url) return this.imageItem(a);
-    const li = document.createElement("li");
-    const link = document.createElement("a");
-    link.className = "file-link";
-    link.href = a.url;
-    link.setAttribute("download", a.name);
-    link.insertAdjacentHTML("afterbegin", FILE_ICON);
-    const name = document.createElement("span");
-    name.textContent = a.name;
-    const size = document.createElement("span");
-    size.className = "file-size";
-    size.textContent = fileSize(a.size);
-    link.append(name, size);
-    li.append(link);
-    return li;
-  }
-
-  /** An image: its server-made thumbnail, which opens the full image. */
-  imageItem(a) {
-    const li = document.createElement("li");
-    li.className = "image-item";
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "thumb";
-    button.setAttribute("aria-label", `Open image ${a.name}`);
-    const img = document.createElement("img");
-    img.src = a.thumbnail_url;
-    img.alt = a.name;
-    img.loading = "lazy";
-    img.decoding = "async";
-    button.append(img);
-    button.addEventListener("click", () => openImage(a, button));
-    li.append(button);
-    return li;
-  }
-
-  bindMessageMenu(el, message) {
-    const button = el.querySelector('[data-testid="message-menu"]');
-    const menu = button.nextElementSibling;
-    const forEveryone = menu.querySelector('[data-action="delete-everyone"]');
-    forEveryone.hidden = !isMine(message.sender) || message.deleted;
-    if (el.dataset.bound) return;
-    el.dataset.bound = "1";
-    bindMenu(button, menu);
-    menu.querySelector('[data-action="delete-me"]').addEventListener("click", () => this.remove(el, "me"));
-    forEveryone.addEventListener("click", () => this.remove(el, "everyone", button));
-  }
+  // -- deleting --------------------------------------------------------------------
 
   async remove(el, scope, returnTo) {
     const seq = Number(el.dataset.seq);
-    const entry = this.byseq.get(seq);
-    if (!entry) return;
+    const message = this.messages.message(seq);
+    if (!message) return;
     if (scope === "everyone") {
       const ok = await confirmAction({
         title: "Delete for everyone?",
@@ -482,195 +251,52 @@ export class ConversationView {
     }
     this.clearError();
     try {
-      await api.del(`/api/messages/${encodeURIComponent(entry.message.id)}?for=${scope}`);
+      await api.del(`/api/messages/${encodeURIComponent(message.id)}?for=${scope}`);
     } catch (err) {
       this.flash(err.message);
       return;
     }
-    if (scope === "me") {
-      el.remove();
-      this.byseq.set(seq, { message: { ...entry.message, hidden: true }, el: null });
-    } else {
-      entry.message = { ...entry.message, deleted: true, body: "", html: "", attachments: [] };
-      this.fill(el, entry.message);
-    }
-    this.layout();
-    this.onChange({ message: this.newestVisible() });
+    if (scope === "me") this.messages.hide(seq);
+    else this.messages.markDeleted(seq);
+    this.onChange({ message: this.messages.newestVisible() });
   }
 
-  /** The newest message this viewer still sees (deleted ones as placeholders). */
-  newestVisible() {
-    let newest = null;
-    for (const { message } of this.byseq.values()) {
-      if (!message.hidden && (!newest || message.seq > newest.seq)) newest = message;
-    }
-    return newest;
-  }
-
-  /** Day separators, sender grouping and the "Seen" receipt, in one pass. */
-  layout() {
-    for (const sep of this.list.querySelectorAll(".day-sep")) sep.remove();
-    let prev = null;
-    let lastSeenMine = null;
-    const mineSeqd = [];
-    for (const el of [...this.list.querySelectorAll(".msg")]) {
-      const at = new Date(el.dataset.at || Date.now());
-      const day = dayKey(at);
-      if (!prev || prev.day !== day) {
-        const sep = document.createElement("li");
-        sep.className = "day-sep";
-        sep.textContent = dayLabel(at);
-        el.before(sep);
-      }
-      const sameRun = prev && prev.day === day && prev.sender === el.dataset.sender && at - prev.at < GROUP_WINDOW_MS;
-      el.classList.toggle("cont", Boolean(sameRun));
-      prev = { day, sender: el.dataset.sender, at };
-      if (el.classList.contains("mine") && el.dataset.seq && !el.classList.contains("pending")) {
-        mineSeqd.push(el);
-        if (Number(el.dataset.seq) <= this.otherReadSeq) lastSeenMine = el;
-      }
-    }
-    for (const el of this.list.querySelectorAll(".read-receipt")) el.remove();
-    if (lastSeenMine) {
-      const receipt = document.createElement("span");
-      receipt.className = "read-receipt";
-      receipt.dataset.testid = "read-receipt";
-      receipt.insertAdjacentHTML("afterbegin", SEEN_ICON);
-      receipt.append("Seen");
-      lastSeenMine.querySelector(".msg-status").append(receipt);
-    }
-    this.empty.hidden = this.list.querySelector(".msg") !== null;
-  }
-
-  // -- sending ---------------------------------------------------------------------
+  // -- sending (socket.js holds each send until its ack) --------------------------------
 
   send(body, files) {
-    const clientId = uuid4();
-    const el = clone("message-template");
-    el.classList.add("mine", "ours", "pending");
-    el.dataset.sender = `${me.kind}:${me.me}`;
-    el.dataset.at = new Date().toISOString();
-    el.dataset.clientId = clientId;
-    el.querySelector(".msg-sender").textContent = "You";
-    el.querySelector(".msg-time").textContent = clock(new Date());
-    const text = el.querySelector(".msg-body");
-    text.classList.add("plain");
-    text.textContent = body;
-    for (const f of files) text.append(this.fileItem({ ...f, url: "#" }));
-    el.querySelector(".msg-actions").hidden = true;
-    el.querySelector(".msg-status").textContent = "Sending…";
-    this.list.append(el);
-    this.pending.set(clientId, { el, body, files });
-    this.layout();
-    this.scrollToBottom();
-    connection.sendMessage(this, this.id, clientId, body, files.map((f) => f.id));
+    const clientId = connection.sendMessage(this.id, body, files);
+    this.messages.showPending({ clientId, body, files });
   }
 
   onAck(clientId, message) {
-    const p = this.pending.get(clientId);
-    this.pending.delete(clientId);
-    if (this.byseq.has(message.seq)) {
-      if (p) p.el.remove();
-      return;
-    }
-    this.add(message, { el: p ? p.el : null });
+    this.messages.confirm(clientId, message);
+    this.messages.release();
   }
 
   onSendError(clientId, code, text) {
-    const p = this.pending.get(clientId);
-    if (!p) return;
-    p.el.classList.add("failed");
-    p.el.classList.remove("pending");
-    const status = p.el.querySelector(".msg-status");
-    status.textContent = `Not sent: ${text} `;
-    const retry = document.createElement("button");
-    retry.type = "button";
-    retry.className = "link-button";
-    retry.textContent = "Retry";
-    retry.addEventListener("click", () => {
-      p.el.classList.replace("failed", "pending");
-      status.textContent = "Sending…";
-      connection.sendMessage(this, this.id, clientId, p.body, p.files.map((f) => f.id));
-    });
-    const discard = document.createElement("button");
-    discard.type = "button";
-    discard.className = "link-button";
-    discard.textContent = "Discard";
-    discard.addEventListener("click", () => {
-      this.pending.delete(clientId);
-      p.el.remove();
-      this.layout();
-    });
-    status.append(retry, discard);
+    this.messages.failed(clientId, text, this.failedActions(clientId));
+    this.messages.release();
     if (code === "not_allowed" || code === "conversation_ended" || code === "forbidden") this.refreshSummary();
   }
 
-  sendTyping() {
-    const interval = Number(me.typingInterval) || 2000;
-    const now = Date.now();
-    if (now - this.lastTypingSent < interval) return;
-    if (connection.send({ type: "typing", conversation: this.id })) this.lastTypingSent = now;
-  }
-
-  showTyping(who) {
-    const interval = Number(me.typingInterval) || 2000;
-    this.typing.querySelector('[data-field="typing-text"]').textContent = `${who.name} is typing…`;
-    this.typing.hidden = false;
-    clearTimeout(this.typingTimer);
-    this.typingTimer = setTimeout(() => this.hideTyping(), interval * TYPING_GRACE);
-  }
-
-  hideTyping() {
-    clearTimeout(this.typingTimer);
-    this.typing.hidden = true;
-  }
-
-  // -- reading ---------------------------------------------------------------------
-
-  noteRead(kind, id, seq) {
-    if (kind === me.kind && id === me.me) this.myReadSeq = Math.max(this.myReadSeq, seq);
-    else if (kind !== me.kind) this.otherReadSeq = Math.max(this.otherReadSeq, seq);
-  }
-
-  observeReads() {
-    this.readObserver = new IntersectionObserver(
-      (entries) => {
-        for (const e of entries) {
-          if (e.isIntersecting && e.target.dataset.seq) {
-            this.visibleMax = Math.max(this.visibleMax, Number(e.target.dataset.seq));
-          }
-        }
-        this.scheduleRead();
+  /** What a refused send's Retry and Discard do. */
+  failedActions(clientId) {
+    return {
+      onRetry: () => {
+        this.messages.sending(clientId);
+        connection.retrySend(clientId);
       },
-      { root: this.timeline, threshold: 0.5 },
-    );
-  }
-
-  scheduleRead() {
-    clearTimeout(this.readTimer);
-    this.readTimer = setTimeout(() => this.markRead(), READ_DEBOUNCE_MS);
-  }
-
-  /** Read up to the last message seen, only while the tab is visible and focused. */
-  markRead() {
-    if (this.destroyed || document.visibilityState !== "visible" || !document.hasFocus()) return;
-    const lastShown = [...this.byseq.values()].filter((v) => v.el).map((v) => v.message.seq);
-    const newestShown = lastShown.length ? Math.max(...lastShown) : 0;
-    // Seqs hidden for this viewer after the newest shown message count as read.
-    const target = this.visibleMax >= newestShown ? this.maxSeq : this.visibleMax;
-    if (target <= this.myReadSeq) return;
-    this.myReadSeq = target;
-    if (!connection.send({ type: "read", conversation: this.id, seq: target })) {
-      api.post(`/api/conversations/${encodeURIComponent(this.id)}/read`, { seq: target }).catch(() => {
-        this.myReadSeq = 0;
-      });
-    }
+      onDiscard: () => {
+        connection.discardSend(clientId);
+        this.messages.drop(clientId);
+      },
+    };
   }
 
   // -- socket frames (called by the connection) ----------------------------------
 
   after() {
-    return this.maxSeq;
+    return this.messages.maxSeq;
   }
 
   onFrame(frame) {
@@ -683,27 +309,19 @@ export class ConversationView {
         this.refreshSummary();
         break;
       case "message":
-        this.add(frame.message);
-        this.scheduleRead();
+        if (!isMine(frame.message.sender)) this.typing.hide();
+        this.messages.receive(frame.message);
+        this.reads.schedule();
         break;
-      case "deleted": {
-        const entry = this.byseq.get(frame.seq);
-        if (entry && !entry.message.deleted) {
-          entry.message = { ...entry.message, deleted: true, body: "", html: "", attachments: [] };
-          if (entry.el) {
-            this.fill(entry.el, entry.message);
-            this.layout();
-          }
-          this.onChange({ message: this.newestVisible() });
-        }
+      case "deleted":
+        if (this.messages.markDeleted(frame.seq)) this.onChange({ message: this.messages.newestVisible() });
         break;
-      }
       case "read":
-        this.noteRead(frame.reader.kind, frame.reader.id, frame.seq);
-        this.layout();
+        this.reads.note(frame.reader, frame.seq);
+        this.messages.layout();
         break;
       case "typing":
-        if (!isMine(frame.who)) this.showTyping(frame.who);
+        if (!isMine(frame.who)) this.typing.show(frame.who);
         break;
       case "conversation":
         this.summary.state = frame.state;
@@ -718,39 +336,4 @@ export class ConversationView {
         break;
     }
   }
-}
-
-/** The full image in a modal dialog, with a download link; Escape or the
- * close button goes back. The image is the attachment's own download URL. */
-function openImage(a, returnTo) {
-  const dialog = document.createElement("dialog");
-  dialog.className = "dialog image-dialog";
-  dialog.setAttribute("aria-label", a.name);
-  const img = document.createElement("img");
-  img.src = a.url;
-  img.alt = a.name;
-  const bar = document.createElement("div");
-  bar.className = "dialog-actions";
-  const download = document.createElement("a");
-  download.className = "button";
-  download.href = a.url;
-  download.setAttribute("download", a.name);
-  download.textContent = `Download (${fileSize(a.size)})`;
-  const close = document.createElement("button");
-  close.type = "button";
-  close.className = "button primary";
-  close.textContent = "Close";
-  close.addEventListener("click", () => dialog.close());
-  bar.append(download, close);
-  dialog.append(img, bar);
-  dialog.addEventListener("click", (event) => {
-    if (event.target === dialog) dialog.close();
-  });
-  dialog.addEventListener("close", () => {
-    dialog.remove();
-    returnTo.focus();
-  });
-  document.body.append(dialog);
-  dialog.showModal();
-  close.focus();
 }

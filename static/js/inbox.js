@@ -1,14 +1,13 @@
 // The staff inbox (SPEC 6): filters, search, sort and keyset paging over
 // GET /api/conversations, kept live by the socket's inbox feed, beside the
-// open conversation (or instead of it on a narrow screen).
+// open conversation (or instead of it on a narrow screen). Each row is
+// drawn by inbox-row.js.
 
 import { api, query } from "./api.js";
 import { connection } from "./socket.js";
 import { ConversationView } from "./conversation.js";
-import { clone, highlight, hue, initials, preview, statusLabel } from "./ui.js";
-import { fullTime, shortTime } from "./time.js";
+import { arrowKeys, newRow, paintRow } from "./inbox-row.js";
 
-const me = document.body.dataset;
 const SEARCH_DEBOUNCE_MS = 250;
 // Inbox frames for conversations not on screen are coalesced into one reload.
 const REFRESH_DEBOUNCE_MS = 400;
@@ -65,7 +64,7 @@ export class Inbox {
       this.sortBy = this.sort.value;
       this.reload();
     });
-    this.list.addEventListener("keydown", (event) => this.onKey(event));
+    this.list.addEventListener("keydown", (event) => arrowKeys(this.list, event));
     this.list.addEventListener("scroll", () => {
       const l = this.list;
       if (l.scrollHeight - l.scrollTop - l.clientHeight < 300) this.loadMore();
@@ -153,14 +152,7 @@ export class Inbox {
   // -- rows ----------------------------------------------------------------------
 
   row(conversation) {
-    const li = clone("inbox-item-template");
-    const link = li.querySelector("a");
-    link.dataset.conversation = conversation.id;
-    link.addEventListener("click", (event) => {
-      if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
-      event.preventDefault();
-      this.open(conversation.id);
-    });
+    const { li, link } = newRow(conversation, () => this.open(conversation.id));
     const item = { data: conversation, li, link };
     this.items.set(conversation.id, item);
     this.paint(item);
@@ -168,64 +160,9 @@ export class Inbox {
   }
 
   paint(item) {
-    const c = item.data;
-    const { link } = item;
-    link.href = `/c/${encodeURIComponent(c.id)}${this.stateQuery()}`;
-    const avatar = link.querySelector(".avatar");
-    avatar.textContent = initials(c.candidate.name);
-    avatar.dataset.hue = hue(c.candidate.id);
-    highlight(link.querySelector(".item-name"), c.candidate.name, this.q);
-    const job = link.querySelector(".item-job");
-    highlight(job, c.job.title, this.q);
-    const pill = document.createElement("span");
-    pill.className = "pill";
-    pill.dataset.status = c.status;
-    pill.dataset.state = c.state;
-    pill.textContent = c.state === "ended" ? "Ended" : statusLabel(c.status);
-    job.append(pill);
-    const last = c.last_message;
-    const time = link.querySelector(".item-time");
-    if (last) {
-      const at = new Date(last.created_at);
-      time.dateTime = last.created_at;
-      time.textContent = shortTime(at);
-      time.title = fullTime(at);
-    } else {
-      time.textContent = "";
-    }
-    highlight(link.querySelector(".item-preview"), last ? preview(last, me.kind, me.me) : "No messages yet", this.q);
-    link.classList.toggle("is-ended", c.state === "ended");
-    const bubble = link.querySelector(".history-bubble");
-    bubble.classList.toggle("filled", Boolean(last));
-    bubble.setAttribute("aria-label", last ? "Has messages" : "No messages yet");
-    let badge = link.querySelector('[data-testid="unread-badge"]');
-    if (c.unread > 0) {
-      if (!badge) {
-        badge = document.createElement("span");
-        badge.className = "unread-badge";
-        badge.dataset.testid = "unread-badge";
-        link.querySelector(".item-bottom").append(badge);
-      }
-      badge.textContent = c.unread > 99 ? "99+" : String(c.unread);
-      badge.setAttribute("aria-label", `${c.unread} unread`);
-    } else if (badge) {
-      badge.remove();
-    }
-    link.classList.toggle("is-unread", c.unread > 0);
-    if (this.view && this.view.id === c.id) link.setAttribute("aria-current", "page");
-    else link.removeAttribute("aria-current");
-  }
-
-  onKey(event) {
-    if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
-    const links = [...this.list.querySelectorAll(".inbox-item")];
-    const at = links.indexOf(document.activeElement);
-    if (at === -1) return;
-    const next = links[at + (event.key === "ArrowDown" ? 1 : -1)];
-    if (next) {
-      next.focus();
-      event.preventDefault();
-    }
+    const { id } = item.data;
+    const href = `/c/${encodeURIComponent(id)}${this.stateQuery()}`;
+    paintRow(item.link, item.data, { q: this.q, href, current: this.view?.id === id });
   }
 
   // -- live updates ----------------------------------------------------------------

@@ -1,26 +1,19 @@
 // One WebSocket per tab (SPEC 5), shared by every view on the page.
 //
-// It reconnects by itself with exponential backoff and full jitter, then
+// It reconnects by itself with jittered exponential backoff (backoff.js), then
 // resubscribes each conversation with `after` = the last seq the view holds
 // (so the server replays exactly what was missed) and re-sends every
 // unacknowledged message with its original client_id (so a retry never makes
 // a second message). When the socket stays down, pending sends also go over
 // HTTP, which is idempotent by client_id in the same way.
+//
+// Pending sends live here and only here, keyed by client_id, from the send
+// until its ack (or until a refused one is discarded): a conversation's
+// view asks for them and hears about each by client_id.
 
 import { api, ApiError } from "./api.js";
+import { BASE_DELAY_MS, backoffDelay } from "./backoff.js";
 
-// Backoff after a lost connection. The first retries come quickly (a
-// restarted server is usually back within seconds, and people notice a
-// stale page at once): 125-250 ms, then doubling. During an outage's first
-// QUICK_PHASE_MS the delay is capped at QUICK_MAX_DELAY_MS, so a page finds
-// a server that answers again within about 2 s; a longer outage backs off to
-// SLOW_MAX_DELAY_MS. Each delay is drawn from [cap/2, cap] ("equal jitter"):
-// tabs spread out instead of all hitting a restarted server at one instant,
-// yet none waits longer than the cap.
-const BASE_DELAY_MS = 250;
-const QUICK_MAX_DELAY_MS = 2000;
-const SLOW_MAX_DELAY_MS = 15000;
-const QUICK_PHASE_MS = 2 * 60 * 1000;
 // A connect attempt that neither opens nor fails in this long is abandoned
 // (a half-open network can leave it pending for minutes).
 const CONNECT_TIMEOUT_MS = 5000;
@@ -42,6 +35,17 @@ const TICK_MS = 1000;
 // After this many failed connects in a row, check whether the session ended.
 const AUTH_CHECK_AFTER = 3;
 const RETRYABLE = new Set(["unavailable", "rate_limited"]);
+
+/** A client_id (SPEC 3): a random UUID, also where randomUUID is missing
+ * (pages served over plain HTTP on a LAN address). */
+function uuid4() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
 
 export class Connection {
   constructor() {
@@ -142,12 +146,9 @@ export class Connection {
     });
   }
 
-  /** The delay before the next connect attempt (see BASE_DELAY_MS). */
+  /** The delay before the next connect attempt. */
   backoffDelay() {
-    const longOutage = Date.now() - this.downSince > QUICK_PHASE_MS;
-    const max = longOutage ? SLOW_MAX_DELAY_MS : QUICK_MAX_DELAY_MS;
-    const cap = Math.min(max, BASE_DELAY_MS * 2 ** Math.min(this.attempt, 16));
-    return cap / 2 + Math.random() * (cap / 2);
+    return backoffDelay(this.attempt, Date.now() - this.downSince);
   }
 
   scheduleReconnect() {
@@ -240,22 +241,54 @@ export class Connection {
 
   // -- sends ---------------------------------------------------------------
 
-  /** Send a message until it is acknowledged; `room.onAck` / `onSendError` report back. */
-  sendMessage(room, conversation, clientId, body, attachments) {
-    const entry = {
-      room,
+  /** Send a message until it is acknowledged; returns its client_id. The
+   * conversation's room hears `onAck(clientId, message)` or, when it is
+   * refused, `onSendError(clientId, code, text)`; a refused send stays
+   * (marked `failed`) until `retrySend` or `discardSend`. `files` are the
+   * uploaded attachments ({id, name, size}). */
+  sendMessage(conversation, body, files) {
+    const clientId = uuid4();
+    const attachments = files.map((f) => f.id);
+    this.sends.set(clientId, {
+      clientId,
+      conversation,
+      body,
+      files,
       frame: { type: "send", conversation, client_id: clientId, body, attachments },
       createdAt: Date.now(),
       sentAt: 0,
       notBefore: 0,
       viaHttp: false,
-    };
-    this.sends.set(clientId, entry);
+      failed: null,
+    });
+    this.transmit(this.sends.get(clientId));
+    return clientId;
+  }
+
+  /** The conversation's sends not yet acknowledged, oldest first. */
+  pendingSends(conversation) {
+    return [...this.sends.values()].filter((e) => e.conversation === conversation);
+  }
+
+  /** Whether a send of the conversation is on its way (not refused). */
+  hasInFlight(conversation) {
+    return this.pendingSends(conversation).some((e) => !e.failed);
+  }
+
+  retrySend(clientId) {
+    const entry = this.sends.get(clientId);
+    if (!entry || !entry.failed) return;
+    Object.assign(entry, { failed: null, createdAt: Date.now(), sentAt: 0, notBefore: 0 });
     this.transmit(entry);
   }
 
+  discardSend(clientId) {
+    const entry = this.sends.get(clientId);
+    if (entry?.failed) this.sends.delete(clientId);
+  }
+
   transmit(entry) {
-    if (Date.now() < entry.notBefore) return;
+    if (entry.failed || Date.now() < entry.notBefore) return;
     if (this.send(entry.frame)) entry.sentAt = Date.now();
   }
 
@@ -263,19 +296,19 @@ export class Connection {
     const entry = this.sends.get(clientId);
     if (!entry) return;
     this.sends.delete(clientId);
-    entry.room.onAck(clientId, message);
+    this.rooms.get(entry.conversation)?.onAck(clientId, message);
   }
 
   fail(clientId, code, text, retryAfterMs) {
     const entry = this.sends.get(clientId);
-    if (!entry) return;
+    if (!entry || entry.failed) return;
     if (RETRYABLE.has(code)) {
       entry.notBefore = Date.now() + (retryAfterMs || BASE_DELAY_MS * 4);
       entry.sentAt = 0;
       return;
     }
-    this.sends.delete(clientId);
-    entry.room.onSendError(clientId, code, text);
+    entry.failed = { code, text };
+    this.rooms.get(entry.conversation)?.onSendError(clientId, code, text);
   }
 
   async sendOverHttp(clientId, entry) {
@@ -308,7 +341,7 @@ export class Connection {
       }
     }
     for (const [clientId, entry] of this.sends) {
-      if (now < entry.notBefore) continue;
+      if (entry.failed || now < entry.notBefore) continue;
       if (this.isOpen()) {
         if (!entry.sentAt || now - entry.sentAt > ACK_TIMEOUT_MS) this.transmit(entry);
       } else if (!entry.viaHttp && now - Math.max(entry.createdAt, this.downSince) > HTTP_FALLBACK_AFTER_MS) {

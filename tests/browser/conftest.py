@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import unicodedata
 import uuid
 from collections.abc import Iterator
@@ -32,6 +31,8 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
+
+from tests.helpers import eventually
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -100,16 +101,19 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/", timeout=1.0).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
+        try:
+            eventually(self._answers, within=STARTUP_SECONDS, what="the server answering")
+        except AssertionError as exc:
+            raise RuntimeError(f"{exc}: {self.log.read_text()[-2000:]}") from None
+
+    def _answers(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+        try:
+            return httpx.get(f"{self.url}/", timeout=1.0).status_code < 500
+        except httpx.HTTPError:
+            return False
 
     def stop(self) -> None:
         if self.process is None:

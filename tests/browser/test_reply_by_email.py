@@ -10,7 +10,6 @@ provider would post it."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from email import message_from_bytes, policy
@@ -22,6 +21,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import API_KEY, Ats, Browsers, Server
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.browser
 
@@ -52,15 +52,16 @@ def _email_to(server: Server, address: str) -> EmailMessage:
     """The first email the notifier wrote to `address` (bounded wait: it is
     written by another process)."""
     outbox = Path(server.env["CHAT_DATA_DIR"]) / "outbox"
-    deadline = time.monotonic() + EMAIL_SECONDS
-    while time.monotonic() < deadline:
+
+    def written() -> EmailMessage | None:
         for path in sorted(outbox.glob("*.eml")) if outbox.exists() else []:
             message = message_from_bytes(path.read_bytes(), policy=policy.default)
             if address in str(message["To"]):
                 assert isinstance(message, EmailMessage)
                 return message
-        time.sleep(0.1)
-    raise AssertionError(f"no email to {address} within {EMAIL_SECONDS:.0f} s")
+        return None
+
+    return eventually(written, within=EMAIL_SECONDS, what=f"an email to {address}")
 
 
 def test_a_reply_by_email_appears_live_marked_by_email(

@@ -16,13 +16,27 @@ from websockets.exceptions import InvalidStatus
 
 from chatserver.settings import Settings
 from tests.conftest import Scene
-from tests.ws_helpers import LiveServer, Socket, live_server, open_socket, seqs
+from tests.ws_helpers import (
+    FRAME_TIMEOUT,
+    LiveServer,
+    Socket,
+    Subscriptions,
+    live_server,
+    open_socket,
+    seqs,
+)
 
 
 @pytest.fixture
 async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
     async with live_server(app, settings) as running:
         yield running
+
+
+@pytest.fixture
+def subscriptions(app: Any) -> Subscriptions:
+    """The broker's subscriptions from the start of the test (before any socket)."""
+    return Subscriptions(app.state.services.broker)
 
 
 def send_frame(conversation: str, body: object = "Hello", **extra: Any) -> dict[str, Any]:
@@ -186,16 +200,20 @@ async def test_history_replay_and_live_stream_equal_the_database_under_concurren
 ) -> None:
     """Subscribing while messages are being sent misses and repeats nothing."""
     total = 60
+    # The late socket subscribes while sends are under way.
+    under_way = asyncio.Event()
 
     async def sender() -> None:
         for n in range(total):
             response = await scene.alice.send(scene.conversation, f"m{n}")
             assert response.status_code == 201
+            if n == 2:
+                under_way.set()
 
     async with open_socket(server, scene.cara) as early, open_socket(server, scene.bob) as late:
         await early.subscribe(scene.conversation)
         sending = asyncio.create_task(sender())
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(under_way.wait(), FRAME_TIMEOUT)
         await late.subscribe(scene.conversation)
         early_frames = await early.collect(lambda fs: len(seqs(fs)) >= total, within=20)
         late_frames = await late.collect(
@@ -283,12 +301,15 @@ async def test_typing_needs_a_subscription(server: LiveServer, scene: Scene) -> 
 
 
 async def test_inbox_frames_carry_each_staff_members_own_unread(
-    server: LiveServer, scene: Scene
+    server: LiveServer, scene: Scene, subscriptions: Subscriptions
 ) -> None:
     async with open_socket(server, scene.alice) as alice, open_socket(server, scene.bob) as bob:
         for ws in (alice, bob):
             await ws.send({"type": "inbox"})
-        await asyncio.sleep(0.2)
+            # Frames are answered in order: the pong says the inbox frame was taken.
+            await ws.send({"type": "ping"})
+            await ws.expect("pong")
+        await subscriptions.live("org:")
         await scene.cara.send(scene.conversation, "Is the job still open?")
         for ws in (alice, bob):
             inbox = await ws.next_of("inbox")
@@ -343,9 +364,11 @@ async def test_deleting_for_everyone_sends_deleted(server: LiveServer, scene: Sc
         }
 
 
-async def test_notifications_reach_the_recipients_sockets(server: LiveServer, scene: Scene) -> None:
+async def test_notifications_reach_the_recipients_sockets(
+    server: LiveServer, scene: Scene, subscriptions: Subscriptions
+) -> None:
     async with open_socket(server, scene.cara) as cara:
-        await asyncio.sleep(0.2)
+        await subscriptions.live("person:candidate:")
         await scene.alice.send(scene.conversation, "Can you come on Tuesday?")
         note = (await cara.next_of("notification"))["notification"]
         assert note["conversation"] == scene.conversation

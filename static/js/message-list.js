@@ -1,0 +1,257 @@
+// The conversation's message list: which message shows where, day
+// separators, sender grouping and the "Seen" receipt.
+//
+// Messages are keyed by seq, so whatever path a message takes (history,
+// replay after a reconnect, live frame, ack, HTTP fallback) it is shown once.
+// Pending sends live in socket.js, keyed by client_id; their bubbles carry
+// that client_id, and only an ack (which names it) turns a bubble into the
+// stored message. Our own message frame can beat its ack: while a send of
+// this conversation is in flight such a frame is held back, and shown by
+// the ack or, if it was another tab's, once nothing is in flight.
+
+import { connection } from "./socket.js";
+import { dayKey, dayLabel } from "./time.js";
+import { fillMessage, isMine, newMessage, pendingMessage, showFailed, showSending } from "./message-view.js";
+
+// Consecutive messages of one sender within this window share one header.
+const GROUP_WINDOW_MS = 5 * 60 * 1000;
+// "At the bottom" tolerance, so a new message keeps the view pinned.
+const BOTTOM_SLACK_PX = 80;
+
+const SEEN_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="m1.5 12.5 1.4-1.4 4.1 4.1L16.6 5.6 18 7 7 18zm7.6 3.4 1.4 1.4L22.1 5.6l-1.4-1.4z"/></svg>';
+
+export class MessageList {
+  /**
+   * @param {object} parts the timeline (scrolls), the list and the empty state
+   * @param {object} hooks `onDelete(el, scope, button)` from a message's menu,
+   *   `onShown(el)` for each element shown, `seenUpTo()` the other side's read seq
+   */
+  constructor({ conversation, timeline, list, empty }, { onDelete, onShown, seenUpTo }) {
+    this.conversation = conversation;
+    this.timeline = timeline;
+    this.list = list;
+    this.empty = empty;
+    this.onDelete = onDelete;
+    this.onShown = onShown;
+    this.seenUpTo = seenUpTo;
+    this.byseq = new Map();
+    // Our own live messages that arrived while a send was in flight, by seq.
+    this.held = new Map();
+    this.maxSeq = 0;
+    this.minSeq = null;
+  }
+
+  // -- scrolling -------------------------------------------------------------------
+
+  atBottom() {
+    const t = this.timeline;
+    return t.scrollHeight - t.scrollTop - t.clientHeight < BOTTOM_SLACK_PX;
+  }
+
+  scrollToBottom() {
+    this.timeline.scrollTop = this.timeline.scrollHeight;
+  }
+
+  // -- stored messages ---------------------------------------------------------------
+
+  /** A live message frame: ours waits for its ack while a send is in flight. */
+  receive(message) {
+    if (!this.byseq.has(message.seq) && isMine(message.sender) && connection.hasInFlight(this.conversation)) {
+      this.held.set(message.seq, message);
+      return;
+    }
+    this.add(message);
+  }
+
+  /** Show (or update) one MESSAGE; never duplicates a seq. `el` is the
+   * pending bubble it replaces, if any. */
+  add(message, { quiet = false, el: given = null } = {}) {
+    const seq = message.seq;
+    this.held.delete(seq);
+    this.maxSeq = Math.max(this.maxSeq, seq);
+    this.minSeq = this.minSeq === null ? seq : Math.min(this.minSeq, seq);
+    const known = this.byseq.get(seq);
+    if (message.hidden) {
+      if (known?.el) known.el.remove();
+      this.byseq.set(seq, { message, el: null });
+      return;
+    }
+    if (known) {
+      if (known.el && message.deleted && !known.message.deleted) {
+        known.message = message;
+        fillMessage(known.el, message, this.onDelete);
+      }
+      return;
+    }
+    const pinned = quiet || this.atBottom();
+    const el = given || newMessage();
+    fillMessage(el, message, this.onDelete);
+    this.byseq.set(seq, { message, el });
+    this.place(el, seq);
+    if (!quiet) {
+      this.layout();
+      if (pinned || isMine(message.sender)) this.scrollToBottom();
+    }
+    this.onShown(el);
+    this.empty.hidden = true;
+  }
+
+  /** Show the messages held back for an ack once no send is in flight (they
+   * were another tab's, or their ack went astray and a later one covers them). */
+  release() {
+    if (!this.held.size || connection.hasInFlight(this.conversation)) return;
+    const held = [...this.held.values()].sort((a, b) => a.seq - b.seq);
+    this.held.clear();
+    for (const message of held) this.add(message);
+  }
+
+  place(el, seq) {
+    const placed = [...this.list.querySelectorAll(".msg[data-seq]")].filter((n) => n !== el);
+    for (let i = placed.length - 1; i >= 0; i -= 1) {
+      if (Number(placed[i].dataset.seq) < seq) {
+        placed[i].after(el);
+        return;
+      }
+    }
+    if (placed.length) {
+      placed[0].before(el);
+      return;
+    }
+    const firstPending = this.list.querySelector(".msg:not([data-seq])");
+    if (firstPending && firstPending !== el) firstPending.before(el);
+    else this.list.append(el);
+  }
+
+  /** The element showing seq `seq`, if this viewer sees it. */
+  element(seq) {
+    return this.byseq.get(seq)?.el || null;
+  }
+
+  message(seq) {
+    return this.byseq.get(seq)?.message || this.held.get(seq) || null;
+  }
+
+  /** Deleted for this viewer only: gone from the list, its seq still known. */
+  hide(seq) {
+    const entry = this.byseq.get(seq);
+    if (!entry) return;
+    entry.el?.remove();
+    this.byseq.set(seq, { message: { ...entry.message, hidden: true }, el: null });
+    this.layout();
+  }
+
+  /** Deleted for everyone: a placeholder. Returns whether anything changed. */
+  markDeleted(seq) {
+    const gone = (m) => ({ ...m, deleted: true, body: "", html: "", attachments: [] });
+    const heldMessage = this.held.get(seq);
+    if (heldMessage) {
+      this.held.set(seq, gone(heldMessage));
+      return false;
+    }
+    const entry = this.byseq.get(seq);
+    if (!entry || entry.message.deleted) return false;
+    entry.message = gone(entry.message);
+    if (entry.el) {
+      fillMessage(entry.el, entry.message, this.onDelete);
+      this.layout();
+    }
+    return true;
+  }
+
+  /** The newest message this viewer still sees (deleted ones as placeholders). */
+  newestVisible() {
+    let newest = null;
+    for (const { message } of this.byseq.values()) {
+      if (!message.hidden && (!newest || message.seq > newest.seq)) newest = message;
+    }
+    return newest;
+  }
+
+  /** The newest seq shown as an element (0 if none). */
+  newestShown() {
+    let newest = 0;
+    for (const { message, el } of this.byseq.values()) if (el) newest = Math.max(newest, message.seq);
+    return newest;
+  }
+
+  // -- pending sends (held by socket.js, shown here by client_id) --------------------
+
+  bubble(clientId) {
+    return this.list.querySelector(`.msg:not([data-seq])[data-client-id="${CSS.escape(clientId)}"]`);
+  }
+
+  /** A send socket.js holds ({clientId, body, files, failed}), as a bubble. */
+  showPending(send, handlers) {
+    if (this.bubble(send.clientId)) return;
+    const el = pendingMessage(send);
+    this.list.append(el);
+    if (send.failed) showFailed(el, send.failed.text, handlers);
+    this.layout();
+    this.scrollToBottom();
+  }
+
+  /** The ack for `clientId`: its bubble becomes MESSAGE (or goes, if the
+   * message is already shown). */
+  confirm(clientId, message) {
+    const el = this.bubble(clientId);
+    if (this.byseq.has(message.seq)) {
+      this.held.delete(message.seq);
+      if (el) {
+        el.remove();
+        this.layout();
+      }
+      return;
+    }
+    this.add(message, { el });
+  }
+
+  failed(clientId, text, handlers) {
+    const el = this.bubble(clientId);
+    if (el) showFailed(el, text, handlers);
+  }
+
+  sending(clientId) {
+    const el = this.bubble(clientId);
+    if (el) showSending(el);
+  }
+
+  drop(clientId) {
+    this.bubble(clientId)?.remove();
+    this.layout();
+  }
+
+  // -- layout ------------------------------------------------------------------------
+
+  /** Day separators, sender grouping and the "Seen" receipt, in one pass. */
+  layout() {
+    for (const sep of this.list.querySelectorAll(".day-sep")) sep.remove();
+    const seenUpTo = this.seenUpTo();
+    let prev = null;
+    let lastSeenMine = null;
+    for (const el of [...this.list.querySelectorAll(".msg")]) {
+      const at = new Date(el.dataset.at || Date.now());
+      const day = dayKey(at);
+      if (!prev || prev.day !== day) {
+        const sep = document.createElement("li");
+        sep.className = "day-sep";
+        sep.textContent = dayLabel(at);
+        el.before(sep);
+      }
+      const sameRun = prev && prev.day === day && prev.sender === el.dataset.sender && at - prev.at < GROUP_WINDOW_MS;
+      el.classList.toggle("cont", Boolean(sameRun));
+      prev = { day, sender: el.dataset.sender, at };
+      const stored = el.dataset.seq && !el.classList.contains("pending");
+      if (el.classList.contains("mine") && stored && Number(el.dataset.seq) <= seenUpTo) lastSeenMine = el;
+    }
+    for (const el of this.list.querySelectorAll(".read-receipt")) el.remove();
+    if (lastSeenMine) {
+      const receipt = document.createElement("span");
+      receipt.className = "read-receipt";
+      receipt.dataset.testid = "read-receipt";
+      receipt.insertAdjacentHTML("afterbegin", SEEN_ICON);
+      receipt.append("Seen");
+      lastSeenMine.querySelector(".msg-status").append(receipt);
+    }
+    this.empty.hidden = this.list.querySelector(".msg") !== null;
+  }
+}

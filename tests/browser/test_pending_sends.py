@@ -1,0 +1,254 @@
+"""Pending sends are matched to their messages by client_id, never by text.
+
+Playwright's WebSocket routing sits between the page and the real server,
+so a test can hold back an ack until the message frame has passed (the
+order a busy server may produce), refuse one send as the server would, or
+drop the socket between a stored send and its ack. Everything else passes
+through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, WebSocketRoute, expect
+
+from tests.browser.conftest import Ats, Browsers
+
+pytestmark = pytest.mark.browser
+
+MESSAGE = '[data-testid="message"][data-seq]'
+Frame = dict[str, Any]
+
+
+def send(page: Page, text: str) -> None:
+    page.get_by_test_id("composer").fill(text)
+    page.get_by_test_id("composer").press("Enter")
+
+
+class Relay:
+    """The page's WebSockets, relayed to the server frame by frame.
+
+    `to_server(frame, link)` and `to_page(frame, link)` return whether to pass
+    the frame on; they may send other frames themselves through `link`.
+    """
+
+    def __init__(self, page: Page) -> None:
+        self.links: list[Link] = []
+        self.to_server: Callable[[Frame, Link], bool] = lambda frame, link: True
+        self.to_page: Callable[[Frame, Link], bool] = lambda frame, link: True
+        page.route_web_socket("**/ws", self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        self.links.append(Link(self, ws))
+
+    def sends(self) -> list[Frame]:
+        """Every send frame the page wrote, over all its sockets, in order."""
+        return [f for link in self.links for f in link.from_page if f["type"] == "send"]
+
+
+class Link:
+    """One of the page's sockets, with what went each way."""
+
+    def __init__(self, relay: Relay, ws: WebSocketRoute) -> None:
+        self.relay = relay
+        self.ws = ws
+        self.server = ws.connect_to_server()
+        self.from_page: list[Frame] = []
+        ws.on_message(self._from_page)
+        self.server.on_message(self._from_server)
+
+    def _from_page(self, data: str | bytes) -> None:
+        frame = json.loads(data)
+        self.from_page.append(frame)
+        if self.relay.to_server(frame, self):
+            self.server.send(data)
+
+    def _from_server(self, data: str | bytes) -> None:
+        if self.relay.to_page(json.loads(data), self):
+            self.ws.send(data)
+
+    def to_page(self, frame: Frame) -> None:
+        self.ws.send(json.dumps(frame))
+
+
+def staff_in_conversation(browsers: Browsers, ats: Ats) -> tuple[Page, Relay, Page]:
+    """Alice's page on the conversation, its sockets relayed; Cara's page."""
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    staff = browsers.open(ats.staff_link(alice))
+    relay = Relay(staff)
+    staff.goto(f"{ats.server.url}/c/{app.conversation}")
+    expect(staff.get_by_test_id("composer")).to_be_enabled()
+    candidate = browsers.open(ats.candidate_link(app.id))
+    return staff, relay, candidate
+
+
+def client_ids_by_seq(page: Page) -> dict[int, str]:
+    pairs = page.locator(MESSAGE).evaluate_all(
+        "els => els.map(e => [Number(e.dataset.seq), e.dataset.clientId || null])"
+    )
+    return {int(seq): client_id for seq, client_id in pairs}
+
+
+def test_identical_texts_are_confirmed_each_by_its_own_ack(browsers: Browsers, ats: Ats) -> None:
+    staff, relay, candidate = staff_in_conversation(browsers, ats)
+    # Acks are held until both messages have passed, then come in reverse.
+    held: list[tuple[Frame, Link]] = []
+
+    def to_page(frame: Frame, link: Link) -> bool:
+        if frame["type"] != "ack":
+            return True
+        held.append((frame, link))
+        if len(held) == 2:
+            for ack, via in reversed(held):
+                via.to_page(ack)
+        return False
+
+    relay.to_page = to_page
+    send(staff, "See you at nine")
+    send(staff, "See you at nine")
+
+    for page in (staff, candidate):
+        expect(page.locator(MESSAGE, has_text="See you at nine")).to_have_count(2)
+    expect(staff.locator(".msg.pending")).to_have_count(0)
+    first, second = (f["client_id"] for f in relay.sends())
+    assert first != second
+    # The first bubble became the first message, the second the second.
+    assert client_ids_by_seq(staff) == {1: first, 2: second}
+    assert [ack["client_id"] for ack, _ in held] == [first, second]
+
+
+def test_a_refused_send_keeps_its_bubble_when_the_same_text_goes_through(
+    browsers: Browsers, ats: Ats
+) -> None:
+    staff, relay, candidate = staff_in_conversation(browsers, ats)
+    refused: list[str] = []
+
+    def to_server(frame: Frame, link: Link) -> bool:
+        if frame["type"] == "send" and not refused:
+            # Refused as the server refuses a send it cannot take.
+            refused.append(frame["client_id"])
+            link.to_page(
+                {
+                    "type": "error",
+                    "code": "invalid",
+                    "message": "Not today.",
+                    "client_id": frame["client_id"],
+                }
+            )
+            return False
+        return True
+
+    # The message frame of the second send reaches the page before its ack.
+    late: list[tuple[Frame, Link]] = []
+    passed: list[int] = []
+
+    def to_page(frame: Frame, link: Link) -> bool:
+        if frame["type"] == "ack" and frame["message"]["seq"] not in passed:
+            late.append((frame, link))
+            return False
+        if frame["type"] == "message":
+            link.to_page(frame)
+            passed.append(frame["message"]["seq"])
+            for ack, via in [(a, v) for a, v in late if a["message"]["seq"] in passed]:
+                late.remove((ack, via))
+                via.to_page(ack)
+            return False
+        return True
+
+    relay.to_server = to_server
+    relay.to_page = to_page
+    send(staff, "Parking is free")
+    failed = staff.locator(".msg.failed")
+    expect(failed).to_contain_text("Not sent: Not today.")
+    send(staff, "Parking is free")
+
+    confirmed = staff.locator(MESSAGE, has_text="Parking is free")
+    expect(confirmed).to_have_count(1)
+    expect(staff.locator(".msg.pending")).to_have_count(0)
+    # The refused bubble is still the refused send, with its Retry.
+    expect(failed).to_have_count(1)
+    assert failed.get_attribute("data-client-id") == refused[0]
+    second = relay.sends()[1]["client_id"]
+    assert client_ids_by_seq(staff) == {1: second}
+    assert passed == [1], "the message frame did not come before its ack"
+
+    failed.get_by_role("button", name="Retry").click()
+    expect(staff.locator(".msg.failed")).to_have_count(0)
+    for page in (staff, candidate):
+        expect(page.locator(MESSAGE, has_text="Parking is free")).to_have_count(2)
+    assert client_ids_by_seq(staff) == {1: second, 2: refused[0]}
+
+
+def test_a_send_retried_after_a_reconnect_shows_once(browsers: Browsers, ats: Ats) -> None:
+    staff, relay, candidate = staff_in_conversation(browsers, ats)
+    dropped: list[Frame] = []
+
+    def to_page(frame: Frame, link: Link) -> bool:
+        if link is not relay.links[0]:
+            return True
+        if frame["type"] == "message":
+            return False
+        if frame["type"] == "ack":
+            # Stored, but the page hears nothing before its socket drops.
+            dropped.append(frame)
+            link.ws.close()
+            return False
+        return True
+
+    relay.to_page = to_page
+    send(staff, "Only once, please")
+
+    for page in (staff, candidate):
+        expect(page.locator(MESSAGE, has_text="Only once, please")).to_have_count(1)
+    expect(staff.locator(".msg.pending")).to_have_count(0)
+    assert len(dropped) == 1
+    assert len(relay.links) >= 2
+    # The same send went again on the new socket, with its client_id.
+    first, *again = relay.sends()
+    assert first["client_id"] == dropped[0]["client_id"]
+    assert again, "the send was not retried"
+    assert {f["client_id"] for f in again} == {first["client_id"]}
+    assert client_ids_by_seq(staff) == {1: first["client_id"]}
+
+
+def test_a_pending_send_is_still_shown_after_switching_conversations(
+    browsers: Browsers, ats: Ats
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    dan = ats.application("dan", "Dan Jones")
+    inbox = browsers.open(ats.staff_link(alice))
+    relay = Relay(inbox)
+    holding = [True]
+
+    def to_server(frame: Frame, link: Link) -> bool:
+        return not (holding[0] and frame["type"] == "send")
+
+    relay.to_server = to_server
+    inbox.reload()
+    row = inbox.locator(f'[data-conversation="{cara.conversation}"]')
+    row.click()
+    send(inbox, "Still on its way")
+    pending = inbox.locator(".msg.pending", has_text="Still on its way")
+    expect(pending).to_contain_text("Sending…")
+
+    inbox.locator(f'[data-conversation="{dan.conversation}"]').click()
+    expect(inbox.locator('#conversation-pane [data-field="title"]')).to_have_text("Dan Jones")
+    expect(pending).to_have_count(0)
+    row.click()
+    expect(inbox.locator('#conversation-pane [data-field="title"]')).to_have_text("Cara Candidate")
+    # socket.js still holds the send: the conversation shows it again.
+    expect(pending).to_have_count(1)
+
+    holding[0] = False
+    relay.links[-1].ws.close()
+    expect(inbox.locator(MESSAGE, has_text="Still on its way")).to_have_count(1)
+    expect(inbox.locator(".msg.pending")).to_have_count(0)
+    candidate = browsers.open(ats.candidate_link(cara.id))
+    expect(candidate.locator(MESSAGE, has_text="Still on its way")).to_have_count(1)
+    assert len({f["client_id"] for f in relay.sends()}) == 1
