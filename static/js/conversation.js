@@ -10,6 +10,7 @@ import { Composer } from "./composer.js";
 import { confirmAction, toast } from "./dialog.js";
 import { bindMenu, clone, fileSize, hue, initials, statusLabel } from "./ui.js";
 import { clock, dayKey, dayLabel, fullTime } from "./time.js";
+import { isSystemLine, systemLine } from "./system-line.js";
 
 const me = document.body.dataset;
 const PAGE = 50;
@@ -334,19 +335,20 @@ export class ConversationView {
       return;
     }
     const pinned = quiet || this.atBottom();
-    let el = given;
+    const system = isSystemLine(message);
+    let el = given || (system ? systemLine(message) : null);
     if (!el && isMine(message.sender)) el = this.adoptPending(message);
     if (!el) el = clone("message-template");
-    this.fill(el, message);
+    if (!system) this.fill(el, message);
     this.byseq.set(seq, { message, el });
     this.place(el, seq);
-    if (!isMine(message.sender)) this.hideTyping();
+    if (!isMine(message.sender) && !system) this.hideTyping();
     if (!quiet) {
       this.layout();
       if (pinned || isMine(message.sender)) this.scrollToBottom();
     }
     this.readObserver.observe(el);
-    this.empty.hidden = true;
+    if (!system) this.empty.hidden = true;
   }
 
   /** A message frame for one of our own pending sends may beat its ack. */
@@ -502,7 +504,7 @@ export class ConversationView {
   newestVisible() {
     let newest = null;
     for (const { message } of this.byseq.values()) {
-      if (!message.hidden && (!newest || message.seq > newest.seq)) newest = message;
+      if (!message.hidden && !isSystemLine(message) && (!newest || message.seq > newest.seq)) newest = message;
     }
     return newest;
   }
@@ -539,7 +541,8 @@ export class ConversationView {
       receipt.append("Seen");
       lastSeenMine.querySelector(".msg-status").append(receipt);
     }
-    this.empty.hidden = this.list.querySelector(".msg") !== null;
+    // System lines are not messages: "No messages yet" stays beside them.
+    this.empty.hidden = this.list.querySelector(".msg:not(.system-line)") !== null;
   }
 
   // -- sending ---------------------------------------------------------------------
