@@ -8,10 +8,12 @@ Both backends."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from pypdf import PdfReader
 
 from chatserver.settings import Settings
 from chatserver.store.tables import notifications
@@ -209,3 +211,34 @@ async def test_a_line_is_nobodys_to_delete_for_everyone(scene: Scene) -> None:
     assert (hidden["hidden"], hidden["body"], "event" in hidden) == (True, "", False)
     [shown] = await scene.alice.history(scene.conversation)
     assert shown["event"]["type"] == "ended"
+
+
+async def test_the_transcript_tells_each_event_once(scene: Scene, host: Host) -> None:
+    """The lines' events come into the transcript from the audit trail, in
+    the lines' words, once each (the lines themselves are not repeated),
+    in the HTML page and the PDF alike."""
+    await sent(scene.alice, scene.conversation, "Hello Cara")
+    await host.application("app-1", org="acme", candidate="cara", status="offered")
+    await end(scene.alice, scene.conversation)
+    await sent(scene.bob, scene.conversation, "One more thing")
+    history = await scene.cara.history(scene.conversation)
+    words = [m["body"] for m in history if m["sender"]["kind"] == "system"]
+    assert words == [
+        "Application status changed from Interviewing to Offered.",
+        "Alice Recruiter ended the conversation.",
+        "Bob Manager reopened the conversation.",
+    ]
+    for person in (scene.alice, scene.cara):
+        page = await person.client.get(f"/api/conversations/{scene.conversation}/transcript")
+        assert page.status_code == 200
+        for sentence in words:
+            assert page.text.count(sentence) == 1, sentence
+        assert "chatserver" not in page.text.split("<body", 1)[1]  # no system sender
+        pdf = await person.client.get(f"/api/conversations/{scene.conversation}/transcript.pdf")
+        assert pdf.status_code == 200
+        text = " ".join(
+            " ".join((p.extract_text() or "").split())
+            for p in PdfReader(io.BytesIO(pdf.content)).pages
+        )
+        for sentence in words:
+            assert text.count(sentence) == 1, sentence
