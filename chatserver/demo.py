@@ -21,7 +21,7 @@ from chatserver.chat.service import Chat
 from chatserver.chat.signing import Signer
 from chatserver.errors import ChatError
 from chatserver.settings import Settings
-from chatserver.store import people
+from chatserver.store import conversations, people
 from chatserver.store.db import Database
 
 ORG = ("demo-school", "Northfield Academy")
@@ -164,6 +164,10 @@ async def seed(chat: Chat) -> None:
     staff_viewer = Viewer(Role.STAFF, STAFF[0][0], STAFF[0][1], STAFF[0][3], org_id=ORG[0])
     for candidate in CANDIDATES:
         application_id = f"demo-app-{candidate.key}"
+        if await _seeded(chat, application_id):
+            # Seeded by an earlier run: going through "interviewing" again
+            # would add status changes (and their system lines) each time.
+            continue
         job_id, job_title = JOBS[candidate.job]
         result = await actions.upsert_application(
             chat,
@@ -200,6 +204,11 @@ async def seed(chat: Chat) -> None:
                 candidate.status,
                 now - timedelta(days=candidate.days_ago),
             )
+
+
+async def _seeded(chat: Chat, application_id: str) -> bool:
+    async with chat.db.transaction() as conn:
+        return await conversations.context_by_application(conn, application_id) is not None
 
 
 def links(

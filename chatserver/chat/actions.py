@@ -13,7 +13,7 @@ from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
-from chatserver.chat import access, events, ids
+from chatserver.chat import access, events, ids, timeline
 from chatserver.chat.formatting import render
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import (
@@ -249,6 +249,7 @@ async def upsert_application(
         previous, previous_candidate, conversation_id = await conversations.upsert_application(
             conn, application_id, org[0], job[0], candidate[0], status.value, applied_at, now
         )
+        line: dict[str, Any] | None = None
         if previous is None:
             await audit.record(
                 conn, application_id, "application.created", now, None, {"status": status.value}
@@ -262,9 +263,15 @@ async def upsert_application(
                 None,
                 {"from": previous, "to": status.value},
             )
+            happened = timeline.Happened(
+                timeline.LineEvent.STATUS_CHANGED, before=previous, after=status.value
+            )
+            line = await timeline.append(conn, conversation_id, happened, now)
         ctx = await conversations.context(conn, conversation_id)
     assert ctx is not None
     published: list[tuple[str, dict[str, Any]]] = []
+    if line is not None:
+        published.append((events.conversation_channel(conversation_id), events.message_event(line)))
     if previous is not None and previous != status.value:
         published.append(
             (events.conversation_channel(conversation_id), events.conversation_changed(ctx))
@@ -403,14 +410,18 @@ async def end_conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> 
             raise ChatError(ErrorCode.FORBIDDEN, "Only staff can end a conversation.")
         changed = ctx["state"] != State.ENDED.value
         if changed:
+            now = chat.clock()
             await conversations.set_state(conn, conversation_id, State.ENDED.value)
             await audit.record(
-                conn, ctx["application_id"], "conversation.ended", chat.clock(), viewer.person()
+                conn, ctx["application_id"], "conversation.ended", now, viewer.person()
             )
+            happened = timeline.Happened(timeline.LineEvent.ENDED, by=viewer.person())
+            line = await timeline.append(conn, conversation_id, happened, now)
             ended = await conversations.context(conn, conversation_id)
     if changed and ended is not None:
         await chat.events.publish(
             [
+                (events.conversation_channel(conversation_id), events.message_event(line)),
                 (events.conversation_channel(conversation_id), events.conversation_changed(ended)),
                 (events.org_channel(ended["org_id"]), events.inbox_changed(conversation_id, None)),
             ]

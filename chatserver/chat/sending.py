@@ -47,7 +47,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatserver.chat import access, events, views
+from chatserver.chat import access, events, timeline, views
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role, State, send_refusal, sending_reopens
 from chatserver.errors import ChatError, ErrorCode, invalid, not_found, unavailable
@@ -100,6 +100,8 @@ class _Stored:
     org_id: str
     context: JSON | None  # the conversation, when sending reopened it
     notifications: list[JSON] = field(default_factory=list)
+    # System lines stored just before the message (its reopening), published first.
+    lines: list[JSON] = field(default_factory=list)
 
 
 Outcome = tuple[SendResult | ChatError, _Stored | None]
@@ -248,6 +250,10 @@ class SendQueue:
         items: list[tuple[str, JSON]] = []
         for s in stored:
             conversation_id = s.message["conversation"]
+            items.extend(
+                (events.conversation_channel(conversation_id), events.message_event(line))
+                for line in s.lines
+            )
             if s.context is not None:
                 items.append(
                     (
@@ -462,6 +468,7 @@ async def _store_batch(
     in_batch: dict[send_batch.ClientKey, JSON] = {}
     touched: dict[str, JSON] = {}
     reopened: set[str] = set()
+    line_rows: list[JSON] = []  # system lines: stored, never notified
     links: list[tuple[str, list[str]]] = []  # message id, its attachment ids
     for request in batch:
         key = request.key
@@ -482,8 +489,12 @@ async def _store_batch(
         if isinstance(files, ChatError):
             outcomes.append((files, None))
             continue
+        lines: list[JSON] = []
         if sending_reopens(role, views.facts(ctx)):
             reopened.add(ctx["id"])
+            line = timeline.reopened_line(ctx, request.viewer, now)
+            line_rows.append(line)
+            lines.append(views.message(line))
         ctx["last_seq"] += 1
         ctx["state"] = State.OPEN.value
         ctx["has_staff_message"] = ctx["has_staff_message"] or role is Role.STAFF
@@ -496,12 +507,15 @@ async def _store_batch(
         message = views.message(row, files)
         context = dict(ctx) if ctx["id"] in reopened else None
         outcomes.append(
-            (SendResult(message, created=True), _Stored(message, ctx["org_id"], context))
+            (
+                SendResult(message, created=True),
+                _Stored(message, ctx["org_id"], context, lines=lines),
+            )
         )
         if files:
             links.append((row["id"], [f["id"] for f in files]))
 
-    await messages.insert_many(conn, new_rows)
+    await messages.insert_many(conn, [*line_rows, *new_rows])
     # After the insert: an attachment's message_id references its message.
     for message_id, attachment_ids in links:
         await messages.attach(conn, message_id, attachment_ids)

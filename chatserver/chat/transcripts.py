@@ -19,18 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from chatserver.chat import access
 from chatserver.chat.identity import Viewer
 from chatserver.chat.service import Chat
+from chatserver.chat.timeline import SYSTEM_KIND, LineEvent, sentence, status_name
 from chatserver.chat.views import VIA_EMAIL
 from chatserver.store import audit, messages
 
-STATUS_NAMES = {
-    "submitted": "Submitted",
-    "shortlisted": "Shortlisted",
-    "interviewing": "Interviewing",
-    "offered": "Offered",
-    "hired": "Hired",
-    "not_progressing": "Not progressing",
-    "withdrawn": "Withdrawn",
-}
 KIND_NAMES = {"staff": "Hiring team", "candidate": "Candidate", "system": "System"}
 
 
@@ -124,18 +116,14 @@ def zone_label(zone: ZoneInfo, at: datetime) -> str:
 def _event_text(action: str, actor: str | None, detail: dict[str, Any]) -> str | None:
     """The line for an audit event, or None for those a transcript leaves
     out (link issued, message sent: the messages speak for themselves)."""
-    who = actor or "The hiring team"
     if action == "conversation.ended":
-        return f"{who} ended the conversation."
+        return sentence(LineEvent.ENDED, actor)
     if action == "conversation.reopened":
-        return f"{who} reopened the conversation."
+        return sentence(LineEvent.REOPENED, actor)
     if action == "application.created":
-        status = STATUS_NAMES.get(str(detail.get("status")), str(detail.get("status", "")))
-        return f"Application received (status: {status})."
+        return f"Application received (status: {status_name(detail.get('status'))})."
     if action == "application.status_changed":
-        before = STATUS_NAMES.get(str(detail.get("from")), str(detail.get("from", "")))
-        after = STATUS_NAMES.get(str(detail.get("to")), str(detail.get("to", "")))
-        return f"Application status changed from {before} to {after}."
+        return sentence(LineEvent.STATUS_CHANGED, actor, detail.get("from"), detail.get("to"))
     return None
 
 
@@ -165,6 +153,11 @@ async def build(chat: Chat, viewer: Viewer, conversation_id: str) -> Transcript:
     # as a message (a reopening by that very message) comes first.
     timeline: list[tuple[datetime, int, int, Entry]] = []
     for row in rows:
+        if row["sender_kind"] == SYSTEM_KIND:
+            # The same event comes from the audit trail below (which also
+            # holds those from before system lines were written), in the
+            # same words: told once.
+            continue
         deletion = deletions.get(row["id"]) if row["deleted"] else None
         line = MessageLine(
             at=row["created_at"].astimezone(zone),
@@ -193,7 +186,7 @@ async def build(chat: Chat, viewer: Viewer, conversation_id: str) -> Transcript:
         candidate_name=ctx["candidate_name"],
         job_title=ctx["job_title"],
         applied_at=ctx["applied_at"].astimezone(zone),
-        status=STATUS_NAMES.get(ctx["status"], ctx["status"]),
+        status=status_name(ctx["status"]),
         state="Ended" if ctx["state"] == "ended" else "Open",
         timezone=zone.key,
         zone_label=zone_label(zone, now),

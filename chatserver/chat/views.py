@@ -43,10 +43,11 @@ def message(
     *,
     hidden: bool = False,
 ) -> JSON:
-    """MESSAGE. A hidden or deleted message keeps its seq but loses its content."""
+    """MESSAGE. A hidden or deleted message keeps its seq but loses its content.
+    A system line (chatserver/chat/timeline.py) adds its `event`."""
     deleted = bool(row["deleted"])
     empty = hidden or deleted
-    return {
+    result = {
         "id": row["id"],
         "conversation": row["conversation_id"],
         "seq": row["seq"],
@@ -61,6 +62,10 @@ def message(
         # a notification email, shown as "by email"; "app" otherwise.
         "via": row.get("via") or VIA_APP,
     }
+    event = row.get("event")
+    if event is not None and not empty:
+        result["event"] = event
+    return result
 
 
 def facts(ctx: Record) -> ConversationFacts:

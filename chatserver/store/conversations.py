@@ -425,7 +425,7 @@ async def unarchive(conn: AsyncConnection, conversation_id: str, staff_id: str) 
 class Filter(enum.StrEnum):
     ALL = "all"
     UNREAD = "unread"
-    MESSAGED = "messaged"  # anything was ever written (deleted messages too)
+    MESSAGED = "messaged"  # anybody ever wrote (deleted messages too; system lines are not)
     ARCHIVED = "archived"  # archived by this staff member; the others list the rest
 
 
@@ -513,7 +513,8 @@ async def list_conversations(
     if query.filter == Filter.UNREAD:
         stmt = stmt.where(has_unread)
     elif query.filter == Filter.MESSAGED:
-        stmt = stmt.where(conversations.c.last_seq > 0)
+        # Set by people's messages only (system lines leave it).
+        stmt = stmt.where(conversations.c.last_message_at.is_not(None))
     if query.folded_search:
         stmt = stmt.where(_search_matches(kind, person_id, query.folded_search))
     flag: ColumnElement[int] = (
@@ -604,8 +605,9 @@ class InboxEntry:
     unread: int
     state: str
     status: str
-    # The newest message this staff member has not deleted for themselves
-    # (a message deleted for everyone is still it: a placeholder).
+    # The newest message people wrote that this staff member has not deleted
+    # for themselves (a message deleted for everyone is still it: a
+    # placeholder; a system line is not).
     last_message: RowMapping | None
 
 
@@ -623,7 +625,11 @@ async def inbox_entries(
     reader = staff.c.id
     newest_visible = (
         select(func.max(messages.c.seq))
-        .where(messages.c.conversation_id == conversations.c.id, ~_hidden_by(Role.STAFF, reader))
+        .where(
+            messages.c.conversation_id == conversations.c.id,
+            messages.c.sender_kind != "system",
+            ~_hidden_by(Role.STAFF, reader),
+        )
         .correlate_except(messages)
         .scalar_subquery()
     )

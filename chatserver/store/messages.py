@@ -13,9 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chatserver.store import dialect
 from chatserver.store.folding import fold
 from chatserver.store.people import upsert
-from chatserver.store.tables import attachments, hidden_messages, messages
+from chatserver.store.tables import attachments, conversations, hidden_messages, messages
 
 ClientKey = tuple[str, str, str]  # (sender_kind, sender_id, client_id)
+# Lines the service writes (chatserver/chat/timeline.py): in history, but
+# never an inbox preview, never searched.
+SYSTEM = "system"
 
 
 async def by_client_keys(
@@ -45,8 +48,27 @@ async def by_client_keys(
 
 def with_search_body(row: Mapping[str, Any]) -> dict[str, Any]:
     """A message row with its body folded for search: every insert path
-    stores both (the column has no default, so one that forgets fails)."""
-    return {**row, "search_body": fold(row["body"])}
+    stores both (the column has no default, so one that forgets fails).
+    Search looks for what people wrote, so a system line stores nothing."""
+    searched = "" if row["sender_kind"] == SYSTEM else fold(row["body"])
+    # Every row of one executemany needs the same keys: people's messages
+    # carry no event.
+    return {"event": None, **row, "search_body": searched}
+
+
+async def next_seq(conn: AsyncConnection, conversation_id: str) -> int:
+    """Take the conversation's next seq for a system line: one atomic
+    increment, which also holds the row lock until the transaction ends, so
+    it serialises with sends exactly as they do with each other. The
+    conversation's activity time and first-message facts stay as they are:
+    a line is not a message anybody wrote."""
+    result = await conn.execute(
+        update(conversations)
+        .where(conversations.c.id == conversation_id)
+        .values(last_seq=conversations.c.last_seq + 1)
+        .returning(conversations.c.last_seq)
+    )
+    return int(result.scalar_one())
 
 
 async def insert_many(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -137,7 +159,8 @@ async def last(conn: AsyncConnection, conversation_id: str) -> RowMapping | None
 async def last_visible(
     conn: AsyncConnection, conversation_ids: Sequence[str], viewer_kind: str, viewer_id: str
 ) -> dict[str, RowMapping]:
-    """The newest message of each conversation that this viewer has not hidden."""
+    """The newest message people wrote in each conversation that this viewer
+    has not hidden: the inbox row's preview (a system line is not one)."""
     if not conversation_ids:
         return {}
     not_hidden = ~exists().where(
@@ -147,7 +170,11 @@ async def last_visible(
     )
     newest = (
         select(messages.c.conversation_id, func.max(messages.c.seq).label("seq"))
-        .where(messages.c.conversation_id.in_(list(conversation_ids)), not_hidden)
+        .where(
+            messages.c.conversation_id.in_(list(conversation_ids)),
+            messages.c.sender_kind != SYSTEM,
+            not_hidden,
+        )
         .group_by(messages.c.conversation_id)
         .subquery()
     )

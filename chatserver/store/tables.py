@@ -136,6 +136,12 @@ class Message(SQLModel, table=True):
     # How the message arrived when not through the app: "email" for a reply
     # to a notification email (shown as "by email"); None for the app.
     via: str | None = Field(default=None, max_length=16)
+    # A system line's event (chatserver/chat/timeline.py): {"type": "ended" |
+    # "reopened" | "status_changed", "by": PERSON | None, "from"?, "to"?};
+    # None for people's messages.
+    event: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
 
 
 class Attachment(SQLModel, table=True):

@@ -11,6 +11,7 @@ import { confirmAction, toast } from "./dialog.js";
 import { History } from "./history.js";
 import { MessageList } from "./message-list.js";
 import { isMine } from "./message-view.js";
+import { isSystemLine } from "./system-line.js";
 import { ReadTracker } from "./read-tracker.js";
 import { Typing } from "./typing.js";
 import { bindMenu, clone, hue, initials, statusLabel } from "./ui.js";
@@ -309,7 +310,7 @@ export class ConversationView {
         this.refreshSummary();
         break;
       case "message":
-        if (!isMine(frame.message.sender)) this.typing.hide();
+        if (!isMine(frame.message.sender) && !isSystemLine(frame.message)) this.typing.hide();
         this.messages.receive(frame.message);
         this.reads.schedule();
         break;

@@ -12,6 +12,7 @@
 import { connection } from "./socket.js";
 import { dayKey, dayLabel } from "./time.js";
 import { fillMessage, isMine, newMessage, pendingMessage, showFailed, showSending } from "./message-view.js";
+import { isSystemLine, systemLine } from "./system-line.js";
 
 // Consecutive messages of one sender within this window share one header.
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
@@ -84,8 +85,9 @@ export class MessageList {
       return;
     }
     const pinned = quiet || this.atBottom();
-    const el = given || newMessage();
-    fillMessage(el, message, this.onDelete);
+    const system = isSystemLine(message);
+    const el = given || (system ? systemLine(message) : newMessage());
+    if (!system) fillMessage(el, message, this.onDelete);
     this.byseq.set(seq, { message, el });
     this.place(el, seq);
     if (!quiet) {
@@ -93,7 +95,7 @@ export class MessageList {
       if (pinned || isMine(message.sender)) this.scrollToBottom();
     }
     this.onShown(el);
-    this.empty.hidden = true;
+    if (!system) this.empty.hidden = true;
   }
 
   /** Show the messages held back for an ack once no send is in flight (they
@@ -162,7 +164,7 @@ export class MessageList {
   newestVisible() {
     let newest = null;
     for (const { message } of this.byseq.values()) {
-      if (!message.hidden && (!newest || message.seq > newest.seq)) newest = message;
+      if (!message.hidden && !isSystemLine(message) && (!newest || message.seq > newest.seq)) newest = message;
     }
     return newest;
   }
@@ -252,6 +254,7 @@ export class MessageList {
       receipt.append("Seen");
       lastSeenMine.querySelector(".msg-status").append(receipt);
     }
-    this.empty.hidden = this.list.querySelector(".msg") !== null;
+    // System lines are not messages: "No messages yet" stays beside them.
+    this.empty.hidden = this.list.querySelector(".msg:not(.system-line)") !== null;
   }
 }

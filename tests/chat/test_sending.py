@@ -417,7 +417,11 @@ async def test_ending_a_conversation_while_a_staff_send_waits_reopens_it(
         await holder.commit()
         (outcome,), _ = await batch
     assert isinstance(outcome, SendResult)
-    assert outcome.message["seq"] == 1
+    # After the system line that says it reopened the conversation (seq 1).
+    assert outcome.message["seq"] == 2
+    history = await queries.history(chat, alice, scene.conversation)
+    assert [m["sender"]["kind"] for m in history] == ["system", "staff"]
+    assert history[0]["event"]["type"] == "reopened"
     state = await queries.conversation(chat, alice, scene.conversation)
     assert state["state"] == "open"
     assert (await audit_of(chat, "app-1"))[-1] == "conversation.reopened"
@@ -553,7 +557,10 @@ async def test_a_staff_message_in_a_batch_reopens_an_ended_conversation(
     assert await refusal_code(refused) == "conversation_ended"
     assert isinstance(reopening, SendResult)
     assert isinstance(reply, SendResult)
-    assert (reopening.message["seq"], reply.message["seq"]) == (1, 2)
+    # System lines: ended (1), then reopened (2) just before the message.
+    assert (reopening.message["seq"], reply.message["seq"]) == (3, 4)
+    history = await queries.history(chat, alice, scene.conversation)
+    assert [m.get("event", {}).get("type") for m in history] == ["ended", "reopened", None, None]
     state = await queries.conversation(chat, alice, scene.conversation)
     assert state["state"] == "open"
     assert (await audit_of(chat, "app-1"))[-2:] == ["conversation.ended", "conversation.reopened"]

@@ -401,7 +401,12 @@ async def test_a_candidate_who_may_not_send_gets_one_polite_explanation(
     for _ in range(2):  # a redelivery explains nothing twice
         _, answer = await deliver(mail_in.port, mail)
         assert "reason was sent to you by email" in answer
-    assert await count_rows(app, messages, conversation_id=scene.conversation) == 1
+    # Alice's message and the status change's system line; no reply of Cara's.
+    assert await count_rows(app, messages, conversation_id=scene.conversation) == 2
+    refused = await count_rows(
+        app, messages, conversation_id=scene.conversation, sender_kind="candidate"
+    )
+    assert refused == 0
     assert await refusals(app) == 1
     await notifier.run_once()
     emails = smtp.bag.to("cara@mail.example")
@@ -807,7 +812,12 @@ async def test_a_seeded_run_of_replies_matches_a_model(
                 expected[n] += 1
                 posted.append(mail)
     for n, count in expected.items():
-        assert await count_rows(app, messages, conversation_id=conversations[n]) == count
+        # What people wrote: status changes add system lines besides.
+        written = [
+            await count_rows(app, messages, conversation_id=conversations[n], sender_kind=kind)
+            for kind in ("staff", "candidate")
+        ]
+        assert sum(written) == count
     assert await refusals(app) == explained
 
 

@@ -143,7 +143,13 @@ async def test_closed_applications_make_the_candidate_read_only(scene: Scene, ho
     await host.application("app-1", candidate="cara", status="withdrawn")
     error_of(await scene.cara.send(scene.conversation, "Bye"), 403, "not_allowed")
     error_of(await scene.alice.send(scene.conversation, "Wait"), 403, "not_allowed")
-    assert len(await scene.cara.history(scene.conversation)) == 2
+    history = await scene.cara.history(scene.conversation)
+    # The two messages, each status change as a system line after them.
+    assert [m["sender"]["kind"] for m in history] == ["staff", "system", "staff", "system"]
+    assert [m["event"]["to"] for m in history if m["sender"]["kind"] == "system"] == [
+        "not_progressing",
+        "withdrawn",
+    ]
 
 
 async def test_ending_and_reopening_a_conversation(scene: Scene, host: Host) -> None:

@@ -19,8 +19,11 @@ neither deleted for everyone nor deleted by the reader for themselves;
 conversation's activity is its newest message's time, or the application's;
 search folds case and accents (NFKD without combining marks, case-folded)
 over candidate name, job title and the text of messages the viewer can
-still read. The app's clock is the test's: step N happens at second N, so
-every order is exact.
+still read. Ending, reopening and a status change each write a system line
+(sender kind `system`) that takes the next seq: the model expects each one,
+checks it in history, and counts it as nobody's words (never unread, never
+the preview, never activity, never "messaged", never searched). The app's
+clock is the test's: step N happens at second N, so every order is exact.
 
 The sequence is random but seeded (`INBOX_MODEL_SEED` picks another one);
 a failure names the seed and the steps so far.
@@ -83,6 +86,7 @@ REACHED = {
     "paged",
     "searched",
     "other tenant",
+    "system line",
 }
 # How long to wait for frames that are not coming (the end of the run).
 QUIET_SECONDS = 0.5
@@ -123,6 +127,7 @@ STATUSES = (
     "not_progressing",
     "withdrawn",
 )
+STATUS_LABELS = {status: status.replace("_", " ").capitalize() for status in STATUSES}
 # Mostly statuses in which candidates may write, so they do.
 STATUS_WEIGHTS = (2, 1, 4, 3, 2, 1, 1)
 WORDS = (
@@ -171,6 +176,14 @@ def model_fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+def line_words(event: dict[str, Any]) -> str:
+    """A system line's sentence (docs/protocol.md)."""
+    if event["type"] == "status_changed":
+        before, after = (STATUS_LABELS[event[k]] for k in ("from", "to"))
+        return f"Application status changed from {before} to {after}."
+    return f"{event['by']['name']} {event['type']} the conversation."
+
+
 def wire_time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
@@ -201,13 +214,19 @@ class Conv:
     status: str
     applied_at: datetime
     state: str = "open"
-    # Wire MESSAGEs as the sender's answer gave them, by seq - 1.
+    # Wire MESSAGEs as the sender's answer gave them (system lines as
+    # history gave them), by seq - 1.
     messages: list[dict[str, Any]] = field(default_factory=list)
     deleted: set[str] = field(default_factory=set)  # message ids deleted for everyone
 
     @property
     def has_staff_message(self) -> bool:
         return any(m["sender"]["kind"] == "staff" for m in self.messages)
+
+    @property
+    def written(self) -> list[dict[str, Any]]:
+        """What people wrote: the messages without the system lines."""
+        return [m for m in self.messages if m["sender"]["kind"] != "system"]
 
 
 Viewer = tuple[str, str]  # (kind, id)
@@ -255,8 +274,8 @@ class Model:
 
     def last_message(self, viewer: Viewer, conv: Conv) -> dict[str, Any] | None:
         """The newest message this viewer has not deleted for themselves; one
-        deleted for everyone is a placeholder."""
-        for m in reversed(conv.messages):
+        deleted for everyone is a placeholder; a system line never is."""
+        for m in reversed(conv.written):
             if (viewer, m["id"]) in self.hidden:
                 continue
             if m["id"] in conv.deleted:
@@ -265,8 +284,8 @@ class Model:
         return None
 
     def activity(self, conv: Conv) -> datetime:
-        if conv.messages:
-            return datetime.fromisoformat(conv.messages[-1]["created_at"])
+        if conv.written:
+            return datetime.fromisoformat(conv.written[-1]["created_at"])
         return conv.applied_at
 
     def matches(self, viewer: Viewer, conv: Conv, q: str) -> bool:
@@ -276,7 +295,7 @@ class Model:
         texts = [self.names[conv.candidate], JOBS[conv.job]]
         texts += [
             m["body"]
-            for m in conv.messages
+            for m in conv.written
             if m["id"] not in conv.deleted and (viewer, m["id"]) not in self.hidden
         ]
         return any(folded in model_fold(text) for text in texts)
@@ -308,7 +327,7 @@ class Model:
         if filter == "unread":
             rows = [c for c in rows if self.unread(viewer, c) > 0]
         elif filter == "messaged":
-            rows = [c for c in rows if c.messages]
+            rows = [c for c in rows if c.written]
         rows = [c for c in rows if self.matches(viewer, c, q)]
         if sort == "oldest":
             rows.sort(key=lambda c: (self.activity(c), c.id))
@@ -626,6 +645,9 @@ class Run:
             return []
         if actor[0] == "staff" and conv.state == "ended":
             self.reached.add("reopened")
+            # The line comes first, then the message that reopened it.
+            by = {"kind": "staff", "id": actor[1], "name": actor[1].title()}
+            await self.expect_line(conv, {"type": "reopened", "by": by})
         message = response.json()
         assert message["seq"] == len(conv.messages) + 1, self.failure(str(message))
         assert message["created_at"] == wire_time(self.clock.now), self.failure(str(message))
@@ -731,17 +753,16 @@ class Run:
     async def delete_for_everyone(self) -> list[Conv]:
         """Mostly a sender deleting one of their messages still standing."""
         standing = [
-            (c, m)
-            for c in self.model.convs.values()
-            for m in c.messages
-            if m["id"] not in c.deleted
+            (c, m) for c in self.model.convs.values() for m in c.written if m["id"] not in c.deleted
         ]
         picked = self.rng.choice(standing) if standing else self.pick_message()
         if picked is None:
             return []
         conv, message = picked
         sender = (message["sender"]["kind"], message["sender"]["id"])
-        actor = sender if self.rng.random() < 0.7 else self.pick_actor(conv)
+        # Nobody may delete a system line for everyone.
+        system = sender[0] == "system"
+        actor = sender if self.rng.random() < 0.7 and not system else self.pick_actor(conv)
         self.note(f"{actor} deletes seq {message['seq']} of {conv.application_id} for everyone")
         person = self.people[actor]
         response = await person.client.delete(
@@ -800,6 +821,8 @@ class Run:
             return []
         conv.state = "ended"
         self.reached.add("ended")
+        by = {"kind": "staff", "id": actor[1], "name": actor[1].title()}
+        await self.expect_line(conv, {"type": "ended", "by": by})
         return [conv]
 
     async def change_status(self) -> list[Conv]:
@@ -811,8 +834,36 @@ class Run:
         )
         if status == conv.status:
             return []
+        line = {"type": "status_changed", "by": None, "from": conv.status, "to": status}
         conv.status = status
+        await self.expect_line(conv, line)
         return [conv]
+
+    async def expect_line(self, conv: Conv, event: dict[str, Any]) -> None:
+        """The system line the model expects next in `conv`, as a staff
+        member of its organisation reads it in history."""
+        seq = len(conv.messages) + 1
+        reader = self.people[("staff", STAFF_OF[conv.org][0])]
+        found = await reader.history(conv.id, before=seq + 1, limit=1)
+        assert len(found) == 1, self.failure(f"no system line at seq {seq}: {found}")
+        line = found[0]
+        expected = {
+            "conversation": conv.id,
+            "seq": seq,
+            "sender": {"kind": "system", "id": "system", "name": "chatserver"},
+            "attachments": [],
+            "created_at": wire_time(self.clock.now),
+            "deleted": False,
+            "hidden": False,
+            "via": "app",
+            "event": event,
+        }
+        shown = {k: v for k, v in line.items() if k not in ("id", "body", "html")}
+        assert shown == expected, self.failure(f"system line {line}, expected {expected}")
+        assert line["body"] == line_words(event), self.failure(f"the line's words: {line}")
+        assert line["html"] == line["body"], self.failure(f"the line's html: {line}")
+        self.reached.add("system line")
+        conv.messages.append(line)
 
     async def rename(self) -> list[Conv]:
         candidate = self.rng.choice(["chloe", "zoe", "jose", "renee"])
