@@ -60,6 +60,11 @@ class Subscription(Protocol):
         """Events waiting to be taken; for metrics and tests."""
         ...
 
+    def close(self) -> None:
+        """End it from outside its context: `get` raises SubscriptionClosed.
+        The broker releases the channel when the context exits."""
+        ...
+
 
 class Broker(Protocol):
     publish_failures: int

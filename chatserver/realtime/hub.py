@@ -40,6 +40,10 @@ MAX_SUBSCRIPTIONS = 100
 # A new room waits for its broker subscription and one database read; past
 # this the client is better served by `unavailable` and its own retry.
 READY_TIMEOUT_SECONDS = 10.0
+# How long shutdown waits for the rooms' tasks. A room ends within one loop
+# iteration of `stop`; this bound only guards the worker's graceful timeout
+# against a library that never returns.
+ROOM_STOP_SECONDS = 5.0
 # What a client over the connection cap is told to wait before reconnecting.
 CAP_RETRY_MS = 5000
 
@@ -76,9 +80,18 @@ class Hub:
         self._orgs.clear()
         self._people.clear()
         tasks = [task for room in rooms if (task := room.stop()) is not None]
+        for task in self._stopping:
+            # Cancel again: a retired room that swallowed its first cancel
+            # (its subscription is closed too, so it ends either way).
+            task.cancel()
         tasks.extend(self._stopping)
         await self.reporter.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=ROOM_STOP_SECONDS)
+            if pending:
+                # Never hang the worker's shutdown on one: the process exits
+                # and Redis drops its subscriptions with the connection.
+                log.error("%d room tasks did not stop in time", len(pending))
         await self.presence.stop()
         await self.stats.close()
         instruments.ROOMS.set(0)
@@ -190,7 +203,8 @@ class Hub:
     ) -> None:
         assert room.ready is not None
         try:
-            await asyncio.wait_for(room.ready.wait(), READY_TIMEOUT_SECONDS)
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                await room.ready.wait()
         except TimeoutError:
             raise unavailable() from None
         viewer = conn.viewer

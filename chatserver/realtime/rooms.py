@@ -60,7 +60,17 @@ class Room(ABC):
     conversation, thousands of them.
     """
 
-    __slots__ = ("_broker", "_kick", "_task", "_wait_until", "channel", "chat", "ready")
+    __slots__ = (
+        "_broker",
+        "_kick",
+        "_stopped",
+        "_subscription",
+        "_task",
+        "_wait_until",
+        "channel",
+        "chat",
+        "ready",
+    )
 
     def __init__(self, channel: str, chat: Chat, broker: Broker, kick: Kick) -> None:
         self.channel = channel
@@ -73,11 +83,22 @@ class Room(ABC):
         self._task: asyncio.Task[None] | None = None
         # Loop time at which `_waited` runs unless cleared before.
         self._wait_until: float | None = None
+        # The live subscription, closed by `stop` so the task ends even if
+        # a library swallowed its cancellation (Python 3.11's wait_for does
+        # when the awaited thing completes in the same loop iteration).
+        self._subscription: Subscription | None = None
+        self._stopped = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"room {self.channel}")
 
     def stop(self) -> asyncio.Task[None] | None:
+        """End the room: cancel its task and close its subscription, either
+        of which alone ends it; leaving the subscription's context releases
+        it at the broker."""
+        self._stopped = True
+        if self._subscription is not None:
+            self._subscription.close()
         if self._task is not None:
             self._task.cancel()
         return self._task
@@ -85,9 +106,12 @@ class Room(ABC):
     async def _run(self) -> None:
         delay = RETRY_MIN_SECONDS
         first = True
-        while True:
+        while not self._stopped:
             try:
                 async with self._broker.subscribe(self.channel) as subscription:
+                    self._subscription = subscription
+                    if self._stopped:
+                        return
                     await self._subscribed(first)
                     first = False
                     if self.ready is not None:
@@ -98,20 +122,23 @@ class Room(ABC):
                 raise
             except Exception:
                 log.exception("room %s failed; subscribing again", self.channel)
+            finally:
+                self._subscription = None
+            if self._stopped:
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_SECONDS)
 
     async def _consume(self, subscription: Subscription) -> None:
         """Handle events until the subscription ends; wake up for `_waited`
         whenever the room asks for it with `_wait_until`."""
-        loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopped:
             try:
-                if self._wait_until is None:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for
+                # returns the result instead of raising when a cancel and
+                # the result arrive together, and the room would never stop.
+                async with asyncio.timeout_at(self._wait_until):
                     event = await subscription.get()
-                else:
-                    timeout = max(0.0, self._wait_until - loop.time())
-                    event = await asyncio.wait_for(subscription.get(), timeout)
             except TimeoutError:
                 self._wait_until = None
                 await self._waited()

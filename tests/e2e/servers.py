@@ -171,8 +171,38 @@ class RedisProcess:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(STOP_TIMEOUT)
 
+    def pause(self) -> None:
+        """SIGSTOP: Redis stalls with its sockets open, as on a wedged host."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
+    def channels(self, pattern: str) -> list[str]:
+        """The channels matching `pattern` that some client subscribes to."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(f"PUBSUB CHANNELS {pattern}\r\n".encode())
+            data = b""
+            while not _complete_array(data):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return [line.decode() for line in data.split(b"\r\n")[1:] if line and line[:1] != b"$"]
+
     def stop(self) -> None:
+        self.resume()
         _stop(self.process)
+
+
+def _complete_array(data: bytes) -> bool:
+    """Whether `data` holds a whole RESP array of bulk strings."""
+    if not data.startswith(b"*") or b"\r\n" not in data:
+        return False
+    count = int(data[1 : data.index(b"\r\n")])
+    return data.count(b"\r\n") >= 1 + 2 * max(count, 0)
 
 
 def _stop(process: subprocess.Popen[bytes] | None) -> None:
@@ -312,6 +342,15 @@ class ServerProcess:
 
     def stop(self) -> None:
         _stop(self.process)
+
+    def terminate(self) -> float:
+        """SIGTERM, as a platform stopping the worker; seconds until it exited
+        (raises subprocess.TimeoutExpired if not within STOP_TIMEOUT * 3)."""
+        assert self.process is not None
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(STOP_TIMEOUT * 3)
+        return time.monotonic() - started
 
     def log_tail(self, lines: int = 40) -> str:
         try:
