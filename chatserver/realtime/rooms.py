@@ -49,6 +49,10 @@ REORDER_WAIT_SECONDS = 0.1
 # Messages read per query when catching up (a gap, a Resync, a history
 # replay): a long outage's backlog never loads at once.
 PAGE = 200
+# How long a catch-up waits for one member's outbox to drain below half
+# before it treats the member as a client that does not read. A healthy
+# reader drains it in milliseconds.
+REPLAY_STALL_SECONDS = 5.0
 
 Kick = Callable[[Connection], None]
 
@@ -306,15 +310,44 @@ class ConversationRoom(Room):
                 return ctx
             for row in rows:
                 frame = wire.message_frame(views.message(row, files.get(row["id"], [])))
-                self._deliver(frame, int(row["seq"]))
+                await self._deliver_paced(frame, int(row["seq"]))
 
     def _deliver(self, frame: str, seq: int) -> None:
         self.last = seq
         self._fan_out(frame, seq)
 
+    async def _deliver_paced(self, frame: str, seq: int) -> None:
+        """Deliver a message read from the database, waiting for each live
+        member's outbox to have room as history replay does: a catch-up of
+        hundreds of messages (after a Redis outage) must not look like a
+        slow client to the guard of `_push`. Only a member that does not
+        drain its outbox within REPLAY_STALL_SECONDS is cut off."""
+        self.last = seq
+        live, overflow = self._targets(frame, seq, None)
+        for conn in overflow:
+            self._kick(conn)
+        delivered = 0
+        for conn in live:
+            if await conn.outbox.put_within(frame, REPLAY_STALL_SECONDS):
+                delivered += 1
+            else:
+                self._kick(conn)
+        instruments.record_delivered(delivered)
+
     def _fan_out(
         self, frame: str, seq: int | None = None, skip: tuple[object, object] | None = None
     ) -> None:
+        live, overflow = self._targets(frame, seq, skip)
+        self._push(live, frame)
+        for conn in overflow:
+            self._kick(conn)
+
+    def _targets(
+        self, frame: str, seq: int | None, skip: tuple[object, object] | None
+    ) -> tuple[list[Connection], list[Connection]]:
+        """The live members a frame goes to now (each member's `last` moved
+        to `seq`), and those whose history-replay buffer is full. Buffered
+        members get the frame in their buffer here."""
         live: list[Connection] = []
         overflow: list[Connection] = []
         for conn, member in self.members.items():
@@ -330,9 +363,7 @@ class ConversationRoom(Room):
                 member.buffer.append((seq, frame))
             else:
                 overflow.append(conn)
-        self._push(live, frame)
-        for conn in overflow:
-            self._kick(conn)
+        return live, overflow
 
     def _fan_out_state(self, ctx: Any) -> None:
         """Each role gets its own `conversation` frame: can_send depends on who asks."""

@@ -577,6 +577,10 @@ class Peer:
         finally:
             self._acks.pop(client_id, None)
 
+    async def follow_inbox(self) -> None:
+        """Follow the organisation's inbox feed (staff); its frames are ignored."""
+        await self._send_frame({"type": "inbox"})
+
     async def wait_for_seq(self, conversation: str, seq: int, within: float) -> None:
         deadline = time.monotonic() + within
         while self.last_seq(conversation) < seq:
