@@ -25,14 +25,15 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import RowMapping
 
-from chatserver.broker.base import Broker, Resync, Subscription, SubscriptionClosed
+from chatserver.broker.base import RESYNC, Broker, Resync, Subscription, SubscriptionClosed
 from chatserver.chat import events, queries, views
 from chatserver.chat.policy import Role
 from chatserver.chat.service import Chat
 from chatserver.ops import instruments
 from chatserver.realtime import revocation
+from chatserver.realtime.catchup import CatchUp
 from chatserver.realtime.connection import Connection
-from chatserver.store import conversations, messages
+from chatserver.store import messages
 from chatserver.web import wire
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,12 @@ class Room(ABC):
         if self._task is not None:
             self._task.cancel()
         return self._task
+
+    def nudge(self) -> None:
+        """Events were lost (found by the hub's tail check): catch up from the
+        database as after a Resync."""
+        if self._subscription is not None and self.ready is not None and self.ready.is_set():
+            self._subscription.offer(RESYNC)
 
     async def _run(self) -> None:
         delay = RETRY_MIN_SECONDS
@@ -205,12 +212,19 @@ class Member:
 
 
 class ConversationRoom(Room):
-    __slots__ = ("_buffer_limit", "_held", "conversation_id", "last", "members")
+    __slots__ = ("_buffer_limit", "_catch_up_with", "_held", "conversation_id", "last", "members")
 
     def __init__(
-        self, conversation_id: str, chat: Chat, broker: Broker, kick: Kick, buffer_limit: int
+        self,
+        conversation_id: str,
+        chat: Chat,
+        broker: Broker,
+        kick: Kick,
+        buffer_limit: int,
+        catch_up: CatchUp,
     ) -> None:
         super().__init__(events.conversation_channel(conversation_id), chat, broker, kick)
+        self._catch_up_with = catch_up
         self.ready = asyncio.Event()
         self.conversation_id = conversation_id
         self.members: dict[Connection, Member] = {}
@@ -228,8 +242,7 @@ class ConversationRoom(Room):
         if first:
             # Read after the subscription is live: anything committed later
             # arrives live, anything earlier is in every member's history.
-            async with self.chat.db.transaction() as db:
-                ctx = await conversations.context(db, self.conversation_id)
+            ctx = await self._catch_up_with.context(self.conversation_id)
             self.last = int(ctx["last_seq"]) if ctx is not None else 0
         else:
             await self._resync()
@@ -292,16 +305,16 @@ class ConversationRoom(Room):
             self._fan_out_state(ctx)
 
     async def _catch_up(self, upto: int | None) -> RowMapping | None:
-        """Deliver stored messages after `last` (up to `upto`, or all), a page at a time."""
-        ctx = None
-        while True:
-            async with self.chat.db.transaction() as db:
-                ctx = await conversations.context(db, self.conversation_id)
-                if ctx is None:
-                    return None
-                end = int(ctx["last_seq"]) if upto is None else min(upto, int(ctx["last_seq"]))
-                if end <= self.last:
-                    return ctx
+        """Deliver stored messages after `last` (up to `upto`, or all), a page
+        at a time. The context comes from a query shared with every room
+        catching up meanwhile; only a room that is behind reads pages, in
+        one of a few slots (`realtime/catchup.py`)."""
+        ctx = await self._catch_up_with.context(self.conversation_id)
+        while ctx is not None:
+            end = int(ctx["last_seq"]) if upto is None else min(upto, int(ctx["last_seq"]))
+            if end <= self.last:
+                return ctx
+            async with self._catch_up_with.pages, self.chat.db.transaction() as db:
                 rows = await messages.range_(
                     db, self.conversation_id, self.last, min(end, self.last + PAGE)
                 )
@@ -311,6 +324,7 @@ class ConversationRoom(Room):
             for row in rows:
                 frame = wire.message_frame(views.message(row, files.get(row["id"], [])))
                 await self._deliver_paced(frame, int(row["seq"]))
+        return ctx
 
     def _deliver(self, frame: str, seq: int) -> None:
         self.last = seq

@@ -85,7 +85,10 @@ def start_servers(pg_template: str, redis_available: str, logs: Path) -> Iterato
         redis_url: str = SHARED_REDIS_URL,
         extra_env: Mapping[str, str] | None = None,
         workers: int = 1,
+        first_env: Mapping[str, str] | None = None,
     ) -> Cluster:
+        """`first_env` is added to the first server's environment only (a
+        fault point on one worker)."""
         db = PgDatabase().create(template=pg_template)
         prefix = _prefix()
         servers = [
@@ -94,10 +97,10 @@ def start_servers(pg_template: str, redis_available: str, logs: Path) -> Iterato
                 database_url=db.url,
                 redis_url=redis_url,
                 prefix=prefix,
-                extra_env=extra_env,
+                extra_env={**(extra_env or {}), **((first_env or {}) if n == 0 else {})},
                 workers=workers,
             )
-            for _ in range(count)
+            for n in range(count)
         ]
         cluster = Cluster(db, servers)
         started.append(cluster)

@@ -13,6 +13,7 @@ import pytest
 
 from chatserver.broker import Event, MemoryBroker, Subscription
 from chatserver.chat import events
+from chatserver.realtime.catchup import CatchUp
 from chatserver.realtime.connection import Connection
 from chatserver.realtime.rooms import ConversationRoom
 from tests.conftest import Scene
@@ -32,7 +33,7 @@ async def test_a_room_stopped_as_an_event_arrives_still_stops(scene: Scene, app:
     waiting for ever, its subscription open, and shutdown hung on it."""
     chat = app.state.services.chat
     broker = MemoryBroker()
-    room = ConversationRoom(scene.conversation, chat, broker, _kick, 16)
+    room = ConversationRoom(scene.conversation, chat, broker, _kick, 16, CatchUp(chat.db))
     room.start()
     assert room.ready is not None
     await asyncio.wait_for(room.ready.wait(), STOP_WITHIN)
@@ -74,6 +75,9 @@ class _Swallowing:
     def qsize(self) -> int:
         return self._inner.qsize()
 
+    def offer(self, event: Event) -> bool:
+        return self._inner.offer(event)
+
     def close(self) -> None:
         self._inner.close()
 
@@ -94,7 +98,7 @@ async def test_a_room_that_swallowed_its_cancel_ends_when_stopped(scene: Scene, 
     subscription, so the room ends and the broker releases the channel."""
     chat = app.state.services.chat
     broker = _SwallowingBroker()
-    room = ConversationRoom(scene.conversation, chat, broker, _kick, 16)
+    room = ConversationRoom(scene.conversation, chat, broker, _kick, 16, CatchUp(chat.db))
     room.start()
     assert room.ready is not None
     await asyncio.wait_for(room.ready.wait(), STOP_WITHIN)
