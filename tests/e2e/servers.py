@@ -485,6 +485,8 @@ class FrameError(Exception):
 # only run out when every server is gone.
 RECONNECT_ROUNDS = 100
 RECONNECT_PAUSE = 0.1
+# A resubscribe during a reconnect storm waits this long for `subscribed`.
+RESUBSCRIBE_WITHIN = 15.0
 
 
 class Peer:
@@ -657,6 +659,16 @@ class Peer:
         if not self._closing and self._reconnecting is None:
             self._reconnecting = asyncio.create_task(self._reconnect())
 
+    async def _drop_socket(self) -> None:
+        ws, reader, self._ws, self._reader = self._ws, self._reader, None, None
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+
     async def _reconnect(self) -> None:
         """Next server, then every conversation again from the last seq held."""
         try:
@@ -665,9 +677,12 @@ class Peer:
                 try:
                     await self.connect()
                     for conversation in sorted(self._subscribed):
-                        await self.subscribe(conversation)
+                        await self.subscribe(conversation, within=RESUBSCRIBE_WITHIN)
                 except (OSError, ConnectionLost, TimeoutError, FrameError):
                     self.connected.clear()
+                    # As a browser does: the failed socket goes before the
+                    # next one opens, so retries never pile up on a server.
+                    await self._drop_socket()
                     if attempt % len(self.urls) == len(self.urls) - 1:
                         await asyncio.sleep(RECONNECT_PAUSE)
                     continue
