@@ -32,6 +32,8 @@ REPLY_DOMAIN = re.compile(rf"(?=.{{1,253}}$)(?:{_LABEL}\.)*{_LABEL}")
 # The log levels an operator may ask for, and the formats of a log line.
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+# Names of chatserver/ops/faults.py's fault points ("" arms none).
+TEST_FAULTS = ("", "kill_after_commit")
 
 # Settings whose values `chatserver check` never prints.
 _SECRET_WORDS = ("secret", "api_keys", "ops_keys", "password")
@@ -70,6 +72,7 @@ ENV_NAMES = {
     "log_level": "CHAT_LOG_LEVEL",
     "log_format": "CHAT_LOG_FORMAT",
     "forwarded_allow_ips": "FORWARDED_ALLOW_IPS",
+    "test_fault": "CHAT_TEST_FAULT",
 }
 
 # What DATABASE_URL may name once normalised: PostgreSQL through psycopg 3
@@ -270,6 +273,10 @@ class Settings:
     # the worker exits; sockets are closed at once with 1012 (service
     # restart). Under the 30 s after which platforms send SIGKILL.
     shutdown_grace_seconds: int = 20
+
+    # Test-only (chatserver/ops/faults.py): a fault point that kills the
+    # worker at an exact step, for the fault tests. Empty in production.
+    test_fault: str = ""
 
     demo_mode: bool = False
 
@@ -519,5 +526,6 @@ class Settings:
             mail_in_port=_number(env, "CHAT_MAIL_IN_PORT", "2525", int),
             mail_max_bytes=_number(env, "CHAT_MAIL_MAX_BYTES", str(cls.mail_max_bytes), int),
             forwarded_allow_ips=_split_list(env.get("FORWARDED_ALLOW_IPS", "127.0.0.1")),
+            test_fault=_choice(env, "CHAT_TEST_FAULT", "", TEST_FAULTS),
             demo_mode=demo,
         )

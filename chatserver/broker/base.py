@@ -60,6 +60,16 @@ class Subscription(Protocol):
         """Events waiting to be taken; for metrics and tests."""
         ...
 
+    def offer(self, event: Event) -> bool:
+        """Queue an event without waiting (a consumer may queue a `Resync`
+        for itself); True if the queue overflowed into a Resync."""
+        ...
+
+    def close(self) -> None:
+        """End it from outside its context: `get` raises SubscriptionClosed.
+        The broker releases the channel when the context exits."""
+        ...
+
 
 class Broker(Protocol):
     publish_failures: int

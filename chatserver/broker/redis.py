@@ -76,6 +76,30 @@ class _Channel:
         self.resync_on_confirm = False
 
 
+# Channels per merged SUBSCRIBE/UNSUBSCRIBE: one command stays a few KiB.
+MERGE_CHANNELS = 500
+
+
+def _merged(commands: Sequence[tuple[str | bytes, ...]]) -> list[tuple[str | bytes, ...]]:
+    """Consecutive SUBSCRIBEs (or UNSUBSCRIBEs) as one command each run, in
+    order: Redis confirms each channel of a SUBSCRIBE on its own, so the
+    reader's bookkeeping is the same, and the order of a SUBSCRIBE and an
+    UNSUBSCRIBE of one channel is kept."""
+    merged: list[tuple[str | bytes, ...]] = []
+    for command in commands:
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and command[0] in ("SUBSCRIBE", "UNSUBSCRIBE")
+            and last[0] == command[0]
+            and len(last) <= MERGE_CHANNELS
+        ):
+            merged[-1] = (*last, *command[1:])
+        else:
+            merged.append(command)
+    return merged
+
+
 class RedisBroker:
     def __init__(
         self,
@@ -318,16 +342,27 @@ class RedisBroker:
 
     async def _write(self, connection: AbstractConnection, commands: _Commands) -> None:
         while True:
-            command = await commands.get()
-            if command is None or not connection.is_connected:
+            batch = [await commands.get()]
+            while not commands.empty() and batch[-1] is not None:
+                batch.append(commands.get_nowait())
+            stop = batch[-1] is None
+            wire = _merged([c for c in batch if c is not None])
+            if not connection.is_connected:
                 # Checked right before sending: send_command would otherwise
                 # silently reconnect behind the reader's back.
                 return
-            try:
-                await connection.send_command(*command, check_health=False)
-            except _CONNECTION_ERRORS:
-                # The failed send closed the socket; the reader sees it and
-                # starts the reconnect.
+            if wire:
+                try:
+                    # Everything queued meanwhile in one write; a crowd's
+                    # SUBSCRIBEs become one command per few hundred channels.
+                    await connection.send_packed_command(
+                        connection.pack_commands(wire), check_health=False
+                    )
+                except _CONNECTION_ERRORS:
+                    # The failed send closed the socket; the reader sees it and
+                    # starts the reconnect.
+                    return
+            if stop:
                 return
 
     async def _read(self, connection: AbstractConnection, commands: _Commands) -> None:

@@ -51,6 +51,7 @@ from chatserver.chat import access, events, timeline, views
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role, State, send_refusal, sending_reopens
 from chatserver.errors import ChatError, ErrorCode, invalid, not_found, unavailable
+from chatserver.ops import faults
 from chatserver.store import attachments as attachment_store
 from chatserver.store import audit, conversations, messages, notifications, send_batch
 from chatserver.store.db import Database
@@ -191,6 +192,7 @@ class SendQueue:
         if stored:
             if self._on_stored is not None:
                 self._on_stored(len(stored), asyncio.get_running_loop().time() - started)
+            faults.reached(faults.Fault.KILL_AFTER_COMMIT)
             await self._publish(stored)
         for request, (result, _) in done:
             if request.future.done():

@@ -8,7 +8,7 @@ from chatserver.chat.events import Events
 from chatserver.chat.ratelimit import RateLimiter
 from chatserver.chat.sending import SendQueue
 from chatserver.clock import Clock, utcnow
-from chatserver.ops import instruments
+from chatserver.ops import faults, instruments
 from chatserver.settings import Settings
 from chatserver.store.db import Database
 
@@ -30,6 +30,7 @@ class Chat:
     limiter: RateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
+        faults.arm(self.settings.test_fault)
         self.sends = SendQueue(
             self.db,
             self.events,

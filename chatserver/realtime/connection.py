@@ -69,6 +69,22 @@ class Outbox:
             self._items.append(frame)
             self._wake_getter()
 
+    async def put_within(self, frame: str, seconds: float) -> bool:
+        """`put`, waiting at most `seconds` for the outbox to drain; False if
+        it did not (the client does not read). Without a wait when there is
+        room, so a catch-up to fast readers costs no timer per frame."""
+        if self.closed or len(self._items) < self._capacity // 2:
+            if not self.closed:
+                self._items.append(frame)
+                self._wake_getter()
+            return True
+        try:
+            async with asyncio.timeout(seconds):
+                await self.put(frame)
+        except TimeoutError:
+            return False
+        return True
+
     async def get(self) -> str:
         """The next frame for the writer; raises OutboxClosed once closed."""
         while not self._items:

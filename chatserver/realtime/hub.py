@@ -22,11 +22,12 @@ from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode, invalid, unavailable
 from chatserver.ops import instruments
 from chatserver.ops.stats import StatsReporter, stats_store_from_settings
+from chatserver.realtime.catchup import CatchUp
 from chatserver.realtime.connection import Connection
 from chatserver.realtime.presence import Presence, presence_from_settings
 from chatserver.realtime.rooms import PAGE, ConversationRoom, Member, OrgRoom, PersonRoom
 from chatserver.settings import Settings
-from chatserver.store import messages
+from chatserver.store import conversations, messages
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,18 @@ MAX_SUBSCRIPTIONS = 100
 # A new room waits for its broker subscription and one database read; past
 # this the client is better served by `unavailable` and its own retry.
 READY_TIMEOUT_SECONDS = 10.0
+# How long shutdown waits for the rooms' tasks. A room ends within one loop
+# iteration of `stop`; this bound only guards the worker's graceful timeout
+# against a library that never returns.
+ROOM_STOP_SECONDS = 5.0
+# Every this often, one query compares each local conversation room with
+# the database's newest seq. A room still behind a seq that the previous
+# check already saw missed that publish (its worker died between commit and
+# publish, or the publish failed) and catches up: a committed message
+# reaches every live subscriber within about two intervals.
+TAIL_CHECK_SECONDS = 0.75
+# Conversations per tail-check query.
+TAIL_CHECK_CHUNK = 1000
 # What a client over the connection cap is told to wait before reconnecting.
 CAP_RETRY_MS = 5000
 
@@ -64,20 +77,39 @@ class Hub:
         self._typing: dict[tuple[str, str, str], float] = {}
         self._typing_swept = 0.0
         self._stopping: set[asyncio.Task[None]] = set()
+        self._tail_checker: asyncio.Task[None] | None = None
+        self.catch_up = CatchUp(chat.db)
 
     async def start(self) -> None:
         await self.presence.start()
         self.reporter.start()
+        if self.settings.production:
+            # With one embedded process a publish cannot be lost without
+            # its subscribers going too.
+            self._tail_checker = asyncio.create_task(self._check_tails_forever(), name="tails")
 
     async def stop(self) -> None:
+        if self._tail_checker is not None:
+            self._tail_checker.cancel()
+            await asyncio.wait({self._tail_checker}, timeout=ROOM_STOP_SECONDS)
+            self._tail_checker = None
         rooms = [*self._rooms.values(), *self._orgs.values(), *self._people.values()]
         self._rooms.clear()
         self._orgs.clear()
         self._people.clear()
         tasks = [task for room in rooms if (task := room.stop()) is not None]
+        for task in self._stopping:
+            # Cancel again: a retired room that swallowed its first cancel
+            # (its subscription is closed too, so it ends either way).
+            task.cancel()
         tasks.extend(self._stopping)
         await self.reporter.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=ROOM_STOP_SECONDS)
+            if pending:
+                # Never hang the worker's shutdown on one: the process exits
+                # and Redis drops its subscriptions with the connection.
+                log.error("%d room tasks did not stop in time", len(pending))
         await self.presence.stop()
         await self.stats.close()
         instruments.ROOMS.set(0)
@@ -169,7 +201,12 @@ class Hub:
         room = self._rooms.get(conversation_id)
         if room is None:
             room = ConversationRoom(
-                conversation_id, self.chat, self.broker, self.kick, self.settings.ws_send_queue
+                conversation_id,
+                self.chat,
+                self.broker,
+                self.kick,
+                self.settings.ws_send_queue,
+                self.catch_up,
             )
             self._rooms[conversation_id] = room
             room.start()
@@ -189,7 +226,8 @@ class Hub:
     ) -> None:
         assert room.ready is not None
         try:
-            await asyncio.wait_for(room.ready.wait(), READY_TIMEOUT_SECONDS)
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                await room.ready.wait()
         except TimeoutError:
             raise unavailable() from None
         viewer = conn.viewer
@@ -260,6 +298,38 @@ class Hub:
         except Exception as exc:
             # Typing is ephemeral: losing one to a broker outage is harmless.
             log.debug("typing not published: %s", exc)
+
+    # -- lost publishes ----------------------------------------------------
+
+    async def _check_tails_forever(self) -> None:
+        behind: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(TAIL_CHECK_SECONDS)
+            try:
+                behind = await self._check_tails(behind)
+            except Exception as exc:
+                # The database is down: sends fail too, nothing is lost.
+                log.debug("tail check failed: %s", exc)
+
+    async def _check_tails(self, behind: dict[str, int]) -> dict[str, int]:
+        """Nudge rooms still behind the tail seen one interval ago; the tails
+        each room is behind now, for the next check."""
+        rooms = dict(self._rooms)
+        ids = list(rooms)
+        tails: dict[str, int] = {}
+        for start in range(0, len(ids), TAIL_CHECK_CHUNK):
+            chunk = ids[start : start + TAIL_CHECK_CHUNK]
+            async with self.chat.db.transaction() as db:
+                tails.update(await conversations.last_seqs(db, chunk))
+        now_behind: dict[str, int] = {}
+        for conversation_id, room in rooms.items():
+            tail = tails.get(conversation_id)
+            if tail is None or room.last >= tail:
+                continue
+            if behind.get(conversation_id, 0) > room.last:
+                room.nudge()
+            now_behind[conversation_id] = tail
+        return now_behind
 
     # -- inbox feed --------------------------------------------------------
 

@@ -25,15 +25,16 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import RowMapping
 
-from chatserver.broker.base import Broker, Resync, Subscription, SubscriptionClosed
+from chatserver.broker.base import RESYNC, Broker, Resync, Subscription, SubscriptionClosed
 from chatserver.chat import events, queries, views, wire
 from chatserver.chat.events import EventType
 from chatserver.chat.policy import Role
 from chatserver.chat.service import Chat
 from chatserver.ops import instruments
 from chatserver.realtime import revocation
+from chatserver.realtime.catchup import CatchUp
 from chatserver.realtime.connection import Connection
-from chatserver.store import conversations, messages
+from chatserver.store import messages
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ REORDER_WAIT_SECONDS = 0.1
 # Messages read per query when catching up (a gap, a Resync, a history
 # replay): a long outage's backlog never loads at once.
 PAGE = 200
+# How long a catch-up waits for one member's outbox to drain below half
+# before it treats the member as a client that does not read. A healthy
+# reader drains it in milliseconds.
+REPLAY_STALL_SECONDS = 5.0
 
 Kick = Callable[[Connection], None]
 
@@ -60,7 +65,17 @@ class Room(ABC):
     conversation, thousands of them.
     """
 
-    __slots__ = ("_broker", "_kick", "_task", "_wait_until", "channel", "chat", "ready")
+    __slots__ = (
+        "_broker",
+        "_kick",
+        "_stopped",
+        "_subscription",
+        "_task",
+        "_wait_until",
+        "channel",
+        "chat",
+        "ready",
+    )
 
     def __init__(self, channel: str, chat: Chat, broker: Broker, kick: Kick) -> None:
         self.channel = channel
@@ -73,21 +88,41 @@ class Room(ABC):
         self._task: asyncio.Task[None] | None = None
         # Loop time at which `_waited` runs unless cleared before.
         self._wait_until: float | None = None
+        # The live subscription, closed by `stop` so the task ends even if
+        # a library swallowed its cancellation (Python 3.11's wait_for does
+        # when the awaited thing completes in the same loop iteration).
+        self._subscription: Subscription | None = None
+        self._stopped = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"room {self.channel}")
 
     def stop(self) -> asyncio.Task[None] | None:
+        """End the room: cancel its task and close its subscription, either
+        of which alone ends it; leaving the subscription's context releases
+        it at the broker."""
+        self._stopped = True
+        if self._subscription is not None:
+            self._subscription.close()
         if self._task is not None:
             self._task.cancel()
         return self._task
 
+    def nudge(self) -> None:
+        """Events were lost (found by the hub's tail check): catch up from the
+        database as after a Resync."""
+        if self._subscription is not None and self.ready is not None and self.ready.is_set():
+            self._subscription.offer(RESYNC)
+
     async def _run(self) -> None:
         delay = RETRY_MIN_SECONDS
         first = True
-        while True:
+        while not self._stopped:
             try:
                 async with self._broker.subscribe(self.channel) as subscription:
+                    self._subscription = subscription
+                    if self._stopped:
+                        return
                     await self._subscribed(first)
                     first = False
                     if self.ready is not None:
@@ -98,20 +133,23 @@ class Room(ABC):
                 raise
             except Exception:
                 log.exception("room %s failed; subscribing again", self.channel)
+            finally:
+                self._subscription = None
+            if self._stopped:
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_SECONDS)
 
     async def _consume(self, subscription: Subscription) -> None:
         """Handle events until the subscription ends; wake up for `_waited`
         whenever the room asks for it with `_wait_until`."""
-        loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopped:
             try:
-                if self._wait_until is None:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for
+                # returns the result instead of raising when a cancel and
+                # the result arrive together, and the room would never stop.
+                async with asyncio.timeout_at(self._wait_until):
                     event = await subscription.get()
-                else:
-                    timeout = max(0.0, self._wait_until - loop.time())
-                    event = await asyncio.wait_for(subscription.get(), timeout)
             except TimeoutError:
                 self._wait_until = None
                 await self._waited()
@@ -174,12 +212,19 @@ class Member:
 
 
 class ConversationRoom(Room):
-    __slots__ = ("_buffer_limit", "_held", "conversation_id", "last", "members")
+    __slots__ = ("_buffer_limit", "_catch_up_with", "_held", "conversation_id", "last", "members")
 
     def __init__(
-        self, conversation_id: str, chat: Chat, broker: Broker, kick: Kick, buffer_limit: int
+        self,
+        conversation_id: str,
+        chat: Chat,
+        broker: Broker,
+        kick: Kick,
+        buffer_limit: int,
+        catch_up: CatchUp,
     ) -> None:
         super().__init__(events.conversation_channel(conversation_id), chat, broker, kick)
+        self._catch_up_with = catch_up
         self.ready = asyncio.Event()
         self.conversation_id = conversation_id
         self.members: dict[Connection, Member] = {}
@@ -197,8 +242,7 @@ class ConversationRoom(Room):
         if first:
             # Read after the subscription is live: anything committed later
             # arrives live, anything earlier is in every member's history.
-            async with self.chat.db.transaction() as db:
-                ctx = await conversations.context(db, self.conversation_id)
+            ctx = await self._catch_up_with.context(self.conversation_id)
             self.last = int(ctx["last_seq"]) if ctx is not None else 0
         else:
             await self._resync()
@@ -261,16 +305,16 @@ class ConversationRoom(Room):
             self._fan_out_state(ctx)
 
     async def _catch_up(self, upto: int | None) -> RowMapping | None:
-        """Deliver stored messages after `last` (up to `upto`, or all), a page at a time."""
-        ctx = None
-        while True:
-            async with self.chat.db.transaction() as db:
-                ctx = await conversations.context(db, self.conversation_id)
-                if ctx is None:
-                    return None
-                end = int(ctx["last_seq"]) if upto is None else min(upto, int(ctx["last_seq"]))
-                if end <= self.last:
-                    return ctx
+        """Deliver stored messages after `last` (up to `upto`, or all), a page
+        at a time. The context comes from a query shared with every room
+        catching up meanwhile; only a room that is behind reads pages, in
+        one of a few slots (`realtime/catchup.py`)."""
+        ctx = await self._catch_up_with.context(self.conversation_id)
+        while ctx is not None:
+            end = int(ctx["last_seq"]) if upto is None else min(upto, int(ctx["last_seq"]))
+            if end <= self.last:
+                return ctx
+            async with self._catch_up_with.pages, self.chat.db.transaction() as db:
                 rows = await messages.range_(
                     db, self.conversation_id, self.last, min(end, self.last + PAGE)
                 )
@@ -279,15 +323,45 @@ class ConversationRoom(Room):
                 return ctx
             for row in rows:
                 frame = wire.message_frame(views.message(row, files.get(row["id"], [])))
-                self._deliver(frame, int(row["seq"]))
+                await self._deliver_paced(frame, int(row["seq"]))
+        return ctx
 
     def _deliver(self, frame: str, seq: int) -> None:
         self.last = seq
         self._fan_out(frame, seq)
 
+    async def _deliver_paced(self, frame: str, seq: int) -> None:
+        """Deliver a message read from the database, waiting for each live
+        member's outbox to have room as history replay does: a catch-up of
+        hundreds of messages (after a Redis outage) must not look like a
+        slow client to the guard of `_push`. Only a member that does not
+        drain its outbox within REPLAY_STALL_SECONDS is cut off."""
+        self.last = seq
+        live, overflow = self._targets(frame, seq, None)
+        for conn in overflow:
+            self._kick(conn)
+        delivered = 0
+        for conn in live:
+            if await conn.outbox.put_within(frame, REPLAY_STALL_SECONDS):
+                delivered += 1
+            else:
+                self._kick(conn)
+        instruments.record_delivered(delivered)
+
     def _fan_out(
         self, frame: str, seq: int | None = None, skip: tuple[object, object] | None = None
     ) -> None:
+        live, overflow = self._targets(frame, seq, skip)
+        self._push(live, frame)
+        for conn in overflow:
+            self._kick(conn)
+
+    def _targets(
+        self, frame: str, seq: int | None, skip: tuple[object, object] | None
+    ) -> tuple[list[Connection], list[Connection]]:
+        """The live members a frame goes to now (each member's `last` moved
+        to `seq`), and those whose history-replay buffer is full. Buffered
+        members get the frame in their buffer here."""
         live: list[Connection] = []
         overflow: list[Connection] = []
         for conn, member in self.members.items():
@@ -303,9 +377,7 @@ class ConversationRoom(Room):
                 member.buffer.append((seq, frame))
             else:
                 overflow.append(conn)
-        self._push(live, frame)
-        for conn in overflow:
-            self._kick(conn)
+        return live, overflow
 
     def _fan_out_state(self, ctx: Any) -> None:
         """Each role gets its own `conversation` frame: can_send depends on who asks."""

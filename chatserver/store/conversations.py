@@ -169,6 +169,26 @@ async def context(
     return row
 
 
+async def contexts(conn: AsyncConnection, conversation_ids: Sequence[str]) -> dict[str, RowMapping]:
+    """`context` of many conversations in one query, without locks (the
+    rooms of a worker catching up together)."""
+    if not conversation_ids:
+        return {}
+    query = _context_query().where(conversations.c.id.in_(sorted(set(conversation_ids))))
+    return {row["id"]: row for row in (await conn.execute(query)).mappings()}
+
+
+async def last_seqs(conn: AsyncConnection, conversation_ids: Sequence[str]) -> dict[str, int]:
+    """Each conversation's newest seq: one query for every room of a worker
+    (`realtime/hub.py`'s tail check)."""
+    if not conversation_ids:
+        return {}
+    query = select(conversations.c.id, conversations.c.last_seq).where(
+        conversations.c.id.in_(conversation_ids)
+    )
+    return {str(row.id): int(row.last_seq) for row in await conn.execute(query)}
+
+
 async def contexts_for_update(
     conn: AsyncConnection, conversation_ids: Sequence[str]
 ) -> dict[str, RowMapping]:

@@ -6,8 +6,9 @@ bounded outbox onto the socket); when either ends, the other is stopped.
 Answers to the client's own frames go through the same outbox as fan-out,
 so frames leave in the order they were produced. Errors become one `error`
 frame each and the connection stays open, except for an unauthenticated
-client, one over the connection cap, a frame over the size limit (1009) and
-a client too slow to keep up (1013).
+client (1008), one whose session cannot be checked because the database
+is down (1013), one over the connection cap (1013), a frame over the size
+limit (1009) and a client too slow to keep up (1013).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from chatserver.chat import actions, wire
-from chatserver.errors import ChatError, unauthorized, unavailable
+from chatserver.errors import ChatError, ErrorCode, unauthorized, unavailable
 from chatserver.realtime.connection import Connection, OutboxClosed
 from chatserver.realtime.hub import CLOSE_POLICY, CLOSE_TRY_LATER
 from chatserver.web.auth import origin_allowed
@@ -53,9 +54,18 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         who = await signed_in(websocket)
     except ChatError as exc:
         who, refusal = None, exc
+    except Exception:
+        log.exception("checking a socket's session failed")
+        who, refusal = None, unavailable()
     await websocket.accept()
     if who is None:
-        await _refuse(websocket, refusal or unauthorized(), CLOSE_POLICY)
+        refusal = refusal or unauthorized()
+        # 1008 tells a client to stop and sign in again: only for a session
+        # that is really not valid. A session that could not be checked (the
+        # database is down) is told to come back later (1013), so the
+        # client backs off and reconnects on its own.
+        policy = refusal.code is ErrorCode.UNAUTHORIZED
+        await _refuse(websocket, refusal, CLOSE_POLICY if policy else CLOSE_TRY_LATER)
         return
     try:
         conn = svc.hub.connect(who.viewer)

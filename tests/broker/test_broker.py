@@ -274,3 +274,53 @@ async def test_redis_dropping_the_connection_triggers_a_resync(
             assert await receive(subscription) == Delivery("conv:a", b"after reset")
     finally:
         await admin.aclose()
+
+
+# A crowd of rooms subscribing at once (a worker's clients reconnecting).
+CROWD_CHANNELS = 2000
+CROWD_WITHIN = 10.0
+
+
+async def _command_calls(client: Redis, command: str) -> int:
+    stats = await client.info("commandstats")
+    entry = stats.get(f"cmdstat_{command}")
+    return int(entry["calls"]) if entry else 0
+
+
+async def test_redis_batches_a_crowds_subscribes_and_unsubscribes(
+    make_redis_broker: RedisFactory, private_redis: RedisProcess
+) -> None:
+    """Issue 10 item 3: thousands of channels subscribed at once are sent as a
+    few SUBSCRIBE commands, confirmed together rather than one by one, and
+    released the same way."""
+    broker = await make_redis_broker(url=private_redis.url)
+    observer = Redis.from_url(private_redis.url)
+    try:
+        subscribed = 0
+        release = asyncio.Event()
+
+        async def member(n: int) -> None:
+            nonlocal subscribed
+            async with broker.subscribe(f"conv:{n}"):
+                subscribed += 1
+                await release.wait()
+
+        started = time.monotonic()
+        tasks = [asyncio.create_task(member(n)) for n in range(CROWD_CHANNELS)]
+        while subscribed < CROWD_CHANNELS:
+            assert time.monotonic() - started < CROWD_WITHIN, subscribed
+            await asyncio.sleep(0.01)
+        assert len(await observer.pubsub_channels(broker.prefix + "*")) == CROWD_CHANNELS
+        # Merged: a few hundred channels per command, never one per channel.
+        assert await _command_calls(observer, "subscribe") <= CROWD_CHANNELS // 100
+        await broker.publish("conv:7", b"still live")
+        release.set()
+        await asyncio.gather(*tasks)
+        for _ in range(UNSUBSCRIBE_POLLS * 10):
+            if not await observer.pubsub_channels(broker.prefix + "*"):
+                break
+            await asyncio.sleep(0.01)
+        assert await observer.pubsub_channels(broker.prefix + "*") == []
+        assert await _command_calls(observer, "unsubscribe") <= CROWD_CHANNELS // 100
+    finally:
+        await observer.aclose()

@@ -9,7 +9,7 @@ that kill something start their own servers with `start_servers`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,12 +80,27 @@ def start_servers(pg_template: str, redis_available: str, logs: Path) -> Iterato
     killed) and dropped after the test."""
     started: list[Cluster] = []
 
-    def start(count: int = 2, redis_url: str = SHARED_REDIS_URL) -> Cluster:
+    def start(
+        count: int = 2,
+        redis_url: str = SHARED_REDIS_URL,
+        extra_env: Mapping[str, str] | None = None,
+        workers: int = 1,
+        first_env: Mapping[str, str] | None = None,
+    ) -> Cluster:
+        """`first_env` is added to the first server's environment only (a
+        fault point on one worker)."""
         db = PgDatabase().create(template=pg_template)
         prefix = _prefix()
         servers = [
-            ServerProcess(logs, database_url=db.url, redis_url=redis_url, prefix=prefix)
-            for _ in range(count)
+            ServerProcess(
+                logs,
+                database_url=db.url,
+                redis_url=redis_url,
+                prefix=prefix,
+                extra_env={**(extra_env or {}), **((first_env or {}) if n == 0 else {})},
+                workers=workers,
+            )
+            for n in range(count)
         ]
         cluster = Cluster(db, servers)
         started.append(cluster)

@@ -171,8 +171,38 @@ class RedisProcess:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(STOP_TIMEOUT)
 
+    def pause(self) -> None:
+        """SIGSTOP: Redis stalls with its sockets open, as on a wedged host."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
+    def channels(self, pattern: str) -> list[str]:
+        """The channels matching `pattern` that some client subscribes to."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(f"PUBSUB CHANNELS {pattern}\r\n".encode())
+            data = b""
+            while not _complete_array(data):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return [line.decode() for line in data.split(b"\r\n")[1:] if line and line[:1] != b"$"]
+
     def stop(self) -> None:
+        self.resume()
         _stop(self.process)
+
+
+def _complete_array(data: bytes) -> bool:
+    """Whether `data` holds a whole RESP array of bulk strings."""
+    if not data.startswith(b"*") or b"\r\n" not in data:
+        return False
+    count = int(data[1 : data.index(b"\r\n")])
+    return data.count(b"\r\n") >= 1 + 2 * max(count, 0)
 
 
 def _stop(process: subprocess.Popen[bytes] | None) -> None:
@@ -313,6 +343,15 @@ class ServerProcess:
     def stop(self) -> None:
         _stop(self.process)
 
+    def terminate(self) -> float:
+        """SIGTERM, as a platform stopping the worker; seconds until it exited
+        (raises subprocess.TimeoutExpired if not within STOP_TIMEOUT * 3)."""
+        assert self.process is not None
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(STOP_TIMEOUT * 3)
+        return time.monotonic() - started
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -446,6 +485,8 @@ class FrameError(Exception):
 # only run out when every server is gone.
 RECONNECT_ROUNDS = 100
 RECONNECT_PAUSE = 0.1
+# A resubscribe during a reconnect storm waits this long for `subscribed`.
+RESUBSCRIBE_WITHIN = 15.0
 
 
 class Peer:
@@ -538,6 +579,10 @@ class Peer:
         finally:
             self._acks.pop(client_id, None)
 
+    async def follow_inbox(self) -> None:
+        """Follow the organisation's inbox feed (staff); its frames are ignored."""
+        await self._send_frame({"type": "inbox"})
+
     async def wait_for_seq(self, conversation: str, seq: int, within: float) -> None:
         deadline = time.monotonic() + within
         while self.last_seq(conversation) < seq:
@@ -614,6 +659,16 @@ class Peer:
         if not self._closing and self._reconnecting is None:
             self._reconnecting = asyncio.create_task(self._reconnect())
 
+    async def _drop_socket(self) -> None:
+        ws, reader, self._ws, self._reader = self._ws, self._reader, None, None
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+
     async def _reconnect(self) -> None:
         """Next server, then every conversation again from the last seq held."""
         try:
@@ -622,9 +677,12 @@ class Peer:
                 try:
                     await self.connect()
                     for conversation in sorted(self._subscribed):
-                        await self.subscribe(conversation)
+                        await self.subscribe(conversation, within=RESUBSCRIBE_WITHIN)
                 except (OSError, ConnectionLost, TimeoutError, FrameError):
                     self.connected.clear()
+                    # As a browser does: the failed socket goes before the
+                    # next one opens, so retries never pile up on a server.
+                    await self._drop_socket()
                     if attempt % len(self.urls) == len(self.urls) - 1:
                         await asyncio.sleep(RECONNECT_PAUSE)
                     continue
