@@ -18,9 +18,9 @@ import time
 from typing import Any, Protocol
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from chatserver.broker.clients import key_client
 from chatserver.ops import instruments
 from chatserver.settings import Settings
 
@@ -59,7 +59,7 @@ class MemoryStats:
 
 class RedisStats:
     def __init__(self, url: str, prefix: str) -> None:
-        self._redis: Redis = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._redis = key_client(url, timeout=5)
         self._key = f"{prefix}ops:workers"
 
     async def put(self, worker: str, snapshot: Snapshot) -> None:
