@@ -28,6 +28,13 @@ Instead this module keeps what `RedisBroker` does for one server, per shard:
 A router task owns re-routing: links and readers only report trouble, the
 router refreshes the slot map (bounded backoff) and moves channels. A link
 left without channels is closed.
+
+One gap is the publisher's to close: after a failover each worker learns the
+new slot map on its own, so a worker may fail to publish a message (stored,
+acknowledged) after the subscribers elsewhere have already re-subscribed and
+caught up. Such a worker remembers the channel and, once SPUBLISH works
+again, publishes `MISSED` on it; every subscriber that receives it gets a
+Resync. `MISSED` is therefore a reserved payload on this backend.
 """
 
 from __future__ import annotations
@@ -67,6 +74,15 @@ from chatserver.settings import ClusterUrl, cluster_url
 logger = logging.getLogger(__name__)
 
 _CONNECTION_ERRORS = (RedisError, OSError)
+
+# Published on a channel after a failed publish: "you may have missed one".
+# No event is encoded with a NUL byte, so no payload can be mistaken for it.
+MISSED = b"\x00chatserver:missed\x00"
+# Channels remembered for a MISSED; past this many (a long outage on a busy
+# worker) the oldest are dropped and counted in `missed_dropped`.
+MAX_MISSED_CHANNELS = 100_000
+# MISSED announcements in flight at once.
+ANNOUNCE_BATCH = 100
 
 # Commands for a link's writer task; None tells it to stop.
 _Commands: TypeAlias = "asyncio.Queue[tuple[str | bytes, ...] | None]"
@@ -244,7 +260,10 @@ class _Link:
         if channel is None:
             return
         if kind == b"smessage":
-            self.broker.deliver(channel, response[2])
+            if response[2] == MISSED:
+                self.broker.missed(channel)
+            else:
+                self.broker.deliver(channel, response[2])
         elif kind == b"ssubscribe":
             self._confirm(channel)
         elif kind == b"sunsubscribe":
@@ -304,6 +323,9 @@ class ClusterBroker:
         self.overflows = 0
         # Channels routed again (failover, migration, a dropped link).
         self.reroutes = 0
+        self.missed_dropped = 0
+        # Channels a publish failed on, in order, for the MISSED after.
+        self._missed: dict[str, None] = {}
         self._publish_ok = False
         self._channels: dict[str, _Channel] = {}
         self._links: dict[str, _Link] = {}
@@ -372,7 +394,7 @@ class ClusterBroker:
         try:
             await client.spublish(self.wire(channel), payload)
         except _CONNECTION_ERRORS as exc:
-            self._publish_failed(exc, 1)
+            self._publish_failed(exc, [channel])
         else:
             self._publish_ok = True
 
@@ -388,7 +410,7 @@ class ClusterBroker:
                     pipe.spublish(self.wire(channel), payload)
                 await pipe.execute()
         except _CONNECTION_ERRORS as exc:
-            self._publish_failed(exc, len(items))
+            self._publish_failed(exc, [channel for channel, _ in items])
         else:
             self._publish_ok = True
 
@@ -397,8 +419,13 @@ class ClusterBroker:
             raise RuntimeError("ClusterBroker.connect() must be awaited before publishing")
         return self._client
 
-    def _publish_failed(self, exc: BaseException, count: int) -> None:
-        self.publish_failures += count
+    def _publish_failed(self, exc: BaseException, channels: list[str]) -> None:
+        self.publish_failures += len(channels)
+        for channel in channels:
+            self._missed[channel] = None
+        while len(self._missed) > MAX_MISSED_CHANNELS:
+            del self._missed[next(iter(self._missed))]
+            self.missed_dropped += 1
         if self._publish_ok:
             logger.warning("Redis Cluster publish failed; live fan-out paused: %s", exc)
         else:
@@ -482,6 +509,12 @@ class ClusterBroker:
         if state is not None:
             self.overflows += offer_all(state.subscriptions, Delivery(channel, payload))
 
+    def missed(self, channel: str) -> None:
+        """A publisher could not publish on `channel` for a while."""
+        state = self._channels.get(channel)
+        if state is not None:
+            offer_all(state.subscriptions, RESYNC)
+
     def confirmed(self, link: _Link, channel: str) -> None:
         state = self._channels.get(channel)
         if state is None or state.link is not link:
@@ -538,9 +571,33 @@ class ClusterBroker:
                 self._topology_changed.set()
                 await asyncio.sleep(self.backoff(failures))
                 continue
+            if not await self._announce_missed():
+                failures += 1
+                self._topology_changed.set()
+                await asyncio.sleep(self.backoff(failures))
+                continue
             failures = 0
             # Coalesce a burst of reports (a failover drops many links).
             await asyncio.sleep(self.reconnect_min)
+
+    async def _announce_missed(self) -> bool:
+        """Publish MISSED on every channel a publish failed on; True once
+        all went out (the rest wait for the next round)."""
+        if not self._missed:
+            return True
+        assert self._client is not None
+        client = self._client
+        channels = list(self._missed)
+        for start in range(0, len(channels), ANNOUNCE_BATCH):
+            batch = channels[start : start + ANNOUNCE_BATCH]
+            results = await asyncio.gather(
+                *(client.spublish(self.wire(channel), MISSED) for channel in batch),
+                return_exceptions=True,
+            )
+            for channel, result in zip(batch, results, strict=True):
+                if not isinstance(result, BaseException):
+                    self._missed.pop(channel, None)
+        return not self._missed
 
     async def _refresh(self) -> None:
         assert self._client is not None

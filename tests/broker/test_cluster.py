@@ -247,3 +247,20 @@ async def test_a_slot_migrating_to_another_primary_resyncs_and_stays_live(
         assert events[-1] == Delivery(channel, b"after")
         assert private_cluster.owner_of(slot) is target
         assert broker.reroutes >= 1
+
+
+async def test_a_publisher_that_failed_tells_subscribers_they_missed_something(
+    make_cluster_broker: ClusterFactory,
+) -> None:
+    """After a failover each worker learns the new slot map on its own: one
+    may fail to publish after the subscribers elsewhere have re-subscribed
+    and caught up. Once it can publish again, it says so on the channel."""
+    subscriber = await make_cluster_broker()
+    publisher = await make_cluster_broker(prefix=subscriber.prefix)
+    async with subscriber.subscribe("conv:m") as subscription:
+        publisher._publish_failed(ConnectionError("the shard was failing over"), ["conv:m"])
+        assert await receive(subscription) == Resync()
+        await publisher.publish("conv:m", b"next")
+        assert await receive(subscription) == Delivery("conv:m", b"next")
+        assert subscription.qsize() == 0
+    assert publisher.publish_failures == 1
