@@ -20,9 +20,11 @@ from redis.crc import key_slot
 from chatserver.broker import Delivery, Resync, Subscription, broker_from_url
 from chatserver.broker.cluster import ClusterBroker, wire_channel
 from chatserver.chat.events import conversation_channel
+from chatserver.ops.probes import probe_redis
 from chatserver.ops.stats import RedisStats
 from chatserver.realtime.presence import RedisPresence
 from chatserver.settings import ClusterUrl, Settings, SettingsError, cluster_url
+from tests.e2e.servers import free_port
 from tests.redis_cluster import RedisClusterProcesses
 
 ClusterFactory = Callable[..., Awaitable[ClusterBroker]]
@@ -190,6 +192,14 @@ async def _until(presence: RedisPresence, conversation: str, online: bool) -> No
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"{conversation} never became online={online}")
+
+
+async def test_the_redis_probe_asks_the_cluster(redis_cluster: RedisClusterProcesses) -> None:
+    assert (await probe_redis(Settings(redis_url=redis_cluster.url))).ok
+    nobody = f"redis+cluster://127.0.0.1:{free_port()}"
+    probe = await probe_redis(Settings(redis_url=nobody))
+    assert not probe.ok
+    assert "cannot reach REDIS_URL" in probe.detail
 
 
 # -- failures ------------------------------------------------------------------
