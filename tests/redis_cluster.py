@@ -42,7 +42,14 @@ def command(port: int, *args: str, timeout: float = 5.0) -> str:
 
 
 class ClusterNode(RedisProcess):
-    """One cluster-enabled redis-server with its own working directory."""
+    """One cluster-enabled redis-server with its own working directory; a
+    restart keeps its ports and nodes.conf, so it rejoins as itself."""
+
+    def __init__(self, log_dir: Path, port: int | None = None) -> None:
+        super().__init__(log_dir, port)
+        # The bus port would be port + 10000 by default, which may be taken
+        # or past 65535; a free port of its own avoids both.
+        self.bus_port = free_port()
 
     def start(self) -> ClusterNode:
         workdir = self.log_dir / f"node-{self.port}"
@@ -65,10 +72,8 @@ class ClusterNode(RedisProcess):
                 "yes",
                 "--cluster-config-file",
                 "nodes.conf",
-                # The bus port would be port + 10000 by default, which may be
-                # taken or past 65535; a free port of its own avoids both.
                 "--cluster-port",
-                str(free_port()),
+                str(self.bus_port),
                 "--cluster-node-timeout",
                 str(NODE_TIMEOUT_MS),
                 "--cluster-replica-validity-factor",

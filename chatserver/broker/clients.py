@@ -13,10 +13,15 @@ from typing import TypeAlias
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from chatserver.settings import cluster_url, is_cluster_url
 
 KeyClient: TypeAlias = Redis | RedisCluster
+
+# What a command raises when Redis is unreachable or refuses: a cluster with
+# no reachable node raises RedisClusterException, which is not a RedisError.
+KEY_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
 def key_client(url: str, *, timeout: float) -> KeyClient:

@@ -52,7 +52,7 @@ from redis.asyncio.connection import AbstractConnection, Connection, SSLConnecti
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import AskError, MovedError, RedisError, ResponseError
+from redis.exceptions import AskError, MovedError, RedisClusterException, ResponseError
 
 from chatserver.broker.base import (
     DEFAULT_QUEUE_SIZE,
@@ -62,6 +62,7 @@ from chatserver.broker.base import (
     Subscription,
     offer_all,
 )
+from chatserver.broker.clients import KEY_ERRORS
 from chatserver.broker.redis import (
     DEFAULT_HEALTH_CHECK_INTERVAL,
     DEFAULT_RECONNECT_MAX,
@@ -73,7 +74,8 @@ from chatserver.settings import ClusterUrl, cluster_url
 
 logger = logging.getLogger(__name__)
 
-_CONNECTION_ERRORS = (RedisError, OSError)
+# Errors that mean "the cluster, or a node of it, is unusable right now".
+_CONNECTION_ERRORS = KEY_ERRORS
 
 # Published on a channel after a failed publish: "you may have missed one".
 # No event is encoded with a NUL byte, so no payload can be mistaken for it.
@@ -162,8 +164,9 @@ class _Link:
             self._commands.put_nowait(("SSUBSCRIBE", self.broker.wire(channel)))
 
     def detach(self, channel: str) -> None:
+        # `_unconfirmed` keeps counting: a SSUBSCRIBE still in flight will be
+        # answered, and must not settle a later subscription of the channel.
         self.channels.discard(channel)
-        self._unconfirmed.pop(channel, None)
         if self._commands is not None:
             self._unsubscribing[channel] += 1
             self._commands.put_nowait(("SUNSUBSCRIBE", self.broker.wire(channel)))
@@ -220,8 +223,11 @@ class _Link:
                 return
             try:
                 await connection.send_command(*command, check_health=False)
-            except _CONNECTION_ERRORS:
-                return  # the reader sees the closed socket and reconnects
+            except (*_CONNECTION_ERRORS, AttributeError):
+                # AttributeError: redis-py's send on a connection closed
+                # meanwhile (at shutdown) finds no writer. Either way the
+                # reader sees the closed socket and reconnects.
+                return
 
     async def _read(self, connection: AbstractConnection, commands: _Commands) -> None:
         interval = self.broker.health_check_interval
@@ -492,7 +498,7 @@ class ClusterBroker:
             return None
         try:
             node = client.get_node_from_key(wire_channel(self.prefix, channel))
-        except RedisError:  # the slot is not covered (yet)
+        except RedisClusterException:  # the slot is not covered (yet)
             return None
         if node is None:
             return None

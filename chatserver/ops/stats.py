@@ -18,9 +18,8 @@ import time
 from typing import Any, Protocol
 
 import orjson
-from redis.exceptions import RedisError
 
-from chatserver.broker.clients import key_client
+from chatserver.broker.clients import KEY_ERRORS, key_client
 from chatserver.ops import instruments
 from chatserver.settings import Settings
 
@@ -118,7 +117,7 @@ class StatsReporter:
         """Write the snapshot now; False if the store is unreachable."""
         try:
             await self.store.put(self.worker, self.snapshot())
-        except (RedisError, OSError) as exc:
+        except KEY_ERRORS as exc:
             log.warning("ops snapshot not written: %s", exc)
             return False
         return True
@@ -128,7 +127,7 @@ class StatsReporter:
         await self.report()
         try:
             return await self.store.all()
-        except (RedisError, OSError):
+        except KEY_ERRORS:
             return [self.snapshot()]
 
     def start(self) -> None:

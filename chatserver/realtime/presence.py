@@ -26,9 +26,7 @@ import time
 from collections import Counter
 from typing import Protocol
 
-from redis.exceptions import RedisError
-
-from chatserver.broker.clients import key_client
+from chatserver.broker.clients import KEY_ERRORS, key_client
 from chatserver.chat.events import conversation_channel
 from chatserver.settings import Settings
 
@@ -137,7 +135,7 @@ class RedisPresence:
             self._wake.set()
             await task
         # Withdraw this worker's claims so nobody looks online after a clean stop.
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*KEY_ERRORS):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in self._counts:
                     pipe.hdel(self._key(key), self.worker)
@@ -159,7 +157,7 @@ class RedisPresence:
             self._dirty = set()
             try:
                 await self._write(keys)
-            except (RedisError, OSError) as exc:
+            except KEY_ERRORS as exc:
                 log.warning("presence update failed (%s); retrying on the next refresh", exc)
                 self._dirty |= keys
                 next_refresh = loop.time() + FLUSH_SECONDS * 10

@@ -274,3 +274,27 @@ async def test_a_publisher_that_failed_tells_subscribers_they_missed_something(
         assert await receive(subscription) == Delivery("conv:m", b"next")
         assert subscription.qsize() == 0
     assert publisher.publish_failures == 1
+
+
+async def test_the_whole_cluster_down_reaches_no_publisher_and_resyncs_on_return(
+    make_cluster_broker: ClusterFactory, private_cluster: RedisClusterProcesses
+) -> None:
+    broker = await make_cluster_broker(url=private_cluster.url)
+    async with broker.subscribe("conv:all-down") as subscription:
+        for node in private_cluster.nodes:
+            node.kill()
+        await broker.publish("conv:all-down", b"lost")  # stored elsewhere; must not raise
+        await broker.publish_many([("conv:all-down", b"lost too")])
+        assert broker.publish_failures == 2
+        assert not await broker.ping()
+        started = time.monotonic()
+        async with broker.subscribe("conv:during") as during:
+            assert time.monotonic() - started < RECEIVE_TIMEOUT
+            for node in private_cluster.nodes:
+                node.start()  # same ports and nodes.conf: the same cluster
+            await asyncio.to_thread(private_cluster.wait_healthy)
+            for sub in (subscription, during):
+                events = await receive_after_resync(sub, b"back", broker, FAILOVER_TIMEOUT)
+                assert Resync() in events
+                assert events[-1] == Delivery(sub.channel, b"back")
+    assert broker.healthy
