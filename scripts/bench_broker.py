@@ -1,6 +1,7 @@
 """What one live message costs the worker on each broker backend.
 
-Publishes N payloads (one at a time, as a send does, and in batches of 50)
+Publishes N payloads (one at a time, and with publish_many in batches of 3
+and 60, as a worker's send batches do)
 on channels spread over every shard, with a subscriber in the same process,
 and reports the worker's CPU microseconds per message (publish + receive),
 which is what a worker pays per message on top of the database. Wall time is
@@ -31,12 +32,14 @@ from tests.redis_cluster import RedisClusterProcesses
 
 SHARED_REDIS = "redis://127.0.0.1:6379"
 CHANNELS = 30
-BATCH = 50
+# publish() one at a time; publish_many() of a send's few channels (its
+# conversation, organisation feed, people), and of a busy worker's batch.
+BATCHES = (1, 3, 60)
 RECEIVE_TIMEOUT = 30.0
 PAYLOAD = b'{"type":"message","message":{"seq":1,"body":"' + b"x" * 200 + b'"}}'
 
 
-async def measure(broker: Broker, messages: int, batched: bool) -> tuple[float, float]:
+async def measure(broker: Broker, messages: int, batch: int) -> tuple[float, float]:
     """CPU µs and wall µs per message, publish through receive."""
     channels = [f"conv:bench-{i}" for i in range(CHANNELS)]
     received = 0
@@ -53,10 +56,10 @@ async def measure(broker: Broker, messages: int, batched: bool) -> tuple[float, 
         subscriptions = [await stack.enter_async_context(broker.subscribe(c)) for c in channels]
         readers = [asyncio.create_task(drain(s)) for s in subscriptions]
         cpu, wall = time.process_time(), time.perf_counter()
-        if batched:
-            for start in range(0, messages, BATCH):
+        if batch > 1:
+            for start in range(0, messages, batch):
                 await broker.publish_many(
-                    [(channels[n % CHANNELS], PAYLOAD) for n in range(start, start + BATCH)]
+                    [(channels[n % CHANNELS], PAYLOAD) for n in range(start, start + batch)]
                 )
         else:
             for n in range(messages):
@@ -84,9 +87,9 @@ async def run(messages: int) -> None:
             for name, broker in backends:
                 await broker.connect()
                 try:
-                    for batched in (False, True):
-                        cpu, wall = await measure(broker, messages, batched)
-                        mode = "batch" if batched else "single"
+                    for batch in BATCHES:
+                        cpu, wall = await measure(broker, messages, batch)
+                        mode = f"batch {batch}" if batch > 1 else "single"
                         print(f"{name:<8} {mode:<8} {cpu:>11.1f} {wall:>12.1f}")
                 finally:
                     await broker.disconnect()
