@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -151,6 +151,72 @@ def normalise_database_url(url: str) -> str:
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
     return url
+
+
+# REDIS_URL schemes that name a Redis Cluster by seed nodes (SPEC section 8);
+# the value says whether the connections use TLS.
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
+DEFAULT_REDIS_PORT = 6379
+
+
+@dataclass(frozen=True)
+class ClusterUrl:
+    """A Redis Cluster named by REDIS_URL: some of its nodes, from which the
+    client learns the rest (any one reachable seed is enough)."""
+
+    seeds: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
+
+
+def cluster_url(url: str) -> ClusterUrl:
+    """Parse `redis+cluster://[user:password@]host:port[,host:port...]`
+    (or `rediss+cluster://` for TLS). A cluster has only database 0, so a
+    path other than `/0` is refused rather than silently ignored."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in CLUSTER_SCHEMES:
+        raise SettingsError(f"REDIS_URL {mask_url(url)!r} does not name a Redis Cluster.")
+    netloc, _, tail = rest.partition("/")
+    netloc, _, query = netloc.partition("?")
+    path, _, path_query = tail.partition("?")
+    if path not in ("", "0") or query or path_query:
+        raise SettingsError(
+            "REDIS_URL for a cluster takes seed nodes only "
+            "(redis+cluster://host:port[,host:port...]): a cluster has no database "
+            "number and no options in the URL."
+        )
+    userinfo, at, hosts = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    seeds = tuple(_seed(part) for part in hosts.split(","))
+    return ClusterUrl(seeds, username, password, CLUSTER_SCHEMES[scheme.lower()])
+
+
+def _seed(part: str) -> tuple[str, int]:
+    part = part.strip()
+    if part.startswith("["):
+        host, _, after = part[1:].partition("]")
+        port_text = after.removeprefix(":")
+    else:
+        host, _, port_text = part.partition(":")
+    try:
+        port = int(port_text) if port_text else DEFAULT_REDIS_PORT
+    except ValueError:
+        port = 0
+    if not host or not 1 <= port <= 65535:
+        raise SettingsError(
+            f"REDIS_URL seed node {part!r} is not host:port "
+            "(redis+cluster://host:port[,host:port...])."
+        )
+    return host, port
 
 
 def _is_loopback(host: str) -> bool:
@@ -431,6 +497,8 @@ class Settings:
                 "More than one worker needs REDIS_URL: workers share live messages "
                 "through Redis pub/sub. Set REDIS_URL or run with --workers 1."
             )
+        if is_cluster_url(self.redis_url):
+            cluster_url(self.redis_url)  # raises on a malformed seed list
         if self.db_pool_size < 1 or self.db_pool_overflow < 0:
             raise SettingsError(
                 "CHAT_DB_POOL_SIZE must be 1 or more and CHAT_DB_POOL_OVERFLOW 0 or more."

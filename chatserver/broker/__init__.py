@@ -19,7 +19,7 @@ from chatserver.broker.base import (
     SubscriptionClosed,
 )
 from chatserver.broker.memory import MemoryBroker
-from chatserver.settings import SettingsError
+from chatserver.settings import SettingsError, is_cluster_url
 
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
@@ -40,14 +40,20 @@ def broker_from_url(
     url: str | None, *, prefix: str = "chat:", queue_size: int = DEFAULT_QUEUE_SIZE
 ) -> Broker:
     """An empty URL or memory:// gives the in-process broker; redis://, rediss://
-    and unix:// give Redis pub/sub with channels namespaced by `prefix`."""
+    and unix:// give Redis pub/sub with channels namespaced by `prefix`;
+    redis+cluster:// (seed nodes) gives sharded pub/sub on a Redis Cluster."""
     if not url or url == "memory://":
         return MemoryBroker(queue_size=queue_size)
+    if is_cluster_url(url):
+        from chatserver.broker.cluster import ClusterBroker
+
+        return ClusterBroker(url, prefix=prefix, queue_size=queue_size)
     scheme = urlsplit(url).scheme
     if scheme in _REDIS_SCHEMES:
         from chatserver.broker.redis import RedisBroker
 
         return RedisBroker(url, prefix=prefix, queue_size=queue_size)
     raise SettingsError(
-        f"REDIS_URL scheme {scheme!r} is not supported: use redis://, rediss:// or unix://"
+        f"REDIS_URL scheme {scheme!r} is not supported: use redis://, rediss://, unix:// "
+        "or redis+cluster://"
     )

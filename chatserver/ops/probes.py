@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from chatserver.settings import Settings, mask_url
+from chatserver.settings import Settings, SettingsError, mask_url
 
 # Long enough for a database across a region on a loaded machine, short
 # enough that an operator is not left staring at a silent terminal.
@@ -82,16 +82,12 @@ async def probe_database(settings: Settings) -> Probe:
 async def probe_redis(settings: Settings) -> Probe:
     if not settings.redis_url:
         return Probe("redis", True, "not configured: in-process broker (one worker)", True)
-    import redis.asyncio as aioredis
+    from chatserver.broker.clients import key_client
 
     shown = mask_url(settings.redis_url)
     try:
-        client = aioredis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=PROBE_TIMEOUT_SECONDS,
-            socket_timeout=PROBE_TIMEOUT_SECONDS,
-        )
-    except ValueError as exc:
+        client = key_client(settings.redis_url, timeout=PROBE_TIMEOUT_SECONDS)
+    except (ValueError, SettingsError) as exc:
         return Probe("redis", False, f"REDIS_URL={shown} is not usable: {_reason(exc)}.")
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):

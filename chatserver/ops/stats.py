@@ -19,9 +19,8 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
+from chatserver.broker.clients import KEY_ERRORS, key_client
 from chatserver.ops import instruments
 from chatserver.settings import Settings
 
@@ -60,7 +59,7 @@ class MemoryStats:
 
 class RedisStats:
     def __init__(self, url: str, prefix: str) -> None:
-        self._redis: Redis = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._redis = key_client(url, timeout=5)
         self._key = f"{prefix}ops:workers"
 
     async def put(self, worker: str, snapshot: Snapshot) -> None:
@@ -119,7 +118,7 @@ class StatsReporter:
         """Write the snapshot now; False if the store is unreachable."""
         try:
             await self.store.put(self.worker, self.snapshot())
-        except (RedisError, OSError) as exc:
+        except KEY_ERRORS as exc:
             log.warning("ops snapshot not written: %s", exc)
             return False
         return True
@@ -129,7 +128,7 @@ class StatsReporter:
         await self.report()
         try:
             return await self.store.all()
-        except (RedisError, OSError):
+        except KEY_ERRORS:
             return [self.snapshot()]
 
     def start(self) -> None:

@@ -5,11 +5,13 @@ person looking at the conversation does not need an email about it. The hub
 calls `enter` / `leave` as sockets subscribe and go, synchronously and
 without I/O; the Redis implementation writes in the background.
 
-Redis layout: one hash per (conversation, person), `<prefix>presence:<conv>:
-<kind>:<id>`, with one field per worker whose value is the time (epoch
+Redis layout: one hash per (conversation, person), `<prefix>presence:
+{conv:<conv>}:<kind>:<id>`, with one field per worker whose value is the time (epoch
 seconds) until which that worker vouches for the person. Workers refresh
 their fields periodically, so a crashed worker's claims expire by themselves
-and the key's own TTL removes hashes nobody refreshes.
+and the key's own TTL removes hashes nobody refreshes. The hash tag is the
+conversation's channel name, so on a Redis Cluster a conversation's presence
+lives on the shard that carries its messages.
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ import time
 from collections import Counter
 from typing import Protocol
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
+from chatserver.broker.clients import KEY_ERRORS, key_client
+from chatserver.chat.events import conversation_channel
 from chatserver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class RedisPresence:
     """Several workers (and a separate notifier process) share presence in Redis."""
 
     def __init__(self, url: str, prefix: str) -> None:
-        self._redis: Redis = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._redis = key_client(url, timeout=5)
         self._prefix = prefix
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._counts: Counter[Key] = Counter()
@@ -97,7 +98,8 @@ class RedisPresence:
 
     def _key(self, key: Key) -> str:
         conversation_id, kind, person_id = key
-        return f"{self._prefix}presence:{conversation_id}:{kind}:{person_id}"
+        tag = conversation_channel(conversation_id)
+        return f"{self._prefix}presence:{{{tag}}}:{kind}:{person_id}"
 
     async def online(self, conversation_id: str, kind: str, person_id: str) -> bool:
         claims = await self._redis.hvals(self._key((conversation_id, kind, person_id)))
@@ -133,7 +135,7 @@ class RedisPresence:
             self._wake.set()
             await task
         # Withdraw this worker's claims so nobody looks online after a clean stop.
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*KEY_ERRORS):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in self._counts:
                     pipe.hdel(self._key(key), self.worker)
@@ -155,7 +157,7 @@ class RedisPresence:
             self._dirty = set()
             try:
                 await self._write(keys)
-            except (RedisError, OSError) as exc:
+            except KEY_ERRORS as exc:
                 log.warning("presence update failed (%s); retrying on the next refresh", exc)
                 self._dirty |= keys
                 next_refresh = loop.time() + FLUSH_SECONDS * 10

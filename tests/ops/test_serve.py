@@ -149,7 +149,8 @@ def test_an_unsupported_redis_url_is_one_line(tmp_path: Path, database: PgDataba
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "chatserver: REDIS_URL scheme 'amqp' is not supported: use redis://, rediss:// or unix://"
+        "chatserver: REDIS_URL scheme 'amqp' is not supported: use redis://, rediss://, "
+        "unix:// or redis+cluster://"
     ]
 
 
