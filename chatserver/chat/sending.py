@@ -2,15 +2,25 @@
 
 Every send of a worker goes through one `SendQueue`. Sends that arrive while
 a batch is being written wait for the next batch, so under load one write
-stores hundreds of messages. Only after the commit are the events published
-and the senders acknowledged (SPEC section 3.1).
+stores hundreds of messages. Only after the commit are the senders
+acknowledged (SPEC section 3.1) and then the events published, within
+`CHAT_PUBLISH_TIMEOUT`: a stalled broker never holds an ack back, and rooms
+catch up from the database (issue 16). A send not answered within
+`CHAT_SEND_TIMEOUT` (a slow database, an exhausted pool) is answered
+`unavailable`; the client's retry with the same client_id finds the
+message if it committed after all, and publishes it again.
+
+Nothing per message depends on the size of the organisation (issue 10):
+no row per recipient (the bell is derived from read positions, see
+`chat/bell.py`), one event per message per channel, never one per staff
+member.
 
 On PostgreSQL a batch takes the fast path (`chatserver/store/send_batch.py`):
-one unlocked read of the batch's conversations, client ids and notification
-recipients; the policy applied in Python to that snapshot; then ONE
+one unlocked read of the batch's conversations and client ids; the policy
+applied in Python to that snapshot; then ONE
 autocommitted statement that advances each conversation's `last_seq` under a
 guard (the facts the policy relied on are unchanged) and inserts the
-messages and notification rows. The conversation row locks are therefore
+messages. The conversation row locks are therefore
 held for PostgreSQL's execution of one statement, not across round trips that
 each wait for a busy event loop, which is what queued batches of two workers
 behind each other (docs/performance.md).
@@ -27,7 +37,7 @@ final: it was the policy's answer at a moment after the send arrived.
 
 The careful path locks the rows in id order, checks client ids, applies the
 policy to the locked state, assigns seqs and writes messages, attachment
-links, notifications and audit events in one transaction. If it fails on a
+links and audit events in one transaction. If it fails on a
 constraint, its sends are retried one by one, so one bad send never costs
 the others.
 """
@@ -47,19 +57,17 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatserver.chat import access, events, views
+from chatserver.chat import access, bell, events, views
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role, State, send_refusal, sending_reopens
 from chatserver.errors import ChatError, ErrorCode, invalid, not_found, unavailable
 from chatserver.store import attachments as attachment_store
-from chatserver.store import audit, conversations, messages, notifications, send_batch
+from chatserver.store import audit, conversations, messages, send_batch
 from chatserver.store.db import Database
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-# Notification texts are stored in a column of this width.
-NOTE_TEXT_MAX = 500
 # Message ids: 16 random bytes, as hex.
 MESSAGE_ID_BYTES = 16
 
@@ -94,12 +102,17 @@ def _new_future() -> asyncio.Future[SendResult]:
 
 @dataclass
 class _Stored:
-    """A message written in this batch, kept for publishing after commit."""
+    """A message to publish after commit: written in this batch, or found
+    stored by a retry (`repeat`), which publishes its `message` event again
+    in case the first attempt committed but never published (a worker
+    killed in between, a broker that timed out); rooms drop repeats by seq."""
 
     message: JSON
     org_id: str
     context: JSON | None  # the conversation, when sending reopened it
-    notifications: list[JSON] = field(default_factory=list)
+    job_title: str = ""
+    candidate_id: str = ""
+    repeat: bool = False
 
 
 Outcome = tuple[SendResult | ChatError, _Stored | None]
@@ -114,6 +127,8 @@ class SendQueue:
         *,
         max_batch: int,
         writers: int,
+        publish_timeout: float = 1.0,
+        send_timeout: float = 10.0,
         on_stored: Callable[[int, float], None] | None = None,
     ) -> None:
         self._db = db
@@ -125,6 +140,10 @@ class SendQueue:
         self._queue: asyncio.Queue[SendRequest | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._on_stored = on_stored
+        self._publish_timeout = publish_timeout
+        self._send_timeout = send_timeout
+        # Publishes still running after their bound (kept referenced).
+        self._publishing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -138,16 +157,28 @@ class SendQueue:
             self._queue.put_nowait(None)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._publishing:
+            await asyncio.wait(set(self._publishing), timeout=self._publish_timeout)
         while not self._queue.empty():
             request = self._queue.get_nowait()
             if request is not None and not request.future.done():
                 request.future.set_exception(unavailable("The server is shutting down."))
 
     async def submit(self, request: SendRequest) -> SendResult:
+        """The send's outcome, or `unavailable` once `send_timeout` has
+        passed (a database that is slow or out of pooled connections): the
+        client retries with the same client_id, which finds the message if
+        this attempt committed after all."""
         self._queue.put_nowait(request)
-        # Shield: a client that disconnects must not cancel a send that may
-        # already be committed; its retry will find the stored message.
-        return await asyncio.shield(request.future)
+        # Shield: a client that disconnects (or the bound) must not cancel a
+        # send that may already be committed; its retry finds the message.
+        done, _ = await asyncio.wait({request.future}, timeout=self._send_timeout)
+        if not done:
+            # Its outcome, when it comes, is nobody's to read.
+            request.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            log.warning("a send waited over %.1f s; answered unavailable", self._send_timeout)
+            raise unavailable("The server is busy; try again.")
+        return request.future.result()
 
     @property
     def backlog(self) -> int:
@@ -184,12 +215,16 @@ class SendQueue:
             await self._settle(list(zip(rest, await self._careful(rest), strict=True)), started)
 
     async def _settle(self, done: Sequence[tuple[SendRequest, Outcome]], started: float) -> None:
-        """Publish what was stored, then answer the senders."""
+        """Answer the senders, then publish, within a bound.
+
+        The ack needs only the commit (SPEC section 3.1): a stalled broker
+        must never hold it back (issue 16). A publish that fails or times
+        out is logged; rooms catch up from the database. Publishing before
+        the next batch is written keeps one writer's batches in order."""
         stored = [s for _, (_, s) in done if s is not None]
-        if stored:
-            if self._on_stored is not None:
-                self._on_stored(len(stored), asyncio.get_running_loop().time() - started)
-            await self._publish(stored)
+        created = sum(1 for s in stored if not s.repeat)
+        if created and self._on_stored is not None:
+            self._on_stored(created, asyncio.get_running_loop().time() - started)
         for request, (result, _) in done:
             if request.future.done():
                 continue
@@ -197,6 +232,8 @@ class SendQueue:
                 request.future.set_exception(result)
             else:
                 request.future.set_result(result)
+        if stored:
+            await self._publish(stored)
 
     async def _fast(self, batch: Sequence[SendRequest]) -> tuple[list[Outcome | None], list[int]]:
         """The PostgreSQL fast path: each request's outcome, or None for the
@@ -210,9 +247,7 @@ class SendQueue:
                 advanced: dict[str, int] = {}
                 if plan.conversations:
                     try:
-                        advanced = await send_batch.write(
-                            raw, plan.conversations, plan.rows, plan.notes, now
-                        )
+                        advanced = await send_batch.write(raw, plan.conversations, plan.rows, now)
                     except send_batch.Conflict as exc:
                         log.info("fast send write rolled back (%s); taking the careful path", exc)
         except ChatError as exc:
@@ -245,32 +280,49 @@ class SendQueue:
             return [(unavailable(), None)] * len(batch)
 
     async def _publish(self, stored: Sequence[_Stored]) -> None:
+        """One event per message on its conversation's channel, one inbox
+        change on its organisation's and one bell frame: all independent of
+        how many staff the organisation has (issue 10). A repeat publishes
+        its message event only."""
         items: list[tuple[str, JSON]] = []
         for s in stored:
             conversation_id = s.message["conversation"]
+            channel = events.conversation_channel(conversation_id)
             if s.context is not None:
-                items.append(
-                    (
-                        events.conversation_channel(conversation_id),
-                        events.conversation_changed(s.context),
-                    )
-                )
-            items.append(
-                (events.conversation_channel(conversation_id), events.message_event(s.message))
-            )
+                items.append((channel, events.conversation_changed(s.context)))
+            items.append((channel, events.message_event(s.message)))
+            if s.repeat:
+                continue
             items.append(
                 (events.org_channel(s.org_id), events.inbox_changed(conversation_id, s.message))
             )
-            if s.notifications:
-                # Every recipient of one message gets the same bell entry.
-                note_event = events.notification_event(s.notifications[0])
-                items.extend(
+            if s.message["sender"]["kind"] == Role.STAFF.value:
+                items.append(
                     (
-                        events.person_channel(note["recipient_kind"], note["recipient_id"]),
-                        note_event,
+                        events.person_channel(Role.CANDIDATE.value, s.candidate_id),
+                        bell.frame(s.message, Role.CANDIDATE, s.job_title),
                     )
-                    for note in s.notifications
                 )
+            else:
+                # Every staff member's inbox page hears it on the org channel.
+                items.append(
+                    (events.org_channel(s.org_id), bell.frame(s.message, Role.STAFF, s.job_title))
+                )
+        # A task waited on with a bound, never cancelled: a cancel landing in
+        # redis-py can be swallowed (Python 3.11), and a publish that ends
+        # late still helps. Late or failed, rooms catch up from the database.
+        task = asyncio.get_running_loop().create_task(self._publish_now(items))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+        await asyncio.wait({task}, timeout=self._publish_timeout)
+        if not task.done():
+            log.warning(
+                "publishing %d events takes over %.2f s; answered senders without it",
+                len(items),
+                self._publish_timeout,
+            )
+
+    async def _publish_now(self, items: Sequence[tuple[str, JSON]]) -> None:
         try:
             await self._events.publish(items)
         except Exception:
@@ -304,8 +356,6 @@ class _FastPlan:
         self.contexts = snap.contexts
         self.conversations: list[send_batch.Conversation] = []
         self.rows: list[JSON] = []
-        self.notes: list[JSON] = []
-        self._notes_of: dict[str, list[JSON]] = {}
         candidates = self._screen(keys, snap)
         careful_conversations = {
             ctx["id"]
@@ -316,7 +366,7 @@ class _FastPlan:
             if ctx["id"] in careful_conversations:
                 self.careful.append(i)
             else:
-                self._admit(i, ctx, snap.staff_by_org)
+                self._admit(i, ctx)
         for conversation_id, items in self.pending.items():
             ctx = self.contexts[conversation_id]
             self.conversations.append(
@@ -350,7 +400,7 @@ class _FastPlan:
             candidates.append((i, ctx))
         return candidates
 
-    def _admit(self, i: int, ctx: JSON, staff_by_org: dict[str, list[str]]) -> None:
+    def _admit(self, i: int, ctx: JSON) -> None:
         """Apply the policy to the snapshot as advanced by the batch's earlier
         sends (a staff message lets a later candidate message through)."""
         request = self.batch[i]
@@ -366,9 +416,6 @@ class _FastPlan:
         row["pos"] = len(items) + 1
         items.append((i, row))
         self.rows.append(row)
-        notes = _notes_for(row, ctx, staff_by_org.get(ctx["org_id"], []), self.now)
-        self.notes.extend(notes)
-        self._notes_of[row["id"]] = notes
 
     def settle(self, advanced: dict[str, int]) -> tuple[list[Outcome | None], list[int]]:
         """Outcomes of the stored sends; conversations missing from
@@ -379,13 +426,13 @@ class _FastPlan:
                 self.careful.extend(i for i, _ in items)
                 continue
             base = last_seq - len(items)
-            org_id = self.contexts[conversation_id]["org_id"]
+            ctx = self.contexts[conversation_id]
             for i, row in items:
                 row["seq"] = base + row["pos"]
                 row["created_at"] = self.now
                 row["deleted"] = False
                 message = views.message(row)
-                stored = _Stored(message, org_id, None, self._notes_of[row["id"]])
+                stored = _stored(message, ctx, None)
                 self.outcomes[i] = (SendResult(message, created=True), stored)
         for i, first in self.followers:
             original = self.outcomes[first]
@@ -424,27 +471,15 @@ def _reused_client_id() -> ChatError:
     return invalid("This client_id was already used for another conversation.")
 
 
-def _notes_for(row: JSON, ctx: JSON, org_staff: Sequence[str], now: datetime) -> list[JSON]:
-    """A bell entry for every recipient: the candidate for a staff message,
-    every staff member of the organisation for a candidate message."""
-    if row["sender_kind"] == Role.STAFF.value:
-        recipients = [(Role.CANDIDATE.value, ctx["candidate_id"])]
-        text = f"New message from {row['sender_name']} about {ctx['job_title']}"
-    else:
-        recipients = [(Role.STAFF.value, staff_id) for staff_id in org_staff]
-        text = f"New message from {row['sender_name']} ({ctx['job_title']})"
-    return [
-        {
-            "recipient_kind": kind,
-            "recipient_id": person_id,
-            "kind": "message",
-            "conversation_id": row["conversation_id"],
-            "message_id": row["id"],
-            "text": text[:NOTE_TEXT_MAX],
-            "created_at": now,
-        }
-        for kind, person_id in recipients
-    ]
+def _stored(message: JSON, ctx: JSON, context: JSON | None, *, repeat: bool = False) -> _Stored:
+    return _Stored(
+        message,
+        ctx["org_id"],
+        context,
+        job_title=ctx["job_title"],
+        candidate_id=ctx["candidate_id"],
+        repeat=repeat,
+    )
 
 
 async def _store_batch(
@@ -467,7 +502,8 @@ async def _store_batch(
         key = request.key
         original = existing.get(key)
         if original is not None or key in in_batch:
-            outcomes.append(await _repeat(conn, request, original, in_batch.get(key)))
+            ctx = contexts.get(request.conversation_id)
+            outcomes.append(await _repeat(conn, request, original, in_batch.get(key), ctx))
             continue
         ctx = contexts.get(request.conversation_id)
         if ctx is None or not access.may_see(request.viewer, ctx):
@@ -495,9 +531,7 @@ async def _store_batch(
         in_batch[key] = row
         message = views.message(row, files)
         context = dict(ctx) if ctx["id"] in reopened else None
-        outcomes.append(
-            (SendResult(message, created=True), _Stored(message, ctx["org_id"], context))
-        )
+        outcomes.append((SendResult(message, created=True), _stored(message, ctx, context)))
         if files:
             links.append((row["id"], [f["id"] for f in files]))
 
@@ -522,11 +556,6 @@ async def _store_batch(
         ctx = touched[conversation_id]
         actor = next(r for r in batch if r.conversation_id == conversation_id).viewer.person()
         await audit.record(conn, ctx["application_id"], "conversation.reopened", now, actor)
-    notes = await _notification_rows(conn, new_rows, touched, now)
-    await notifications.add_many(conn, notes)
-    stored_by_id = {s.message["id"]: s for _, s in outcomes if s is not None}
-    for note in notes:
-        stored_by_id[note["message_id"]].notifications.append(note)
     return outcomes
 
 
@@ -535,14 +564,19 @@ async def _repeat(
     request: SendRequest,
     original: RowMapping | None,
     earlier: JSON | None,
+    ctx: JSON | None,
 ) -> Outcome:
-    """A retried client_id: the original message, never a second one."""
+    """A retried client_id: the original message, never a second one. One
+    stored before this batch is published again (issue 16: its first
+    attempt may have committed on a worker that died before publishing)."""
     row: RowMapping | JSON | None = original if original is not None else earlier
     assert row is not None
     if row["conversation_id"] != request.conversation_id:
         return _reused_client_id(), None
     files = (await messages.attachments_for(conn, [row["id"]])).get(row["id"], [])
-    return SendResult(views.message(row, files), created=False), None
+    message = views.message(row, files)
+    again = None if original is None or ctx is None else _stored(message, ctx, None, repeat=True)
+    return SendResult(message, created=False), again
 
 
 async def _claim_attachments(
@@ -558,19 +592,3 @@ async def _claim_attachments(
         return ChatError(ErrorCode.NOT_FOUND, "No such attachment.")
     order = {aid: i for i, aid in enumerate(wanted)}
     return sorted(rows, key=lambda r: order[r["id"]])
-
-
-async def _notification_rows(
-    conn: AsyncConnection, rows: Sequence[JSON], contexts: dict[str, JSON], now: datetime
-) -> list[JSON]:
-    candidate_orgs = [
-        contexts[row["conversation_id"]]["org_id"]
-        for row in rows
-        if row["sender_kind"] != Role.STAFF.value
-    ]
-    staff_by_org = await send_batch.staff_of_orgs(conn, candidate_orgs)
-    result: list[JSON] = []
-    for row in rows:
-        ctx = contexts[row["conversation_id"]]
-        result.extend(_notes_for(row, ctx, staff_by_org.get(ctx["org_id"], []), now))
-    return result
