@@ -15,31 +15,34 @@ no row per recipient (the bell is derived from read positions, see
 `chat/bell.py`), one event per message per channel, never one per staff
 member.
 
-On PostgreSQL a batch takes the fast path (`chatserver/store/send_batch.py`):
-one unlocked read of the batch's conversations and client ids; the policy
-applied in Python to that snapshot; then ONE
-autocommitted statement that advances each conversation's `last_seq` under a
-guard (the facts the policy relied on are unchanged) and inserts the
-messages. The conversation row locks are therefore
-held for PostgreSQL's execution of one statement, not across round trips that
-each wait for a busy event loop, which is what queued batches of two workers
-behind each other (docs/performance.md).
+One send path (issue 10): both writers read a snapshot (tenancy, policy
+facts, client ids stored, attachments claimed) and store the plan that
+`chat/send_plan.py` makes of it, the one statement of the send rule. They
+differ only in how they store:
 
-Anything unusual takes the careful path, the locked transaction below that
-is also the whole SQLite path: a client id already stored (the retry gets
-the original, with its attachments), attachments, a staff message that
-reopens an ended conversation, a conversation whose guard failed (its state
-or status changed after the read), and a write rolled back as a whole (a
-client id stored concurrently by another worker, a deadlock). A
-conversation's sends always go the same way within a batch, so their order
+On PostgreSQL a batch takes the fast writer (`chatserver/store/send_batch.py`):
+one unlocked read, the plan, then ONE autocommitted statement that advances
+each conversation's `last_seq` under a guard that re-checks the snapshot's
+facts (still open, status and candidate unchanged) and inserts the
+messages. The conversation row locks are therefore held for PostgreSQL's
+execution of one statement, not across round trips that each wait for a
+busy event loop, which is what queued batches of two workers behind each
+other (docs/performance.md).
+
+What the fast writer cannot store goes to the careful writer, which is also
+the whole SQLite path: a client id already stored (the retry gets the
+original, with its attachments), attachments, a staff message that reopens
+an ended conversation, a conversation whose guard failed, and a write rolled
+back as a whole (a client id stored concurrently by another worker, a
+deadlock). The plan defers a conversation's sends together, so their order
 and the first-message rule are kept. A refusal decided on the snapshot is
-final: it was the policy's answer at a moment after the send arrived.
+final: it was the rule's answer at a moment after the send arrived.
 
-The careful path locks the rows in id order, checks client ids, applies the
-policy to the locked state, assigns seqs and writes messages, attachment
-links and audit events in one transaction. If it fails on a
-constraint, its sends are retried one by one, so one bad send never costs
-the others.
+The careful writer reads the snapshot under row locks in id order, claims
+attachments, plans, assigns seqs from the locked `last_seq` and writes
+messages, attachment links and audit events in one transaction. If it fails
+on a constraint, its sends are retried one by one, so one bad send never
+costs the others.
 """
 
 from __future__ import annotations
@@ -47,8 +50,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,10 +59,10 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatserver.chat import access, bell, events, views
+from chatserver.chat import bell, events, send_plan, views
 from chatserver.chat.identity import Viewer
-from chatserver.chat.policy import Role, State, send_refusal, sending_reopens
-from chatserver.errors import ChatError, ErrorCode, invalid, not_found, unavailable
+from chatserver.chat.policy import Role
+from chatserver.errors import ChatError, ErrorCode, invalid, unavailable
 from chatserver.store import attachments as attachment_store
 from chatserver.store import audit, conversations, messages, send_batch
 from chatserver.store.db import Database
@@ -239,15 +241,23 @@ class SendQueue:
         """The PostgreSQL fast path: each request's outcome, or None for the
         indices (second list, ascending) that must take the careful path."""
         now = self._clock()
+        ids = _message_ids(len(batch))
         try:
             async with self._db.transaction() as conn, send_batch.autocommit(conn) as raw:
                 keys = [r.key for r in batch]
                 snap = await send_batch.snapshot(raw, [r.conversation_id for r in batch], keys)
-                plan = _FastPlan(batch, keys, snap, now)
+                planned = send_plan.plan(
+                    batch,
+                    send_plan.Snapshot(snap.contexts, frozenset(snap.existing)),
+                    ids,
+                    fast=True,
+                )
                 advanced: dict[str, int] = {}
-                if plan.conversations:
+                if planned.new:
                     try:
-                        advanced = await send_batch.write(raw, plan.conversations, plan.rows, now)
+                        advanced = await send_batch.write(
+                            raw, _guards(planned, snap.contexts), _fast_rows(planned), now
+                        )
                     except send_batch.Conflict as exc:
                         log.info("fast send write rolled back (%s); taking the careful path", exc)
         except ChatError as exc:
@@ -255,7 +265,7 @@ class SendQueue:
         except Exception:
             log.exception("send batch failed")
             return [(unavailable(), None)] * len(batch), []
-        return plan.settle(advanced)
+        return _fast_outcomes(batch, planned, advanced, now)
 
     async def _careful(self, batch: Sequence[SendRequest]) -> list[Outcome]:
         try:
@@ -335,129 +345,71 @@ class SendQueue:
             return await _store_batch(conn, batch, self._clock())
 
 
-class _FastPlan:
-    """One batch on the fast path: the policy applied to the snapshot, the
-    rows to write, and the outcomes once the write has answered."""
-
-    def __init__(
-        self,
-        batch: Sequence[SendRequest],
-        keys: Sequence[send_batch.ClientKey],
-        snap: send_batch.Snapshot,
-        now: datetime,
-    ) -> None:
-        self.batch = batch
-        self.now = now
-        self._ids = _message_ids(len(batch))
-        self.outcomes: list[Outcome | None] = [None] * len(batch)
-        self.careful: list[int] = []
-        self.followers: list[tuple[int, int]] = []  # (retry in this batch, its first send)
-        self.pending: dict[str, list[tuple[int, JSON]]] = {}  # conversation -> (index, row)
-        self.contexts = snap.contexts
-        self.conversations: list[send_batch.Conversation] = []
-        self.rows: list[JSON] = []
-        candidates = self._screen(keys, snap)
-        careful_conversations = {
-            ctx["id"]
-            for i, ctx in candidates
-            if batch[i].attachment_ids or sending_reopens(batch[i].viewer.kind, views.facts(ctx))
-        }
-        for i, ctx in candidates:
-            if ctx["id"] in careful_conversations:
-                self.careful.append(i)
-            else:
-                self._admit(i, ctx)
-        for conversation_id, items in self.pending.items():
-            ctx = self.contexts[conversation_id]
-            self.conversations.append(
-                send_batch.Conversation(
-                    id=conversation_id,
-                    n=len(items),
-                    staff=any(row["sender_kind"] == Role.STAFF.value for _, row in items),
-                    status=ctx["status"],
-                    candidate_id=ctx["candidate_id"],
-                )
-            )
-
-    def _screen(
-        self, keys: Sequence[send_batch.ClientKey], snap: send_batch.Snapshot
-    ) -> list[tuple[int, JSON]]:
-        """Settle what needs no write; the rest as (index, context), in order."""
-        first: dict[send_batch.ClientKey, int] = {}
-        candidates: list[tuple[int, JSON]] = []
-        for i, (request, key) in enumerate(zip(self.batch, keys, strict=True)):
-            if key in first:
-                self.followers.append((i, first[key]))
-                continue
-            first[key] = i
-            if key in snap.existing:
-                self.careful.append(i)
-                continue
-            ctx = self.contexts.get(request.conversation_id)
-            if ctx is None or not access.may_see(request.viewer, ctx):
-                self.outcomes[i] = (not_found(), None)
-                continue
-            candidates.append((i, ctx))
-        return candidates
-
-    def _admit(self, i: int, ctx: JSON) -> None:
-        """Apply the policy to the snapshot as advanced by the batch's earlier
-        sends (a staff message lets a later candidate message through)."""
-        request = self.batch[i]
-        role = request.viewer.kind
-        refusal = send_refusal(role, views.facts(ctx))
-        if refusal is not None:
-            self.outcomes[i] = (refusal.error(), None)
-            return
-        if role is Role.STAFF:
-            ctx["has_staff_message"] = True
-        items = self.pending.setdefault(ctx["id"], [])
-        row = _message_row(request, self._ids[i], ctx["id"])
-        row["pos"] = len(items) + 1
-        items.append((i, row))
-        self.rows.append(row)
-
-    def settle(self, advanced: dict[str, int]) -> tuple[list[Outcome | None], list[int]]:
-        """Outcomes of the stored sends; conversations missing from
-        `advanced` (guard failed, or the write was rolled back) go careful."""
-        for conversation_id, items in self.pending.items():
-            last_seq = advanced.get(conversation_id)
-            if last_seq is None:
-                self.careful.extend(i for i, _ in items)
-                continue
-            base = last_seq - len(items)
-            ctx = self.contexts[conversation_id]
-            for i, row in items:
-                row["seq"] = base + row["pos"]
-                row["created_at"] = self.now
-                row["deleted"] = False
-                message = views.message(row)
-                stored = _stored(message, ctx, None)
-                self.outcomes[i] = (SendResult(message, created=True), stored)
-        for i, first in self.followers:
-            original = self.outcomes[first]
-            if original is None or not isinstance(original[0], SendResult):
-                self.careful.append(i)
-            elif self.batch[i].conversation_id != self.batch[first].conversation_id:
-                self.outcomes[i] = (_reused_client_id(), None)
-            else:
-                self.outcomes[i] = (SendResult(original[0].message, created=False), None)
-        return self.outcomes, sorted(self.careful)
+def _guards(
+    planned: send_plan.Plan, snapshot: Mapping[str, Mapping[str, Any]]
+) -> list[send_batch.Conversation]:
+    """Each conversation's share of the fast write, with the facts of the
+    snapshot its guard re-checks."""
+    return [
+        send_batch.Conversation(
+            id=conversation_id,
+            n=len(items),
+            staff=any(n.row["sender_kind"] == Role.STAFF.value for n in items),
+            status=snapshot[conversation_id]["status"],
+            candidate_id=snapshot[conversation_id]["candidate_id"],
+        )
+        for conversation_id, items in planned.new.items()
+    ]
 
 
-def _message_row(request: SendRequest, message_id: str, conversation_id: str) -> JSON:
-    """The columns both write paths store; each adds how the seq is set."""
-    return {
-        "id": message_id,
-        "conversation_id": conversation_id,
-        "sender_kind": request.viewer.kind.value,
-        "sender_id": request.viewer.id,
-        "sender_name": request.viewer.name,
-        "client_id": request.client_id,
-        "body": request.body,
-        "html": request.html,
-        "via": request.via,
-    }
+def _fast_rows(planned: send_plan.Plan) -> list[JSON]:
+    return [n.row | {"pos": n.pos} for items in planned.new.values() for n in items]
+
+
+def _fast_outcomes(
+    batch: Sequence[SendRequest],
+    planned: send_plan.Plan,
+    advanced: Mapping[str, int],
+    now: datetime,
+) -> tuple[list[Outcome | None], list[int]]:
+    """Outcomes once the fast write answered; the rest (deferred by the
+    plan, client ids stored before, conversations whose guard failed or
+    whose write was rolled back) go careful."""
+    outcomes: list[Outcome | None] = [None] * len(batch)
+    careful = set(planned.deferred) | set(planned.stored_before)
+    for i, error in planned.refused.items():
+        outcomes[i] = (error, None)
+    for conversation_id, items in planned.new.items():
+        last_seq = advanced.get(conversation_id)
+        if last_seq is None:
+            careful.update(n.index for n in items)
+            continue
+        base = last_seq - len(items)
+        ctx = planned.contexts[conversation_id]
+        for n in items:
+            row = n.row | {"seq": base + n.pos, "created_at": now, "deleted": False}
+            message = views.message(row)
+            outcomes[n.index] = (SendResult(message, created=True), _stored(message, ctx, None))
+    for i, first in sorted(planned.repeats.items()):
+        outcomes[i] = _follow(batch, i, first, outcomes[first])
+        if outcomes[i] is None:
+            careful.add(i)
+    return outcomes, sorted(careful)
+
+
+def _follow(
+    batch: Sequence[SendRequest], i: int, first: int, original: Outcome | None
+) -> Outcome | None:
+    """A client_id sent again within the batch gets its first send's
+    outcome (None: that one is not settled by this writer)."""
+    if original is None:
+        return None
+    result = original[0]
+    if isinstance(result, ChatError):
+        return result, None
+    if batch[i].conversation_id != batch[first].conversation_id:
+        return _reused_client_id(), None
+    return SendResult(result.message, created=False), None
 
 
 def _message_ids(count: int) -> list[str]:
@@ -485,97 +437,90 @@ def _stored(message: JSON, ctx: JSON, context: JSON | None, *, repeat: bool = Fa
 async def _store_batch(
     conn: AsyncConnection, batch: Sequence[SendRequest], now: datetime
 ) -> list[Outcome]:
-    contexts = {
-        cid: dict(row)
-        for cid, row in (
-            await conversations.contexts_for_update(conn, [r.conversation_id for r in batch])
-        ).items()
-    }
+    """The careful writer: the snapshot read under row locks (in id order),
+    attachments claimed, the plan stored in this transaction."""
+    locked = await conversations.contexts_for_update(conn, [r.conversation_id for r in batch])
+    contexts = {conversation_id: dict(ctx) for conversation_id, ctx in locked.items()}
     existing = await messages.by_client_keys(conn, [r.key for r in batch])
-    outcomes: list[Outcome] = []
-    new_rows: list[JSON] = []
-    in_batch: dict[send_batch.ClientKey, JSON] = {}
-    touched: dict[str, JSON] = {}
-    reopened: set[str] = set()
-    links: list[tuple[str, list[str]]] = []  # message id, its attachment ids
-    for request in batch:
-        key = request.key
-        original = existing.get(key)
-        if original is not None or key in in_batch:
-            ctx = contexts.get(request.conversation_id)
-            outcomes.append(await _repeat(conn, request, original, in_batch.get(key), ctx))
+    files: dict[int, Sequence[JSON] | ChatError] = {}
+    seen: set[send_batch.ClientKey] = set()
+    for i, request in enumerate(batch):
+        if request.key in seen or request.key in existing:
             continue
-        ctx = contexts.get(request.conversation_id)
-        if ctx is None or not access.may_see(request.viewer, ctx):
-            outcomes.append((not_found(), None))
-            continue
-        role = request.viewer.kind
-        refusal = send_refusal(role, views.facts(ctx))
-        if refusal is not None:
-            outcomes.append((refusal.error(), None))
-            continue
-        files = await _claim_attachments(conn, request)
-        if isinstance(files, ChatError):
-            outcomes.append((files, None))
-            continue
-        if sending_reopens(role, views.facts(ctx)):
-            reopened.add(ctx["id"])
-        ctx["last_seq"] += 1
-        ctx["state"] = State.OPEN.value
-        ctx["has_staff_message"] = ctx["has_staff_message"] or role is Role.STAFF
-        ctx["last_message_at"] = now
-        touched[ctx["id"]] = ctx
-        row = _message_row(request, secrets.token_hex(MESSAGE_ID_BYTES), ctx["id"])
-        row.update(seq=ctx["last_seq"], created_at=now, deleted=False)
-        new_rows.append(row)
-        in_batch[key] = row
-        message = views.message(row, files)
-        context = dict(ctx) if ctx["id"] in reopened else None
-        outcomes.append((SendResult(message, created=True), _stored(message, ctx, context)))
-        if files:
-            links.append((row["id"], [f["id"] for f in files]))
+        seen.add(request.key)
+        if request.attachment_ids and request.conversation_id in contexts:
+            claimed = await _claim_attachments(conn, request)
+            files[i] = claimed if isinstance(claimed, ChatError) else [dict(f) for f in claimed]
+    snapshot = send_plan.Snapshot(contexts, frozenset(existing), files)
+    planned = send_plan.plan(batch, snapshot, _message_ids(len(batch)), fast=False)
+    assert not planned.deferred, "the careful writer plans every send"
 
-    await messages.insert_many(conn, new_rows)
-    # After the insert: an attachment's message_id references its message.
-    for message_id, attachment_ids in links:
-        await messages.attach(conn, message_id, attachment_ids)
-    await conversations.advance_many(
-        conn,
-        [
+    outcomes: list[Outcome | None] = [None] * len(batch)
+    for i, error in planned.refused.items():
+        outcomes[i] = (error, None)
+    for i in planned.stored_before:
+        request = batch[i]
+        ctx = planned.contexts.get(request.conversation_id)
+        outcomes[i] = await _repeat(conn, request, existing[request.key], ctx)
+    new_rows: list[tuple[int, JSON]] = []
+    links: list[tuple[str, list[str]]] = []  # message id, its attachment ids
+    advances: list[conversations.Advance] = []
+    for conversation_id, items in planned.new.items():
+        ctx = planned.contexts[conversation_id]
+        base = int(ctx["last_seq"])  # locked: the seqs are final
+        ctx["last_seq"] = base + len(items)
+        ctx["last_message_at"] = now
+        reopened = conversation_id in planned.reopened
+        for n in items:
+            row = n.row | {"seq": base + n.pos, "created_at": now, "deleted": False}
+            new_rows.append((n.index, row))
+            if n.files:
+                links.append((row["id"], [f["id"] for f in n.files]))
+            message = views.message(row, n.files)
+            # The reopening is announced once, before the first message.
+            context = dict(ctx) if reopened and n.pos == 1 else None
+            outcomes[n.index] = (SendResult(message, created=True), _stored(message, ctx, context))
+        advances.append(
             conversations.Advance(
-                conversation_id=ctx["id"],
+                conversation_id=conversation_id,
                 last_seq=ctx["last_seq"],
                 at=now,
                 has_staff_message=bool(ctx["has_staff_message"]),
                 state=ctx["state"],
             )
-            for ctx in touched.values()
-        ],
-    )
-    for conversation_id in reopened:
-        ctx = touched[conversation_id]
-        actor = next(r for r in batch if r.conversation_id == conversation_id).viewer.person()
+        )
+    for i, first in sorted(planned.repeats.items()):
+        followed = _follow(batch, i, first, outcomes[first])
+        assert followed is not None
+        outcomes[i] = followed
+
+    await messages.insert_many(conn, [row for _, row in sorted(new_rows, key=lambda r: r[0])])
+    # After the insert: an attachment's message_id references its message.
+    for message_id, attachment_ids in links:
+        await messages.attach(conn, message_id, attachment_ids)
+    await conversations.advance_many(conn, advances)
+    for conversation_id in sorted(planned.reopened):
+        ctx = planned.contexts[conversation_id]
+        actor = batch[planned.new[conversation_id][0].index].viewer.person()
         await audit.record(conn, ctx["application_id"], "conversation.reopened", now, actor)
-    return outcomes
+    assert all(o is not None for o in outcomes)
+    return [o for o in outcomes if o is not None]
 
 
 async def _repeat(
     conn: AsyncConnection,
     request: SendRequest,
-    original: RowMapping | None,
-    earlier: JSON | None,
+    original: RowMapping,
     ctx: JSON | None,
 ) -> Outcome:
-    """A retried client_id: the original message, never a second one. One
-    stored before this batch is published again (issue 16: its first
-    attempt may have committed on a worker that died before publishing)."""
-    row: RowMapping | JSON | None = original if original is not None else earlier
-    assert row is not None
-    if row["conversation_id"] != request.conversation_id:
+    """A retried client_id: the original message, never a second one. It is
+    published again (issue 16: its first attempt may have committed on a
+    worker that died before publishing; rooms drop a seq they have)."""
+    if original["conversation_id"] != request.conversation_id:
         return _reused_client_id(), None
-    files = (await messages.attachments_for(conn, [row["id"]])).get(row["id"], [])
-    message = views.message(row, files)
-    again = None if original is None or ctx is None else _stored(message, ctx, None, repeat=True)
+    files = (await messages.attachments_for(conn, [original["id"]])).get(original["id"], [])
+    message = views.message(original, files)
+    again = None if ctx is None else _stored(message, ctx, None, repeat=True)
     return SendResult(message, created=False), again
 
 
