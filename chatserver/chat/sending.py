@@ -86,6 +86,9 @@ class SendRequest:
     # with it and shown on it (MESSAGE `via`).
     via: str | None = None
     future: asyncio.Future[SendResult] = field(default_factory=lambda: _new_future())
+    # Answered `unavailable` before a writer took it: it is never written
+    # (the client retries), so an overloaded queue sheds what nobody awaits.
+    expired: bool = False
 
     @property
     def key(self) -> send_batch.ClientKey:
@@ -176,7 +179,8 @@ class SendQueue:
         # send that may already be committed; its retry finds the message.
         done, _ = await asyncio.wait({request.future}, timeout=self._send_timeout)
         if not done:
-            # Its outcome, when it comes, is nobody's to read.
+            request.expired = True
+            # Its outcome, if a writer had it already, is nobody's to read.
             request.future.add_done_callback(lambda f: f.cancelled() or f.exception())
             log.warning("a send waited over %.1f s; answered unavailable", self._send_timeout)
             raise unavailable("The server is busy; try again.")
@@ -205,6 +209,9 @@ class SendQueue:
 
     async def _write(self, batch: list[SendRequest]) -> None:
         started = asyncio.get_running_loop().time()
+        batch = [request for request in batch if not request.expired]
+        if not batch:
+            return
         if self._db.is_sqlite:
             await self._settle(list(zip(batch, await self._careful(batch), strict=True)), started)
             return

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.chat.events import Events
@@ -173,6 +174,40 @@ async def test_a_send_the_database_cannot_take_in_time_is_answered_unavailable(
         await sends.stop()
     assert retry.message["seq"] == 1
     assert await count_rows(app, messages) == 1
+
+
+async def test_a_send_that_expired_in_the_queue_is_never_written(scene: Scene, app: Any) -> None:
+    """Behind a batch the database is slow to take, a send answered
+    `unavailable` is dropped before any write: nothing of it is stored, and
+    the overloaded queue does not spend a write on it."""
+    chat = chat_of(app)
+    alice = await viewer(chat, "staff", "alice")
+    slow = GatedDatabase(chat.db)
+    sends = queue(chat, chat.events, slow, send_timeout=SEND_BOUND)
+    await sends.start()
+    try:
+        writing = asyncio.ensure_future(sends.submit(send(alice, scene.conversation, "First")))
+        for _ in range(1000):  # bounded: the writer takes it, then waits on the database
+            if sends.backlog == 0:
+                break
+            await asyncio.sleep(0)
+        assert sends.backlog == 0
+        queued = asyncio.ensure_future(sends.submit(send(alice, scene.conversation, "Second")))
+        for pending in (writing, queued):
+            with pytest.raises(ChatError) as refused:
+                await asyncio.wait_for(pending, ANSWER_WITHIN)
+            assert refused.value.code is ErrorCode.UNAVAILABLE
+        slow.gate.set()
+    finally:
+        slow.gate.set()
+        await sends.stop()
+    stored = await chat_messages(app)
+    assert stored == ["First"]
+
+
+async def chat_messages(app: Any) -> list[str]:
+    async with chat_of(app).db.transaction() as conn:
+        return list((await conn.execute(select(messages.c.body))).scalars())
 
 
 @PG_ONLY
