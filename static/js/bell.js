@@ -50,7 +50,6 @@ export function initBell() {
   function item(note) {
     const li = document.createElement("li");
     li.classList.toggle("unread", !note.read);
-    li.dataset.conversation = note.conversation || "";
     const link = document.createElement("a");
     link.href = note.conversation ? `/c/${encodeURIComponent(note.conversation)}` : "#";
     link.textContent = note.text;
