@@ -69,6 +69,8 @@ ENV_NAMES = {
     "mail_max_bytes": "CHAT_MAIL_MAX_BYTES",
     "db_pool_size": "CHAT_DB_POOL_SIZE",
     "db_pool_overflow": "CHAT_DB_POOL_OVERFLOW",
+    "publish_timeout_seconds": "CHAT_PUBLISH_TIMEOUT",
+    "send_timeout_seconds": "CHAT_SEND_TIMEOUT",
     "log_level": "CHAT_LOG_LEVEL",
     "log_format": "CHAT_LOG_FORMAT",
     "forwarded_allow_ips": "FORWARDED_ALLOW_IPS",
@@ -326,6 +328,15 @@ class Settings:
     # Group commit: sends that arrive while a batch is being written wait for
     # the next one, at most this many per transaction.
     send_batch_max: int = 256
+    # After a batch commits its senders are answered, then its events are
+    # published; a publish still running after this long is left to finish
+    # on its own, so a stalled Redis never delays the next batch's acks
+    # (rooms catch up from the database).
+    publish_timeout_seconds: float = 0.5
+    # A send not answered within this is answered `unavailable` (a slow
+    # database, a pool with no free connection); the client retries with
+    # the same client_id.
+    send_timeout_seconds: float = 10.0
 
     # Logging (chatserver/logs.py): info shows one line per request and
     # start-up; migrations speak only at debug. json suits log shippers.
@@ -586,6 +597,8 @@ class Settings:
             max_connections_per_user=_number(env, "CHAT_MAX_CONNECTIONS_PER_USER", "20", int),
             db_pool_size=_number(env, "CHAT_DB_POOL_SIZE", "10", int),
             db_pool_overflow=_number(env, "CHAT_DB_POOL_OVERFLOW", "10", int),
+            publish_timeout_seconds=_number(env, "CHAT_PUBLISH_TIMEOUT", "0.5", float),
+            send_timeout_seconds=_number(env, "CHAT_SEND_TIMEOUT", "10", float),
             log_level=_choice(env, "CHAT_LOG_LEVEL", "info", LOG_LEVELS),
             log_format=_choice(env, "CHAT_LOG_FORMAT", "text", LOG_FORMATS),
             reply_domain=env.get("CHAT_REPLY_DOMAIN", "reply.localhost" if demo else "")

@@ -327,9 +327,14 @@ class LoadTest:
         gate = asyncio.Semaphore(SETUP_CONCURRENCY)
         run = uuid.uuid4().hex[:6]
 
+        size = self.args.org_size
+
         async def one(index: int) -> tuple[Room, int]:
+            # One organisation for all (a customer's shared inbox), or one
+            # per `--org-size` conversations.
+            org = f"org-{run}" if size <= 0 else f"org-{run}-{index // size}"
             async with gate:
-                return await new_room(host, f"{run}-{index}"), index
+                return await new_room(host, f"{run}-{index}", org), index
 
         started = time.perf_counter()
         try:
@@ -675,6 +680,13 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--redis-url", default=SHARED_REDIS_URL)
     parser.add_argument("--conversations", type=int, default=500)
+    parser.add_argument(
+        "--org-size",
+        type=int,
+        default=0,
+        help="conversations per organisation (default 0: all in one, as a real customer; "
+        "1: each its own, the former default)",
+    )
     parser.add_argument("--rate", type=float, default=1000.0, help="sends/s (search: first)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per step")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")

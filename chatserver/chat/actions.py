@@ -13,7 +13,7 @@ from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
-from chatserver.chat import access, events, ids, timeline
+from chatserver.chat import access, bell, events, ids, timeline
 from chatserver.chat.formatting import render
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import (
@@ -29,7 +29,7 @@ from chatserver.chat.policy import (
 from chatserver.chat.sending import SendRequest, SendResult
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode, invalid, not_found
-from chatserver.store import audit, conversations, messages, notifications, people
+from chatserver.store import audit, conversations, messages, people
 
 log = logging.getLogger(__name__)
 
@@ -369,10 +369,6 @@ async def mark_read(chat: Chat, viewer: Viewer, conversation_id: str, seq: objec
         moved = await conversations.mark_read(
             conn, conversation_id, viewer.kind.value, viewer.id, seq, now
         )
-        if moved:
-            await notifications.mark_conversation_read(
-                conn, viewer.kind.value, viewer.id, conversation_id, seq, now
-            )
     if moved:
         frame = events.read_event(conversation_id, viewer.person(), seq)
         items: list[tuple[str, dict[str, Any]]] = [
@@ -510,6 +506,12 @@ async def update_settings(chat: Chat, viewer: Viewer, changes: dict[str, Any]) -
         await people.update_settings(conn, viewer.kind.value, viewer.id, values)
 
 
-async def mark_notifications_read(chat: Chat, viewer: Viewer) -> None:
-    async with chat.db.transaction() as conn:
-        await notifications.mark_all_read(conn, viewer.kind.value, viewer.id, chat.clock())
+async def mark_notifications_read(
+    chat: Chat, viewer: Viewer, conversation_id: object = None
+) -> None:
+    """The bell's "mark as read": one conversation's entry, or all."""
+    if conversation_id is not None and not (
+        isinstance(conversation_id, str) and ids.plausible_id(conversation_id)
+    ):
+        raise invalid("conversation must be a conversation id.")
+    await bell.mark_read(chat, viewer, conversation_id)

@@ -19,6 +19,7 @@ Both objects are built once at import: rendering is on the send path.
 from __future__ import annotations
 
 import html
+import re
 import unicodedata
 from typing import Any, Final
 
@@ -176,8 +177,24 @@ _cleaner: Final = nh3.Cleaner(
 )
 
 
+# A body that starts with a letter and holds only letters, digits, single
+# spaces, punctuation Markdown and linkify never act on, and `.` or `:` at
+# the end of a word: one paragraph of itself, with nothing to escape. Most
+# chat lines are like this; rendering them through both layers cost most of
+# the send path's CPU (issue 10). tests/chat/test_formatting.py proves with
+# hypothesis that the fast path gives exactly what the renderer gives.
+_PLAIN: Final = re.compile(r"[^\W\d_](?:[^\W_]|[,;!?'()]|[.:](?= |\Z)| (?! ))*(?<! )")
+
+
 def render(body: str) -> str:
     """The HTML of a message body; safe to insert into a page as is."""
+    if _PLAIN.fullmatch(body):
+        return f"<p>{body}</p>"
+    return render_markdown(body)
+
+
+def render_markdown(body: str) -> str:
+    """`render` through both layers, whatever the body (the fast path's reference)."""
     cleaned: str = _cleaner.clean(_markdown.render(body))
     return cleaned.rstrip("\n")
 

@@ -19,7 +19,7 @@ from chatserver.chat.policy import Role, send_refusal
 from chatserver.chat.service import Chat
 from chatserver.clock import wire_time
 from chatserver.errors import invalid, not_found
-from chatserver.store import audit, conversations, messages, notifications, people
+from chatserver.store import audit, conversations, messages, people
 from chatserver.store.conversations import Filter, Keyset, ListQuery, Sort
 from chatserver.store.folding import fold
 
@@ -355,24 +355,3 @@ async def audit_trail(chat: Chat, application_id: str) -> list[JSON]:
         key=lambda item: (item[0], _SAME_INSTANT_RANK.get(item[1]["action"], 0)),
     )
     return [event for _, event in merged]
-
-
-async def notification_list(chat: Chat, viewer: Viewer) -> JSON:
-    async with chat.db.transaction() as conn:
-        rows = await notifications.recent(conn, viewer.kind.value, viewer.id)
-        unread = await notifications.unread_count(conn, viewer.kind.value, viewer.id)
-    return {
-        "notifications": [
-            {
-                "id": r["id"],
-                "kind": r["kind"],
-                "conversation": r["conversation_id"],
-                "message": r["message_id"],
-                "text": r["text"],
-                "created_at": wire_time(r["created_at"]),
-                "read": r["read_at"] is not None,
-            }
-            for r in rows
-        ],
-        "unread": unread,
-    }

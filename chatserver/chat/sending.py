@@ -2,34 +2,47 @@
 
 Every send of a worker goes through one `SendQueue`. Sends that arrive while
 a batch is being written wait for the next batch, so under load one write
-stores hundreds of messages. Only after the commit are the events published
-and the senders acknowledged (SPEC section 3.1).
+stores hundreds of messages. Only after the commit are the senders
+acknowledged (SPEC section 3.1) and then the events published, within
+`CHAT_PUBLISH_TIMEOUT`: a stalled broker never holds an ack back, and rooms
+catch up from the database (issue 16). A send not answered within
+`CHAT_SEND_TIMEOUT` (a slow database, an exhausted pool) is answered
+`unavailable`; the client's retry with the same client_id finds the
+message if it committed after all, and publishes it again.
 
-On PostgreSQL a batch takes the fast path (`chatserver/store/send_batch.py`):
-one unlocked read of the batch's conversations, client ids and notification
-recipients; the policy applied in Python to that snapshot; then ONE
-autocommitted statement that advances each conversation's `last_seq` under a
-guard (the facts the policy relied on are unchanged) and inserts the
-messages and notification rows. The conversation row locks are therefore
-held for PostgreSQL's execution of one statement, not across round trips that
-each wait for a busy event loop, which is what queued batches of two workers
-behind each other (docs/performance.md).
+Nothing per message depends on the size of the organisation (issue 10):
+no row per recipient (the bell is derived from read positions, see
+`chat/bell.py`), one event per message per channel, never one per staff
+member.
 
-Anything unusual takes the careful path, the locked transaction below that
-is also the whole SQLite path: a client id already stored (the retry gets
-the original, with its attachments), attachments, a staff message that
-reopens an ended conversation, a conversation whose guard failed (its state
-or status changed after the read), and a write rolled back as a whole (a
-client id stored concurrently by another worker, a deadlock). A
-conversation's sends always go the same way within a batch, so their order
+One send path (issue 10): both writers read a snapshot (tenancy, policy
+facts, client ids stored, attachments claimed) and store the plan that
+`chat/send_plan.py` makes of it, the one statement of the send rule. They
+differ only in how they store:
+
+On PostgreSQL a batch takes the fast writer (`chatserver/store/send_batch.py`):
+one unlocked read, the plan, then ONE autocommitted statement that advances
+each conversation's `last_seq` under a guard that re-checks the snapshot's
+facts (still open, status and candidate unchanged) and inserts the
+messages. The conversation row locks are therefore held for PostgreSQL's
+execution of one statement, not across round trips that each wait for a
+busy event loop, which is what queued batches of two workers behind each
+other (docs/performance.md).
+
+What the fast writer cannot store goes to the careful writer, which is also
+the whole SQLite path: a client id already stored (the retry gets the
+original, with its attachments), attachments, a staff message that reopens
+an ended conversation, a conversation whose guard failed, and a write rolled
+back as a whole (a client id stored concurrently by another worker, a
+deadlock). The plan defers a conversation's sends together, so their order
 and the first-message rule are kept. A refusal decided on the snapshot is
-final: it was the policy's answer at a moment after the send arrived.
+final: it was the rule's answer at a moment after the send arrived.
 
-The careful path locks the rows in id order, checks client ids, applies the
-policy to the locked state, assigns seqs and writes messages, attachment
-links, notifications and audit events in one transaction. If it fails on a
-constraint, its sends are retried one by one, so one bad send never costs
-the others.
+The careful writer reads the snapshot under row locks in id order, claims
+attachments, plans, assigns seqs from the locked `last_seq` and writes
+messages, attachment links and audit events in one transaction. If it fails
+on a constraint, its sends are retried one by one, so one bad send never
+costs the others.
 """
 
 from __future__ import annotations
@@ -37,8 +50,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,20 +59,18 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatserver.chat import access, events, timeline, views
+from chatserver.chat import bell, events, send_plan, timeline, views
 from chatserver.chat.identity import Viewer
-from chatserver.chat.policy import Role, State, send_refusal, sending_reopens
-from chatserver.errors import ChatError, ErrorCode, invalid, not_found, unavailable
+from chatserver.chat.policy import Role
+from chatserver.errors import ChatError, ErrorCode, invalid, unavailable
 from chatserver.ops import faults
 from chatserver.store import attachments as attachment_store
-from chatserver.store import audit, conversations, messages, notifications, send_batch
+from chatserver.store import audit, conversations, messages, send_batch
 from chatserver.store.db import Database
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-# Notification texts are stored in a column of this width.
-NOTE_TEXT_MAX = 500
 # Message ids: 16 random bytes, as hex.
 MESSAGE_ID_BYTES = 16
 
@@ -77,6 +87,9 @@ class SendRequest:
     # with it and shown on it (MESSAGE `via`).
     via: str | None = None
     future: asyncio.Future[SendResult] = field(default_factory=lambda: _new_future())
+    # Answered `unavailable` before a writer took it: it is never written
+    # (the client retries), so an overloaded queue sheds what nobody awaits.
+    expired: bool = False
 
     @property
     def key(self) -> send_batch.ClientKey:
@@ -95,12 +108,17 @@ def _new_future() -> asyncio.Future[SendResult]:
 
 @dataclass
 class _Stored:
-    """A message written in this batch, kept for publishing after commit."""
+    """A message to publish after commit: written in this batch, or found
+    stored by a retry (`repeat`), which publishes its `message` event again
+    in case the first attempt committed but never published (a worker
+    killed in between, a broker that timed out); rooms drop repeats by seq."""
 
     message: JSON
     org_id: str
     context: JSON | None  # the conversation, when sending reopened it
-    notifications: list[JSON] = field(default_factory=list)
+    job_title: str = ""
+    candidate_id: str = ""
+    repeat: bool = False
     # System lines stored just before the message (its reopening), published first.
     lines: list[JSON] = field(default_factory=list)
 
@@ -117,6 +135,8 @@ class SendQueue:
         *,
         max_batch: int,
         writers: int,
+        publish_timeout: float = 1.0,
+        send_timeout: float = 10.0,
         on_stored: Callable[[int, float], None] | None = None,
     ) -> None:
         self._db = db
@@ -128,6 +148,10 @@ class SendQueue:
         self._queue: asyncio.Queue[SendRequest | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._on_stored = on_stored
+        self._publish_timeout = publish_timeout
+        self._send_timeout = send_timeout
+        # Publishes still running after their bound (kept referenced).
+        self._publishing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -141,16 +165,29 @@ class SendQueue:
             self._queue.put_nowait(None)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._publishing:
+            await asyncio.wait(set(self._publishing), timeout=self._publish_timeout)
         while not self._queue.empty():
             request = self._queue.get_nowait()
             if request is not None and not request.future.done():
                 request.future.set_exception(unavailable("The server is shutting down."))
 
     async def submit(self, request: SendRequest) -> SendResult:
+        """The send's outcome, or `unavailable` once `send_timeout` has
+        passed (a database that is slow or out of pooled connections): the
+        client retries with the same client_id, which finds the message if
+        this attempt committed after all."""
         self._queue.put_nowait(request)
-        # Shield: a client that disconnects must not cancel a send that may
-        # already be committed; its retry will find the stored message.
-        return await asyncio.shield(request.future)
+        # Shield: a client that disconnects (or the bound) must not cancel a
+        # send that may already be committed; its retry finds the message.
+        done, _ = await asyncio.wait({request.future}, timeout=self._send_timeout)
+        if not done:
+            request.expired = True
+            # Its outcome, if a writer had it already, is nobody's to read.
+            request.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            log.warning("a send waited over %.1f s; answered unavailable", self._send_timeout)
+            raise unavailable("The server is busy; try again.")
+        return request.future.result()
 
     @property
     def backlog(self) -> int:
@@ -175,6 +212,9 @@ class SendQueue:
 
     async def _write(self, batch: list[SendRequest]) -> None:
         started = asyncio.get_running_loop().time()
+        batch = [request for request in batch if not request.expired]
+        if not batch:
+            return
         if self._db.is_sqlite:
             await self._settle(list(zip(batch, await self._careful(batch), strict=True)), started)
             return
@@ -187,13 +227,18 @@ class SendQueue:
             await self._settle(list(zip(rest, await self._careful(rest), strict=True)), started)
 
     async def _settle(self, done: Sequence[tuple[SendRequest, Outcome]], started: float) -> None:
-        """Publish what was stored, then answer the senders."""
+        """Answer the senders, then publish, within a bound.
+
+        The ack needs only the commit (SPEC section 3.1): a stalled broker
+        must never hold it back (issue 16). A publish that fails or times
+        out is logged; rooms catch up from the database. Publishing before
+        the next batch is written keeps one writer's batches in order."""
         stored = [s for _, (_, s) in done if s is not None]
+        created = sum(1 for s in stored if not s.repeat)
+        if created and self._on_stored is not None:
+            self._on_stored(created, asyncio.get_running_loop().time() - started)
         if stored:
-            if self._on_stored is not None:
-                self._on_stored(len(stored), asyncio.get_running_loop().time() - started)
             faults.reached(faults.Fault.KILL_AFTER_COMMIT)
-            await self._publish(stored)
         for request, (result, _) in done:
             if request.future.done():
                 continue
@@ -201,21 +246,29 @@ class SendQueue:
                 request.future.set_exception(result)
             else:
                 request.future.set_result(result)
+        if stored:
+            await self._publish(stored)
 
     async def _fast(self, batch: Sequence[SendRequest]) -> tuple[list[Outcome | None], list[int]]:
         """The PostgreSQL fast path: each request's outcome, or None for the
         indices (second list, ascending) that must take the careful path."""
         now = self._clock()
+        ids = _message_ids(len(batch))
         try:
             async with self._db.transaction() as conn, send_batch.autocommit(conn) as raw:
                 keys = [r.key for r in batch]
                 snap = await send_batch.snapshot(raw, [r.conversation_id for r in batch], keys)
-                plan = _FastPlan(batch, keys, snap, now)
+                planned = send_plan.plan(
+                    batch,
+                    send_plan.Snapshot(snap.contexts, frozenset(snap.existing)),
+                    ids,
+                    fast=True,
+                )
                 advanced: dict[str, int] = {}
-                if plan.conversations:
+                if planned.new:
                     try:
                         advanced = await send_batch.write(
-                            raw, plan.conversations, plan.rows, plan.notes, now
+                            raw, _guards(planned, snap.contexts), _fast_rows(planned), now
                         )
                     except send_batch.Conflict as exc:
                         log.info("fast send write rolled back (%s); taking the careful path", exc)
@@ -224,7 +277,7 @@ class SendQueue:
         except Exception:
             log.exception("send batch failed")
             return [(unavailable(), None)] * len(batch), []
-        return plan.settle(advanced)
+        return _fast_outcomes(batch, planned, advanced, now)
 
     async def _careful(self, batch: Sequence[SendRequest]) -> list[Outcome]:
         try:
@@ -249,36 +302,50 @@ class SendQueue:
             return [(unavailable(), None)] * len(batch)
 
     async def _publish(self, stored: Sequence[_Stored]) -> None:
+        """One event per message on its conversation's channel, one inbox
+        change on its organisation's and one bell frame: all independent of
+        how many staff the organisation has (issue 10). A repeat publishes
+        its message event only."""
         items: list[tuple[str, JSON]] = []
         for s in stored:
             conversation_id = s.message["conversation"]
-            items.extend(
-                (events.conversation_channel(conversation_id), events.message_event(line))
-                for line in s.lines
-            )
+            channel = events.conversation_channel(conversation_id)
+            items.extend((channel, events.message_event(line)) for line in s.lines)
             if s.context is not None:
-                items.append(
-                    (
-                        events.conversation_channel(conversation_id),
-                        events.conversation_changed(s.context),
-                    )
-                )
-            items.append(
-                (events.conversation_channel(conversation_id), events.message_event(s.message))
-            )
+                items.append((channel, events.conversation_changed(s.context)))
+            items.append((channel, events.message_event(s.message)))
+            if s.repeat:
+                continue
             items.append(
                 (events.org_channel(s.org_id), events.inbox_changed(conversation_id, s.message))
             )
-            if s.notifications:
-                # Every recipient of one message gets the same bell entry.
-                note_event = events.notification_event(s.notifications[0])
-                items.extend(
+            if s.message["sender"]["kind"] == Role.STAFF.value:
+                items.append(
                     (
-                        events.person_channel(note["recipient_kind"], note["recipient_id"]),
-                        note_event,
+                        events.person_channel(Role.CANDIDATE.value, s.candidate_id),
+                        bell.frame(s.message, Role.CANDIDATE, s.job_title),
                     )
-                    for note in s.notifications
                 )
+            else:
+                # Every staff member's inbox page hears it on the org channel.
+                items.append(
+                    (events.org_channel(s.org_id), bell.frame(s.message, Role.STAFF, s.job_title))
+                )
+        # A task waited on with a bound, never cancelled: a cancel landing in
+        # redis-py can be swallowed (Python 3.11), and a publish that ends
+        # late still helps. Late or failed, rooms catch up from the database.
+        task = asyncio.get_running_loop().create_task(self._publish_now(items))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+        await asyncio.wait({task}, timeout=self._publish_timeout)
+        if not task.done():
+            log.warning(
+                "publishing %d events takes over %.2f s; answered senders without it",
+                len(items),
+                self._publish_timeout,
+            )
+
+    async def _publish_now(self, items: Sequence[tuple[str, JSON]]) -> None:
         try:
             await self._events.publish(items)
         except Exception:
@@ -291,134 +358,71 @@ class SendQueue:
             return await _store_batch(conn, batch, self._clock())
 
 
-class _FastPlan:
-    """One batch on the fast path: the policy applied to the snapshot, the
-    rows to write, and the outcomes once the write has answered."""
-
-    def __init__(
-        self,
-        batch: Sequence[SendRequest],
-        keys: Sequence[send_batch.ClientKey],
-        snap: send_batch.Snapshot,
-        now: datetime,
-    ) -> None:
-        self.batch = batch
-        self.now = now
-        self._ids = _message_ids(len(batch))
-        self.outcomes: list[Outcome | None] = [None] * len(batch)
-        self.careful: list[int] = []
-        self.followers: list[tuple[int, int]] = []  # (retry in this batch, its first send)
-        self.pending: dict[str, list[tuple[int, JSON]]] = {}  # conversation -> (index, row)
-        self.contexts = snap.contexts
-        self.conversations: list[send_batch.Conversation] = []
-        self.rows: list[JSON] = []
-        self.notes: list[JSON] = []
-        self._notes_of: dict[str, list[JSON]] = {}
-        candidates = self._screen(keys, snap)
-        careful_conversations = {
-            ctx["id"]
-            for i, ctx in candidates
-            if batch[i].attachment_ids or sending_reopens(batch[i].viewer.kind, views.facts(ctx))
-        }
-        for i, ctx in candidates:
-            if ctx["id"] in careful_conversations:
-                self.careful.append(i)
-            else:
-                self._admit(i, ctx, snap.staff_by_org)
-        for conversation_id, items in self.pending.items():
-            ctx = self.contexts[conversation_id]
-            self.conversations.append(
-                send_batch.Conversation(
-                    id=conversation_id,
-                    n=len(items),
-                    staff=any(row["sender_kind"] == Role.STAFF.value for _, row in items),
-                    status=ctx["status"],
-                    candidate_id=ctx["candidate_id"],
-                )
-            )
-
-    def _screen(
-        self, keys: Sequence[send_batch.ClientKey], snap: send_batch.Snapshot
-    ) -> list[tuple[int, JSON]]:
-        """Settle what needs no write; the rest as (index, context), in order."""
-        first: dict[send_batch.ClientKey, int] = {}
-        candidates: list[tuple[int, JSON]] = []
-        for i, (request, key) in enumerate(zip(self.batch, keys, strict=True)):
-            if key in first:
-                self.followers.append((i, first[key]))
-                continue
-            first[key] = i
-            if key in snap.existing:
-                self.careful.append(i)
-                continue
-            ctx = self.contexts.get(request.conversation_id)
-            if ctx is None or not access.may_see(request.viewer, ctx):
-                self.outcomes[i] = (not_found(), None)
-                continue
-            candidates.append((i, ctx))
-        return candidates
-
-    def _admit(self, i: int, ctx: JSON, staff_by_org: dict[str, list[str]]) -> None:
-        """Apply the policy to the snapshot as advanced by the batch's earlier
-        sends (a staff message lets a later candidate message through)."""
-        request = self.batch[i]
-        role = request.viewer.kind
-        refusal = send_refusal(role, views.facts(ctx))
-        if refusal is not None:
-            self.outcomes[i] = (refusal.error(), None)
-            return
-        if role is Role.STAFF:
-            ctx["has_staff_message"] = True
-        items = self.pending.setdefault(ctx["id"], [])
-        row = _message_row(request, self._ids[i], ctx["id"])
-        row["pos"] = len(items) + 1
-        items.append((i, row))
-        self.rows.append(row)
-        notes = _notes_for(row, ctx, staff_by_org.get(ctx["org_id"], []), self.now)
-        self.notes.extend(notes)
-        self._notes_of[row["id"]] = notes
-
-    def settle(self, advanced: dict[str, int]) -> tuple[list[Outcome | None], list[int]]:
-        """Outcomes of the stored sends; conversations missing from
-        `advanced` (guard failed, or the write was rolled back) go careful."""
-        for conversation_id, items in self.pending.items():
-            last_seq = advanced.get(conversation_id)
-            if last_seq is None:
-                self.careful.extend(i for i, _ in items)
-                continue
-            base = last_seq - len(items)
-            org_id = self.contexts[conversation_id]["org_id"]
-            for i, row in items:
-                row["seq"] = base + row["pos"]
-                row["created_at"] = self.now
-                row["deleted"] = False
-                message = views.message(row)
-                stored = _Stored(message, org_id, None, self._notes_of[row["id"]])
-                self.outcomes[i] = (SendResult(message, created=True), stored)
-        for i, first in self.followers:
-            original = self.outcomes[first]
-            if original is None or not isinstance(original[0], SendResult):
-                self.careful.append(i)
-            elif self.batch[i].conversation_id != self.batch[first].conversation_id:
-                self.outcomes[i] = (_reused_client_id(), None)
-            else:
-                self.outcomes[i] = (SendResult(original[0].message, created=False), None)
-        return self.outcomes, sorted(self.careful)
+def _guards(
+    planned: send_plan.Plan, snapshot: Mapping[str, Mapping[str, Any]]
+) -> list[send_batch.Conversation]:
+    """Each conversation's share of the fast write, with the facts of the
+    snapshot its guard re-checks."""
+    return [
+        send_batch.Conversation(
+            id=conversation_id,
+            n=len(items),
+            staff=any(n.row["sender_kind"] == Role.STAFF.value for n in items),
+            status=snapshot[conversation_id]["status"],
+            candidate_id=snapshot[conversation_id]["candidate_id"],
+        )
+        for conversation_id, items in planned.new.items()
+    ]
 
 
-def _message_row(request: SendRequest, message_id: str, conversation_id: str) -> JSON:
-    """The columns both write paths store; each adds how the seq is set."""
-    return {
-        "id": message_id,
-        "conversation_id": conversation_id,
-        "sender_kind": request.viewer.kind.value,
-        "sender_id": request.viewer.id,
-        "sender_name": request.viewer.name,
-        "client_id": request.client_id,
-        "body": request.body,
-        "html": request.html,
-        "via": request.via,
-    }
+def _fast_rows(planned: send_plan.Plan) -> list[JSON]:
+    return [n.row | {"pos": n.pos} for items in planned.new.values() for n in items]
+
+
+def _fast_outcomes(
+    batch: Sequence[SendRequest],
+    planned: send_plan.Plan,
+    advanced: Mapping[str, int],
+    now: datetime,
+) -> tuple[list[Outcome | None], list[int]]:
+    """Outcomes once the fast write answered; the rest (deferred by the
+    plan, client ids stored before, conversations whose guard failed or
+    whose write was rolled back) go careful."""
+    outcomes: list[Outcome | None] = [None] * len(batch)
+    careful = set(planned.deferred) | set(planned.stored_before)
+    for i, error in planned.refused.items():
+        outcomes[i] = (error, None)
+    for conversation_id, items in planned.new.items():
+        last_seq = advanced.get(conversation_id)
+        if last_seq is None:
+            careful.update(n.index for n in items)
+            continue
+        base = last_seq - len(items)
+        ctx = planned.contexts[conversation_id]
+        for n in items:
+            row = n.row | {"seq": base + n.pos, "created_at": now, "deleted": False}
+            message = views.message(row)
+            outcomes[n.index] = (SendResult(message, created=True), _stored(message, ctx, None))
+    for i, first in sorted(planned.repeats.items()):
+        outcomes[i] = _follow(batch, i, first, outcomes[first])
+        if outcomes[i] is None:
+            careful.add(i)
+    return outcomes, sorted(careful)
+
+
+def _follow(
+    batch: Sequence[SendRequest], i: int, first: int, original: Outcome | None
+) -> Outcome | None:
+    """A client_id sent again within the batch gets its first send's
+    outcome (None: that one is not settled by this writer)."""
+    if original is None:
+        return None
+    result = original[0]
+    if isinstance(result, ChatError):
+        return result, None
+    if batch[i].conversation_id != batch[first].conversation_id:
+        return _reused_client_id(), None
+    return SendResult(result.message, created=False), None
 
 
 def _message_ids(count: int) -> list[str]:
@@ -432,133 +436,124 @@ def _reused_client_id() -> ChatError:
     return invalid("This client_id was already used for another conversation.")
 
 
-def _notes_for(row: JSON, ctx: JSON, org_staff: Sequence[str], now: datetime) -> list[JSON]:
-    """A bell entry for every recipient: the candidate for a staff message,
-    every staff member of the organisation for a candidate message."""
-    if row["sender_kind"] == Role.STAFF.value:
-        recipients = [(Role.CANDIDATE.value, ctx["candidate_id"])]
-        text = f"New message from {row['sender_name']} about {ctx['job_title']}"
-    else:
-        recipients = [(Role.STAFF.value, staff_id) for staff_id in org_staff]
-        text = f"New message from {row['sender_name']} ({ctx['job_title']})"
-    return [
-        {
-            "recipient_kind": kind,
-            "recipient_id": person_id,
-            "kind": "message",
-            "conversation_id": row["conversation_id"],
-            "message_id": row["id"],
-            "text": text[:NOTE_TEXT_MAX],
-            "created_at": now,
-        }
-        for kind, person_id in recipients
-    ]
+def _stored(
+    message: JSON,
+    ctx: JSON,
+    context: JSON | None,
+    *,
+    repeat: bool = False,
+    lines: Sequence[JSON] = (),
+) -> _Stored:
+    return _Stored(
+        message,
+        ctx["org_id"],
+        context,
+        job_title=ctx["job_title"],
+        candidate_id=ctx["candidate_id"],
+        repeat=repeat,
+        lines=list(lines),
+    )
 
 
 async def _store_batch(
     conn: AsyncConnection, batch: Sequence[SendRequest], now: datetime
 ) -> list[Outcome]:
-    contexts = {
-        cid: dict(row)
-        for cid, row in (
-            await conversations.contexts_for_update(conn, [r.conversation_id for r in batch])
-        ).items()
-    }
+    """The careful writer: the snapshot read under row locks (in id order),
+    attachments claimed, the plan stored in this transaction."""
+    locked = await conversations.contexts_for_update(conn, [r.conversation_id for r in batch])
+    contexts = {conversation_id: dict(ctx) for conversation_id, ctx in locked.items()}
     existing = await messages.by_client_keys(conn, [r.key for r in batch])
-    outcomes: list[Outcome] = []
-    new_rows: list[JSON] = []
-    in_batch: dict[send_batch.ClientKey, JSON] = {}
-    touched: dict[str, JSON] = {}
-    reopened: set[str] = set()
-    line_rows: list[JSON] = []  # system lines: stored, never notified
+    files: dict[int, Sequence[JSON] | ChatError] = {}
+    seen: set[send_batch.ClientKey] = set()
+    for i, request in enumerate(batch):
+        if request.key in seen or request.key in existing:
+            continue
+        seen.add(request.key)
+        if request.attachment_ids and request.conversation_id in contexts:
+            claimed = await _claim_attachments(conn, request)
+            files[i] = claimed if isinstance(claimed, ChatError) else [dict(f) for f in claimed]
+    snapshot = send_plan.Snapshot(contexts, frozenset(existing), files)
+    planned = send_plan.plan(batch, snapshot, _message_ids(len(batch)), fast=False)
+    assert not planned.deferred, "the careful writer plans every send"
+
+    outcomes: list[Outcome | None] = [None] * len(batch)
+    for i, error in planned.refused.items():
+        outcomes[i] = (error, None)
+    for i in planned.stored_before:
+        request = batch[i]
+        ctx = planned.contexts.get(request.conversation_id)
+        outcomes[i] = await _repeat(conn, request, existing[request.key], ctx)
+    new_rows: list[tuple[int, JSON]] = []
+    line_rows: list[JSON] = []  # system lines: stored with the batch, nobody's news
     links: list[tuple[str, list[str]]] = []  # message id, its attachment ids
-    for request in batch:
-        key = request.key
-        original = existing.get(key)
-        if original is not None or key in in_batch:
-            outcomes.append(await _repeat(conn, request, original, in_batch.get(key)))
-            continue
-        ctx = contexts.get(request.conversation_id)
-        if ctx is None or not access.may_see(request.viewer, ctx):
-            outcomes.append((not_found(), None))
-            continue
-        role = request.viewer.kind
-        refusal = send_refusal(role, views.facts(ctx))
-        if refusal is not None:
-            outcomes.append((refusal.error(), None))
-            continue
-        files = await _claim_attachments(conn, request)
-        if isinstance(files, ChatError):
-            outcomes.append((files, None))
-            continue
+    advances: list[conversations.Advance] = []
+    for conversation_id, items in planned.new.items():
+        ctx = planned.contexts[conversation_id]
+        reopened = conversation_id in planned.reopened
         lines: list[JSON] = []
-        if sending_reopens(role, views.facts(ctx)):
-            reopened.add(ctx["id"])
-            line = timeline.reopened_line(ctx, request.viewer, now)
+        if reopened:
+            # "… reopened the conversation." takes the seq before the message
+            # that reopened it (the first one stored: others were refused).
+            line = timeline.reopened_line(ctx, batch[items[0].index].viewer, now)
             line_rows.append(line)
             lines.append(views.message(line))
-        ctx["last_seq"] += 1
-        ctx["state"] = State.OPEN.value
-        ctx["has_staff_message"] = ctx["has_staff_message"] or role is Role.STAFF
+        base = int(ctx["last_seq"])  # locked: the seqs are final
+        ctx["last_seq"] = base + len(items)
         ctx["last_message_at"] = now
-        touched[ctx["id"]] = ctx
-        row = _message_row(request, secrets.token_hex(MESSAGE_ID_BYTES), ctx["id"])
-        row.update(seq=ctx["last_seq"], created_at=now, deleted=False)
-        new_rows.append(row)
-        in_batch[key] = row
-        message = views.message(row, files)
-        context = dict(ctx) if ctx["id"] in reopened else None
-        outcomes.append(
-            (
-                SendResult(message, created=True),
-                _Stored(message, ctx["org_id"], context, lines=lines),
-            )
-        )
-        if files:
-            links.append((row["id"], [f["id"] for f in files]))
-
-    await messages.insert_many(conn, [*line_rows, *new_rows])
-    # After the insert: an attachment's message_id references its message.
-    for message_id, attachment_ids in links:
-        await messages.attach(conn, message_id, attachment_ids)
-    await conversations.advance_many(
-        conn,
-        [
+        for n in items:
+            row = n.row | {"seq": base + n.pos, "created_at": now, "deleted": False}
+            new_rows.append((n.index, row))
+            if n.files:
+                links.append((row["id"], [f["id"] for f in n.files]))
+            message = views.message(row, n.files)
+            # The reopening is announced once, before the first message.
+            reopening = reopened and n.pos == 1
+            context = dict(ctx) if reopening else None
+            stored = _stored(message, ctx, context, lines=lines if reopening else [])
+            outcomes[n.index] = (SendResult(message, created=True), stored)
+        advances.append(
             conversations.Advance(
-                conversation_id=ctx["id"],
+                conversation_id=conversation_id,
                 last_seq=ctx["last_seq"],
                 at=now,
                 has_staff_message=bool(ctx["has_staff_message"]),
                 state=ctx["state"],
             )
-            for ctx in touched.values()
-        ],
-    )
-    for conversation_id in reopened:
-        ctx = touched[conversation_id]
-        actor = next(r for r in batch if r.conversation_id == conversation_id).viewer.person()
+        )
+    for i, first in sorted(planned.repeats.items()):
+        followed = _follow(batch, i, first, outcomes[first])
+        assert followed is not None
+        outcomes[i] = followed
+
+    ordered = [row for _, row in sorted(new_rows, key=lambda r: r[0])]
+    await messages.insert_many(conn, [*line_rows, *ordered])
+    # After the insert: an attachment's message_id references its message.
+    for message_id, attachment_ids in links:
+        await messages.attach(conn, message_id, attachment_ids)
+    await conversations.advance_many(conn, advances)
+    for conversation_id in sorted(planned.reopened):
+        ctx = planned.contexts[conversation_id]
+        actor = batch[planned.new[conversation_id][0].index].viewer.person()
         await audit.record(conn, ctx["application_id"], "conversation.reopened", now, actor)
-    notes = await _notification_rows(conn, new_rows, touched, now)
-    await notifications.add_many(conn, notes)
-    stored_by_id = {s.message["id"]: s for _, s in outcomes if s is not None}
-    for note in notes:
-        stored_by_id[note["message_id"]].notifications.append(note)
-    return outcomes
+    assert all(o is not None for o in outcomes)
+    return [o for o in outcomes if o is not None]
 
 
 async def _repeat(
     conn: AsyncConnection,
     request: SendRequest,
-    original: RowMapping | None,
-    earlier: JSON | None,
+    original: RowMapping,
+    ctx: JSON | None,
 ) -> Outcome:
-    """A retried client_id: the original message, never a second one."""
-    row: RowMapping | JSON | None = original if original is not None else earlier
-    assert row is not None
-    if row["conversation_id"] != request.conversation_id:
+    """A retried client_id: the original message, never a second one. It is
+    published again (issue 16: its first attempt may have committed on a
+    worker that died before publishing; rooms drop a seq they have)."""
+    if original["conversation_id"] != request.conversation_id:
         return _reused_client_id(), None
-    files = (await messages.attachments_for(conn, [row["id"]])).get(row["id"], [])
-    return SendResult(views.message(row, files), created=False), None
+    files = (await messages.attachments_for(conn, [original["id"]])).get(original["id"], [])
+    message = views.message(original, files)
+    again = None if ctx is None else _stored(message, ctx, None, repeat=True)
+    return SendResult(message, created=False), again
 
 
 async def _claim_attachments(
@@ -574,19 +569,3 @@ async def _claim_attachments(
         return ChatError(ErrorCode.NOT_FOUND, "No such attachment.")
     order = {aid: i for i, aid in enumerate(wanted)}
     return sorted(rows, key=lambda r: order[r["id"]])
-
-
-async def _notification_rows(
-    conn: AsyncConnection, rows: Sequence[JSON], contexts: dict[str, JSON], now: datetime
-) -> list[JSON]:
-    candidate_orgs = [
-        contexts[row["conversation_id"]]["org_id"]
-        for row in rows
-        if row["sender_kind"] != Role.STAFF.value
-    ]
-    staff_by_org = await send_batch.staff_of_orgs(conn, candidate_orgs)
-    result: list[JSON] = []
-    for row in rows:
-        ctx = contexts[row["conversation_id"]]
-        result.extend(_notes_for(row, ctx, staff_by_org.get(ctx["org_id"], []), now))
-    return result

@@ -37,6 +37,8 @@ class Chat:
             self.clock,
             max_batch=self.settings.send_batch_max,
             writers=SQLITE_WRITERS if self.db.is_sqlite else POSTGRES_WRITERS,
+            publish_timeout=self.settings.publish_timeout_seconds,
+            send_timeout=self.settings.send_timeout_seconds,
             on_stored=instruments.record_stored,
         )
         self.limiter = RateLimiter(self.settings.send_rate, self.settings.send_burst)

@@ -462,6 +462,11 @@ class OrgRoom(Room):
 
     async def _payload(self, payload: bytes) -> None:
         event = _event(payload)
+        if event is not None and event.get("type") == EventType.NOTIFICATION:
+            # The bell of a candidate message: one event per organisation,
+            # forwarded as it is to every staff member's inbox page.
+            self._push(list(self.members), payload.decode())
+            return
         if event is None or event.get("type") != EventType.INBOX_CHANGED:
             return
         conversation_id = event.get("conversation")

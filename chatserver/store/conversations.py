@@ -294,7 +294,7 @@ async def mark_unread(
     if it moved; False when that message is unread already or there is none."""
     newest = select(func.max(messages.c.seq)).where(
         messages.c.conversation_id == conversation_id,
-        _counts_as_unread(kind, literal(person_id), literal(0)),
+        counts_as_unread(kind, literal(person_id), literal(0)),
     )
     target = (await conn.execute(newest)).scalar_one_or_none()
     if target is None:
@@ -347,7 +347,7 @@ def _hidden_by(kind: str, reader: ColumnElement[str]) -> ColumnElement[bool]:
     )
 
 
-def _counts_as_unread(
+def counts_as_unread(
     kind: str, reader: ColumnElement[str], position: ColumnElement[Any]
 ) -> ColumnElement[bool]:
     """THE unread rule, for the current `messages` row: a message of the
@@ -388,7 +388,7 @@ def unread_count(kind: str, reader: ColumnElement[str]) -> ColumnElement[int]:
         .select_from(messages)
         .where(
             messages.c.conversation_id == conversations.c.id,
-            _counts_as_unread(kind, reader, position),
+            counts_as_unread(kind, reader, position),
         )
         .correlate_except(messages)
         .scalar_subquery()
@@ -407,7 +407,7 @@ def _has_unread(kind: str, reader: ColumnElement[str], position: Any) -> ColumnE
         .select_from(messages)
         .where(
             messages.c.conversation_id == conversations.c.id,
-            _counts_as_unread(kind, reader, position),
+            counts_as_unread(kind, reader, position),
         )
         .limit(1)
         .correlate_except(messages)

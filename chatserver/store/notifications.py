@@ -1,76 +1,217 @@
-"""Service notifications: the bell in the pages, one row per recipient."""
+"""Service notifications (the bell), derived instead of stored per recipient.
+
+A person's bell has one entry per conversation they may see in which the
+other side wrote: the count of that side's messages after the person's
+*bell position*, the later of their read position (reading clears the
+entry) and their bell mark (marking the entry read without opening it).
+Sending a message therefore writes nothing for the bell, whatever the size
+of the organisation (issue 10): the cost is paid when a person opens the
+bell, by one grouped query over their conversations.
+
+Who may see what: a staff member every conversation of their organisation,
+a candidate the conversations of their applications, as the old rows were
+addressed. What counts is THE unread rule of `store/conversations.py`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import RowMapping
+from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatserver.store.tables import messages, notifications
+from chatserver.store.conversations import counts_as_unread
+from chatserver.store.tables import (
+    applications,
+    bell_marks,
+    candidates,
+    conversations,
+    jobs,
+    messages,
+    read_positions,
+)
 
-# The bell lists recent notifications only; older ones stay in the table.
+# The bell lists the conversations with the newest messages only.
 LIST_LIMIT = 50
 
 
-async def add_many(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-    if rows:
-        await conn.execute(insert(notifications), list(rows))
+@dataclass(frozen=True)
+class Scope:
+    """Whose bell: the person, and the organisation of a staff member
+    (None for a candidate, whose conversations are their applications')."""
+
+    kind: str
+    person_id: str
+    org_id: str | None
 
 
-async def recent(conn: AsyncConnection, kind: str, person_id: str) -> list[RowMapping]:
+@dataclass(frozen=True)
+class Entry:
+    """One conversation's line in a bell."""
+
+    conversation_id: str
+    job_title: str
+    candidate_name: str
+    unread: int  # the other side's messages after the bell position
+    last_seq: int  # the newest message of the other side
+    last_at: datetime
+    last_message_id: str
+    last_sender_name: str
+
+
+def _in_scope(scope: Scope) -> ColumnElement[bool]:
+    if scope.org_id is not None:
+        return conversations.c.org_id == scope.org_id
+    return applications.c.candidate_id == scope.person_id
+
+
+def _position(scope: Scope) -> ColumnElement[int]:
+    """The person's bell position in the current `conversations` row."""
+    read = (
+        select(read_positions.c.seq)
+        .where(
+            read_positions.c.conversation_id == conversations.c.id,
+            read_positions.c.reader_kind == scope.kind,
+            read_positions.c.reader_id == scope.person_id,
+        )
+        .correlate_except(read_positions)
+        .scalar_subquery()
+    )
+    mark = (
+        select(bell_marks.c.seq)
+        .where(
+            bell_marks.c.conversation_id == conversations.c.id,
+            bell_marks.c.person_kind == scope.kind,
+            bell_marks.c.person_id == scope.person_id,
+        )
+        .correlate_except(bell_marks)
+        .scalar_subquery()
+    )
+    read_at, marked_at = func.coalesce(read, 0), func.coalesce(mark, 0)
+    return case((read_at >= marked_at, read_at), else_=marked_at)
+
+
+def _unread(scope: Scope) -> ColumnElement[int]:
+    return (
+        select(func.count())
+        .select_from(messages)
+        .where(
+            messages.c.conversation_id == conversations.c.id,
+            counts_as_unread(scope.kind, literal(scope.person_id), _position(scope)),
+        )
+        .correlate_except(messages)
+        .scalar_subquery()
+    )
+
+
+def _newest_of_other_side(scope: Scope) -> ColumnElement[int]:
+    return (
+        select(func.max(messages.c.seq))
+        .where(
+            messages.c.conversation_id == conversations.c.id,
+            counts_as_unread(scope.kind, literal(scope.person_id), literal(0)),
+        )
+        .correlate_except(messages)
+        .scalar_subquery()
+    )
+
+
+async def entries(conn: AsyncConnection, scope: Scope) -> list[Entry]:
+    """The bell's lines, newest first, at most `LIST_LIMIT`."""
+    newest = _newest_of_other_side(scope).label("newest")
+    listed = (
+        select(
+            conversations.c.id,
+            jobs.c.title,
+            candidates.c.name,
+            newest,
+            _unread(scope).label("unread"),
+        )
+        .select_from(
+            conversations.join(applications, applications.c.id == conversations.c.application_id)
+            .join(jobs, jobs.c.id == applications.c.job_id)
+            .join(candidates, candidates.c.id == applications.c.candidate_id)
+        )
+        .where(_in_scope(scope), conversations.c.last_seq > 0)
+        .subquery()
+    )
     query = (
-        select(notifications)
-        .where(notifications.c.recipient_kind == kind, notifications.c.recipient_id == person_id)
-        .order_by(notifications.c.id.desc())
+        select(
+            listed.c.id,
+            listed.c.title,
+            listed.c.name,
+            listed.c.unread,
+            messages.c.seq,
+            messages.c.created_at,
+            messages.c.id.label("message_id"),
+            messages.c.sender_name,
+        )
+        .select_from(
+            listed.join(
+                messages,
+                and_(messages.c.conversation_id == listed.c.id, messages.c.seq == listed.c.newest),
+            )
+        )
+        .order_by(messages.c.created_at.desc(), listed.c.id)
         .limit(LIST_LIMIT)
     )
-    return list((await conn.execute(query)).mappings())
+    return [
+        Entry(
+            conversation_id=r.id,
+            job_title=r.title,
+            candidate_name=r.name,
+            unread=int(r.unread),
+            last_seq=int(r.seq),
+            last_at=r.created_at,
+            last_message_id=r.message_id,
+            last_sender_name=r.sender_name,
+        )
+        for r in await conn.execute(query)
+    ]
 
 
-async def unread_count(conn: AsyncConnection, kind: str, person_id: str) -> int:
+async def unread_count(conn: AsyncConnection, scope: Scope) -> int:
+    """How many conversations have a bell entry with something new."""
     query = (
         select(func.count())
-        .select_from(notifications)
-        .where(
-            notifications.c.recipient_kind == kind,
-            notifications.c.recipient_id == person_id,
-            notifications.c.read_at.is_(None),
+        .select_from(
+            conversations.join(applications, applications.c.id == conversations.c.application_id)
         )
+        .where(_in_scope(scope), conversations.c.last_seq > 0, _unread(scope) > 0)
     )
     return int((await conn.execute(query)).scalar_one())
 
 
-async def mark_all_read(conn: AsyncConnection, kind: str, person_id: str, at: datetime) -> None:
-    await conn.execute(
-        update(notifications)
-        .where(
-            notifications.c.recipient_kind == kind,
-            notifications.c.recipient_id == person_id,
-            notifications.c.read_at.is_(None),
-        )
-        .values(read_at=at)
-    )
-
-
-async def mark_conversation_read(
-    conn: AsyncConnection, kind: str, person_id: str, conversation_id: str, seq: int, at: datetime
+async def mark(
+    conn: AsyncConnection, scope: Scope, conversation_ids: Sequence[str] | None = None
 ) -> None:
-    """Reading a conversation clears the bell entries of the messages read."""
-    read_ids = select(messages.c.id).where(
-        messages.c.conversation_id == conversation_id, messages.c.seq <= seq
+    """Mark the bell entries of these conversations (None: all of the
+    person's) read up to each conversation's newest message. Marks only
+    move forward; read positions, and so read receipts, stay as they are."""
+    query = select(
+        literal(scope.kind).label("person_kind"),
+        literal(scope.person_id).label("person_id"),
+        conversations.c.id.label("conversation_id"),
+        conversations.c.last_seq.label("seq"),
+    ).select_from(
+        conversations.join(applications, applications.c.id == conversations.c.application_id)
     )
-    await conn.execute(
-        update(notifications)
-        .where(
-            notifications.c.recipient_kind == kind,
-            notifications.c.recipient_id == person_id,
-            notifications.c.conversation_id == conversation_id,
-            notifications.c.read_at.is_(None),
-            notifications.c.message_id.in_(read_ids),
-        )
-        .values(read_at=at)
+    query = query.where(_in_scope(scope), conversations.c.last_seq > 0)
+    if conversation_ids is not None:
+        query = query.where(conversations.c.id.in_(list(conversation_ids)))
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(bell_marks).from_select(
+        ["person_kind", "person_id", "conversation_id", "seq"], query
     )
+    # (The SELECT always has a WHERE, which SQLite's parser needs before
+    # an ON CONFLICT clause of INSERT … SELECT.)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["person_kind", "person_id", "conversation_id"],
+        set_={"seq": stmt.excluded.seq},
+        where=bell_marks.c.seq < stmt.excluded.seq,
+    )
+    await conn.execute(stmt)

@@ -14,7 +14,8 @@ runs per batch. Parameters go in and the snapshot comes out as one JSON
 document each (orjson on our side, PostgreSQL's own parser on the other):
 far cheaper than adapting a dozen Python lists element by element.
 
-`snapshot` reads, without locks, what the domain's policy needs. `write` then
+`snapshot` reads, without locks, what the domain's policy needs (never
+the organisation's staff: no part of a send grows with it). `write` then
 stores the batch in one statement, so the conversation row locks it takes
 are held only while PostgreSQL executes that statement and its commit, never
 across a round trip to the (possibly busy) worker:
@@ -29,7 +30,7 @@ across a round trip to the (possibly busy) worker:
   stay gapless and unique across workers. A conversation whose guard failed
   is simply missing from the result;
 - `stored` inserts the messages of the conversations in `bumped`, each with
-  seq `last_seq - n + pos`; `noted` their notification rows.
+  seq `last_seq - n + pos`. Nothing per recipient: the bell is derived.
 
 `has_staff_message` needs no guard: it only ever goes from false to true,
 and that can only turn a candidate's refusal into a permission.
@@ -47,12 +48,10 @@ import orjson
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.types.json import Json
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.errors import unavailable
 from chatserver.store.messages import with_search_body
-from chatserver.store.tables import staff
 
 JSON = dict[str, Any]
 ClientKey = tuple[str, str, str]  # (sender_kind, sender_id, client_id)
@@ -75,13 +74,7 @@ SELECT json_build_object(
             SELECT true FROM messages m
             WHERE m.sender_kind = k ->> 0 AND m.sender_id = k ->> 1 AND m.client_id = k ->> 2
         )
-    ),
-    'staff', (
-        SELECT coalesce(json_agg(json_build_array(s.org_id, s.id) ORDER BY s.id), '[]')
-        FROM staff s
-        WHERE s.org_id IN (SELECT org_id FROM wanted)
-    )
-)::text
+    ))::text
 """
 
 WRITE_SQL = """
@@ -117,16 +110,6 @@ stored AS (
              via text)
     JOIN bumped u ON u.id = m.conversation_id
     RETURNING id
-),
-noted AS (
-    INSERT INTO notifications (recipient_kind, recipient_id, kind, conversation_id, message_id,
-                               text, created_at)
-    SELECT n.recipient_kind, n.recipient_id, n.kind, n.conversation_id, n.message_id, n.text,
-           %(now)s
-    FROM json_to_recordset(%(notes)s::json)
-        AS n(recipient_kind text, recipient_id text, kind text, conversation_id text,
-             message_id text, text text)
-    JOIN stored s ON s.id = n.message_id
 )
 SELECT json_object_agg(id, last_seq)::text FROM bumped
 """
@@ -142,7 +125,6 @@ class Conflict(Exception):
 class Snapshot:
     contexts: dict[str, JSON]  # conversation id -> the facts policy and rendering need
     existing: set[ClientKey]  # client ids already stored
-    staff_by_org: dict[str, list[str]]  # ids, in id order
 
 
 @dataclass(frozen=True)
@@ -186,13 +168,9 @@ async def snapshot(
     row = await cursor.fetchone()
     assert row is not None
     found = orjson.loads(row[0])
-    staff_by_org: dict[str, list[str]] = {}
-    for org_id, staff_id in found["staff"]:
-        staff_by_org.setdefault(org_id, []).append(staff_id)
     return Snapshot(
         contexts={c["id"]: c for c in found["conversations"]},
         existing={(k, s, c) for k, s, c in found["existing"]},
-        staff_by_org=staff_by_org,
     )
 
 
@@ -200,7 +178,6 @@ async def write(
     raw: psycopg.AsyncConnection[Any],
     conversations: Sequence[Conversation],
     messages: Sequence[JSON],
-    notes: Sequence[JSON],
     now: datetime,
 ) -> dict[str, int]:
     """Store the batch in one statement; the new `last_seq` of every
@@ -209,13 +186,12 @@ async def write(
     `messages` need the keys id, conversation_id, pos (1-based within the
     conversation's share), sender_kind, sender_id, sender_name, client_id,
     body, html (the body is folded for search here) and via (null for the
-    app); `notes` recipient_kind, recipient_id, kind, conversation_id,
-    message_id and text. Other keys are ignored.
+    app). Other keys are ignored. Nothing is written per recipient: the
+    bell is derived (store/notifications.py).
     """
     params = {
         "conversations": _json(conversations),
         "messages": _json([with_search_body(m) for m in messages]),
-        "notes": _json(notes),
         "now": now,
     }
     try:
@@ -238,19 +214,3 @@ async def write(
 def _json(value: object) -> Json:
     """A json parameter that orjson encodes straight to bytes."""
     return Json(value, dumps=orjson.dumps)
-
-
-async def staff_of_orgs(conn: AsyncConnection, org_ids: Sequence[str]) -> dict[str, list[str]]:
-    """Staff ids of each of these organisations, in id order, in one query
-    (the careful path's notification recipients)."""
-    if not org_ids:
-        return {}
-    query = (
-        select(staff.c.org_id, staff.c.id)
-        .where(staff.c.org_id.in_(sorted(set(org_ids))))
-        .order_by(staff.c.id)
-    )
-    result: dict[str, list[str]] = {}
-    for org_id, staff_id in await conn.execute(query):
-        result.setdefault(org_id, []).append(staff_id)
-    return result

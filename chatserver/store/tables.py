@@ -220,8 +220,23 @@ class UsedLoginToken(SQLModel, table=True):
     expires_at: datetime | None = None
 
 
+class BellMark(SQLModel, table=True):
+    """How far one person has dismissed a conversation's bell entry ("mark
+    as read" in the bell) without reading it. The bell itself is derived
+    from messages, read positions and these marks (store/notifications.py),
+    so a send writes nothing per recipient."""
+
+    __tablename__ = "bell_marks"
+    person_kind: str = Field(primary_key=True, max_length=16)
+    person_id: str = Field(primary_key=True, max_length=128)
+    conversation_id: str = Field(foreign_key="conversations.id", primary_key=True, max_length=32)
+    seq: int = Field(default=0)
+
+
 class Notification(SQLModel, table=True):
-    """A service notification (the bell), one row per recipient."""
+    """Bell rows of versions before 0011, one per recipient: no longer
+    written or read (the bell is derived, see `BellMark`), kept so that a
+    downgrade finds its data."""
 
     __tablename__ = "notifications"
     __table_args__ = (Index("ix_notifications_recipient", "recipient_kind", "recipient_id", "id"),)
@@ -336,6 +351,7 @@ hidden_messages = _table(HiddenMessage)
 audit_events = _table(AuditEvent)
 used_login_tokens = _table(UsedLoginToken)
 notifications = _table(Notification)
+bell_marks = _table(BellMark)
 outgoing_emails = _table(OutgoingEmail)
 email_cursors = _table(EmailCursor)
 email_digests = _table(EmailDigest)

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chatserver.chat import actions, compose, queries
+from chatserver.chat import actions, bell, compose, queries
 from chatserver.web.deps import require_viewer, services
 from chatserver.web.responses import field, json, read_json
 
@@ -132,12 +132,20 @@ async def delete_message(request: Request) -> Response:
 
 async def notifications(request: Request) -> Response:
     who = await require_viewer(request)
-    return json(await queries.notification_list(services(request).chat, who.viewer))
+    return json(await bell.listing(services(request).chat, who.viewer))
 
 
 async def notifications_read(request: Request) -> Response:
     who = await require_viewer(request, mutation=True)
     await actions.mark_notifications_read(services(request).chat, who.viewer)
+    return Response(status_code=204)
+
+
+async def notification_read(request: Request) -> Response:
+    """One bell entry (a conversation's) marked read without opening it."""
+    who = await require_viewer(request, mutation=True)
+    conversation_id = request.path_params["conversation"]
+    await actions.mark_notifications_read(services(request).chat, who.viewer, conversation_id)
     return Response(status_code=204)
 
 
@@ -157,4 +165,5 @@ routes = [
     Route("/api/messages/{id}", delete_message, methods=["DELETE"]),
     Route("/api/notifications", notifications, methods=["GET"]),
     Route("/api/notifications/read", notifications_read, methods=["POST"]),
+    Route("/api/notifications/{conversation}/read", notification_read, methods=["POST"]),
 ]

@@ -1,10 +1,28 @@
 // Service notifications (SPEC 6): a bell with a count, a list on click,
-// live additions from the socket's `notification` frames.
+// live additions from the socket's `notification` frames. One entry per
+// conversation (the server groups them too, GET /api/notifications), never
+// one about the conversation open and visible in this page, cleared when
+// the conversation is opened; each entry can be marked read on its own.
 
 import { api } from "./api.js";
 import { connection } from "./socket.js";
 import { bindMenu } from "./ui.js";
 import { fullTime, shortTime } from "./time.js";
+
+/** The conversation this page shows, if any (/c/<id>, or the one pane). */
+function openConversation() {
+  const match = location.pathname.match(/^\/c\/([^/]+)/);
+  if (match) return decodeURIComponent(match[1]);
+  const pane = document.getElementById("conversation-pane");
+  if (pane && pane.dataset.summary) {
+    try {
+      return JSON.parse(pane.dataset.summary).id || null;
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
 
 export function initBell() {
   const button = document.getElementById("bell");
@@ -13,12 +31,20 @@ export function initBell() {
   const count = document.getElementById("bell-count");
   const list = document.getElementById("notif-list");
   const empty = document.getElementById("notif-empty");
-  let unread = 0;
+  // conversation id -> entry ({conversation, text, count, created_at, read}), newest first.
+  let entries = new Map();
+
+  function unread() {
+    let n = 0;
+    for (const entry of entries.values()) if (!entry.read) n += 1;
+    return n;
+  }
 
   function renderCount() {
-    count.hidden = unread === 0;
-    count.textContent = unread > 9 ? "9+" : String(unread);
-    button.setAttribute("aria-label", unread ? `Notifications, ${unread} unread` : "Notifications");
+    const n = unread();
+    count.hidden = n === 0;
+    count.textContent = n > 9 ? "9+" : String(n);
+    button.setAttribute("aria-label", n ? `Notifications, ${n} unread` : "Notifications");
   }
 
   function item(note) {
@@ -34,16 +60,42 @@ export function initBell() {
     time.title = fullTime(at);
     link.append(time);
     li.append(link);
+    if (!note.read && note.conversation) {
+      const mark = document.createElement("button");
+      mark.type = "button";
+      mark.className = "link-button notif-mark";
+      mark.textContent = "Mark read";
+      mark.setAttribute("aria-label", `Mark read: ${note.text}`);
+      mark.addEventListener("click", async (event) => {
+        event.stopPropagation();
+        await api.post(`/api/notifications/${encodeURIComponent(note.conversation)}/read`).catch(() => {});
+        settle(note.conversation);
+      });
+      li.append(mark);
+    }
     return li;
+  }
+
+  function renderList() {
+    list.replaceChildren(...[...entries.values()].map(item));
+    empty.hidden = entries.size > 0;
+    renderCount();
+  }
+
+  /** The entry of this conversation is read (opened, or marked). */
+  function settle(conversation) {
+    const entry = entries.get(conversation);
+    if (!entry || entry.read) return;
+    entry.read = true;
+    entry.count = 0;
+    renderList();
   }
 
   async function load() {
     try {
       const data = await api.get("/api/notifications");
-      unread = data.unread;
-      list.replaceChildren(...data.notifications.map(item));
-      empty.hidden = data.notifications.length > 0;
-      renderCount();
+      entries = new Map(data.notifications.map((note) => [note.conversation, note]));
+      renderList();
     } catch {
       // The bell stays as it was; the next open retries.
     }
@@ -52,19 +104,33 @@ export function initBell() {
   bindMenu(button, panel, {
     onOpen: async () => {
       await load();
-      if (unread > 0) {
+      if (unread() > 0) {
         await api.post("/api/notifications/read").catch(() => {});
-        unread = 0;
+        for (const entry of entries.values()) entry.read = true;
         renderCount();
       }
     },
   });
   connection.on("notification", (frame) => {
-    const note = { ...frame.notification, read: false };
-    unread += 1;
-    renderCount();
-    list.prepend(item(note));
-    empty.hidden = true;
+    const note = frame.notification;
+    // The person is looking at it: no need to tell them.
+    if (note.conversation === openConversation() && document.visibilityState === "visible") return;
+    const before = entries.get(note.conversation);
+    const grouped = before && !before.read ? before.count + 1 : 1;
+    const text = grouped > 1 ? note.text.replace(/^New message/, `${grouped} new messages`) : note.text;
+    entries.delete(note.conversation);
+    entries = new Map([[note.conversation, { ...note, text, count: grouped, read: false }], ...entries]);
+    renderList();
+  });
+  // Opening a conversation reads it, which clears its entry on the server.
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest && event.target.closest('a[href^="/c/"]');
+    if (!link) return;
+    const match = link.getAttribute("href").match(/^\/c\/([^/?#]+)/);
+    if (match) settle(decodeURIComponent(match[1]));
+  }, true);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") load();
   });
   load();
 }

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from chatserver.chat.formatting import plain_text, preview, render
+from chatserver.chat.formatting import plain_text, preview, render, render_markdown
 
 TAGS = {"p", "br", "strong", "em", "ul", "ol", "li", "a"}
 SAFE_SCHEMES = ("http://", "https://", "mailto:")
@@ -553,3 +553,35 @@ def test_an_empty_link_destination_keeps_only_its_text(body: str, expected: str)
     """Found by the property test above: no `<a>` that goes nowhere."""
     assert render(body) == expected
     audit(render(body))
+
+
+# The plain-body fast path of `render` (issue 10): an alphabet rich in what
+# it must tell apart (letters of several scripts, digits, the punctuation it
+# takes and the Markdown and linkify characters it must leave to the
+# renderer), and any text at all.
+NEAR_PLAIN = st.text(
+    alphabet=st.sampled_from(
+        list("abcXYZéßøЖж中あ0123456789 ,;!?'().:") + list('\t\n\r\u00a0\u2028*_-+#[]<>&@/\\`~|"=')
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=3000)
+@given(NEAR_PLAIN)
+def test_the_plain_fast_path_renders_exactly_as_the_renderer(body: str) -> None:
+    assert render(body) == render_markdown(body)
+
+
+@settings(max_examples=1000)
+@given(st.text(max_size=60))
+def test_any_body_renders_as_the_renderer(body: str) -> None:
+    assert render(body) == render_markdown(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["Thanks, see you at 10: ok.", "Is it (really) ok?", "Ünïcödé text", "Hello. World"],
+)
+def test_common_chat_lines_take_the_fast_path(body: str) -> None:
+    assert render(body) == f"<p>{body}</p>" == render_markdown(body)

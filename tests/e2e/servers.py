@@ -726,11 +726,12 @@ class Room:
     candidate_cookie: str
 
 
-async def new_room(host: HostApi, tag: str | None = None) -> Room:
-    """An interviewing application in an organisation of its own, so the
-    candidate may write first and nothing else shares its channels."""
+async def new_room(host: HostApi, tag: str | None = None, org: str | None = None) -> Room:
+    """An interviewing application, so the candidate may write first, with a
+    staff member of its own: in an organisation of its own (nothing else
+    shares its channels), or in `org` (a shared inbox, as customers have)."""
     tag = tag or uuid.uuid4().hex[:10]
-    org = f"org-{tag}"
+    org = org or f"org-{tag}"
     await host.staff(f"staff-{tag}", org=org)
     conversation = await host.application(f"app-{tag}", org=org, candidate=f"cand-{tag}")
     return Room(

@@ -1,0 +1,55 @@
+"""Issue 11 item 6 in a real browser: the bell groups a conversation's
+messages into one entry with a count, stays quiet about the conversation
+the person has open and visible, and clears an entry when it is read."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Ats, Browsers
+from tests.browser.test_inbox import candidate_says, item
+
+pytestmark = pytest.mark.browser
+
+
+def say(page: Page, text: str) -> None:
+    page.get_by_test_id("composer").fill(text)
+    page.get_by_test_id("composer").press("Enter")
+    expect(page.locator('[data-testid="message"][data-seq]', has_text=text)).to_be_visible()
+
+
+def test_the_bell_groups_per_conversation_and_is_quiet_about_the_open_one(
+    browsers: Browsers, ats: Ats
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    dan = ats.application("dan", "Dan Jones", job="Science Technician")
+    inbox = browsers.open(ats.staff_link(alice))
+    count = inbox.locator("#bell-count")
+    expect(count).to_be_hidden()
+
+    candidate = candidate_says(ats, browsers, cara.id, "Is there parking?")
+    say(candidate, "And is lunch provided?")
+    expect(count).to_have_text("1")
+    inbox.get_by_test_id("notifications-bell").click()
+    panel = inbox.get_by_role("dialog", name="Notifications")
+    entries = panel.locator("li")
+    expect(entries).to_have_count(1)
+    expect(entries.first).to_contain_text("2 new messages from Cara Candidate")
+    expect(count).to_be_hidden()
+    inbox.keyboard.press("Escape")
+
+    # Alice opens Cara's conversation: Cara's next message does not ring.
+    item(inbox, cara.conversation).click()
+    say(candidate, "See you on Tuesday")
+    expect(
+        inbox.locator('[data-testid="message"][data-seq]', has_text="See you on Tuesday")
+    ).to_be_visible()
+    # Dan's message, published after Cara's on the same feed, does.
+    candidate_says(ats, browsers, dan.id, "Hello from Dan")
+    expect(count).to_have_text("1")
+    inbox.get_by_test_id("notifications-bell").click()
+    expect(entries).to_have_count(2)
+    expect(entries.first).to_contain_text("New message from Dan Jones")
+    expect(entries.first.locator("a")).to_have_attribute("href", f"/c/{dan.conversation}")

@@ -1,0 +1,237 @@
+"""Issue 16 items 1 and 3, issue 10 item 3 on the send queue: an ack waits
+for the commit only, never for the broker; a retry that finds its message
+stored publishes it again; a send the database cannot take in time is
+answered `unavailable` within a bound, and its retry finds it if it
+committed after all. Both backends (the stalls are of our making, the
+databases real)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatserver.chat.events import Events
+from chatserver.chat.formatting import render
+from chatserver.chat.identity import Viewer
+from chatserver.chat.sending import SendQueue, SendRequest, SendResult
+from chatserver.chat.service import Chat
+from chatserver.clock import utcnow
+from chatserver.errors import ChatError, ErrorCode
+from chatserver.settings import Settings
+from chatserver.store.db import Database
+from chatserver.store.tables import messages
+from tests.chat.test_sending import PG_ONLY, chat_of, viewer
+from tests.conftest import Scene
+from tests.helpers import count_rows
+
+# Generous bounds for a loaded machine; each is far below what the faults
+# would otherwise cost (a stalled broker: forever; a busy pool: 5 s).
+PUBLISH_BOUND = 0.2
+SEND_BOUND = 0.5
+ANSWER_WITHIN = 3.0
+
+
+class GatedEvents(Events):
+    """Publishes that wait for `gate` (a stalled broker), or fail."""
+
+    def __init__(self, inner: Events, *, fail: bool = False) -> None:
+        super().__init__(inner.broker)
+        self.gate = asyncio.Event()
+        self.fail = fail
+        self.published: list[tuple[str, Mapping[str, Any]]] = []
+
+    async def publish(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        if self.fail:
+            raise ConnectionError("the broker is down")
+        await self.gate.wait()
+        self.published.extend(items)
+        await super().publish(items)
+
+
+def send(who: Viewer, conversation: str, body: str, client_id: str | None = None) -> SendRequest:
+    return SendRequest(who, conversation, client_id or str(uuid.uuid4()), body, render(body))
+
+
+def queue(chat: Chat, events: Events, db: Database | None = None, **bounds: float) -> SendQueue:
+    return SendQueue(
+        db or chat.db,
+        events,
+        utcnow,
+        max_batch=16,
+        writers=1,
+        publish_timeout=bounds.get("publish_timeout", PUBLISH_BOUND),
+        send_timeout=bounds.get("send_timeout", 10.0),
+    )
+
+
+async def test_an_ack_never_waits_for_a_stalled_broker(scene: Scene, app: Any) -> None:
+    chat = chat_of(app)
+    alice = await viewer(chat, "staff", "alice")
+    stalled = GatedEvents(chat.events)
+    sends = queue(chat, stalled)
+    await sends.start()
+    try:
+        first = await asyncio.wait_for(
+            sends.submit(send(alice, scene.conversation, "One")), ANSWER_WITHIN
+        )
+        # The next batch is not held back by the first one's publish either.
+        second = await asyncio.wait_for(
+            sends.submit(send(alice, scene.conversation, "Two")), ANSWER_WITHIN
+        )
+        assert (first.message["seq"], second.message["seq"]) == (1, 2)
+        assert await count_rows(app, messages) == 2
+        assert stalled.published == []
+        stalled.gate.set()  # the broker comes back: the late publishes land
+        for _ in range(100):
+            if len(stalled.published) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        seqs = [e["message"]["seq"] for _, e in stalled.published if e["type"] == "message"]
+        assert sorted(seqs) == [1, 2]
+    finally:
+        await sends.stop()
+
+
+async def test_a_retry_publishes_its_stored_message_again(scene: Scene, app: Any) -> None:
+    """The first attempt committed but its publish failed (as when its
+    worker dies in between): the retry with the same client_id gets the
+    original and publishes it again, once, for the rooms to deliver (they
+    drop a seq they already have)."""
+    chat = chat_of(app)
+    alice = await viewer(chat, "staff", "alice")
+    client_id = str(uuid.uuid4())
+    broken = GatedEvents(chat.events, fail=True)
+    first_queue = queue(chat, broken)
+    await first_queue.start()
+    try:
+        first = await first_queue.submit(send(alice, scene.conversation, "Hello", client_id))
+    finally:
+        await first_queue.stop()
+    assert first.created
+
+    working = GatedEvents(chat.events)
+    working.gate.set()
+    second_queue = queue(chat, working)
+    await second_queue.start()
+    try:
+        again = await second_queue.submit(send(alice, scene.conversation, "Hello", client_id))
+    finally:
+        await second_queue.stop()
+    assert not again.created
+    assert again.message == first.message
+    assert working.published == [
+        (f"conv:{scene.conversation}", {"type": "message", "message": first.message})
+    ]
+    assert await count_rows(app, messages) == 1
+
+
+class GatedDatabase(Database):
+    """A database whose transactions wait for `gate` first: every pooled
+    connection busy, or a database too slow to answer."""
+
+    def __init__(self, inner: Database) -> None:
+        super().__init__(inner.engine)
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()  # a transaction waits for the gate
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        self.waiting.set()
+        await self.gate.wait()
+        async with super().transaction() as conn:
+            yield conn
+
+
+async def test_a_send_the_database_cannot_take_in_time_is_answered_unavailable(
+    scene: Scene, app: Any
+) -> None:
+    chat = chat_of(app)
+    alice = await viewer(chat, "staff", "alice")
+    slow = GatedDatabase(chat.db)
+    sends = queue(chat, chat.events, slow, send_timeout=SEND_BOUND)
+    await sends.start()
+    client_id = str(uuid.uuid4())
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ChatError) as refused:
+            await asyncio.wait_for(
+                sends.submit(send(alice, scene.conversation, "Hi", client_id)), ANSWER_WITHIN
+            )
+        assert refused.value.code is ErrorCode.UNAVAILABLE
+        assert asyncio.get_running_loop().time() - started < ANSWER_WITHIN
+        slow.gate.set()  # the database answers after all: the send commits
+        retry = await asyncio.wait_for(
+            sends.submit(send(alice, scene.conversation, "Hi", client_id)), ANSWER_WITHIN
+        )
+    finally:
+        slow.gate.set()
+        await sends.stop()
+    assert retry.message["seq"] == 1
+    assert await count_rows(app, messages) == 1
+
+
+async def test_a_send_that_expired_in_the_queue_is_never_written(scene: Scene, app: Any) -> None:
+    """Behind a batch the database is slow to take, a send answered
+    `unavailable` is dropped before any write: nothing of it is stored, and
+    the overloaded queue does not spend a write on it."""
+    chat = chat_of(app)
+    alice = await viewer(chat, "staff", "alice")
+    slow = GatedDatabase(chat.db)
+    sends = queue(chat, chat.events, slow, send_timeout=SEND_BOUND)
+    await sends.start()
+    try:
+        writing = asyncio.ensure_future(sends.submit(send(alice, scene.conversation, "First")))
+        # The writer has taken it and waits on the database.
+        await asyncio.wait_for(slow.waiting.wait(), ANSWER_WITHIN)
+        queued = asyncio.ensure_future(sends.submit(send(alice, scene.conversation, "Second")))
+        for pending in (writing, queued):
+            with pytest.raises(ChatError) as refused:
+                await asyncio.wait_for(pending, ANSWER_WITHIN)
+            assert refused.value.code is ErrorCode.UNAVAILABLE
+        slow.gate.set()
+    finally:
+        slow.gate.set()
+        await sends.stop()
+    stored = await chat_messages(app)
+    assert stored == ["First"]
+
+
+async def chat_messages(app: Any) -> list[str]:
+    async with chat_of(app).db.transaction() as conn:
+        return list((await conn.execute(select(messages.c.body))).scalars())
+
+
+@PG_ONLY
+async def test_an_exhausted_pool_answers_unavailable_within_the_bound(
+    scene: Scene, app: Any, settings: Settings
+) -> None:
+    """Every pooled connection is held (the crowd of issue 10): the send is
+    answered `unavailable` at the bound, not after the pool's own timeout."""
+    chat = chat_of(app)
+    alice = await viewer(chat, "staff", "alice")
+    tiny = Database.from_settings(dataclasses.replace(settings, db_pool_size=1, db_pool_overflow=0))
+    sends = queue(chat, chat.events, tiny, send_timeout=SEND_BOUND)
+    await sends.start()
+    try:
+        async with tiny.transaction():
+            started = asyncio.get_running_loop().time()
+            outcome: SendResult | BaseException
+            try:
+                outcome = await sends.submit(send(alice, scene.conversation, "Hi"))
+            except ChatError as exc:
+                outcome = exc
+            waited = asyncio.get_running_loop().time() - started
+        assert isinstance(outcome, ChatError)
+        assert outcome.code is ErrorCode.UNAVAILABLE
+        assert SEND_BOUND <= waited < ANSWER_WITHIN
+    finally:
+        await sends.stop()
+        await tiny.dispose()
