@@ -31,6 +31,7 @@ export function initBell() {
   const count = document.getElementById("bell-count");
   const list = document.getElementById("notif-list");
   const empty = document.getElementById("notif-empty");
+  const readAll = document.getElementById("notif-read-all");
   // conversation id -> entry ({conversation, text, count, created_at, read}), newest first.
   let entries = new Map();
 
@@ -45,6 +46,7 @@ export function initBell() {
     count.hidden = n === 0;
     count.textContent = n > 9 ? "9+" : String(n);
     button.setAttribute("aria-label", n ? `Notifications, ${n} unread` : "Notifications");
+    readAll.hidden = n === 0;
   }
 
   function item(note) {
@@ -101,15 +103,16 @@ export function initBell() {
     }
   }
 
-  bindMenu(button, panel, {
-    onOpen: async () => {
-      await load();
-      if (unread() > 0) {
-        await api.post("/api/notifications/read").catch(() => {});
-        for (const entry of entries.values()) entry.read = true;
-        renderCount();
-      }
-    },
+  // Opening the panel only shows the entries: an entry is read when its
+  // conversation is read, or when it (or all) is marked read here.
+  bindMenu(button, panel, { onOpen: load });
+  readAll.addEventListener("click", async () => {
+    await api.post("/api/notifications/read").catch(() => {});
+    for (const entry of entries.values()) {
+      entry.read = true;
+      entry.count = 0;
+    }
+    renderList();
   });
   connection.on("notification", (frame) => {
     const note = frame.notification;
