@@ -1,4 +1,5 @@
-"""Per-user send rate limit: a token bucket per person, per worker.
+"""Token buckets: the per-user send rate limit, a bucket per person per
+worker, and the per-connection frame limit, a bucket per socket.
 
 Buckets live in the worker's memory, so with N workers a user who spreads
 sends over several workers' sockets could reach N times the rate; one
@@ -15,6 +16,31 @@ from chatserver.errors import ChatError, ErrorCode
 
 # Buckets idle this long are full again anyway; forgetting them bounds memory.
 FORGET_AFTER_SECONDS = 600.0
+
+
+class TokenBucket:
+    """One bucket of `burst` tokens refilled at `rate` per second.
+
+    Slotted and without a clock of its own: a worker holds one per socket,
+    and the caller already knows the time.
+    """
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> int:
+        """Spend one token: 0, or the milliseconds until one is there."""
+        self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1.0:
+            return max(1, math.ceil((1.0 - self.tokens) / self.rate * 1000))
+        self.tokens -= 1.0
+        return 0
 
 
 class RateLimiter:

@@ -12,6 +12,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from chatserver.chat.identity import Viewer
+from chatserver.chat.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from chatserver.realtime.rooms import ConversationRoom, OrgRoom, PersonRoom
@@ -124,6 +125,7 @@ class Connection:
     __slots__ = (
         "close_code",
         "conversations",
+        "frames",
         "inbox_room",
         "outbox",
         "person_room",
@@ -131,9 +133,13 @@ class Connection:
         "writer",
     )
 
-    def __init__(self, viewer: Viewer, queue_size: int) -> None:
+    def __init__(self, viewer: Viewer, queue_size: int, frames: TokenBucket) -> None:
         self.viewer = viewer
         self.outbox = Outbox(queue_size)
+        # The socket's budget of frames other than sends (SPEC 5): a
+        # subscribe can replay a whole history, so their rate is bounded per
+        # socket; sends have the per-person limit instead.
+        self.frames = frames
         self.conversations: dict[str, ConversationRoom] = {}
         self.inbox_room: OrgRoom | None = None
         self.person_room: PersonRoom | None = None

@@ -18,6 +18,7 @@ from collections import Counter
 from chatserver.broker.base import Broker
 from chatserver.chat import access, events, views, wire
 from chatserver.chat.identity import Viewer
+from chatserver.chat.ratelimit import TokenBucket
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode, invalid, unavailable
 from chatserver.ops import instruments
@@ -126,7 +127,12 @@ class Hub:
                 retry_after_ms=CAP_RETRY_MS,
             )
         self._per_person[person] += 1
-        conn = Connection(viewer, self.settings.ws_send_queue)
+        frames = TokenBucket(
+            self.settings.frame_rate,
+            self.settings.frame_burst,
+            asyncio.get_running_loop().time(),
+        )
+        conn = Connection(viewer, self.settings.ws_send_queue, frames)
         instruments.connection_opened(conn.role)
         channel = events.person_channel(*person)
         room = self._people.get(channel)
@@ -184,6 +190,17 @@ class Hub:
 
     def _count_rooms(self) -> None:
         instruments.ROOMS.set(len(self._rooms) + len(self._orgs) + len(self._people))
+
+    def admit(self, conn: Connection) -> None:
+        """Spend one of the socket's frame tokens, or raise `rate_limited`
+        so that the frame is answered and not processed."""
+        wait_ms = conn.frames.take(asyncio.get_running_loop().time())
+        if wait_ms:
+            raise ChatError(
+                ErrorCode.RATE_LIMITED,
+                "Too many frames on this connection; wait a moment.",
+                retry_after_ms=wait_ms,
+            )
 
     # -- conversations -----------------------------------------------------
 

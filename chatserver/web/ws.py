@@ -169,6 +169,9 @@ async def _answer(conn: Connection, svc: Services, frame: wire.ClientFrame) -> N
 
 async def _dispatch(conn: Connection, svc: Services, frame: wire.ClientFrame) -> str | None:
     viewer = conn.viewer
+    if not isinstance(frame, wire.Send):
+        # Sends have the per-person limit; everything else the socket's.
+        svc.hub.admit(conn)
     match frame:
         case wire.Send():
             result = await actions.send_message(
