@@ -129,12 +129,15 @@ class Connection:
         "inbox_room",
         "outbox",
         "person_room",
+        "ticket",
         "viewer",
         "writer",
     )
 
-    def __init__(self, viewer: Viewer, queue_size: int, frames: TokenBucket) -> None:
+    def __init__(self, viewer: Viewer, queue_size: int, frames: TokenBucket, ticket: str) -> None:
         self.viewer = viewer
+        # The socket's place in the per-person connection count.
+        self.ticket = ticket
         self.outbox = Outbox(queue_size)
         # The socket's budget of frames other than sends (SPEC 5): a
         # subscribe can replay a whole history, so their rate is bounded per

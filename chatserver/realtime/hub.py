@@ -117,10 +117,12 @@ class Hub:
 
     # -- connections -------------------------------------------------------
 
-    def connect(self, viewer: Viewer) -> Connection:
-        """A new socket for `viewer`, or `rate_limited` past the per-user cap."""
+    async def connect(self, viewer: Viewer) -> Connection:
+        """A new socket for `viewer`, or `rate_limited` past the per-user cap
+        (counted across workers, `chat/limits.py`)."""
         person = (viewer.kind.value, viewer.id)
-        if self._per_person[person] >= self.settings.max_connections_per_user:
+        ticket = await self.chat.limits.claim(*person)
+        if ticket is None:
             raise ChatError(
                 ErrorCode.RATE_LIMITED,
                 f"At most {self.settings.max_connections_per_user} connections per user.",
@@ -132,7 +134,7 @@ class Hub:
             self.settings.frame_burst,
             asyncio.get_running_loop().time(),
         )
-        conn = Connection(viewer, self.settings.ws_send_queue, frames)
+        conn = Connection(viewer, self.settings.ws_send_queue, frames, ticket)
         instruments.connection_opened(conn.role)
         channel = events.person_channel(*person)
         room = self._people.get(channel)
@@ -149,6 +151,7 @@ class Hub:
         self._leave_all(conn)
         conn.outbox.close()
         person = (conn.role, conn.viewer.id)
+        self.chat.limits.release(*person, conn.ticket)
         self._per_person[person] -= 1
         if self._per_person[person] <= 0:
             del self._per_person[person]

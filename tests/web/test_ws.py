@@ -14,6 +14,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from websockets.exceptions import InvalidStatus
 
+from chatserver.chat.limits import limits_from_settings
 from chatserver.settings import Settings
 from tests.conftest import Scene
 from tests.ws_helpers import (
@@ -378,8 +379,18 @@ async def test_notifications_reach_the_recipients_sockets(
 async def test_sending_too_fast_is_rate_limited_with_retry_after(
     server: LiveServer, scene: Scene, app: Any
 ) -> None:
-    limiter = app.state.services.chat.limiter
-    limiter.rate, limiter.burst = 0.5, 1
+    chat = app.state.services.chat
+    usual = chat.limits
+    chat.limits = limits_from_settings(chat.settings.with_(send_rate=0.5, send_burst=1))
+    await chat.limits.start()
+    try:
+        await send_too_fast(server, scene)
+    finally:
+        await chat.limits.stop()
+        chat.limits = usual
+
+
+async def send_too_fast(server: LiveServer, scene: Scene) -> None:
     async with open_socket(server, scene.alice) as ws:
         await ws.send(send_frame(scene.conversation))
         await ws.expect("ack")
