@@ -50,6 +50,9 @@ TICKET_SECONDS = 3 * REFRESH_SECONDS
 REDIS_TIMEOUT_SECONDS = 1.0
 # People refreshed at once: bounds the commands in flight on one client.
 REFRESH_CHUNK = 100
+# After a failed call the worker counts locally for this long before it
+# tries Redis again, so a hung Redis costs one timeout, not one per send.
+RETRY_REDIS_SECONDS = 5.0
 # A fallback is logged at most this often, not once per send.
 WARN_EVERY_SECONDS = 30.0
 
@@ -195,11 +198,18 @@ class RedisLimits:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._warned = 0.0
+        self._down_until = 0.0
 
     def _key(self, what: str, kind: str, person_id: str) -> str:
         return f"{self._prefix}{what}:{{{person_channel(kind, person_id)}}}"
 
+    def _redis_down(self) -> bool:
+        return time.monotonic() < self._down_until
+
     async def take_send(self, kind: str, person_id: str) -> None:
+        if self._redis_down():
+            self.local.take_send_now(kind, person_id)
+            return
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
                 wait_ms = int(
@@ -216,6 +226,8 @@ class RedisLimits:
 
     async def claim(self, kind: str, person_id: str) -> str | None:
         ticket = f"{self.worker}-{next(self._numbers)}"
+        if self._redis_down():
+            return self.local.claim_now(kind, person_id, ticket)
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
                 granted = int(
@@ -275,6 +287,7 @@ class RedisLimits:
 
     def _fell_back(self, what: str, exc: BaseException) -> None:
         now = time.monotonic()
+        self._down_until = now + RETRY_REDIS_SECONDS
         if now - self._warned >= WARN_EVERY_SECONDS:
             self._warned = now
             log.warning(
