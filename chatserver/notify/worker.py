@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from chatserver.broker import broker_from_url
 from chatserver.chat.events import Events
+from chatserver.chat.presence import presence_from_settings
 from chatserver.chat.service import Chat
 from chatserver.clock import Clock
 from chatserver.notify.compose import Composer
@@ -25,7 +26,6 @@ from chatserver.notify.sender import Sender
 from chatserver.notify.transport import Transport, transport_from_settings
 from chatserver.ops import instruments
 from chatserver.ops.stats import StatsReporter, stats_store_from_settings
-from chatserver.realtime.presence import presence_from_settings
 from chatserver.settings import Settings
 from chatserver.store import outbox
 from chatserver.store.db import Database

@@ -18,6 +18,7 @@ from collections import Counter
 from chatserver.broker.base import Broker
 from chatserver.chat import access, events, views, wire
 from chatserver.chat.identity import Viewer
+from chatserver.chat.presence import Presence, presence_from_settings
 from chatserver.chat.ratelimit import TokenBucket
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode, invalid, unavailable
@@ -25,7 +26,6 @@ from chatserver.ops import instruments
 from chatserver.ops.stats import StatsReporter, stats_store_from_settings
 from chatserver.realtime.catchup import CatchUp
 from chatserver.realtime.connection import Connection
-from chatserver.realtime.presence import Presence, presence_from_settings
 from chatserver.realtime.rooms import PAGE, ConversationRoom, Member, OrgRoom, PersonRoom
 from chatserver.settings import Settings
 from chatserver.store import conversations, messages

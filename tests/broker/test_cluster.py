@@ -20,9 +20,9 @@ from redis.crc import key_slot
 from chatserver.broker import Delivery, Resync, Subscription, broker_from_url
 from chatserver.broker.cluster import ClusterBroker, wire_channel
 from chatserver.chat.events import conversation_channel
+from chatserver.chat.presence import RedisPresence
 from chatserver.ops.probes import probe_redis
 from chatserver.ops.stats import RedisStats
-from chatserver.realtime.presence import RedisPresence
 from chatserver.settings import ClusterUrl, Settings, SettingsError, cluster_url
 from tests.e2e.servers import free_port
 from tests.redis_cluster import RedisClusterProcesses

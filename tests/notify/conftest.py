@@ -17,10 +17,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from chatserver.chat.presence import MemoryPresence
 from chatserver.clock import utcnow
 from chatserver.notify.transport import SmtpTransport
 from chatserver.notify.worker import Notifier
-from chatserver.realtime.presence import MemoryPresence
 from chatserver.settings import Settings
 from chatserver.web.deps import Services
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from chatserver.chat.presence import MemoryPresence
 from chatserver.notify import metrics
 from chatserver.notify.sender import BACKOFF_FIRST
 from chatserver.notify.transport import SmtpTransport
 from chatserver.notify.worker import Notifier
-from chatserver.realtime.presence import MemoryPresence
 from chatserver.settings import Settings
 from chatserver.store.tables import outgoing_emails
 from tests.conftest import Scene

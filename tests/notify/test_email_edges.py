@@ -13,11 +13,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from chatserver.chat.presence import MemoryPresence
 from chatserver.notify.compose import MESSAGES_SHOWN
 from chatserver.notify.transport import SmtpTransport
 from chatserver.notify.unsubscribe import Recipient, UnsubscribeLinks
 from chatserver.notify.worker import Notifier
-from chatserver.realtime.presence import MemoryPresence
 from chatserver.settings import Settings
 from tests.conftest import Scene
 from tests.helpers import Host, Person, signed_in

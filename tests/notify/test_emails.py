@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
+from chatserver.chat.presence import MemoryPresence
 from chatserver.notify.worker import Notifier
-from chatserver.realtime.presence import MemoryPresence
 from tests.conftest import Scene
 from tests.helpers import Host, open_link, signed_in
 from tests.notify.conftest import MovableClock, SmtpServer, html_of, subject, text_of

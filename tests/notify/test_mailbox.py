@@ -10,10 +10,10 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from chatserver.chat.presence import MemoryPresence
 from chatserver.errors import ChatError
 from chatserver.notify.transport import OutboxTransport
 from chatserver.notify.worker import Notifier
-from chatserver.realtime.presence import MemoryPresence
 from chatserver.settings import Settings
 from chatserver.web import mailbox
 from chatserver.web.responses import chat_error_handler

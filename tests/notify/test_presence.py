@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from chatserver.chat.presence import Presence, presence_from_settings
 from chatserver.notify.transport import SmtpTransport
 from chatserver.notify.worker import Notifier
-from chatserver.realtime.presence import Presence, presence_from_settings
 from chatserver.settings import Settings
 from tests.conftest import Scene
 from tests.notify.conftest import WAIT_SECONDS, MovableClock, SmtpServer, text_of

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from chatserver.chat.presence import MemoryPresence
 from chatserver.notify.worker import POSTGRES_SENDERS, Notifier
-from chatserver.realtime.presence import MemoryPresence
 from chatserver.settings import Settings
 from chatserver.store.tables import candidates, outgoing_emails
 from tests.conftest import SECRET, Scene
