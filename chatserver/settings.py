@@ -63,6 +63,8 @@ ENV_NAMES = {
     "send_rate": "CHAT_SEND_RATE",
     "send_burst": "CHAT_SEND_BURST",
     "max_connections_per_user": "CHAT_MAX_CONNECTIONS_PER_USER",
+    "frame_rate": "CHAT_FRAME_RATE",
+    "frame_burst": "CHAT_FRAME_BURST",
     "reply_domain": "CHAT_REPLY_DOMAIN",
     "mail_in_host": "--host (mail-in)",
     "mail_in_port": "CHAT_MAIL_IN_PORT",
@@ -275,6 +277,14 @@ class Settings:
     send_rate: float = 2.0
     send_burst: int = 20
     max_connections_per_user: int = 20
+    # Frames other than sends (subscribe, unsubscribe, read, typing, inbox,
+    # ping) per socket: a page subscribes to a handful of conversations on
+    # (re)connect and then sends a read or a typing now and then. A
+    # subscribe can replay a whole history, so a flood of them must not go
+    # through: past the burst, each frame over the rate is answered
+    # `rate_limited` and not processed.
+    frame_rate: float = 10.0
+    frame_burst: int = 50
     # Reply by email: the domain of the reply addresses that notification
     # emails carry in Reply-To. Empty turns the feature off: emails carry no
     # Reply-To and nothing accepts replies. `chatserver demo` uses
@@ -514,6 +524,18 @@ class Settings:
             raise SettingsError(
                 "CHAT_DB_POOL_SIZE must be 1 or more and CHAT_DB_POOL_OVERFLOW 0 or more."
             )
+        if self.send_rate <= 0 or self.send_burst < 1:
+            raise SettingsError(
+                "CHAT_SEND_RATE must be above 0 and CHAT_SEND_BURST 1 or more "
+                f"(a zero rate would refuse every message), not {self.send_rate} and "
+                f"{self.send_burst}."
+            )
+        if self.frame_rate <= 0 or self.frame_burst < 1:
+            raise SettingsError(
+                "CHAT_FRAME_RATE must be above 0 and CHAT_FRAME_BURST 1 or more "
+                f"(a zero rate would refuse every frame), not {self.frame_rate} and "
+                f"{self.frame_burst}."
+            )
         if not 0 <= self.digest_hour <= 23:
             raise SettingsError("CHAT_DIGEST_HOUR must be an hour from 0 to 23.")
         if self.reply_domain and not REPLY_DOMAIN.fullmatch(self.reply_domain):
@@ -595,6 +617,8 @@ class Settings:
             send_rate=_number(env, "CHAT_SEND_RATE", "2", float),
             send_burst=_number(env, "CHAT_SEND_BURST", "20", int),
             max_connections_per_user=_number(env, "CHAT_MAX_CONNECTIONS_PER_USER", "20", int),
+            frame_rate=_number(env, "CHAT_FRAME_RATE", "10", float),
+            frame_burst=_number(env, "CHAT_FRAME_BURST", "50", int),
             db_pool_size=_number(env, "CHAT_DB_POOL_SIZE", "10", int),
             db_pool_overflow=_number(env, "CHAT_DB_POOL_OVERFLOW", "10", int),
             publish_timeout_seconds=_number(env, "CHAT_PUBLISH_TIMEOUT", "0.5", float),

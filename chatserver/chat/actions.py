@@ -319,6 +319,25 @@ async def send_message(
 ) -> SendResult:
     """Validate, rate-limit and hand the send to the group-commit queue.
     `via` says how the message came when not through the app ("email")."""
+    request = await prepare_send(
+        chat, viewer, conversation_id, client_id, body, attachment_ids, via=via
+    )
+    return await chat.sends.submit(request)
+
+
+async def prepare_send(
+    chat: Chat,
+    viewer: Viewer,
+    conversation_id: str,
+    client_id: object,
+    body: object,
+    attachment_ids: object = (),
+    *,
+    via: str | None = None,
+) -> SendRequest:
+    """Validate and rate-limit a send: the part a socket runs in frame order
+    before its sends are pipelined (the limit may wait on Redis, and sends
+    must reach the queue in the order they came)."""
     client = ids.client_id(client_id)
     if not isinstance(body, str):
         raise invalid("body must be a string.")
@@ -346,8 +365,8 @@ async def send_message(
         raise not_found()
     if not all(ids.plausible_id(a) for a in attachment_ids):
         raise not_found("attachment")
-    chat.limiter.take(f"{viewer.kind.value}:{viewer.id}")
-    request = SendRequest(
+    await chat.limits.take_send(viewer.kind.value, viewer.id)
+    return SendRequest(
         viewer=viewer,
         conversation_id=conversation_id,
         client_id=client,
@@ -356,7 +375,6 @@ async def send_message(
         attachment_ids=tuple(attachment_ids),
         via=via,
     )
-    return await chat.sends.submit(request)
 
 
 async def mark_read(chat: Chat, viewer: Viewer, conversation_id: str, seq: object) -> None:

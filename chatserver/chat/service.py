@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chatserver.chat.events import Events
-from chatserver.chat.ratelimit import RateLimiter
+from chatserver.chat.limits import Limits, limits_from_settings
 from chatserver.chat.sending import SendQueue
 from chatserver.clock import Clock, utcnow
 from chatserver.ops import faults, instruments
@@ -27,7 +27,7 @@ class Chat:
     events: Events
     clock: Clock = utcnow
     sends: SendQueue = field(init=False)
-    limiter: RateLimiter = field(init=False)
+    limits: Limits = field(init=False)
 
     def __post_init__(self) -> None:
         faults.arm(self.settings.test_fault)
@@ -41,10 +41,12 @@ class Chat:
             send_timeout=self.settings.send_timeout_seconds,
             on_stored=instruments.record_stored,
         )
-        self.limiter = RateLimiter(self.settings.send_rate, self.settings.send_burst)
+        self.limits = limits_from_settings(self.settings)
 
     async def start(self) -> None:
+        await self.limits.start()
         await self.sends.start()
 
     async def stop(self) -> None:
         await self.sends.stop()
+        await self.limits.stop()

@@ -12,6 +12,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from chatserver.chat.identity import Viewer
+from chatserver.chat.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from chatserver.realtime.rooms import ConversationRoom, OrgRoom, PersonRoom
@@ -124,16 +125,24 @@ class Connection:
     __slots__ = (
         "close_code",
         "conversations",
+        "frames",
         "inbox_room",
         "outbox",
         "person_room",
+        "ticket",
         "viewer",
         "writer",
     )
 
-    def __init__(self, viewer: Viewer, queue_size: int) -> None:
+    def __init__(self, viewer: Viewer, queue_size: int, frames: TokenBucket, ticket: str) -> None:
         self.viewer = viewer
+        # The socket's place in the per-person connection count.
+        self.ticket = ticket
         self.outbox = Outbox(queue_size)
+        # The socket's budget of frames other than sends (SPEC 5): a
+        # subscribe can replay a whole history, so their rate is bounded per
+        # socket; sends have the per-person limit instead.
+        self.frames = frames
         self.conversations: dict[str, ConversationRoom] = {}
         self.inbox_room: OrgRoom | None = None
         self.person_room: PersonRoom | None = None

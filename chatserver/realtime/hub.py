@@ -19,6 +19,7 @@ from chatserver.broker.base import Broker
 from chatserver.chat import access, events, views, wire
 from chatserver.chat.identity import Viewer
 from chatserver.chat.presence import Presence, presence_from_settings
+from chatserver.chat.ratelimit import TokenBucket
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode, invalid, unavailable
 from chatserver.ops import instruments
@@ -116,17 +117,24 @@ class Hub:
 
     # -- connections -------------------------------------------------------
 
-    def connect(self, viewer: Viewer) -> Connection:
-        """A new socket for `viewer`, or `rate_limited` past the per-user cap."""
+    async def connect(self, viewer: Viewer) -> Connection:
+        """A new socket for `viewer`, or `rate_limited` past the per-user cap
+        (counted across workers, `chat/limits.py`)."""
         person = (viewer.kind.value, viewer.id)
-        if self._per_person[person] >= self.settings.max_connections_per_user:
+        ticket = await self.chat.limits.claim(*person)
+        if ticket is None:
             raise ChatError(
                 ErrorCode.RATE_LIMITED,
                 f"At most {self.settings.max_connections_per_user} connections per user.",
                 retry_after_ms=CAP_RETRY_MS,
             )
         self._per_person[person] += 1
-        conn = Connection(viewer, self.settings.ws_send_queue)
+        frames = TokenBucket(
+            self.settings.frame_rate,
+            self.settings.frame_burst,
+            asyncio.get_running_loop().time(),
+        )
+        conn = Connection(viewer, self.settings.ws_send_queue, frames, ticket)
         instruments.connection_opened(conn.role)
         channel = events.person_channel(*person)
         room = self._people.get(channel)
@@ -143,6 +151,7 @@ class Hub:
         self._leave_all(conn)
         conn.outbox.close()
         person = (conn.role, conn.viewer.id)
+        self.chat.limits.release(*person, conn.ticket)
         self._per_person[person] -= 1
         if self._per_person[person] <= 0:
             del self._per_person[person]
@@ -184,6 +193,17 @@ class Hub:
 
     def _count_rooms(self) -> None:
         instruments.ROOMS.set(len(self._rooms) + len(self._orgs) + len(self._people))
+
+    def admit(self, conn: Connection) -> None:
+        """Spend one of the socket's frame tokens, or raise `rate_limited`
+        so that the frame is answered and not processed."""
+        wait_ms = conn.frames.take(asyncio.get_running_loop().time())
+        if wait_ms:
+            raise ChatError(
+                ErrorCode.RATE_LIMITED,
+                "Too many frames on this connection; wait a moment.",
+                retry_after_ms=wait_ms,
+            )
 
     # -- conversations -----------------------------------------------------
 

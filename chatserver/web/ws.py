@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from chatserver.chat import actions, wire
+from chatserver.chat.sending import SendRequest
 from chatserver.errors import ChatError, ErrorCode, unauthorized, unavailable
 from chatserver.realtime.connection import Connection, OutboxClosed
 from chatserver.realtime.hub import CLOSE_POLICY, CLOSE_TRY_LATER
@@ -68,7 +70,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await _refuse(websocket, refusal, CLOSE_POLICY if policy else CLOSE_TRY_LATER)
         return
     try:
-        conn = svc.hub.connect(who.viewer)
+        conn = await svc.hub.connect(who.viewer)
     except ChatError as exc:
         await _refuse(websocket, exc, CLOSE_TRY_LATER)
         return
@@ -133,15 +135,21 @@ async def _read(websocket: WebSocket, conn: Connection, svc: Services) -> None:
             continue
         if isinstance(frame, wire.Send):
             # Sends are pipelined: each waits for its group commit in a task
-            # of its own, so one socket can have several in flight. Tasks
+            # of its own, so one socket can have several in flight. They are
+            # checked and rate-limited here, in frame order, and their tasks
             # start in order, so they reach the send queue in order.
+            request = await _prepare(conn, svc, frame)
+            if request is None:
+                continue
             if len(sends) >= MAX_PIPELINED_SENDS:
                 await asyncio.wait(sends, return_when=asyncio.FIRST_COMPLETED)
-            task = asyncio.create_task(_answer(conn, svc, frame))
+            task = asyncio.create_task(
+                _answer(conn, frame.client_id, _submit(svc, request, frame.client_id))
+            )
             sends.add(task)
             task.add_done_callback(sends.discard)
         else:
-            await _answer(conn, svc, frame)
+            await _answer(conn, None, _dispatch(conn, svc, frame))
 
 
 def _too_large(data: str | bytes, limit: int) -> bool:
@@ -153,11 +161,35 @@ def _too_large(data: str | bytes, limit: int) -> bool:
     return len(data.encode("utf-8", "surrogatepass")) > limit
 
 
-async def _answer(conn: Connection, svc: Services, frame: wire.ClientFrame) -> None:
-    """Handle one client frame and queue its answer, if it has one."""
-    client_id = frame.client_id if isinstance(frame, wire.Send) else None
+async def _prepare(conn: Connection, svc: Services, frame: wire.Send) -> SendRequest | None:
+    """The send checked and rate-limited, or None once its error is queued."""
     try:
-        answer = await _dispatch(conn, svc, frame)
+        return await actions.prepare_send(
+            svc.chat,
+            conn.viewer,
+            frame.conversation,
+            frame.client_id,
+            frame.body,
+            frame.attachments,
+        )
+    except ChatError as exc:
+        error = exc
+    except Exception:
+        log.exception("checking a send failed")
+        error = unavailable()
+    await conn.outbox.put(wire.error_frame(error, frame.client_id))
+    return None
+
+
+async def _submit(svc: Services, request: SendRequest, client_id: str) -> str:
+    result = await svc.chat.sends.submit(request)
+    return wire.ack_frame(client_id, result.message)
+
+
+async def _answer(conn: Connection, client_id: str | None, work: Awaitable[str | None]) -> None:
+    """Run one frame's work and queue its answer, if it has one."""
+    try:
+        answer = await work
     except ChatError as exc:
         answer = wire.error_frame(exc, client_id)
     except Exception:
@@ -168,13 +200,11 @@ async def _answer(conn: Connection, svc: Services, frame: wire.ClientFrame) -> N
 
 
 async def _dispatch(conn: Connection, svc: Services, frame: wire.ClientFrame) -> str | None:
+    """Every frame but a send (which `_prepare` and `_submit` handle)."""
     viewer = conn.viewer
+    # Sends have the per-person limit; everything else the socket's.
+    svc.hub.admit(conn)
     match frame:
-        case wire.Send():
-            result = await actions.send_message(
-                svc.chat, viewer, frame.conversation, frame.client_id, frame.body, frame.attachments
-            )
-            return wire.ack_frame(frame.client_id, result.message)
         case wire.Subscribe():
             await svc.hub.subscribe(conn, frame.conversation, frame.after)
         case wire.Unsubscribe():

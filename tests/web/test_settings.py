@@ -148,6 +148,8 @@ NUMBERS = [
     "CHAT_SEND_RATE",
     "CHAT_SEND_BURST",
     "CHAT_MAX_CONNECTIONS_PER_USER",
+    "CHAT_FRAME_RATE",
+    "CHAT_FRAME_BURST",
     "CHAT_DB_POOL_SIZE",
     "CHAT_DB_POOL_OVERFLOW",
 ]
@@ -162,6 +164,7 @@ def test_a_setting_that_is_not_a_number_is_named_in_one_line(name: str, raw: str
             "CHAT_NOTIFY_DELAY_SECONDS",
             "CHAT_NOTIFY_POLL_SECONDS",
             "CHAT_SEND_RATE",
+            "CHAT_FRAME_RATE",
         } else int(raw)
     except ValueError:
         pass
@@ -219,6 +222,10 @@ def test_log_settings_take_only_their_choices(env: dict[str, str], name: str) ->
         ({"PORT": "70000"}, "PORT"),
         ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
         ({"CHAT_BASE_URL": "chat.example"}, "CHAT_BASE_URL"),
+        ({"CHAT_SEND_RATE": "0"}, "CHAT_SEND_RATE"),
+        ({"CHAT_SEND_BURST": "0"}, "CHAT_SEND_BURST"),
+        ({"CHAT_FRAME_RATE": "0"}, "CHAT_FRAME_RATE"),
+        ({"CHAT_FRAME_BURST": "0"}, "CHAT_FRAME_BURST"),
     ],
 )
 def test_out_of_range_values_name_the_setting(env: dict[str, str], name: str) -> None:

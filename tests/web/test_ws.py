@@ -14,6 +14,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from websockets.exceptions import InvalidStatus
 
+from chatserver.chat.limits import limits_from_settings
 from chatserver.settings import Settings
 from tests.conftest import Scene
 from tests.ws_helpers import (
@@ -378,8 +379,18 @@ async def test_notifications_reach_the_recipients_sockets(
 async def test_sending_too_fast_is_rate_limited_with_retry_after(
     server: LiveServer, scene: Scene, app: Any
 ) -> None:
-    limiter = app.state.services.chat.limiter
-    limiter.rate, limiter.burst = 0.5, 1
+    chat = app.state.services.chat
+    usual = chat.limits
+    chat.limits = limits_from_settings(chat.settings.with_(send_rate=0.5, send_burst=1))
+    await chat.limits.start()
+    try:
+        await send_too_fast(server, scene)
+    finally:
+        await chat.limits.stop()
+        chat.limits = usual
+
+
+async def send_too_fast(server: LiveServer, scene: Scene) -> None:
     async with open_socket(server, scene.alice) as ws:
         await ws.send(send_frame(scene.conversation))
         await ws.expect("ack")
@@ -388,6 +399,77 @@ async def test_sending_too_fast_is_rate_limited_with_retry_after(
         error = await ws.expect("error")
         assert (error["code"], error["client_id"]) == ("rate_limited", frame["client_id"])
         assert 0 < error["retry_after_ms"] <= 2000
+
+
+def limit_frames(app: Any, rate: float, burst: int) -> None:
+    """Sockets opened from now on get `burst` frames, then `rate` per second."""
+    hub = app.state.services.hub
+    hub.settings = hub.settings.with_(frame_rate=rate, frame_burst=burst)
+
+
+async def test_a_flood_of_subscribes_is_answered_rate_limited_and_replays_nothing_more(
+    server: LiveServer, scene: Scene, app: Any
+) -> None:
+    history = 4
+    for number in range(history):
+        await scene.cara.send(scene.conversation, f"message {number}")
+    burst, flood = 5, 150
+    limit_frames(app, rate=0.5, burst=burst)
+    async with open_socket(server, scene.alice) as ws:
+        for _ in range(flood):
+            await ws.send({"type": "subscribe", "conversation": scene.conversation, "after": 0})
+        frames = await ws.collect(
+            lambda fs: sum(f["type"] in ("subscribed", "error") for f in fs) == flood, within=30
+        )
+        frames += await ws.quiet()
+    errors = [f for f in frames if f["type"] == "error"]
+    assert len([f for f in frames if f["type"] == "subscribed"]) == burst
+    assert len(errors) == flood - burst
+    assert {e["code"] for e in errors} == {"rate_limited"}
+    assert all(0 < e["retry_after_ms"] <= 2000 for e in errors)
+    assert len(seqs(frames)) == burst * history
+
+
+async def test_reads_typing_unsubscribes_and_pings_share_the_sockets_budget_but_sends_do_not(
+    server: LiveServer, scene: Scene, app: Any
+) -> None:
+    limit_frames(app, rate=0.5, burst=1)
+    async with open_socket(server, scene.alice) as ws:
+        await ws.subscribe(scene.conversation)
+        limited: list[dict[str, Any]] = [
+            {"type": "read", "conversation": scene.conversation, "seq": 0},
+            {"type": "typing", "conversation": scene.conversation},
+            {"type": "unsubscribe", "conversation": scene.conversation},
+            {"type": "inbox"},
+            {"type": "ping"},
+        ]
+        for frame in limited:
+            await ws.send(frame)
+            error = await ws.expect("error")
+            assert error["code"] == "rate_limited"
+            assert error["retry_after_ms"] > 0
+        frame = send_frame(scene.conversation)
+        await ws.send(frame)
+        ack = await ws.next_of("ack")
+        assert ack["client_id"] == frame["client_id"]
+    async with open_socket(server, scene.alice) as fresh:
+        await fresh.send({"type": "ping"})
+        assert await fresh.expect("pong") == {"type": "pong"}
+
+
+async def test_the_frame_budget_refills_at_its_rate(
+    server: LiveServer, scene: Scene, app: Any
+) -> None:
+    limit_frames(app, rate=20.0, burst=1)
+    async with open_socket(server, scene.alice) as ws:
+        await ws.send({"type": "ping"})
+        await ws.expect("pong")
+        await ws.send({"type": "ping"})
+        error = await ws.expect("error")
+        assert error["code"] == "rate_limited"
+        await asyncio.sleep(error["retry_after_ms"] / 1000)
+        await ws.send({"type": "ping"})
+        await ws.expect("pong")
 
 
 async def test_connections_beyond_the_per_user_cap_are_refused(
