@@ -117,7 +117,8 @@ def demo(settings: Settings) -> None:
 def check(settings: Settings) -> bool:
     """Print the effective configuration (secrets masked) and probe the
     database, Redis and SMTP; whether everything answered."""
-    from chatserver.ops.probes import probe_database, probe_redis, probe_smtp
+    from chatserver.notify.smtp_probe import probe_smtp
+    from chatserver.ops.probes import probe_database, probe_redis
 
     print("chatserver configuration:")
     for name, value in settings.described():

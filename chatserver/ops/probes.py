@@ -1,5 +1,6 @@
 """Can this process reach what its settings name? `chatserver check` asks
-about the database, Redis and SMTP; `chatserver serve` asks about the
+about the database, Redis and SMTP (the SMTP probe is the notifier's:
+`notify/smtp_probe.py`); `chatserver serve` asks about the
 database (and Redis) before it starts workers, so a dead dependency is one
 line that says so instead of a server that starts and fails every request.
 
@@ -28,7 +29,7 @@ class Probe:
     skipped: bool = False
 
 
-def _reason(exc: BaseException) -> str:
+def probe_reason(exc: BaseException) -> str:
     """The first line of a driver's error, which names the actual problem
     (connection refused, password authentication failed, unknown host…)."""
     if isinstance(exc, TimeoutError):
@@ -63,7 +64,7 @@ async def probe_database(settings: Settings) -> Probe:
         return Probe(
             "database",
             False,
-            f"cannot reach DATABASE_URL={shown}: {_reason(exc)}. "
+            f"cannot reach DATABASE_URL={shown}: {probe_reason(exc)}. "
             "Start the database or correct DATABASE_URL.",
         )
     finally:
@@ -88,7 +89,7 @@ async def probe_redis(settings: Settings) -> Probe:
     try:
         client = key_client(settings.redis_url, timeout=PROBE_TIMEOUT_SECONDS)
     except (ValueError, SettingsError) as exc:
-        return Probe("redis", False, f"REDIS_URL={shown} is not usable: {_reason(exc)}.")
+        return Probe("redis", False, f"REDIS_URL={shown} is not usable: {probe_reason(exc)}.")
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             await client.ping()
@@ -96,52 +97,9 @@ async def probe_redis(settings: Settings) -> Probe:
         return Probe(
             "redis",
             False,
-            f"cannot reach REDIS_URL={shown}: {_reason(exc)}. Start Redis or correct REDIS_URL.",
+            f"cannot reach REDIS_URL={shown}: {probe_reason(exc)}. "
+            "Start Redis or correct REDIS_URL.",
         )
     finally:
         await client.aclose()
     return Probe("redis", True, f"{shown} answers")
-
-
-async def probe_smtp(settings: Settings) -> Probe:
-    """Connect and greet (EHLO, and log in when the URL has a user); send
-    nothing."""
-    if not settings.smtp_url:
-        return Probe(
-            "smtp",
-            not settings.production,
-            f"not configured: emails are written to {settings.outbox_dir}"
-            + (" (set CHAT_SMTP_URL in production)" if settings.production else ""),
-            True,
-        )
-    from chatserver.notify.transport import SmtpTransport
-
-    shown = mask_url(settings.smtp_url)
-    try:
-        transport = SmtpTransport(settings.smtp_url)
-    except Exception as exc:
-        return Probe("smtp", False, str(exc))
-    import aiosmtplib
-
-    client = aiosmtplib.SMTP(
-        hostname=transport.hostname,
-        port=transport.port,
-        use_tls=transport.use_tls,
-        start_tls=transport.start_tls,
-        timeout=PROBE_TIMEOUT_SECONDS,
-    )
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
-            await client.connect()
-            if transport.username:
-                await client.login(transport.username, transport.password or "")
-            await client.quit()
-    except Exception as exc:
-        return Probe(
-            "smtp",
-            False,
-            f"cannot use CHAT_SMTP_URL={shown}: {_reason(exc)}. "
-            "Check the host, port, TLS scheme and credentials.",
-        )
-    login = " and accepts the login" if transport.username else ""
-    return Probe("smtp", True, f"{shown} answers{login}")
