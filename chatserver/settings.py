@@ -109,7 +109,9 @@ def _split_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 def _number(env: Mapping[str, str], name: str, default: str, kind: type[int] | type[float]) -> Any:
-    raw = env.get(name, default).strip() or default
+    # Only the blanks a shell or an env file leaves: str.strip() would also
+    # drop control characters ("0\x1f" read as 0) that int() and float() refuse.
+    raw = env.get(name, default).strip(" \t\r\n") or default
     try:
         return kind(raw)
     except ValueError:

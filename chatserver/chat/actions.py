@@ -5,15 +5,12 @@ publishes events, so what subscribers see always matches the database."""
 from __future__ import annotations
 
 import logging
-import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import available_timezones
-
-from email_validator import EmailNotValidError, validate_email
 
 from chatserver.chat import access, bell, events, ids, timeline
+from chatserver.chat.fields import check_notifications, check_timezone
 from chatserver.chat.formatting import render
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import (
@@ -32,78 +29,6 @@ from chatserver.errors import ChatError, ErrorCode, invalid, not_found
 from chatserver.store import audit, conversations, messages, people
 
 log = logging.getLogger(__name__)
-
-NOTIFICATION_SETTINGS = ("each", "daily", "off")
-TIMEZONES = frozenset(available_timezones())
-# Unicode categories refused in names and titles: control characters (CR
-# and LF among them, which would split an email header) and the line and
-# paragraph separators, which do the same in some mail software.
-CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
-# The longest address RFC 5321 lets through (and what the column holds).
-EMAIL_MAX_CHARS = 320
-
-
-def check_timezone(value: object) -> str:
-    if not isinstance(value, str) or value not in TIMEZONES:
-        raise invalid("timezone must be an IANA time zone name such as Europe/London.")
-    return value
-
-
-def check_notifications(value: object) -> str:
-    if value not in NOTIFICATION_SETTINGS:
-        raise invalid("email_notifications must be 'each', 'daily' or 'off'.")
-    return str(value)
-
-
-def check_text(value: object, what: str, max_len: int) -> str:
-    """A name or title: 1-max_len characters, no control characters (they
-    would end up in email headers and page titles), outer spaces dropped."""
-    if not isinstance(value, str):
-        raise invalid(f"{what} must be a string.")
-    if not value.strip() or len(value) > max_len:
-        raise invalid(f"{what} must be 1-{max_len} characters.")
-    if any(unicodedata.category(c) in CONTROL_CATEGORIES for c in value):
-        raise invalid(f"{what} must not contain control characters or line breaks.")
-    return value.strip()
-
-
-def check_email(value: object, what: str = "email") -> str:
-    """Exactly one deliverable address, in the form the notifier sends to.
-
-    `email-validator` refuses lists, display names, quoting and anything
-    else that is not one plain address. An internationalised domain is kept
-    in its IDNA (ASCII) form, which every mail server accepts; a non-ASCII
-    local part would need SMTPUTF8, which the notifier does not speak, so it
-    is refused here rather than accepted and failing at send time.
-    """
-    if not isinstance(value, str) or not value or len(value) > EMAIL_MAX_CHARS:
-        raise invalid(f"{what} must be an email address of at most {EMAIL_MAX_CHARS} characters.")
-    try:
-        checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as exc:
-        raise invalid(f"{what} must be exactly one email address: {exc}") from exc
-    address = checked.ascii_email
-    if address is None or len(address) > EMAIL_MAX_CHARS:
-        raise invalid(f"{what} must be an email address the notifier can deliver.")
-    return str(address)
-
-
-def parse_time(value: object, what: str) -> datetime:
-    """An ISO 8601 timestamp from the host; one without an offset is UTC.
-
-    A valid timestamp whose UTC instant falls outside the years 1-9999
-    (`0001-01-01T00:00:00+14:00`) cannot be represented: `invalid`.
-    """
-    if not isinstance(value, str):
-        raise invalid(f"{what} must be an ISO 8601 timestamp.")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if parsed.tzinfo is None:
-            return parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError) as exc:
-        raise invalid(f"{what} must be an ISO 8601 timestamp in the years 1-9999.") from exc
-
 
 # -- host upserts --------------------------------------------------------------
 

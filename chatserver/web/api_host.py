@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chatserver.chat import actions, email_replies, ids, queries
+from chatserver.chat import actions, email_replies, fields, ids, queries
 from chatserver.chat.email_replies import Outcome
 from chatserver.chat.policy import Status
 from chatserver.errors import invalid, not_found
@@ -34,7 +34,7 @@ def _ref(body: dict[str, Any], name: str, label: str) -> tuple[str, str]:
     obj = field(body, name, dict)
     return (
         ids.host_id(obj.get("id"), f"{name}.id"),
-        actions.check_text(obj.get(label), f"{name}.{label}", TITLE_MAX),
+        fields.check_text(obj.get(label), f"{name}.{label}", TITLE_MAX),
     )
 
 
@@ -43,9 +43,9 @@ def _defaults(body: dict[str, Any]) -> actions.PersonDefaults:
     notifications): written until the person chooses in Settings. A field
     left out keeps the stored value; null is not a value (`invalid`)."""
     return actions.PersonDefaults(
-        timezone=actions.check_timezone(body["timezone"]) if "timezone" in body else None,
+        timezone=fields.check_timezone(body["timezone"]) if "timezone" in body else None,
         notifications=(
-            actions.check_notifications(body["email_notifications"])
+            fields.check_notifications(body["email_notifications"])
             if "email_notifications" in body
             else None
         ),
@@ -65,8 +65,8 @@ async def put_staff(request: Request) -> Response:
     body = await _body(request)
     staff_id = ids.host_id(request.path_params["staff_id"], "staff_id")
     org = _ref(body, "org", "name")
-    name = actions.check_text(body.get("name"), "name", NAME_MAX)
-    email = actions.check_email(body.get("email"))
+    name = fields.check_text(body.get("name"), "name", NAME_MAX)
+    email = fields.check_email(body.get("email"))
     defaults = _defaults(body)
     ops = _ops(body)
     person = await actions.upsert_staff(
@@ -97,14 +97,14 @@ async def put_application(request: Request) -> Response:
     cand = field(body, "candidate", dict)
     candidate = (
         ids.host_id(cand.get("id"), "candidate.id"),
-        actions.check_text(cand.get("name"), "candidate.name", NAME_MAX),
-        actions.check_email(cand.get("email"), "candidate.email"),
+        fields.check_text(cand.get("name"), "candidate.name", NAME_MAX),
+        fields.check_email(cand.get("email"), "candidate.email"),
     )
     try:
         status = Status(field(body, "status", str))
     except ValueError as exc:
         raise invalid(f"status must be one of {', '.join(s.value for s in Status)}.") from exc
-    applied_at = actions.parse_time(body.get("applied_at"), "applied_at")
+    applied_at = fields.parse_time(body.get("applied_at"), "applied_at")
     result = await actions.upsert_application(
         services(request).chat,
         application_id,

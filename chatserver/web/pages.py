@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from chatserver.chat import actions, links, queries
+from chatserver.chat import fields, links, queries
 from chatserver.errors import ChatError, ErrorCode
 from chatserver.web.deps import SignedIn, services, signed_in
 from chatserver.web.templating import render_page
@@ -126,7 +126,7 @@ async def settings_page(request: Request) -> Response:
     if who is None:
         return _signed_out(request)
     context = await _base(request, who)
-    context.update(page="settings", timezones=sorted(actions.TIMEZONES))
+    context.update(page="settings", timezones=sorted(fields.TIMEZONES))
     return _page(request, "settings.html", context)
 
 
