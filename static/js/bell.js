@@ -97,6 +97,11 @@ export function initBell() {
     try {
       const data = await api.get("/api/notifications");
       entries = new Map(data.notifications.map((note) => [note.conversation, note]));
+      // The conversation on screen is being read: its entry is no news.
+      const open = openConversation();
+      if (open && document.visibilityState === "visible" && entries.has(open)) {
+        entries.get(open).read = true;
+      }
       renderList();
     } catch {
       // The bell stays as it was; the next open retries.
@@ -124,6 +129,12 @@ export function initBell() {
     entries.delete(note.conversation);
     entries = new Map([[note.conversation, { ...note, text, count: grouped, read: false }], ...entries]);
     renderList();
+  });
+  // Reading a conversation (here or in another tab: the server echoes our
+  // own `read` frames) clears its entry, as it does on the server.
+  connection.on("read", (frame) => {
+    const me = document.body.dataset;
+    if (frame.reader && frame.reader.kind === me.kind && frame.reader.id === me.me) settle(frame.conversation);
   });
   // Opening a conversation reads it, which clears its entry on the server.
   document.addEventListener("click", (event) => {

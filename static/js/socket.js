@@ -375,6 +375,9 @@ export class Connection {
         this.emit("notification", frame);
         return;
       default: {
+        // Read receipts also reach page-wide listeners (the bell clears an
+        // entry when this person reads its conversation).
+        if (frame.type === "read") this.emit("read", frame);
         const id = frame.conversation || (frame.message && frame.message.conversation);
         const room = this.rooms.get(id);
         if (room) room.onFrame(frame);

@@ -189,6 +189,11 @@ def test_the_bell_counts_service_notifications_live(browsers: Browsers, ats: Ats
     panel = inbox.get_by_role("dialog", name="Notifications")
     expect(panel).to_be_visible()
     expect(panel.get_by_role("link").first).to_have_attribute("href", f"/c/{cara.conversation}")
+    # Opening the panel shows the entry; reading its conversation clears it.
+    expect(inbox.locator("#bell-count")).to_have_text("1")
+    panel.get_by_role("link").first.click()
+    message = inbox.locator('[data-testid="message"][data-seq]', has_text="dress code")
+    expect(message).to_be_visible()
     expect(inbox.locator("#bell-count")).to_be_hidden()
     inbox.reload()
     expect(inbox.get_by_test_id("inbox-item")).to_have_count(1)
