@@ -21,7 +21,7 @@ from chatserver.chat.service import Chat
 from chatserver.chat.signing import Signer
 from chatserver.errors import ChatError
 from chatserver.settings import Settings
-from chatserver.store import conversations, people
+from chatserver.store import contexts, people
 from chatserver.store.db import Database
 
 ORG = ("demo-school", "Northfield Academy")
@@ -208,7 +208,7 @@ async def seed(chat: Chat) -> None:
 
 async def _seeded(chat: Chat, application_id: str) -> bool:
     async with chat.db.transaction() as conn:
-        return await conversations.context_by_application(conn, application_id) is not None
+        return await contexts.load_by_application(conn, application_id) is not None
 
 
 def links(

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chatserver.chat import ids
 from chatserver.chat.identity import Viewer
 from chatserver.errors import not_found
-from chatserver.store import conversations
+from chatserver.store import contexts
 
 
 def may_see(viewer: Viewer, ctx: RowMapping | dict[str, Any]) -> bool:
@@ -28,7 +28,7 @@ async def conversation_for(
 ) -> RowMapping:
     if not ids.plausible_id(conversation_id):
         raise not_found()
-    ctx = await conversations.context(conn, conversation_id, for_update=for_update)
+    ctx = await contexts.load(conn, conversation_id, for_update=for_update)
     if ctx is None or not may_see(viewer, ctx):
         raise not_found()
     return ctx

@@ -26,7 +26,7 @@ from chatserver.chat.policy import (
 from chatserver.chat.sending import SendRequest, SendResult
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode, invalid, not_found
-from chatserver.store import audit, conversations, messages, people
+from chatserver.store import audit, contexts, conversations, messages, people
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ async def upsert_application(
                 timeline.LineEvent.STATUS_CHANGED, before=previous, after=status.value
             )
             line = await timeline.append(conn, conversation_id, happened, now)
-        ctx = await conversations.context(conn, conversation_id)
+        ctx = await contexts.load(conn, conversation_id)
     assert ctx is not None
     published: list[tuple[str, dict[str, Any]]] = []
     if line is not None:
@@ -356,7 +356,7 @@ async def end_conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> 
             )
             happened = timeline.Happened(timeline.LineEvent.ENDED, by=viewer.person())
             line = await timeline.append(conn, conversation_id, happened, now)
-            ended = await conversations.context(conn, conversation_id)
+            ended = await contexts.load(conn, conversation_id)
     if changed and ended is not None:
         await chat.events.publish(
             [

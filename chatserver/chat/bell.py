@@ -13,7 +13,7 @@ the person has open and visible (static/js/bell.js).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role
@@ -24,7 +24,8 @@ from chatserver.store.notifications import Entry, Scope
 if TYPE_CHECKING:  # the send queue (a part of Chat) uses this module's frames
     from chatserver.chat.service import Chat
 
-JSON = dict[str, Any]
+from chatserver.json_types import JSON
+
 # Notification texts were stored in a column of this width; they stay short.
 TEXT_MAX = 500
 

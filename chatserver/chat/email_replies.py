@@ -52,7 +52,15 @@ from chatserver.chat.policy import Role
 from chatserver.chat.reply_tokens import ReplyTokens, no_such_address
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode, invalid
-from chatserver.store import conversations, emails, messages, outbox, people, reply_addresses
+from chatserver.store import (
+    contexts,
+    conversations,
+    emails,
+    messages,
+    outbox,
+    people,
+    reply_addresses,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +113,7 @@ async def resolve(chat: Chat, address: str) -> Author:
         row = await reply_addresses.get(conn, token.address_id)
         if row is None:
             raise gone
-        ctx = await conversations.context(conn, row["conversation_id"])
+        ctx = await contexts.load(conn, row["conversation_id"])
         if ctx is None:
             raise gone
         kind, person_id = row["person_kind"], row["person_id"]

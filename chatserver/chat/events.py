@@ -21,8 +21,7 @@ import orjson
 
 from chatserver.broker.base import Broker
 from chatserver.clock import wire_time
-
-JSON = dict[str, Any]
+from chatserver.json_types import JSON
 
 
 class EventType(StrEnum):

@@ -19,7 +19,7 @@ from chatserver.chat.identity import Viewer
 from chatserver.chat.service import Chat
 from chatserver.chat.signing import CandidateLink
 from chatserver.errors import unauthorized
-from chatserver.store import conversations, people
+from chatserver.store import contexts, conversations, people
 from chatserver.store.tables import used_login_tokens
 
 
@@ -73,7 +73,7 @@ async def redeem_candidate_link(chat: Chat, link: CandidateLink) -> CandidateEnt
     to someone else, every link signed before (theirs) is revoked.
     """
     async with chat.db.transaction() as conn:
-        ctx = await conversations.context_by_application(conn, link.application_id)
+        ctx = await contexts.load_by_application(conn, link.application_id)
         binding = await conversations.application_link_binding(conn, link.application_id)
         person = await people.get_candidate(conn, link.candidate_id)
     if ctx is None or binding is None or person is None:
@@ -94,7 +94,7 @@ async def conversation_of_application(
 ) -> str | None:
     """The id of the application's conversation if the viewer may see it."""
     async with chat.db.transaction() as conn:
-        ctx = await conversations.context_by_application(conn, application_id)
+        ctx = await contexts.load_by_application(conn, application_id)
     if ctx is None or not access.may_see(viewer, ctx):
         return None
     return str(ctx["id"])

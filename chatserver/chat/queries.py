@@ -19,11 +19,11 @@ from chatserver.chat.policy import Role, send_refusal
 from chatserver.chat.service import Chat
 from chatserver.clock import wire_time
 from chatserver.errors import invalid, not_found
+from chatserver.json_types import JSON
 from chatserver.store import audit, conversations, messages, people
 from chatserver.store.conversations import Filter, Keyset, ListQuery, Sort
 from chatserver.store.folding import fold
 
-JSON = dict[str, Any]
 PAGE_SIZE = 50
 # A phone shows a dozen rows; more than this per request is a scraper.
 PAGE_MAX = 100

@@ -27,9 +27,8 @@ from chatserver.chat import access, views
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role, State, send_refusal, sending_reopens
 from chatserver.errors import ChatError, not_found
+from chatserver.json_types import JSON
 from chatserver.store.send_batch import ClientKey
-
-JSON = dict[str, Any]
 
 
 class Send(Protocol):
@@ -58,7 +57,7 @@ class Snapshot:
     """The facts the rule is applied to.
 
     `contexts`: the conversations of the batch by id (the columns of
-    `store.conversations.CONTEXT_COLUMNS` or the fast path's subset);
+    `store.contexts.CONTEXT_COLUMNS` or the fast path's subset);
     `stored`: client keys already stored before this batch; `files`: for
     sends (by batch index) whose attachments were claimed, the attachment
     rows in the order sent, or the error of the claim. A send with

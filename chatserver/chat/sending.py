@@ -63,14 +63,14 @@ from chatserver.chat import bell, events, send_plan, timeline, views
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role
 from chatserver.errors import ChatError, ErrorCode, invalid, unavailable
+from chatserver.json_types import JSON
 from chatserver.ops import faults
 from chatserver.store import attachments as attachment_store
-from chatserver.store import audit, conversations, messages, send_batch
+from chatserver.store import audit, contexts, conversations, messages, send_batch
 from chatserver.store.db import Database
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 # Message ids: 16 random bytes, as hex.
 MESSAGE_ID_BYTES = 16
 
@@ -460,8 +460,8 @@ async def _store_batch(
 ) -> list[Outcome]:
     """The careful writer: the snapshot read under row locks (in id order),
     attachments claimed, the plan stored in this transaction."""
-    locked = await conversations.contexts_for_update(conn, [r.conversation_id for r in batch])
-    contexts = {conversation_id: dict(ctx) for conversation_id, ctx in locked.items()}
+    locked = await contexts.lock_many(conn, [r.conversation_id for r in batch])
+    known = {conversation_id: dict(ctx) for conversation_id, ctx in locked.items()}
     existing = await messages.by_client_keys(conn, [r.key for r in batch])
     files: dict[int, Sequence[JSON] | ChatError] = {}
     seen: set[send_batch.ClientKey] = set()
@@ -469,10 +469,10 @@ async def _store_batch(
         if request.key in seen or request.key in existing:
             continue
         seen.add(request.key)
-        if request.attachment_ids and request.conversation_id in contexts:
+        if request.attachment_ids and request.conversation_id in known:
             claimed = await _claim_attachments(conn, request)
             files[i] = claimed if isinstance(claimed, ChatError) else [dict(f) for f in claimed]
-    snapshot = send_plan.Snapshot(contexts, frozenset(existing), files)
+    snapshot = send_plan.Snapshot(known, frozenset(existing), files)
     planned = send_plan.plan(batch, snapshot, _message_ids(len(batch)), fast=False)
     assert not planned.deferred, "the careful writer plans every send"
 

@@ -28,15 +28,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from html import escape
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.chat import views
 from chatserver.chat.identity import Viewer
+from chatserver.json_types import JSON
 from chatserver.store import messages
-
-JSON = dict[str, Any]
 
 SYSTEM_KIND = "system"
 SYSTEM_ID = "system"

@@ -9,8 +9,8 @@ from typing import Any
 
 from chatserver.chat.policy import ConversationFacts, Role, State, Status, can_send
 from chatserver.clock import wire_time
+from chatserver.json_types import JSON
 
-JSON = dict[str, Any]
 # A store row (RowMapping) or a dict with the same keys.
 Record = Mapping[Any, Any]
 # How a message arrived (MESSAGE `via`).

@@ -29,7 +29,7 @@ from chatserver.notify.mime import Draft, display, mailbox, sender
 from chatserver.notify.unsubscribe import Recipient, UnsubscribeLinks
 from chatserver.roles import Role
 from chatserver.settings import Settings
-from chatserver.store import conversations, emails, people, reply_addresses
+from chatserver.store import contexts, emails, people, reply_addresses
 from chatserver.store.emails import DIGEST, REPLY_REFUSED, Mentioned
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -102,7 +102,7 @@ class Composer:
         if email["topic"] == REPLY_REFUSED:
             # The answer to an email the person just sent: not a
             # notification, so it goes out whatever their setting.
-            context = await conversations.context(conn, email["conversation_id"])
+            context = await contexts.load(conn, email["conversation_id"])
             if context is None:
                 return None
             return self.refusal_email(kind, recipient, context, str(email["reason"] or ""))
@@ -128,7 +128,7 @@ class Composer:
                 len(items) > DIGEST_ITEMS,
                 reply_to=reply_to,
             )
-        context = await conversations.context(conn, email["conversation_id"])
+        context = await contexts.load(conn, email["conversation_id"])
         if context is None:
             return None
         position = await emails.read_position(conn, context["id"], kind, person_id)

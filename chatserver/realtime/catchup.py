@@ -18,7 +18,7 @@ import logging
 
 from sqlalchemy.engine import RowMapping
 
-from chatserver.store import conversations
+from chatserver.store import contexts
 from chatserver.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class CatchUp:
                 for start in range(0, len(ids), CONTEXT_CHUNK):
                     async with self.db.transaction() as db:
                         rows.update(
-                            await conversations.contexts(db, ids[start : start + CONTEXT_CHUNK])
+                            await contexts.load_many(db, ids[start : start + CONTEXT_CHUNK])
                         )
             except Exception as exc:
                 for futures in batch.values():

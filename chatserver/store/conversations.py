@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     and_,
     bindparam,
     case,
@@ -29,7 +28,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.roles import Role
-from chatserver.store import dialect
+from chatserver.store import contexts, dialect
 from chatserver.store.folding import contains_pattern
 from chatserver.store.people import upsert
 from chatserver.store.tables import (
@@ -40,39 +39,9 @@ from chatserver.store.tables import (
     hidden_messages,
     jobs,
     messages,
-    organisations,
     read_positions,
     staff,
 )
-
-CONTEXT_COLUMNS = (
-    conversations.c.id,
-    conversations.c.application_id,
-    conversations.c.org_id,
-    conversations.c.state,
-    conversations.c.last_seq,
-    conversations.c.last_message_at,
-    conversations.c.has_staff_message,
-    conversations.c.created_at,
-    applications.c.status,
-    applications.c.applied_at,
-    applications.c.job_id,
-    applications.c.candidate_id,
-    jobs.c.title.label("job_title"),
-    candidates.c.name.label("candidate_name"),
-    candidates.c.email.label("candidate_email"),
-    organisations.c.name.label("org_name"),
-)
-
-
-def _context_query() -> Select[Any]:
-    return (
-        select(*CONTEXT_COLUMNS)
-        .join(applications, applications.c.id == conversations.c.application_id)
-        .join(jobs, jobs.c.id == applications.c.job_id)
-        .join(candidates, candidates.c.id == applications.c.candidate_id)
-        .join(organisations, organisations.c.id == conversations.c.org_id)
-    )
 
 
 def new_conversation_id() -> str:
@@ -158,26 +127,6 @@ async def application_org(conn: AsyncConnection, application_id: str) -> str | N
     return (await conn.execute(query)).scalar_one_or_none()
 
 
-async def context(
-    conn: AsyncConnection, conversation_id: str, *, for_update: bool = False
-) -> RowMapping | None:
-    """Everything policy and rendering need about one conversation."""
-    query = _context_query().where(conversations.c.id == conversation_id)
-    if for_update:
-        query = query.with_for_update(of=conversations)
-    row: RowMapping | None = (await conn.execute(query)).mappings().first()
-    return row
-
-
-async def contexts(conn: AsyncConnection, conversation_ids: Sequence[str]) -> dict[str, RowMapping]:
-    """`context` of many conversations in one query, without locks (the
-    rooms of a worker catching up together)."""
-    if not conversation_ids:
-        return {}
-    query = _context_query().where(conversations.c.id.in_(sorted(set(conversation_ids))))
-    return {row["id"]: row for row in (await conn.execute(query)).mappings()}
-
-
 async def last_seqs(conn: AsyncConnection, conversation_ids: Sequence[str]) -> dict[str, int]:
     """Each conversation's newest seq: one query for every room of a worker
     (`realtime/hub.py`'s tail check)."""
@@ -187,26 +136,6 @@ async def last_seqs(conn: AsyncConnection, conversation_ids: Sequence[str]) -> d
         conversations.c.id.in_(conversation_ids)
     )
     return {str(row.id): int(row.last_seq) for row in await conn.execute(query)}
-
-
-async def contexts_for_update(
-    conn: AsyncConnection, conversation_ids: Sequence[str]
-) -> dict[str, RowMapping]:
-    """Lock a batch's conversations in id order, so concurrent batches on
-    several workers can never deadlock, and return their contexts."""
-    query = (
-        _context_query()
-        .where(conversations.c.id.in_(sorted(set(conversation_ids))))
-        .order_by(conversations.c.id)
-    )
-    query = dialect.locked(conn, query, of=conversations)
-    return {row["id"]: row for row in (await conn.execute(query)).mappings()}
-
-
-async def context_by_application(conn: AsyncConnection, application_id: str) -> RowMapping | None:
-    query = _context_query().where(conversations.c.application_id == application_id)
-    row: RowMapping | None = (await conn.execute(query)).mappings().first()
-    return row
 
 
 async def set_state(conn: AsyncConnection, conversation_id: str, state: str) -> None:
@@ -511,7 +440,7 @@ async def list_conversations(
     has_unread = _has_unread(kind, reader, position.c.seq)
     activity = func.coalesce(conversations.c.last_message_at, applications.c.applied_at)
     stmt = (
-        _context_query()
+        contexts.joined()
         .outerjoin(
             position,
             and_(

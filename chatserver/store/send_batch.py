@@ -51,9 +51,9 @@ from psycopg.types.json import Json
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.errors import unavailable
+from chatserver.json_types import JSON
 from chatserver.store.messages import with_search_body
 
-JSON = dict[str, Any]
 ClientKey = tuple[str, str, str]  # (sender_kind, sender_id, client_id)
 
 SNAPSHOT_SQL = """

@@ -8,19 +8,16 @@ and answer strangers exactly like missing things.
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from chatserver.chat import fields, links, queries
 from chatserver.errors import ChatError, ErrorCode
+from chatserver.json_types import JSON
 from chatserver.web.deps import SignedIn, services, signed_in
 from chatserver.web.templating import render_page
 from chatserver.web.transcript import routes as transcript_routes
-
-JSON = dict[str, Any]
 
 
 def _page(
