@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -54,6 +53,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import AskError, MovedError, RedisClusterException, ResponseError
 
+from chatserver.broker import timing
 from chatserver.broker.base import (
     DEFAULT_QUEUE_SIZE,
     RESYNC,
@@ -63,13 +63,6 @@ from chatserver.broker.base import (
     offer_all,
 )
 from chatserver.broker.clients import KEY_ERRORS
-from chatserver.broker.redis import (
-    DEFAULT_HEALTH_CHECK_INTERVAL,
-    DEFAULT_RECONNECT_MAX,
-    DEFAULT_RECONNECT_MIN,
-    DEFAULT_SOCKET_TIMEOUT,
-    PUBLISH_RETRIES,
-)
 from chatserver.settings import ClusterUrl, cluster_url
 
 logger = logging.getLogger(__name__)
@@ -312,10 +305,10 @@ class ClusterBroker:
         *,
         prefix: str = "chat:",
         queue_size: int = DEFAULT_QUEUE_SIZE,
-        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
-        health_check_interval: float = DEFAULT_HEALTH_CHECK_INTERVAL,
-        reconnect_min: float = DEFAULT_RECONNECT_MIN,
-        reconnect_max: float = DEFAULT_RECONNECT_MAX,
+        socket_timeout: float = timing.DEFAULT_SOCKET_TIMEOUT,
+        health_check_interval: float = timing.DEFAULT_HEALTH_CHECK_INTERVAL,
+        reconnect_min: float = timing.DEFAULT_RECONNECT_MIN,
+        reconnect_max: float = timing.DEFAULT_RECONNECT_MAX,
     ) -> None:
         self.url = url
         self.cluster = cluster_url(url)
@@ -351,7 +344,7 @@ class ClusterBroker:
         self._client = cluster_client(
             self.cluster,
             socket_timeout=self.socket_timeout,
-            retry=Retry(NoBackoff(), PUBLISH_RETRIES),
+            retry=Retry(NoBackoff(), timing.PUBLISH_RETRIES),
         )
         try:
             await self._client.initialize()
@@ -646,8 +639,7 @@ class ClusterBroker:
         )
 
     def backoff(self, failures: int) -> float:
-        ceiling = min(self.reconnect_max, self.reconnect_min * 2 ** max(failures - 1, 0))
-        return random.uniform(ceiling / 2, ceiling)
+        return timing.backoff(failures, self.reconnect_min, self.reconnect_max)
 
     def wire(self, channel: str) -> bytes:
         return wire_channel(self.prefix, channel).encode()

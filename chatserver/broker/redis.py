@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -30,6 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from chatserver.broker import timing
 from chatserver.broker.base import (
     DEFAULT_QUEUE_SIZE,
     RESYNC,
@@ -40,20 +40,6 @@ from chatserver.broker.base import (
 )
 
 logger = logging.getLogger(__name__)
-
-# Connect, write and confirmation timeout. Redis answers on a LAN in well
-# under a millisecond; 5 s only trips when it is really gone or wedged.
-DEFAULT_SOCKET_TIMEOUT = 5.0
-# An idle pub/sub connection is PINGed this often; no answer by the next tick
-# means a dead peer (a vanished host sends no RST). 10 s detects it within 20 s.
-DEFAULT_HEALTH_CHECK_INTERVAL = 10.0
-# Reconnect backoff: first retry soon (a restart takes about a second), then
-# double up to a ceiling that keeps recovery quick without hammering Redis.
-DEFAULT_RECONNECT_MIN = 0.1
-DEFAULT_RECONNECT_MAX = 5.0
-# One immediate retry lets a publish survive a pooled connection that a Redis
-# restart has closed; more would only delay the caller during an outage.
-PUBLISH_RETRIES = 1
 
 # Errors that mean "the connection to Redis is unusable".
 _CONNECTION_ERRORS = (RedisError, OSError)
@@ -107,10 +93,10 @@ class RedisBroker:
         *,
         prefix: str = "chat:",
         queue_size: int = DEFAULT_QUEUE_SIZE,
-        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
-        health_check_interval: float = DEFAULT_HEALTH_CHECK_INTERVAL,
-        reconnect_min: float = DEFAULT_RECONNECT_MIN,
-        reconnect_max: float = DEFAULT_RECONNECT_MAX,
+        socket_timeout: float = timing.DEFAULT_SOCKET_TIMEOUT,
+        health_check_interval: float = timing.DEFAULT_HEALTH_CHECK_INTERVAL,
+        reconnect_min: float = timing.DEFAULT_RECONNECT_MIN,
+        reconnect_max: float = timing.DEFAULT_RECONNECT_MAX,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -147,7 +133,7 @@ class RedisBroker:
             self.url,
             socket_timeout=self.socket_timeout,
             socket_connect_timeout=self.socket_timeout,
-            retry=Retry(NoBackoff(), PUBLISH_RETRIES),
+            retry=Retry(NoBackoff(), timing.PUBLISH_RETRIES),
         )
         self._client = Redis(connection_pool=self._pool)
         self._first_attempt.clear()
@@ -308,9 +294,7 @@ class RedisBroker:
                 await asyncio.sleep(self._backoff(failures))
 
     def _backoff(self, failures: int) -> float:
-        ceiling = min(self.reconnect_max, self.reconnect_min * 2 ** max(failures - 1, 0))
-        # Jitter spreads the reconnects of many workers after a Redis restart.
-        return random.uniform(ceiling / 2, ceiling)
+        return timing.backoff(failures, self.reconnect_min, self.reconnect_max)
 
     async def _serve(self, connection: AbstractConnection) -> None:
         """Run one connection: re-subscribe, then read until it fails."""
