@@ -1,0 +1,130 @@
+"""This process's subscribers, by channel, and when a new one may proceed.
+
+Both Redis backends keep, per logical channel, the queues of the local
+subscribers and whether Redis has confirmed the channel. A subscriber is let
+through once Redis routes the channel here, so history read afterwards
+cannot miss a message published in between (SPEC section 5, subscribe); a
+channel that may have missed messages resyncs its subscribers when Redis
+confirms it again (SPEC section 3). The registry keeps that bookkeeping once
+for both backends; each says what subscribing and unsubscribing mean on its
+wire through the hooks it is built with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Generic, TypeVar
+
+from chatserver.broker.base import RESYNC, Delivery, QueueSubscription, Subscription, offer_all
+
+
+class LocalChannel:
+    """Local subscribers of one channel and its state on the wire."""
+
+    def __init__(self) -> None:
+        self.subscriptions: set[QueueSubscription] = set()
+        # Set when Redis confirms the subscription, or when the connection
+        # is lost (a Resync follows on the next confirmation): either way a
+        # waiting subscriber may proceed.
+        self.settled = asyncio.Event()
+        # The subscription may have missed messages: Resync on confirmation.
+        self.resync_on_confirm = False
+
+    def confirm(self) -> None:
+        """Redis routes the channel here (again)."""
+        self.settled.set()
+        if self.resync_on_confirm:
+            self.resync_on_confirm = False
+            self.resync()
+
+    def release(self) -> None:
+        """Let waiting subscribers proceed; the Resync comes on confirmation."""
+        self.settled.set()
+        self.settled = asyncio.Event()
+
+    def resync(self) -> None:
+        offer_all(self.subscriptions, RESYNC)
+
+
+ChannelT = TypeVar("ChannelT", bound=LocalChannel)
+
+
+class ChannelRegistry(Generic[ChannelT]):
+    """The channels with local subscribers, and the subscribe context."""
+
+    def __init__(
+        self,
+        new_channel: Callable[[], ChannelT],
+        *,
+        opened: Callable[[str, ChannelT], None],
+        may_wait: Callable[[ChannelT], bool],
+        closed: Callable[[str, ChannelT], None],
+        logger: logging.Logger,
+        unconfirmed_warning: str,
+    ) -> None:
+        """`opened` puts a channel's first subscriber on the wire, `closed`
+        takes the channel off when its last one leaves; `may_wait` says
+        whether a confirmation can come at all (else the channel resyncs
+        once it does), `unconfirmed_warning` is logged with the channel
+        when it does not come in time."""
+        self._new_channel = new_channel
+        self._opened = opened
+        self._may_wait = may_wait
+        self._closed = closed
+        self._logger = logger
+        self._unconfirmed_warning = unconfirmed_warning
+        self.by_name: dict[str, ChannelT] = {}
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.by_name)
+
+    def get(self, channel: str) -> ChannelT | None:
+        return self.by_name.get(channel)
+
+    def deliver(self, channel: str, payload: bytes) -> int:
+        """Hand a message to the channel's subscribers; return the overflows."""
+        state = self.by_name.get(channel)
+        if state is None:
+            return 0
+        return offer_all(state.subscriptions, Delivery(channel, payload))
+
+    def close_all(self) -> None:
+        """End every open subscription (the broker disconnects)."""
+        for state in self.by_name.values():
+            for subscription in state.subscriptions:
+                subscription.close()
+        self.by_name.clear()
+
+    @asynccontextmanager
+    async def subscription(
+        self, channel: str, *, queue_size: int, confirm_within: float
+    ) -> AsyncIterator[Subscription]:
+        """Yield once Redis confirms the channel (or `confirm_within` seconds
+        pass: the subscription then starts with a Resync)."""
+        subscription = QueueSubscription(channel, queue_size)
+        state = self.by_name.get(channel)
+        if state is None:
+            state = self.by_name[channel] = self._new_channel()
+            self._opened(channel, state)
+        state.subscriptions.add(subscription)
+        try:
+            if not state.settled.is_set() and self._may_wait(state):
+                try:
+                    async with asyncio.timeout(confirm_within):
+                        await state.settled.wait()
+                except TimeoutError:
+                    self._logger.warning(self._unconfirmed_warning, channel)
+                    subscription.offer(RESYNC)
+            yield subscription
+        finally:
+            subscription.close()
+            state.subscriptions.discard(subscription)
+            if not state.subscriptions and self.by_name.get(channel) is state:
+                del self.by_name[channel]
+                self._closed(channel, state)

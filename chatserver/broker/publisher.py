@@ -1,0 +1,73 @@
+"""Publishing that never fails the publisher.
+
+By the time a message is published it is committed (SPEC section 3): the
+broker only carries news of it. So a Redis failure must not reach the
+caller; it is counted, logged once per outage (then quietly until Redis
+answers again) and handed to the backend, which may have more to do about
+it (the cluster remembers the channel to say so later). Both Redis backends
+publish this way, with their own command (PUBLISH or SPUBLISH).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from chatserver.broker.clients import KEY_ERRORS
+
+
+class Publisher:
+    def __init__(
+        self,
+        client: Callable[[], Any],
+        *,
+        command: Literal["publish", "spublish"],
+        wire: Callable[[str], bytes],
+        failed: Callable[[Sequence[str]], None],
+        backend: str,
+        logger: logging.Logger,
+    ) -> None:
+        """`client` gives the connected redis-py client (or raises if there is
+        none), `failed` hears of the channels a failure may have cost."""
+        self._client = client
+        self._command = command
+        self._wire = wire
+        self._failed = failed
+        self._backend = backend
+        self._logger = logger
+        # The last publish went through: failures are news worth a warning.
+        self.ok = False
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        client = self._client()
+        try:
+            await getattr(client, self._command)(self._wire(channel), payload)
+        except KEY_ERRORS as exc:
+            self.fail(exc, [channel])
+        else:
+            self.ok = True
+
+    async def publish_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """A batch in one round trip per server involved, each channel's
+        messages in order."""
+        if not items:
+            return
+        client = self._client()
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for channel, payload in items:
+                    getattr(pipe, self._command)(self._wire(channel), payload)
+                await pipe.execute()
+        except KEY_ERRORS as exc:
+            self.fail(exc, [channel for channel, _ in items])
+        else:
+            self.ok = True
+
+    def fail(self, exc: BaseException, channels: Sequence[str]) -> None:
+        self._failed(channels)
+        if self.ok:
+            self._logger.warning("%s publish failed; live fan-out paused: %s", self._backend, exc)
+        else:
+            self._logger.debug("%s publish failed during outage: %s", self._backend, exc)
+        self.ok = False
