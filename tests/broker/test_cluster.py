@@ -18,7 +18,8 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from chatserver.broker import Delivery, Resync, Subscription, broker_from_url
-from chatserver.broker.cluster import ClusterBroker, wire_channel
+from chatserver.broker.cluster import ClusterBroker
+from chatserver.broker.shards import wire_channel
 from chatserver.chat.events import conversation_channel
 from chatserver.chat.presence import RedisPresence
 from chatserver.ops.probes import probe_redis

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from redis.crc import key_slot
 
-from chatserver.broker.cluster import wire_channel
+from chatserver.broker.shards import wire_channel
 from chatserver.chat.events import conversation_channel
 from tests.e2e.conftest import Cluster, OpenPeer
 from tests.e2e.servers import (
