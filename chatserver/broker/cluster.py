@@ -36,8 +36,8 @@ caught up. Such a worker remembers the channel and, once SPUBLISH works
 again, publishes `MISSED` on it; every subscriber that receives it gets a
 Resync (missed.py). `MISSED` is therefore a reserved payload on this backend.
 
-What this backend shares with the one-server broker lives in `channels.py`,
-`reader.py`, `writer.py`, `publisher.py` and `timing.py`.
+What this backend shares with the one-server broker lives in `backend.py`,
+`channels.py`, `reader.py`, `writer.py`, `publisher.py` and `timing.py`.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from typing import Unpack
 
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
@@ -55,12 +55,10 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
 from chatserver.broker import timing
-from chatserver.broker.base import DEFAULT_QUEUE_SIZE, Subscription
-from chatserver.broker.channels import ChannelRegistry
+from chatserver.broker.backend import Options, RedisBackend
 from chatserver.broker.clients import KEY_ERRORS
 from chatserver.broker.cluster_link import ClusterLink, ShardChannel
 from chatserver.broker.missed import MissedChannels
-from chatserver.broker.publisher import Publisher
 from chatserver.broker.shards import (
     cluster_client,
     logical_channel,
@@ -72,48 +70,18 @@ from chatserver.settings import cluster_url
 logger = logging.getLogger(__name__)
 
 
-class ClusterBroker:
-    def __init__(
-        self,
-        url: str,
-        *,
-        prefix: str = "chat:",
-        queue_size: int = DEFAULT_QUEUE_SIZE,
-        socket_timeout: float = timing.DEFAULT_SOCKET_TIMEOUT,
-        health_check_interval: float = timing.DEFAULT_HEALTH_CHECK_INTERVAL,
-        reconnect_min: float = timing.DEFAULT_RECONNECT_MIN,
-        reconnect_max: float = timing.DEFAULT_RECONNECT_MAX,
-    ) -> None:
-        self.url = url
+class ClusterBroker(RedisBackend[ShardChannel]):
+    backend = "Redis Cluster"
+    log = logger
+    publish_command = "spublish"
+    unconfirmed_warning = "Redis Cluster did not confirm SSUBSCRIBE %s in time"
+
+    def __init__(self, url: str, **options: Unpack[Options]) -> None:
+        super().__init__(url, **options)
         self.cluster = cluster_url(url)
-        self.prefix = prefix
-        self.queue_size = queue_size
-        self.socket_timeout = socket_timeout
-        self.health_check_interval = health_check_interval
-        self.reconnect_min = reconnect_min
-        self.reconnect_max = reconnect_max
-        self.publish_failures = 0
-        self.overflows = 0
         # Channels routed again (failover, migration, a dropped link).
         self.reroutes = 0
         self._missed = MissedChannels()
-        self._channels = ChannelRegistry(
-            ShardChannel,
-            opened=self._place,
-            may_wait=ShardChannel.may_wait,
-            closed=lambda channel, state: state.unplace(channel),
-            logger=logger,
-            unconfirmed_warning="Redis Cluster did not confirm SSUBSCRIBE %s in time",
-        )
-        # Whether publishing works.
-        self._publisher = Publisher(
-            self._connected_client,
-            command="spublish",
-            wire=self.wire,
-            failed=self._remember_failed,
-            backend="Redis Cluster",
-            logger=logger,
-        )
         self._links: dict[str, ClusterLink] = {}
         self._client: RedisCluster | None = None
         self._router: asyncio.Task[None] | None = None
@@ -167,23 +135,10 @@ class ClusterBroker:
         """Channels dropped from the MISSED list (a long outage, a busy worker)."""
         return self._missed.dropped
 
-    async def ping(self) -> bool:
+    async def _ping(self) -> bool:
         if self._client is None:
             return False
-        try:
-            return bool(await self._client.ping(target_nodes=RedisCluster.PRIMARIES))
-        except KEY_ERRORS:
-            return False
-
-    # -- publishing ------------------------------------------------------
-
-    async def publish(self, channel: str, payload: bytes) -> None:
-        await self._publisher.publish(channel, payload)
-
-    async def publish_many(self, items: Sequence[tuple[str, bytes]]) -> None:
-        """Publish a batch: one round trip per primary involved, each
-        channel's messages in order."""
-        await self._publisher.publish_many(items)
+        return bool(await self._client.ping(target_nodes=RedisCluster.PRIMARIES))
 
     def _connected_client(self) -> RedisCluster:
         if self._client is None:
@@ -191,24 +146,28 @@ class ClusterBroker:
         return self._client
 
     def _publish_failed(self, exc: BaseException, channels: list[str]) -> None:
+        """As if a publish on `channels` had failed (tests stand in for a
+        failover with it)."""
         self._publisher.fail(exc, channels)
 
-    def _remember_failed(self, channels: Sequence[str]) -> None:
-        self.publish_failures += len(channels)
+    def _publish_lost(self, channels: Sequence[str]) -> None:
+        super()._publish_lost(channels)
         self._missed.remember(channels)
         # A failover or a migration shows up here first; the router looks.
         self._topology_changed.set()
 
     # -- subscribing -----------------------------------------------------
 
-    def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
-        """Yields once the owning primary confirms SSUBSCRIBE, so history read
-        afterwards cannot miss a message published in between."""
-        return self._channels.subscription(
-            channel, queue_size=self.queue_size, confirm_within=self.socket_timeout
-        )
+    def _new_channel(self) -> ShardChannel:
+        return ShardChannel()
 
-    def _place(self, channel: str, state: ShardChannel) -> None:
+    def _may_wait(self, state: ShardChannel) -> bool:
+        return state.may_wait()
+
+    def _closed(self, channel: str, state: ShardChannel) -> None:
+        state.unplace(channel)
+
+    def _opened(self, channel: str, state: ShardChannel) -> None:
         """Attach a channel to the link of the primary that owns its slot."""
         link = self._owner_link(channel)
         state.link = link
@@ -324,9 +283,6 @@ class ClusterBroker:
 
     def connection(self, host: str, port: int) -> AbstractConnection:
         return node_connection(self.cluster, host, port, socket_timeout=self.socket_timeout)
-
-    def backoff(self, failures: int) -> float:
-        return timing.backoff(failures, self.reconnect_min, self.reconnect_max)
 
     def wire(self, channel: str) -> bytes:
         return wire_channel(self.prefix, channel).encode()

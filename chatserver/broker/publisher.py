@@ -12,37 +12,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from chatserver.broker.clients import KEY_ERRORS
 
 
+@dataclass(eq=False)
 class Publisher:
-    def __init__(
-        self,
-        client: Callable[[], Any],
-        *,
-        command: Literal["publish", "spublish"],
-        wire: Callable[[str], bytes],
-        failed: Callable[[Sequence[str]], None],
-        backend: str,
-        logger: logging.Logger,
-    ) -> None:
-        """`client` gives the connected redis-py client (or raises if there is
-        none), `failed` hears of the channels a failure may have cost."""
-        self._client = client
-        self._command = command
-        self._wire = wire
-        self._failed = failed
-        self._backend = backend
-        self._logger = logger
-        # The last publish went through: failures are news worth a warning.
-        self.ok = False
+    """Publishes with `command` through the client `client` gives (which
+    raises before the broker connects); `failed` hears of the channels a
+    failure may have cost."""
+
+    client: Callable[[], Any]
+    command: Literal["publish", "spublish"]
+    wire: Callable[[str], bytes]
+    failed: Callable[[Sequence[str]], None]
+    backend: str
+    logger: logging.Logger
+    # The last publish went through: a failure is news worth a warning.
+    ok: bool = False
 
     async def publish(self, channel: str, payload: bytes) -> None:
-        client = self._client()
+        client = self.client()
         try:
-            await getattr(client, self._command)(self._wire(channel), payload)
+            await getattr(client, self.command)(self.wire(channel), payload)
         except KEY_ERRORS as exc:
             self.fail(exc, [channel])
         else:
@@ -53,11 +47,11 @@ class Publisher:
         messages in order."""
         if not items:
             return
-        client = self._client()
+        client = self.client()
         try:
             async with client.pipeline(transaction=False) as pipe:
                 for channel, payload in items:
-                    getattr(pipe, self._command)(self._wire(channel), payload)
+                    getattr(pipe, self.command)(self.wire(channel), payload)
                 await pipe.execute()
         except KEY_ERRORS as exc:
             self.fail(exc, [channel for channel, _ in items])
@@ -65,9 +59,9 @@ class Publisher:
             self.ok = True
 
     def fail(self, exc: BaseException, channels: Sequence[str]) -> None:
-        self._failed(channels)
+        self.failed(channels)
         if self.ok:
-            self._logger.warning("%s publish failed; live fan-out paused: %s", self._backend, exc)
+            self.logger.warning("%s publish failed; live fan-out paused: %s", self.backend, exc)
         else:
-            self._logger.debug("%s publish failed during outage: %s", self._backend, exc)
+            self.logger.debug("%s publish failed during outage: %s", self.backend, exc)
         self.ok = False

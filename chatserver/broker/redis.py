@@ -13,18 +13,17 @@ jittered exponential backoff, re-SUBSCRIBEs every channel with local
 subscribers and, once Redis confirms, puts a Resync into every subscription,
 which then catches up from the database (SPEC section 3, guarantee 2).
 
-The pieces are shared with the cluster backend: `channels.py` (local
-subscribers, confirmation), `reader.py` and `writer.py` (the connection),
-`publisher.py` (publishing), `timing.py` (timeouts and backoff).
+The pieces are shared with the cluster backend: `backend.py` (settings and
+the calls answered alike), `channels.py` (local subscribers, confirmation),
+`reader.py` and `writer.py` (the connection), `publisher.py` (publishing),
+`timing.py` (timeouts and backoff).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Unpack
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
@@ -32,55 +31,23 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from chatserver.broker import timing
-from chatserver.broker.base import DEFAULT_QUEUE_SIZE, Subscription
-from chatserver.broker.channels import ChannelRegistry, LocalChannel
-from chatserver.broker.clients import KEY_ERRORS
-from chatserver.broker.publisher import Publisher
+from chatserver.broker.backend import Options, RedisBackend
+from chatserver.broker.channels import LocalChannel
 from chatserver.broker.reader import PubSubReader
 from chatserver.broker.writer import Command
 
 logger = logging.getLogger(__name__)
 
 
-class RedisBroker:
-    def __init__(
-        self,
-        url: str,
-        *,
-        prefix: str = "chat:",
-        queue_size: int = DEFAULT_QUEUE_SIZE,
-        socket_timeout: float = timing.DEFAULT_SOCKET_TIMEOUT,
-        health_check_interval: float = timing.DEFAULT_HEALTH_CHECK_INTERVAL,
-        reconnect_min: float = timing.DEFAULT_RECONNECT_MIN,
-        reconnect_max: float = timing.DEFAULT_RECONNECT_MAX,
-    ) -> None:
-        self.url = url
-        self.prefix = prefix
-        self.queue_size = queue_size
-        self.socket_timeout = socket_timeout
-        self.health_check_interval = health_check_interval
-        self.reconnect_min = reconnect_min
-        self.reconnect_max = reconnect_max
-        self.publish_failures = 0
-        self.overflows = 0
+class RedisBroker(RedisBackend[LocalChannel]):
+    backend = "Redis"
+    log = logger
+    publish_command = "publish"
+    unconfirmed_warning = "Redis did not confirm SUBSCRIBE %s in time"
+
+    def __init__(self, url: str, **options: Unpack[Options]) -> None:
+        super().__init__(url, **options)
         self.reconnects = 0
-        self._channels = ChannelRegistry(
-            LocalChannel,
-            opened=lambda channel, _: self._send("SUBSCRIBE", channel),
-            may_wait=lambda _: self._reader is not None and self._reader.connected,
-            closed=lambda channel, _: self._send("UNSUBSCRIBE", channel),
-            logger=logger,
-            unconfirmed_warning="Redis did not confirm SUBSCRIBE %s in time",
-        )
-        # Whether Redis answered last, by a publish or the reader.
-        self._publisher = Publisher(
-            self._connected_client,
-            command="publish",
-            wire=self._wire,
-            failed=self._count_failures,
-            backend="Redis",
-            logger=logger,
-        )
         self._pool: ConnectionPool | None = None
         self._client: Redis | None = None
         self._reader: _Reader | None = None
@@ -125,51 +92,34 @@ class RedisBroker:
         """False from a failure until Redis is known to answer again."""
         return self._publisher.ok
 
-    async def ping(self) -> bool:
-        if self._client is None:
-            return False
-        try:
-            return bool(await self._client.ping())
-        except KEY_ERRORS:
-            return False
-
-    # -- publishing ------------------------------------------------------
-
-    async def publish(self, channel: str, payload: bytes) -> None:
-        await self._publisher.publish(channel, payload)
-
-    async def publish_many(self, items: Sequence[tuple[str, bytes]]) -> None:
-        """Publish a batch in one round trip."""
-        await self._publisher.publish_many(items)
+    async def _ping(self) -> bool:
+        return self._client is not None and bool(await self._client.ping())
 
     def _connected_client(self) -> Redis:
         if self._client is None:
             raise RuntimeError("RedisBroker.connect() must be awaited before publishing")
         return self._client
 
-    def _count_failures(self, channels: Sequence[str]) -> None:
-        self.publish_failures += len(channels)
-
     # -- subscribing -----------------------------------------------------
 
-    def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
-        """Yields once Redis routes the channel here, so history read afterwards
-        cannot miss a message published in between (SPEC section 5, subscribe)."""
-        return self._channels.subscription(
-            channel, queue_size=self.queue_size, confirm_within=self.socket_timeout
-        )
+    def _new_channel(self) -> LocalChannel:
+        return LocalChannel()
 
-    def _send(self, command: str, channel: str) -> None:
-        """Queue a command for the current connection; while down, the reconnect
-        re-subscribes from local state instead."""
-        if self._reader is None:
-            return
-        if command == "SUBSCRIBE":
-            self._reader.send_subscribe(command, channel, self._wire(channel))
-        else:
-            self._reader.send(command, self._wire(channel))
+    # While down there is nothing to send: the reconnect re-subscribes
+    # from local state instead.
 
-    def _wire(self, channel: str) -> bytes:
+    def _opened(self, channel: str, state: LocalChannel) -> None:
+        if self._reader is not None:
+            self._reader.send_subscribe("SUBSCRIBE", channel, self.wire(channel))
+
+    def _may_wait(self, state: LocalChannel) -> bool:
+        return self._reader is not None and self._reader.connected
+
+    def _closed(self, channel: str, state: LocalChannel) -> None:
+        if self._reader is not None:
+            self._reader.send("UNSUBSCRIBE", self.wire(channel))
+
+    def wire(self, channel: str) -> bytes:
         return (self.prefix + channel).encode()
 
 
@@ -201,7 +151,7 @@ class _Reader(PubSubReader):
         self.first_attempt.set()
         if not channels:
             return []
-        return [("SUBSCRIBE", *(broker._wire(c) for c in channels))]
+        return [("SUBSCRIBE", *(broker.wire(c) for c in channels))]
 
     def ended(self) -> None:
         for state in self._broker._channels.by_name.values():
@@ -220,7 +170,7 @@ class _Reader(PubSubReader):
         self.first_attempt.set()
 
     def backoff(self, failures: int) -> float:
-        return timing.backoff(failures, self._broker.reconnect_min, self._broker.reconnect_max)
+        return self._broker.backoff(failures)
 
     def dispatch(self, response: Any) -> None:
         if not isinstance(response, list) or len(response) < 2:
