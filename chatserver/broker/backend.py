@@ -15,7 +15,7 @@ import logging
 from abc import abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar, Generic, Literal, TypedDict, Unpack
+from typing import Any, ClassVar, Generic, Literal, TypedDict
 
 from chatserver.broker import timing
 from chatserver.broker.base import DEFAULT_QUEUE_SIZE, Subscription
@@ -25,7 +25,8 @@ from chatserver.broker.publisher import Publisher
 
 
 class Options(TypedDict, total=False):
-    """The keyword settings of both Redis brokers (defaults in `timing`)."""
+    """The keyword settings of `RedisBackend`, for a backend to pass on
+    (mypy checks them against the signature)."""
 
     prefix: str
     queue_size: int
@@ -36,6 +37,8 @@ class Options(TypedDict, total=False):
 
 
 class RedisBackend(Generic[ChannelT]):
+    """A Redis broker but for its wire and its lifecycle."""
+
     # Set by each backend: its name in log messages, its logger, its
     # publish command and the warning for a subscription not confirmed.
     backend: ClassVar[str]
@@ -43,16 +46,24 @@ class RedisBackend(Generic[ChannelT]):
     publish_command: ClassVar[Literal["publish", "spublish"]]
     unconfirmed_warning: ClassVar[str]
 
-    def __init__(self, url: str, **options: Unpack[Options]) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "chat:",
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        socket_timeout: float = timing.DEFAULT_SOCKET_TIMEOUT,
+        health_check_interval: float = timing.DEFAULT_HEALTH_CHECK_INTERVAL,
+        reconnect_min: float = timing.DEFAULT_RECONNECT_MIN,
+        reconnect_max: float = timing.DEFAULT_RECONNECT_MAX,
+    ) -> None:
         self.url = url
-        self.prefix = options.get("prefix", "chat:")
-        self.queue_size = options.get("queue_size", DEFAULT_QUEUE_SIZE)
-        self.socket_timeout = options.get("socket_timeout", timing.DEFAULT_SOCKET_TIMEOUT)
-        self.health_check_interval = options.get(
-            "health_check_interval", timing.DEFAULT_HEALTH_CHECK_INTERVAL
-        )
-        self.reconnect_min = options.get("reconnect_min", timing.DEFAULT_RECONNECT_MIN)
-        self.reconnect_max = options.get("reconnect_max", timing.DEFAULT_RECONNECT_MAX)
+        self.prefix = prefix
+        self.queue_size = queue_size
+        self.socket_timeout = socket_timeout
+        self.health_check_interval = health_check_interval
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
         self.publish_failures = 0
         self.overflows = 0
         self._channels: ChannelRegistry[ChannelT] = ChannelRegistry(
