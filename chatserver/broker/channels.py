@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Generic, TypeVar
 
@@ -77,12 +77,6 @@ class ChannelRegistry(Generic[ChannelT]):
         self._logger = logger
         self._unconfirmed_warning = unconfirmed_warning
         self.by_name: dict[str, ChannelT] = {}
-
-    def __len__(self) -> int:
-        return len(self.by_name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.by_name)
 
     def get(self, channel: str) -> ChannelT | None:
         return self.by_name.get(channel)

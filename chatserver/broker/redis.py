@@ -139,9 +139,8 @@ class _Reader(PubSubReader):
 
     def serving(self) -> list[Command]:
         broker = self._broker
-        channels = broker._channels
-        for channel in channels:
-            state = channels.by_name[channel]
+        channels = broker._channels.by_name
+        for channel, state in channels.items():
             state.resync_on_confirm = True
             self.unconfirmed[channel] += 1
         if self.first_attempt.is_set():
