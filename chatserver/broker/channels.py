@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from chatserver.broker.base import RESYNC, Delivery, QueueSubscription, Subscription, offer_all
@@ -52,31 +53,24 @@ class LocalChannel:
 ChannelT = TypeVar("ChannelT", bound=LocalChannel)
 
 
+@dataclass(eq=False)
 class ChannelRegistry(Generic[ChannelT]):
-    """The channels with local subscribers, and the subscribe context."""
+    """The channels with local subscribers, and the subscribe context.
 
-    def __init__(
-        self,
-        new_channel: Callable[[], ChannelT],
-        *,
-        opened: Callable[[str, ChannelT], None],
-        may_wait: Callable[[ChannelT], bool],
-        closed: Callable[[str, ChannelT], None],
-        logger: logging.Logger,
-        unconfirmed_warning: str,
-    ) -> None:
-        """`opened` puts a channel's first subscriber on the wire, `closed`
-        takes the channel off when its last one leaves; `may_wait` says
-        whether a confirmation can come at all (else the channel resyncs
-        once it does), `unconfirmed_warning` is logged with the channel
-        when it does not come in time."""
-        self._new_channel = new_channel
-        self._opened = opened
-        self._may_wait = may_wait
-        self._closed = closed
-        self._logger = logger
-        self._unconfirmed_warning = unconfirmed_warning
-        self.by_name: dict[str, ChannelT] = {}
+    `opened` puts a channel's first subscriber on the wire, `closed` takes
+    the channel off when its last one leaves; `may_wait` says whether a
+    confirmation can come at all (else the channel resyncs once it does),
+    `unconfirmed_warning` is logged with the channel when it does not come
+    in time.
+    """
+
+    new_channel: Callable[[], ChannelT]
+    opened: Callable[[str, ChannelT], None]
+    may_wait: Callable[[ChannelT], bool]
+    closed: Callable[[str, ChannelT], None]
+    logger: logging.Logger
+    unconfirmed_warning: str
+    by_name: dict[str, ChannelT] = field(default_factory=dict, init=False)
 
     def get(self, channel: str) -> ChannelT | None:
         return self.by_name.get(channel)
@@ -104,16 +98,16 @@ class ChannelRegistry(Generic[ChannelT]):
         subscription = QueueSubscription(channel, queue_size)
         state = self.by_name.get(channel)
         if state is None:
-            state = self.by_name[channel] = self._new_channel()
-            self._opened(channel, state)
+            state = self.by_name[channel] = self.new_channel()
+            self.opened(channel, state)
         state.subscriptions.add(subscription)
         try:
-            if not state.settled.is_set() and self._may_wait(state):
+            if not state.settled.is_set() and self.may_wait(state):
                 try:
                     async with asyncio.timeout(confirm_within):
                         await state.settled.wait()
                 except TimeoutError:
-                    self._logger.warning(self._unconfirmed_warning, channel)
+                    self.logger.warning(self.unconfirmed_warning, channel)
                     subscription.offer(RESYNC)
             yield subscription
         finally:
@@ -121,4 +115,4 @@ class ChannelRegistry(Generic[ChannelT]):
             state.subscriptions.discard(subscription)
             if not state.subscriptions and self.by_name.get(channel) is state:
                 del self.by_name[channel]
-                self._closed(channel, state)
+                self.closed(channel, state)
