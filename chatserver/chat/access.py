@@ -6,26 +6,24 @@ conversation that does not exist, so ids of other tenants reveal nothing.
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.chat import ids
 from chatserver.chat.identity import Viewer
 from chatserver.errors import not_found
 from chatserver.store import contexts
+from chatserver.store.contexts import ConversationContext, SendContext
 
 
-def may_see(viewer: Viewer, ctx: RowMapping | dict[str, Any]) -> bool:
+def may_see(viewer: Viewer, ctx: SendContext) -> bool:
     if viewer.is_staff:
-        return bool(ctx["org_id"] == viewer.org_id)
-    return ctx["candidate_id"] == viewer.id and ctx["application_id"] in viewer.application_ids
+        return ctx.org_id == viewer.org_id
+    return ctx.candidate_id == viewer.id and ctx.application_id in viewer.application_ids
 
 
 async def conversation_for(
     conn: AsyncConnection, viewer: Viewer, conversation_id: str, *, for_update: bool = False
-) -> RowMapping:
+) -> ConversationContext:
     if not ids.plausible_id(conversation_id):
         raise not_found()
     ctx = await contexts.load(conn, conversation_id, for_update=for_update)

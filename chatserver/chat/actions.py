@@ -224,7 +224,7 @@ async def record_link_issued(chat: Chat, application_id: str) -> str:
             "link.issued",
             chat.clock(),
             None,
-            {"kind": "candidate", "candidate_id": binding[0]},
+            {"kind": Role.CANDIDATE.value, "candidate_id": binding[0]},
         )
     return binding[0]
 
@@ -308,7 +308,7 @@ async def mark_read(chat: Chat, viewer: Viewer, conversation_id: str, seq: objec
     now = chat.clock()
     async with chat.db.transaction() as conn:
         ctx = await access.conversation_for(conn, viewer, conversation_id)
-        seq = min(seq, int(ctx["last_seq"]))
+        seq = min(seq, ctx.last_seq)
         moved = await conversations.mark_read(
             conn, conversation_id, viewer.kind.value, viewer.id, seq, now
         )
@@ -319,7 +319,7 @@ async def mark_read(chat: Chat, viewer: Viewer, conversation_id: str, seq: objec
         ]
         if viewer.is_staff:
             items.append(
-                (events.org_channel(ctx["org_id"]), events.inbox_changed(conversation_id, None))
+                (events.org_channel(ctx.org_id), events.inbox_changed(conversation_id, None))
             )
         await chat.events.publish(items)
 
@@ -338,7 +338,7 @@ async def mark_unread(chat: Chat, viewer: Viewer, conversation_id: str) -> None:
         )
     if moved:
         await chat.events.publish(
-            [(events.org_channel(ctx["org_id"]), events.inbox_changed(conversation_id, None))]
+            [(events.org_channel(ctx.org_id), events.inbox_changed(conversation_id, None))]
         )
 
 
@@ -347,13 +347,11 @@ async def end_conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> 
         ctx = await access.conversation_for(conn, viewer, conversation_id, for_update=True)
         if not can_end(viewer.kind):
             raise ChatError(ErrorCode.FORBIDDEN, "Only staff can end a conversation.")
-        changed = ctx["state"] != State.ENDED.value
+        changed = ctx.state != State.ENDED.value
         if changed:
             now = chat.clock()
             await conversations.set_state(conn, conversation_id, State.ENDED.value)
-            await audit.record(
-                conn, ctx["application_id"], "conversation.ended", now, viewer.person()
-            )
+            await audit.record(conn, ctx.application_id, "conversation.ended", now, viewer.person())
             happened = timeline.Happened(timeline.LineEvent.ENDED, by=viewer.person())
             line = await timeline.append(conn, conversation_id, happened, now)
             ended = await contexts.load(conn, conversation_id)
@@ -362,7 +360,7 @@ async def end_conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> 
             [
                 (events.conversation_channel(conversation_id), events.message_event(line)),
                 (events.conversation_channel(conversation_id), events.conversation_changed(ended)),
-                (events.org_channel(ended["org_id"]), events.inbox_changed(conversation_id, None)),
+                (events.org_channel(ended.org_id), events.inbox_changed(conversation_id, None)),
             ]
         )
     return {"state": State.ENDED.value}
@@ -408,14 +406,14 @@ async def delete_message(chat: Chat, viewer: Viewer, message_id: str, scope: str
             await messages.mark_deleted(conn, message_id)
             await audit.record(
                 conn,
-                ctx["application_id"],
+                ctx.application_id,
                 "message.deleted",
                 chat.clock(),
                 viewer.person(),
                 {"message_id": message_id, "seq": row["seq"]},
             )
     conversation_id = row["conversation_id"]
-    inbox = (events.org_channel(ctx["org_id"]), events.inbox_changed(conversation_id, None))
+    inbox = (events.org_channel(ctx.org_id), events.inbox_changed(conversation_id, None))
     if scope == "me":
         # A staff member's own inbox row may now preview an older message;
         # a candidate's hiding changes nothing in the staff inbox.

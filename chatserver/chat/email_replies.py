@@ -122,16 +122,16 @@ async def resolve(chat: Chat, address: str) -> Author:
             if (
                 person is None
                 or person["removed_at"] is not None
-                or person["org_id"] != ctx["org_id"]
+                or person["org_id"] != ctx.org_id
                 or int(person["session_generation"]) != token.generation
             ):
                 raise gone
             viewer = Viewer(
-                Role.STAFF, person_id, person["name"], person["timezone"], org_id=ctx["org_id"]
+                Role.STAFF, person_id, person["name"], person["timezone"], org_id=ctx.org_id
             )
         else:
             person = await people.get_candidate(conn, person_id)
-            binding = await conversations.application_link_binding(conn, ctx["application_id"])
+            binding = await conversations.application_link_binding(conn, ctx.application_id)
             if person is None or binding is None or binding[0] != person_id:
                 raise gone
             since = binding[1]
@@ -145,9 +145,9 @@ async def resolve(chat: Chat, address: str) -> Author:
                 person_id,
                 person["name"],
                 person["timezone"],
-                application_ids=(ctx["application_id"],),
+                application_ids=(ctx.application_id,),
             )
-    return Author(viewer, str(person["email"]), ctx["id"], ctx["application_id"])
+    return Author(viewer, str(person["email"]), ctx.id, ctx.application_id)
 
 
 # Where a reply address may appear in a mail forwarded by a provider, the

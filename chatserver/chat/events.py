@@ -22,6 +22,7 @@ import orjson
 from chatserver.broker.base import Broker
 from chatserver.clock import wire_time
 from chatserver.json_types import JSON
+from chatserver.store.contexts import SendContext
 
 
 class EventType(StrEnum):
@@ -93,14 +94,14 @@ def inbox_changed(conversation_id: str, last_message: JSON | None) -> JSON:
     }
 
 
-def conversation_changed(ctx: Mapping[Any, Any]) -> JSON:
+def conversation_changed(ctx: SendContext) -> JSON:
     """State or status changed; each socket computes its own `can_send`."""
     return {
         "type": EventType.CONVERSATION_CHANGED,
-        "conversation": ctx["id"],
-        "state": ctx["state"],
-        "status": ctx["status"],
-        "has_staff_message": bool(ctx["has_staff_message"]),
+        "conversation": ctx.id,
+        "state": ctx.state,
+        "status": ctx.status,
+        "has_staff_message": ctx.has_staff_message,
     }
 
 

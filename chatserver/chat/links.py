@@ -86,7 +86,7 @@ async def redeem_candidate_link(chat: Chat, link: CandidateLink) -> CandidateEnt
         and link.signed_at < since.replace(microsecond=since.microsecond // 1000 * 1000)
     ):
         raise unauthorized("This link is no longer valid.")
-    return CandidateEntry(str(ctx["id"]), candidate_id, int(person["session_generation"]))
+    return CandidateEntry(ctx.id, candidate_id, int(person["session_generation"]))
 
 
 async def conversation_of_application(
@@ -97,4 +97,4 @@ async def conversation_of_application(
         ctx = await contexts.load_by_application(conn, application_id)
     if ctx is None or not access.may_see(viewer, ctx):
         return None
-    return str(ctx["id"])
+    return ctx.id

@@ -21,6 +21,7 @@ from chatserver.clock import wire_time
 from chatserver.errors import invalid, not_found
 from chatserver.json_types import JSON
 from chatserver.store import audit, conversations, messages, people
+from chatserver.store.contexts import ConversationContext
 from chatserver.store.conversations import Filter, Keyset, ListQuery, Sort
 from chatserver.store.folding import fold
 
@@ -192,7 +193,8 @@ async def list_conversations(
     for row in page:
         message = last.get(row["id"])
         last_message = views.message(message, files.get(message["id"], [])) if message else None
-        items.append(views.conversation_summary(row, int(row["unread"]), last_message))
+        ctx = ConversationContext.of(row)
+        items.append(views.conversation_summary(ctx, int(row["unread"]), last_message))
     next_cursor = None
     if more:
         tail = page[-1]
@@ -252,11 +254,12 @@ async def conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> JSON
         files = await messages.attachments_for(conn, [last["id"]] if last else [])
     last_message = views.message(last, files.get(last["id"], [])) if last else None
     summary = views.conversation_summary(ctx, unread, last_message)
-    summary.update(views.conversation_state(ctx, viewer.kind))
+    facts = views.facts(ctx)
+    summary.update(views.conversation_state(ctx.id, facts, viewer.kind))
     summary["type"] = "conversation"
-    summary["last_seq"] = ctx["last_seq"]
+    summary["last_seq"] = ctx.last_seq
     # The sentence a disabled composer shows: the policy's own answer.
-    refusal = send_refusal(viewer.kind, views.facts(ctx))
+    refusal = send_refusal(viewer.kind, facts)
     summary["send_disabled_reason"] = None if refusal is None else refusal.reason
     summary["reads"] = [
         {"kind": r["reader_kind"], "id": r["reader_id"], "seq": r["seq"]} for r in read_positions

@@ -20,15 +20,20 @@ plan, which is what lets a test compare the two writers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, Protocol, TypeVar
 
 from chatserver.chat import access, views
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role, State, send_refusal, sending_reopens
 from chatserver.errors import ChatError, not_found
 from chatserver.json_types import JSON
+from chatserver.store.contexts import SendContext
 from chatserver.store.send_batch import ClientKey
+
+# The careful writer plans on whole (locked) contexts, the fast one on the
+# send facts it reads; a plan hands back the kind it was given.
+C = TypeVar("C", bound=SendContext)
 
 
 class Send(Protocol):
@@ -53,18 +58,18 @@ class Send(Protocol):
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class Snapshot(Generic[C]):
     """The facts the rule is applied to.
 
-    `contexts`: the conversations of the batch by id (the columns of
-    `store.contexts.CONTEXT_COLUMNS` or the fast path's subset);
+    `contexts`: the conversations of the batch by id (whole contexts, or
+    the fast path's `SendContext`);
     `stored`: client keys already stored before this batch; `files`: for
     sends (by batch index) whose attachments were claimed, the attachment
     rows in the order sent, or the error of the claim. A send with
     attachment ids and no entry in `files` cannot be planned here and is
     deferred (the fast path does not claim attachments)."""
 
-    contexts: Mapping[str, Mapping[str, Any]]
+    contexts: Mapping[str, C]
     stored: frozenset[ClientKey] = frozenset()
     files: Mapping[int, Sequence[Mapping[str, Any]] | ChatError] = field(default_factory=dict)
 
@@ -81,7 +86,7 @@ class New:
 
 
 @dataclass
-class Plan:
+class Plan(Generic[C]):
     refused: dict[int, ChatError] = field(default_factory=dict)
     # A client_id sent twice in this batch: the later index -> the first.
     repeats: dict[int, int] = field(default_factory=dict)
@@ -94,7 +99,7 @@ class Plan:
     # Conversations a staff message reopens.
     reopened: set[str] = field(default_factory=set)
     # The conversations as the batch leaves them (state, has_staff_message).
-    contexts: dict[str, JSON] = field(default_factory=dict)
+    contexts: dict[str, C] = field(default_factory=dict)
 
 
 def message_row(request: Send, message_id: str) -> JSON:
@@ -113,8 +118,8 @@ def message_row(request: Send, message_id: str) -> JSON:
 
 
 def plan(
-    batch: Sequence[Send], snapshot: Snapshot, message_ids: Sequence[str], *, fast: bool
-) -> Plan:
+    batch: Sequence[Send], snapshot: Snapshot[C], message_ids: Sequence[str], *, fast: bool
+) -> Plan[C]:
     """Apply the send rule to each send, in order, on the snapshot as the
     batch's earlier sends advance it (a staff message lets a later candidate
     message through; a reopening opens the conversation for the rest).
@@ -122,9 +127,9 @@ def plan(
     `fast`: the writer cannot store attachments or a reopening; every send
     of a conversation that has one is deferred, so a conversation's sends
     always go one way and keep their order and the first-message rule."""
-    result = Plan(contexts={cid: dict(ctx) for cid, ctx in snapshot.contexts.items()})
+    result: Plan[C] = Plan(contexts=dict(snapshot.contexts))
     first: dict[ClientKey, int] = {}
-    admissible: list[tuple[int, JSON]] = []
+    admissible: list[int] = []
     for i, request in enumerate(batch):
         key = request.key
         if key in first:
@@ -138,18 +143,22 @@ def plan(
         if ctx is None or not access.may_see(request.viewer, ctx):
             result.refused[i] = not_found()
             continue
-        admissible.append((i, ctx))
-    unusual = {
-        ctx["id"]
-        for i, ctx in admissible
-        if (batch[i].attachment_ids and (fast or i not in snapshot.files))
-        or (fast and sending_reopens(batch[i].viewer.kind, views.facts(ctx)))
-    }
-    for i, ctx in admissible:
-        if ctx["id"] in unusual:
+        admissible.append(i)
+    unusual: set[str] = set()
+    for i in admissible:
+        request = batch[i]
+        facts = views.facts(snapshot.contexts[request.conversation_id])
+        if (request.attachment_ids and (fast or i not in snapshot.files)) or (
+            fast and sending_reopens(request.viewer.kind, facts)
+        ):
+            unusual.add(request.conversation_id)
+    for i in admissible:
+        request = batch[i]
+        if request.conversation_id in unusual:
             result.deferred.append(i)
             continue
-        request = batch[i]
+        # As the batch's earlier sends left it.
+        ctx = result.contexts[request.conversation_id]
         role = request.viewer.kind
         facts = views.facts(ctx)
         refusal = send_refusal(role, facts)
@@ -161,9 +170,12 @@ def plan(
             result.refused[i] = files
             continue
         if sending_reopens(role, facts):
-            result.reopened.add(ctx["id"])
-        ctx["state"] = State.OPEN.value
-        ctx["has_staff_message"] = bool(ctx["has_staff_message"]) or role is Role.STAFF
-        items = result.new.setdefault(ctx["id"], [])
+            result.reopened.add(ctx.id)
+        result.contexts[ctx.id] = replace(
+            ctx,
+            state=State.OPEN.value,
+            has_staff_message=ctx.has_staff_message or role is Role.STAFF,
+        )
+        items = result.new.setdefault(ctx.id, [])
         items.append(New(i, message_row(request, message_ids[i]), len(items) + 1, files))
     return result

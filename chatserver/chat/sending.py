@@ -51,9 +51,8 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DataError, IntegrityError
@@ -67,6 +66,7 @@ from chatserver.json_types import JSON
 from chatserver.ops import faults
 from chatserver.store import attachments as attachment_store
 from chatserver.store import audit, contexts, conversations, messages, send_batch
+from chatserver.store.contexts import ConversationContext, SendContext
 from chatserver.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class _Stored:
 
     message: JSON
     org_id: str
-    context: JSON | None  # the conversation, when sending reopened it
+    context: SendContext | None  # the conversation, when sending reopened it
     job_title: str = ""
     candidate_id: str = ""
     repeat: bool = False
@@ -359,7 +359,7 @@ class SendQueue:
 
 
 def _guards(
-    planned: send_plan.Plan, snapshot: Mapping[str, Mapping[str, Any]]
+    planned: send_plan.Plan[SendContext], snapshot: Mapping[str, SendContext]
 ) -> list[send_batch.Conversation]:
     """Each conversation's share of the fast write, with the facts of the
     snapshot its guard re-checks."""
@@ -368,20 +368,20 @@ def _guards(
             id=conversation_id,
             n=len(items),
             staff=any(n.row["sender_kind"] == Role.STAFF.value for n in items),
-            status=snapshot[conversation_id]["status"],
-            candidate_id=snapshot[conversation_id]["candidate_id"],
+            status=snapshot[conversation_id].status,
+            candidate_id=snapshot[conversation_id].candidate_id,
         )
         for conversation_id, items in planned.new.items()
     ]
 
 
-def _fast_rows(planned: send_plan.Plan) -> list[JSON]:
+def _fast_rows(planned: send_plan.Plan[SendContext]) -> list[JSON]:
     return [n.row | {"pos": n.pos} for items in planned.new.values() for n in items]
 
 
 def _fast_outcomes(
     batch: Sequence[SendRequest],
-    planned: send_plan.Plan,
+    planned: send_plan.Plan[SendContext],
     advanced: Mapping[str, int],
     now: datetime,
 ) -> tuple[list[Outcome | None], list[int]]:
@@ -438,18 +438,18 @@ def _reused_client_id() -> ChatError:
 
 def _stored(
     message: JSON,
-    ctx: JSON,
-    context: JSON | None,
+    ctx: SendContext,
+    context: SendContext | None,
     *,
     repeat: bool = False,
     lines: Sequence[JSON] = (),
 ) -> _Stored:
     return _Stored(
         message,
-        ctx["org_id"],
+        ctx.org_id,
         context,
-        job_title=ctx["job_title"],
-        candidate_id=ctx["candidate_id"],
+        job_title=ctx.job_title,
+        candidate_id=ctx.candidate_id,
         repeat=repeat,
         lines=list(lines),
     )
@@ -460,8 +460,7 @@ async def _store_batch(
 ) -> list[Outcome]:
     """The careful writer: the snapshot read under row locks (in id order),
     attachments claimed, the plan stored in this transaction."""
-    locked = await contexts.lock_many(conn, [r.conversation_id for r in batch])
-    known = {conversation_id: dict(ctx) for conversation_id, ctx in locked.items()}
+    known = await contexts.lock_many(conn, [r.conversation_id for r in batch])
     existing = await messages.by_client_keys(conn, [r.key for r in batch])
     files: dict[int, Sequence[JSON] | ChatError] = {}
     seen: set[send_batch.ClientKey] = set()
@@ -491,15 +490,15 @@ async def _store_batch(
         ctx = planned.contexts[conversation_id]
         reopened = conversation_id in planned.reopened
         lines: list[JSON] = []
+        base = ctx.last_seq  # locked: the seqs are final
         if reopened:
             # "… reopened the conversation." takes the seq before the message
             # that reopened it (the first one stored: others were refused).
-            line = timeline.reopened_line(ctx, batch[items[0].index].viewer, now)
+            base += 1
+            line = timeline.reopened_line(conversation_id, base, batch[items[0].index].viewer, now)
             line_rows.append(line)
             lines.append(views.message(line))
-        base = int(ctx["last_seq"])  # locked: the seqs are final
-        ctx["last_seq"] = base + len(items)
-        ctx["last_message_at"] = now
+        ctx = replace(ctx, last_seq=base + len(items), last_message_at=now)
         for n in items:
             row = n.row | {"seq": base + n.pos, "created_at": now, "deleted": False}
             new_rows.append((n.index, row))
@@ -508,16 +507,16 @@ async def _store_batch(
             message = views.message(row, n.files)
             # The reopening is announced once, before the first message.
             reopening = reopened and n.pos == 1
-            context = dict(ctx) if reopening else None
+            context = ctx if reopening else None
             stored = _stored(message, ctx, context, lines=lines if reopening else [])
             outcomes[n.index] = (SendResult(message, created=True), stored)
         advances.append(
             conversations.Advance(
                 conversation_id=conversation_id,
-                last_seq=ctx["last_seq"],
+                last_seq=ctx.last_seq,
                 at=now,
-                has_staff_message=bool(ctx["has_staff_message"]),
-                state=ctx["state"],
+                has_staff_message=ctx.has_staff_message,
+                state=ctx.state,
             )
         )
     for i, first in sorted(planned.repeats.items()):
@@ -534,7 +533,7 @@ async def _store_batch(
     for conversation_id in sorted(planned.reopened):
         ctx = planned.contexts[conversation_id]
         actor = batch[planned.new[conversation_id][0].index].viewer.person()
-        await audit.record(conn, ctx["application_id"], "conversation.reopened", now, actor)
+        await audit.record(conn, ctx.application_id, "conversation.reopened", now, actor)
     assert all(o is not None for o in outcomes)
     return [o for o in outcomes if o is not None]
 
@@ -543,7 +542,7 @@ async def _repeat(
     conn: AsyncConnection,
     request: SendRequest,
     original: RowMapping,
-    ctx: JSON | None,
+    ctx: ConversationContext | None,
 ) -> Outcome:
     """A retried client_id: the original message, never a second one. It is
     published again (issue 16: its first attempt may have committed on a

@@ -133,12 +133,11 @@ async def append(
     return views.message(row)
 
 
-def reopened_line(ctx: JSON, viewer: Viewer, now: datetime) -> JSON:
+def reopened_line(conversation_id: str, seq: int, viewer: Viewer, now: datetime) -> JSON:
     """For the send path: the row of the line that says `viewer`'s message
-    reopened the conversation `ctx` (a locked context whose `last_seq` the
-    caller advances message by message). Takes the next seq, so the line
-    comes just before the message that reopened it; the caller stores it
-    with the batch's messages and publishes its MESSAGE before theirs."""
-    ctx["last_seq"] += 1
+    reopened the conversation, at `seq` (the locked conversation's next,
+    which the caller advances past it). The line comes just before the
+    message that reopened it; the caller stores it with the batch's
+    messages and publishes its MESSAGE before theirs."""
     happened = Happened(LineEvent.REOPENED, by=viewer.person())
-    return line_row(ctx["id"], int(ctx["last_seq"]), happened, now)
+    return line_row(conversation_id, seq, happened, now)

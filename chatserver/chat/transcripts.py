@@ -18,12 +18,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chatserver.chat import access
 from chatserver.chat.identity import Viewer
+from chatserver.chat.policy import State
 from chatserver.chat.service import Chat
 from chatserver.chat.timeline import SYSTEM_KIND, LineEvent, sentence, status_name
 from chatserver.chat.views import VIA_EMAIL
+from chatserver.roles import Role
 from chatserver.store import audit, messages
 
-KIND_NAMES = {"staff": "Hiring team", "candidate": "Candidate", "system": "System"}
+KIND_NAMES = {
+    Role.STAFF.value: "Hiring team",
+    Role.CANDIDATE.value: "Candidate",
+    SYSTEM_KIND: "System",
+}
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,7 @@ async def build(chat: Chat, viewer: Viewer, conversation_id: str) -> Transcript:
         ctx = await access.conversation_for(conn, viewer, conversation_id)
         rows = await messages.history(conn, conversation_id, viewer.kind.value, viewer.id)
         files = await messages.attachments_for(conn, [r["id"] for r in rows if not r["deleted"]])
-        events = await audit.events_for(conn, ctx["application_id"])
+        events = await audit.events_for(conn, ctx.application_id)
     deletions = {
         str(e["detail"].get("message_id")): e
         for e in events
@@ -182,12 +188,12 @@ async def build(chat: Chat, viewer: Viewer, conversation_id: str) -> Transcript:
     timeline.sort(key=lambda item: item[:3])
     now = chat.clock()
     return Transcript(
-        org_name=ctx["org_name"],
-        candidate_name=ctx["candidate_name"],
-        job_title=ctx["job_title"],
-        applied_at=ctx["applied_at"].astimezone(zone),
-        status=status_name(ctx["status"]),
-        state="Ended" if ctx["state"] == "ended" else "Open",
+        org_name=ctx.org_name,
+        candidate_name=ctx.candidate_name,
+        job_title=ctx.job_title,
+        applied_at=ctx.applied_at.astimezone(zone),
+        status=status_name(ctx.status),
+        state="Ended" if ctx.state == State.ENDED.value else "Open",
         timezone=zone.key,
         zone_label=zone_label(zone, now),
         printed_for=viewer.name,

@@ -10,6 +10,7 @@ from typing import Any
 from chatserver.chat.policy import ConversationFacts, Role, State, Status, can_send
 from chatserver.clock import wire_time
 from chatserver.json_types import JSON
+from chatserver.store.contexts import ConversationContext, SendContext
 
 # A store row (RowMapping) or a dict with the same keys.
 Record = Mapping[Any, Any]
@@ -68,34 +69,44 @@ def message(
     return result
 
 
-def facts(ctx: Record) -> ConversationFacts:
+def facts(ctx: SendContext) -> ConversationFacts:
     return ConversationFacts(
-        status=Status(ctx["status"]),
-        state=State(ctx["state"]),
-        has_staff_message=bool(ctx["has_staff_message"]),
+        status=Status(ctx.status),
+        state=State(ctx.state),
+        has_staff_message=ctx.has_staff_message,
     )
 
 
-def conversation_summary(ctx: Record, unread: int, last_message: JSON | None) -> JSON:
+def changed_facts(event: Mapping[str, Any]) -> ConversationFacts:
+    """The facts a `conversation_changed` event carries (ValueError when
+    it is malformed)."""
+    return ConversationFacts(
+        status=Status(str(event.get("status"))),
+        state=State(str(event.get("state"))),
+        has_staff_message=bool(event.get("has_staff_message")),
+    )
+
+
+def conversation_summary(ctx: ConversationContext, unread: int, last_message: JSON | None) -> JSON:
     return {
-        "id": ctx["id"],
-        "application_id": ctx["application_id"],
-        "candidate": {"id": ctx["candidate_id"], "name": ctx["candidate_name"]},
-        "job": {"id": ctx["job_id"], "title": ctx["job_title"]},
-        "org": {"id": ctx["org_id"], "name": ctx["org_name"]},
-        "status": ctx["status"],
-        "applied_at": wire_time(ctx["applied_at"]),
-        "state": ctx["state"],
+        "id": ctx.id,
+        "application_id": ctx.application_id,
+        "candidate": {"id": ctx.candidate_id, "name": ctx.candidate_name},
+        "job": {"id": ctx.job_id, "title": ctx.job_title},
+        "org": {"id": ctx.org_id, "name": ctx.org_name},
+        "status": ctx.status,
+        "applied_at": wire_time(ctx.applied_at),
+        "state": ctx.state,
         "unread": unread,
         "last_message": last_message,
     }
 
 
-def conversation_state(ctx: Record, role: Role) -> JSON:
+def conversation_state(conversation_id: str, facts: ConversationFacts, role: Role) -> JSON:
     """The `conversation` frame body for one role: can_send depends on who asks."""
     return {
         "type": "conversation",
-        "conversation": ctx["id"],
-        "state": ctx["state"],
-        "can_send": can_send(role, facts(ctx)),
+        "conversation": conversation_id,
+        "state": facts.state.value,
+        "can_send": can_send(role, facts),
     }

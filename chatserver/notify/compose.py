@@ -30,6 +30,7 @@ from chatserver.notify.unsubscribe import Recipient, UnsubscribeLinks
 from chatserver.roles import Role
 from chatserver.settings import Settings
 from chatserver.store import contexts, emails, people, reply_addresses
+from chatserver.store.contexts import ConversationContext
 from chatserver.store.emails import DIGEST, REPLY_REFUSED, Mentioned
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -131,10 +132,10 @@ class Composer:
         context = await contexts.load(conn, email["conversation_id"])
         if context is None:
             return None
-        position = await emails.read_position(conn, context["id"], kind, person_id)
+        position = await emails.read_position(conn, context.id, kind, person_id)
         found = await emails.mentioned(
             conn,
-            context["id"],
+            context.id,
             Role.CANDIDATE if kind == Role.STAFF else Role.STAFF,
             max(int(email["after_seq"]), position),
             int(email["last_seq"]),
@@ -142,14 +143,14 @@ class Composer:
         )
         if not found.count:
             return None
-        reply_to = await self.reply_address(conn, kind, recipient, context["id"])
+        reply_to = await self.reply_address(conn, kind, recipient, context.id)
         return self.messages_email(kind, recipient, context, found, reply_to=reply_to)
 
     def messages_email(
         self,
         recipient_kind: str,
         recipient: Mapping[Any, Any],
-        context: Mapping[Any, Any],
+        context: ConversationContext,
         found: Mentioned,
         *,
         reply_to: str | None = None,
@@ -166,15 +167,15 @@ class Composer:
             for m in found.latest
         ]
         senders = [display(name) for name in found.sender_names] or ["Someone"]
-        org_name, job_title = display(context["org_name"]), display(context["job_title"])
-        candidate_name = display(context["candidate_name"])
+        org_name, job_title = display(context.org_name), display(context.job_title)
+        candidate_name = display(context.candidate_name)
         count = found.count
         values = {
             "recipient_name": display(recipient["name"]),
             "org_name": org_name,
             "job_title": job_title,
             "candidate_name": candidate_name,
-            "applied_on": _date(context["applied_at"], tz),
+            "applied_on": _date(context.applied_at, tz),
             "senders": " and ".join(senders) if len(senders) <= 2 else f"{senders[0]} and others",
             "messages": items,
             "count": count,
@@ -182,7 +183,7 @@ class Composer:
         }
         if recipient_kind == Role.CANDIDATE:
             template = "candidate_messages"
-            values["link"] = self.candidate_link(context["application_id"], recipient["id"])
+            values["link"] = self.candidate_link(context.application_id, recipient["id"])
             subject = (
                 f"{senders[0]} at {org_name} sent you a message about {job_title}"
                 if count == 1
@@ -190,7 +191,7 @@ class Composer:
             )
         else:
             template = "staff_messages"
-            values["link"] = self.conversation_link(context["id"])
+            values["link"] = self.conversation_link(context.id)
             subject = (
                 f"{candidate_name} replied about {job_title}"
                 if count == 1
@@ -205,23 +206,23 @@ class Composer:
         self,
         recipient_kind: str,
         recipient: Mapping[Any, Any],
-        context: Mapping[Any, Any],
+        context: ConversationContext,
         reason: str,
     ) -> Draft:
         """Why a reply by email was not posted: one polite notice per reply
         email, with no reply address (an answer to it would go nowhere, and
         two robots answering each other must never loop)."""
-        org_name, job_title = display(context["org_name"]), display(context["job_title"])
+        org_name, job_title = display(context.org_name), display(context.job_title)
         link = (
-            self.candidate_link(context["application_id"], recipient["id"])
+            self.candidate_link(context.application_id, recipient["id"])
             if recipient_kind == Role.CANDIDATE
-            else self.conversation_link(context["id"])
+            else self.conversation_link(context.id)
         )
         values = {
             "recipient_name": display(recipient["name"]),
             "org_name": org_name,
             "job_title": job_title,
-            "candidate_name": display(context["candidate_name"]),
+            "candidate_name": display(context.candidate_name),
             "staff": recipient_kind == Role.STAFF,
             "reason": reason or "Your reply could not be posted.",
             "link": link,

@@ -16,9 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy.engine import RowMapping
-
 from chatserver.store import contexts
+from chatserver.store.contexts import ConversationContext
 from chatserver.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -34,13 +33,15 @@ class CatchUp:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.pages = asyncio.Semaphore(PAGE_READERS)
-        self._waiting: dict[str, list[asyncio.Future[RowMapping | None]]] = {}
+        self._waiting: dict[str, list[asyncio.Future[ConversationContext | None]]] = {}
         self._reader: asyncio.Task[None] | None = None
 
-    async def context(self, conversation_id: str) -> RowMapping | None:
+    async def context(self, conversation_id: str) -> ConversationContext | None:
         """The conversation's context (None if it is gone), read together with
         every other room's that asks meanwhile."""
-        future: asyncio.Future[RowMapping | None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[ConversationContext | None] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._waiting.setdefault(conversation_id, []).append(future)
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._read(), name="room contexts")
@@ -53,7 +54,7 @@ class CatchUp:
             batch, self._waiting = self._waiting, {}
             ids = list(batch)
             try:
-                rows: dict[str, RowMapping] = {}
+                rows: dict[str, ConversationContext] = {}
                 for start in range(0, len(ids), CONTEXT_CHUNK):
                     async with self.db.transaction() as db:
                         rows.update(

@@ -264,10 +264,10 @@ class Hub:
                 shown = [row["id"] for row in rows if not row["hidden"]]
                 files = await messages.attachments_for(db, shown)
             if first:
-                state = views.conversation_state(ctx, viewer.kind)
+                state = views.conversation_state(ctx.id, views.facts(ctx), viewer.kind)
                 await conn.outbox.put(
                     wire.subscribed_frame(
-                        conversation_id, int(ctx["last_seq"]), state["state"], state["can_send"]
+                        conversation_id, ctx.last_seq, state["state"], state["can_send"]
                     )
                 )
                 first = False

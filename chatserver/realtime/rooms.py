@@ -23,18 +23,18 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy.engine import RowMapping
 
 from chatserver.broker.base import RESYNC, Broker, Resync, Subscription, SubscriptionClosed
 from chatserver.chat import events, queries, views, wire
 from chatserver.chat.events import EventType
-from chatserver.chat.policy import Role
+from chatserver.chat.policy import ConversationFacts, Role
 from chatserver.chat.service import Chat
 from chatserver.ops import instruments
 from chatserver.realtime import revocation
 from chatserver.realtime.catchup import CatchUp
 from chatserver.realtime.connection import Connection
 from chatserver.store import messages
+from chatserver.store.contexts import ConversationContext
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class ConversationRoom(Room):
             # Read after the subscription is live: anything committed later
             # arrives live, anything earlier is in every member's history.
             ctx = await self._catch_up_with.context(self.conversation_id)
-            self.last = int(ctx["last_seq"]) if ctx is not None else 0
+            self.last = ctx.last_seq if ctx is not None else 0
         else:
             await self._resync()
 
@@ -274,13 +274,12 @@ class ConversationRoom(Room):
             if isinstance(who, dict):
                 self._fan_out(payload.decode(), skip=(who.get("kind"), who.get("id")))
         elif kind == EventType.CONVERSATION_CHANGED:
-            ctx = {
-                "id": self.conversation_id,
-                "state": event.get("state"),
-                "status": event.get("status"),
-                "has_staff_message": event.get("has_staff_message"),
-            }
-            self._fan_out_state(ctx)
+            try:
+                facts = views.changed_facts(event)
+            except ValueError:
+                log.warning("dropping a malformed conversation_changed event")
+                return
+            self._fan_out_state(facts)
 
     def _release_held(self) -> None:
         """Deliver held messages that are next in line now."""
@@ -302,16 +301,16 @@ class ConversationRoom(Room):
         ctx = await self._catch_up(None)
         self._release_held()
         if ctx is not None:
-            self._fan_out_state(ctx)
+            self._fan_out_state(views.facts(ctx))
 
-    async def _catch_up(self, upto: int | None) -> RowMapping | None:
+    async def _catch_up(self, upto: int | None) -> ConversationContext | None:
         """Deliver stored messages after `last` (up to `upto`, or all), a page
         at a time. The context comes from a query shared with every room
         catching up meanwhile; only a room that is behind reads pages, in
         one of a few slots (`realtime/catchup.py`)."""
         ctx = await self._catch_up_with.context(self.conversation_id)
         while ctx is not None:
-            end = int(ctx["last_seq"]) if upto is None else min(upto, int(ctx["last_seq"]))
+            end = ctx.last_seq if upto is None else min(upto, ctx.last_seq)
             if end <= self.last:
                 return ctx
             async with self._catch_up_with.pages, self.chat.db.transaction() as db:
@@ -379,13 +378,12 @@ class ConversationRoom(Room):
                 overflow.append(conn)
         return live, overflow
 
-    def _fan_out_state(self, ctx: Any) -> None:
+    def _fan_out_state(self, facts: ConversationFacts) -> None:
         """Each role gets its own `conversation` frame: can_send depends on who asks."""
-        try:
-            frames = {role.value: wire.encode(views.conversation_state(ctx, role)) for role in Role}
-        except (KeyError, ValueError):
-            log.warning("dropping a malformed conversation_changed event")
-            return
+        frames = {
+            role.value: wire.encode(views.conversation_state(self.conversation_id, facts, role))
+            for role in Role
+        }
         for role, frame in frames.items():
             self._fan_out_role(frame, role)
 

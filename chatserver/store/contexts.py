@@ -1,14 +1,18 @@
 """What policy and rendering need to know about a conversation: one row
 joining the conversation with its application, job, candidate and
-organisation, loaded alone, many at once, or locked for a send batch."""
+organisation, loaded alone, many at once, or locked for a send batch.
+
+The rows leave this module as frozen dataclasses, so the domain reads
+typed attributes instead of column names; a change is a `replace`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, select
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.store import dialect
@@ -34,6 +38,58 @@ CONTEXT_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class SendContext:
+    """The facts a send needs: tenancy, the send rule's facts, the guard's
+    facts and what its events name. All the PostgreSQL fast path reads
+    (`store/send_batch.py`)."""
+
+    id: str
+    application_id: str
+    org_id: str
+    candidate_id: str
+    state: str
+    status: str
+    has_staff_message: bool
+    job_title: str
+
+
+@dataclass(frozen=True)
+class ConversationContext(SendContext):
+    """Everything policy and rendering need about one conversation."""
+
+    last_seq: int
+    last_message_at: datetime | None
+    created_at: datetime
+    applied_at: datetime
+    job_id: str
+    candidate_name: str
+    candidate_email: str
+    org_name: str
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> ConversationContext:
+        """A row with the `CONTEXT_COLUMNS` (others, such as the inbox's, are ignored)."""
+        return cls(
+            id=row["id"],
+            application_id=row["application_id"],
+            org_id=row["org_id"],
+            candidate_id=row["candidate_id"],
+            state=row["state"],
+            status=row["status"],
+            has_staff_message=bool(row["has_staff_message"]),
+            job_title=row["job_title"],
+            last_seq=int(row["last_seq"]),
+            last_message_at=row["last_message_at"],
+            created_at=row["created_at"],
+            applied_at=row["applied_at"],
+            job_id=row["job_id"],
+            candidate_name=row["candidate_name"],
+            candidate_email=row["candidate_email"],
+            org_name=row["org_name"],
+        )
+
+
 def joined() -> Select[Any]:
     """The context columns over their joins; callers add the WHERE (and the
     inbox its own joins)."""
@@ -48,29 +104,28 @@ def joined() -> Select[Any]:
 
 async def load(
     conn: AsyncConnection, conversation_id: str, *, for_update: bool = False
-) -> RowMapping | None:
+) -> ConversationContext | None:
     """Everything policy and rendering need about one conversation."""
     query = joined().where(conversations.c.id == conversation_id)
     if for_update:
         query = query.with_for_update(of=conversations)
-    row: RowMapping | None = (await conn.execute(query)).mappings().first()
-    return row
+    return await _first(conn, query)
 
 
 async def load_many(
     conn: AsyncConnection, conversation_ids: Sequence[str]
-) -> dict[str, RowMapping]:
+) -> dict[str, ConversationContext]:
     """`load` of many conversations in one query, without locks (the
     rooms of a worker catching up together)."""
     if not conversation_ids:
         return {}
     query = joined().where(conversations.c.id.in_(sorted(set(conversation_ids))))
-    return {row["id"]: row for row in (await conn.execute(query)).mappings()}
+    return await _by_id(conn, query)
 
 
 async def lock_many(
     conn: AsyncConnection, conversation_ids: Sequence[str]
-) -> dict[str, RowMapping]:
+) -> dict[str, ConversationContext]:
     """Lock a batch's conversations in id order, so concurrent batches on
     several workers can never deadlock, and return their contexts."""
     query = (
@@ -79,10 +134,21 @@ async def lock_many(
         .order_by(conversations.c.id)
     )
     query = dialect.locked(conn, query, of=conversations)
-    return {row["id"]: row for row in (await conn.execute(query)).mappings()}
+    return await _by_id(conn, query)
 
 
-async def load_by_application(conn: AsyncConnection, application_id: str) -> RowMapping | None:
+async def load_by_application(
+    conn: AsyncConnection, application_id: str
+) -> ConversationContext | None:
     query = joined().where(conversations.c.application_id == application_id)
-    row: RowMapping | None = (await conn.execute(query)).mappings().first()
-    return row
+    return await _first(conn, query)
+
+
+async def _first(conn: AsyncConnection, query: Select[Any]) -> ConversationContext | None:
+    row = (await conn.execute(query)).mappings().first()
+    return None if row is None else ConversationContext.of(row)
+
+
+async def _by_id(conn: AsyncConnection, query: Select[Any]) -> dict[str, ConversationContext]:
+    rows = (await conn.execute(query)).mappings()
+    return {row["id"]: ConversationContext.of(row) for row in rows}

@@ -52,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.errors import unavailable
 from chatserver.json_types import JSON
+from chatserver.store.contexts import SendContext
 from chatserver.store.messages import with_search_body
 
 ClientKey = tuple[str, str, str]  # (sender_kind, sender_id, client_id)
@@ -123,7 +124,7 @@ class Conflict(Exception):
 
 @dataclass(frozen=True)
 class Snapshot:
-    contexts: dict[str, JSON]  # conversation id -> the facts policy and rendering need
+    contexts: dict[str, SendContext]  # conversation id -> the facts the send needs
     existing: set[ClientKey]  # client ids already stored
 
 
@@ -169,7 +170,7 @@ async def snapshot(
     assert row is not None
     found = orjson.loads(row[0])
     return Snapshot(
-        contexts={c["id"]: c for c in found["conversations"]},
+        contexts={c["id"]: SendContext(**c) for c in found["conversations"]},
         existing={(k, s, c) for k, s, c in found["existing"]},
     )
 

@@ -15,6 +15,7 @@ from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role, State, Status
 from chatserver.chat.send_plan import Plan, Snapshot, plan
 from chatserver.errors import ChatError, ErrorCode
+from chatserver.store.contexts import SendContext
 
 STAFF = Viewer(Role.STAFF, "alice", "Alice", "UTC", org_id="acme")
 OUTSIDER = Viewer(Role.STAFF, "mallory", "Mallory", "UTC", org_id="globex")
@@ -37,16 +38,16 @@ class Send:
 
 
 def context(cid: str, application: str, status: Status, state: State, staff: bool) -> Any:
-    return {
-        "id": cid,
-        "application_id": application,
-        "org_id": "acme",
-        "candidate_id": "cara",
-        "status": status.value,
-        "state": state.value,
-        "has_staff_message": staff,
-        "last_seq": 0,
-    }
+    return SendContext(
+        id=cid,
+        application_id=application,
+        org_id="acme",
+        candidate_id="cara",
+        status=status.value,
+        state=state.value,
+        has_staff_message=staff,
+        job_title="Engineer",
+    )
 
 
 CONTEXTS = {
@@ -64,7 +65,7 @@ def test_a_staff_message_lets_a_later_candidate_message_through() -> None:
     planned = plan(batch, Snapshot(CONTEXTS), ids(3), fast=True)
     assert isinstance(planned.refused[0], ChatError)
     assert [(n.index, n.pos) for n in planned.new["c1"]] == [(1, 1), (2, 2)]
-    assert CONTEXTS["c1"]["has_staff_message"] is False  # the snapshot is not changed
+    assert CONTEXTS["c1"].has_staff_message is False  # the snapshot is not changed
 
 
 def test_the_fast_writer_defers_a_conversation_it_cannot_store_whole() -> None:
@@ -81,7 +82,7 @@ def test_the_fast_writer_defers_a_conversation_it_cannot_store_whole() -> None:
     assert careful.deferred == []
     assert careful.reopened == {"c2"}
     assert [n.index for n in careful.new["c2"]] == [0, 1]
-    assert careful.contexts["c2"]["state"] == State.OPEN.value
+    assert careful.contexts["c2"].state == State.OPEN.value
     assert [n.files for n in careful.new["c1"]] == [files[2], ()]
 
 
@@ -106,7 +107,7 @@ def test_repeats_strangers_and_stored_client_ids() -> None:
 STAFF_KEY_OLD = ("staff", "alice", "old")
 
 
-def shape(planned: Plan) -> Any:
+def shape(planned: Plan[SendContext]) -> Any:
     """A plan with its errors as codes (errors compare by identity)."""
     refused = {i: (e.code, e.message) for i, e in planned.refused.items()}
     return refused, dataclasses.replace(planned, refused={})
