@@ -15,7 +15,8 @@ from chatserver.chat.identity import Viewer
 from chatserver.chat.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
-    from chatserver.realtime.rooms import ConversationRoom, OrgRoom, PersonRoom
+    from chatserver.realtime.conversation_room import ConversationRoom
+    from chatserver.realtime.feeds import OrgRoom, PersonRoom
 
 
 class OutboxClosed(Exception):

@@ -26,9 +26,11 @@ from chatserver.ops import instruments
 from chatserver.ops.stats import StatsReporter, stats_store_from_settings
 from chatserver.realtime.catchup import CatchUp
 from chatserver.realtime.connection import Connection
-from chatserver.realtime.rooms import PAGE, ConversationRoom, Member, OrgRoom, PersonRoom
+from chatserver.realtime.conversation_room import PAGE, ConversationRoom, Member
+from chatserver.realtime.feeds import OrgRoom, PersonRoom
+from chatserver.realtime.tails import TailCheck
 from chatserver.settings import Settings
-from chatserver.store import conversations, messages
+from chatserver.store import messages
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +47,6 @@ READY_TIMEOUT_SECONDS = 10.0
 # iteration of `stop`; this bound only guards the worker's graceful timeout
 # against a library that never returns.
 ROOM_STOP_SECONDS = 5.0
-# Every this often, one query compares each local conversation room with
-# the database's newest seq. A room still behind a seq that the previous
-# check already saw missed that publish (its worker died between commit and
-# publish, or the publish failed) and catches up: a committed message
-# reaches every live subscriber within about two intervals.
-TAIL_CHECK_SECONDS = 0.75
-# Conversations per tail-check query.
-TAIL_CHECK_CHUNK = 1000
 # What a client over the connection cap is told to wait before reconnecting.
 CAP_RETRY_MS = 5000
 
@@ -78,8 +72,8 @@ class Hub:
         self._typing: dict[tuple[str, str, str], float] = {}
         self._typing_swept = 0.0
         self._stopping: set[asyncio.Task[None]] = set()
-        self._tail_checker: asyncio.Task[None] | None = None
         self.catch_up = CatchUp(chat.db)
+        self._tail_check = TailCheck(chat.db, lambda: self._rooms)
 
     async def start(self) -> None:
         await self.presence.start()
@@ -87,13 +81,10 @@ class Hub:
         if self.settings.production:
             # With one embedded process a publish cannot be lost without
             # its subscribers going too.
-            self._tail_checker = asyncio.create_task(self._check_tails_forever(), name="tails")
+            self._tail_check.start()
 
     async def stop(self) -> None:
-        if self._tail_checker is not None:
-            self._tail_checker.cancel()
-            await asyncio.wait({self._tail_checker}, timeout=ROOM_STOP_SECONDS)
-            self._tail_checker = None
+        await self._tail_check.stop(ROOM_STOP_SECONDS)
         rooms = [*self._rooms.values(), *self._orgs.values(), *self._people.values()]
         self._rooms.clear()
         self._orgs.clear()
@@ -318,38 +309,6 @@ class Hub:
         except Exception as exc:
             # Typing is ephemeral: losing one to a broker outage is harmless.
             log.debug("typing not published: %s", exc)
-
-    # -- lost publishes ----------------------------------------------------
-
-    async def _check_tails_forever(self) -> None:
-        behind: dict[str, int] = {}
-        while True:
-            await asyncio.sleep(TAIL_CHECK_SECONDS)
-            try:
-                behind = await self._check_tails(behind)
-            except Exception as exc:
-                # The database is down: sends fail too, nothing is lost.
-                log.debug("tail check failed: %s", exc)
-
-    async def _check_tails(self, behind: dict[str, int]) -> dict[str, int]:
-        """Nudge rooms still behind the tail seen one interval ago; the tails
-        each room is behind now, for the next check."""
-        rooms = dict(self._rooms)
-        ids = list(rooms)
-        tails: dict[str, int] = {}
-        for start in range(0, len(ids), TAIL_CHECK_CHUNK):
-            chunk = ids[start : start + TAIL_CHECK_CHUNK]
-            async with self.chat.db.transaction() as db:
-                tails.update(await conversations.last_seqs(db, chunk))
-        now_behind: dict[str, int] = {}
-        for conversation_id, room in rooms.items():
-            tail = tails.get(conversation_id)
-            if tail is None or room.last >= tail:
-                continue
-            if behind.get(conversation_id, 0) > room.last:
-                room.nudge()
-            now_behind[conversation_id] = tail
-        return now_behind
 
     # -- inbox feed --------------------------------------------------------
 

@@ -15,7 +15,7 @@ from chatserver.broker import Event, MemoryBroker, Subscription
 from chatserver.chat import events
 from chatserver.realtime.catchup import CatchUp
 from chatserver.realtime.connection import Connection
-from chatserver.realtime.rooms import ConversationRoom
+from chatserver.realtime.conversation_room import ConversationRoom
 from tests.conftest import Scene
 
 STOP_WITHIN = 2.0
