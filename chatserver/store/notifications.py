@@ -10,7 +10,7 @@ bell, by one grouped query over their conversations.
 
 Who may see what: a staff member every conversation of their organisation,
 a candidate the conversations of their applications, as the old rows were
-addressed. What counts is THE unread rule of `store/conversations.py`.
+addressed. What counts is THE unread rule of `store/unread.py`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatserver.store.conversations import counts_as_unread
 from chatserver.store.tables import (
     applications,
     bell_marks,
@@ -34,6 +33,7 @@ from chatserver.store.tables import (
     messages,
     read_positions,
 )
+from chatserver.store.unread import counts_as_unread
 
 # The bell lists the conversations with the newest messages only.
 LIST_LIMIT = 50
