@@ -14,8 +14,9 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.roles import Role
-from chatserver.store import contexts
+from chatserver.store import contexts, per_person
 from chatserver.store.folding import contains_pattern
+from chatserver.store.messages import hidden_by
 from chatserver.store.tables import (
     applications,
     archives,
@@ -26,7 +27,7 @@ from chatserver.store.tables import (
     read_positions,
     staff,
 )
-from chatserver.store.unread import anything_unread, hidden_by, unread_count
+from chatserver.store.unread import anything_unread, unread_count
 
 
 class Filter(enum.StrEnum):
@@ -99,14 +100,7 @@ async def list_conversations(
     activity = func.coalesce(conversations.c.last_message_at, applications.c.applied_at)
     stmt = (
         contexts.joined()
-        .outerjoin(
-            position,
-            and_(
-                position.c.conversation_id == conversations.c.id,
-                position.c.reader_kind == kind,
-                position.c.reader_id == reader,
-            ),
-        )
+        .outerjoin(position, per_person.row_of(position, kind, reader))
         .add_columns(activity.label("activity_at"))
         .where(scope)
     )

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, literal, select
+from sqlalchemy import ColumnElement, and_, false, func, literal, select
 
 from chatserver.roles import Role
-from chatserver.store.tables import conversations, hidden_messages, messages, read_positions
+from chatserver.store import per_person
+from chatserver.store.messages import hidden_by
+from chatserver.store.tables import conversations, messages, read_positions
 
 
 def other_side(kind: str) -> Role:
@@ -18,24 +20,6 @@ def other_side(kind: str) -> Role:
     candidate's messages and the candidate counts staff messages (system
     messages are nobody's news)."""
     return Role(kind).other
-
-
-def hidden_by(kind: str, reader: ColumnElement[str]) -> ColumnElement[bool]:
-    """The current `messages` row was deleted by this reader for themselves.
-
-    Everything but `hidden_messages` comes from the enclosing queries, at
-    whatever depth: left to auto-correlation, a reader column of a query two
-    levels up (the inbox feed's `staff`) would become a cross join here.
-    """
-    return (
-        exists()
-        .where(
-            hidden_messages.c.message_id == messages.c.id,
-            hidden_messages.c.viewer_kind == kind,
-            hidden_messages.c.viewer_id == reader,
-        )
-        .correlate_except(hidden_messages)
-    )
 
 
 def counts_as_unread(
@@ -64,16 +48,7 @@ def unread_count(kind: str, reader: ColumnElement[str]) -> ColumnElement[int]:
     conversations` (issue 8: one read hid every badge on SQLite, two made
     the listing a 500 on PostgreSQL).
     """
-    position = (
-        select(read_positions.c.seq)
-        .where(
-            read_positions.c.conversation_id == conversations.c.id,
-            read_positions.c.reader_kind == kind,
-            read_positions.c.reader_id == reader,
-        )
-        .correlate_except(read_positions)
-        .scalar_subquery()
-    )
+    position = per_person.seq_of(read_positions, kind, reader)
     return (
         select(func.count())
         .select_from(messages)
