@@ -26,7 +26,7 @@ from chatserver.chat.policy import (
 from chatserver.chat.sending import SendRequest, SendResult
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode, invalid, not_found
-from chatserver.store import audit, contexts, conversations, messages, people
+from chatserver.store import archiving, audit, contexts, conversations, messages, people, reads
 
 log = logging.getLogger(__name__)
 
@@ -309,9 +309,7 @@ async def mark_read(chat: Chat, viewer: Viewer, conversation_id: str, seq: objec
     async with chat.db.transaction() as conn:
         ctx = await access.conversation_for(conn, viewer, conversation_id)
         seq = min(seq, ctx.last_seq)
-        moved = await conversations.mark_read(
-            conn, conversation_id, viewer.kind.value, viewer.id, seq, now
-        )
+        moved = await reads.mark_read(conn, conversation_id, viewer.kind.value, viewer.id, seq, now)
     if moved:
         frame = events.read_event(conversation_id, viewer.person(), seq)
         items: list[tuple[str, dict[str, Any]]] = [
@@ -333,7 +331,7 @@ async def mark_unread(chat: Chat, viewer: Viewer, conversation_id: str) -> None:
         ctx = await access.conversation_for(conn, viewer, conversation_id)
         if not can_mark_unread(viewer.kind):
             raise ChatError(ErrorCode.FORBIDDEN, "Only staff can mark a conversation as unread.")
-        moved = await conversations.mark_unread(
+        moved = await reads.mark_unread(
             conn, conversation_id, viewer.kind.value, viewer.id, chat.clock()
         )
     if moved:
@@ -372,9 +370,9 @@ async def set_archived(chat: Chat, viewer: Viewer, conversation_id: str, archive
     async with chat.db.transaction() as conn:
         await access.conversation_for(conn, viewer, conversation_id)
         if archived:
-            await conversations.archive(conn, conversation_id, viewer.id)
+            await archiving.archive(conn, conversation_id, viewer.id)
         else:
-            await conversations.unarchive(conn, conversation_id, viewer.id)
+            await archiving.unarchive(conn, conversation_id, viewer.id)
 
 
 async def delete_message(chat: Chat, viewer: Viewer, message_id: str, scope: str) -> None:

@@ -20,10 +20,10 @@ from chatserver.chat.service import Chat
 from chatserver.clock import wire_time
 from chatserver.errors import invalid, not_found
 from chatserver.json_types import JSON
-from chatserver.store import audit, conversations, messages, people
+from chatserver.store import audit, conversations, inbox, messages, people, reads
 from chatserver.store.contexts import ConversationContext
-from chatserver.store.conversations import Filter, Keyset, ListQuery, Sort
 from chatserver.store.folding import fold
+from chatserver.store.inbox import Filter, Keyset, ListQuery, Sort
 
 PAGE_SIZE = 50
 # A phone shows a dozen rows; more than this per request is a scraper.
@@ -176,7 +176,7 @@ async def list_conversations(
         limit=limit,
     )
     async with chat.db.transaction() as conn:
-        rows = await conversations.list_conversations(
+        rows = await inbox.list_conversations(
             conn,
             viewer.kind.value,
             viewer.id,
@@ -222,7 +222,7 @@ async def inbox_updates(
     show now, by staff id, in the order of `conversation_ids`; a staff
     member of another organisation gets nothing."""
     async with chat.db.transaction() as conn:
-        entries = await conversations.inbox_entries(conn, conversation_ids, staff_ids)
+        entries = await inbox.inbox_entries(conn, conversation_ids, staff_ids)
         shown = [e.last_message["id"] for e in entries if e.last_message is not None]
         files = await messages.attachments_for(conn, sorted(set(shown)))
     order = {conversation_id: index for index, conversation_id in enumerate(conversation_ids)}
@@ -246,8 +246,8 @@ async def conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> JSON
     """One conversation's summary plus what this viewer may do in it."""
     async with chat.db.transaction() as conn:
         ctx = await access.conversation_for(conn, viewer, conversation_id)
-        unread = await conversations.unread_for(conn, conversation_id, viewer.kind.value, viewer.id)
-        read_positions = await conversations.readers(conn, conversation_id)
+        unread = await reads.unread_for(conn, conversation_id, viewer.kind.value, viewer.id)
+        read_positions = await reads.readers(conn, conversation_id)
         last = (
             await messages.last_visible(conn, [conversation_id], viewer.kind.value, viewer.id)
         ).get(conversation_id)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -35,29 +34,11 @@ def _is_outage(exc: BaseException) -> bool:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    url = settings.sqlalchemy_url
-    if url.startswith("sqlite"):
+    if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            # WAL lets the page reads run beside a write; foreign keys are
-            # off by default in SQLite.
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-            # SQLite's own lower() folds ASCII only; search must find
-            # "Ó Briain" from "ó briain" as PostgreSQL does.
-            dbapi_conn.create_function(
-                "lower", 1, lambda s: None if s is None else s.lower(), deterministic=True
-            )
-
-        return engine
+        return dialect.sqlite_engine(settings.sqlalchemy_url)
     return create_async_engine(
-        url,
+        settings.sqlalchemy_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_overflow,
         pool_timeout=POOL_TIMEOUT_SECONDS,

@@ -3,17 +3,18 @@
 Both backends run the same queries; where their SQL differs (insert-or-
 ignore, row locks, GREATEST, row-value IN), the store asks here instead of
 reading the dialect's name itself, so a third backend or a change of one
-dialect's idiom is one edit.
+dialect's idiom is one edit. The SQLite connection's own set-up and the
+synchronous driver Alembic uses are here for the same reason.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func
+from sqlalchemy import ColumnElement, Select, event, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
 def is_postgres(conn: AsyncConnection | AsyncEngine) -> bool:
@@ -39,3 +40,32 @@ def locked(conn: AsyncConnection, query: Select[Any], **of: Any) -> Select[Any]:
     """`query` taking row locks on PostgreSQL; SQLite serialises writers
     itself, so there it is unchanged."""
     return query.with_for_update(**of) if is_postgres(conn) else query
+
+
+def sqlite_engine(url: str) -> AsyncEngine:
+    """An engine for the embedded SQLite database, each connection set up
+    as the store expects."""
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # WAL lets the page reads run beside a write; foreign keys are
+        # off by default in SQLite.
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+        # SQLite's own lower() folds ASCII only; search must find
+        # "Ó Briain" from "ó briain" as PostgreSQL does.
+        dbapi_conn.create_function(
+            "lower", 1, lambda s: None if s is None else s.lower(), deterministic=True
+        )
+
+    return engine
+
+
+def sync_url(url: str) -> str:
+    """The same database through a synchronous driver (Alembic runs
+    synchronously): psycopg 3 does both; SQLite's is pysqlite."""
+    return url.replace("sqlite+aiosqlite://", "sqlite://")

@@ -16,7 +16,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.roles import Role
-from chatserver.store import dialect
+from chatserver.store import dialect, per_person
 from chatserver.store.tables import (
     applications,
     candidates,
@@ -90,22 +90,8 @@ async def due_each(
     cursor = email_cursors.alias("ec")
     joined = (
         joined.join(messages, messages.c.conversation_id == conversations.c.id)
-        .outerjoin(
-            read,
-            and_(
-                read.c.conversation_id == conversations.c.id,
-                read.c.reader_kind == recipient_kind,
-                read.c.reader_id == recipient_id,
-            ),
-        )
-        .outerjoin(
-            cursor,
-            and_(
-                cursor.c.conversation_id == conversations.c.id,
-                cursor.c.recipient_kind == recipient_kind,
-                cursor.c.recipient_id == recipient_id,
-            ),
-        )
+        .outerjoin(read, per_person.row_of(read, recipient_kind, recipient_id))
+        .outerjoin(cursor, per_person.row_of(cursor, recipient_kind, recipient_id))
     )
     # The later of read position and cursor.
     after = dialect.greatest(conn, func.coalesce(read.c.seq, 0), func.coalesce(cursor.c.seq, 0))

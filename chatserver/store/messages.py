@@ -6,7 +6,19 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,6 +31,24 @@ ClientKey = tuple[str, str, str]  # (sender_kind, sender_id, client_id)
 # Lines the service writes (chatserver/chat/timeline.py): in history, but
 # never an inbox preview, never searched.
 SYSTEM = "system"
+
+
+def hidden_by(kind: str, reader: ColumnElement[str]) -> ColumnElement[bool]:
+    """The current `messages` row was deleted by this reader for themselves.
+
+    Everything but `hidden_messages` comes from the enclosing queries, at
+    whatever depth: left to auto-correlation, a reader column of a query two
+    levels up (the inbox feed's `staff`) would become a cross join here.
+    """
+    return (
+        exists()
+        .where(
+            hidden_messages.c.message_id == messages.c.id,
+            hidden_messages.c.viewer_kind == kind,
+            hidden_messages.c.viewer_id == reader,
+        )
+        .correlate_except(hidden_messages)
+    )
 
 
 async def by_client_keys(
@@ -106,16 +136,7 @@ async def history(
     the newest `limit` messages before `before` (scrolling up). Either way
     the result is oldest first.
     """
-    hidden = (
-        select(hidden_messages.c.message_id)
-        .where(
-            hidden_messages.c.message_id == messages.c.id,
-            hidden_messages.c.viewer_kind == viewer_kind,
-            hidden_messages.c.viewer_id == viewer_id,
-        )
-        .exists()
-        .label("hidden")
-    )
+    hidden = hidden_by(viewer_kind, literal(viewer_id)).label("hidden")
     query = select(messages, hidden).where(messages.c.conversation_id == conversation_id)
     if before is not None:
         query = query.where(messages.c.seq < before)
@@ -163,11 +184,7 @@ async def last_visible(
     has not hidden: the inbox row's preview (a system line is not one)."""
     if not conversation_ids:
         return {}
-    not_hidden = ~exists().where(
-        hidden_messages.c.message_id == messages.c.id,
-        hidden_messages.c.viewer_kind == viewer_kind,
-        hidden_messages.c.viewer_id == viewer_id,
-    )
+    not_hidden = ~hidden_by(viewer_kind, literal(viewer_id))
     newest = (
         select(messages.c.conversation_id, func.max(messages.c.seq).label("seq"))
         .where(

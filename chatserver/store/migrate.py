@@ -9,13 +9,13 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from chatserver.settings import Settings
+from chatserver.store import dialect
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def sync_url(settings: Settings) -> str:
-    """Alembic runs synchronously: psycopg 3 does both; SQLite uses pysqlite."""
-    return settings.sqlalchemy_url.replace("sqlite+aiosqlite://", "sqlite://")
+    return dialect.sync_url(settings.sqlalchemy_url)
 
 
 def alembic_config(settings: Settings) -> Config:

@@ -10,7 +10,7 @@ bell, by one grouped query over their conversations.
 
 Who may see what: a staff member every conversation of their organisation,
 a candidate the conversations of their applications, as the old rows were
-addressed. What counts is THE unread rule of `store/conversations.py`.
+addressed. What counts is THE unread rule of `store/unread.py`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, case, func, literal, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatserver.store.conversations import counts_as_unread
+from chatserver.store import dialect, per_person
 from chatserver.store.tables import (
     applications,
     bell_marks,
@@ -34,6 +32,7 @@ from chatserver.store.tables import (
     messages,
     read_positions,
 )
+from chatserver.store.unread import counts_as_unread
 
 # The bell lists the conversations with the newest messages only.
 LIST_LIMIT = 50
@@ -71,26 +70,8 @@ def _in_scope(scope: Scope) -> ColumnElement[bool]:
 
 def _position(scope: Scope) -> ColumnElement[int]:
     """The person's bell position in the current `conversations` row."""
-    read = (
-        select(read_positions.c.seq)
-        .where(
-            read_positions.c.conversation_id == conversations.c.id,
-            read_positions.c.reader_kind == scope.kind,
-            read_positions.c.reader_id == scope.person_id,
-        )
-        .correlate_except(read_positions)
-        .scalar_subquery()
-    )
-    mark = (
-        select(bell_marks.c.seq)
-        .where(
-            bell_marks.c.conversation_id == conversations.c.id,
-            bell_marks.c.person_kind == scope.kind,
-            bell_marks.c.person_id == scope.person_id,
-        )
-        .correlate_except(bell_marks)
-        .scalar_subquery()
-    )
+    read = per_person.seq_of(read_positions, scope.kind, scope.person_id)
+    mark = per_person.seq_of(bell_marks, scope.kind, scope.person_id)
     read_at, marked_at = func.coalesce(read, 0), func.coalesce(mark, 0)
     return case((read_at >= marked_at, read_at), else_=marked_at)
 
@@ -203,7 +184,7 @@ async def mark(
     query = query.where(_in_scope(scope), conversations.c.last_seq > 0)
     if conversation_ids is not None:
         query = query.where(conversations.c.id.in_(list(conversation_ids)))
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    insert = dialect.insert(conn)
     stmt = insert(bell_marks).from_select(
         ["person_kind", "person_id", "conversation_id", "seq"], query
     )
