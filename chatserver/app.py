@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from chatserver.broker import broker_from_url
 from chatserver.chat.events import Events
@@ -44,6 +45,19 @@ from chatserver.web.responses import chat_error_handler, http_error_handler
 from chatserver.web.templating import STATIC_DIR
 
 log = logging.getLogger(__name__)
+
+
+class ChatApp(Starlette):
+    """The Starlette app, with `/ws` served past the middleware stack
+    (`web/ws.py`'s `serve_socket`): an idle socket then costs its own state
+    and the server's, not a frame per middleware for hours."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if ws.is_socket(scope):
+            scope["app"] = self
+            await ws.serve_socket(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -96,7 +110,7 @@ def create_app(
         *pages.routes,
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]
-    app = Starlette(
+    app = ChatApp(
         routes=routes,
         middleware=[Middleware(RequestId), Middleware(SecurityHeaders, settings=settings)],
         exception_handlers={ChatError: chat_error_handler, HTTPException: http_error_handler},

@@ -105,7 +105,10 @@ class QueueSubscription:
         self.channel = channel
         self._maxsize = maxsize
         self._items: deque[Event] = deque()
-        self._ready = asyncio.Event()
+        # The one consumer's wait, made only while it waits: an idle
+        # subscription (one per room, thousands per worker) holds no
+        # asyncio.Event and its deque of waiters.
+        self._waiter: asyncio.Future[None] | None = None
         self._closed = False
 
     def offer(self, event: Event) -> bool:
@@ -125,14 +128,18 @@ class QueueSubscription:
             event = RESYNC
             overflowed = True
         self._items.append(event)
-        self._ready.set()
+        self._wake()
         return overflowed
 
     def close(self) -> None:
         """End the subscription; pending events are dropped, waiters wake up."""
         self._closed = True
         self._items.clear()
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     @property
     def closed(self) -> bool:
@@ -146,8 +153,11 @@ class QueueSubscription:
         while not self._items:
             if self._closed:
                 raise SubscriptionClosed(self.channel)
-            self._ready.clear()
-            await self._ready.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         return self._items.popleft()
 
     def __aiter__(self) -> QueueSubscription:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from chatserver.chat.identity import Viewer
@@ -19,28 +20,32 @@ if TYPE_CHECKING:
     from chatserver.realtime.feeds import OrgRoom, PersonRoom
 
 
-class OutboxClosed(Exception):
-    """The connection is going away; its writer stops."""
+def _no_writer() -> None:
+    """Until the transport attaches its writer, frames only wait."""
 
 
 class Outbox:
-    """The bounded queue of encoded frames between the hub and one writer.
+    """The bounded queue of encoded frames between the hub and one socket.
 
     Fan-out uses `offer`, which never waits: a full outbox means the client
     cannot keep up, and the hub disconnects it rather than slow anyone else
     (SPEC 3.5). The connection's own reader uses `put` for answers and
     history, which waits while the outbox is half full, so a long history
     replay paces itself and always leaves half the queue to live fan-out.
+
+    Every queued frame calls `wake`, with which the transport starts its
+    writer unless one is running; the writer `take`s frames until none is
+    left and ends. An idle socket so has no writer task at all.
     """
 
-    __slots__ = ("_capacity", "_getter", "_items", "_putters", "closed")
+    __slots__ = ("_capacity", "_items", "_putters", "closed", "wake")
 
     def __init__(self, capacity: int) -> None:
         self._capacity = max(capacity, 2)
         self._items: deque[str] = deque()
-        self._getter: asyncio.Future[None] | None = None
         self._putters: list[asyncio.Future[None]] | None = None
         self.closed = False
+        self.wake: Callable[[], None] = _no_writer
 
     def __len__(self) -> int:
         return len(self._items)
@@ -52,7 +57,7 @@ class Outbox:
         if len(self._items) >= self._capacity:
             return False
         self._items.append(frame)
-        self._wake_getter()
+        self.wake()
         return True
 
     async def put(self, frame: str) -> None:
@@ -69,7 +74,7 @@ class Outbox:
                     self._putters.remove(waiter)
         if not self.closed:
             self._items.append(frame)
-            self._wake_getter()
+            self.wake()
 
     async def put_within(self, frame: str, seconds: float) -> bool:
         """`put`, waiting at most `seconds` for the outbox to drain; False if
@@ -78,7 +83,7 @@ class Outbox:
         if self.closed or len(self._items) < self._capacity // 2:
             if not self.closed:
                 self._items.append(frame)
-                self._wake_getter()
+                self.wake()
             return True
         try:
             async with asyncio.timeout(seconds):
@@ -87,18 +92,11 @@ class Outbox:
             return False
         return True
 
-    async def get(self) -> str:
-        """The next frame for the writer; raises OutboxClosed once closed."""
-        while not self._items:
-            if self.closed:
-                raise OutboxClosed
-            self._getter = asyncio.get_running_loop().create_future()
-            try:
-                await self._getter
-            finally:
-                self._getter = None
-        if self.closed:
-            raise OutboxClosed
+    def take(self) -> str | None:
+        """The next frame for the writer, or None when there is none (or the
+        outbox is closed): the writer then ends."""
+        if self.closed or not self._items:
+            return None
         frame = self._items.popleft()
         if self._putters and len(self._items) < self._capacity // 2:
             for waiter in self._putters:
@@ -110,14 +108,9 @@ class Outbox:
         """Drop what is queued and wake everyone waiting."""
         self.closed = True
         self._items.clear()
-        self._wake_getter()
         for waiter in self._putters or ():
             if not waiter.done():
                 waiter.set_result(None)
-
-    def _wake_getter(self) -> None:
-        if self._getter is not None and not self._getter.done():
-            self._getter.set_result(None)
 
 
 class Connection:
@@ -130,6 +123,7 @@ class Connection:
         "inbox_room",
         "outbox",
         "person_room",
+        "stop_reading",
         "ticket",
         "viewer",
         "writer",
@@ -149,9 +143,12 @@ class Connection:
         self.person_room: PersonRoom | None = None
         # Set when the server decides to close the socket (slow, too large).
         self.close_code: int | None = None
-        # The socket's writer task, cancelled when the client is cut off while
-        # a write is stuck on a full TCP buffer.
+        # The socket's writer task while frames wait, cancelled when the
+        # client is cut off while a write is stuck on a full TCP buffer.
         self.writer: asyncio.Task[None] | None = None
+        # The transport's way to end the socket once nothing more can be
+        # written to it.
+        self.stop_reading: Callable[[], None] = _no_writer
 
     @property
     def role(self) -> str:
@@ -165,9 +162,12 @@ class Connection:
         return self.outbox.offer(frame)
 
     def cut_off(self, code: int) -> None:
-        """Stop sending: close the outbox and stop a writer stuck on the socket."""
+        """Stop sending: close the outbox, stop a writer stuck on the socket,
+        and end the socket (its writer does that when one is running)."""
         if self.close_code is None:
             self.close_code = code
         self.outbox.close()
         if self.writer is not None and not self.writer.done():
             self.writer.cancel()
+        else:
+            self.stop_reading()

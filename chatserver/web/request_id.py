@@ -24,6 +24,17 @@ def new_request_id() -> str:
     return secrets.token_hex(8)
 
 
+def of(scope: Scope) -> str:
+    """The proxy's request id when it is a sane one, else a new one."""
+    for name, value in scope.get("headers", []):
+        if name == HEADER.encode():
+            given = str(value.decode("latin-1"))
+            if _ACCEPTED.fullmatch(given):
+                return given
+            break
+    return new_request_id()
+
+
 class RequestId:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -32,12 +43,7 @@ class RequestId:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        given = ""
-        for name, value in scope.get("headers", []):
-            if name == HEADER.encode():
-                given = value.decode("latin-1")
-                break
-        request_id = given if _ACCEPTED.fullmatch(given) else new_request_id()
+        request_id = of(scope)
         token = REQUEST_ID.set(request_id)
 
         async def send_with_id(message: Message) -> None:

@@ -1,8 +1,9 @@
 """`/ws`: the WebSocket protocol of SPEC section 5.
 
-Each socket gets one reader task (the socket's own task: frames in →
-domain calls → answers) and one writer task (drains the connection's
-bounded outbox onto the socket); when either ends, the other is stopped.
+Each socket has one reader task (the socket's own task: frames in →
+domain calls → answers) and, only while frames wait, a writer task (drains
+the connection's bounded outbox onto the socket); when the socket can take
+no more, reading stops.
 Answers to the client's own frames go through the same outbox as fan-out,
 so frames leave in the order they were produced. Errors become one `error`
 frame each and the connection stays open, except for an unauthenticated
@@ -19,18 +20,22 @@ import logging
 from collections.abc import Awaitable
 
 from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from chatserver.chat import actions, wire
 from chatserver.chat.sending import SendRequest
 from chatserver.errors import ChatError, ErrorCode, unauthorized, unavailable
-from chatserver.realtime.connection import Connection, OutboxClosed
+from chatserver.logs import REQUEST_ID
+from chatserver.realtime.connection import Connection
 from chatserver.realtime.hub import CLOSE_POLICY, CLOSE_TRY_LATER
+from chatserver.web import request_id
 from chatserver.web.auth import origin_allowed
 from chatserver.web.deps import Services, services, signed_in
 
 log = logging.getLogger(__name__)
 
+PATH = "/ws"
 # RFC 6455: the message was too big to process.
 CLOSE_TOO_BIG = 1009
 # A close frame queued behind a full TCP buffer is never written to a client
@@ -82,35 +87,55 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 async def _serve(websocket: WebSocket, conn: Connection, svc: Services) -> None:
-    """Read in this task (the socket's own) while a writer task drains the
-    outbox; when the writer ends (cut off, socket gone), stop reading too."""
+    """Read in this task (the socket's own). A writer task runs only while
+    the outbox holds frames (`Outbox.wake`); when the socket can take no
+    more (it is gone, or the client was cut off), reading stops too."""
     reader = asyncio.current_task()
     assert reader is not None
-    writer = asyncio.create_task(_write(websocket, conn))
-    conn.writer = writer
     reading = True
+    stopped = False
 
-    def stop_reading(_: asyncio.Task[None]) -> None:
-        if reading:
+    def stop_reading() -> None:
+        nonlocal stopped
+        if reading and not stopped:
+            stopped = True
             reader.cancel()
 
-    writer.add_done_callback(stop_reading)
+    def wake() -> None:
+        if conn.writer is None and not conn.outbox.closed:
+            conn.writer = asyncio.create_task(_write(websocket, conn))
+
+    conn.stop_reading = stop_reading
+    conn.outbox.wake = wake
+    if len(conn.outbox):
+        wake()
     try:
         await _read(websocket, conn, svc)
     except asyncio.CancelledError:
-        if not writer.done():
+        if not stopped:
             raise  # cancelled from outside (server shutdown): not ours to absorb
         reader.uncancel()
     finally:
         reading = False
-        writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
+        writer = conn.writer
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
 
 
 async def _write(websocket: WebSocket, conn: Connection) -> None:
-    with contextlib.suppress(OutboxClosed, WebSocketDisconnect, RuntimeError, OSError):
-        while True:
-            await websocket.send_text(await conn.outbox.get())
+    """Send what the outbox holds, then end."""
+    try:
+        while (frame := conn.outbox.take()) is not None:
+            await websocket.send_text(frame)
+    except Exception:
+        # The socket is gone (WebSocketDisconnect, OSError, or Starlette's
+        # RuntimeError after a close): nothing more will be written to it.
+        conn.outbox.close()
+    finally:
+        conn.writer = None
+        if conn.outbox.closed:
+            conn.stop_reading()
 
 
 async def _read(websocket: WebSocket, conn: Connection, svc: Services) -> None:
@@ -234,4 +259,28 @@ async def _close(websocket: WebSocket, code: int | None) -> None:
         await asyncio.wait_for(websocket.close(code=code), CLOSE_GRACE_SECONDS)
 
 
-routes = [WebSocketRoute("/ws", websocket_endpoint)]
+def is_socket(scope: Scope) -> bool:
+    """Whether a request is for `/ws` (under the app's root path, if any)."""
+    if scope["type"] != "websocket":
+        return False
+    path = str(scope["path"])
+    root = str(scope.get("root_path", ""))
+    return (path[len(root) :] if root and path.startswith(root) else path) == PATH
+
+
+async def serve_socket(scope: Scope, receive: Receive, send: Send) -> None:
+    """`/ws` outside the middleware stack and the router (`app.py`'s
+    `ChatApp`): their frames and closures would otherwise live as long as
+    the socket, several KiB for each of thousands of idle connections, for
+    nothing (no HTTP response headers, no exception pages). What the stack
+    gives a socket, a request id for its log lines, is set here."""
+    token = REQUEST_ID.set(request_id.of(scope))
+    try:
+        await websocket_endpoint(WebSocket(scope, receive=receive, send=send))
+    finally:
+        REQUEST_ID.reset(token)
+
+
+# The route stays in the routing table (url_path_for, and the same answer
+# should a request ever reach the router); `ChatApp` serves it directly.
+routes = [WebSocketRoute(PATH, websocket_endpoint)]
