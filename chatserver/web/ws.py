@@ -21,8 +21,8 @@ from collections.abc import Awaitable
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from chatserver.chat import actions, wire
-from chatserver.chat.sending import SendRequest
+from chatserver.chat import message_send, reads, wire
+from chatserver.chat.send_request import SendRequest
 from chatserver.errors import ChatError, ErrorCode, unauthorized, unavailable
 from chatserver.realtime.connection import Connection, OutboxClosed
 from chatserver.realtime.hub import CLOSE_POLICY, CLOSE_TRY_LATER
@@ -164,7 +164,7 @@ def _too_large(data: str | bytes, limit: int) -> bool:
 async def _prepare(conn: Connection, svc: Services, frame: wire.Send) -> SendRequest | None:
     """The send checked and rate-limited, or None once its error is queued."""
     try:
-        return await actions.prepare_send(
+        return await message_send.prepare_send(
             svc.chat,
             conn.viewer,
             frame.conversation,
@@ -210,7 +210,7 @@ async def _dispatch(conn: Connection, svc: Services, frame: wire.ClientFrame) ->
         case wire.Unsubscribe():
             svc.hub.unsubscribe(conn, frame.conversation)
         case wire.Read():
-            await actions.mark_read(svc.chat, viewer, frame.conversation, frame.seq)
+            await reads.mark_read(svc.chat, viewer, frame.conversation, frame.seq)
         case wire.Typing():
             await svc.hub.typing(conn, frame.conversation)
         case wire.Inbox():
