@@ -14,16 +14,12 @@ from chatserver.store import audit, messages
 async def delete_message(chat: Chat, viewer: Viewer, message_id: str, scope: str) -> None:
     if scope not in ("me", "everyone"):
         raise invalid("for must be 'me' or 'everyone'.")
-    if not ids.plausible_id(message_id):
-        raise not_found("message")
+    ids.our_id(message_id, "message")
     async with chat.db.transaction() as conn:
         row = await messages.get(conn, message_id)
         if row is None:
             raise not_found("message")
-        try:
-            ctx = await access.conversation_for(conn, viewer, row["conversation_id"])
-        except ChatError as exc:
-            raise not_found("message") from exc
+        ctx = await access.conversation_of_item(conn, viewer, row["conversation_id"], "message")
         if scope == "me":
             if not can_delete_for_me(viewer.kind):
                 raise ChatError(ErrorCode.FORBIDDEN, "You cannot delete this message.")

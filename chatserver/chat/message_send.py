@@ -67,8 +67,7 @@ async def prepare_send(
         raise invalid("A message needs a body or an attachment.")
     # Checked here, not in the batch: one malformed id must not become a
     # database error that fails every other send written with it.
-    if not ids.plausible_id(conversation_id):
-        raise not_found()
+    ids.our_id(conversation_id)
     if not all(ids.plausible_id(a) for a in attachment_ids):
         raise not_found("attachment")
     await chat.limits.take_send(viewer.kind.value, viewer.id)
