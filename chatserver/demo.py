@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from chatserver.broker.memory import MemoryBroker
-from chatserver.chat import actions
+from chatserver.chat import applications, message_send, staff_users
 from chatserver.chat.events import Events
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role, Status
@@ -159,7 +159,7 @@ def _client_id(candidate: str, index: int) -> str:
 async def seed(chat: Chat) -> None:
     for staff_id, name, email, timezone in STAFF:
         # Both demo staff are operators, so the ops page can be explored.
-        await actions.upsert_staff(chat, staff_id, ORG, name, email, timezone, ops=True)
+        await staff_users.upsert_staff(chat, staff_id, ORG, name, email, timezone, ops=True)
     now = datetime.now(UTC)
     staff_viewer = Viewer(Role.STAFF, STAFF[0][0], STAFF[0][1], STAFF[0][3], org_id=ORG[0])
     for candidate in CANDIDATES:
@@ -169,7 +169,7 @@ async def seed(chat: Chat) -> None:
             # would add status changes (and their system lines) each time.
             continue
         job_id, job_title = JOBS[candidate.job]
-        result = await actions.upsert_application(
+        result = await applications.upsert_application(
             chat,
             application_id,
             ORG,
@@ -189,13 +189,13 @@ async def seed(chat: Chat) -> None:
         for index, (who, body) in enumerate(candidate.script):
             sender = staff_viewer if who == Role.STAFF else viewer
             try:
-                await actions.send_message(
+                await message_send.send_message(
                     chat, sender, result["conversation_id"], _client_id(candidate.key, index), body
                 )
             except ChatError as exc:  # pragma: no cover - the script is valid
                 raise RuntimeError(f"demo script for {candidate.key}: {exc.message}") from exc
         if candidate.script:
-            await actions.upsert_application(
+            await applications.upsert_application(
                 chat,
                 application_id,
                 ORG,

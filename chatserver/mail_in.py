@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from chatserver.broker import broker_from_url
-from chatserver.chat import email_replies
+from chatserver.chat import email_replies, reply_address
 from chatserver.chat.email_replies import Outcome
 from chatserver.chat.events import Events
 from chatserver.chat.service import Chat
@@ -83,7 +83,7 @@ class ReplyHandler:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return "452 4.5.3 Too many recipients"
         try:
-            await email_replies.resolve(self.chat, address)
+            await reply_address.resolve(self.chat, address)
         except ChatError as exc:
             return answer(exc)
         except Exception:

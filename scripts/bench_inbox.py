@@ -9,10 +9,10 @@ organisation with `--conversations` applications, each with about
 an accented word), three staff members who have read some conversations and
 deleted a few messages for themselves, and `--others` organisations as large
 around it, whose rows the queries must skip. Then it times, `--repeat` times each, the
-domain's listing (`queries.list_conversations`: one page of 50 with unread
+domain's listing (`inbox.list_conversations`: one page of 50 with unread
 counts and last messages) for each filter and sort and for searches that
 hit a name, a message word (accented or not) and nothing, plus one round of
-the inbox feed's query (`queries.inbox_updates` for ten conversations and
+the inbox feed's query (`inbox.inbox_updates` for ten conversations and
 the three staff), and prints the median and the 90th percentile.
 
 On PostgreSQL it also measures the alternative design that search folding
@@ -41,7 +41,7 @@ import psycopg
 import sqlalchemy as sa
 
 from chatserver.broker.memory import MemoryBroker
-from chatserver.chat import queries
+from chatserver.chat import inbox
 from chatserver.chat.events import Events
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role
@@ -232,14 +232,14 @@ async def bench(settings: Settings, args: argparse.Namespace) -> None:
         for label, params in cases:
 
             async def listing(params: dict[str, Any] = params) -> Any:
-                return await queries.list_conversations(chat, viewer, **params)
+                return await inbox.list_conversations(chat, viewer, **params)
 
             median, p90 = await timed(listing, args.repeat)
             print(f"{label:42} {median:10.1f} {p90:8.1f}")
         ids = [f"big-v{n}" for n in range(0, args.conversations, args.conversations // 10)][:10]
 
         async def feed() -> Any:
-            return await queries.inbox_updates(chat, ids, ["big-s0", "big-s1", "big-s2"])
+            return await inbox.inbox_updates(chat, ids, ["big-s0", "big-s1", "big-s2"])
 
         median, p90 = await timed(feed, args.repeat)
         print(f"{'inbox feed round (10 conv. x 3 staff)':42} {median:10.1f} {p90:8.1f}")

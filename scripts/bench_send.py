@@ -7,7 +7,7 @@
 It creates a fresh PostgreSQL database on the loopback server, migrates it,
 provisions one organisation, staff member and interviewing candidate per
 conversation, and runs `concurrency` senders (a staff member and a candidate
-per conversation, taking turns) that call `actions.send_message` in a loop
+per conversation, taking turns) that call `message_send.send_message` in a loop
 until `sends` messages are acknowledged or `--timeout` passes. With
 `--queue-only` they submit ready-made requests to the send queue instead,
 leaving out validation, rate limiting and Markdown rendering. Events go to
@@ -39,12 +39,13 @@ import psycopg
 import uvloop
 
 from chatserver.broker.memory import MemoryBroker
-from chatserver.chat import actions, queries
+from chatserver.chat import applications, message_send, queries, staff_users
 from chatserver.chat.events import Events
 from chatserver.chat.formatting import render
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Status
-from chatserver.chat.sending import SendQueue, SendRequest
+from chatserver.chat.send_request import SendRequest
+from chatserver.chat.sending import SendQueue
 from chatserver.chat.service import Chat
 from chatserver.settings import Settings
 from chatserver.store.db import Database
@@ -102,7 +103,9 @@ async def provision(
     if org_staff is not None:
         for k in range(org_staff):
             org = ("org-0", "Org 0")
-            await actions.upsert_staff(chat, f"staff-{k}", org, f"Staff {k}", f"s{k}@x.test", "UTC")
+            await staff_users.upsert_staff(
+                chat, f"staff-{k}", org, f"Staff {k}", f"s{k}@x.test", "UTC"
+            )
 
     async def one(n: int) -> list[tuple[Viewer, str]]:
         async with gate:
@@ -111,8 +114,10 @@ async def provision(
             if org_staff is not None:
                 org, staff_id = ("org-0", "Org 0"), f"staff-{n % org_staff}"
             else:
-                await actions.upsert_staff(chat, staff_id, org, f"Staff {n}", f"s{n}@x.test", "UTC")
-            created = await actions.upsert_application(
+                await staff_users.upsert_staff(
+                    chat, staff_id, org, f"Staff {n}", f"s{n}@x.test", "UTC"
+                )
+            created = await applications.upsert_application(
                 chat,
                 f"app-{n}",
                 org,
@@ -167,7 +172,7 @@ async def run(args: argparse.Namespace, url: str, org_staff: int | None) -> None
         if args.sender == "candidate":
             # A candidate may write once staff have: one staff message each.
             for who, conversation in senders[0::2]:
-                await actions.send_message(chat, who, conversation, str(uuid.uuid4()), BODY)
+                await message_send.send_message(chat, who, conversation, str(uuid.uuid4()), BODY)
             senders = senders[1::2]
         elif args.sender == "staff":
             senders = senders[0::2]
@@ -187,7 +192,9 @@ async def run(args: argparse.Namespace, url: str, org_staff: int | None) -> None
                     request = SendRequest(who, conversation, str(uuid.uuid4()), BODY, HTML)
                     await chat.sends.submit(request)
                 else:
-                    await actions.send_message(chat, who, conversation, str(uuid.uuid4()), BODY)
+                    await message_send.send_message(
+                        chat, who, conversation, str(uuid.uuid4()), BODY
+                    )
                 latencies.append(time.perf_counter() - started)
 
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.chat import ids
 from chatserver.chat.identity import Viewer
-from chatserver.errors import not_found
+from chatserver.errors import ChatError, not_found
 from chatserver.store import contexts
 from chatserver.store.contexts import ConversationContext, SendContext
 
@@ -24,9 +24,20 @@ def may_see(viewer: Viewer, ctx: SendContext) -> bool:
 async def conversation_for(
     conn: AsyncConnection, viewer: Viewer, conversation_id: str, *, for_update: bool = False
 ) -> ConversationContext:
-    if not ids.plausible_id(conversation_id):
-        raise not_found()
+    ids.our_id(conversation_id)
     ctx = await contexts.load(conn, conversation_id, for_update=for_update)
     if ctx is None or not may_see(viewer, ctx):
         raise not_found()
     return ctx
+
+
+async def conversation_of_item(
+    conn: AsyncConnection, viewer: Viewer, conversation_id: str, item: str
+) -> ConversationContext:
+    """The conversation of something found by its own id (a message, an
+    attachment): out of the viewer's reach, it is the item that is
+    `not_found`, never the conversation, whose id was not asked for."""
+    try:
+        return await conversation_for(conn, viewer, conversation_id)
+    except ChatError as exc:
+        raise not_found(item) from exc

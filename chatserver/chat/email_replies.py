@@ -5,12 +5,12 @@ Both ways in (`chatserver mail-in`, the SMTP server, and `POST
 module decides everything else (reading the mail is `reply_mail.py`'s), in
 this order:
 
-1. **The address** (`resolve`): the reply token must verify (signature,
-   30 days, a key still listed) and its bindings still hold, as for links:
-   a staff member not removed, of the conversation's organisation, with the
-   session generation the token was signed under (sign-out and removal
-   revoke it); a candidate still the application's candidate, the token
-   signed after they were given it. Otherwise `not_found`.
+1. **The address** (`reply_address.resolve`): the reply token must
+   verify (signature, 30 days, a key still listed) and its bindings still
+   hold, as for links: a staff member not removed, of the conversation's
+   organisation, with the session generation the token was signed under
+   (sign-out and removal revoke it); a candidate still the application's
+   candidate, the token signed after they were given it. Otherwise `not_found`.
 2. **Automatic mail** (`reply_mail.automatic`) is dropped without an answer: bounces
    (null sender), `Auto-Submitted` other than `no`, `Precedence`
    bulk/junk/list/auto_reply, the auto-responder headers and subjects of
@@ -25,7 +25,7 @@ this order:
 5. **Content**: the text part (or the HTML part turned into text, never
    rendered), with quoted history and signature cut by `mail-parser-reply`
    and `>`-quoted lines dropped; attachments through the upload checks.
-6. **The send** (`actions.send_message`, `via="email"`): the same policy,
+6. **The send** (`message_send.send_message`, `via="email"`): the same policy,
    limits and rate limit as any send, delivered live and counted.
 
 A refusal the person can do something about (the policy, an attachment
@@ -40,27 +40,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from email.errors import HeaderParseError, MessageError
+from email.errors import MessageError
 from email.message import EmailMessage
 from enum import StrEnum
 from io import BytesIO
 from typing import Any
 
-from chatserver.chat import actions, reply_mail, uploads, views
-from chatserver.chat.identity import Viewer
-from chatserver.chat.policy import Role
-from chatserver.chat.reply_tokens import ReplyTokens, no_such_address
+from chatserver.chat import message_send, reply_mail, uploads, views
+from chatserver.chat.reply_address import Author, recipients, resolve
+from chatserver.chat.reply_tokens import no_such_address
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode, invalid
-from chatserver.store import (
-    contexts,
-    conversations,
-    emails,
-    messages,
-    outbox,
-    people,
-    reply_addresses,
-)
+from chatserver.store import emails, messages, outbox
 
 log = logging.getLogger(__name__)
 
@@ -73,116 +64,12 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
-class Author:
-    """Who a verified reply address speaks for, and where."""
-
-    viewer: Viewer
-    email: str
-    conversation_id: str
-    application_id: str
-
-
-@dataclass(frozen=True)
 class Result:
     outcome: Outcome
     message: dict[str, Any] | None = None
     # EXPLAINED: the refusal that was explained. DROPPED: why it is automatic.
     error: ChatError | None = None
     reason: str = ""
-
-
-# -- the address -----------------------------------------------------------------
-
-
-def tokens(chat: Chat) -> ReplyTokens:
-    return ReplyTokens(chat.settings, chat.clock)
-
-
-def is_reply_address(chat: Chat, address: str) -> bool:
-    return tokens(chat).is_ours(address)
-
-
-async def resolve(chat: Chat, address: str) -> Author:
-    """The person and conversation a reply address speaks for, if its token
-    verifies and its bindings still hold; `not_found` otherwise."""
-    if not chat.settings.reply_domain:
-        raise no_such_address("Reply by email is not enabled.")
-    token = tokens(chat).read(address)
-    gone = no_such_address("This reply address is no longer valid.")
-    async with chat.db.transaction() as conn:
-        row = await reply_addresses.get(conn, token.address_id)
-        if row is None:
-            raise gone
-        ctx = await contexts.load(conn, row["conversation_id"])
-        if ctx is None:
-            raise gone
-        kind, person_id = row["person_kind"], row["person_id"]
-        if kind == Role.STAFF.value:
-            person = await people.get_staff(conn, person_id)
-            if (
-                person is None
-                or person["removed_at"] is not None
-                or person["org_id"] != ctx.org_id
-                or int(person["session_generation"]) != token.generation
-            ):
-                raise gone
-            viewer = Viewer(
-                Role.STAFF, person_id, person["name"], person["timezone"], org_id=ctx.org_id
-            )
-        else:
-            person = await people.get_candidate(conn, person_id)
-            binding = await conversations.application_link_binding(conn, ctx.application_id)
-            if person is None or binding is None or binding[0] != person_id:
-                raise gone
-            since = binding[1]
-            # Compared in milliseconds, as candidate links are.
-            if since is not None and token.signed_at < since.replace(
-                microsecond=since.microsecond // 1000 * 1000
-            ):
-                raise gone
-            viewer = Viewer(
-                Role.CANDIDATE,
-                person_id,
-                person["name"],
-                person["timezone"],
-                application_ids=(ctx.application_id,),
-            )
-    return Author(viewer, str(person["email"]), ctx.id, ctx.application_id)
-
-
-# Where a reply address may appear in a mail forwarded by a provider, the
-# most exact first (the envelope recipient, when the provider records it).
-RECIPIENT_HEADERS = (
-    "X-Original-To",
-    "Delivered-To",
-    "Envelope-To",
-    "X-Envelope-To",
-    "To",
-    "Cc",
-)
-
-
-def recipients(chat: Chat, mail: EmailMessage) -> list[str]:
-    """The reply addresses a mail names (for the webhook, which has no
-    envelope), in the order of RECIPIENT_HEADERS, each once."""
-    found: list[str] = []
-    for name in RECIPIENT_HEADERS:
-        try:
-            values = mail.get_all(name) or []
-        except (HeaderParseError, MessageError, ValueError, IndexError, TypeError):
-            continue
-        for value in values:
-            try:
-                addresses = [a.addr_spec for a in value.addresses]
-            except (AttributeError, HeaderParseError, ValueError, IndexError, TypeError):
-                addresses = str(value).replace(",", " ").split()
-            for address in addresses:
-                address = address.strip().strip("<>")
-                if is_reply_address(chat, address) and address.lower() not in {
-                    f.lower() for f in found
-                }:
-                    found.append(address)
-    return found
 
 
 # -- taking a reply ----------------------------------------------------------------
@@ -292,7 +179,7 @@ async def take_reply(
         return Result(Outcome.DUPLICATE, original)
     try:
         attachment_ids = await _store_attachments(chat, author, mail)
-        sent = await actions.send_message(
+        sent = await message_send.send_message(
             chat,
             author.viewer,
             author.conversation_id,

@@ -8,6 +8,7 @@ shape); each check answers `invalid` naming the field.
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import available_timezones
 
@@ -23,6 +24,15 @@ TIMEZONES = frozenset(available_timezones())
 CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 # The longest address RFC 5321 lets through (and what the column holds).
 EMAIL_MAX_CHARS = 320
+
+
+@dataclass(frozen=True)
+class PersonDefaults:
+    """The host's defaults for a person's own settings: written until the
+    person chooses in Settings; None (left out) keeps the stored value."""
+
+    timezone: str | None = None
+    notifications: str | None = None
 
 
 def check_timezone(value: object) -> str:

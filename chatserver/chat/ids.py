@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from chatserver.errors import invalid
+from chatserver.errors import invalid, not_found
 
 HOST_ID_MAX_CHARS = 128
 HOST_ID = re.compile(rf"[A-Za-z0-9._:@-]{{1,{HOST_ID_MAX_CHARS}}}")
@@ -39,6 +39,14 @@ def host_id(value: object, what: str) -> str:
 def plausible_id(value: object) -> bool:
     """Whether `value` could be one of our ids (else: answer `not_found`)."""
     return isinstance(value, str) and OUR_ID.fullmatch(value) is not None
+
+
+def our_id(value: str, what: str = "conversation") -> str:
+    """One of our ids, or `not_found` naming the thing: an id that could
+    not be ours is answered like one that is not stored."""
+    if not plausible_id(value):
+        raise not_found(what)
+    return value
 
 
 def is_client_id(value: object) -> bool:

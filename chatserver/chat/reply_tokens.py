@@ -18,7 +18,7 @@ The token expires with the candidate link (`candidate_link_seconds`, 30
 days), and carries when it was signed (milliseconds, to compare with when a
 candidate was given the application, as candidate links do) and the staff
 member's session generation (signing out or removal moves it on). Checking
-those bindings needs the database: `email_replies.resolve` does it.
+those bindings needs the database: `reply_address.resolve` does it.
 """
 
 from __future__ import annotations

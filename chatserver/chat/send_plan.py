@@ -1,17 +1,19 @@
 """THE send rule, once: a pure function from a batch and a snapshot to a plan.
 
-Both writers of `chat/sending.py` take a snapshot of what the rule needs
-(tenancy and policy facts of each conversation, the client ids already
-stored, the attachments claimed), call `plan`, and differ only in how they
-store the plan:
+Both writers of the send queue (`chat/sending.py`) take a snapshot of what
+the rule needs (tenancy and policy facts of each conversation, the client
+ids already stored, the attachments claimed), call `plan`, and differ only
+in how they store the plan:
 
-- the careful writer (the SQLite path, and PostgreSQL's unusual sends)
-  reads the snapshot under row locks, so the plan is final;
-- PostgreSQL's fast writer reads it without locks and stores the plan in
-  one statement whose guard re-checks the facts the plan relied on (state
-  open, status and candidate unchanged: `store/send_batch.py`); what the
-  guard refuses, and what the fast writer cannot store (attachments, a
-  reopening, a client id stored before), goes to the careful writer.
+- the careful writer (`chat/send_careful.py`: the SQLite path, and
+  PostgreSQL's unusual sends) reads the snapshot under row locks, so the
+  plan is final;
+- PostgreSQL's fast writer (`chat/send_fast.py`) reads it without locks
+  and stores the plan in one statement whose guard re-checks the facts the
+  plan relied on (state open, status and candidate unchanged:
+  `store/send_batch.py`); what the guard refuses, and what the fast writer
+  cannot store (attachments, a reopening, a client id stored before), goes
+  to the careful writer.
 
 Nothing here does I/O or reads a clock: the same snapshot gives the same
 plan, which is what lets a test compare the two writers.

@@ -39,7 +39,7 @@ from chatserver.store import messages
 SYSTEM_KIND = "system"
 SYSTEM_ID = "system"
 SYSTEM_NAME = "chatserver"
-# The same width as people's message ids (chatserver/chat/sending.py).
+# The same width as people's message ids (chatserver/chat/send_request.py).
 LINE_ID_BYTES = 16
 
 STATUS_NAMES = {

@@ -182,8 +182,7 @@ class Download:
 async def _readable(chat: Chat, viewer: Viewer, attachment_id: str) -> Any:
     """The attachment row if this viewer may read it; else `not_found`, the
     same for another tenant's file as for no file at all."""
-    if not ids.plausible_id(attachment_id):
-        raise not_found("attachment")
+    ids.our_id(attachment_id, "attachment")
     async with chat.db.transaction() as conn:
         row = await attachments.get_with_conversation(conn, attachment_id)
         if row is None:
@@ -193,10 +192,7 @@ async def _readable(chat: Chat, viewer: Viewer, attachment_id: str) -> Any:
             if not mine:
                 raise not_found("attachment")
         else:
-            try:
-                await access.conversation_for(conn, viewer, row["conversation_id"])
-            except ChatError as exc:
-                raise not_found("attachment") from exc
+            await access.conversation_of_item(conn, viewer, row["conversation_id"], "attachment")
     return row
 
 

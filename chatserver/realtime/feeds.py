@@ -12,7 +12,7 @@ import asyncio
 import logging
 
 from chatserver.broker.base import Broker
-from chatserver.chat import queries, wire
+from chatserver.chat import inbox, wire
 from chatserver.chat.events import EventType
 from chatserver.chat.service import Chat
 from chatserver.realtime import revocation
@@ -55,7 +55,7 @@ class OrgRoom(Room):
     round of queries per change burst, never one per message per socket.
     What each staff member's frame says (their unread count, their newest
     visible message, state and status) is the domain's answer
-    (`queries.inbox_updates`); this room only carries it.
+    (`inbox.inbox_updates`); this room only carries it.
     """
 
     __slots__ = ("_dirty", "_flusher", "_pending", "members")
@@ -109,7 +109,7 @@ class OrgRoom(Room):
             if not pending or not staff_ids:
                 continue
             try:
-                updates = await queries.inbox_updates(self.chat, pending, staff_ids)
+                updates = await inbox.inbox_updates(self.chat, pending, staff_ids)
             except Exception:
                 log.exception("inbox update of %s failed", self.channel)
                 continue

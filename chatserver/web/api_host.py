@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chatserver.chat import actions, email_replies, fields, ids, queries
+from chatserver.chat import applications, email_replies, fields, ids, queries, staff_users
 from chatserver.chat.email_replies import Outcome
 from chatserver.chat.policy import Status
 from chatserver.errors import invalid, not_found
@@ -38,11 +38,11 @@ def _ref(body: dict[str, Any], name: str, label: str) -> tuple[str, str]:
     )
 
 
-def _defaults(body: dict[str, Any]) -> actions.PersonDefaults:
+def _defaults(body: dict[str, Any]) -> fields.PersonDefaults:
     """The host's defaults for the person's own settings (timezone, email
     notifications): written until the person chooses in Settings. A field
     left out keeps the stored value; null is not a value (`invalid`)."""
-    return actions.PersonDefaults(
+    return fields.PersonDefaults(
         timezone=fields.check_timezone(body["timezone"]) if "timezone" in body else None,
         notifications=(
             fields.check_notifications(body["email_notifications"])
@@ -69,7 +69,7 @@ async def put_staff(request: Request) -> Response:
     email = fields.check_email(body.get("email"))
     defaults = _defaults(body)
     ops = _ops(body)
-    person = await actions.upsert_staff(
+    person = await staff_users.upsert_staff(
         services(request).chat,
         staff_id,
         org,
@@ -85,7 +85,7 @@ async def put_staff(request: Request) -> Response:
 async def delete_staff(request: Request) -> Response:
     _authorise(request)
     staff_id = ids.host_id(request.path_params["staff_id"], "staff_id")
-    await actions.remove_staff(services(request).chat, staff_id)
+    await staff_users.remove_staff(services(request).chat, staff_id)
     return Response(status_code=204)
 
 
@@ -105,7 +105,7 @@ async def put_application(request: Request) -> Response:
     except ValueError as exc:
         raise invalid(f"status must be one of {', '.join(s.value for s in Status)}.") from exc
     applied_at = fields.parse_time(body.get("applied_at"), "applied_at")
-    result = await actions.upsert_application(
+    result = await applications.upsert_application(
         services(request).chat,
         application_id,
         org,
@@ -133,7 +133,7 @@ async def candidate_link(request: Request) -> Response:
     _authorise(request)
     svc = services(request)
     application_id = ids.host_id(request.path_params["application_id"], "application_id")
-    candidate_id = await actions.record_link_issued(svc.chat, application_id)
+    candidate_id = await applications.record_link_issued(svc.chat, application_id)
     token = svc.signer.candidate_link_token(application_id, candidate_id)
     return json({"url": f"{svc.settings.base_url}/auth/candidate?token={token}"})
 

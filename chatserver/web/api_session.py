@@ -10,7 +10,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chatserver.chat import actions, bell, compose, queries
+from chatserver.chat import (
+    bell,
+    compose,
+    conversation_archive,
+    conversation_end,
+    inbox,
+    message_delete,
+    message_send,
+    queries,
+    reads,
+    user_settings,
+)
 from chatserver.web.deps import require_viewer, services
 from chatserver.web.responses import field, json, read_json
 
@@ -24,21 +35,21 @@ async def update_settings(request: Request) -> Response:
     who = await require_viewer(request, mutation=True)
     svc = services(request)
     body = await read_json(request, svc.settings.max_json_body_bytes)
-    await actions.update_settings(svc.chat, who.viewer, body)
+    await user_settings.update_settings(svc.chat, who.viewer, body)
     return json(await queries.me(svc.chat, who.viewer, who.session.csrf_token))
 
 
 async def list_conversations(request: Request) -> Response:
     who = await require_viewer(request)
     params = request.query_params
-    result = await queries.list_conversations(
+    result = await inbox.list_conversations(
         services(request).chat,
         who.viewer,
         filter=params.get("filter", "all"),
         q=params.get("q", ""),
         sort=params.get("sort", "newest"),
         cursor=params.get("cursor") or None,
-        limit=queries.parse_int(params.get("limit"), "limit", queries.PAGE_SIZE) or 0,
+        limit=queries.parse_int(params.get("limit"), "limit", inbox.PAGE_SIZE) or 0,
     )
     return json(result)
 
@@ -67,7 +78,7 @@ async def send(request: Request) -> Response:
     who = await require_viewer(request, mutation=True)
     svc = services(request)
     body = await read_json(request, svc.settings.max_json_body_bytes)
-    result = await actions.send_message(
+    result = await message_send.send_message(
         svc.chat,
         who.viewer,
         request.path_params["id"],
@@ -91,34 +102,40 @@ async def read(request: Request) -> Response:
     svc = services(request)
     body = await read_json(request, svc.settings.max_json_body_bytes)
     seq = field(body, "seq", int)
-    await actions.mark_read(svc.chat, who.viewer, request.path_params["id"], seq)
+    await reads.mark_read(svc.chat, who.viewer, request.path_params["id"], seq)
     return Response(status_code=204)
 
 
 async def unread(request: Request) -> Response:
     """Mark as unread (staff): the newest candidate message counts again."""
     who = await require_viewer(request, mutation=True)
-    await actions.mark_unread(services(request).chat, who.viewer, request.path_params["id"])
+    await reads.mark_unread(services(request).chat, who.viewer, request.path_params["id"])
     return Response(status_code=204)
 
 
 async def end(request: Request) -> Response:
     who = await require_viewer(request, mutation=True)
     chat = services(request).chat
-    return json(await actions.end_conversation(chat, who.viewer, request.path_params["id"]))
+    return json(
+        await conversation_end.end_conversation(chat, who.viewer, request.path_params["id"])
+    )
 
 
 async def archive(request: Request) -> Response:
     who = await require_viewer(request, mutation=True)
     chat = services(request).chat
-    await actions.set_archived(chat, who.viewer, request.path_params["id"], archived=True)
+    await conversation_archive.set_archived(
+        chat, who.viewer, request.path_params["id"], archived=True
+    )
     return Response(status_code=204)
 
 
 async def unarchive(request: Request) -> Response:
     who = await require_viewer(request, mutation=True)
     chat = services(request).chat
-    await actions.set_archived(chat, who.viewer, request.path_params["id"], archived=False)
+    await conversation_archive.set_archived(
+        chat, who.viewer, request.path_params["id"], archived=False
+    )
     return Response(status_code=204)
 
 
@@ -126,7 +143,7 @@ async def delete_message(request: Request) -> Response:
     who = await require_viewer(request, mutation=True)
     chat = services(request).chat
     scope = request.query_params.get("for", "me")
-    await actions.delete_message(chat, who.viewer, request.path_params["id"], scope)
+    await message_delete.delete_message(chat, who.viewer, request.path_params["id"], scope)
     return Response(status_code=204)
 
 
@@ -137,7 +154,7 @@ async def notifications(request: Request) -> Response:
 
 async def notifications_read(request: Request) -> Response:
     who = await require_viewer(request, mutation=True)
-    await actions.mark_notifications_read(services(request).chat, who.viewer)
+    await reads.mark_notifications_read(services(request).chat, who.viewer)
     return Response(status_code=204)
 
 
@@ -145,7 +162,7 @@ async def notification_read(request: Request) -> Response:
     """One bell entry (a conversation's) marked read without opening it."""
     who = await require_viewer(request, mutation=True)
     conversation_id = request.path_params["conversation"]
-    await actions.mark_notifications_read(services(request).chat, who.viewer, conversation_id)
+    await reads.mark_notifications_read(services(request).chat, who.viewer, conversation_id)
     return Response(status_code=204)
 
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from chatserver.chat import actions, links
+from chatserver.chat import links, sessions
 from chatserver.chat.signing import Session, add_application, new_csrf_token
 from chatserver.errors import ChatError
 from chatserver.roles import Role
@@ -98,7 +98,7 @@ async def sign_out(request: Request) -> Response:
             field = form.get(CSRF_FIELD)
             sent = field if isinstance(field, str) else None
         check_csrf(request, who.session, sent)
-        await actions.sign_out(services(request).chat, who.session.kind, who.session.person_id)
+        await sessions.sign_out(services(request).chat, who.session.kind, who.session.person_id)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

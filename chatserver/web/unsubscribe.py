@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chatserver.chat import actions
+from chatserver.chat import user_settings
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role
 from chatserver.errors import invalid
@@ -81,7 +81,7 @@ async def change(request: Request) -> Response:
         raise invalid("email_notifications must be each, daily or off.")
     svc = services(request)
     viewer = Viewer(kind=Role(recipient.kind), id=recipient.id, name=name, timezone="UTC")
-    await actions.update_settings(svc.chat, viewer, {"email_notifications": choice})
+    await user_settings.update_settings(svc.chat, viewer, {"email_notifications": choice})
     return _page(
         request, name=name, current=choice, token=request.query_params["token"], saved=True
     )

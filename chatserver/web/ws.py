@@ -23,8 +23,8 @@ from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from chatserver.chat import actions, wire
-from chatserver.chat.sending import SendRequest
+from chatserver.chat import message_send, reads, wire
+from chatserver.chat.send_request import SendRequest
 from chatserver.errors import ChatError, ErrorCode, unauthorized, unavailable
 from chatserver.logs import REQUEST_ID
 from chatserver.realtime.connection import Connection
@@ -189,7 +189,7 @@ def _too_large(data: str | bytes, limit: int) -> bool:
 async def _prepare(conn: Connection, svc: Services, frame: wire.Send) -> SendRequest | None:
     """The send checked and rate-limited, or None once its error is queued."""
     try:
-        return await actions.prepare_send(
+        return await message_send.prepare_send(
             svc.chat,
             conn.viewer,
             frame.conversation,
@@ -235,7 +235,7 @@ async def _dispatch(conn: Connection, svc: Services, frame: wire.ClientFrame) ->
         case wire.Unsubscribe():
             svc.hub.unsubscribe(conn, frame.conversation)
         case wire.Read():
-            await actions.mark_read(svc.chat, viewer, frame.conversation, frame.seq)
+            await reads.mark_read(svc.chat, viewer, frame.conversation, frame.seq)
         case wire.Typing():
             await svc.hub.typing(conn, frame.conversation)
         case wire.Inbox():

@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chatserver.chat.events import Events
 from chatserver.chat.formatting import render
 from chatserver.chat.identity import Viewer
-from chatserver.chat.sending import SendQueue, SendRequest, SendResult
+from chatserver.chat.send_request import SendRequest, SendResult
+from chatserver.chat.sending import SendQueue
 from chatserver.chat.service import Chat
 from chatserver.clock import utcnow
 from chatserver.errors import ChatError, ErrorCode

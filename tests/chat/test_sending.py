@@ -13,10 +13,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from chatserver.chat import actions, bell, queries
+from chatserver.chat import bell, conversation_end, message_send, queries
 from chatserver.chat.formatting import render
 from chatserver.chat.identity import Viewer
-from chatserver.chat.sending import SendQueue, SendRequest, SendResult
+from chatserver.chat.send_request import SendRequest, SendResult
+from chatserver.chat.sending import SendQueue
 from chatserver.chat.service import Chat
 from chatserver.clock import utcnow
 from chatserver.errors import ChatError
@@ -95,7 +96,7 @@ async def test_concurrent_sends_to_one_conversation_get_gapless_seqs(
     senders = [alice, cara]
     results = await asyncio.gather(
         *(
-            actions.send_message(
+            message_send.send_message(
                 chat, senders[i % 2], scene.conversation, str(uuid.uuid4()), f"{i}"
             )
             for i in range(SENDS_TO_ONE)
@@ -116,7 +117,7 @@ async def test_concurrent_sends_to_many_conversations_are_each_gapless(
         created = await host.application(f"app-{n + 1}", candidate=f"cand-{n}")
         conversations.append(created["conversation_id"])
     sends = [
-        actions.send_message(chat, alice, conversation, str(uuid.uuid4()), f"{n}")
+        message_send.send_message(chat, alice, conversation, str(uuid.uuid4()), f"{n}")
         for n in range(SENDS_EACH)
         for conversation in conversations
     ]
@@ -156,7 +157,7 @@ async def test_one_client_id_in_concurrent_calls_is_one_message(scene: Scene, ap
     client_id = str(uuid.uuid4())
     results = await asyncio.gather(
         *(
-            actions.send_message(chat, cara, scene.conversation, client_id, "Hello")
+            message_send.send_message(chat, cara, scene.conversation, client_id, "Hello")
             for _ in range(20)
         )
     )
@@ -309,7 +310,7 @@ async def test_two_workers_sending_to_the_same_conversations_get_gapless_seqs(
         bob = await viewer(chat2, "staff", "bob")
         results = await asyncio.gather(
             *(
-                actions.send_message(worker, who, conversation, str(uuid.uuid4()), f"{n}")
+                message_send.send_message(worker, who, conversation, str(uuid.uuid4()), f"{n}")
                 for n in range(TWO_WORKER_SENDS)
                 for worker, who in ((chat, alice), (chat2, bob))
                 for conversation in (scene.conversation, other)
@@ -332,7 +333,7 @@ async def test_one_client_id_through_two_workers_at_once_is_one_message(
         cara = await viewer(chat, "candidate", "cara", "app-1")
         results = await asyncio.gather(
             *(
-                actions.send_message(worker, cara, scene.conversation, client_id, "Hello")
+                message_send.send_message(worker, cara, scene.conversation, client_id, "Hello")
                 for _ in range(10)
                 for worker in (chat, chat2)
             )
@@ -545,7 +546,7 @@ async def test_a_staff_message_in_a_batch_reopens_an_ended_conversation(
     chat = chat_of(app)
     alice = await viewer(chat, "staff", "alice")
     cara = await viewer(chat, "candidate", "cara", "app-1")
-    await actions.end_conversation(chat, alice, scene.conversation)
+    await conversation_end.end_conversation(chat, alice, scene.conversation)
     outcomes, _ = await one_batch(
         chat,
         [

@@ -1,0 +1,111 @@
+"""Applications as the host declares them: their organisation, job,
+candidate and status, each change audited and pushed to open
+conversations, and the candidate links issued for them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from chatserver.chat import events, sessions, timeline
+from chatserver.chat.fields import PersonDefaults
+from chatserver.chat.policy import Role, Status
+from chatserver.chat.service import Chat
+from chatserver.errors import invalid, not_found
+from chatserver.store import audit, contexts, conversations, people
+
+
+async def upsert_application(
+    chat: Chat,
+    application_id: str,
+    org: tuple[str, str],
+    job: tuple[str, str],
+    candidate: tuple[str, str, str],
+    status: Status,
+    applied_at: datetime,
+    candidate_defaults: PersonDefaults | None = None,
+) -> dict[str, Any]:
+    """Create or update an application; a status change is audited and
+    pushed to open conversations (it can change who may send).
+
+    Giving the application to another candidate revokes the links and
+    sessions of the one before: links are bound to the candidate and signed
+    after `candidate_since`, sessions are checked against the application's
+    candidate, and the old candidate's open sockets are closed so that
+    they reconnect without this conversation.
+    """
+    candidate_defaults = candidate_defaults or PersonDefaults()
+    now = chat.clock()
+    async with chat.db.transaction() as conn:
+        existing_org = await conversations.application_org(conn, application_id)
+        if existing_org is not None and existing_org != org[0]:
+            raise invalid("This application belongs to another organisation.")
+        job_row = await people.get_job(conn, job[0])
+        if job_row is not None and job_row["org_id"] != org[0]:
+            raise invalid("This job belongs to another organisation.")
+        await people.upsert_org(conn, org[0], org[1])
+        await people.upsert_job(conn, job[0], org[0], job[1])
+        await people.upsert_candidate(
+            conn,
+            candidate[0],
+            candidate[1],
+            candidate[2],
+            timezone=candidate_defaults.timezone,
+            notifications=candidate_defaults.notifications,
+        )
+        previous, previous_candidate, conversation_id = await conversations.upsert_application(
+            conn, application_id, org[0], job[0], candidate[0], status.value, applied_at, now
+        )
+        line: dict[str, Any] | None = None
+        if previous is None:
+            await audit.record(
+                conn, application_id, "application.created", now, None, {"status": status.value}
+            )
+        elif previous != status.value:
+            await audit.record(
+                conn,
+                application_id,
+                "application.status_changed",
+                now,
+                None,
+                {"from": previous, "to": status.value},
+            )
+            happened = timeline.Happened(
+                timeline.LineEvent.STATUS_CHANGED, before=previous, after=status.value
+            )
+            line = await timeline.append(conn, conversation_id, happened, now)
+        ctx = await contexts.load(conn, conversation_id)
+    assert ctx is not None
+    published: list[tuple[str, dict[str, Any]]] = []
+    if line is not None:
+        published.append((events.conversation_channel(conversation_id), events.message_event(line)))
+    if previous is not None and previous != status.value:
+        published.append(
+            (events.conversation_channel(conversation_id), events.conversation_changed(ctx))
+        )
+    if previous != status.value:
+        # A new row or a new status for the staff inboxes that are open.
+        published.append((events.org_channel(org[0]), events.inbox_changed(conversation_id, None)))
+    await chat.events.publish(published)
+    if previous_candidate is not None and previous_candidate != candidate[0]:
+        await sessions.disconnect(
+            chat, Role.CANDIDATE.value, previous_candidate, events.DisconnectReason.ACCESS_CHANGED
+        )
+    return {"id": application_id, "conversation_id": conversation_id, "status": status.value}
+
+
+async def record_link_issued(chat: Chat, application_id: str) -> str:
+    """Audit a candidate link about to be issued; the candidate it is for."""
+    async with chat.db.transaction() as conn:
+        binding = await conversations.application_link_binding(conn, application_id)
+        if binding is None:
+            raise not_found("application")
+        await audit.record(
+            conn,
+            application_id,
+            "link.issued",
+            chat.clock(),
+            None,
+            {"kind": Role.CANDIDATE.value, "candidate_id": binding[0]},
+        )
+    return binding[0]

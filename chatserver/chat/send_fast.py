@@ -1,0 +1,120 @@
+"""Persisting a send batch, PostgreSQL's fast writer
+(`chatserver/store/send_batch.py`): one unlocked read, the plan, then ONE
+autocommitted statement that advances each conversation's `last_seq` under
+a guard that re-checks the snapshot's facts (still open, status and
+candidate unchanged) and inserts the messages.
+
+The conversation row locks are therefore held for PostgreSQL's execution
+of one statement, not across round trips that each wait for a busy event
+loop, which is what queued batches of two workers behind each other
+(docs/performance.md). What this writer cannot store goes to the careful
+one (`chat/send_careful.py`): it answers with those sends' indices.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from chatserver.chat import send_plan, views
+from chatserver.chat.policy import Role
+from chatserver.chat.send_request import (
+    Outcome,
+    SendRequest,
+    SendResult,
+    Stored,
+    follow,
+    message_ids,
+)
+from chatserver.errors import ChatError, unavailable
+from chatserver.json_types import JSON
+from chatserver.store import send_batch
+from chatserver.store.contexts import SendContext
+from chatserver.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+async def write(
+    db: Database, batch: Sequence[SendRequest], now: datetime
+) -> tuple[list[Outcome | None], list[int]]:
+    """Each request's outcome, or None for the indices (second list,
+    ascending) that must take the careful path."""
+    ids = message_ids(len(batch))
+    try:
+        async with db.transaction() as conn, send_batch.autocommit(conn) as raw:
+            keys = [r.key for r in batch]
+            snap = await send_batch.snapshot(raw, [r.conversation_id for r in batch], keys)
+            planned = send_plan.plan(
+                batch,
+                send_plan.Snapshot(snap.contexts, frozenset(snap.existing)),
+                ids,
+                fast=True,
+            )
+            advanced: dict[str, int] = {}
+            if planned.new:
+                try:
+                    advanced = await send_batch.write(
+                        raw, _guards(planned, snap.contexts), _rows(planned), now
+                    )
+                except send_batch.Conflict as exc:
+                    log.info("fast send write rolled back (%s); taking the careful path", exc)
+    except ChatError as exc:
+        return [(exc, None)] * len(batch), []
+    except Exception:
+        log.exception("send batch failed")
+        return [(unavailable(), None)] * len(batch), []
+    return _outcomes(batch, planned, advanced, now)
+
+
+def _guards(
+    planned: send_plan.Plan[SendContext], snapshot: Mapping[str, SendContext]
+) -> list[send_batch.Conversation]:
+    """Each conversation's share of the fast write, with the facts of the
+    snapshot its guard re-checks."""
+    return [
+        send_batch.Conversation(
+            id=conversation_id,
+            n=len(items),
+            staff=any(n.row["sender_kind"] == Role.STAFF.value for n in items),
+            status=snapshot[conversation_id].status,
+            candidate_id=snapshot[conversation_id].candidate_id,
+        )
+        for conversation_id, items in planned.new.items()
+    ]
+
+
+def _rows(planned: send_plan.Plan[SendContext]) -> list[JSON]:
+    return [n.row | {"pos": n.pos} for items in planned.new.values() for n in items]
+
+
+def _outcomes(
+    batch: Sequence[SendRequest],
+    planned: send_plan.Plan[SendContext],
+    advanced: Mapping[str, int],
+    now: datetime,
+) -> tuple[list[Outcome | None], list[int]]:
+    """Outcomes once the fast write answered; the rest (deferred by the
+    plan, client ids stored before, conversations whose guard failed or
+    whose write was rolled back) go careful."""
+    outcomes: list[Outcome | None] = [None] * len(batch)
+    careful = set(planned.deferred) | set(planned.stored_before)
+    for i, error in planned.refused.items():
+        outcomes[i] = (error, None)
+    for conversation_id, items in planned.new.items():
+        last_seq = advanced.get(conversation_id)
+        if last_seq is None:
+            careful.update(n.index for n in items)
+            continue
+        base = last_seq - len(items)
+        ctx = planned.contexts[conversation_id]
+        for n in items:
+            row = n.row | {"seq": base + n.pos, "created_at": now, "deleted": False}
+            message = views.message(row)
+            outcomes[n.index] = (SendResult(message, created=True), Stored(message, ctx))
+    for i, first in sorted(planned.repeats.items()):
+        outcomes[i] = follow(batch, i, first, outcomes[first])
+        if outcomes[i] is None:
+            careful.add(i)
+    return outcomes, sorted(careful)
