@@ -24,10 +24,16 @@ import redis
 from chatserver.app import create_app
 from chatserver.settings import Settings
 from chatserver.store.migrate import upgrade
-from tests.helpers import API_KEY, Host, Person, sign_in_candidate, sign_in_staff
+from tests.helpers import (
+    API_KEY,
+    TEST_REDIS_URL,
+    Host,
+    Person,
+    sign_in_candidate,
+    sign_in_staff,
+)
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "test-secret-key-0123456789abcdef"
 RUN_ID = uuid.uuid4().hex[:8]
 

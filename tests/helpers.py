@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -12,6 +13,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+# The shared Redis every test that needs one uses, under a prefix of its own
+# (never flushed).
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 API_KEY = "test-api-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 # How often `eventually` looks again.
