@@ -143,7 +143,7 @@ async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def host(client: httpx.AsyncClient) -> Host:
-    return Host(client)
+    return Host(client, api_key=API_KEY)
 
 
 @pytest.fixture

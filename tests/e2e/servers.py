@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -19,7 +18,6 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,11 +30,16 @@ from websockets.exceptions import ConnectionClosed
 from chatserver.settings import Settings
 from chatserver.store.migrate import upgrade
 
+# The host API client lives with the load test, which shares it; re-exported
+# for the tests that take it from here.
+from scripts.load.host import API_KEY as API_KEY
+from scripts.load.host import HostApi as HostApi
+from scripts.load.host import Room as Room
+from scripts.load.host import new_room as new_room
+
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SHARED_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "e2e-secret-key-0123456789abcdef"
-API_KEY = "e2e-api-key"
-SESSION_COOKIE = "chat_session"
 REPO = Path(__file__).resolve().parents[2]
 
 # A server process imports the app and opens its pools in about a second on
@@ -399,74 +402,6 @@ def start_all(servers: list[ServerProcess]) -> list[ServerProcess]:
     return servers
 
 
-def mail_domain(org: str) -> str:
-    """A mail domain for an organisation id: ids may hold `_ : @ .`, which
-    no domain label does, and the host API validates every address."""
-    return re.sub(r"[^a-z0-9-]+", "-", org.lower()).strip("-") + ".example"
-
-
-class HostApi:
-    """The host ATS over real HTTP: provisions people and applications and
-    turns sign-in links into session cookies."""
-
-    def __init__(self, base_url: str, *, api_key: str = API_KEY, timeout: float = 10.0) -> None:
-        self.client = httpx.AsyncClient(
-            base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout
-        )
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-    async def staff(self, staff_id: str, *, org: str) -> None:
-        body = {
-            "org": {"id": org, "name": org.title()},
-            "name": f"Staff {staff_id}",
-            "email": f"{staff_id}@{mail_domain(org)}",
-            "timezone": "UTC",
-        }
-        response = await self.client.put(f"/api/v1/staff/{staff_id}", json=body)
-        response.raise_for_status()
-
-    async def application(
-        self, application_id: str, *, org: str, candidate: str, status: str = "interviewing"
-    ) -> str:
-        """Upsert an application; its conversation id."""
-        body = {
-            "org": {"id": org, "name": org.title()},
-            "job": {"id": f"{org}-job", "title": "Teacher of Mathematics"},
-            "candidate": {
-                "id": candidate,
-                "name": f"Candidate {candidate}",
-                "email": f"{candidate}@mail.example",
-            },
-            "status": status,
-            "applied_at": "2026-11-02T09:30:00Z",
-        }
-        response = await self.client.put(f"/api/v1/applications/{application_id}", json=body)
-        response.raise_for_status()
-        return str(response.json()["conversation_id"])
-
-    async def staff_cookie(self, staff_id: str) -> str:
-        response = await self.client.post(f"/api/v1/staff/{staff_id}/login-link")
-        response.raise_for_status()
-        return await self._open(str(response.json()["url"]))
-
-    async def candidate_cookie(self, application_id: str) -> str:
-        response = await self.client.post(f"/api/v1/applications/{application_id}/candidate-link")
-        response.raise_for_status()
-        return await self._open(str(response.json()["url"]))
-
-    async def _open(self, link: str) -> str:
-        """Follow a sign-in link as a browser would; the session cookie header."""
-        parts = httpx.URL(link)
-        path = parts.raw_path.decode()
-        async with httpx.AsyncClient(base_url=str(self.client.base_url), timeout=10) as browser:
-            response = await browser.get(path, follow_redirects=False)
-        if response.status_code != 303 or SESSION_COOKIE not in response.cookies:
-            raise RuntimeError(f"sign-in link refused: {response.status_code} {response.text}")
-        return f"{SESSION_COOKIE}={response.cookies[SESSION_COOKIE]}"
-
-
 class ConnectionLost(Exception):
     """The socket closed before the answer came; retry on a new connection."""
 
@@ -714,28 +649,3 @@ async def send_until_acked(
             await asyncio.sleep(RECONNECT_PAUSE)
         except TimeoutError:
             continue
-
-
-@dataclass(frozen=True)
-class Room:
-    """One application's conversation and the session cookies of its staff
-    member and candidate (each usable by any number of sockets)."""
-
-    conversation: str
-    staff_cookie: str
-    candidate_cookie: str
-
-
-async def new_room(host: HostApi, tag: str | None = None, org: str | None = None) -> Room:
-    """An interviewing application, so the candidate may write first, with a
-    staff member of its own: in an organisation of its own (nothing else
-    shares its channels), or in `org` (a shared inbox, as customers have)."""
-    tag = tag or uuid.uuid4().hex[:10]
-    org = org or f"org-{tag}"
-    await host.staff(f"staff-{tag}", org=org)
-    conversation = await host.application(f"app-{tag}", org=org, candidate=f"cand-{tag}")
-    return Room(
-        conversation,
-        await host.staff_cookie(f"staff-{tag}"),
-        await host.candidate_cookie(f"app-{tag}"),
-    )
