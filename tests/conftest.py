@@ -10,7 +10,6 @@ each test gets its own key and channel prefix and nothing is ever flushed.
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,6 +23,7 @@ import redis
 from chatserver.app import create_app
 from chatserver.settings import Settings
 from chatserver.store.migrate import upgrade
+from scripts.load.backends import PG_ADMIN_URL
 from tests.helpers import (
     API_KEY,
     TEST_REDIS_URL,
@@ -33,7 +33,6 @@ from tests.helpers import (
     sign_in_staff,
 )
 
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = "test-secret-key-0123456789abcdef"
 RUN_ID = uuid.uuid4().hex[:8]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -13,11 +12,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from scripts.load.backends import SHARED_REDIS_URL
 from scripts.load.host import HostApi
 
 # The shared Redis every test that needs one uses, under a prefix of its own
-# (never flushed).
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# (never flushed): the harness's, which the load test uses too.
+TEST_REDIS_URL = SHARED_REDIS_URL
 API_KEY = "test-api-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 # How often `eventually` looks again.
