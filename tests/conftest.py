@@ -10,7 +10,6 @@ each test gets its own key and channel prefix and nothing is ever flushed.
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,10 +23,16 @@ import redis
 from chatserver.app import create_app
 from chatserver.settings import Settings
 from chatserver.store.migrate import upgrade
-from tests.helpers import API_KEY, Host, Person, sign_in_candidate, sign_in_staff
+from scripts.load.backends import PG_ADMIN_URL
+from tests.helpers import (
+    API_KEY,
+    TEST_REDIS_URL,
+    Host,
+    Person,
+    sign_in_candidate,
+    sign_in_staff,
+)
 
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "test-secret-key-0123456789abcdef"
 RUN_ID = uuid.uuid4().hex[:8]
 
@@ -137,7 +142,7 @@ async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def host(client: httpx.AsyncClient) -> Host:
-    return Host(client)
+    return Host(client, api_key=API_KEY)
 
 
 @pytest.fixture

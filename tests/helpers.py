@@ -12,6 +12,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from scripts.load.backends import SHARED_REDIS_URL
+from scripts.load.host import HostApi
+
+# The shared Redis every test that needs one uses, under a prefix of its own
+# (never flushed): the harness's, which the load test uses too.
+TEST_REDIS_URL = SHARED_REDIS_URL
 API_KEY = "test-api-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 # How often `eventually` looks again.
@@ -41,65 +47,9 @@ def path_of(url: str) -> str:
     return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
-class Host:
-    """The host ATS: upserts people and applications over /api/v1."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
-
-    async def staff(
-        self, staff_id: str, *, org: str = "acme", name: str | None = None, timezone: str = "UTC"
-    ) -> dict[str, Any]:
-        body = {
-            "org": {"id": org, "name": org.title()},
-            "name": name or staff_id.title(),
-            "email": f"{staff_id}@{org}.example",
-            "timezone": timezone,
-        }
-        response = await self.client.put(f"/api/v1/staff/{staff_id}", json=body, headers=AUTH)
-        assert response.status_code == 200, response.text
-        return dict(response.json())
-
-    async def application(
-        self,
-        application_id: str,
-        *,
-        org: str = "acme",
-        candidate: str = "cara",
-        candidate_name: str | None = None,
-        job: str | None = None,
-        job_title: str = "Teacher of Mathematics",
-        status: str = "submitted",
-        applied_at: str = "2026-11-02T09:30:00Z",
-    ) -> dict[str, Any]:
-        body = {
-            "org": {"id": org, "name": org.title()},
-            "job": {"id": job or f"{org}-job-1", "title": job_title},
-            "candidate": {
-                "id": candidate,
-                "name": candidate_name or candidate.title(),
-                "email": f"{candidate}@mail.example",
-            },
-            "status": status,
-            "applied_at": applied_at,
-        }
-        response = await self.client.put(
-            f"/api/v1/applications/{application_id}", json=body, headers=AUTH
-        )
-        assert response.status_code == 200, response.text
-        return dict(response.json())
-
-    async def staff_link(self, staff_id: str) -> str:
-        response = await self.client.post(f"/api/v1/staff/{staff_id}/login-link", headers=AUTH)
-        assert response.status_code == 200, response.text
-        return str(response.json()["url"])
-
-    async def candidate_link(self, application_id: str) -> str:
-        response = await self.client.post(
-            f"/api/v1/applications/{application_id}/candidate-link", headers=AUTH
-        )
-        assert response.status_code == 200, response.text
-        return str(response.json()["url"])
+# The in-process tests' host ATS: the one host API client (scripts/load/host.py)
+# on the app's ASGI client, with the tests' key (`host` in conftest.py).
+Host = HostApi
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """A real uvicorn server around the test's app, and a small WebSocket client.
 
 The server runs in the test's own event loop on a free loopback port, with
-the same WebSocket options as `chatserver serve` (frame limit, no
-compression), so size limits and close codes are the ones production has.
+the options `chatserver serve` uses (`uvicorn_options`: frame limit, no
+compression, pings), so size limits and close codes are the ones production has.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from chatserver.settings import Settings
+from chatserver.web.server import uvicorn_options
 from tests.helpers import Person
 
 # Every wait in these tests is bounded; a frame that has not come in this
@@ -57,11 +58,7 @@ async def live_server(
         host="127.0.0.1",
         port=port,
         lifespan="off",
-        ws="websockets-sansio",
-        ws_max_size=settings.max_frame_bytes,
-        ws_per_message_deflate=False,
-        ws_ping_interval=settings.ws_ping_interval,
-        ws_ping_timeout=settings.ws_ping_timeout,
+        **uvicorn_options(settings),
         log_level="warning",
     )
     server = uvicorn.Server(config)

@@ -13,8 +13,8 @@ from chatserver.chat.email_replies import Outcome
 from chatserver.chat.policy import Status
 from chatserver.errors import invalid, not_found
 from chatserver.web.auth import check_bearer
-from chatserver.web.deps import services
-from chatserver.web.responses import field, json, read_body, read_json
+from chatserver.web.deps import json_body, services
+from chatserver.web.responses import field, json, read_body
 
 NAME_MAX = 200
 TITLE_MAX = 300
@@ -26,7 +26,7 @@ def _authorise(request: Request) -> None:
 
 async def _body(request: Request) -> dict[str, Any]:
     _authorise(request)
-    return await read_json(request, services(request).settings.max_json_body_bytes)
+    return await json_body(request)
 
 
 def _ref(body: dict[str, Any], name: str, label: str) -> tuple[str, str]:

@@ -22,8 +22,8 @@ from chatserver.chat import (
     reads,
     user_settings,
 )
-from chatserver.web.deps import require_viewer, services
-from chatserver.web.responses import field, json, read_json
+from chatserver.web.deps import json_body, require_viewer, services
+from chatserver.web.responses import field, json
 
 
 async def me(request: Request) -> Response:
@@ -34,7 +34,7 @@ async def me(request: Request) -> Response:
 async def update_settings(request: Request) -> Response:
     who = await require_viewer(request, mutation=True)
     svc = services(request)
-    body = await read_json(request, svc.settings.max_json_body_bytes)
+    body = await json_body(request)
     await user_settings.update_settings(svc.chat, who.viewer, body)
     return json(await queries.me(svc.chat, who.viewer, who.session.csrf_token))
 
@@ -77,7 +77,7 @@ async def history(request: Request) -> Response:
 async def send(request: Request) -> Response:
     who = await require_viewer(request, mutation=True)
     svc = services(request)
-    body = await read_json(request, svc.settings.max_json_body_bytes)
+    body = await json_body(request)
     result = await message_send.send_message(
         svc.chat,
         who.viewer,
@@ -92,15 +92,14 @@ async def send(request: Request) -> Response:
 async def preview(request: Request) -> Response:
     """The composer's live preview: `{"body"}` → `{"html"}`, rendered like a sent message."""
     await require_viewer(request, mutation=True)
-    svc = services(request)
-    body = await read_json(request, svc.settings.max_json_body_bytes)
-    return json(compose.preview(svc.chat, field(body, "body", str)))
+    body = await json_body(request)
+    return json(compose.preview(services(request).chat, field(body, "body", str)))
 
 
 async def read(request: Request) -> Response:
     who = await require_viewer(request, mutation=True)
     svc = services(request)
-    body = await read_json(request, svc.settings.max_json_body_bytes)
+    body = await json_body(request)
     seq = field(body, "seq", int)
     await reads.mark_read(svc.chat, who.viewer, request.path_params["id"], seq)
     return Response(status_code=204)

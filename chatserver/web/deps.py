@@ -4,8 +4,9 @@ the signed-in viewer (from the session cookie)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 
 from chatserver.broker.base import Broker
 from chatserver.chat import queries
@@ -16,6 +17,7 @@ from chatserver.errors import unauthorized
 from chatserver.realtime.hub import Hub
 from chatserver.settings import Settings
 from chatserver.web.auth import check_csrf, session_from
+from chatserver.web.responses import read_json
 
 
 @dataclass
@@ -33,6 +35,12 @@ def services(conn: HTTPConnection) -> Services:
     value = conn.app.state.services
     assert isinstance(value, Services)
     return value
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, refused unread past the configured size
+    (CHAT_* `max_json_body_bytes`), for every API that takes one."""
+    return await read_json(request, services(request).settings.max_json_body_bytes)
 
 
 @dataclass(frozen=True)

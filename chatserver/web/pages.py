@@ -8,6 +8,9 @@ and answer strangers exactly like missing things.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -71,60 +74,66 @@ async def home(request: Request) -> Response:
     return _page(request, "landing.html", {"who": who})
 
 
-async def inbox(request: Request) -> Response:
-    who = await signed_in(request)
-    if who is None:
-        return _signed_out(request)
+def _signed_in_only(
+    page: Callable[[Request, SignedIn], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """A page for signed-in people only: anyone else gets the signed-out page
+    (401), whatever the page would have shown."""
+
+    @functools.wraps(page)
+    async def gated(request: Request) -> Response:
+        who = await signed_in(request)
+        if who is None:
+            return _signed_out(request)
+        return await page(request, who)
+
+    return gated
+
+
+async def _render(request: Request, who: SignedIn, name: str, **context: object) -> Response:
+    """A signed-in page: what every one shows (`_base`) and its own values."""
+    base = await _base(request, who)
+    base.update(context)
+    return _page(request, name, base)
+
+
+@_signed_in_only
+async def inbox(request: Request, who: SignedIn) -> Response:
     if not who.viewer.is_staff:
         return RedirectResponse("/", status_code=303)
-    context = await _base(request, who)
-    context.update(page="inbox", conversation=None)
-    return _page(request, "inbox.html", context)
+    return await _render(request, who, "inbox.html", page="inbox", conversation=None)
 
 
-async def conversation(request: Request) -> Response:
-    who = await signed_in(request)
-    if who is None:
-        return _signed_out(request)
+@_signed_in_only
+async def conversation(request: Request, who: SignedIn) -> Response:
     try:
         summary = await _conversation(request, who, request.path_params["conversation_id"])
     except ChatError as exc:
         if exc.code is ErrorCode.NOT_FOUND:
             return _not_found(request, who)
         raise
-    context = await _base(request, who)
-    context.update(conversation=summary)
     if who.viewer.is_staff:
-        context.update(page="inbox")
-        return _page(request, "inbox.html", context)
-    context.update(page="candidate")
-    return _page(request, "candidate.html", context)
+        return await _render(request, who, "inbox.html", page="inbox", conversation=summary)
+    return await _render(request, who, "candidate.html", page="candidate", conversation=summary)
 
 
-async def application_messages(request: Request) -> Response:
+@_signed_in_only
+async def application_messages(request: Request, who: SignedIn) -> Response:
     """The application's Messages tab in the host ATS: the conversation alone,
     without the inbox, sized for an iframe."""
-    who = await signed_in(request)
-    if who is None:
-        return _signed_out(request)
     application_id = request.path_params["application_id"]
     chat = services(request).chat
     found = await links.conversation_of_application(chat, who.viewer, application_id)
     if found is None or not who.viewer.is_staff:
         return _not_found(request, who)
     summary = await _conversation(request, who, found)
-    context = await _base(request, who)
-    context.update(page="tab", conversation=summary)
-    return _page(request, "tab.html", context)
+    return await _render(request, who, "tab.html", page="tab", conversation=summary)
 
 
-async def settings_page(request: Request) -> Response:
-    who = await signed_in(request)
-    if who is None:
-        return _signed_out(request)
-    context = await _base(request, who)
-    context.update(page="settings", timezones=sorted(fields.TIMEZONES))
-    return _page(request, "settings.html", context)
+@_signed_in_only
+async def settings_page(request: Request, who: SignedIn) -> Response:
+    timezones = sorted(fields.TIMEZONES)
+    return await _render(request, who, "settings.html", page="settings", timezones=timezones)
 
 
 routes = [

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from socket import socket
+from typing import Any
 
 from uvicorn import Config, Server
 from uvicorn.supervisors.multiprocess import Multiprocess
@@ -31,6 +32,28 @@ log = logging.getLogger(__name__)
 WORKER_START_SECONDS = 60.0
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for serving the app, beyond where and how many: the
+    same for `chatserver serve` and the tests' live server
+    (tests/ws_helpers.py), so frame limits and close codes under test are
+    the ones production has."""
+    return {
+        # The Sans-I/O websockets implementation: about 8 KiB less per
+        # idle connection than the legacy one (docs/performance.md). On
+        # shutdown it closes every socket with 1012 (service restart).
+        "ws": "websockets-sansio",
+        # Per-message compression costs memory per connection for little
+        # gain on short chat messages (docs/protocol.md).
+        "ws_per_message_deflate": False,
+        "ws_max_size": settings.max_frame_bytes,
+        "ws_ping_interval": settings.ws_ping_interval,
+        "ws_ping_timeout": settings.ws_ping_timeout,
+        "proxy_headers": True,
+        "forwarded_allow_ips": list(settings.forwarded_allow_ips),
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+    }
+
+
 class ChatConfig(Config):
     """uvicorn's config, holding our settings; `load` (run in the worker
     process) builds the app from them."""
@@ -43,19 +66,7 @@ class ChatConfig(Config):
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
-            # The Sans-I/O websockets implementation: about 8 KiB less per
-            # idle connection than the legacy one (docs/performance.md). On
-            # shutdown it closes every socket with 1012 (service restart).
-            ws="websockets-sansio",
-            # Per-message compression costs memory per connection for little
-            # gain on short chat messages (docs/protocol.md).
-            ws_per_message_deflate=False,
-            ws_max_size=settings.max_frame_bytes,
-            ws_ping_interval=settings.ws_ping_interval,
-            ws_ping_timeout=settings.ws_ping_timeout,
-            proxy_headers=True,
-            forwarded_allow_ips=list(settings.forwarded_allow_ips),
-            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+            **uvicorn_options(settings),
             log_config=logs.config_dict(settings, role),
         )
 

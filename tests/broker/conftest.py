@@ -20,9 +20,10 @@ from chatserver.broker.base import DEFAULT_QUEUE_SIZE
 from chatserver.broker.cluster import ClusterBroker
 from chatserver.broker.redis import RedisBroker
 from tests.e2e.servers import RedisProcess
+from tests.helpers import TEST_REDIS_URL
 from tests.redis_cluster import RedisClusterProcesses
 
-SHARED_REDIS_URL = "redis://127.0.0.1:6379"
+SHARED_REDIS_URL = TEST_REDIS_URL
 # Fault tests want recovery within a second, not the production pacing.
 FAST_RECONNECT = {"reconnect_min": 0.05, "reconnect_max": 0.2}
 

@@ -51,10 +51,13 @@ async def test_catch_up_after_a_redis_outage_never_cuts_off_a_healthy_client(
     org = f"org-{tag}"
     try:
         await host.staff(f"staff-{tag}", org=org)
-        conversations = [
-            await host.application(f"app-{tag}-{n}", org=org, candidate=f"cand-{tag}-{n}")
+        created = [
+            await host.application(
+                f"app-{tag}-{n}", org=org, candidate=f"cand-{tag}-{n}", status="interviewing"
+            )
             for n in range(CONVERSATIONS)
         ]
+        conversations = [str(made["conversation_id"]) for made in created]
         staff_cookie = await host.staff_cookie(f"staff-{tag}")
         candidate_cookies = [
             await host.candidate_cookie(f"app-{tag}-{n}") for n in range(CONVERSATIONS)

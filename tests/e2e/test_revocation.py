@@ -78,7 +78,10 @@ async def provision(host: HostApi, tag: str) -> tuple[str, str, str]:
     org = f"org-{tag}"
     await host.staff(f"staff-{tag}", org=org)
     await host.staff(f"colleague-{tag}", org=org)
-    conversation = await host.application(f"app-{tag}", org=org, candidate=f"cand-{tag}")
+    created = await host.application(
+        f"app-{tag}", org=org, candidate=f"cand-{tag}", status="interviewing"
+    )
+    conversation = str(created["conversation_id"])
     return f"staff-{tag}", f"app-{tag}", conversation
 
 
@@ -158,7 +161,9 @@ async def test_a_candidate_change_closes_the_old_candidates_sockets(
             orjson.dumps({"type": "subscribe", "conversation": conversation, "after": 0}).decode()
         )
         await wait_for_listeners(cluster, f"person:candidate:cand-{tag}", 1)
-        await host.application(application_id, org=f"org-{tag}", candidate=f"other-{tag}")
+        await host.application(
+            application_id, org=f"org-{tag}", candidate=f"other-{tag}", status="interviewing"
+        )
         # 1012: reconnect and carry on, without this conversation.
         assert await closed_with(ws) == 1012
     async with socket(cluster.b, old) as ws:

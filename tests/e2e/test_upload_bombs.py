@@ -69,7 +69,7 @@ async def test_bombs_leave_a_real_server_s_memory_bounded(
 ) -> None:
     server = start_servers(count=1).a
     host = host_of(server)
-    await host.application("app-bomb", org="acme", candidate="mallet")
+    await host.application("app-bomb", org="acme", candidate="mallet", status="interviewing")
     cookie = await host.candidate_cookie("app-bomb")
     async with httpx.AsyncClient(
         base_url=server.url, headers={"Cookie": cookie}, timeout=60

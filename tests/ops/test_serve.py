@@ -71,7 +71,7 @@ async def _sign_in_everyone(server: ServerProcess) -> tuple[list[str], list[str]
     try:
         org = unique("org")
         await host.staff("alice", org=org)
-        await host.application("app-1", org=org, candidate="cara")
+        await host.application("app-1", org=org, candidate="cara", status="interviewing")
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as browser:
             for path in (
                 "/api/v1/staff/alice/login-link",
@@ -301,7 +301,10 @@ async def test_sigterm_closes_sockets_with_1012_and_clients_resume_elsewhere(
     host = HostApi(a.url)
     try:
         await host.staff("alice", org="acme")
-        conversation = await host.application("app-1", org="acme", candidate="cara")
+        created = await host.application(
+            "app-1", org="acme", candidate="cara", status="interviewing"
+        )
+        conversation = str(created["conversation_id"])
         cookie = await host.staff_cookie("alice")
         headers = {"Cookie": cookie}
         async with connect(a.ws_url, additional_headers=headers) as ws:

@@ -1,0 +1,1 @@
+"""Scripts of the project; `scripts.load` is importable by the tests."""

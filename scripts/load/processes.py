@@ -1,0 +1,85 @@
+"""Processes and ports on this machine, for the harness: a free loopback
+port, a bounded wait for a process to be ready, a stop that ends with
+SIGKILL, a process's children and resident memory (from /proc).
+
+Every wait is bounded by a deadline, and every process that is started by
+the harness is ended by it (by its own pid, never by name).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A server process imports the app and opens its pools in about a second on
+# an idle machine; 30 s leaves room for a loaded CI box without hiding a hang.
+START_TIMEOUT = 30.0
+# How long a stopped process may take to exit after SIGTERM before SIGKILL.
+STOP_TIMEOUT = 10.0
+POLL_INTERVAL = 0.05
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unique(label: str) -> str:
+    return f"{label}_{uuid.uuid4().hex[:10]}"
+
+
+def wait_until(ready: Any, timeout: float, what: str, alive: Any = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise RuntimeError(f"{what} exited before it was ready")
+        if ready():
+            return
+        time.sleep(POLL_INTERVAL)
+    raise TimeoutError(f"{what} was not ready within {timeout:.0f} s")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        process.wait(STOP_TIMEOUT)
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def is_worker(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"resource_tracker" not in cmdline
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, from /proc (VmRSS, in KiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise ValueError(f"no VmRSS for pid {pid}")
