@@ -129,7 +129,7 @@ class SendQueue:
         batch = [request for request in batch if not request.expired]
         if not batch:
             return
-        if self._db.is_sqlite:
+        if not self._db.writes_batches_in_one_statement:
             await self._settle(list(zip(batch, await self._careful(batch), strict=True)), started)
             return
         outcomes, careful = await send_fast.write(self._db, batch, self._clock())

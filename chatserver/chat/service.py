@@ -16,8 +16,7 @@ from chatserver.store.db import Database
 # (one fills while another waits for fsync) but they queue on each other's
 # conversation row locks; the load test measured p99 at 400 sends/s drop
 # from 114 ms to 20 ms with a single writer (docs/performance.md).
-SQLITE_WRITERS = 1
-POSTGRES_WRITERS = 1
+SEND_WRITERS = 1
 
 
 @dataclass
@@ -36,7 +35,7 @@ class Chat:
             self.events,
             self.clock,
             max_batch=self.settings.send_batch_max,
-            writers=SQLITE_WRITERS if self.db.is_sqlite else POSTGRES_WRITERS,
+            writers=SEND_WRITERS,
             publish_timeout=self.settings.publish_timeout_seconds,
             send_timeout=self.settings.send_timeout_seconds,
             on_stored=instruments.record_stored,

@@ -78,7 +78,7 @@ class Notifier:
 
     async def send_due(self) -> int:
         """Send the recorded emails that are due; how many were handled."""
-        workers = SQLITE_SENDERS if self._db.is_sqlite else POSTGRES_SENDERS
+        workers = POSTGRES_SENDERS if self._db.locks_rows else SQLITE_SENDERS
         handled = await self._sender.drain(workers, self._stopping)
         async with self._db.transaction() as conn:
             backlog = await outbox.backlog(conn)

@@ -60,6 +60,12 @@ class Database:
         return dialect.is_sqlite(self.engine)
 
     @property
+    def writes_batches_in_one_statement(self) -> bool:
+        """Whether a send batch can take the fast writer (`store/send_batch.py`:
+        one guarded statement, PostgreSQL); SQLite takes the careful one."""
+        return dialect.is_postgres(self.engine)
+
+    @property
     def locks_rows(self) -> bool:
         """Whether `SELECT … FOR UPDATE` locks rows (PostgreSQL), so a claim
         can be held across a slow step; SQLite serialises writers instead."""
