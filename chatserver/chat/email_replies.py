@@ -244,24 +244,14 @@ async def _explain(chat: Chat, author: Author, client_id: str, refusal: ChatErro
     posted (sent by the notifier like any email: once, with retries)."""
     now = chat.clock()
     kind, person_id = author.viewer.kind.value, author.viewer.id
-    row = {
+    about = {
         "key": f"refused:{client_id}:{kind}:{person_id}",
         "topic": emails.REPLY_REFUSED,
         "conversation_id": author.conversation_id,
         "reason": refusal.message[:500],
-        "recipient_kind": kind,
-        "recipient_id": person_id,
-        "to_address": "",
-        "subject": "",
-        "text_body": "",
-        "html_body": "",
-        "status": outbox.PENDING,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
     }
     async with chat.db.transaction() as conn:
-        recorded = await outbox.record(conn, row)
+        recorded = await outbox.record(conn, about, kind, person_id, now)
     log.info(
         "reply by email to conversation %s not posted (%s); %s",
         author.conversation_id,

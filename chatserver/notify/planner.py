@@ -115,18 +115,5 @@ class Planner:
 async def _record(
     conn: AsyncConnection, about: Mapping[str, Any], kind: str, person_id: str, now: datetime
 ) -> int:
-    """Insert the email (its text is composed when it is sent)."""
-    row: dict[str, Any] = {
-        **about,
-        "recipient_kind": kind,
-        "recipient_id": person_id,
-        "to_address": "",
-        "subject": "",
-        "text_body": "",
-        "html_body": "",
-        "status": outbox.PENDING,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
-    return int(await outbox.record(conn, row))
+    """Record the email; 1 if it is new, else 0."""
+    return int(await outbox.record(conn, about, kind, person_id, now))

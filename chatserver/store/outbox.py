@@ -26,11 +26,35 @@ FAILED = "failed"
 CANCELLED = "cancelled"  # every message it was about was read before sending
 
 
-async def record(conn: AsyncConnection, email: Mapping[str, Any]) -> bool:
+async def _insert(conn: AsyncConnection, email: Mapping[str, Any]) -> bool:
     """Insert an email unless one with its key exists. True if inserted."""
     stmt = dialect.insert(conn)(outgoing_emails).values(**email)
     result = await conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
     return bool(result.rowcount)
+
+
+async def record(
+    conn: AsyncConnection, about: Mapping[str, Any], kind: str, person_id: str, now: datetime
+) -> bool:
+    """Record an email to one person, due now; its text is composed when it
+    is sent (`notify/compose.py`). `about` holds its key, topic and what it
+    concerns. True if inserted (False: that key was recorded before)."""
+    return await _insert(
+        conn,
+        {
+            **about,
+            "recipient_kind": kind,
+            "recipient_id": person_id,
+            "to_address": "",
+            "subject": "",
+            "text_body": "",
+            "html_body": "",
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        },
+    )
 
 
 async def claim_due(conn: AsyncConnection, now: datetime) -> RowMapping | None:
