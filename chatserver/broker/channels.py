@@ -23,28 +23,54 @@ from chatserver.broker.base import RESYNC, Delivery, QueueSubscription, Subscrip
 
 
 class LocalChannel:
-    """Local subscribers of one channel and its state on the wire."""
+    """Local subscribers of one channel and its state on the wire.
+
+    A worker holds one per followed conversation and per connected person,
+    thousands: waiting subscribers get a future each, made only while they
+    wait, rather than an asyncio.Event (and its deque) per channel."""
+
+    __slots__ = ("_waiters", "resync_on_confirm", "settled", "subscriptions")
 
     def __init__(self) -> None:
         self.subscriptions: set[QueueSubscription] = set()
-        # Set when Redis confirms the subscription, or when the connection
-        # is lost (a Resync follows on the next confirmation): either way a
-        # waiting subscriber may proceed.
-        self.settled = asyncio.Event()
+        # True once Redis confirms the subscription. Until then a new
+        # subscriber waits; losing the connection lets waiters proceed (a
+        # Resync follows on the next confirmation) and unsettles it again.
+        self.settled = False
+        self._waiters: list[asyncio.Future[None]] | None = None
         # The subscription may have missed messages: Resync on confirmation.
         self.resync_on_confirm = False
 
     def confirm(self) -> None:
         """Redis routes the channel here (again)."""
-        self.settled.set()
+        self.settled = True
+        self._wake()
         if self.resync_on_confirm:
             self.resync_on_confirm = False
             self.resync()
 
     def release(self) -> None:
         """Let waiting subscribers proceed; the Resync comes on confirmation."""
-        self.settled.set()
-        self.settled = asyncio.Event()
+        self.settled = False
+        self._wake()
+
+    async def wait_settled(self) -> None:
+        """Wait for `confirm` or `release`."""
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
 
     def resync(self) -> None:
         offer_all(self.subscriptions, RESYNC)
@@ -102,10 +128,10 @@ class ChannelRegistry(Generic[ChannelT]):
             self.opened(channel, state)
         state.subscriptions.add(subscription)
         try:
-            if not state.settled.is_set() and self.may_wait(state):
+            if not state.settled and self.may_wait(state):
                 try:
                     async with asyncio.timeout(confirm_within):
-                        await state.settled.wait()
+                        await state.wait_settled()
                 except TimeoutError:
                     self.logger.warning(self.unconfirmed_warning, channel)
                     subscription.offer(RESYNC)

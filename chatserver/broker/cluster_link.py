@@ -34,6 +34,8 @@ logger = logging.getLogger("chatserver.broker.cluster")
 class ShardChannel(LocalChannel):
     """Local subscribers of one channel and the link it is subscribed on."""
 
+    __slots__ = ("link", "stale")
+
     def __init__(self) -> None:
         super().__init__()
         self.link: ClusterLink | None = None
