@@ -99,15 +99,17 @@ class QueueSubscription:
     holding the others back.
     """
 
+    __slots__ = ("_closed", "_items", "_maxsize", "_waiter", "channel")
+
     def __init__(self, channel: str, maxsize: int) -> None:
         if maxsize < 1:
             raise ValueError("a subscription queue needs room for at least one event")
         self.channel = channel
         self._maxsize = maxsize
-        self._items: deque[Event] = deque()
-        # The one consumer's wait, made only while it waits: an idle
-        # subscription (one per room, thousands per worker) holds no
-        # asyncio.Event and its deque of waiters.
+        # An idle subscription (one per room, thousands per worker) holds
+        # no queue and no asyncio.Event: its deque is made by the first
+        # event, and the one consumer's future only while it waits.
+        self._items: deque[Event] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
 
@@ -115,26 +117,29 @@ class QueueSubscription:
         """Queue an event; return True if the queue overflowed into a Resync."""
         if self._closed:
             return False
+        items = self._items
+        if items is None:
+            items = self._items = deque()
         overflowed = False
         if isinstance(event, Resync):
-            if self._items and isinstance(self._items[-1], Resync):
+            if items and isinstance(items[-1], Resync):
                 return False
-            if len(self._items) >= self._maxsize:
-                self._items.clear()
-        elif len(self._items) >= self._maxsize:
+            if len(items) >= self._maxsize:
+                items.clear()
+        elif len(items) >= self._maxsize:
             # Everything queued, and this event, is in the database: one
             # Resync replaces them all.
-            self._items.clear()
+            items.clear()
             event = RESYNC
             overflowed = True
-        self._items.append(event)
+        items.append(event)
         self._wake()
         return overflowed
 
     def close(self) -> None:
         """End the subscription; pending events are dropped, waiters wake up."""
         self._closed = True
-        self._items.clear()
+        self._items = None
         self._wake()
 
     def _wake(self) -> None:
@@ -146,7 +151,7 @@ class QueueSubscription:
         return self._closed
 
     def qsize(self) -> int:
-        return len(self._items)
+        return len(self._items) if self._items is not None else 0
 
     async def get(self) -> Event:
         """Wait for the next event; raise SubscriptionClosed once it has ended."""
