@@ -10,14 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from chatserver.chat.identity import Viewer
 from chatserver.chat.ratelimit import TokenBucket
-
-if TYPE_CHECKING:
-    from chatserver.realtime.conversation_room import ConversationRoom
-    from chatserver.realtime.feeds import OrgRoom, PersonRoom
 
 
 def _no_writer() -> None:
@@ -120,9 +115,9 @@ class Connection:
         "close_code",
         "conversations",
         "frames",
-        "inbox_room",
+        "inbox_channel",
         "outbox",
-        "person_room",
+        "person_channel",
         "stop_reading",
         "ticket",
         "viewer",
@@ -138,9 +133,11 @@ class Connection:
         # subscribe can replay a whole history, so their rate is bounded per
         # socket; sends have the per-person limit instead.
         self.frames = frames
-        self.conversations: dict[str, ConversationRoom] = {}
-        self.inbox_room: OrgRoom | None = None
-        self.person_room: PersonRoom | None = None
+        # What the socket follows, by name: the hub holds the rooms (and a
+        # connection knows nothing of them, so neither imports the other).
+        self.conversations: set[str] = set()
+        self.inbox_channel: str | None = None
+        self.person_channel: str | None = None
         # Set when the server decides to close the socket (slow, too large).
         self.close_code: int | None = None
         # The socket's writer task while frames wait, cancelled when the

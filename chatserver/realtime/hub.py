@@ -133,7 +133,7 @@ class Hub:
             room = self._people[channel] = PersonRoom(channel, self.chat, self.broker, self.kick)
             room.start()
         room.members.add(conn)
-        conn.person_room = room
+        conn.person_channel = channel
         self._count_rooms()
         return conn
 
@@ -158,12 +158,12 @@ class Hub:
     def _leave_all(self, conn: Connection) -> None:
         for conversation_id in list(conn.conversations):
             self.unsubscribe(conn, conversation_id)
-        if conn.inbox_room is not None:
-            self._leave(self._orgs, conn.inbox_room.channel, conn)
-            conn.inbox_room = None
-        if conn.person_room is not None:
-            self._leave(self._people, conn.person_room.channel, conn)
-            conn.person_room = None
+        if conn.inbox_channel is not None:
+            self._leave(self._orgs, conn.inbox_channel, conn)
+            conn.inbox_channel = None
+        if conn.person_channel is not None:
+            self._leave(self._people, conn.person_channel, conn)
+            conn.person_channel = None
 
     def _leave(
         self, rooms: dict[str, OrgRoom] | dict[str, PersonRoom], channel: str, conn: Connection
@@ -223,7 +223,7 @@ class Hub:
             room.start()
             self._count_rooms()
         member = room.join(conn)
-        conn.conversations[conversation_id] = room
+        conn.conversations.add(conversation_id)
         self.presence.enter(conversation_id, conn.role, viewer.id)
         try:
             await self._replay(conn, room, member, after)
@@ -281,12 +281,17 @@ class Hub:
         member.buffer = None
 
     def unsubscribe(self, conn: Connection, conversation_id: str) -> None:
-        room = conn.conversations.pop(conversation_id, None)
+        if conversation_id not in conn.conversations:
+            return
+        conn.conversations.discard(conversation_id)
+        self.presence.leave(conversation_id, conn.role, conn.viewer.id)
+        # A member keeps its room open, so the room under this id is the
+        # one the socket joined (unless the hub stopped and dropped them all).
+        room = self._rooms.get(conversation_id)
         if room is None:
             return
-        self.presence.leave(conversation_id, conn.role, conn.viewer.id)
         room.members.pop(conn, None)
-        if not room.members and self._rooms.get(conversation_id) is room:
+        if not room.members:
             del self._rooms[conversation_id]
             self._retire(room.stop())
 
@@ -315,7 +320,7 @@ class Hub:
     def follow_inbox(self, conn: Connection) -> None:
         if not conn.viewer.is_staff or conn.viewer.org_id is None:
             raise ChatError(ErrorCode.FORBIDDEN, "Only staff have an inbox feed.")
-        if conn.inbox_room is not None:
+        if conn.inbox_channel is not None:
             return
         channel = events.org_channel(conn.viewer.org_id)
         room = self._orgs.get(channel)
@@ -324,7 +329,7 @@ class Hub:
             room.start()
             self._count_rooms()
         room.members.add(conn)
-        conn.inbox_room = room
+        conn.inbox_channel = channel
 
     def local_connections(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
