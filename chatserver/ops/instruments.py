@@ -14,6 +14,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from chatserver.roles import Role
+
 # Delivery latency buckets: a healthy worker delivers within milliseconds;
 # anything past a second is an outage or a stall worth seeing separately.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -50,7 +52,7 @@ class Totals:
     """The numbers a worker shares with the ops page, since it started."""
 
     pid: int = field(default_factory=os.getpid)
-    connections: dict[str, int] = field(default_factory=lambda: {"staff": 0, "candidate": 0})
+    connections: dict[str, int] = field(default_factory=lambda: {role.value: 0 for role in Role})
     messages_sent: int = 0
     frames_delivered: int = 0
     latency_count: int = 0
