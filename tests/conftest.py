@@ -142,7 +142,7 @@ async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def host(client: httpx.AsyncClient) -> Host:
-    return Host(client, api_key=API_KEY)
+    return Host(client)
 
 
 @pytest.fixture

@@ -47,9 +47,12 @@ def path_of(url: str) -> str:
     return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
-# The in-process tests' host ATS: the one host API client (scripts/load/host.py)
-# on the app's ASGI client, with the tests' key (`host` in conftest.py).
-Host = HostApi
+class Host(HostApi):
+    """The in-process tests' host ATS: the one host API client
+    (scripts/load/host.py) on the app's ASGI client, with the tests' key."""
+
+    def __init__(self, client: httpx.AsyncClient, *, api_key: str = API_KEY) -> None:
+        super().__init__(client, api_key=api_key)
 
 
 @dataclass

@@ -8,7 +8,7 @@ typed attributes instead of column names; a change is a `replace`."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -70,24 +70,12 @@ class ConversationContext(SendContext):
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> ConversationContext:
         """A row with the `CONTEXT_COLUMNS` (others, such as the inbox's, are ignored)."""
-        return cls(
-            id=row["id"],
-            application_id=row["application_id"],
-            org_id=row["org_id"],
-            candidate_id=row["candidate_id"],
-            state=row["state"],
-            status=row["status"],
-            has_staff_message=bool(row["has_staff_message"]),
-            job_title=row["job_title"],
-            last_seq=int(row["last_seq"]),
-            last_message_at=row["last_message_at"],
-            created_at=row["created_at"],
-            applied_at=row["applied_at"],
-            job_id=row["job_id"],
-            candidate_name=row["candidate_name"],
-            candidate_email=row["candidate_email"],
-            org_name=row["org_name"],
-        )
+        values = {field.name: row[field.name] for field in fields(cls)}
+        # Typed as the dataclass says whatever the driver returned (SQLite
+        # hands a boolean back as 0 or 1).
+        values["has_staff_message"] = bool(values["has_staff_message"])
+        values["last_seq"] = int(values["last_seq"])
+        return cls(**values)
 
 
 def joined() -> Select[Any]:
