@@ -22,24 +22,37 @@ T = TypeVar("T")
 
 @overload
 async def eventually_async(
-    check: Callable[[], Awaitable[T | None]], *, within: float, what: str | Callable[[], str]
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    within: float,
+    what: str | Callable[[], str],
+    every: float = ...,
 ) -> T: ...
 
 
 @overload
 async def eventually_async(
-    check: Callable[[], T | None], *, within: float, what: str | Callable[[], str]
+    check: Callable[[], T | None],
+    *,
+    within: float,
+    what: str | Callable[[], str],
+    every: float = ...,
 ) -> T: ...
 
 
 async def eventually_async(
-    check: Callable[[], object], *, within: float, what: str | Callable[[], str]
+    check: Callable[[], object],
+    *,
+    within: float,
+    what: str | Callable[[], str],
+    every: float = EVENTUALLY_EVERY_SECONDS,
 ) -> object:
     """The first result of `check()` (awaited if it is a coroutine) that is
-    not None or False. Looks every 50 ms, as `eventually` does; past `within`
-    seconds the test fails saying `what` did not happen (a callable `what`
-    is asked then, so the message tells how far things got). `check` may
-    raise to stop at once (a process that exited)."""
+    not None or False. Looks every 50 ms, as `eventually` does (`every`: more
+    often, for a test that must act close to the moment, as a kill
+    mid-stream); past `within` seconds the test fails saying `what` did not
+    happen (a callable `what` is asked then, so the message tells how far
+    things got). `check` may raise to stop at once (a process that exited)."""
     deadline = time.monotonic() + within
     while True:
         result = check()
@@ -50,4 +63,4 @@ async def eventually_async(
         if time.monotonic() >= deadline:
             said = what if isinstance(what, str) else what()
             raise AssertionError(f"{said}: not within {within:g} s")
-        await asyncio.sleep(EVENTUALLY_EVERY_SECONDS)
+        await asyncio.sleep(every)
