@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import redis
 
 from tests.e2e.servers import START_TIMEOUT, RedisProcess, free_port
+from tests.helpers import eventually
 
 PRIMARIES = 3
 # A primary unseen for this long is failing; its replica is promoted about a
@@ -25,7 +25,6 @@ PRIMARIES = 3
 NODE_TIMEOUT_MS = 1000
 # Failover, from SIGKILL to a promoted replica everyone agrees on.
 FAILOVER_TIMEOUT = 20.0
-POLL_INTERVAL = 0.05
 # Keys moved per MIGRATE, and at most this many rounds of them per slot.
 MIGRATE_BATCHES = 100
 
@@ -85,7 +84,7 @@ class ClusterNode(RedisProcess):
             stderr=subprocess.STDOUT,
         )
         log.close()
-        _wait(self._answers, START_TIMEOUT, f"cluster node :{self.port}")
+        eventually(self._answers, within=START_TIMEOUT, what=f"cluster node :{self.port} ready")
         return self
 
     def info(self, section: str = "") -> dict[str, str]:
@@ -162,7 +161,7 @@ class RedisClusterProcesses:
             except (subprocess.SubprocessError, OSError):
                 return False
 
-        _wait(healthy, timeout, "the Redis cluster")
+        eventually(healthy, within=timeout, what="the Redis cluster healthy")
 
     def _slots_on_live_primaries(self) -> bool:
         """No live node believes a slot is served by a dead or failing primary."""
@@ -230,16 +229,6 @@ def _own_slots(node: ClusterNode) -> list[tuple[int, int]]:
             start, _, end = part.partition("-")
             ranges.append((int(start), int(end or start)))
     return ranges
-
-
-def _wait(ready: object, timeout: float, what: str) -> None:
-    assert callable(ready)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        time.sleep(POLL_INTERVAL)
-    raise TimeoutError(f"{what} was not ready within {timeout:.0f} s")
 
 
 def port_open(port: int) -> bool:

@@ -8,6 +8,7 @@ which arrives only after everything published before it was dispatched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from chatserver.broker import (
 from chatserver.broker.redis import RedisBroker
 from chatserver.settings import SettingsError
 from tests.e2e.servers import RedisProcess
+from tests.waits import eventually_async
 
 # The fixtures live in conftest.py, which tests cannot import by a stable
 # module name; these describe what the tests use of them.
@@ -42,8 +44,8 @@ RedisFactory = Callable[..., Awaitable[RedisBroker]]
 RECEIVE_TIMEOUT = 2.0
 # Recovery after a Redis restart: reconnect backoff is capped at 0.2 s in tests.
 RECOVERY_TIMEOUT = 5.0
-# Checks, 10 ms apart, for Redis to process an UNSUBSCRIBE: two seconds at most.
-UNSUBSCRIBE_POLLS = 200
+# Redis processes an UNSUBSCRIBE within this.
+UNSUBSCRIBE_WITHIN = 3.0
 
 
 async def receive(subscription: Subscription, within: float = RECEIVE_TIMEOUT) -> Event:
@@ -213,13 +215,14 @@ async def test_redis_unsubscribes_when_the_last_local_subscriber_leaves(
     wire = broker.prefix + "conv:a"
     observer = Redis.from_url(SHARED_REDIS_URL)
     try:
+
+        async def unsubscribed() -> bool:
+            return not await _subscribers(observer, wire)
+
         async with broker.subscribe("conv:a"), broker.subscribe("conv:a"):
             assert await _subscribers(observer, wire) == 1  # one connection per process
         # UNSUBSCRIBE is sent by the broker's writer task, just after exit.
-        for _ in range(UNSUBSCRIBE_POLLS):
-            if not await _subscribers(observer, wire):
-                break
-            await asyncio.sleep(0.01)
+        await eventually_async(unsubscribed, within=UNSUBSCRIBE_WITHIN, what="the UNSUBSCRIBE")
         assert await _subscribers(observer, wire) == 0
     finally:
         await observer.aclose()
@@ -297,29 +300,34 @@ async def test_redis_batches_a_crowds_subscribes_and_unsubscribes(
     observer = Redis.from_url(private_redis.url)
     try:
         subscribed = 0
+        everyone_subscribed = asyncio.Event()
         release = asyncio.Event()
 
         async def member(n: int) -> None:
             nonlocal subscribed
             async with broker.subscribe(f"conv:{n}"):
                 subscribed += 1
+                if subscribed == CROWD_CHANNELS:
+                    everyone_subscribed.set()
                 await release.wait()
 
-        started = time.monotonic()
         tasks = [asyncio.create_task(member(n)) for n in range(CROWD_CHANNELS)]
-        while subscribed < CROWD_CHANNELS:
-            assert time.monotonic() - started < CROWD_WITHIN, subscribed
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(everyone_subscribed.wait(), CROWD_WITHIN)
+        assert subscribed == CROWD_CHANNELS, subscribed
         assert len(await observer.pubsub_channels(broker.prefix + "*")) == CROWD_CHANNELS
         # Merged: a few hundred channels per command, never one per channel.
         assert await _command_calls(observer, "subscribe") <= CROWD_CHANNELS // 100
         await broker.publish("conv:7", b"still live")
         release.set()
         await asyncio.gather(*tasks)
-        for _ in range(UNSUBSCRIBE_POLLS * 10):
-            if not await observer.pubsub_channels(broker.prefix + "*"):
-                break
-            await asyncio.sleep(0.01)
+
+        async def none_left() -> bool:
+            return not await observer.pubsub_channels(broker.prefix + "*")
+
+        await eventually_async(
+            none_left, within=UNSUBSCRIBE_WITHIN * 10, what="the crowd's UNSUBSCRIBEs"
+        )
         assert await observer.pubsub_channels(broker.prefix + "*") == []
         assert await _command_calls(observer, "unsubscribe") <= CROWD_CHANNELS // 100
     finally:

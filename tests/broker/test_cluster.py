@@ -27,13 +27,15 @@ from chatserver.ops.stats import RedisStats
 from chatserver.settings import ClusterUrl, Settings, SettingsError, cluster_url
 from tests.e2e.servers import free_port
 from tests.redis_cluster import RedisClusterProcesses
+from tests.waits import eventually_async
 
 ClusterFactory = Callable[..., Awaitable[ClusterBroker]]
 
 RECEIVE_TIMEOUT = 2.0
 # Failover: detection (1 s node timeout) plus election, plus our reconnect.
 FAILOVER_TIMEOUT = 20.0
-POLLS = 200
+# A shard processes an UNSUBSCRIBE, or a presence write lands, within this.
+SETTLE_WITHIN = 5.0
 
 
 async def receive(subscription: Subscription, within: float = RECEIVE_TIMEOUT) -> object:
@@ -142,12 +144,12 @@ async def test_shard_channels_are_unsubscribed_when_the_last_subscriber_leaves(
             counts = await observer.pubsub_shardnumsub(wire)
             return int(counts[0][1])
 
+        async def unsubscribed() -> bool:
+            return not await subscribers()
+
         async with broker.subscribe("conv:gone"), broker.subscribe("conv:gone"):
             assert await subscribers() == 1  # one link per primary, per process
-        for _ in range(POLLS):
-            if not await subscribers():
-                break
-            await asyncio.sleep(0.01)
+        await eventually_async(unsubscribed, within=SETTLE_WITHIN, what="the shard UNSUBSCRIBE")
         assert await subscribers() == 0
     finally:
         await observer.aclose()
@@ -188,11 +190,12 @@ async def test_presence_and_worker_stats_work_on_the_cluster(
 
 
 async def _until(presence: RedisPresence, conversation: str, online: bool) -> None:
-    for _ in range(POLLS):
-        if await presence.online(conversation, "candidate", "cara") == online:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{conversation} never became online={online}")
+    async def became() -> bool:
+        return await presence.online(conversation, "candidate", "cara") == online
+
+    await eventually_async(
+        became, within=SETTLE_WITHIN, what=f"{conversation} becoming online={online}"
+    )
 
 
 async def test_the_redis_probe_asks_the_cluster(redis_cluster: RedisClusterProcesses) -> None:

@@ -15,8 +15,11 @@ from chatserver.chat import limits
 from chatserver.chat.limits import LocalLimits, RedisLimits, limits_from_settings
 from chatserver.errors import ChatError, ErrorCode
 from chatserver.settings import Settings
+from tests.waits import eventually_async
 
 WORKERS = 2
+# A released connection place is claimable again within this.
+RELEASE_WITHIN = 2.0
 
 
 @pytest.fixture
@@ -96,10 +99,10 @@ async def test_connections_are_capped_across_workers_and_released(
     ticket = tickets[0]
     assert ticket is not None
     first.release("staff", "alice", ticket)
-    for _ in range(50):  # the release is written in the background
-        if (again := await second.claim("staff", "alice")) is not None:
-            break
-        await asyncio.sleep(0.02)
+    # The release is written in the background.
+    again = await eventually_async(
+        lambda: second.claim("staff", "alice"), within=RELEASE_WITHIN, what="a released place"
+    )
     assert again is not None
 
 
@@ -115,6 +118,7 @@ async def test_a_crashed_workers_connections_expire_unless_refreshed(
         assert await alive.claim("staff", "alice") is not None
         assert await alive.claim("staff", "alice") is None
         # `crashed` never refreshes again; `alive` keeps its ticket fresh.
+        # The sleeps are the scenario: time passing past crashed's tickets' TTL.
         for _ in range(3):
             await asyncio.sleep(0.2)
             await alive.refresh()

@@ -32,6 +32,7 @@ from chatserver.store.tables import messages
 from tests.chat.test_sending import PG_ONLY, chat_of, viewer
 from tests.conftest import Scene
 from tests.helpers import count_rows
+from tests.waits import eventually_async
 
 # Generous bounds for a loaded machine; each is far below what the faults
 # would otherwise cost (a stalled broker: forever; a busy pool: 5 s).
@@ -91,10 +92,9 @@ async def test_an_ack_never_waits_for_a_stalled_broker(scene: Scene, app: Any) -
         assert await count_rows(app, messages) == 2
         assert stalled.published == []
         stalled.gate.set()  # the broker comes back: the late publishes land
-        for _ in range(100):
-            if len(stalled.published) >= 2:
-                break
-            await asyncio.sleep(0.01)
+        await eventually_async(
+            lambda: len(stalled.published) >= 2, within=ANSWER_WITHIN, what="the late publishes"
+        )
         seqs = [e["message"]["seq"] for _, e in stalled.published if e["type"] == "message"]
         assert sorted(seqs) == [1, 2]
     finally:

@@ -35,6 +35,7 @@ from tests.e2e.servers import (
     start_all,
 )
 from tests.redis_cluster import ClusterNode, RedisClusterProcesses
+from tests.waits import eventually_async
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +43,7 @@ pytestmark = pytest.mark.slow
 # the workers' reconnect backoff); catching up after it is one database read.
 CATCH_UP_WITHIN = 30.0
 SENDS_WITHIN = 45.0
+# Pause between sends of the steady streams, so a fault lands mid-stream.
 STREAM_PAUSE = 0.005
 # Rooms made until every shard has one; three shards need about six.
 MAX_ROOMS = 40
@@ -136,11 +138,14 @@ async def stream(
 
 
 async def wait_for_acks(acked: dict[str, dict[str, object]], count: int) -> None:
-    deadline = time.monotonic() + SENDS_WITHIN
-    while len(acked) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {len(acked)} of {count} sends acknowledged")
-        await asyncio.sleep(0.01)
+    """Until `count` sends are acknowledged; looked at every 10 ms, so that
+    what the caller does next happens mid-stream."""
+    await eventually_async(
+        lambda: len(acked) >= count,
+        within=SENDS_WITHIN,
+        what=lambda: f"only {len(acked)} of {count} sends acknowledged",
+        every=0.01,
+    )
 
 
 async def streams(every: list[Lanes], per_sender: int, acked: dict[str, dict[str, object]]) -> None:

@@ -22,6 +22,7 @@ from tests.e2e.servers import (
     ServerProcess,
     send_until_acked,
 )
+from tests.waits import eventually_async
 
 pytestmark = pytest.mark.slow
 
@@ -52,14 +53,6 @@ async def stream(
         await asyncio.sleep(STREAM_PAUSE)
 
 
-async def wait_until(condition: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        await asyncio.sleep(0.01)
-
-
 async def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(
     start_servers: StartServers, make_room: MakeRoom, open_peer: OpenPeer
 ) -> None:
@@ -79,7 +72,13 @@ async def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(
     acked: dict[str, dict[str, object]] = {}
 
     async def kill_a_mid_stream() -> None:
-        await wait_until(lambda: len(acked) >= 60, SENDS_WITHIN, "no sends before the kill")
+        # Looked at every 10 ms, so that the kill lands mid-stream.
+        await eventually_async(
+            lambda: len(acked) >= 60,
+            within=SENDS_WITHIN,
+            what="60 sends before the kill",
+            every=0.01,
+        )
         cluster.a.kill()
 
     await asyncio.gather(

@@ -70,6 +70,6 @@ async def test_a_message_committed_by_a_worker_killed_before_publishing_reaches_
     assert [seq for seq, _ in stored] == [1, 2]
     for peer in watchers:
         await peer.wait_for_seq(room.conversation, 2, within=DELIVERED_WITHIN)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # time for a duplicate to show up: nothing signals its absence
         assert peer.problems == []
         assert peer.view(room.conversation) == stored

@@ -8,7 +8,6 @@ someone else. Nobody else's socket is touched.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -18,10 +17,11 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.conftest import Cluster
 from tests.e2e.servers import SHARED_REDIS_URL, HostApi, ServerProcess
+from tests.waits import eventually_async
+from tests.ws_helpers import Socket
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +40,7 @@ async def socket(server: ServerProcess, cookie: str) -> AsyncIterator[ClientConn
 
 async def closed_with(ws: ClientConnection) -> int | None:
     """Read until the server closes the socket; its close code."""
-    deadline = time.monotonic() + CLOSE_WITHIN
-    try:
-        while True:
-            await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
-    except ConnectionClosed as closed:
-        return closed.rcvd.code if closed.rcvd is not None else None
+    return await Socket(ws).closed_code(CLOSE_WITHIN)
 
 
 async def pong(ws: ClientConnection) -> None:
@@ -61,14 +56,19 @@ async def wait_for_listeners(cluster: Cluster, channel: str, count: int) -> None
     disconnect must be published to someone who listens."""
     wire = cluster.a.env["CHAT_REDIS_PREFIX"] + channel
     redis = Redis.from_url(SHARED_REDIS_URL)
+    listeners = 0
+
+    async def followed() -> bool:
+        nonlocal listeners
+        [(_, listeners)] = await redis.pubsub_numsub(wire)
+        return int(listeners) >= count
+
     try:
-        deadline = time.monotonic() + SUBSCRIBE_WITHIN
-        while True:
-            [(_, listeners)] = await redis.pubsub_numsub(wire)
-            if int(listeners) >= count:
-                return
-            assert time.monotonic() < deadline, f"{listeners} of {count} workers follow {wire}"
-            await asyncio.sleep(0.02)
+        await eventually_async(
+            followed,
+            within=SUBSCRIBE_WITHIN,
+            what=lambda: f"{listeners} of {count} workers follow {wire}",
+        )
     finally:
         await redis.aclose()
 

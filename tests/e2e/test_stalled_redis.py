@@ -54,6 +54,7 @@ async def test_sends_are_acknowledged_while_redis_is_stalled(
             await sender.send(room.conversation, f"while Redis sleeps {n}", within=ACK_WITHIN)
             took.append(time.monotonic() - started)
         assert time.monotonic() < stalled_until, "the sends outlasted the stall: nothing shown"
+        # The scenario: Redis stays stalled for all of STALL_SECONDS.
         await asyncio.sleep(max(0.0, stalled_until - time.monotonic()))
     finally:
         private_redis.resume()

@@ -102,7 +102,7 @@ async def test_bombs_leave_a_real_server_s_memory_bounded(
                 headers={**csrf, "Content-Type": "multipart/form-data; boundary=b7f3a"},
             )
             assert chunked.status_code == 413, chunked.text
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the sampler's last looks (every 5 ms) at the worker's RSS
         growth = rss.peak - baseline
         assert growth < RSS_GROWTH_BOUND_KIB, f"RSS grew {growth} KiB\n{server.log_tail()}"
         # Still answering afterwards.

@@ -23,6 +23,7 @@ from chatserver.notify.transport import SmtpTransport
 from chatserver.notify.worker import Notifier
 from chatserver.settings import Settings
 from chatserver.web.deps import Services
+from tests.waits import eventually_async
 
 # Long enough for a loaded CI machine, short enough to fail a test quickly.
 WAIT_SECONDS = 30.0
@@ -67,11 +68,11 @@ class Mailbag:
         return [m for m in self.messages() if address in str(m["To"])]
 
     async def wait_for(self, count: int, within: float = WAIT_SECONDS) -> list[EmailMessage]:
-        deadline = asyncio.get_running_loop().time() + within
-        while len(self.messages()) < count:
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"got {len(self.messages())} emails, expected {count}")
-            await asyncio.sleep(0.05)
+        await eventually_async(
+            lambda: len(self.messages()) >= count,
+            within=within,
+            what=lambda: f"got {len(self.messages())} emails, expected {count}",
+        )
         return self.messages()
 
 

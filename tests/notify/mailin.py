@@ -5,13 +5,11 @@ PostgreSQL and Redis on the production path)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -24,6 +22,7 @@ import aiosmtplib
 from chatserver.mail_in import MailIn
 from chatserver.settings import Settings
 from tests.notify.conftest import free_port, subject
+from tests.waits import eventually_async
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
@@ -127,12 +126,18 @@ async def running_mail_in(
     )
     log_path = log_dir / f"mail-in-{port}.log"
     process = _spawn(env, port, log_path)
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"mail-in did not start:\n{log_path.read_text()}")
+        return _listening(port)
+
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not _listening(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mail-in did not start:\n{log_path.read_text()}")
-            await asyncio.sleep(0.05)
+        await eventually_async(
+            listening,
+            within=START_TIMEOUT,
+            what=lambda: f"mail-in listening:\n{log_path.read_text()}",
+        )
         yield MailInServer(port)
     finally:
         _stop(process)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from chatserver.notify.worker import Notifier
 from chatserver.settings import Settings
 from tests.conftest import Scene
 from tests.notify.conftest import WAIT_SECONDS, MovableClock, SmtpServer, text_of
+from tests.waits import eventually_async
 from tests.ws_helpers import LiveServer, live_server, open_socket
 
 DELAY = 120.0
@@ -40,10 +40,10 @@ async def notifier_presence(app: Any, settings: Settings) -> AsyncIterator[Prese
 
 
 async def becomes(presence: Presence, conversation: str, online: bool) -> None:
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-    while await presence.online(conversation, "candidate", "cara") != online:
-        assert asyncio.get_running_loop().time() < deadline, f"never became online={online}"
-        await asyncio.sleep(0.05)
+    async def now_online() -> bool:
+        return await presence.online(conversation, "candidate", "cara") == online
+
+    await eventually_async(now_online, within=WAIT_SECONDS, what=f"online={online}")
 
 
 async def test_a_candidate_with_the_conversation_open_is_not_emailed(

@@ -23,6 +23,7 @@ from chatserver.store.tables import candidates, outgoing_emails
 from tests.conftest import SECRET, Scene
 from tests.helpers import Host
 from tests.notify.conftest import WAIT_SECONDS, SmtpServer
+from tests.waits import eventually_async
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["production"])]
 
@@ -147,10 +148,11 @@ async def test_a_notifier_killed_mid_batch_resends_nothing_and_loses_nothing(
     # notifier is then mid-conversation on every email it has claimed.
     smtp.bag.stall_after = 3
     first = processes.start()
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-    while smtp.bag.stalled < POSTGRES_SENDERS:
-        assert asyncio.get_running_loop().time() < deadline, "the notifier never stalled"
-        await asyncio.sleep(0.05)
+    await eventually_async(
+        lambda: smtp.bag.stalled >= POSTGRES_SENDERS,
+        within=WAIT_SECONDS,
+        what="the notifier stalling",
+    )
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=WAIT_SECONDS)
     delivered_before = len(smtp.bag.messages())
@@ -158,27 +160,24 @@ async def test_a_notifier_killed_mid_batch_resends_nothing_and_loses_nothing(
     smtp.bag.release.set()
 
     # What was sent is recorded as sent; the claimed emails are pending again.
-    assert await _eventually_statuses(
-        app, {"sent": delivered_before, "pending": count - delivered_before}
-    )
+    await statuses_become(app, {"sent": delivered_before, "pending": count - delivered_before})
 
     processes.start()
     await smtp.bag.wait_for(count)
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # time for any duplicate to show up
     assert len(smtp.bag.messages()) == count
     assert set(recipients(smtp).values()) == {1}
     assert await statuses(app) == Counter({"sent": count})
 
 
-async def _eventually_statuses(app: Any, expected: dict[str, int]) -> bool:
+async def statuses_become(app: Any, expected: dict[str, int]) -> None:
     """The killed process's locks go when PostgreSQL notices the dead
     connection, which takes a moment."""
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-    while await statuses(app) != Counter(expected):
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.1)
-    return True
+
+    async def reached() -> bool:
+        return await statuses(app) == Counter(expected)
+
+    await eventually_async(reached, within=WAIT_SECONDS, what=f"email statuses {expected}")
 
 
 async def test_two_notifiers_send_everything_healthy_around_poisoned_rows(
@@ -218,31 +217,39 @@ async def test_two_notifiers_send_everything_healthy_around_poisoned_rows(
     smtp.bag.rcpt_delay = 0.3
     processes.start()
     processes.start()
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-    while not all("notifier started" in processes.log_of(i) for i in (0, 1)):
-        assert asyncio.get_running_loop().time() < deadline, "the notifiers did not start"
-        await asyncio.sleep(0.05)
+    await eventually_async(
+        lambda: all("notifier started" in processes.log_of(i) for i in (0, 1)),
+        within=WAIT_SECONDS,
+        what="both notifiers starting",
+    )
     # The running notifiers hold the planner lock now and then: plan until
     # every email is recorded (a pass that finds the lock taken plans none).
     planner = Notifier(
         app.state.services.chat, settings.with_(notify_delay_seconds=0), MemoryPresence()
     )
     planned = 0
-    while planned < count:
-        assert asyncio.get_running_loop().time() < deadline, f"planned {planned} of {count}"
-        got = await planner.plan()
-        planned += got
-        if not got:
-            await asyncio.sleep(0.05)
+
+    async def all_planned() -> bool:
+        nonlocal planned
+        planned += await planner.plan()
+        return planned >= count
+
+    await eventually_async(
+        all_planned, within=WAIT_SECONDS, what=lambda: f"planned {planned} of {count}"
+    )
     assert planned == count
     healthy = count - len(poisoned)
     await smtp.bag.wait_for(healthy)
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-    while (await statuses(app))["pending"] != len(poisoned) or any(
-        row["attempts"] == 0 for row in await rows_of(app, poisoned)
-    ):
-        assert asyncio.get_running_loop().time() < deadline, await statuses(app)
-        await asyncio.sleep(0.1)
+    last: Counter[str] = Counter()
+
+    async def poisoned_recorded() -> bool:
+        nonlocal last
+        last = await statuses(app)
+        return last["pending"] == len(poisoned) and not any(
+            row["attempts"] == 0 for row in await rows_of(app, poisoned)
+        )
+
+    await eventually_async(poisoned_recorded, within=WAIT_SECONDS, what=lambda: str(last))
     await asyncio.sleep(1.0)  # time for any duplicate to show up
     processes.stop_all()
 

@@ -23,7 +23,6 @@ import smtplib
 import socket
 import ssl
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,7 +40,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.servers import PgDatabase, free_port, unique
+from tests.helpers import eventually
 from tests.ops.wheel import Installed
+from tests.waits import eventually_async
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +52,6 @@ API_KEY = "walk-through-api-key-" + uuid.uuid4().hex
 # Bounded waits: a loaded machine starts a worker in a few seconds.
 START_TIMEOUT = 60.0
 EMAIL_TIMEOUT = 30.0
-POLL = 0.1
 
 
 def guide_blocks(language: str) -> list[str]:
@@ -139,15 +139,6 @@ class Deployment:
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.base, verify=self.ca, timeout=10)
-
-
-def _wait(ready: Any, what: str, timeout: float = START_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        time.sleep(POLL)
-    raise TimeoutError(f"{what} not ready within {timeout:.0f} s")
 
 
 def _listening(port: int) -> bool:
@@ -289,10 +280,11 @@ def test_the_production_guide_walk_through(
     d.start("web", "chatserver serve --host 127.0.0.1 --port 8000 --workers 2")
     d.start("notifier", "chatserver notifier")
     local = f"http://127.0.0.1:{d.app_port}"
-    _wait(lambda: _answers(f"{local}/healthz"), "the web workers")
+    eventually(lambda: _answers(f"{local}/healthz"), within=START_TIMEOUT, what="the web workers")
     # 4a. Reply by email over SMTP.
     d.start("mail", "chatserver mail-in")
-    _wait(lambda: _listening(int(d.env["CHAT_MAIL_IN_PORT"])), "mail-in")
+    mail_in_port = int(d.env["CHAT_MAIL_IN_PORT"])
+    eventually(lambda: _listening(mail_in_port), within=START_TIMEOUT, what="mail-in")
 
     # 5. Health.
     assert httpx.get(f"{local}/healthz").text == "ok"
@@ -333,7 +325,7 @@ http {{
              "-e", str(nginx / "error.log"), "-g", "daemon off;"],
             stdout=log, stderr=log,
         )  # fmt: skip
-    _wait(lambda: _answers(f"{d.base}/healthz", d.ca), "nginx")
+    eventually(lambda: _answers(f"{d.base}/healthz", d.ca), within=START_TIMEOUT, what="nginx")
     plain = httpx.get(f"http://127.0.0.1:{d.http_port}/inbox", follow_redirects=False)
     assert plain.status_code == 301
     assert plain.headers["location"].startswith("https://")
@@ -408,10 +400,11 @@ async def _chat_through_the_proxy(d: Deployment, mailbox: Mailbox, db: PgDatabas
     assert ack["message"]["seq"] == 1
 
     # The notifier emails Cara (offline) over SMTP, with a link to the public address.
-    deadline = time.monotonic() + EMAIL_TIMEOUT
-    while not mailbox.messages:
-        assert time.monotonic() < deadline, d.log("notifier")[-3000:]
-        await asyncio.sleep(POLL)
+    await eventually_async(
+        lambda: bool(mailbox.messages),
+        within=EMAIL_TIMEOUT,
+        what=lambda: d.log("notifier")[-3000:],
+    )
     email = mailbox.messages[0].decode(errors="replace")
     assert "cara@mail.example" in email
     assert f"{d.base}/auth/candidate?token=" in email.replace("=\r\n", "").replace("=3D", "=")
@@ -424,7 +417,12 @@ async def _chat_through_the_proxy(d: Deployment, mailbox: Mailbox, db: PgDatabas
     assert "Application shutdown complete" in d.log("web")
     # ...the new version starts, and the client resumes and retries.
     d.start("web", "chatserver serve --host 127.0.0.1 --port 8000 --workers 2")
-    await asyncio.to_thread(_wait, lambda: _answers(f"{d.base}/readyz", d.ca), "the new workers")
+    await asyncio.to_thread(
+        eventually,
+        lambda: _answers(f"{d.base}/readyz", d.ca),
+        within=START_TIMEOUT,
+        what="the new workers",
+    )
     ws = await _socket(d, session)
     await ws.send(json.dumps({"type": "subscribe", "conversation": conversation, "after": 1}))
     assert (await _frame(ws, "subscribed"))["last_seq"] == 1
@@ -507,13 +505,11 @@ async def _socket(d: Deployment, cookie: str) -> ClientConnection:
 
 async def _frame(ws: ClientConnection, kind: str) -> dict[str, Any]:
     """The next frame of `kind`, skipping others (message copies, bell)."""
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 15))
-        if frame["type"] == kind:
-            return frame
-        assert frame["type"] != "error", frame
-    raise TimeoutError(kind)
+    frame: dict[str, Any]
+    async with asyncio.timeout(15):
+        while (frame := json.loads(await ws.recv()))["type"] != kind:
+            assert frame["type"] != "error", frame
+    return frame
 
 
 def test_the_guide_names_a_command_for_each_process() -> None:

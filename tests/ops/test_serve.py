@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -32,6 +31,7 @@ from tests.e2e.servers import (
     unique,
 )
 from tests.ops.cli import clean_env, run_cli
+from tests.ws_helpers import Socket
 
 pytestmark = pytest.mark.slow
 
@@ -333,11 +333,9 @@ async def test_sigterm_closes_sockets_with_1012_and_clients_resume_elsewhere(
             await ws.send(
                 json.dumps({"type": "subscribe", "conversation": conversation, "after": 0})
             )
-            seen: list[dict[str, Any]] = []
-            deadline = time.monotonic() + 15
-            while not any(f.get("type") == "message" for f in seen):
-                assert time.monotonic() < deadline, seen
-                seen.append(json.loads(await asyncio.wait_for(ws.recv(), 15)))
+            seen = await Socket(ws).collect(
+                lambda frames: any(f.get("type") == "message" for f in frames), within=15
+            )
             message = next(f for f in seen if f["type"] == "message")["message"]
             assert (message["seq"], message["body"]) == (1, "After the restart")
         # A graceful stop: the app's shutdown ran; uvicorn then ends the

@@ -23,6 +23,7 @@ from chatserver.settings import Settings
 from chatserver.store import messages
 from chatserver.store.tables import conversations
 from tests.conftest import Scene
+from tests.waits import eventually_async
 from tests.ws_helpers import LiveServer, live_server, open_socket, seqs
 
 # Deadline for presence to show up in (or vanish from) Redis: its writer
@@ -149,10 +150,11 @@ async def test_presence_follows_subscriptions(server: LiveServer, scene: Scene, 
     presence = services(app).hub.presence
 
     async def until(expected: bool) -> None:
-        deadline = asyncio.get_running_loop().time() + PRESENCE_WITHIN
-        while await presence.online(scene.conversation, "candidate", scene.cara.id) != expected:
-            assert asyncio.get_running_loop().time() < deadline, f"presence never became {expected}"
-            await asyncio.sleep(0.05)
+        async def became() -> bool:
+            online = await presence.online(scene.conversation, "candidate", scene.cara.id)
+            return bool(online == expected)
+
+        await eventually_async(became, within=PRESENCE_WITHIN, what=f"presence {expected}")
 
     assert not await presence.online(scene.conversation, "candidate", scene.cara.id)
     async with open_socket(server, scene.cara) as first, open_socket(server, scene.cara) as second:
@@ -163,6 +165,7 @@ async def test_presence_follows_subscriptions(server: LiveServer, scene: Scene, 
         await first.send({"type": "unsubscribe", "conversation": scene.conversation})
         await first.send({"type": "ping"})
         await first.expect("pong")
+        # Time for a wrong "offline" to be written: nothing signals that it was not.
         await asyncio.sleep(0.3)
         assert await presence.online(scene.conversation, "candidate", scene.cara.id)
     await until(False)
@@ -177,10 +180,11 @@ async def test_rooms_close_when_their_last_socket_leaves(
         await other.subscribe(scene.conversation)
         await ws.send({"type": "inbox"})
         assert hub.room_count == 1
-    deadline = asyncio.get_running_loop().time() + 2
-    while hub.room_count or hub.local_connections().get("staff"):
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.02)
+    await eventually_async(
+        lambda: not (hub.room_count or hub.local_connections().get("staff")),
+        within=2,
+        what="the rooms and connections closing",
+    )
     assert hub.local_connections() == {}
 
 
