@@ -4,6 +4,8 @@ publishes."""
 
 from __future__ import annotations
 
+from sqlalchemy.engine import RowMapping
+
 from chatserver.chat import access, views
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role, send_refusal
@@ -58,6 +60,29 @@ async def staff_link_generation(chat: Chat, staff_id: str) -> int | None:
     if row is None or row["removed_at"] is not None:
         return None
     return int(row["session_generation"])
+
+
+async def email_setting(chat: Chat, kind: str, person_id: str) -> tuple[str, str] | None:
+    """A person's name and email setting (the unsubscribe page), or None."""
+    async with chat.db.transaction() as conn:
+        if kind == Role.STAFF:
+            row = await people.get_staff(conn, person_id)
+        else:
+            row = await people.get_candidate(conn, person_id)
+    return None if row is None else (str(row["name"]), str(row["email_notifications"]))
+
+
+async def everyone(chat: Chat) -> tuple[list[RowMapping], list[RowMapping]]:
+    """Every staff user and every application (the demo's sign-in page)."""
+    async with chat.db.transaction() as conn:
+        return await people.everyone(conn)
+
+
+async def application_candidate(chat: Chat, application_id: str) -> str | None:
+    """The candidate an application is for now, or None (no such application)."""
+    async with chat.db.transaction() as conn:
+        binding = await conversations.application_link_binding(conn, application_id)
+    return None if binding is None else binding[0]
 
 
 async def is_operator(chat: Chat, viewer: Viewer) -> bool:

@@ -14,6 +14,7 @@ from chatserver.roles import Role
 from chatserver.store import dialect
 from chatserver.store.folding import fold
 from chatserver.store.tables import (
+    applications,
     candidates,
     conversations,
     jobs,
@@ -207,3 +208,20 @@ async def update_settings(
     values: dict[str, Any] = dict(changes)
     values.update({CHOSEN_FLAGS[name]: True for name in changes if name in CHOSEN_FLAGS})
     await conn.execute(update(table).where(table.c.id == person_id).values(**values))
+
+
+async def everyone(conn: AsyncConnection) -> tuple[list[RowMapping], list[RowMapping]]:
+    """Every staff user by name, and every application with its candidate's
+    name and job title, by candidate: the demo's sign-in page lists them."""
+    staff_rows = list((await conn.execute(select(staff).order_by(staff.c.name))).mappings())
+    application_rows = list(
+        (
+            await conn.execute(
+                select(applications.c.id, applications.c.status, candidates.c.name, jobs.c.title)
+                .join(candidates, candidates.c.id == applications.c.candidate_id)
+                .join(jobs, jobs.c.id == applications.c.job_id)
+                .order_by(candidates.c.name)
+            )
+        ).mappings()
+    )
+    return staff_rows, application_rows

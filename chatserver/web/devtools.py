@@ -8,59 +8,38 @@ fresh link for any demo person on each click.
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from chatserver.chat import queries
 from chatserver.errors import not_found
-from chatserver.store import conversations, people
-from chatserver.store.tables import applications, candidates, jobs, staff
 from chatserver.web.deps import services
 from chatserver.web.templating import render_page
 
 
 async def sign_in_page(request: Request) -> Response:
-    svc = services(request)
-    async with svc.chat.db.transaction() as conn:
-        people = list((await conn.execute(select(staff).order_by(staff.c.name))).mappings())
-        apps = list(
-            (
-                await conn.execute(
-                    select(
-                        applications.c.id,
-                        applications.c.status,
-                        candidates.c.name,
-                        jobs.c.title,
-                    )
-                    .join(candidates, candidates.c.id == applications.c.candidate_id)
-                    .join(jobs, jobs.c.id == applications.c.job_id)
-                    .order_by(candidates.c.name)
-                )
-            ).mappings()
-        )
-    return render_page(request, "dev_sign_in.html", {"staff": people, "applications": apps})
+    staff, applications = await queries.everyone(services(request).chat)
+    return render_page(request, "dev_sign_in.html", {"staff": staff, "applications": applications})
 
 
 async def sign_in_staff(request: Request) -> Response:
     svc = services(request)
     staff_id = request.path_params["staff_id"]
-    async with svc.chat.db.transaction() as conn:
-        row = await people.get_staff(conn, staff_id)
-    if row is None:
+    generation = await queries.staff_link_generation(svc.chat, staff_id)
+    if generation is None:
         raise not_found("staff user")
-    token, _ = svc.signer.staff_link_token(staff_id, int(row["session_generation"]))
+    token, _ = svc.signer.staff_link_token(staff_id, generation)
     return RedirectResponse(f"/auth/staff?token={token}", status_code=303)
 
 
 async def sign_in_candidate(request: Request) -> Response:
     svc = services(request)
     application_id = request.path_params["application_id"]
-    async with svc.chat.db.transaction() as conn:
-        binding = await conversations.application_link_binding(conn, application_id)
-    if binding is None:
+    candidate_id = await queries.application_candidate(svc.chat, application_id)
+    if candidate_id is None:
         raise not_found("application")
-    token = svc.signer.candidate_link_token(application_id, binding[0])
+    token = svc.signer.candidate_link_token(application_id, candidate_id)
     return RedirectResponse(f"/auth/candidate?token={token}", status_code=303)
 
 

@@ -15,12 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chatserver.chat import user_settings
+from chatserver.chat import queries, user_settings
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role
 from chatserver.errors import invalid
 from chatserver.notify.unsubscribe import PATH, Recipient, UnsubscribeLinks
-from chatserver.store import people
 from chatserver.web.deps import services
 from chatserver.web.templating import render_page
 
@@ -39,14 +38,11 @@ async def _person(request: Request) -> tuple[Recipient, str, str] | None:
     recipient = UnsubscribeLinks(svc.settings).read(request.query_params.get("token", ""))
     if recipient is None:
         return None
-    async with svc.chat.db.transaction() as conn:
-        if recipient.kind == Role.STAFF:
-            row = await people.get_staff(conn, recipient.id)
-        else:
-            row = await people.get_candidate(conn, recipient.id)
-    if row is None:
+    found = await queries.email_setting(svc.chat, recipient.kind, recipient.id)
+    if found is None:
         return None
-    return recipient, str(row["name"]), str(row["email_notifications"])
+    name, current = found
+    return recipient, name, current
 
 
 def _page(request: Request, status_code: int = 200, **context: object) -> Response:
