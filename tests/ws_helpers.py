@@ -8,8 +8,8 @@ compression, pings), so size limits and close codes are the ones production has.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from chatserver.settings import Settings
 from chatserver.web.server import uvicorn_options
 from tests.helpers import Person
+from tests.waits import eventually_async
 
 # Every wait in these tests is bounded; a frame that has not come in this
 # long is not coming.
@@ -63,11 +64,15 @@ async def live_server(
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[listener]))
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while not server.started:
-        if task.done() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        await asyncio.sleep(0.01)
+    # uvicorn has a flag for it, not an event.
+    await eventually_async(
+        lambda: server.started or task.done(),
+        within=SERVER_START_TIMEOUT,
+        what="the test server to start",
+        every=0.01,
+    )
+    if not server.started:
+        raise RuntimeError("the test server did not start")
     try:
         yield LiveServer(port)
     finally:
@@ -88,8 +93,11 @@ class Socket:
         )
 
     async def recv(self, within: float = FRAME_TIMEOUT) -> dict[str, Any]:
-        data = await asyncio.wait_for(self.ws.recv(), within)
-        value = orjson.loads(data)
+        async with asyncio.timeout(within):
+            return await self._next()
+
+    async def _next(self) -> dict[str, Any]:
+        value = orjson.loads(await self.ws.recv())
         assert isinstance(value, dict)
         return value
 
@@ -101,31 +109,28 @@ class Socket:
 
     async def next_of(self, kind: str, within: float = FRAME_TIMEOUT) -> dict[str, Any]:
         """The next frame of type `kind`, skipping others."""
-        deadline = time.monotonic() + within
-        while True:
-            frame = await self.recv(max(0.01, deadline - time.monotonic()))
-            if frame["type"] == kind:
-                return frame
+        async with asyncio.timeout(within):
+            while (frame := await self._next())["type"] != kind:
+                pass
+        return frame
 
     async def collect(
         self, done: Callable[[list[dict[str, Any]]], bool], within: float = FRAME_TIMEOUT
     ) -> list[dict[str, Any]]:
         """Frames until `done(frames)` holds."""
         frames: list[dict[str, Any]] = []
-        deadline = time.monotonic() + within
-        while not done(frames):
-            frames.append(await self.recv(max(0.01, deadline - time.monotonic())))
+        async with asyncio.timeout(within):
+            while not done(frames):
+                frames.append(await self._next())
         return frames
 
     async def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
         """Whatever arrives within `seconds` (usually asserted empty)."""
-        frames = []
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                frames.append(await self.recv(left))
-            except TimeoutError:
-                break
+        frames: list[dict[str, Any]] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while True:
+                    frames.append(await self._next())
         return frames
 
     async def subscribe(self, conversation: str, after: int = 0) -> dict[str, Any]:
@@ -134,10 +139,10 @@ class Socket:
 
     async def closed_code(self, within: float = FRAME_TIMEOUT) -> int | None:
         """Read until the server closes; the close code."""
-        deadline = time.monotonic() + within
         try:
-            while True:
-                await asyncio.wait_for(self.ws.recv(), max(0.01, deadline - time.monotonic()))
+            async with asyncio.timeout(within):
+                while True:
+                    await self.ws.recv()
         except ConnectionClosed as closed:
             return closed.rcvd.code if closed.rcvd is not None else None
 

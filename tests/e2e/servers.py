@@ -28,7 +28,6 @@ from scripts.load.host import API_KEY as API_KEY
 from scripts.load.host import HostApi as HostApi
 from scripts.load.host import Room as Room
 from scripts.load.host import new_room as new_room
-from scripts.load.processes import POLL_INTERVAL
 from scripts.load.processes import REPO as REPO
 from scripts.load.processes import START_TIMEOUT as START_TIMEOUT
 from scripts.load.processes import free_port as free_port
@@ -88,6 +87,8 @@ class Peer:
         self._subscribing: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._subscribed: set[str] = set()
         self._closing = False
+        # Set on every message frame: `wait_for_seq` looks again then.
+        self._arrived = asyncio.Event()
 
     def last_seq(self, conversation: str) -> int:
         seen = self.messages.get(conversation)
@@ -155,14 +156,15 @@ class Peer:
         await self._send_frame({"type": "inbox"})
 
     async def wait_for_seq(self, conversation: str, seq: int, within: float) -> None:
-        deadline = time.monotonic() + within
-        while self.last_seq(conversation) < seq:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{self.name} has seq {self.last_seq(conversation)} of {seq} "
-                    f"after {within:.0f} s"
-                )
-            await asyncio.sleep(POLL_INTERVAL / 5)
+        try:
+            async with asyncio.timeout(within):
+                while self.last_seq(conversation) < seq:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self.name} has seq {self.last_seq(conversation)} of {seq} after {within:.0f} s"
+            ) from None
 
     async def wait_connected(self, within: float) -> None:
         await asyncio.wait_for(self.connected.wait(), within)
@@ -187,6 +189,7 @@ class Peer:
         kind = frame.get("type")
         if kind == "message":
             self._on_message(frame["message"])
+            self._arrived.set()
         elif kind == "ack":
             future = self._acks.get(str(frame.get("client_id")))
             if future is not None and not future.done():
