@@ -5,6 +5,7 @@ publishes."""
 from __future__ import annotations
 
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.chat import access, views
 from chatserver.chat.identity import Viewer
@@ -14,6 +15,7 @@ from chatserver.clock import wire_time
 from chatserver.errors import invalid, not_found
 from chatserver.json_types import JSON
 from chatserver.store import audit, conversations, messages, people, reads
+from chatserver.store.contexts import ConversationContext
 
 HISTORY_DEFAULT = 50
 HISTORY_MAX = 200
@@ -170,17 +172,49 @@ async def history(
         after = SEQ_MAX
     async with chat.db.transaction() as conn:
         await access.conversation_for(conn, viewer, conversation_id)
-        rows = await messages.history(
-            conn,
-            conversation_id,
-            viewer.kind.value,
-            viewer.id,
-            after=after,
-            before=before,
-            limit=limit,
-        )
-        files = await messages.attachments_for(conn, [r["id"] for r in rows if not r["hidden"]])
+        return await _history_page(conn, viewer, conversation_id, after, before, limit)
+
+
+async def opening(
+    chat: Chat, viewer: Viewer, conversation_id: str, after: int
+) -> tuple[ConversationContext, list[JSON]]:
+    """What a subscribe sends first (SPEC section 5): the conversation as
+    this viewer may see it and the first page of history after `after`,
+    read in one transaction so the page and the context agree."""
+    async with chat.db.transaction() as conn:
+        ctx = await access.conversation_for(conn, viewer, conversation_id)
+        page = await _history_page(conn, viewer, conversation_id, after, None, HISTORY_MAX)
+    return ctx, page
+
+
+async def _history_page(
+    conn: AsyncConnection,
+    viewer: Viewer,
+    conversation_id: str,
+    after: int | None,
+    before: int | None,
+    limit: int,
+) -> list[JSON]:
+    rows = await messages.history(
+        conn,
+        conversation_id,
+        viewer.kind.value,
+        viewer.id,
+        after=after,
+        before=before,
+        limit=limit,
+    )
+    files = await messages.attachments_for(conn, [r["id"] for r in rows if not r["hidden"]])
     return [views.message(r, files.get(r["id"], []), hidden=bool(r["hidden"])) for r in rows]
+
+
+async def stored_between(chat: Chat, conversation_id: str, after: int, upto: int) -> list[JSON]:
+    """The messages with after < seq <= upto as every subscriber sees them
+    live (a room filling a gap or catching up)."""
+    async with chat.db.transaction() as conn:
+        rows = await messages.range_(conn, conversation_id, after, upto)
+        files = await messages.attachments_for(conn, [row["id"] for row in rows])
+    return [views.message(row, files.get(row["id"], [])) for row in rows]
 
 
 # Order of events recorded at the same instant: a reopen (written by the

@@ -16,7 +16,7 @@ import time
 from datetime import datetime
 
 from chatserver.broker.base import Broker
-from chatserver.chat import events, views, wire
+from chatserver.chat import events, queries, views, wire
 from chatserver.chat.events import EventType
 from chatserver.chat.policy import ConversationFacts, Role
 from chatserver.chat.service import Chat
@@ -24,7 +24,6 @@ from chatserver.ops import instruments
 from chatserver.realtime.catchup import CatchUp
 from chatserver.realtime.connection import Connection
 from chatserver.realtime.room import Kick, Room, decode_event
-from chatserver.store import messages
 from chatserver.store.contexts import ConversationContext
 
 log = logging.getLogger(__name__)
@@ -159,16 +158,14 @@ class ConversationRoom(Room):
             end = ctx.last_seq if upto is None else min(upto, ctx.last_seq)
             if end <= self.last:
                 return ctx
-            async with self._catch_up_with.pages, self.chat.db.transaction() as db:
-                rows = await messages.range_(
-                    db, self.conversation_id, self.last, min(end, self.last + PAGE)
+            async with self._catch_up_with.pages:
+                page = await queries.stored_between(
+                    self.chat, self.conversation_id, self.last, min(end, self.last + PAGE)
                 )
-                files = await messages.attachments_for(db, [row["id"] for row in rows])
-            if not rows:
+            if not page:
                 return ctx
-            for row in rows:
-                frame = wire.message_frame(views.message(row, files.get(row["id"], [])))
-                await self._deliver_paced(frame, int(row["seq"]))
+            for message in page:
+                await self._deliver_paced(wire.message_frame(message), int(message["seq"]))
         return ctx
 
     def _deliver(self, frame: str, seq: int) -> None:

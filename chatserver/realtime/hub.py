@@ -16,7 +16,7 @@ import logging
 from collections import Counter
 
 from chatserver.broker.base import Broker
-from chatserver.chat import access, events, views, wire
+from chatserver.chat import access, events, queries, views, wire
 from chatserver.chat.identity import Viewer
 from chatserver.chat.presence import Presence, presence_from_settings
 from chatserver.chat.ratelimit import TokenBucket
@@ -26,11 +26,10 @@ from chatserver.ops import instruments
 from chatserver.ops.stats import StatsReporter, stats_store_from_settings
 from chatserver.realtime.catchup import CatchUp
 from chatserver.realtime.connection import Connection
-from chatserver.realtime.conversation_room import PAGE, ConversationRoom, Member
+from chatserver.realtime.conversation_room import ConversationRoom, Member
 from chatserver.realtime.feeds import OrgRoom, PersonRoom
 from chatserver.realtime.tails import TailCheck
 from chatserver.settings import Settings
-from chatserver.store import messages
 
 log = logging.getLogger(__name__)
 
@@ -243,31 +242,21 @@ class Hub:
             raise unavailable() from None
         viewer = conn.viewer
         conversation_id = room.conversation_id
+        ctx, page = await queries.opening(self.chat, viewer, conversation_id, after)
+        state = views.conversation_state(ctx.id, views.facts(ctx), viewer.kind)
+        await conn.outbox.put(
+            wire.subscribed_frame(conversation_id, ctx.last_seq, state["state"], state["can_send"])
+        )
         high = after
-        first = True
         while True:
-            async with self.chat.db.transaction() as db:
-                if first:
-                    ctx = await access.conversation_for(db, viewer, conversation_id)
-                rows = await messages.history(
-                    db, conversation_id, viewer.kind.value, viewer.id, after=high, limit=PAGE
-                )
-                shown = [row["id"] for row in rows if not row["hidden"]]
-                files = await messages.attachments_for(db, shown)
-            if first:
-                state = views.conversation_state(ctx.id, views.facts(ctx), viewer.kind)
-                await conn.outbox.put(
-                    wire.subscribed_frame(
-                        conversation_id, ctx.last_seq, state["state"], state["can_send"]
-                    )
-                )
-                first = False
-            for row in rows:
-                message = views.message(row, files.get(row["id"], []), hidden=bool(row["hidden"]))
+            for message in page:
                 await conn.outbox.put(wire.message_frame(message))
-                high = int(row["seq"])
-            if len(rows) < PAGE:
+                high = int(message["seq"])
+            if len(page) < queries.HISTORY_MAX:
                 break
+            page = await queries.history(
+                self.chat, viewer, conversation_id, after=high, limit=queries.HISTORY_MAX
+            )
         # Hand over to live delivery: what arrived meanwhile, minus what the
         # history covered. The last emptiness check and the switch happen
         # without an await in between, so no frame can slip past.
