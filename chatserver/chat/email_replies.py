@@ -248,7 +248,7 @@ async def _explain(chat: Chat, author: Author, client_id: str, refusal: ChatErro
         "key": f"refused:{client_id}:{kind}:{person_id}",
         "topic": emails.REPLY_REFUSED,
         "conversation_id": author.conversation_id,
-        "reason": refusal.message[:500],
+        "reason": refusal.message[: outbox.ERROR_CHARS],
     }
     async with chat.db.transaction() as conn:
         recorded = await outbox.record(conn, about, kind, person_id, now)

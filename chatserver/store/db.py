@@ -25,6 +25,9 @@ from chatserver.store import dialect
 POOL_TIMEOUT_SECONDS = 5.0
 # Fail a connection attempt to a dead server fast instead of hanging sends.
 CONNECT_TIMEOUT_SECONDS = 3
+# Replace a pooled connection after this long: proxies and firewalls drop
+# connections idle for an hour, and a dropped one costs a failed request.
+POOL_RECYCLE_SECONDS = 1800
 
 
 def _is_outage(exc: BaseException) -> bool:
@@ -42,7 +45,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_overflow,
         pool_timeout=POOL_TIMEOUT_SECONDS,
-        pool_recycle=1800,
+        pool_recycle=POOL_RECYCLE_SECONDS,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
     )
 

@@ -24,6 +24,9 @@ PENDING = "pending"
 SENT = "sent"
 FAILED = "failed"
 CANCELLED = "cancelled"  # every message it was about was read before sending
+# What is kept of a failure's text (an SMTP reply, a refusal's reason): its
+# first lines say what happened, and a hostile server's reply stays small.
+ERROR_CHARS = 500
 
 
 async def _insert(conn: AsyncConnection, email: Mapping[str, Any]) -> bool:
@@ -96,11 +99,13 @@ async def mark_cancelled(conn: AsyncConnection, email_id: int) -> None:
 async def mark_retry(
     conn: AsyncConnection, email_id: int, attempts: int, retry_at: datetime, error: str
 ) -> None:
-    await _set(conn, email_id, attempts=attempts, next_attempt_at=retry_at, last_error=error[:500])
+    await _set(
+        conn, email_id, attempts=attempts, next_attempt_at=retry_at, last_error=error[:ERROR_CHARS]
+    )
 
 
 async def mark_failed(conn: AsyncConnection, email_id: int, attempts: int, error: str) -> None:
-    await _set(conn, email_id, status=FAILED, attempts=attempts, last_error=error[:500])
+    await _set(conn, email_id, status=FAILED, attempts=attempts, last_error=error[:ERROR_CHARS])
 
 
 async def backlog(conn: AsyncConnection) -> int:
