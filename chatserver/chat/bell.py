@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chatserver.chat.events import EventType
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role
 from chatserver.clock import wire_time
@@ -77,7 +78,7 @@ async def mark_read(chat: Chat, viewer: Viewer, conversation_id: str | None = No
 def frame(message: JSON, recipient: Role, job_title: str) -> JSON:
     """The live `notification` frame about a new message (SPEC section 5)."""
     return {
-        "type": "notification",
+        "type": EventType.NOTIFICATION,
         "notification": {
             "kind": "message",
             "conversation": message["conversation"],
