@@ -16,6 +16,7 @@ from pathlib import Path
 
 import redis
 
+from scripts.load.backends import launch_redis
 from tests.e2e.servers import START_TIMEOUT, RedisProcess, free_port
 from tests.helpers import eventually
 
@@ -53,37 +54,24 @@ class ClusterNode(RedisProcess):
     def start(self) -> ClusterNode:
         workdir = self.log_dir / f"node-{self.port}"
         workdir.mkdir(exist_ok=True)
-        log = (self.log_dir / f"redis-{self.port}.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(workdir),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-port",
-                str(self.bus_port),
-                "--cluster-node-timeout",
-                str(NODE_TIMEOUT_MS),
-                "--cluster-replica-validity-factor",
-                "0",
-                "--cluster-require-full-coverage",
-                "no",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        self.process = launch_redis(
+            self.port,
+            self.log_dir,
+            "--dir",
+            str(workdir),
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-port",
+            str(self.bus_port),
+            "--cluster-node-timeout",
+            str(NODE_TIMEOUT_MS),
+            "--cluster-replica-validity-factor",
+            "0",
+            "--cluster-require-full-coverage",
+            "no",
         )
-        log.close()
         eventually(self._answers, within=START_TIMEOUT, what=f"cluster node :{self.port} ready")
         return self
 

@@ -84,6 +84,28 @@ class PgDatabase:
         return [(int(seq), str(mid), str(cid)) for seq, mid, cid in rows]
 
 
+def launch_redis(port: int, log_dir: Path, *options: str) -> subprocess.Popen[bytes]:
+    """A private redis-server on a loopback port that keeps nothing on disk,
+    logging to `log_dir`; `options` add to its command line (a cluster node's)."""
+    with (log_dir / f"redis-{port}.log").open("ab") as log:
+        return subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                *options,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 class RedisProcess:
     """A private redis-server on a free loopback port, without persistence,
     so a test can kill it and bring it back without touching the shared one."""
@@ -98,23 +120,7 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisProcess:
-        log = (self.log_dir / f"redis-{self.port}.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        self.process = launch_redis(self.port, self.log_dir)
         wait_until(self._answers, START_TIMEOUT, f"redis-server :{self.port}", self._alive)
         return self
 
