@@ -110,9 +110,10 @@ class Socket:
     async def next_of(self, kind: str, within: float = FRAME_TIMEOUT) -> dict[str, Any]:
         """The next frame of type `kind`, skipping others."""
         async with asyncio.timeout(within):
-            while (frame := await self._next())["type"] != kind:
-                pass
-        return frame
+            while True:
+                frame = await self._next()
+                if frame["type"] == kind:
+                    return frame
 
     async def collect(
         self, done: Callable[[list[dict[str, Any]]], bool], within: float = FRAME_TIMEOUT
