@@ -85,7 +85,7 @@ async def upsert_application(
         )
     if previous != status.value:
         # A new row or a new status for the staff inboxes that are open.
-        published.append((events.org_channel(org[0]), events.inbox_changed(conversation_id, None)))
+        published.append((events.org_channel(org[0]), events.inbox_changed(conversation_id)))
     await chat.events.publish(published)
     if previous_candidate is not None and previous_candidate != candidate[0]:
         await sessions.disconnect(

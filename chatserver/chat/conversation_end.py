@@ -29,7 +29,7 @@ async def end_conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> 
             [
                 (events.conversation_channel(conversation_id), events.message_event(line)),
                 (events.conversation_channel(conversation_id), events.conversation_changed(ended)),
-                (events.org_channel(ended.org_id), events.inbox_changed(conversation_id, None)),
+                (events.org_channel(ended.org_id), events.inbox_changed(conversation_id)),
             ]
         )
     return {"state": State.ENDED.value}

@@ -85,13 +85,10 @@ def typing_event(conversation_id: str, who: Mapping[str, str]) -> JSON:
     return {"type": EventType.TYPING, "conversation": conversation_id, "who": dict(who)}
 
 
-def inbox_changed(conversation_id: str, last_message: JSON | None) -> JSON:
-    """Staff sockets turn this into their own `inbox` frame (unread is per user)."""
-    return {
-        "type": EventType.INBOX_CHANGED,
-        "conversation": conversation_id,
-        "last_message": last_message,
-    }
+def inbox_changed(conversation_id: str) -> JSON:
+    """Staff sockets turn this into their own `inbox` frame (unread and the
+    newest visible message are per user, so the feed reads them)."""
+    return {"type": EventType.INBOX_CHANGED, "conversation": conversation_id}
 
 
 def conversation_changed(ctx: SendContext) -> JSON:

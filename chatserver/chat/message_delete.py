@@ -43,7 +43,7 @@ async def delete_message(chat: Chat, viewer: Viewer, message_id: str, scope: str
                 {"message_id": message_id, "seq": row["seq"]},
             )
     conversation_id = row["conversation_id"]
-    inbox = (events.org_channel(ctx.org_id), events.inbox_changed(conversation_id, None))
+    inbox = (events.org_channel(ctx.org_id), events.inbox_changed(conversation_id))
     if scope == "me":
         # A staff member's own inbox row may now preview an older message;
         # a candidate's hiding changes nothing in the staff inbox.

@@ -30,7 +30,7 @@ async def mark_read(chat: Chat, viewer: Viewer, conversation_id: str, seq: objec
         ]
         if viewer.is_staff:
             items.append(
-                (events.org_channel(ctx.org_id), events.inbox_changed(conversation_id, None))
+                (events.org_channel(ctx.org_id), events.inbox_changed(conversation_id))
             )
         await chat.events.publish(items)
 
@@ -49,7 +49,7 @@ async def mark_unread(chat: Chat, viewer: Viewer, conversation_id: str) -> None:
         )
     if moved:
         await chat.events.publish(
-            [(events.org_channel(ctx.org_id), events.inbox_changed(conversation_id, None))]
+            [(events.org_channel(ctx.org_id), events.inbox_changed(conversation_id))]
         )
 
 

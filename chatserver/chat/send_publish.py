@@ -2,9 +2,12 @@
 bound: a stalled broker never holds an ack back, and rooms catch up from
 the database (issue 16).
 
-One event per message on its conversation's channel, one inbox change on
-its organisation's and one bell frame: nothing depends on how many staff
-the organisation has (issue 10).
+A message is encoded once, as the event its conversation's subscribers
+get. Besides it, one small event on the organisation's channel (a
+candidate's message: the staff bell, which the inbox feed also reads as
+"this row changed"; a staff message: the row change) and, for a staff
+message, the candidate's bell: nothing depends on how many staff the
+organisation has (issue 10).
 """
 
 from __future__ import annotations
@@ -36,12 +39,13 @@ def event_items(stored: Sequence[Stored]) -> list[tuple[str, JSON]]:
         items.append((channel, events.message_event(s.message)))
         if s.repeat:
             continue
-        items.append((org_channel, events.inbox_changed(conversation_id, s.message)))
         if s.message["sender"]["kind"] == Role.STAFF.value:
+            items.append((org_channel, events.inbox_changed(conversation_id)))
             candidate = events.person_channel(Role.CANDIDATE.value, s.conversation.candidate_id)
             items.append((candidate, bell.frame(s.message, Role.CANDIDATE, job_title)))
         else:
-            # Every staff member's inbox page hears it on the org channel.
+            # One event tells every staff inbox page both: the bell, and
+            # which conversation's row to bring up to date.
             items.append((org_channel, bell.frame(s.message, Role.STAFF, job_title)))
     return items
 

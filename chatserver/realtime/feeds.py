@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from chatserver.broker.base import Broker
 from chatserver.chat import inbox, wire
@@ -79,14 +80,18 @@ class OrgRoom(Room):
 
     async def _payload(self, payload: bytes) -> None:
         event = decode_event(payload)
-        if event is not None and event.get("type") == EventType.NOTIFICATION:
+        if event is None:
+            return
+        about: Any = event
+        if event.get("type") == EventType.NOTIFICATION:
             # The bell of a candidate message: one event per organisation,
-            # forwarded as it is to every staff member's inbox page.
+            # forwarded as it is to every staff member's inbox page, and
+            # the news that its conversation's row changed.
             self._push(list(self.members), payload.decode())
+            about = event.get("notification")
+        elif event.get("type") != EventType.INBOX_CHANGED:
             return
-        if event is None or event.get("type") != EventType.INBOX_CHANGED:
-            return
-        conversation_id = event.get("conversation")
+        conversation_id = about.get("conversation") if isinstance(about, dict) else None
         if not isinstance(conversation_id, str):
             return
         self._pending[conversation_id] = None

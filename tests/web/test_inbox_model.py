@@ -525,7 +525,7 @@ class Run:
             live: list[Socket] = []
             for _ in range(50):
                 await chat.events.publish(
-                    [(events.org_channel(org[0]), events.inbox_changed(probe, None))]
+                    [(events.org_channel(org[0]), events.inbox_changed(probe))]
                 )
                 for ws in list(waiting):
                     with contextlib.suppress(TimeoutError):
@@ -537,7 +537,7 @@ class Run:
             assert not waiting, "an inbox feed never became live"
             # Probe frames may still be on their way: read up to a marker.
             await chat.events.publish(
-                [(events.org_channel(org[0]), events.inbox_changed(marker, None))]
+                [(events.org_channel(org[0]), events.inbox_changed(marker))]
             )
             for ws in live:
                 while (await ws.next_of("inbox"))["conversation"] != marker:

@@ -205,7 +205,7 @@ async def follow(app: Any, sockets: list[Socket], org: str, host: Host) -> None:
     chat = app.state.services.chat
     waiting = list(sockets)
     for _ in range(50):
-        await chat.events.publish([(events.org_channel(org), events.inbox_changed(probe, None))])
+        await chat.events.publish([(events.org_channel(org), events.inbox_changed(probe))])
         for ws in list(waiting):
             try:
                 await ws.next_of("inbox", within=0.2)
@@ -215,7 +215,7 @@ async def follow(app: Any, sockets: list[Socket], org: str, host: Host) -> None:
         if not waiting:
             break
     assert not waiting, "the inbox feed never became live"
-    await chat.events.publish([(events.org_channel(org), events.inbox_changed(marker, None))])
+    await chat.events.publish([(events.org_channel(org), events.inbox_changed(marker))])
     for ws in sockets:
         while (await ws.next_of("inbox"))["conversation"] != marker:
             pass
