@@ -68,6 +68,9 @@ export class ConversationView {
     this.history = new History(this.id, this.messages, root.querySelector('[data-role="top"]'));
     this.bindHeader();
     this.renderSummary();
+    // From here the composer may send: the acks must reach this view even
+    // while the history loads (subscribing waits for the history).
+    connection.attach(this.id, this);
     await this.loadLatest();
     if (this.destroyed) return;
     connection.join(this.id, this);
@@ -77,7 +80,7 @@ export class ConversationView {
 
   destroy() {
     this.destroyed = true;
-    connection.leave(this.id);
+    connection.leave(this.id, this);
     this.reads?.stop();
     this.history?.stop();
     this.typing?.hide();
@@ -297,7 +300,7 @@ export class ConversationView {
   // -- socket frames (called by the connection) ----------------------------------
 
   after() {
-    return this.messages.maxSeq;
+    return this.messages.through;
   }
 
   onFrame(frame) {

@@ -29,6 +29,8 @@ export class History {
       if (this.stopped) return;
       this.reachedStart = messages.length < PAGE;
       for (const m of messages) this.messages.add(m, { quiet: true });
+      // The latest page: everything before it is older pages.
+      this.messages.caughtUp(Math.max(0, ...messages.map((m) => m.seq)));
       if (!messages.length) this.reachedStart = true;
     } finally {
       this.top.classList.remove("loading");

@@ -40,6 +40,11 @@ export class MessageList {
     this.held = new Map();
     this.maxSeq = 0;
     this.minSeq = null;
+    // Every message up to this seq has come by the history or the
+    // subscription (which sends them in order, without gaps): where a
+    // (re)subscription resumes. Not maxSeq, which an ack can take past
+    // messages of others still on their way.
+    this.through = 0;
   }
 
   // -- scrolling -------------------------------------------------------------------
@@ -57,11 +62,17 @@ export class MessageList {
 
   /** A live message frame: ours waits for its ack while a send is in flight. */
   receive(message) {
+    this.caughtUp(message.seq);
     if (!this.byseq.has(message.seq) && isMine(message.sender) && connection.hasInFlight(this.conversation)) {
       this.held.set(message.seq, message);
       return;
     }
     this.add(message);
+  }
+
+  /** Messages up to SEQ have all come (history or subscription). */
+  caughtUp(seq) {
+    this.through = Math.max(this.through, seq);
   }
 
   /** Show (or update) one MESSAGE; never duplicates a seq. `el` is the

@@ -9,7 +9,10 @@
 //
 // Pending sends live here and only here, keyed by client_id, from the send
 // until its ack (or until a refused one is discarded): a conversation's
-// view asks for them and hears about each by client_id.
+// view asks for them and hears about each by client_id. A view attaches as
+// it opens, before its history has loaded and it subscribes, because its
+// composer takes sends from the start: an ack that found no view would
+// leave the bubble of a message already stored (settled sends are gone).
 
 import { api, ApiError } from "./api.js";
 import { BASE_DELAY_MS, backoffDelay } from "./backoff.js";
@@ -53,7 +56,10 @@ export class Connection {
     this.attempt = 0;
     this.failuresInRow = 0;
     this.reconnectTimer = null;
+    // Conversation -> its open view, which hears the acks of its sends.
     this.rooms = new Map();
+    // The conversations whose frames are wanted (subscribed on every connect).
+    this.subscribed = new Set();
     this.inboxHandler = null;
     this.listeners = new Map();
     this.sends = new Map();
@@ -216,22 +222,38 @@ export class Connection {
 
   resubscribe() {
     if (this.inboxHandler) this.send({ type: "inbox" });
-    for (const [conversation, room] of this.rooms) {
-      this.send({ type: "subscribe", conversation, after: room.after() });
+    for (const conversation of this.subscribed) {
+      this.send({ type: "subscribe", conversation, after: this.rooms.get(conversation).after() });
     }
     for (const entry of this.sends.values()) this.transmit(entry);
   }
 
   // -- rooms ---------------------------------------------------------------
 
-  join(conversation, room) {
+  /** ROOM hears the acks and refusals of the conversation's sends from now
+   * on, before it subscribes (it may still be loading its history). */
+  attach(conversation, room) {
     this.rooms.set(conversation, room);
+  }
+
+  /** ROOM (attached or not) also hears the conversation's frames, from the
+   * seq after `room.after()`. */
+  join(conversation, room) {
+    this.attach(conversation, room);
+    this.subscribed.add(conversation);
     this.send({ type: "subscribe", conversation, after: room.after() });
   }
 
-  leave(conversation) {
-    if (!this.rooms.delete(conversation)) return;
-    this.send({ type: "unsubscribe", conversation });
+  /** ROOM closed; a newer view of the same conversation stays attached. */
+  leave(conversation, room) {
+    if (this.rooms.get(conversation) !== room) return;
+    this.rooms.delete(conversation);
+    if (this.subscribed.delete(conversation)) this.send({ type: "unsubscribe", conversation });
+  }
+
+  /** The view of a subscribed conversation, which its frames go to. */
+  listener(conversation) {
+    return this.subscribed.has(conversation) ? this.rooms.get(conversation) : undefined;
   }
 
   followInbox(handler) {
@@ -364,8 +386,8 @@ export class Connection {
           this.fail(frame.client_id, frame.code, frame.message, frame.retry_after_ms);
         } else if (frame.code === "unauthorized") {
           this.stop();
-        } else if (frame.conversation && this.rooms.has(frame.conversation)) {
-          this.rooms.get(frame.conversation).onFrame(frame);
+        } else if (frame.conversation) {
+          this.listener(frame.conversation)?.onFrame(frame);
         }
         return;
       case "inbox":
@@ -379,8 +401,7 @@ export class Connection {
         // entry when this person reads its conversation).
         if (frame.type === "read") this.emit("read", frame);
         const id = frame.conversation || (frame.message && frame.message.conversation);
-        const room = this.rooms.get(id);
-        if (room) room.onFrame(frame);
+        this.listener(id)?.onFrame(frame);
       }
     }
   }

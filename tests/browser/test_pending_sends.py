@@ -4,17 +4,19 @@ Playwright's WebSocket routing sits between the page and the real server,
 so a test can hold back an ack until the message frame has passed (the
 order a busy server may produce), refuse one send as the server would, or
 drop the socket between a stored send and its ack. Everything else passes
-through untouched.
+through untouched. Routing the history request the same way holds a
+conversation's opening until a send made meanwhile has been acknowledged.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, WebSocketRoute, expect
+from playwright.sync_api import Page, Route, WebSocketRoute, expect
 
 from tests.browser.conftest import Ats, Browsers
 
@@ -252,3 +254,59 @@ def test_a_pending_send_is_still_shown_after_switching_conversations(
     candidate = browsers.open(ats.candidate_link(cara.id))
     expect(candidate.locator(MESSAGE, has_text="Still on its way")).to_have_count(1)
     assert len({f["client_id"] for f in relay.sends()}) == 1
+
+
+@pytest.mark.parametrize("who", ["staff", "candidate"])
+def test_a_send_acknowledged_before_the_history_arrives_shows_once(
+    browsers: Browsers, ats: Ats, who: str
+) -> None:
+    """Sending while the conversation opens: the ack comes before the
+    history, and a colleague's message came between the history's read and
+    the send. The bubble becomes the message, and nothing is missed."""
+    alice = ats.staff("Alice Recruiter")
+    bob = ats.staff("Bob Head")
+    app = ats.application("app", "Cara Candidate")
+    ats.staff_says(bob, app.conversation, "Hello from Bob")
+    if who == "staff":
+        page = browsers.open(ats.staff_link(alice), width=390, height=844, mobile=True)
+    else:
+        page = browsers.open(ats.candidate_link(app.id))
+        # Its history is in before the next one is held.
+        expect(page.locator(MESSAGE)).to_have_count(1)
+    held: list[Route] = []
+
+    def history(route: Route) -> None:
+        if route.request.method == "GET":
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route(re.compile(rf".*/api/conversations/{app.conversation}/messages\?.*"), history)
+    if who == "staff":
+        page.locator(f'[data-conversation="{app.conversation}"]').click()
+    else:
+        page.reload()
+    expect(page.get_by_test_id("composer")).to_be_enabled()
+    # The history is held, and answered below as if read before this.
+    ats.staff_says(bob, app.conversation, "Are you there?")
+    page.evaluate(
+        """async () => {
+            window.chatConnection = (await import("/static/js/socket.js")).connection;
+        }"""
+    )
+    send(page, "Hello from me")
+    # Its bubble (pending, or the message already) keeps its client_id.
+    expect(page.locator(".msg[data-client-id]", has_text="Hello from me")).to_have_count(1)
+    page.wait_for_function("() => window.chatConnection.sends.size === 0")
+    assert len(held) == 1, "the history did not wait for the ack"
+
+    response = held[0].fetch()
+    stored = response.json()
+    assert [m["seq"] for m in stored["messages"]] == [1, 2, 3]
+    stored["messages"] = stored["messages"][:1]
+    held[0].fulfill(response=response, body=json.dumps(stored))
+
+    texts = ["Hello from Bob", "Are you there?", "Hello from me"]
+    expect(page.locator(MESSAGE)).to_have_text([re.compile(t) for t in texts])
+    expect(page.locator(".msg:not([data-seq])")).to_have_count(0)
+    expect(page.locator(".msg.ours")).to_have_count(3 if who == "staff" else 1)
