@@ -2,13 +2,14 @@
 
 Both Redis backends keep, per logical channel, the local subscribers
 (queues, and listeners that have none) and whether Redis has confirmed the
-channel. A subscriber is let
-through once Redis routes the channel here, so history read afterwards
-cannot miss a message published in between (SPEC section 5, subscribe); a
-channel that may have missed messages resyncs its subscribers when Redis
-confirms it again (SPEC section 3). The registry keeps that bookkeeping once
-for both backends; each says what subscribing and unsubscribing mean on its
-wire through the hooks it is built with.
+channel. A queue subscriber is let through once Redis routes the channel
+here, so history read afterwards cannot miss a message published in
+between (SPEC section 5, subscribe); a listener has no history to read and
+does not wait. A channel that may have missed messages resyncs its
+subscribers when Redis confirms it again (SPEC section 3; listeners ignore
+it). The registry keeps that bookkeeping once for both backends; each says
+what subscribing and unsubscribing mean on its wire through the hooks it is
+built with.
 """
 
 from __future__ import annotations
