@@ -188,26 +188,45 @@ class Subscriptions:
     """The channels the app's broker subscribes to from now on, as each
     subscription goes live.
 
-    The hub's inbox and person rooms subscribe in the background and have no
-    ready signal of their own; a test waits here, instead of sleeping, before
-    it causes what such a room should relay. Wraps the broker's public
-    `subscribe`, so it works the same on the memory and the Redis broker.
+    The hub's inbox and person rooms are broker listeners and have no ready
+    signal of their own; a test waits here, instead of sleeping, before it
+    causes what such a room should relay. Wraps the broker's public
+    `subscribe` and `listen`, so it works the same on every broker: a
+    listener is live once a queue subscription of its channel (which waits
+    for the broker to route the channel here) enters.
     """
 
     def __init__(self, broker: Any) -> None:
         self.channels: list[str] = []
         self._changed = asyncio.Condition()
+        self._routing: set[asyncio.Task[None]] = set()
         subscribe = broker.subscribe
+        listen = broker.listen
+
+        async def record(channel: str) -> None:
+            async with self._changed:
+                self.channels.append(channel)
+                self._changed.notify_all()
 
         @asynccontextmanager
         async def recorded(channel: str) -> AsyncIterator[Any]:
             async with subscribe(channel) as subscription:
-                async with self._changed:
-                    self.channels.append(channel)
-                    self._changed.notify_all()
+                await record(channel)
                 yield subscription
 
+        async def routed(channel: str) -> None:
+            async with subscribe(channel):
+                await record(channel)
+
+        def recorded_listener(channel: str, callback: Any) -> Any:
+            listener = listen(channel, callback)
+            task = asyncio.create_task(routed(channel))
+            self._routing.add(task)
+            task.add_done_callback(self._routing.discard)
+            return listener
+
         broker.subscribe = recorded
+        broker.listen = recorded_listener
 
     async def live(self, prefix: str, within: float = FRAME_TIMEOUT) -> str:
         """The first channel starting with `prefix` to have a live subscription."""

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Generic, Literal, TypedDict
 
 from chatserver.broker import timing
-from chatserver.broker.base import DEFAULT_QUEUE_SIZE, Subscription
+from chatserver.broker.base import DEFAULT_QUEUE_SIZE, Listener, Subscription
 from chatserver.broker.channels import ChannelRegistry, ChannelT
 from chatserver.broker.clients import KEY_ERRORS
 from chatserver.broker.publisher import Publisher
@@ -105,6 +105,10 @@ class RedisBackend(Generic[ChannelT]):
         return self._channels.subscription(
             channel, queue_size=self.queue_size, confirm_within=self.socket_timeout
         )
+
+    def listen(self, channel: str, callback: Callable[[bytes], None]) -> Listener:
+        """Returns at once; the SUBSCRIBE goes out with the writer's next batch."""
+        return self._channels.listen(channel, callback)
 
     def backoff(self, failures: int) -> float:
         return timing.backoff(failures, self.reconnect_min, self.reconnect_max)

@@ -6,16 +6,25 @@ publisher. Each subscription holds a bounded queue; when it overflows, or when
 the backend may have lost messages (a Redis outage), the subscription receives
 a `Resync` and its consumer catches up from the database. Memory stays bounded
 and nothing is lost silently.
+
+A `Listener` is the other way to receive: no queue and no consumer task,
+each payload handed to a synchronous callback from the broker's dispatch.
+Feeds (a person's bell and disconnects, an organisation's inbox changes) are
+summaries that need neither order nor catch-up, and a worker holds one per
+connected person, so they take this cheaper way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
+
+log = logging.getLogger("chatserver.broker")
 
 # Deliveries a subscription may hold before it is told to resync instead. A
 # room sees a few events per second, so 1024 is minutes of backlog for a
@@ -84,6 +93,13 @@ class Broker(Protocol):
     async def publish_many(self, items: Sequence[tuple[str, bytes]]) -> None: ...
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]: ...
+
+    def listen(self, channel: str, callback: Callable[[bytes], None]) -> Listener:
+        """Hand every payload published on `channel` to `callback` until the
+        listener is released. Returns at once: the channel is subscribed
+        on the wire in the background, with everyone else's, and again after
+        a reconnect; what is missed meanwhile is not replayed."""
+        ...
 
     async def ping(self) -> bool: ...
 
@@ -175,6 +191,70 @@ class QueueSubscription:
             raise StopAsyncIteration from None
 
 
-def offer_all(subscriptions: Iterable[QueueSubscription], event: Event) -> int:
-    """Hand one event to every subscription; return how many overflowed."""
-    return sum(subscription.offer(event) for subscription in subscriptions)
+class Receiver(Protocol):
+    """What a backend keeps per local subscriber of a channel: a
+    `QueueSubscription` or a `Listener`."""
+
+    channel: str
+
+    def offer(self, event: Event) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class Receivers(Protocol):
+    """Where a backend keeps its receivers: a listener leaves through it."""
+
+    def drop(self, receiver: Receiver) -> None:
+        """Forget `receiver` (closing it); the channel leaves the wire with
+        its last receiver."""
+        ...
+
+
+class Listener:
+    """A subscription without a queue: each payload goes straight to a
+    callback, called from the broker's dispatch loop.
+
+    The callback must not block or await (it queues frames, closes sockets);
+    whatever it raises is logged here and never reaches the dispatch loop,
+    so one bad payload or room cannot stop delivery to the others. A
+    `Resync` is ignored: a listener is for summaries, whose next event
+    brings the reader up to date."""
+
+    __slots__ = ("_callback", "_owner", "channel")
+
+    def __init__(self, channel: str, callback: Callable[[bytes], None], owner: Receivers) -> None:
+        self.channel = channel
+        self._callback: Callable[[bytes], None] | None = callback
+        self._owner = owner
+
+    def offer(self, event: Event) -> bool:
+        callback = self._callback
+        if callback is None or isinstance(event, Resync):
+            return False
+        try:
+            callback(event.payload)
+        except Exception:
+            log.exception("a listener of %s failed on a payload", self.channel)
+        return False
+
+    def close(self) -> None:
+        """Deliver nothing more (the broker disconnected, or `release`)."""
+        self._callback = None
+
+    @property
+    def closed(self) -> bool:
+        return self._callback is None
+
+    def release(self) -> None:
+        """Stop listening; the broker unsubscribes the channel once no one
+        else on this process follows it. Idempotent, never awaits."""
+        self._owner.drop(self)
+
+
+def offer_all(receivers: Iterable[Receiver], event: Event) -> int:
+    """Hand one event to every receiver; return how many overflowed.
+
+    Over a copy: a listener's callback may release a listener of the same
+    channel (a slow socket kicked leaves its rooms) while this runs."""
+    return sum(receiver.offer(event) for receiver in tuple(receivers))

@@ -1,13 +1,15 @@
 """This process's subscribers, by channel, and when a new one may proceed.
 
-Both Redis backends keep, per logical channel, the queues of the local
-subscribers and whether Redis has confirmed the channel. A subscriber is let
-through once Redis routes the channel here, so history read afterwards
-cannot miss a message published in between (SPEC section 5, subscribe); a
-channel that may have missed messages resyncs its subscribers when Redis
-confirms it again (SPEC section 3). The registry keeps that bookkeeping once
-for both backends; each says what subscribing and unsubscribing mean on its
-wire through the hooks it is built with.
+Both Redis backends keep, per logical channel, the local subscribers
+(queues, and listeners that have none) and whether Redis has confirmed the
+channel. A queue subscriber is let through once Redis routes the channel
+here, so history read afterwards cannot miss a message published in
+between (SPEC section 5, subscribe); a listener has no history to read and
+does not wait. A channel that may have missed messages resyncs its
+subscribers when Redis confirms it again (SPEC section 3; listeners ignore
+it). The registry keeps that bookkeeping once for both backends; each says
+what subscribing and unsubscribing mean on its wire through the hooks it is
+built with.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from chatserver.broker.base import RESYNC, Delivery, QueueSubscription, Subscription, offer_all
+from chatserver.broker.base import (
+    RESYNC,
+    Delivery,
+    Listener,
+    QueueSubscription,
+    Receiver,
+    Subscription,
+    offer_all,
+)
 
 
 class LocalChannel:
@@ -32,7 +42,8 @@ class LocalChannel:
     __slots__ = ("_waiters", "resync_on_confirm", "settled", "subscriptions")
 
     def __init__(self) -> None:
-        self.subscriptions: set[QueueSubscription] = set()
+        # Queue subscriptions and listeners alike.
+        self.subscriptions: set[Receiver] = set()
         # True once Redis confirms the subscription. Until then a new
         # subscriber waits; losing the connection lets waiters proceed (a
         # Resync follows on the next confirmation) and unsettles it again.
@@ -115,6 +126,36 @@ class ChannelRegistry(Generic[ChannelT]):
                 subscription.close()
         self.by_name.clear()
 
+    def add(self, receiver: Receiver) -> ChannelT:
+        """Follow the receiver's channel; its first receiver puts it on the wire."""
+        channel = receiver.channel
+        state = self.by_name.get(channel)
+        if state is None:
+            state = self.by_name[channel] = self.new_channel()
+            self.opened(channel, state)
+        state.subscriptions.add(receiver)
+        return state
+
+    def drop(self, receiver: Receiver) -> None:
+        """Close and forget a receiver; its channel's last one takes it off
+        the wire. Nothing to do for one already gone (`close_all`)."""
+        receiver.close()
+        channel = receiver.channel
+        state = self.by_name.get(channel)
+        if state is None or receiver not in state.subscriptions:
+            return
+        state.subscriptions.discard(receiver)
+        if not state.subscriptions:
+            del self.by_name[channel]
+            self.closed(channel, state)
+
+    def listen(self, channel: str, callback: Callable[[bytes], None]) -> Listener:
+        """A listener, without waiting for Redis to confirm the channel: a
+        feed has no history to read after it."""
+        listener = Listener(channel, callback, self)
+        self.add(listener)
+        return listener
+
     @asynccontextmanager
     async def subscription(
         self, channel: str, *, queue_size: int, confirm_within: float
@@ -122,11 +163,7 @@ class ChannelRegistry(Generic[ChannelT]):
         """Yield once Redis confirms the channel (or `confirm_within` seconds
         pass: the subscription then starts with a Resync)."""
         subscription = QueueSubscription(channel, queue_size)
-        state = self.by_name.get(channel)
-        if state is None:
-            state = self.by_name[channel] = self.new_channel()
-            self.opened(channel, state)
-        state.subscriptions.add(subscription)
+        state = self.add(subscription)
         try:
             if not state.settled and self.may_wait(state):
                 try:
@@ -137,8 +174,4 @@ class ChannelRegistry(Generic[ChannelT]):
                     subscription.offer(RESYNC)
             yield subscription
         finally:
-            subscription.close()
-            state.subscriptions.discard(subscription)
-            if not state.subscriptions and self.by_name.get(channel) is state:
-                del self.by_name[channel]
-                self.closed(channel, state)
+            self.drop(subscription)

@@ -2,18 +2,21 @@
 
 It keeps the semantics of the Redis broker that matter to consumers (bounded
 queues, Resync on overflow, subscriptions that end on disconnect), so code
-tested against it behaves the same against Redis.
+tested against it behaves the same against Redis. A listener's callback runs
+inside `publish` here, as it runs in the reader's dispatch with Redis.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from chatserver.broker.base import (
     DEFAULT_QUEUE_SIZE,
     Delivery,
+    Listener,
     QueueSubscription,
+    Receiver,
     Subscription,
     offer_all,
 )
@@ -24,7 +27,7 @@ class MemoryBroker:
         self.queue_size = queue_size
         self.publish_failures = 0
         self.overflows = 0
-        self._channels: dict[str, set[QueueSubscription]] = {}
+        self._channels: dict[str, set[Receiver]] = {}
 
     async def connect(self) -> None:
         """Nothing to connect to; present so both backends share one lifecycle."""
@@ -47,6 +50,20 @@ class MemoryBroker:
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
         return self._subscription(channel)
 
+    def listen(self, channel: str, callback: Callable[[bytes], None]) -> Listener:
+        listener = Listener(channel, callback, self)
+        self._channels.setdefault(channel, set()).add(listener)
+        return listener
+
+    def drop(self, receiver: Receiver) -> None:
+        """Forget a subscription or listener (closing it)."""
+        receiver.close()
+        receivers = self._channels.get(receiver.channel)
+        if receivers is not None:
+            receivers.discard(receiver)
+            if not receivers:
+                del self._channels[receiver.channel]
+
     @asynccontextmanager
     async def _subscription(self, channel: str) -> AsyncIterator[Subscription]:
         subscription = QueueSubscription(channel, self.queue_size)
@@ -54,12 +71,7 @@ class MemoryBroker:
         try:
             yield subscription
         finally:
-            subscription.close()
-            subscriptions = self._channels.get(channel)
-            if subscriptions is not None:
-                subscriptions.discard(subscription)
-                if not subscriptions:
-                    del self._channels[channel]
+            self.drop(subscription)
 
     async def ping(self) -> bool:
         return True

@@ -4,51 +4,95 @@ A person's room brings their sockets service notifications (the bell) and
 the `disconnect` that ends them; an organisation's room brings its staff
 inbox pages their rows' changes. Neither replays what it missed: the page
 fetches the numbers when it loads and the next change brings them up to date.
+
+So a feed needs no order, no waits and no catch-up, and it receives through
+a broker `Listener`: each payload is handled by a synchronous callback from
+the broker's dispatch, with no task, coroutine or queue per room. A worker
+holds one person room per connected person, thousands of idle ones; a
+conversation room (`conversation_room.py`) keeps its task, which order and
+gap waits need.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from typing import Any
 
-from chatserver.broker.base import Broker
+from chatserver.broker.base import Broker, Listener
 from chatserver.chat import inbox, wire
 from chatserver.chat.events import EventType
 from chatserver.chat.service import Chat
 from chatserver.realtime import revocation
 from chatserver.realtime.connection import Connection
-from chatserver.realtime.room import Kick, Room, decode_event
+from chatserver.realtime.room import Kick, decode_event, push
 
 log = logging.getLogger(__name__)
 
 
-class PersonRoom(Room):
+class Feed(ABC):
+    """One channel's listener and the local sockets that follow it.
+
+    Slotted and taskless: all it holds while idle is its members and the
+    listener. Handling a payload never raises (what it would is logged) and
+    never awaits: a member too slow for a frame is kicked."""
+
+    __slots__ = ("_broker", "_kick", "_listener", "channel", "chat", "members")
+
+    def __init__(self, channel: str, chat: Chat, broker: Broker, kick: Kick) -> None:
+        self.channel = channel
+        self.chat = chat
+        self._broker = broker
+        self._kick = kick
+        self.members: set[Connection] = set()
+        self._listener: Listener | None = None
+
+    def start(self) -> None:
+        self._listener = self._broker.listen(self.channel, self._receive)
+
+    def _receive(self, payload: bytes) -> None:
+        """The listener's callback: handle the payload one loop step later,
+        as a task woken by this dispatch would. A conversation room woken by
+        an earlier event of the same dispatch (a message) so pushes its
+        frame before this one (the message's bell), as when feeds had a
+        task of their own."""
+        asyncio.get_running_loop().call_soon(self._handle, payload)
+
+    def _handle(self, payload: bytes) -> None:
+        try:
+            self._payload(payload)
+        except Exception:
+            log.exception("feed %s failed on a payload", self.channel)
+
+    def stop(self) -> asyncio.Task[None] | None:
+        """Release the listener (the broker unsubscribes the channel when no
+        one else here follows it); a task to wait for, if the feed has one."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.release()
+        return None
+
+    @abstractmethod
+    def _payload(self, payload: bytes) -> None:
+        """One published payload, handled without waiting."""
+
+
+class PersonRoom(Feed):
     """One person's sockets on this worker: service notifications (the bell),
     and the `disconnect` that ends them (`realtime/revocation.py`)."""
 
-    __slots__ = ("members",)
+    __slots__ = ()
 
-    def __init__(self, channel: str, chat: Chat, broker: Broker, kick: Kick) -> None:
-        super().__init__(channel, chat, broker, kick)
-        self.members: set[Connection] = set()
-
-    async def _payload(self, payload: bytes) -> None:
+    def _payload(self, payload: bytes) -> None:
         event = decode_event(payload)
         if event is None or revocation.disconnect(self.members, event):
             return
         if event.get("type") == EventType.NOTIFICATION:
-            self._push(list(self.members), payload.decode())
-
-    async def _waited(self) -> None:
-        """Never asked for: notifications have no order to restore."""
-
-    async def _resync(self) -> None:
-        """Missed notifications stay in the database; the bell's count is
-        fetched by the page, so there is nothing to replay here."""
+            push(list(self.members), payload.decode(), self._kick)
 
 
-class OrgRoom(Room):
+class OrgRoom(Feed):
     """The staff inbox feeds of one organisation on this worker.
 
     Changes are coalesced: while one round of inbox rows is being queried,
@@ -59,11 +103,10 @@ class OrgRoom(Room):
     (`inbox.inbox_updates`); this room only carries it.
     """
 
-    __slots__ = ("_dirty", "_flusher", "_pending", "members")
+    __slots__ = ("_dirty", "_flusher", "_pending")
 
     def __init__(self, channel: str, chat: Chat, broker: Broker, kick: Kick) -> None:
         super().__init__(channel, chat, broker, kick)
-        self.members: set[Connection] = set()
         # Changed conversation ids, in arrival order (a dict as ordered set).
         self._pending: dict[str, None] = {}
         self._dirty = asyncio.Event()
@@ -74,11 +117,12 @@ class OrgRoom(Room):
         self._flusher = asyncio.create_task(self._flush_forever(), name=f"inbox {self.channel}")
 
     def stop(self) -> asyncio.Task[None] | None:
+        super().stop()
         if self._flusher is not None:
             self._flusher.cancel()
-        return super().stop()
+        return self._flusher
 
-    async def _payload(self, payload: bytes) -> None:
+    def _payload(self, payload: bytes) -> None:
         event = decode_event(payload)
         if event is None:
             return
@@ -87,23 +131,18 @@ class OrgRoom(Room):
             # The bell of a candidate message: one event per organisation,
             # forwarded as it is to every staff member's inbox page, and
             # the news that its conversation's row changed.
-            self._push(list(self.members), payload.decode())
+            push(list(self.members), payload.decode(), self._kick)
             about = event.get("notification")
         elif event.get("type") != EventType.INBOX_CHANGED:
             return
         conversation_id = about.get("conversation") if isinstance(about, dict) else None
         if not isinstance(conversation_id, str):
             return
+        # Inbox frames are summaries, not a log: after an outage the next
+        # change of each conversation brings its numbers up to date, and a
+        # page reload lists everything, so missed ones are not replayed.
         self._pending[conversation_id] = None
         self._dirty.set()
-
-    async def _waited(self) -> None:
-        """Never asked for: inbox frames are summaries, delivered as they come."""
-
-    async def _resync(self) -> None:
-        """Inbox frames are summaries, not a log: the next change of each
-        conversation brings its numbers up to date, and a page reload
-        lists everything, so missed ones are not replayed."""
 
     async def _flush_forever(self) -> None:
         while True:
@@ -124,4 +163,4 @@ class OrgRoom(Room):
                     frame = wire.inbox_frame(
                         row.conversation, row.unread, row.last_message, row.state, row.status
                     )
-                    self._push(members, frame)
+                    push(members, frame, self._kick)

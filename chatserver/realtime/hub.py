@@ -1,9 +1,10 @@
 """The worker's real-time core: connections, their rooms, and the handoff
 from history to live messages.
 
-One room per conversation (and per organisation inbox feed, and per person
-for notifications) with local members, each holding one broker
-subscription. `subscribe` joins the room *before* reading history, buffers
+One room per conversation with local members, holding one broker
+subscription and the task that reads it; one feed (`feeds.py`) per
+organisation inbox feed and per person with a local socket, each a broker
+listener without a task. `subscribe` joins the room *before* reading history, buffers
 what arrives live while the history is sent, then drops from the buffer what
 the history already covered: each socket sees every message once, in seq
 order (SPEC 3.2).
@@ -27,7 +28,7 @@ from chatserver.ops.stats import StatsReporter, stats_store_from_settings
 from chatserver.realtime.catchup import CatchUp
 from chatserver.realtime.connection import Connection
 from chatserver.realtime.conversation_room import ConversationRoom, Member
-from chatserver.realtime.feeds import OrgRoom, PersonRoom
+from chatserver.realtime.feeds import Feed, OrgRoom, PersonRoom
 from chatserver.realtime.tails import TailCheck
 from chatserver.settings import Settings
 
@@ -84,7 +85,11 @@ class Hub:
 
     async def stop(self) -> None:
         await self._tail_check.stop(ROOM_STOP_SECONDS)
-        rooms = [*self._rooms.values(), *self._orgs.values(), *self._people.values()]
+        rooms: list[ConversationRoom | Feed] = [
+            *self._rooms.values(),
+            *self._orgs.values(),
+            *self._people.values(),
+        ]
         self._rooms.clear()
         self._orgs.clear()
         self._people.clear()

@@ -1,12 +1,13 @@
 """The room: one broker channel's subscription, its reading task and the
-local sockets that follow it.
+local sockets that follow it (for a conversation; feeds, which need no
+task, are `feeds.py`'s).
 
 A room holds exactly one broker subscription while it has local members and
 runs one task that reads it. Each payload is decoded once, and the same
 encoded text is queued to every member. Fan-out never awaits a member: a
 member whose outbox is full is handed to `kick` (SPEC 3.5). What a room does
 with a payload is its subclass's: `conversation_room.py` (messages in seq
-order), `feeds.py` (a person's notifications, an organisation's inbox feed).
+order). Feeds (`feeds.py`) share `push` and `decode_event`.
 """
 
 from __future__ import annotations
@@ -155,10 +156,16 @@ class Room(ABC):
         """Handle one published payload."""
 
     def _push(self, members: Sequence[Connection], frame: str) -> None:
-        slow = [conn for conn in members if not conn.push(frame)]
-        instruments.record_delivered(len(members) - len(slow))
-        for conn in slow:
-            self._kick(conn)
+        push(members, frame, self._kick)
+
+
+def push(members: Sequence[Connection], frame: str, kick: Kick) -> None:
+    """Queue one frame to every member without waiting; those whose outbox
+    is full are handed to `kick` (after the others had theirs)."""
+    slow = [conn for conn in members if not conn.push(frame)]
+    instruments.record_delivered(len(members) - len(slow))
+    for conn in slow:
+        kick(conn)
 
 
 def decode_event(payload: bytes) -> dict[str, Any] | None:
