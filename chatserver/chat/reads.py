@@ -29,9 +29,7 @@ async def mark_read(chat: Chat, viewer: Viewer, conversation_id: str, seq: objec
             (events.conversation_channel(conversation_id), frame)
         ]
         if viewer.is_staff:
-            items.append(
-                (events.org_channel(ctx.org_id), events.inbox_changed(conversation_id))
-            )
+            items.append((events.org_channel(ctx.org_id), events.inbox_changed(conversation_id)))
         await chat.events.publish(items)
 
 

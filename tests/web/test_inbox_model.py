@@ -536,9 +536,7 @@ class Run:
                     break
             assert not waiting, "an inbox feed never became live"
             # Probe frames may still be on their way: read up to a marker.
-            await chat.events.publish(
-                [(events.org_channel(org[0]), events.inbox_changed(marker))]
-            )
+            await chat.events.publish([(events.org_channel(org[0]), events.inbox_changed(marker))])
             for ws in live:
                 while (await ws.next_of("inbox"))["conversation"] != marker:
                     pass
