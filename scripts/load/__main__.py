@@ -164,6 +164,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "1: each its own, the former default)",
     )
     parser.add_argument(
+        "--provision-concurrency",
+        type=int,
+        default=8,
+        help="host API calls at once while provisioning (one organisation's rows serialise them)",
+    )
+    parser.add_argument(
         "--rate", type=float, default=None, help="sends/s (search: first; default 1000, storm 200)"
     )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per step")

@@ -32,8 +32,12 @@ TICK_SECONDS = 0.001
 # After the sending phase, wait at most this long for outstanding acks and
 # deliveries; anything still missing then counts as lost.
 DRAIN_SECONDS = 10.0
-# Concurrent HTTP provisioning requests and socket handshakes.
+# Concurrent socket handshakes.
 SETUP_CONCURRENCY = 64
+# Provisioning prints its progress in this many steps, from this many
+# conversations on.
+PROGRESS_STEPS = 10
+PROGRESS_EVERY = 200
 # The idle connections settle (handshakes finish, subscriptions register,
 # allocator pools fill) for this long before RSS is read again.
 IDLE_SETTLE_SECONDS = 3.0
@@ -75,25 +79,36 @@ class LoadTest:
             self.db.drop()
 
     async def provision(self) -> list[tuple[Room, int]]:
+        """The conversations, through the host API, `--provision-concurrency`
+        at a time: the calls of one organisation queue on its rows, so more
+        at once only lengthens each call (past its timeout) on this machine."""
         host = HostApi(self.base_url, api_key=self.args.api_key)
-        gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+        gate = asyncio.Semaphore(self.args.provision_concurrency)
         run = uuid.uuid4().hex[:6]
-
+        total = self.args.conversations
         size = self.args.org_size
+        done = 0
+        started = time.perf_counter()
 
         async def one(index: int) -> tuple[Room, int]:
+            nonlocal done
             # One organisation for all (a customer's shared inbox), or one
             # per `--org-size` conversations.
             org = f"org-{run}" if size <= 0 else f"org-{run}-{index // size}"
             async with gate:
-                return await new_room(host, f"{run}-{index}", org), index
+                room = await new_room(host, f"{run}-{index}", org)
+            done += 1
+            if total >= PROGRESS_EVERY and done % (total // PROGRESS_STEPS) == 0:
+                rate = done / (time.perf_counter() - started)
+                print(f"  provisioned {done}/{total} ({rate:.1f}/s)", flush=True)
+            return room, index
 
-        started = time.perf_counter()
         try:
-            rooms = await asyncio.gather(*(one(i) for i in range(self.args.conversations)))
+            rooms = await asyncio.gather(*(one(i) for i in range(total)))
         finally:
             await host.aclose()
         self.setup["provision_s"] = round(time.perf_counter() - started, 2)
+        self.setup["provision_per_s"] = round(total / max(self.setup["provision_s"], 1e-9), 1)
         return list(rooms)
 
     async def open_socket(self, cookie: str, conversation: str, kind: str) -> Socket:

@@ -53,6 +53,16 @@ POLL_S = 0.05
 FIRST_LOSS_WAIT_S = 5.0
 
 
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """p50/p99/max of a phase's durations, in seconds."""
+    return {
+        "count": len(values),
+        "p50": round(percentile(values, 0.50), 3),
+        "p99": round(percentile(values, 0.99), 3),
+        "max": round(max(values, default=float("nan")), 3),
+    }
+
+
 def worker_of_ports(server_port: int, pids: Sequence[int]) -> dict[int, int]:
     """Client port → the worker pid holding the connection's server end."""
     by_inode = established_by_inode(Path("/proc/net/tcp").read_text(), server_port)
@@ -132,8 +142,10 @@ class Storm:
             member.attempt += 1
             await asyncio.sleep(delay)
             self.attempts += 1
+            started = time.monotonic()
             try:
                 await asyncio.wait_for(self.connect(member), CONNECT_TIMEOUT_S)
+                member.handshake_s.append(time.monotonic() - started)
                 return
             except Exception as exc:  # every failed attempt is counted, then retried
                 self.ledger.errors[f"connect:{type(exc).__name__}"] += 1
@@ -305,6 +317,8 @@ class Storm:
             "resubscribed": sum(t is not None for t in times),
             "resubscribed_after": recovery_times(times),
             "storm_phase_s": round(recovered_at - killed_at, 2),
+            "handshake_s": spread([t for m in lost for t in m.handshake_s]),
+            "open_to_subscribed_s": spread([t for m in lost for t in m.subscribe_s]),
             "connect_attempts": self.attempts,
             "lost_again": ledger.lost_again,
             "sent": sent,

@@ -77,6 +77,11 @@ class Member:
         self.lost_at: float | None = None
         self.resubscribed_at: float | None = None
         self.worker: int | None = None
+        # Of each reconnection: seconds in the WebSocket handshake (the
+        # server checks the session before it accepts), and from the open
+        # socket to `subscribed` (connection cap, access, room, replay).
+        self.handshake_s: list[float] = []
+        self.subscribe_s: list[float] = []
 
     @property
     def is_open(self) -> bool:
@@ -162,6 +167,7 @@ class Member:
                 self.first.set_result(None)
             elif self.lost_at is not None and self.resubscribed_at is None:
                 self.resubscribed_at = time.monotonic()
+                self.subscribe_s.append(self.resubscribed_at - self.opened_at)
 
     def _on_error(self, data: dict[str, Any]) -> None:
         code = str(data.get("code", "?"))
