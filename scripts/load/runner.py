@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 from picows import ws_connect
 
 from scripts.load.backends import PgDatabase
@@ -38,6 +39,8 @@ SETUP_CONCURRENCY = 64
 # conversations on.
 PROGRESS_STEPS = 10
 PROGRESS_EVERY = 200
+# Tries per conversation when a host API call fails in transport.
+PROVISION_ATTEMPTS = 3
 # The idle connections settle (handshakes finish, subscriptions register,
 # allocator pools fill) for this long before RSS is read again.
 IDLE_SETTLE_SECONDS = 3.0
@@ -53,6 +56,7 @@ class LoadTest:
         self.base_url: str = args.url or ""
         self.worker_pids: list[int] = list(args.pid or [])
         self.setup: dict[str, Any] = {}
+        self.provision_retries = 0
 
     # -- set-up ------------------------------------------------------------
 
@@ -96,7 +100,7 @@ class LoadTest:
             # per `--org-size` conversations.
             org = f"org-{run}" if size <= 0 else f"org-{run}-{index // size}"
             async with gate:
-                room = await new_room(host, f"{run}-{index}", org)
+                room = await self._provision_one(host, f"{run}-{index}", org)
             done += 1
             if total >= PROGRESS_EVERY and done % (total // PROGRESS_STEPS) == 0:
                 rate = done / (time.perf_counter() - started)
@@ -109,7 +113,22 @@ class LoadTest:
             await host.aclose()
         self.setup["provision_s"] = round(time.perf_counter() - started, 2)
         self.setup["provision_per_s"] = round(total / max(self.setup["provision_s"], 1e-9), 1)
+        self.setup["provision_retries"] = self.provision_retries
         return list(rooms)
+
+    async def _provision_one(self, host: HostApi, tag: str, org: str) -> Room:
+        """One conversation, again after a transport failure (a keep-alive
+        connection the server closed as it was reused, a call past its
+        timeout on the busy machine): the host API's upserts are idempotent
+        and a second sign-in link is as good as the first."""
+        for attempt in range(PROVISION_ATTEMPTS):
+            try:
+                return await new_room(host, tag, org)
+            except httpx.TransportError:
+                if attempt == PROVISION_ATTEMPTS - 1:
+                    raise
+                self.provision_retries += 1
+        raise AssertionError("unreachable")
 
     async def open_socket(self, cookie: str, conversation: str, kind: str) -> Socket:
         ws_url = self.base_url.replace("http://", "ws://") + "/ws"
@@ -228,11 +247,14 @@ class LoadTest:
 
     # -- profiling -------------------------------------------------------
 
-    def start_profilers(self, duration: float) -> list[tuple[int, Path, subprocess.Popen[bytes]]]:
+    def start_profilers(
+        self, duration: float, pids: Sequence[int] | None = None
+    ) -> list[tuple[int, Path, subprocess.Popen[bytes]]]:
+        """py-spy the workers (or `pids`) for `duration` seconds."""
         out = Path(self.args.profile)
         out.mkdir(parents=True, exist_ok=True)
         started = []
-        for pid in self.worker_pids:
+        for pid in self.worker_pids if pids is None else pids:
             path = out / f"worker-{pid}.txt"
             command = [
                 py_spy(),

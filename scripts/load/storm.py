@@ -18,27 +18,25 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
 from picows import ws_connect
 
-from scripts.load.cpu import PROFILE_RATE, CpuMeter, cpu_seconds, py_spy, summarise_profile
+from scripts.load.cpu import CpuMeter, cpu_seconds
 from scripts.load.host import Room
 from scripts.load.measure import percentile
+from scripts.load.processes import worker_of_ports
 from scripts.load.runner import DRAIN_SECONDS, SETUP_CONCURRENCY, TICK_SECONDS, LoadTest
 from scripts.load.storm_report import (
     audit,
     backoff_delay,
-    established_by_inode,
-    owners,
     recovery_times,
+    spread,
 )
 from scripts.load.tabs import Ledger, Member, Tab
 
@@ -51,33 +49,6 @@ TICK_EVERY_S = 1.0
 POLL_S = 0.05
 # With no socket lost this long after the kill, the kill found none.
 FIRST_LOSS_WAIT_S = 5.0
-
-
-def spread(values: Sequence[float]) -> dict[str, float]:
-    """p50/p99/max of a phase's durations, in seconds."""
-    return {
-        "count": len(values),
-        "p50": round(percentile(values, 0.50), 3),
-        "p99": round(percentile(values, 0.99), 3),
-        "max": round(max(values, default=float("nan")), 3),
-    }
-
-
-def worker_of_ports(server_port: int, pids: Sequence[int]) -> dict[int, int]:
-    """Client port → the worker pid holding the connection's server end."""
-    by_inode = established_by_inode(Path("/proc/net/tcp").read_text(), server_port)
-    inodes_of: dict[int, list[int]] = {}
-    for pid in pids:
-        found = []
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                found.append(int(target[8:-1]))
-        inodes_of[pid] = found
-    return owners(by_inode, inodes_of)
 
 
 class Storm:
@@ -217,16 +188,33 @@ class Storm:
         stop = asyncio.Event()
         sender = asyncio.create_task(self.drive(args.rate, stop))
         ticker = asyncio.create_task(self.ticker(stop))
+        steady = CpuMeter(pids)
+        steady.begin()
         await asyncio.sleep(args.before)
+        cpu_before = steady.end()
         lost_before = sum(1 for m in self.members if m.lost_at is not None)
 
         meter = CpuMeter(survivors)
         meter.begin()
-        profilers = self.profile(survivors)
+        profilers = (
+            self.test.start_profilers(args.profile_seconds, survivors) if args.profile else []
+        )
         killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         restarted_s, new_pids = await self.wait_recovered(server, pids, killed_at, held[victim])
         recovered_at = time.monotonic()
+        storm_s = recovered_at - killed_at
+        during = meter.end()
+        recovering = during["workers"] * storm_s + cpu_seconds(new_pids)
+        # What the recovery cost the workers beyond the send stream (as
+        # the two of them spent on it before the kill), per socket back.
+        extra_ms = 1000 * (recovering - cpu_before["workers"] * storm_s)
+        self.ledger.recovery_cpu = {
+            "before_kill_cores": cpu_before,
+            "storm_cores": during,
+            "workers_cpu_s": round(recovering, 2),
+            "extra_cpu_ms_per_socket": round(extra_ms / max(held[victim], 1), 1),
+        }
         await asyncio.sleep(args.after)
         stop.set()
         sent = await sender
@@ -249,7 +237,8 @@ class Storm:
         report = self.summary(
             victim, held, killed_at, recovered_at, restarted_s, sent, lost_before, cpu
         )
-        report["profiles"] = self.finish_profiles(profilers)
+        self.test.finish_profilers(profilers)
+        report["profiles"] = self.test.setup.pop("profiles", {})
         return report
 
     async def wait_recovered(
@@ -337,30 +326,5 @@ class Storm:
             "subscribe_refused": dict(ledger.subscribe_refused),
             "close_codes": dict(ledger.close_codes),
             "cpu_cores": cpu,
+            "recovery_cpu": ledger.recovery_cpu,
         }
-
-    # -- profiling the survivor -----------------------------------------------
-
-    def profile(self, pids: Sequence[int]) -> list[tuple[int, Path, subprocess.Popen[bytes]]]:
-        if not self.args.profile:
-            return []
-        out = Path(self.args.profile)
-        out.mkdir(parents=True, exist_ok=True)
-        started = []
-        for pid in pids:
-            path = out / f"storm-worker-{pid}.txt"
-            command = [py_spy(), "record", "--pid", str(pid), "--duration"]
-            command += [str(int(self.args.profile_seconds)), "--rate", str(PROFILE_RATE)]
-            command += ["--format", "raw", "--nonblocking", "--output", str(path)]
-            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=None)
-            started.append((pid, path, process))
-        return started
-
-    def finish_profiles(
-        self, profilers: Sequence[tuple[int, Path, subprocess.Popen[bytes]]]
-    ) -> dict[str, Any]:
-        summaries = {}
-        for pid, path, process in profilers:
-            process.wait(self.args.profile_seconds + 30)
-            summaries[str(pid)] = summarise_profile(path)
-        return summaries

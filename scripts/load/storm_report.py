@@ -16,6 +16,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from scripts.load.measure import percentile
+
 # static/js/backoff.js, mirrored: the first retries come after 125-250 ms,
 # then doubling, capped at 2 s during an outage's first 2 minutes (15 s
 # after), each drawn from [cap/2, cap] ("equal jitter").
@@ -123,3 +125,13 @@ def audit(acked: Mapping[str, Mapping[str, int]], members: Sequence[Delivery]) -
             seqs_of.setdefault(number, set()).add(seq)
         result.doubled += sum(len(s) - 1 for s in seqs_of.values())
     return result
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """p50/p99/max of a phase's durations, in seconds."""
+    return {
+        "count": len(values),
+        "p50": round(percentile(values, 0.50), 3),
+        "p99": round(percentile(values, 0.99), 3),
+        "max": round(max(values, default=float("nan")), 3),
+    }

@@ -57,6 +57,7 @@ class Ledger:
         self.transmits = 0
         self.retransmits = 0
         self.lost_again = 0
+        self.recovery_cpu: dict[str, Any] = {}
 
 
 class Member:
