@@ -44,6 +44,7 @@ from scripts.load.tabs import Ledger, Member, Tab
 CONNECT_TIMEOUT_S = 5.0
 # The first subscription of the set-up must be answered in this long.
 SUBSCRIBE_TIMEOUT_S = 30.0
+SETUP_ATTEMPTS = 3
 # socket.js ticks once a second (ack timeouts, retry delays).
 TICK_EVERY_S = 1.0
 POLL_S = 0.05
@@ -62,16 +63,17 @@ class Storm:
         self.deadline = 0.0
         self.reconnects: set[asyncio.Task[None]] = set()
         self.attempts = 0
+        self.setup_errors: Counter[str] = Counter()
 
     # -- connections -----------------------------------------------------
 
-    async def connect(self, member: Member) -> None:
+    async def connect(self, member: Member, handshake_s: float = CONNECT_TIMEOUT_S) -> None:
         url = self.test.base_url.replace("http://", "ws://") + "/ws"
         await ws_connect(
             lambda: Tab(member, self.lost),
             url,
             extra_headers={"Cookie": member.cookie},
-            websocket_handshake_timeout=CONNECT_TIMEOUT_S,
+            websocket_handshake_timeout=handshake_s,
         )
         member.on_open()
 
@@ -79,9 +81,20 @@ class Storm:
         gate = asyncio.Semaphore(SETUP_CONCURRENCY)
 
         async def one(member: Member) -> None:
+            """The set-up is not under test: a connect that fails (the
+            server refuses or times out under the crowd) is tried again,
+            SETUP_ATTEMPTS times at most, and counted."""
             async with gate:
-                await asyncio.wait_for(self.connect(member), SUBSCRIBE_TIMEOUT_S)
-                await asyncio.wait_for(member.first, SUBSCRIBE_TIMEOUT_S)
+                for attempt in range(SETUP_ATTEMPTS):
+                    try:
+                        await self.connect(member, SUBSCRIBE_TIMEOUT_S)
+                        await asyncio.wait_for(asyncio.shield(member.first), SUBSCRIBE_TIMEOUT_S)
+                        return
+                    except Exception as exc:
+                        if attempt == SETUP_ATTEMPTS - 1:
+                            raise
+                        self.setup_errors[type(exc).__name__] += 1
+                        member.restart()
 
         for room, _ in rooms:
             people = (("staff", room.staff_cookie), ("candidate", room.candidate_cookie))
@@ -90,11 +103,12 @@ class Storm:
         started = time.perf_counter()
         await asyncio.gather(*(one(m) for m in self.members))
         self.test.setup["connect_s"] = round(time.perf_counter() - started, 2)
+        self.test.setup["connect_errors"] = dict(self.setup_errors)
 
     def lost(self, member: Member) -> None:
         """A member's connection ended: reconnect as the browser would."""
-        if self.stopping:
-            return
+        if self.stopping or not self.deadline:
+            return  # the set-up retries on its own
         if member.lost_at is None:
             member.lost_at = time.monotonic()
         elif member.resubscribed_at is not None:
@@ -193,6 +207,8 @@ class Storm:
         await asyncio.sleep(args.before)
         cpu_before = steady.end()
         lost_before = sum(1 for m in self.members if m.lost_at is not None)
+        for member in self.members:
+            member.lost_at = member.resubscribed_at = None
 
         meter = CpuMeter(survivors)
         meter.begin()

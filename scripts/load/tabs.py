@@ -84,6 +84,15 @@ class Member:
         self.handshake_s: list[float] = []
         self.subscribe_s: list[float] = []
 
+    def restart(self) -> None:
+        """After a failed first connection: drop it and wait afresh."""
+        if self.tab is not None and self.tab.transport is not None:
+            self.tab.transport.disconnect()
+        self.tab = None
+        if self.first.done() and not self.first.cancelled():
+            self.first.exception()  # retrieved: the set-up tries again
+        self.first = asyncio.get_running_loop().create_future()
+
     @property
     def is_open(self) -> bool:
         return self.tab is not None and self.tab.transport is not None
