@@ -35,6 +35,8 @@ from scripts.load.runner import DRAIN_SECONDS, SETUP_CONCURRENCY, TICK_SECONDS, 
 from scripts.load.storm_report import (
     audit,
     backoff_delay,
+    recovery_by_worker,
+    recovery_cpu,
     recovery_times,
     spread,
 )
@@ -220,17 +222,16 @@ class Storm:
         restarted_s, new_pids = await self.wait_recovered(server, pids, killed_at, held[victim])
         recovered_at = time.monotonic()
         storm_s = recovered_at - killed_at
-        during = meter.end()
-        recovering = during["workers"] * storm_s + cpu_seconds(new_pids)
-        # What the recovery cost the workers beyond the send stream (as
-        # the two of them spent on it before the kill), per socket back.
-        extra_ms = 1000 * (recovering - cpu_before["workers"] * storm_s)
-        self.ledger.recovery_cpu = {
-            "before_kill_cores": cpu_before,
-            "storm_cores": during,
-            "workers_cpu_s": round(recovering, 2),
-            "extra_cpu_ms_per_socket": round(extra_ms / max(held[victim], 1), 1),
-        }
+        # Where the sockets that came back landed: the survivor or the
+        # supervisor's new worker.
+        now_held = worker_of_ports(server.port, survivors + new_pids)
+        for member in self.members:
+            if member.lost_at is not None:
+                port = member.client_port()
+                member.worker = now_held.get(port) if port is not None else None
+        self.ledger.recovery_cpu = recovery_cpu(
+            cpu_before, meter.end(), storm_s, cpu_seconds(new_pids), held[victim]
+        )
         await asyncio.sleep(args.after)
         stop.set()
         sent = await sender
@@ -246,8 +247,7 @@ class Storm:
         await self.drain()
         self.stopping = True
         for member in self.members:
-            if member.tab is not None and member.tab.transport is not None:
-                member.tab.transport.disconnect()
+            member.close()
         for task in list(self.reconnects):
             task.cancel()
         report = self.summary(
@@ -321,6 +321,9 @@ class Storm:
             "lost_detected_p100_s": round(max(detected, default=0.0), 3),
             "resubscribed": sum(t is not None for t in times),
             "resubscribed_after": recovery_times(times),
+            "resubscribed_after_by_worker": recovery_by_worker(
+                [(m.worker, t) for m, t in zip(lost, times, strict=True)]
+            ),
             "storm_phase_s": round(recovered_at - killed_at, 2),
             "handshake_s": spread([t for m in lost for t in m.handshake_s]),
             "open_to_subscribed_s": spread([t for m in lost for t in m.subscribe_s]),

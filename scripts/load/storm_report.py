@@ -15,6 +15,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from scripts.load.measure import percentile
 
@@ -81,6 +82,34 @@ def recovery_times(times: Sequence[float | None]) -> dict[str, float | None]:
         rank = max(math.ceil(share * len(times)), 1)
         result[key] = round(done[rank - 1], 3) if rank <= len(done) else None
     return result
+
+
+def recovery_by_worker(landed: Sequence[tuple[int | None, float | None]]) -> dict[str, Any]:
+    """`recovery_times` for each worker the sockets came back to, from
+    (worker pid, seconds after the kill) of each socket."""
+    workers = sorted({worker for worker, _ in landed}, key=str)
+    return {str(w): recovery_times([t for x, t in landed if x == w]) for w in workers}
+
+
+def recovery_cpu(
+    before: dict[str, float],
+    during: dict[str, float],
+    storm_s: float,
+    restarted_cpu_s: float,
+    sockets: int,
+) -> dict[str, Any]:
+    """What the recovery cost the workers beyond the send stream: CPU
+    seconds of the survivor (`during`, in cores) and the new worker over
+    the storm, less what both spent on the stream before the kill
+    (`before`), per socket that was to come back."""
+    spent = during["workers"] * storm_s + restarted_cpu_s
+    extra_ms = 1000 * (spent - before["workers"] * storm_s)
+    return {
+        "before_kill_cores": before,
+        "storm_cores": during,
+        "workers_cpu_s": round(spent, 2),
+        "extra_cpu_ms_per_socket": round(extra_ms / max(sockets, 1), 1),
+    }
 
 
 @dataclass

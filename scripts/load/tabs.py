@@ -86,12 +86,15 @@ class Member:
 
     def restart(self) -> None:
         """After a failed first connection: drop it and wait afresh."""
-        if self.tab is not None and self.tab.transport is not None:
-            self.tab.transport.disconnect()
+        self.close()
         self.tab = None
         if self.first.done() and not self.first.cancelled():
             self.first.exception()  # retrieved: the set-up tries again
         self.first = asyncio.get_running_loop().create_future()
+
+    def close(self) -> None:
+        if self.tab is not None and self.tab.transport is not None:
+            self.tab.transport.disconnect()
 
     @property
     def is_open(self) -> bool:
