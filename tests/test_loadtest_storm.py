@@ -13,6 +13,8 @@ from scripts.load.storm_report import (
     backoff_delay,
     established_by_inode,
     owners,
+    recovery_by_worker,
+    recovery_cpu,
     recovery_times,
 )
 
@@ -66,3 +68,20 @@ def test_audit_counts_lost_duplicate_reordered_and_doubled() -> None:
     result = audit(acked, members)
     assert (result.acked, result.lost, result.duplicates) == (4, 1, 1)
     assert (result.order_violations, result.doubled) == (1, 1)
+
+
+def test_recovery_by_worker_splits_the_sockets_by_where_they_landed() -> None:
+    landed = [(7, 1.0), (7, 3.0), (8, 2.0), (None, None)]
+    assert recovery_by_worker(landed) == {
+        "7": {"p50_s": 1.0, "p99_s": 3.0, "p100_s": 3.0},
+        "8": {"p50_s": 2.0, "p99_s": 2.0, "p100_s": 2.0},
+        "None": {"p50_s": None, "p99_s": None, "p100_s": None},
+    }
+
+
+def test_recovery_cpu_is_what_the_workers_spent_beyond_the_stream() -> None:
+    # 10 s of storm: the survivor at 0.5 core and the new worker's 2 s,
+    # against 0.2 core for the stream before the kill: 5 s extra, 5 ms each.
+    cost = recovery_cpu({"workers": 0.2}, {"workers": 0.5}, 10.0, 2.0, 1000)
+    assert cost["workers_cpu_s"] == 7.0
+    assert cost["extra_cpu_ms_per_socket"] == 5.0
