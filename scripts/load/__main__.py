@@ -5,6 +5,7 @@ Run through `scripts/loadtest` (it sets the interpreter and PYTHONPATH):
     scripts/loadtest rate --start --rate 1000 --duration 10
     scripts/loadtest search --start
     scripts/loadtest idle --start --workers 1 --connections 5000
+    scripts/loadtest storm --start --conversations 2500 --rate 200
 
 With `--start` it makes a fresh PostgreSQL database, migrates it, and starts
 `chatserver serve --workers N` against the machine's Redis under a unique
@@ -36,6 +37,7 @@ from scripts.load.backends import SHARED_REDIS_URL
 from scripts.load.host import API_KEY
 from scripts.load.measure import TARGET_P99_MS, Step
 from scripts.load.runner import LoadTest
+from scripts.load.storm import Storm
 
 MAX_SEARCH_STEPS = 20
 
@@ -67,6 +69,13 @@ def print_steps(steps: Sequence[Step]) -> None:
         print(f"{values}  {step.errors or '-'}  {cpu}  {'yes' if step.passed else 'NO'}")
 
 
+def print_storm(storm: dict[str, Any]) -> None:
+    profiles = storm.pop("profiles", {})
+    print(orjson.dumps(storm, option=orjson.OPT_INDENT_2).decode())
+    print_profiles(profiles)
+    storm["profiles"] = profiles
+
+
 def print_profiles(profiles: dict[str, dict[str, list[tuple[str, float]]]]) -> None:
     for pid, summary in profiles.items():
         print(f"\nprofile of worker {pid} (share of samples)")
@@ -81,6 +90,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"mode": args.mode, "args": vars(args)}
     if args.start:
         test.start_server()
+    if args.mode == "storm":
+        try:
+            report["storm"] = storm = await Storm(test).run()
+        finally:
+            test.stop_server()
+        print_storm(storm)
+        return report
     try:
         rooms = await test.provision()
         await test.open_pairs(rooms)
@@ -132,7 +148,7 @@ async def search(test: LoadTest, args: argparse.Namespace) -> list[Step]:
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/loadtest", description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["rate", "search", "idle"])
+    parser.add_argument("mode", choices=["rate", "search", "idle", "storm"])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--start", action="store_true", help="start a server of its own")
     where.add_argument("--url", help="target a running server, e.g. http://127.0.0.1:8000")
@@ -147,19 +163,43 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="conversations per organisation (default 0: all in one, as a real customer; "
         "1: each its own, the former default)",
     )
-    parser.add_argument("--rate", type=float, default=1000.0, help="sends/s (search: first)")
+    parser.add_argument(
+        "--provision-concurrency",
+        type=int,
+        default=16,
+        help="host API calls at once while provisioning (64 into one organisation time out)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=None, help="sends/s (search: first; default 1000, storm 200)"
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per step")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     parser.add_argument("--factor", type=float, default=1.25, help="search: rate step factor")
     parser.add_argument("--rate-max", type=float, default=20000.0)
     parser.add_argument("--connections", type=int, default=5000, help="idle: sockets")
-    parser.add_argument("--profile", help="rate: py-spy the workers into this folder")
+    parser.add_argument("--profile", help="rate, storm: py-spy the workers into this folder")
+    storm = parser.add_argument_group("storm: SIGKILL the busier of the workers mid-stream")
+    storm.add_argument("--before", type=float, default=3.0, help="seconds of sends before the kill")
+    storm.add_argument("--after", type=float, default=3.0, help="seconds of sends after recovery")
+    storm.add_argument(
+        "--storm-timeout", type=float, default=60.0, help="at most this long for the recovery"
+    )
+    storm.add_argument(
+        "--profile-seconds", type=float, default=15.0, help="py-spy the survivor this long"
+    )
     parser.add_argument("--log-dir", default="/tmp/chatserver-loadtest")
     parser.add_argument("--json", help="write the report here")
     parser.add_argument("--api-key", default=API_KEY, help="with --url: a CHAT_API_KEYS key")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.duration > 600:
         parser.error("--duration must be in (0, 600] seconds")
+    if args.rate is None:
+        args.rate = 200.0 if args.mode == "storm" else 1000.0
+    for name in ("before", "after", "storm_timeout", "profile_seconds"):
+        if not 0 < getattr(args, name) <= 600:
+            parser.error(f"--{name.replace('_', '-')} must be in (0, 600] seconds")
+    if args.mode == "storm" and not args.start:
+        parser.error("storm needs --start: it SIGKILLs a worker of the server it started")
     return args
 
 

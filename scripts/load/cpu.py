@@ -58,14 +58,18 @@ class CpuMeter:
             "postgres": lambda: pids_named("postgres"),
             "redis": lambda: pids_named("redis-server"),
         }
-        self.start: dict[str, float] = {}
+        self.start: dict[str, dict[int, float]] = {}
         self.started = 0.0
 
-    def _sample(self) -> dict[str, float]:
+    def _sample(self) -> dict[str, dict[int, float]]:
+        """CPU seconds by group and process; the load generator is pid 0 and
+        the machine's busy time pid -1."""
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        sample = {name: cpu_seconds(pids()) for name, pids in self.groups.items()}
-        sample["loadgen"] = usage.ru_utime + usage.ru_stime
-        sample["machine"] = machine_busy_seconds()
+        sample = {
+            name: {pid: cpu_seconds([pid]) for pid in pids()} for name, pids in self.groups.items()
+        }
+        sample["loadgen"] = {0: usage.ru_utime + usage.ru_stime}
+        sample["machine"] = {-1: machine_busy_seconds()}
         return sample
 
     def begin(self) -> None:
@@ -73,10 +77,16 @@ class CpuMeter:
         self.started = time.monotonic()
 
     def end(self) -> dict[str, float]:
-        """Cores used by each group over the step (1.0 = one core busy)."""
+        """Cores used by each group over the step (1.0 = one core busy).
+        Processes that ended meanwhile (a killed worker's database backends)
+        drop out rather than subtract their whole past from the sum."""
         elapsed = max(time.monotonic() - self.started, 1e-9)
         end = self._sample()
-        cores = {k: round((end[k] - self.start[k]) / elapsed, 2) for k in end}
+        cores = {}
+        for group, now in end.items():
+            before = self.start.get(group, {})
+            spent = sum(cpu - before.get(pid, 0.0) for pid, cpu in now.items())
+            cores[group] = round(spent / elapsed, 2)
         # Whatever else ran on the machine meanwhile (other jobs, the kernel's
         # network stack) competed for the same cores.
         ours = sum(v for k, v in cores.items() if k != "machine")

@@ -1,6 +1,7 @@
 """Processes and ports on this machine, for the harness: a free loopback
 port, a bounded wait for a process to be ready, a stop that ends with
-SIGKILL, a process's children and resident memory (from /proc).
+SIGKILL, a process's children and resident memory, and which worker holds
+each client's connection (from /proc).
 
 Every wait is bounded by a deadline, and every process that is started by
 the harness is ended by it (by its own pid, never by name).
@@ -8,13 +9,17 @@ the harness is ended by it (by its own pid, never by name).
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from scripts.load.storm_report import established_by_inode, owners
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,3 +88,20 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise ValueError(f"no VmRSS for pid {pid}")
+
+
+def worker_of_ports(server_port: int, pids: Sequence[int]) -> dict[int, int]:
+    """Client port → the worker pid holding the connection's server end."""
+    by_inode = established_by_inode(Path("/proc/net/tcp").read_text(), server_port)
+    inodes_of: dict[int, list[int]] = {}
+    for pid in pids:
+        found = []
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                found.append(int(target[8:-1]))
+        inodes_of[pid] = found
+    return owners(by_inode, inodes_of)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 from picows import ws_connect
 
 from scripts.load.backends import PgDatabase
@@ -32,8 +33,14 @@ TICK_SECONDS = 0.001
 # After the sending phase, wait at most this long for outstanding acks and
 # deliveries; anything still missing then counts as lost.
 DRAIN_SECONDS = 10.0
-# Concurrent HTTP provisioning requests and socket handshakes.
+# Concurrent socket handshakes.
 SETUP_CONCURRENCY = 64
+# Provisioning prints its progress in this many steps, from this many
+# conversations on.
+PROGRESS_STEPS = 10
+PROGRESS_EVERY = 200
+# Tries per conversation when a host API call fails in transport.
+PROVISION_ATTEMPTS = 3
 # The idle connections settle (handshakes finish, subscriptions register,
 # allocator pools fill) for this long before RSS is read again.
 IDLE_SETTLE_SECONDS = 3.0
@@ -49,6 +56,7 @@ class LoadTest:
         self.base_url: str = args.url or ""
         self.worker_pids: list[int] = list(args.pid or [])
         self.setup: dict[str, Any] = {}
+        self.provision_retries = 0
 
     # -- set-up ------------------------------------------------------------
 
@@ -75,26 +83,52 @@ class LoadTest:
             self.db.drop()
 
     async def provision(self) -> list[tuple[Room, int]]:
+        """The conversations, through the host API, `--provision-concurrency`
+        at a time: the calls of one organisation queue on its rows, so more
+        at once only lengthens each call (past its timeout) on this machine."""
         host = HostApi(self.base_url, api_key=self.args.api_key)
-        gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+        gate = asyncio.Semaphore(self.args.provision_concurrency)
         run = uuid.uuid4().hex[:6]
-
+        total = self.args.conversations
         size = self.args.org_size
+        done = 0
+        started = time.perf_counter()
 
         async def one(index: int) -> tuple[Room, int]:
+            nonlocal done
             # One organisation for all (a customer's shared inbox), or one
             # per `--org-size` conversations.
             org = f"org-{run}" if size <= 0 else f"org-{run}-{index // size}"
             async with gate:
-                return await new_room(host, f"{run}-{index}", org), index
+                room = await self._provision_one(host, f"{run}-{index}", org)
+            done += 1
+            if total >= PROGRESS_EVERY and done % (total // PROGRESS_STEPS) == 0:
+                rate = done / (time.perf_counter() - started)
+                print(f"  provisioned {done}/{total} ({rate:.1f}/s)", flush=True)
+            return room, index
 
-        started = time.perf_counter()
         try:
-            rooms = await asyncio.gather(*(one(i) for i in range(self.args.conversations)))
+            rooms = await asyncio.gather(*(one(i) for i in range(total)))
         finally:
             await host.aclose()
         self.setup["provision_s"] = round(time.perf_counter() - started, 2)
+        self.setup["provision_per_s"] = round(total / max(self.setup["provision_s"], 1e-9), 1)
+        self.setup["provision_retries"] = self.provision_retries
         return list(rooms)
+
+    async def _provision_one(self, host: HostApi, tag: str, org: str) -> Room:
+        """One conversation, again after a transport failure (a keep-alive
+        connection the server closed as it was reused, a call past its
+        timeout on the busy machine): the host API's upserts are idempotent
+        and a second sign-in link is as good as the first."""
+        for attempt in range(PROVISION_ATTEMPTS):
+            try:
+                return await new_room(host, tag, org)
+            except httpx.TransportError:
+                if attempt == PROVISION_ATTEMPTS - 1:
+                    raise
+                self.provision_retries += 1
+        raise AssertionError("unreachable")
 
     async def open_socket(self, cookie: str, conversation: str, kind: str) -> Socket:
         ws_url = self.base_url.replace("http://", "ws://") + "/ws"
@@ -213,11 +247,14 @@ class LoadTest:
 
     # -- profiling -------------------------------------------------------
 
-    def start_profilers(self, duration: float) -> list[tuple[int, Path, subprocess.Popen[bytes]]]:
+    def start_profilers(
+        self, duration: float, pids: Sequence[int] | None = None
+    ) -> list[tuple[int, Path, subprocess.Popen[bytes]]]:
+        """py-spy the workers (or `pids`) for `duration` seconds."""
         out = Path(self.args.profile)
         out.mkdir(parents=True, exist_ok=True)
         started = []
-        for pid in self.worker_pids:
+        for pid in self.worker_pids if pids is None else pids:
             path = out / f"worker-{pid}.txt"
             command = [
                 py_spy(),
