@@ -36,6 +36,9 @@ SEND_BATCH = Histogram("chat_send_batch_size", "Messages per group commit", buck
 SEND_COMMIT = Histogram(
     "chat_send_commit_seconds", "Time to store one group commit batch", buckets=COMMIT_BUCKETS
 )
+HANDSHAKES_REFUSED = Counter(
+    "chat_handshakes_refused", "WebSocket handshakes refused with 503: the worker was behind"
+)
 SLOW_DISCONNECTS = Counter(
     "chat_slow_client_disconnects", "Connections closed because their send queue overflowed"
 )

@@ -3,7 +3,7 @@ the signed-in viewer (from the session cookie)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import HTTPConnection, Request
@@ -16,6 +16,7 @@ from chatserver.chat.signing import Session, Signer
 from chatserver.errors import unauthorized
 from chatserver.realtime.hub import Hub
 from chatserver.settings import Settings
+from chatserver.web.admission import HandshakeGate
 from chatserver.web.auth import check_csrf, session_from
 from chatserver.web.responses import read_json
 
@@ -29,6 +30,7 @@ class Services:
     signer: Signer
     broker: Broker
     hub: Hub
+    handshakes: HandshakeGate = field(default_factory=HandshakeGate)
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -9,7 +9,9 @@ so frames leave in the order they were produced. Errors become one `error`
 frame each and the connection stays open, except for an unauthenticated
 client (1008), one whose session cannot be checked because the database
 is down (1013), one over the connection cap (1013), a frame over the size
-limit (1009) and a client too slow to keep up (1013).
+limit (1009) and a client too slow to keep up (1013). A worker already
+checking as many handshakes as it can refuses more with HTTP 503 before
+any work (`web/admission.py`).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from chatserver.chat import message_send, reads, wire
 from chatserver.chat.send_request import SendRequest
 from chatserver.errors import ChatError, ErrorCode, unauthorized, unavailable
 from chatserver.logs import REQUEST_ID
+from chatserver.ops import instruments
 from chatserver.realtime.connection import Connection
 from chatserver.realtime.hub import CLOSE_POLICY, CLOSE_TRY_LATER
 from chatserver.web import request_id
+from chatserver.web.admission import busy
 from chatserver.web.auth import origin_allowed
 from chatserver.web.deps import Services, services, signed_in
 
@@ -56,6 +60,24 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         # Closing before accepting refuses the handshake (HTTP 403).
         await websocket.close(code=CLOSE_POLICY)
         return
+    async with svc.handshakes.admit() as admitted:
+        if not admitted:
+            instruments.HANDSHAKES_REFUSED.inc()
+            await websocket.send_denial_response(busy())
+            return
+        conn = await _open(websocket, svc)
+    if conn is None:
+        return
+    try:
+        await _serve(websocket, conn, svc)
+    finally:
+        svc.hub.disconnect(conn)
+    await _close(websocket, conn.close_code)
+
+
+async def _open(websocket: WebSocket, svc: Services) -> Connection | None:
+    """Check the session, accept, and take a connection slot; None once the
+    socket was refused (and closed)."""
     refusal: ChatError | None = None
     try:
         who = await signed_in(websocket)
@@ -73,17 +95,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         # client backs off and reconnects on its own.
         policy = refusal.code is ErrorCode.UNAUTHORIZED
         await _refuse(websocket, refusal, CLOSE_POLICY if policy else CLOSE_TRY_LATER)
-        return
+        return None
     try:
-        conn = await svc.hub.connect(who.viewer)
+        return await svc.hub.connect(who.viewer)
     except ChatError as exc:
         await _refuse(websocket, exc, CLOSE_TRY_LATER)
-        return
-    try:
-        await _serve(websocket, conn, svc)
-    finally:
-        svc.hub.disconnect(conn)
-    await _close(websocket, conn.close_code)
+        return None
 
 
 async def _serve(websocket: WebSocket, conn: Connection, svc: Services) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from scripts.load.backends import PG_ADMIN_URL as PG_ADMIN_URL
 from scripts.load.backends import SECRET as SECRET
@@ -252,7 +252,8 @@ class Peer:
                     await self.connect()
                     for conversation in sorted(self._subscribed):
                         await self.subscribe(conversation, within=RESUBSCRIBE_WITHIN)
-                except (OSError, ConnectionLost, TimeoutError, FrameError):
+                except (OSError, InvalidHandshake, ConnectionLost, TimeoutError, FrameError):
+                    # InvalidHandshake: a busy worker refused it (503).
                     self.connected.clear()
                     # As a browser does: the failed socket goes before the
                     # next one opens, so retries never pile up on a server.
