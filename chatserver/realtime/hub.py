@@ -17,7 +17,7 @@ import logging
 from collections import Counter
 
 from chatserver.broker.base import Broker
-from chatserver.chat import access, events, queries, views, wire
+from chatserver.chat import events, ids, queries, views, wire
 from chatserver.chat.identity import Viewer
 from chatserver.chat.presence import Presence, presence_from_settings
 from chatserver.chat.ratelimit import TokenBucket
@@ -203,16 +203,21 @@ class Hub:
     # -- conversations -----------------------------------------------------
 
     async def subscribe(self, conn: Connection, conversation_id: str, after: int) -> None:
-        """Answer `subscribed`, replay history after `after`, then go live."""
+        """Answer `subscribed`, replay history after `after`, then go live.
+
+        The socket joins the room first (so nothing published meanwhile is
+        missed) and its access is checked by the one read that opens the
+        replay: one transaction per subscribe. Until that check passed the
+        member only buffers, and a refused one leaves without a trace (no
+        presence, no subscription of the socket's)."""
         if conversation_id in conn.conversations:
             self.unsubscribe(conn, conversation_id)
         if len(conn.conversations) >= MAX_SUBSCRIPTIONS:
             raise ChatError(
                 ErrorCode.TOO_LARGE, f"At most {MAX_SUBSCRIPTIONS} conversations per connection."
             )
-        viewer = conn.viewer
-        async with self.chat.db.transaction() as db:
-            await access.conversation_for(db, viewer, conversation_id)
+        # A malformed id never makes a room (nor a broker subscription).
+        ids.our_id(conversation_id)
         room = self._rooms.get(conversation_id)
         if room is None:
             room = ConversationRoom(
@@ -227,14 +232,14 @@ class Hub:
             room.start()
             self._count_rooms()
         member = room.join(conn)
-        conn.conversations.add(conversation_id)
-        self.presence.enter(conversation_id, conn.role, viewer.id)
         try:
             await self._replay(conn, room, member, after)
         except BaseException:
             if room.members.get(conn) is member:
-                self.unsubscribe(conn, conversation_id)
+                self._leave_room(room, conn)
             raise
+        conn.conversations.add(conversation_id)
+        self.presence.enter(conversation_id, conn.role, conn.viewer.id)
 
     async def _replay(
         self, conn: Connection, room: ConversationRoom, member: Member, after: int
@@ -282,11 +287,13 @@ class Hub:
         # A member keeps its room open, so the room under this id is the
         # one the socket joined (unless the hub stopped and dropped them all).
         room = self._rooms.get(conversation_id)
-        if room is None:
-            return
+        if room is not None:
+            self._leave_room(room, conn)
+
+    def _leave_room(self, room: ConversationRoom, conn: Connection) -> None:
         room.members.pop(conn, None)
-        if not room.members:
-            del self._rooms[conversation_id]
+        if not room.members and self._rooms.get(room.conversation_id) is room:
+            del self._rooms[room.conversation_id]
             self._retire(room.stop())
 
     async def typing(self, conn: Connection, conversation_id: str) -> None:
