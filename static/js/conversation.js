@@ -2,7 +2,8 @@
 // the socket's frames, sending and deleting, wired to the parts that each
 // do one job: the message list (message-list.js) shows the messages, the
 // read tracker (read-tracker.js) reads them, history.js pages them in,
-// typing.js says who types, and socket.js holds the pending sends.
+// typing.js says who types, and pending-sends.js (the socket's
+// `connection.sends`) holds the pending sends.
 
 import { api } from "./api.js";
 import { connection } from "./socket.js";
@@ -232,8 +233,8 @@ export class ConversationView {
       this.flash(`Couldn't load messages: ${err.message}`);
     }
     if (this.destroyed) return;
-    // Sends still on their way from an earlier visit (socket.js holds them).
-    for (const send of connection.pendingSends(this.id)) this.messages.showPending(send, this.failedActions(send.clientId));
+    // Sends still on their way from an earlier visit (pending-sends.js holds them).
+    for (const send of connection.sends.of(this.id)) this.messages.showPending(send, this.failedActions(send.clientId));
     this.messages.layout();
     this.messages.scrollToBottom();
   }
@@ -265,10 +266,10 @@ export class ConversationView {
     this.onChange({ message: this.messages.newestVisible() });
   }
 
-  // -- sending (socket.js holds each send until its ack) --------------------------------
+  // -- sending (pending-sends.js holds each send until its ack) -------------------------
 
   send(body, files) {
-    const clientId = connection.sendMessage(this.id, body, files);
+    const clientId = connection.sends.add(this.id, body, files);
     this.messages.showPending({ clientId, body, files });
   }
 
@@ -288,10 +289,10 @@ export class ConversationView {
     return {
       onRetry: () => {
         this.messages.sending(clientId);
-        connection.retrySend(clientId);
+        connection.sends.retry(clientId);
       },
       onDiscard: () => {
-        connection.discardSend(clientId);
+        connection.sends.discard(clientId);
         this.messages.drop(clientId);
       },
     };

@@ -1,11 +1,11 @@
 // The staff inbox (SPEC 6): filters, search, sort and keyset paging over
 // GET /api/conversations, kept live by the socket's inbox feed, beside the
 // open conversation (or instead of it on a narrow screen). Each row is
-// drawn by inbox-row.js.
+// drawn by inbox-row.js; the open conversation is inbox-pane.js's.
 
 import { api, query } from "./api.js";
 import { connection } from "./socket.js";
-import { ConversationView } from "./conversation.js";
+import { InboxPane } from "./inbox-pane.js";
 import { arrowKeys, newRow, paintRow } from "./inbox-row.js";
 
 const SEARCH_DEBOUNCE_MS = 250;
@@ -22,14 +22,11 @@ const EMPTY = {
 
 export class Inbox {
   constructor() {
-    this.split = document.getElementById("split");
     this.list = document.getElementById("inbox-list");
     this.sentinel = document.getElementById("inbox-sentinel");
     this.empty = document.getElementById("inbox-empty");
     this.search = document.getElementById("search");
     this.sort = document.getElementById("sort");
-    this.pane = document.getElementById("conversation-pane");
-    this.paneEmpty = document.getElementById("pane-empty");
     const params = new URLSearchParams(location.search);
     this.filter = FILTERS.includes(params.get("filter")) ? params.get("filter") : "all";
     this.sortBy = SORTS.includes(params.get("sort")) ? params.get("sort") : "newest";
@@ -38,7 +35,16 @@ export class Inbox {
     this.next = null;
     this.loading = false;
     this.generation = 0;
-    this.view = null;
+    this.conversation = new InboxPane({
+      query: () => this.stateQuery(),
+      archived: () => this.filter === "archived",
+      onSwitch: () => {
+        for (const item of this.items.values()) this.paint(item);
+      },
+      onArchive: (id, archived) => this.onArchived(id, archived),
+      onChange: (id, change) => this.onViewChange(id, change),
+      onMarkedUnread: (id) => this.markedUnread(id),
+    });
   }
 
   start() {
@@ -69,10 +75,8 @@ export class Inbox {
       const l = this.list;
       if (l.scrollHeight - l.scrollTop - l.clientHeight < 300) this.loadMore();
     });
-    window.addEventListener("popstate", () => this.route());
     connection.followInbox((frame) => this.onFrame(frame));
-    const initial = this.pane.dataset.summary;
-    if (initial) this.show(JSON.parse(initial));
+    this.conversation.start();
     this.reload();
   }
 
@@ -91,7 +95,8 @@ export class Inbox {
   }
 
   syncUrl() {
-    const path = this.view ? `/c/${encodeURIComponent(this.view.id)}` : "/inbox";
+    const open = this.conversation.id;
+    const path = open ? `/c/${encodeURIComponent(open)}` : "/inbox";
     history.replaceState(history.state, "", path + this.stateQuery());
   }
 
@@ -152,7 +157,7 @@ export class Inbox {
   // -- rows ----------------------------------------------------------------------
 
   row(conversation) {
-    const { li, link } = newRow(conversation, () => this.open(conversation.id));
+    const { li, link } = newRow(conversation, () => this.conversation.open(conversation.id));
     const item = { data: conversation, li, link };
     this.items.set(conversation.id, item);
     this.paint(item);
@@ -162,7 +167,7 @@ export class Inbox {
   paint(item) {
     const { id } = item.data;
     const href = `/c/${encodeURIComponent(id)}${this.stateQuery()}`;
-    paintRow(item.link, item.data, { q: this.q, href, current: this.view?.id === id });
+    paintRow(item.link, item.data, { q: this.q, href, current: this.conversation.id === id });
   }
 
   // -- live updates ----------------------------------------------------------------
@@ -275,48 +280,7 @@ export class Inbox {
     }
   }
 
-  // -- the conversation beside the list ------------------------------------------------
-
-  async open(id, { push = true } = {}) {
-    if (this.view && this.view.id === id) return;
-    if (push) history.pushState({ conversation: id }, "", `/c/${encodeURIComponent(id)}${this.stateQuery()}`);
-    try {
-      const summary = await api.get(`/api/conversations/${encodeURIComponent(id)}`);
-      this.show(summary);
-    } catch (err) {
-      this.close();
-    }
-  }
-
-  show(summary) {
-    if (this.view) this.view.destroy();
-    this.paneEmpty.hidden = true;
-    this.split.classList.add("has-conversation");
-    this.view = new ConversationView(this.pane, summary, {
-      archived: this.filter === "archived",
-      onArchive: (id, archived) => this.onArchived(id, archived),
-      onBack: () => this.back(),
-      onChange: (change) => this.onViewChange(summary.id, change),
-      onMarkedUnread: (id) => this.markedUnread(id),
-    });
-    this.view.mount();
-    document.title = `${summary.candidate.name} · Inbox · chatserver`;
-    for (const item of this.items.values()) this.paint(item);
-  }
-
-  close() {
-    if (this.view) this.view.destroy();
-    this.view = null;
-    this.paneEmpty.hidden = false;
-    this.split.classList.remove("has-conversation");
-    document.title = "Inbox · chatserver";
-    for (const item of this.items.values()) this.paint(item);
-  }
-
-  back() {
-    history.pushState({}, "", `/inbox${this.stateQuery()}`);
-    this.close();
-  }
+  // -- what the open conversation did to the list ------------------------------------
 
   /** Archived (or unarchived, or undone): the row leaves the list it no
    * longer belongs to, or comes back to it. */
@@ -331,7 +295,7 @@ export class Inbox {
   markedUnread(id) {
     const item = this.items.get(id);
     if (item) item.data.unread = Math.max(1, item.data.unread || 0);
-    this.back();
+    this.conversation.back();
     item?.link.focus();
   }
 
@@ -341,11 +305,5 @@ export class Inbox {
     item.li.remove();
     this.items.delete(id);
     this.renderEmpty();
-  }
-
-  route() {
-    const match = location.pathname.match(/^\/c\/([^/]+)$/);
-    if (match) this.open(decodeURIComponent(match[1]), { push: false });
-    else this.close();
   }
 }

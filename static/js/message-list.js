@@ -3,7 +3,7 @@
 //
 // Messages are keyed by seq, so whatever path a message takes (history,
 // replay after a reconnect, live frame, ack, HTTP fallback) it is shown once.
-// Pending sends live in socket.js, keyed by client_id; their bubbles carry
+// Pending sends live in pending-sends.js, keyed by client_id; their bubbles carry
 // that client_id, and only an ack (which names it) turns a bubble into the
 // stored message. Our own message frame can beat its ack: while a send of
 // this conversation is in flight such a frame is held back, and shown by
@@ -63,7 +63,7 @@ export class MessageList {
   /** A live message frame: ours waits for its ack while a send is in flight. */
   receive(message) {
     this.caughtUp(message.seq);
-    if (!this.byseq.has(message.seq) && isMine(message.sender) && connection.hasInFlight(this.conversation)) {
+    if (!this.byseq.has(message.seq) && isMine(message.sender) && connection.sends.hasInFlight(this.conversation)) {
       this.held.set(message.seq, message);
       return;
     }
@@ -112,7 +112,7 @@ export class MessageList {
   /** Show the messages held back for an ack once no send is in flight (they
    * were another tab's, or their ack went astray and a later one covers them). */
   release() {
-    if (!this.held.size || connection.hasInFlight(this.conversation)) return;
+    if (!this.held.size || connection.sends.hasInFlight(this.conversation)) return;
     const held = [...this.held.values()].sort((a, b) => a.seq - b.seq);
     this.held.clear();
     for (const message of held) this.add(message);
@@ -187,13 +187,13 @@ export class MessageList {
     return newest;
   }
 
-  // -- pending sends (held by socket.js, shown here by client_id) --------------------
+  // -- pending sends (held by pending-sends.js, shown here by client_id) -------------
 
   bubble(clientId) {
     return this.list.querySelector(`.msg:not([data-seq])[data-client-id="${CSS.escape(clientId)}"]`);
   }
 
-  /** A send socket.js holds ({clientId, body, files, failed}), as a bubble. */
+  /** A send pending-sends.js holds ({clientId, body, files, failed}), as a bubble. */
   showPending(send, handlers) {
     if (this.bubble(send.clientId)) return;
     const el = pendingMessage(send);

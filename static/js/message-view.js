@@ -1,9 +1,9 @@
 // One message's element, cloned from #message-template: filled from a
-// MESSAGE (SPEC 5), or drawn as the bubble of a send that socket.js has not
-// had acknowledged yet; its attachments and the full-image dialog.
+// MESSAGE (SPEC 5), or drawn as the bubble of a send not acknowledged yet
+// (pending-sends.js holds it); its attachments and the full-image dialog.
 //
 // Nothing here keeps state: the list (message-list.js) decides which
-// element shows which message, socket.js holds the sends.
+// element shows which message, pending-sends.js holds the sends.
 
 import { bindMenu, clone, fileSize } from "./ui.js";
 import { clock, fullTime } from "./time.js";
@@ -81,7 +81,7 @@ function bindMessageMenu(el, message, onDelete) {
   forEveryone.addEventListener("click", () => onDelete(el, "everyone", button));
 }
 
-/** The bubble of one of socket.js's pending sends ({clientId, body, files}),
+/** The bubble of one of pending-sends.js's sends ({clientId, body, files}),
  * shown as typed until its ack turns it into the stored message. */
 export function pendingMessage(send) {
   const el = newMessage();

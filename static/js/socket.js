@@ -7,15 +7,14 @@
 // a second message). When the socket stays down, pending sends also go over
 // HTTP, which is idempotent by client_id in the same way.
 //
-// Pending sends live here and only here, keyed by client_id, from the send
-// until its ack (or until a refused one is discarded): a conversation's
-// view asks for them and hears about each by client_id. A view attaches as
-// it opens, before its history has loaded and it subscribes, because its
-// composer takes sends from the start: an ack that found no view would
-// leave the bubble of a message already stored (settled sends are gone).
+// The pending sends are held by pending-sends.js (`connection.sends`): this
+// module hands it the acks and refusals that name a client_id, tells it
+// when a socket opens, ticks it, and tells it which view hears a
+// conversation's acks (the attached room).
 
 import { api, ApiError } from "./api.js";
-import { BASE_DELAY_MS, backoffDelay } from "./backoff.js";
+import { backoffDelay } from "./backoff.js";
+import { PendingSends } from "./pending-sends.js";
 
 // A connect attempt that neither opens nor fails in this long is abandoned
 // (a half-open network can leave it pending for minutes).
@@ -30,25 +29,9 @@ const STABLE_AFTER_MS = 5000;
 // dead even if the browser has not noticed (sleeping laptop, lost Wi-Fi).
 const PING_EVERY_MS = 25000;
 const PONG_TIMEOUT_MS = 10000;
-// An unacknowledged send is re-sent on the same socket after this long.
-const ACK_TIMEOUT_MS = 8000;
-// While the socket is down, pending sends older than this go over HTTP.
-const HTTP_FALLBACK_AFTER_MS = 4000;
 const TICK_MS = 1000;
 // After this many failed connects in a row, check whether the session ended.
 const AUTH_CHECK_AFTER = 3;
-const RETRYABLE = new Set(["unavailable", "rate_limited"]);
-
-/** A client_id (SPEC 3): a random UUID, also where randomUUID is missing
- * (pages served over plain HTTP on a LAN address). */
-function uuid4() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
 
 export class Connection {
   constructor() {
@@ -62,7 +45,12 @@ export class Connection {
     this.subscribed = new Set();
     this.inboxHandler = null;
     this.listeners = new Map();
-    this.sends = new Map();
+    this.sends = new PendingSends({
+      send: (frame) => this.send(frame),
+      isOpen: () => this.isOpen(),
+      downSince: () => this.downSince,
+      room: (conversation) => this.rooms.get(conversation),
+    });
     this.state = "idle";
     this.stopped = false;
     this.lastFrameAt = 0;
@@ -225,7 +213,7 @@ export class Connection {
     for (const conversation of this.subscribed) {
       this.send({ type: "subscribe", conversation, after: this.rooms.get(conversation).after() });
     }
-    for (const entry of this.sends.values()) this.transmit(entry);
+    this.sends.transmitAll();
   }
 
   // -- rooms ---------------------------------------------------------------
@@ -261,95 +249,6 @@ export class Connection {
     this.send({ type: "inbox" });
   }
 
-  // -- sends ---------------------------------------------------------------
-
-  /** Send a message until it is acknowledged; returns its client_id. The
-   * conversation's room hears `onAck(clientId, message)` or, when it is
-   * refused, `onSendError(clientId, code, text)`; a refused send stays
-   * (marked `failed`) until `retrySend` or `discardSend`. `files` are the
-   * uploaded attachments ({id, name, size}). */
-  sendMessage(conversation, body, files) {
-    const clientId = uuid4();
-    const attachments = files.map((f) => f.id);
-    this.sends.set(clientId, {
-      clientId,
-      conversation,
-      body,
-      files,
-      frame: { type: "send", conversation, client_id: clientId, body, attachments },
-      createdAt: Date.now(),
-      sentAt: 0,
-      notBefore: 0,
-      viaHttp: false,
-      failed: null,
-    });
-    this.transmit(this.sends.get(clientId));
-    return clientId;
-  }
-
-  /** The conversation's sends not yet acknowledged, oldest first. */
-  pendingSends(conversation) {
-    return [...this.sends.values()].filter((e) => e.conversation === conversation);
-  }
-
-  /** Whether a send of the conversation is on its way (not refused). */
-  hasInFlight(conversation) {
-    return this.pendingSends(conversation).some((e) => !e.failed);
-  }
-
-  retrySend(clientId) {
-    const entry = this.sends.get(clientId);
-    if (!entry || !entry.failed) return;
-    Object.assign(entry, { failed: null, createdAt: Date.now(), sentAt: 0, notBefore: 0 });
-    this.transmit(entry);
-  }
-
-  discardSend(clientId) {
-    const entry = this.sends.get(clientId);
-    if (entry?.failed) this.sends.delete(clientId);
-  }
-
-  transmit(entry) {
-    if (entry.failed || Date.now() < entry.notBefore) return;
-    if (this.send(entry.frame)) entry.sentAt = Date.now();
-  }
-
-  settle(clientId, message) {
-    const entry = this.sends.get(clientId);
-    if (!entry) return;
-    this.sends.delete(clientId);
-    this.rooms.get(entry.conversation)?.onAck(clientId, message);
-  }
-
-  fail(clientId, code, text, retryAfterMs) {
-    const entry = this.sends.get(clientId);
-    if (!entry || entry.failed) return;
-    if (RETRYABLE.has(code)) {
-      entry.notBefore = Date.now() + (retryAfterMs || BASE_DELAY_MS * 4);
-      entry.sentAt = 0;
-      return;
-    }
-    entry.failed = { code, text };
-    this.rooms.get(entry.conversation)?.onSendError(clientId, code, text);
-  }
-
-  async sendOverHttp(clientId, entry) {
-    entry.viaHttp = true;
-    const { conversation, body, attachments } = entry.frame;
-    try {
-      const message = await api.post(`/api/conversations/${encodeURIComponent(conversation)}/messages`, {
-        client_id: clientId, body, attachments,
-      });
-      this.settle(clientId, message);
-    } catch (err) {
-      if (err instanceof ApiError && err.status !== 0) {
-        this.fail(clientId, err.code, err.message, err.retryAfterMs);
-      }
-    } finally {
-      entry.viaHttp = false;
-    }
-  }
-
   tick() {
     const now = Date.now();
     if (this.isOpen()) {
@@ -362,14 +261,7 @@ export class Connection {
         this.send({ type: "ping" });
       }
     }
-    for (const [clientId, entry] of this.sends) {
-      if (entry.failed || now < entry.notBefore) continue;
-      if (this.isOpen()) {
-        if (!entry.sentAt || now - entry.sentAt > ACK_TIMEOUT_MS) this.transmit(entry);
-      } else if (!entry.viaHttp && now - Math.max(entry.createdAt, this.downSince) > HTTP_FALLBACK_AFTER_MS) {
-        this.sendOverHttp(clientId, entry);
-      }
-    }
+    this.sends.tick(now);
   }
 
   // -- incoming ------------------------------------------------------------
@@ -379,11 +271,11 @@ export class Connection {
       case "pong":
         return;
       case "ack":
-        this.settle(frame.client_id, frame.message);
+        this.sends.settle(frame.client_id, frame.message);
         return;
       case "error":
         if (frame.client_id) {
-          this.fail(frame.client_id, frame.code, frame.message, frame.retry_after_ms);
+          this.sends.fail(frame.client_id, frame.code, frame.message, frame.retry_after_ms);
         } else if (frame.code === "unauthorized") {
           this.stop();
         } else if (frame.conversation) {

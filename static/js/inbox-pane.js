@@ -1,0 +1,83 @@
+// The conversation beside the staff inbox's list (or instead of it on a
+// narrow screen): which one is open, its view (conversation.js, made afresh
+// for each conversation opened), and the history entry, page title and
+// layout that go with opening and closing it, Back and Forward included.
+// inbox.js keeps the list; it hears through hooks what the open
+// conversation changes, and when another opens (its rows mark the open one).
+
+import { api } from "./api.js";
+import { ConversationView } from "./conversation.js";
+
+export class InboxPane {
+  /** `hooks`: `query()`, the list's query string, kept in the URL;
+   * `archived()`, whether the list shows the archive; `onSwitch()`, after a
+   * conversation opened or closed; and for the open view
+   * `onArchive(id, archived)`, `onChange(id, change)`, `onMarkedUnread(id)`. */
+  constructor(hooks) {
+    this.hooks = hooks;
+    this.split = document.getElementById("split");
+    this.pane = document.getElementById("conversation-pane");
+    this.paneEmpty = document.getElementById("pane-empty");
+    this.view = null;
+  }
+
+  /** The open conversation's id, or null. */
+  get id() {
+    return this.view ? this.view.id : null;
+  }
+
+  /** Follow Back and Forward, and show the conversation the page came with. */
+  start() {
+    window.addEventListener("popstate", () => this.route());
+    const initial = this.pane.dataset.summary;
+    if (initial) this.show(JSON.parse(initial));
+  }
+
+  async open(id, { push = true } = {}) {
+    if (this.view && this.view.id === id) return;
+    if (push) history.pushState({ conversation: id }, "", `/c/${encodeURIComponent(id)}${this.hooks.query()}`);
+    try {
+      const summary = await api.get(`/api/conversations/${encodeURIComponent(id)}`);
+      this.show(summary);
+    } catch (err) {
+      this.close();
+    }
+  }
+
+  show(summary) {
+    if (this.view) this.view.destroy();
+    this.paneEmpty.hidden = true;
+    this.split.classList.add("has-conversation");
+    const hooks = this.hooks;
+    this.view = new ConversationView(this.pane, summary, {
+      archived: hooks.archived(),
+      onArchive: (id, archived) => hooks.onArchive(id, archived),
+      onBack: () => this.back(),
+      onChange: (change) => hooks.onChange(summary.id, change),
+      onMarkedUnread: (id) => hooks.onMarkedUnread(id),
+    });
+    this.view.mount();
+    document.title = `${summary.candidate.name} · Inbox · chatserver`;
+    hooks.onSwitch();
+  }
+
+  close() {
+    if (this.view) this.view.destroy();
+    this.view = null;
+    this.paneEmpty.hidden = false;
+    this.split.classList.remove("has-conversation");
+    document.title = "Inbox · chatserver";
+    this.hooks.onSwitch();
+  }
+
+  back() {
+    history.pushState({}, "", `/inbox${this.hooks.query()}`);
+    this.close();
+  }
+
+  route() {
+    const match = location.pathname.match(/^\/c\/([^/]+)$/);
+    if (match) this.open(decodeURIComponent(match[1]), { push: false });
+    else this.close();
+  }
+}
