@@ -9,7 +9,8 @@ keyed per person with the person's channel as hash tag
 shard of a cluster:
 
 - sends: a token bucket in a hash, spent by one Lua script on the server's
-  clock, so workers with skewed clocks agree;
+  clock, so workers with skewed clocks agree; the sends waiting at once go
+  to Redis in one pipeline (`chat/limit_batch.py`), not a round trip each;
 - connections: a sorted set whose members are the worker's tickets and
   whose scores are the time until which the worker vouches for them. The
   worker refreshes its tickets periodically, so a crashed worker's sockets
@@ -34,6 +35,7 @@ from typing import Any, Protocol
 
 from chatserver.broker.clients import KEY_ERRORS, KeyClient, key_client
 from chatserver.chat.events import person_channel
+from chatserver.chat.limit_batch import SendBatches
 from chatserver.chat.ratelimit import RateLimiter
 from chatserver.errors import ChatError, ErrorCode
 from chatserver.settings import Settings
@@ -192,7 +194,13 @@ class RedisLimits:
         self.local = LocalLimits(settings)
         self.worker = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._numbers = itertools.count(1)
-        self._take: Callable[..., Any] = self._redis.register_script(TAKE_SEND)
+        # Sends waiting at the same time go to Redis in one pipeline.
+        self.sends = SendBatches(
+            self._redis,
+            self._redis.register_script(TAKE_SEND),
+            (self._rate, self._burst),
+            REDIS_TIMEOUT_SECONDS,
+        )
         self._claim: Callable[..., Any] = self._redis.register_script(CLAIM)
         self._refresh: Callable[..., Any] = self._redis.register_script(REFRESH)
         self._stopping = asyncio.Event()
@@ -212,11 +220,7 @@ class RedisLimits:
             return
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                wait_ms = int(
-                    await self._take(
-                        keys=[self._key("sends", kind, person_id)], args=[self._rate, self._burst]
-                    )
-                )
+                wait_ms = await self.sends.take(self._key("sends", kind, person_id))
         except (*KEY_ERRORS, TimeoutError) as exc:
             self._fell_back("send rate", exc)
             self.local.take_send_now(kind, person_id)
@@ -300,6 +304,7 @@ class RedisLimits:
 
     async def stop(self) -> None:
         self._stopping.set()
+        await self.sends.stop()
         if self._task is not None:
             await asyncio.wait({self._task}, timeout=REFRESH_SECONDS)
             self._task = None
