@@ -1,13 +1,17 @@
-"""The send rate limit's Redis calls, coalesced (issue 10, cost per
-message): the sends that arrive while a round trip is in flight, or in the
-same event-loop turn, go to Redis together in one non-transactional
-pipeline of `TAKE_SEND` calls, and each caller gets its own answer.
+"""The per-person limits' Redis calls, coalesced (issue 10, cost per
+message): the calls of one script that arrive while a round trip of it is
+in flight, or in the same event-loop turn, go to Redis together in one
+non-transactional pipeline, and each caller gets its own answer. Used for
+every send's `TAKE_SEND`, and for the connection scripts, whose calls come
+in crowds (sockets reconnecting after a deploy, the periodic refresh).
 
-One EVALSHA per send cost a round trip and redis-py's per-command overhead
-(packing, a socket write, a timeout) per send; a batch pays the write and
-the wait once. At most one batch is in flight per worker, so under load a
-batch holds what arrived during the previous one, and an idle worker still
-sends a lone message at once.
+One EVALSHA per call cost a round trip and redis-py's per-command overhead
+(packing, a socket write, a timeout) per call, and a connection of the
+pool each: past the pool's 100 concurrent calls redis-py refuses ("Too
+many connections") and the worker fell back to its own counts. A batch
+pays the write and the wait once, on one connection. At most one batch of
+a script is in flight per worker, so under load a batch holds what arrived
+during the previous one, and an idle worker still sends a lone call at once.
 
 The pipeline sends EVALSHA itself rather than calling the registered Script
 with `client=pipe`: a plain redis-py pipeline then asks `SCRIPT EXISTS`
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Sequence
+from typing import TypeAlias
 
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -32,60 +36,70 @@ from redis.exceptions import NoScriptError
 
 from chatserver.broker.clients import KEY_ERRORS, KeyClient
 
-# Sends in one pipeline: bounds the bytes of one request and how long Redis
+# Calls in one pipeline: bounds the bytes of one request and how long Redis
 # runs scripts for one worker before it answers anyone else; more waiting
-# sends go in the next batch, right after.
+# calls go in the next batch, right after.
 MAX_BATCH = 256
 
+Arg: TypeAlias = str | int | float
 
-class SendBatches:
-    """Runs the token-bucket script for every waiting send, a pipeline per
-    batch. `take` raises what the batch met (a Redis error, or TimeoutError
+
+class _Call:
+    """One caller's script call and the future it waits on."""
+
+    __slots__ = ("answer", "args", "key")
+
+    def __init__(self, key: str, args: tuple[Arg, ...], answer: asyncio.Future[int]) -> None:
+        self.key = key
+        self.args = args
+        self.answer = answer
+
+
+class ScriptBatches:
+    """Runs one single-key script for every waiting call, a pipeline per
+    batch. `call` raises what the batch met (a Redis error, or TimeoutError
     past `timeout`) so the caller can fall back to its local count."""
 
-    def __init__(
-        self, client: KeyClient, script: AsyncScript, args: Sequence[float], timeout: float
-    ) -> None:
+    def __init__(self, client: KeyClient, script: AsyncScript, timeout: float, name: str) -> None:
         self._client = client
         self._script = script
-        self._args = tuple(args)
         self._timeout = timeout
-        self._waiting: collections.deque[tuple[str, asyncio.Future[int]]] = collections.deque()
+        self._name = name
+        self._waiting: collections.deque[_Call] = collections.deque()
         self._runner: asyncio.Task[None] | None = None
 
-    async def take(self, key: str) -> int:
-        """Spend a token of the bucket at `key`: 0, or the milliseconds until
-        one is there."""
+    async def call(self, key: str, *args: Arg) -> int:
+        """The script's integer answer for KEYS[1] = `key` and ARGV = `args`."""
         answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting.append((key, answer))
+        self._waiting.append(_Call(key, args, answer))
         if self._runner is None:
-            # Started on the loop's next turn: every send of this turn joins.
-            self._runner = asyncio.create_task(self._run(), name="limits-sends")
+            # Started on the loop's next turn: every call of this turn joins.
+            self._runner = asyncio.create_task(self._run(), name=self._name)
         # A cancelled caller cancels only its own future; the batch skips it.
         return await answer
 
     async def _run(self) -> None:
         try:
             while self._waiting:
-                batch: list[tuple[str, asyncio.Future[int]]] = []
+                batch: list[_Call] = []
                 while self._waiting and len(batch) < MAX_BATCH:
-                    key, answer = self._waiting.popleft()
-                    if not answer.done():
-                        batch.append((key, answer))
+                    call = self._waiting.popleft()
+                    if not call.answer.done():
+                        batch.append(call)
                 if batch:
                     await self._send(batch)
         finally:
             self._runner = None
             # Stopped mid-batch: nobody is left waiting for an answer.
-            self._fail_waiting(RedisConnectionError("send limits stopped"))
+            self._fail_waiting(RedisConnectionError("limits stopped"))
 
-    async def _send(self, batch: list[tuple[str, asyncio.Future[int]]]) -> None:
+    async def _send(self, batch: list[_Call]) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                answers = await self._pipeline([key for key, _ in batch])
+                answers = await self._pipeline(batch)
         except (*KEY_ERRORS, TimeoutError) as exc:
-            for _, answer in batch:
-                _settle(answer, exc)
+            for call in batch:
+                _settle(call.answer, exc)
             # Those queued behind a failed batch would meet the same Redis:
             # they fall back now rather than after a timeout of their own.
             self._fail_waiting(exc)
@@ -93,38 +107,38 @@ class SendBatches:
         except Exception as exc:
             # Not Redis being away but a fault: its callers raise it, as a
             # single call would, and the next batch goes on.
-            for _, answer in batch:
-                _settle(answer, exc)
+            for call in batch:
+                _settle(call.answer, exc)
             return
         except BaseException:
-            for _, answer in batch:
-                _settle(answer, RedisConnectionError("send limits stopped"))
+            for call in batch:
+                _settle(call.answer, RedisConnectionError("limits stopped"))
             raise
-        for (_, answer), result in zip(batch, answers, strict=True):
-            _settle(answer, result)
+        for call, result in zip(batch, answers, strict=True):
+            _settle(call.answer, result)
 
-    async def _pipeline(self, keys: list[str]) -> list[object]:
-        answers = await self._evalshas(keys)
+    async def _pipeline(self, batch: list[_Call]) -> list[object]:
+        answers = await self._evalshas(batch)
         missing = [n for n, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
         if missing:
             self._script.sha = await self._client.script_load(self._script.script)
-            again = await self._evalshas([keys[n] for n in missing])
+            again = await self._evalshas([batch[n] for n in missing])
             for n, answer in zip(missing, again, strict=True):
                 answers[n] = answer
         return answers
 
-    async def _evalshas(self, keys: list[str]) -> list[object]:
+    async def _evalshas(self, batch: list[_Call]) -> list[object]:
         async with self._client.pipeline(transaction=False) as pipe:
-            for key in keys:
+            for call in batch:
                 # Not `pipe.evalsha`: a cluster pipeline refuses that method,
                 # though it routes an EVALSHA by its one key like any command.
-                pipe.execute_command("EVALSHA", self._script.sha, 1, key, *self._args)
+                pipe.execute_command("EVALSHA", self._script.sha, 1, call.key, *call.args)
             return list(await pipe.execute(raise_on_error=False))
 
     @property
     def queued(self) -> int:
-        """Sends waiting for the next batch (not yet sent to Redis)."""
-        return sum(not answer.done() for _, answer in self._waiting)
+        """Calls waiting for the next batch (not yet sent to Redis)."""
+        return sum(not call.answer.done() for call in self._waiting)
 
     @property
     def sending(self) -> bool:
@@ -133,8 +147,7 @@ class SendBatches:
 
     def _fail_waiting(self, exc: BaseException) -> None:
         while self._waiting:
-            _, answer = self._waiting.popleft()
-            _settle(answer, exc)
+            _settle(self._waiting.popleft().answer, exc)
 
     async def stop(self) -> None:
         """Cancel the batch in flight; its callers fall back."""

@@ -225,6 +225,29 @@ async def test_concurrent_sends_share_a_few_round_trips_and_spend_one_token_each
     assert {float(t) for t in tokens} == {limited.send_burst - 1.0}
 
 
+async def test_a_crowd_of_sockets_claims_its_places_in_redis_not_past_the_pool(
+    alone: RedisLimits,
+    limited: Settings,
+    private_redis: RedisProcess,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # More at once than redis-py's pool of 100 connections: one call each
+    # would be refused ("Too many connections") and fall back.
+    tickets = await asyncio.gather(*(alone.claim("staff", f"p{n}") for n in range(PEOPLE)))
+    assert None not in tickets
+    assert "Redis unreachable" not in caplog.text
+    await alone.refresh()
+    assert "Redis unreachable" not in caplog.text
+    async with (
+        Redis.from_url(private_redis.url) as probe,
+        probe.pipeline(transaction=False) as pipe,
+    ):
+        for n in range(PEOPLE):
+            pipe.zcard(f"{limited.redis_prefix}conns:{{{person_channel('staff', f'p{n}')}}}")
+        held = await pipe.execute()
+    assert held == [1] * PEOPLE
+
+
 async def test_a_person_over_the_rate_is_refused_while_the_rest_of_the_batch_passes(
     alone: RedisLimits, limited: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
