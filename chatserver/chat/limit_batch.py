@@ -165,4 +165,4 @@ def _settle(answer: asyncio.Future[int], result: object) -> None:
     elif isinstance(result, int):
         answer.set_result(result)
     else:
-        answer.set_exception(TypeError(f"TAKE_SEND answered {result!r}"))
+        answer.set_exception(TypeError(f"a limits script answered {result!r}"))
