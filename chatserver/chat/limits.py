@@ -15,6 +15,9 @@ shard of a cluster:
   worker refreshes its tickets periodically, so a crashed worker's sockets
   stop counting within `TICKET_SECONDS`.
 
+Each script's calls that wait at the same time go to Redis in one pipeline
+(`chat/limit_batch.py`), not a round trip and a pooled connection each.
+
 If Redis cannot be reached the worker falls back to its own counts (logged)
 rather than refuse everyone: a Redis outage must not stop chat, and a
 person still meets each limit once per worker.
@@ -29,11 +32,11 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from chatserver.broker.clients import KEY_ERRORS, KeyClient, key_client
 from chatserver.chat.events import person_channel
+from chatserver.chat.limit_batch import ScriptBatches
 from chatserver.chat.ratelimit import RateLimiter
 from chatserver.errors import ChatError, ErrorCode
 from chatserver.settings import Settings
@@ -192,13 +195,19 @@ class RedisLimits:
         self.local = LocalLimits(settings)
         self.worker = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._numbers = itertools.count(1)
-        self._take: Callable[..., Any] = self._redis.register_script(TAKE_SEND)
-        self._claim: Callable[..., Any] = self._redis.register_script(CLAIM)
-        self._refresh: Callable[..., Any] = self._redis.register_script(REFRESH)
+        # Each script's calls waiting at the same time go in one pipeline.
+        self.sends = self._batches(TAKE_SEND, "limits-sends")
+        self._claims = self._batches(CLAIM, "limits-claims")
+        self._refreshes = self._batches(REFRESH, "limits-refresh")
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._warned = 0.0
         self._down_until = 0.0
+
+    def _batches(self, script: str, name: str) -> ScriptBatches:
+        return ScriptBatches(
+            self._redis, self._redis.register_script(script), REDIS_TIMEOUT_SECONDS, name
+        )
 
     def _key(self, what: str, kind: str, person_id: str) -> str:
         return f"{self._prefix}{what}:{{{person_channel(kind, person_id)}}}"
@@ -212,10 +221,8 @@ class RedisLimits:
             return
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                wait_ms = int(
-                    await self._take(
-                        keys=[self._key("sends", kind, person_id)], args=[self._rate, self._burst]
-                    )
+                wait_ms = await self.sends.call(
+                    self._key("sends", kind, person_id), self._rate, self._burst
                 )
         except (*KEY_ERRORS, TimeoutError) as exc:
             self._fell_back("send rate", exc)
@@ -230,11 +237,8 @@ class RedisLimits:
             return self.local.claim_now(kind, person_id, ticket)
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                granted = int(
-                    await self._claim(
-                        keys=[self._key("conns", kind, person_id)],
-                        args=[self._cap, ticket, TICKET_SECONDS],
-                    )
+                granted = await self._claims.call(
+                    self._key("conns", kind, person_id), self._cap, ticket, TICKET_SECONDS
                 )
         except (*KEY_ERRORS, TimeoutError) as exc:
             # Counted locally now; the next refresh writes it to Redis.
@@ -260,7 +264,7 @@ class RedisLimits:
 
     async def refresh(self) -> None:
         """Re-assert every ticket this worker holds, one script per person,
-        a chunk of people at a time."""
+        a chunk of people at a time (each chunk goes in pipelines)."""
         held = [
             (f"{self._prefix}conns:{{{channel}}}", sorted(tickets))
             for channel, tickets in self.local.held.items()
@@ -268,7 +272,7 @@ class RedisLimits:
         for start in range(0, len(held), REFRESH_CHUNK):
             await asyncio.gather(
                 *(
-                    self._refresh(keys=[key], args=[TICKET_SECONDS, *tickets])
+                    self._refreshes.call(key, TICKET_SECONDS, *tickets)
                     for key, tickets in held[start : start + REFRESH_CHUNK]
                 )
             )
@@ -300,6 +304,8 @@ class RedisLimits:
 
     async def stop(self) -> None:
         self._stopping.set()
+        for batches in (self.sends, self._claims, self._refreshes):
+            await batches.stop()
         if self._task is not None:
             await asyncio.wait({self._task}, timeout=REFRESH_SECONDS)
             self._task = None

@@ -5,16 +5,22 @@ worker falls back to its own counts instead of refusing everyone."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
-from chatserver.chat import limits
+from chatserver.chat import limit_batch, limits
+from chatserver.chat.events import person_channel
 from chatserver.chat.limits import LocalLimits, RedisLimits, limits_from_settings
 from chatserver.errors import ChatError, ErrorCode
 from chatserver.settings import Settings
+from tests.e2e.servers import RedisProcess
 from tests.waits import eventually_async
 
 WORKERS = 2
@@ -152,3 +158,175 @@ async def test_without_redis_each_worker_falls_back_to_its_own_counts(
         assert "Redis unreachable" in caplog.text
     finally:
         await down.stop()
+
+
+# Sends coalesced into pipelines (issue 10, cost per message).
+
+PEOPLE = 200
+# Round trips allowed for PEOPLE concurrent sends: one pipeline may reach
+# Redis in a few reads; one round trip per send would be PEOPLE.
+FEW_ROUND_TRIPS = 5
+# A stalled Redis costs one timeout, plus this much for a slow machine.
+STALL_SLACK_SECONDS = 2.0
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of the test's own: its statistics count only this
+    test's commands, and it can be stopped without touching the shared one."""
+    server = RedisProcess(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def alone(limited: Settings, private_redis: RedisProcess) -> AsyncIterator[RedisLimits]:
+    worker = RedisLimits(limited.with_(redis_url=private_redis.url))
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+
+
+async def server_stats(redis: Redis) -> tuple[int, dict[str, int]]:
+    """The reads Redis has processed (requests arriving; a pipeline is one,
+    or a few when it spans socket reads) and the calls of each command."""
+    stats = await redis.info("stats")
+    commands = await redis.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): int(c["calls"]) for name, c in commands.items()}
+    return int(stats["total_reads_processed"]), calls
+
+
+def tokens_key(settings: Settings, person: str) -> str:
+    return f"{settings.redis_prefix}sends:{{{person_channel('staff', person)}}}"
+
+
+async def test_concurrent_sends_share_a_few_round_trips_and_spend_one_token_each(
+    alone: RedisLimits, limited: Settings, private_redis: RedisProcess
+) -> None:
+    # The first send connects and loads the script (a fresh Redis answers
+    # NOSCRIPT), so the count below is the sends' own.
+    await alone.take_send("staff", "warm-up")
+    async with Redis.from_url(private_redis.url) as probe:
+        await probe.config_resetstat()
+        reads_before, _ = await server_stats(probe)
+        await asyncio.gather(*(alone.take_send("staff", f"p{n}") for n in range(PEOPLE)))
+        reads_after, calls = await server_stats(probe)
+        # Minus the probe's own second INFO request.
+        assert reads_after - reads_before - 1 <= FEW_ROUND_TRIPS
+        assert calls["evalsha"] == PEOPLE
+        assert not {name for name in calls if name.startswith("script")}
+        async with probe.pipeline(transaction=False) as pipe:
+            for n in range(PEOPLE):
+                pipe.hget(tokens_key(limited, f"p{n}"), "tokens")
+            tokens = await pipe.execute()
+    assert {float(t) for t in tokens} == {limited.send_burst - 1.0}
+
+
+async def test_a_crowd_of_sockets_claims_its_places_in_redis_not_past_the_pool(
+    alone: RedisLimits,
+    limited: Settings,
+    private_redis: RedisProcess,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # More at once than redis-py's pool of 100 connections: one call each
+    # would be refused ("Too many connections") and fall back.
+    tickets = await asyncio.gather(*(alone.claim("staff", f"p{n}") for n in range(PEOPLE)))
+    assert None not in tickets
+    assert "Redis unreachable" not in caplog.text
+    await alone.refresh()
+    assert "Redis unreachable" not in caplog.text
+    async with (
+        Redis.from_url(private_redis.url) as probe,
+        probe.pipeline(transaction=False) as pipe,
+    ):
+        for n in range(PEOPLE):
+            pipe.zcard(f"{limited.redis_prefix}conns:{{{person_channel('staff', f'p{n}')}}}")
+        held = await pipe.execute()
+    assert held == [1] * PEOPLE
+
+
+async def test_a_person_over_the_rate_is_refused_while_the_rest_of_the_batch_passes(
+    alone: RedisLimits, limited: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small batches: the 21 sends below go in three, alice in the middle one.
+    monkeypatch.setattr(limit_batch, "MAX_BATCH", 7)
+    taken, refusals = await sends_taken(
+        lambda: alone.take_send("staff", "alice"), limited.send_burst
+    )
+    assert (taken, refusals) == (limited.send_burst, [])
+    people = [f"p{n}" for n in range(20)]
+    people.insert(len(people) // 2, "alice")
+    answers = await asyncio.gather(
+        *(alone.take_send("staff", person) for person in people), return_exceptions=True
+    )
+    refused = {person: a for person, a in zip(people, answers, strict=True) if a is not None}
+    assert list(refused) == ["alice"]
+    assert isinstance(refused["alice"], ChatError)
+    assert too_fast([refused["alice"]])
+
+
+async def test_a_caller_cancelled_mid_batch_leaves_the_others_their_answers(
+    limited: Settings,
+    private_redis: RedisProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Room for the pause below on a slow machine: no one falls back.
+    monkeypatch.setattr(limits, "REDIS_TIMEOUT_SECONDS", 10.0)
+    worker = RedisLimits(limited.with_(redis_url=private_redis.url))
+    try:
+        await worker.take_send("staff", "warm-up")
+        private_redis.pause()
+        sends = [asyncio.create_task(worker.take_send("staff", f"p{n}")) for n in range(10)]
+        # The batch has left for the stalled Redis when nobody is queued.
+        await eventually_async(
+            lambda: worker.sends.sending and not worker.sends.queued,
+            within=5,
+            what="the batch in flight",
+        )
+        sends[3].cancel()
+        private_redis.resume()
+        answers = await asyncio.gather(*sends, return_exceptions=True)
+        assert isinstance(answers[3], asyncio.CancelledError)
+        assert [a for n, a in enumerate(answers) if n != 3] == [None] * 9
+        # Answered by Redis, not by the fallback.
+        assert "Redis unreachable" not in caplog.text
+    finally:
+        private_redis.resume()
+        await worker.stop()
+
+
+async def test_a_stalled_redis_costs_one_timeout_then_sends_count_locally(
+    alone: RedisLimits,
+    limited: Settings,
+    private_redis: RedisProcess,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(limits, "RETRY_REDIS_SECONDS", 0.5)
+    await alone.take_send("staff", "warm-up")
+    private_redis.pause()
+    started = time.monotonic()
+    await asyncio.gather(*(alone.take_send("staff", f"p{n}") for n in range(50)))
+    assert time.monotonic() - started < limits.REDIS_TIMEOUT_SECONDS + STALL_SLACK_SECONDS
+    assert caplog.text.count("Redis unreachable") == 1
+    # Counted locally now: the burst, then a refusal.
+    taken, refusals = await sends_taken(
+        lambda: alone.take_send("staff", "alice"), limited.send_burst + 1
+    )
+    assert (taken, len(refusals)) == (limited.send_burst, 1)
+    assert too_fast(refusals)
+    private_redis.resume()
+    people = (f"later-{n}" for n in itertools.count())
+    async with Redis.from_url(private_redis.url) as probe:
+
+        async def through_redis() -> bool:
+            person = next(people)
+            await alone.take_send("staff", person)
+            return bool(await probe.exists(tokens_key(limited, person)))
+
+        # Back in Redis once the retry period is over.
+        await eventually_async(through_redis, within=5, what="sends counted in Redis again")
