@@ -24,6 +24,7 @@ from chatserver.app import create_app
 from chatserver.settings import Settings
 from chatserver.store.migrate import upgrade
 from scripts.load.backends import PG_ADMIN_URL
+from tests.e2e.servers import RedisProcess
 from tests.helpers import (
     API_KEY,
     TEST_REDIS_URL,
@@ -195,3 +196,15 @@ class Scene:
         self.mallory = await sign_in_staff(host, make(), "mallory")
         self.cara = await sign_in_candidate(host, make(), "app-1")
         return self
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of the test's own, on a free loopback port: its
+    statistics count only the test's commands, and it can be stopped or
+    killed without touching the shared one."""
+    server = RedisProcess(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()

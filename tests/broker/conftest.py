@@ -19,7 +19,6 @@ from chatserver.broker import Broker, MemoryBroker
 from chatserver.broker.base import DEFAULT_QUEUE_SIZE
 from chatserver.broker.cluster import ClusterBroker
 from chatserver.broker.redis import RedisBroker
-from tests.e2e.servers import RedisProcess
 from tests.helpers import TEST_REDIS_URL
 from tests.redis_cluster import RedisClusterProcesses
 
@@ -134,13 +133,3 @@ async def make_broker(
 @pytest.fixture
 async def broker(make_broker: BrokerFactory) -> Broker:
     return await make_broker()
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    """A redis-server of the test's own, on a free loopback port, to kill at will."""
-    server = RedisProcess(tmp_path).start()
-    try:
-        yield server
-    finally:
-        server.stop()

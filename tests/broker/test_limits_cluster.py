@@ -20,16 +20,21 @@ from tests.redis_cluster import RedisClusterProcesses
 PEOPLE = 12  # enough names to land on every shard of three
 
 
-async def test_two_workers_share_each_persons_limits_on_a_cluster(
-    redis_cluster: RedisClusterProcesses,
-) -> None:
-    settings = Settings(
-        redis_url=redis_cluster.url,
+def limited_on(cluster: RedisClusterProcesses) -> Settings:
+    """Three sends per person and no refill during a test; two sockets each."""
+    return Settings(
+        redis_url=cluster.url,
         redis_prefix=f"test-limits-{uuid.uuid4().hex[:10]}:",
         send_rate=0.01,
         send_burst=3,
         max_connections_per_user=2,
     )
+
+
+async def test_two_workers_share_each_persons_limits_on_a_cluster(
+    redis_cluster: RedisClusterProcesses,
+) -> None:
+    settings = limited_on(redis_cluster)
     workers = [RedisLimits(settings), RedisLimits(settings)]
     try:
         for n in range(PEOPLE):
@@ -52,12 +57,7 @@ async def test_two_workers_share_each_persons_limits_on_a_cluster(
 async def test_one_batch_of_sends_spans_the_shards_and_keeps_each_bucket(
     redis_cluster: RedisClusterProcesses, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = Settings(
-        redis_url=redis_cluster.url,
-        redis_prefix=f"test-limits-{uuid.uuid4().hex[:10]}:",
-        send_rate=0.01,
-        send_burst=3,
-    )
+    settings = limited_on(redis_cluster)
     worker = RedisLimits(settings)
     # Scripts forgotten on every primary: the batch meets NOSCRIPT, loads
     # the script and sends again.

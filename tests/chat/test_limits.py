@@ -9,8 +9,7 @@ import itertools
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -168,17 +167,6 @@ PEOPLE = 200
 FEW_ROUND_TRIPS = 5
 # A stalled Redis costs one timeout, plus this much for a slow machine.
 STALL_SLACK_SECONDS = 2.0
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    """A redis-server of the test's own: its statistics count only this
-    test's commands, and it can be stopped without touching the shared one."""
-    server = RedisProcess(tmp_path).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
