@@ -51,67 +51,34 @@ def event_items(stored: Sequence[Stored]) -> list[tuple[str, JSON]]:
 
 
 class BoundedPublisher:
-    """Publishes stored batches from one task of its own, in commit order.
-
-    The writer hands a committed batch over and goes on to write the next
-    one, so a Redis round trip is not part of the send cycle; batches that
-    pile up behind a publish go out together in the next pipeline. Each
-    publish is waited for within a bound, never cancelled: a cancel landing
-    in redis-py can be swallowed (Python 3.11), and a publish that ends
-    late still helps. Late or failed, rooms catch up from the database.
-    """
+    """Publishes with a bound on the wait, never cancelling: a cancel
+    landing in redis-py can be swallowed (Python 3.11), and a publish that
+    ends late still helps. Late or failed, rooms catch up from the
+    database."""
 
     def __init__(self, publisher: events.Events, timeout: float) -> None:
         self._events = publisher
         self.timeout = timeout
-        # Committed, not yet handed to the broker, in commit order.
-        self._pending: list[Stored] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         # Publishes still running after their bound (kept referenced).
         self._publishing: set[asyncio.Task[None]] = set()
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._publish_forever())
-
-    def publish(self, stored: Sequence[Stored]) -> None:
-        """Queue a committed batch; never waits."""
-        self._pending.extend(stored)
-        self._wake.set()
-
-    async def drain(self) -> None:
-        """Publish what is queued, giving each publish its bound, then stop
-        (at shutdown, once the writers have stopped)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        if self._pending:
-            stored, self._pending = self._pending, []
-            await self._publish_bounded(event_items(stored))
-        if self._publishing:
-            await asyncio.wait(set(self._publishing), timeout=self.timeout)
-
-    async def _publish_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            stored, self._pending = self._pending, []
-            if stored:
-                await self._publish_bounded(event_items(stored))
-
-    async def _publish_bounded(self, items: Sequence[tuple[str, JSON]]) -> None:
+    async def publish(self, stored: Sequence[Stored]) -> None:
+        items = event_items(stored)
         task = asyncio.get_running_loop().create_task(self._publish_now(items))
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
-        # Shielded: cancelling the publisher (at shutdown) leaves it running.
         await asyncio.wait({task}, timeout=self.timeout)
         if not task.done():
             log.warning(
-                "publishing %d events takes over %.2f s; went on without it",
+                "publishing %d events takes over %.2f s; answered senders without it",
                 len(items),
                 self.timeout,
             )
+
+    async def drain(self) -> None:
+        """Give publishes still running one more bound (at shutdown)."""
+        if self._publishing:
+            await asyncio.wait(set(self._publishing), timeout=self.timeout)
 
     async def _publish_now(self, items: Sequence[tuple[str, JSON]]) -> None:
         try:

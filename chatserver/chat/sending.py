@@ -4,10 +4,8 @@ settles them (send → `send_plan` → persist → publish).
 Every send of a worker goes through one `SendQueue`. Sends that arrive while
 a batch is being written wait for the next batch, so under load one write
 stores hundreds of messages. Only after the commit are the senders
-acknowledged (SPEC section 3.1) and then the events published, by a task
-of their own in commit order, each publish within `CHAT_PUBLISH_TIMEOUT`
-(`chat/send_publish.py`), so the next batch is written meanwhile and a
-Redis round trip is no part of the send cycle. A stalled broker never
+acknowledged (SPEC section 3.1) and then the events published, within
+`CHAT_PUBLISH_TIMEOUT` (`chat/send_publish.py`): a stalled broker never
 holds an ack back, and rooms catch up from the database (issue 16). A send
 not answered within `CHAT_SEND_TIMEOUT` (a slow database, an exhausted
 pool) is answered `unavailable`; the client's retry with the same client_id
@@ -72,7 +70,6 @@ class SendQueue:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._publisher.start()
         self._tasks = [loop.create_task(self._write_forever()) for _ in range(self._writers)]
 
     async def stop(self) -> None:
@@ -148,9 +145,8 @@ class SendQueue:
 
         The ack needs only the commit (SPEC section 3.1): a stalled broker
         must never hold it back (issue 16). A publish that fails or times
-        out is logged; rooms catch up from the database. The publisher's
-        one task publishes batches in commit order while the writer goes
-        on with the next."""
+        out is logged; rooms catch up from the database. Publishing before
+        the next batch is written keeps one writer's batches in order."""
         stored = [s for _, (_, s) in done if s is not None]
         created = sum(1 for s in stored if not s.repeat)
         if created and self._on_stored is not None:
@@ -165,7 +161,7 @@ class SendQueue:
             else:
                 request.future.set_result(result)
         if stored:
-            self._publisher.publish(stored)
+            await self._publisher.publish(stored)
 
     async def _careful(self, batch: Sequence[SendRequest]) -> list[Outcome]:
         return await send_careful.write(self._db, batch, self._clock)
