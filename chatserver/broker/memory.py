@@ -52,8 +52,11 @@ class MemoryBroker:
 
     def listen(self, channel: str, callback: Callable[[bytes], None]) -> Listener:
         listener = Listener(channel, callback, self)
-        self._channels.setdefault(channel, set()).add(listener)
+        self._add(listener)
         return listener
+
+    def _add(self, receiver: Receiver) -> None:
+        self._channels.setdefault(receiver.channel, set()).add(receiver)
 
     def drop(self, receiver: Receiver) -> None:
         """Forget a subscription or listener (closing it)."""
@@ -67,7 +70,7 @@ class MemoryBroker:
     @asynccontextmanager
     async def _subscription(self, channel: str) -> AsyncIterator[Subscription]:
         subscription = QueueSubscription(channel, self.queue_size)
-        self._channels.setdefault(channel, set()).add(subscription)
+        self._add(subscription)
         try:
             yield subscription
         finally:

@@ -20,6 +20,8 @@ from contextlib import asynccontextmanager
 
 from starlette.responses import PlainTextResponse, Response
 
+from chatserver.ops import instruments
+
 # Handshakes checked at once per worker: enough to keep the database pool
 # (10 + 10 overflow) busy, few enough that one finishes well inside a
 # client's patience.
@@ -38,7 +40,7 @@ class HandshakeGate:
     def __init__(self, limit: int = MAX_HANDSHAKES, wait: float = WAIT_SECONDS) -> None:
         self._slots = asyncio.Semaphore(limit)
         self._wait = wait
-        # Handshakes refused since the worker started (for /metrics and tests).
+        # Handshakes this gate refused (the worker's metric counts them too).
         self.refused = 0
 
     @asynccontextmanager
@@ -50,6 +52,7 @@ class HandshakeGate:
                 await self._slots.acquire()
         except TimeoutError:
             self.refused += 1
+            instruments.HANDSHAKES_REFUSED.inc()
             yield False
             return
         try:

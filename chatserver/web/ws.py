@@ -29,7 +29,6 @@ from chatserver.chat import message_send, reads, wire
 from chatserver.chat.send_request import SendRequest
 from chatserver.errors import ChatError, ErrorCode, unauthorized, unavailable
 from chatserver.logs import REQUEST_ID
-from chatserver.ops import instruments
 from chatserver.realtime.connection import Connection
 from chatserver.realtime.hub import CLOSE_POLICY, CLOSE_TRY_LATER
 from chatserver.web import request_id
@@ -62,7 +61,6 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     async with svc.handshakes.admit() as admitted:
         if not admitted:
-            instruments.HANDSHAKES_REFUSED.inc()
             await websocket.send_denial_response(busy())
             return
         conn = await _open(websocket, svc)
