@@ -11,6 +11,7 @@ from chatserver.chat import access, views
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role, send_refusal
 from chatserver.chat.service import Chat
+from chatserver.chat.viewers import Lookup, viewer_from_row
 from chatserver.clock import wire_time
 from chatserver.errors import invalid, not_found
 from chatserver.json_types import JSON
@@ -35,23 +36,16 @@ async def viewer_for(
 ) -> Viewer | None:
     """The person as the domain sees them, or None if they are unknown,
     removed by the host, or (`generation` given: a session's) their
-    sessions were ended since it was issued."""
+    sessions were ended since it was issued. One transaction of its own:
+    the session check of requests and handshakes batches it instead
+    (`chat/viewers.py`, `Chat.viewers`)."""
+    lookup = Lookup(kind, person_id, application_ids, generation)
     async with chat.db.transaction() as conn:
-        if kind == Role.STAFF.value:
+        if lookup.is_staff:
             row = await people.get_staff(conn, person_id)
-            if row is None or row["removed_at"] is not None:
-                return None
-            if generation is not None and row["session_generation"] != generation:
-                return None
-            return Viewer(Role.STAFF, row["id"], row["name"], row["timezone"], org_id=row["org_id"])
-        row = await people.get_candidate(conn, person_id)
-        if row is None:
-            return None
-        if generation is not None and row["session_generation"] != generation:
-            return None
-        return Viewer(
-            Role.CANDIDATE, row["id"], row["name"], row["timezone"], application_ids=application_ids
-        )
+        else:
+            row = await people.get_candidate(conn, person_id)
+    return viewer_from_row(lookup, row)
 
 
 async def staff_link_generation(chat: Chat, staff_id: str) -> int | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from chatserver.chat.events import Events
 from chatserver.chat.limits import Limits, limits_from_settings
 from chatserver.chat.sending import SendQueue
+from chatserver.chat.viewers import ViewerBatches
 from chatserver.clock import Clock, utcnow
 from chatserver.ops import faults, instruments
 from chatserver.settings import Settings
@@ -27,6 +28,7 @@ class Chat:
     clock: Clock = utcnow
     sends: SendQueue = field(init=False)
     limits: Limits = field(init=False)
+    viewers: ViewerBatches = field(init=False)
 
     def __post_init__(self) -> None:
         faults.arm(self.settings.test_fault)
@@ -41,6 +43,7 @@ class Chat:
             on_stored=instruments.record_stored,
         )
         self.limits = limits_from_settings(self.settings)
+        self.viewers = ViewerBatches(self.db)
 
     async def start(self) -> None:
         await self.limits.start()
@@ -48,4 +51,5 @@ class Chat:
 
     async def stop(self) -> None:
         await self.sends.stop()
+        await self.viewers.stop()
         await self.limits.stop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -182,6 +182,30 @@ async def get_staff(conn: AsyncConnection, staff_id: str) -> RowMapping | None:
 async def get_candidate(conn: AsyncConnection, candidate_id: str) -> RowMapping | None:
     query = select(candidates).where(candidates.c.id == candidate_id)
     return (await conn.execute(query)).mappings().first()
+
+
+async def staff_by_ids(conn: AsyncConnection, staff_ids: Collection[str]) -> dict[str, RowMapping]:
+    """`get_staff` for many ids in one statement (the batched session
+    check, `chat/viewers.py`): each found row by its id; an unknown id is
+    simply absent."""
+    if not staff_ids:
+        return {}
+    query = (
+        select(staff, organisations.c.name.label("org_name"))
+        .join(organisations, organisations.c.id == staff.c.org_id)
+        .where(staff.c.id.in_(staff_ids))
+    )
+    return {row["id"]: row for row in (await conn.execute(query)).mappings()}
+
+
+async def candidates_by_ids(
+    conn: AsyncConnection, candidate_ids: Collection[str]
+) -> dict[str, RowMapping]:
+    """`get_candidate` for many ids in one statement, by id."""
+    if not candidate_ids:
+        return {}
+    query = select(candidates).where(candidates.c.id.in_(candidate_ids))
+    return {row["id"]: row for row in (await conn.execute(query)).mappings()}
 
 
 async def org_staff(conn: AsyncConnection, org_id: str) -> list[RowMapping]:

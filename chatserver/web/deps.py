@@ -9,7 +9,6 @@ from typing import Any
 from starlette.requests import HTTPConnection, Request
 
 from chatserver.broker.base import Broker
-from chatserver.chat import queries
 from chatserver.chat.identity import Viewer
 from chatserver.chat.service import Chat
 from chatserver.chat.signing import Session, Signer
@@ -56,8 +55,10 @@ async def signed_in(conn: HTTPConnection) -> SignedIn | None:
     session = session_from(conn, svc.signer)
     if session is None:
         return None
-    viewer = await queries.viewer_for(
-        svc.chat, session.kind, session.person_id, session.application_ids, session.generation
+    # Batched with the other checks in flight (a reconnect storm's
+    # handshakes): one transaction answers them all, nothing cached.
+    viewer = await svc.chat.viewers.viewer_for(
+        session.kind, session.person_id, session.application_ids, session.generation
     )
     return None if viewer is None else SignedIn(viewer, session)
 
