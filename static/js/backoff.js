@@ -20,3 +20,19 @@ export function backoffDelay(attempt, downForMs) {
   const cap = Math.min(max, BASE_DELAY_MS * 2 ** Math.min(attempt, 16));
   return cap / 2 + Math.random() * (cap / 2);
 }
+
+// How long a connect attempt may stay pending before socket.js abandons it
+// and tries again. A handshake that has not opened in 5 s usually means a
+// crowd of reconnects is queued at the server (a worker died and its
+// sockets all came to the survivor): abandoning it after a fixed 5 s only
+// adds another handshake to the queue while the server still works on the
+// abandoned one (congestion collapse). So each timeout in a row doubles the
+// next attempt's: 5 s, 10 s, 20 s, then 30 s; an open starts afresh.
+const CONNECT_TIMEOUT_MS = 5000;
+const MAX_CONNECT_TIMEOUT_MS = 30000;
+
+/** How long a connect attempt may stay pending after `timeoutsInRow` attempts
+ * in a row were abandoned pending (0 after an open). */
+export function connectTimeout(timeoutsInRow) {
+  return Math.min(MAX_CONNECT_TIMEOUT_MS, CONNECT_TIMEOUT_MS * 2 ** Math.min(timeoutsInRow, 16));
+}

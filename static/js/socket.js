@@ -13,12 +13,9 @@
 // conversation's acks (the attached room).
 
 import { api, ApiError } from "./api.js";
-import { backoffDelay } from "./backoff.js";
+import { backoffDelay, connectTimeout } from "./backoff.js";
 import { PendingSends } from "./pending-sends.js";
 
-// A connect attempt that neither opens nor fails in this long is abandoned
-// (a half-open network can leave it pending for minutes).
-const CONNECT_TIMEOUT_MS = 5000;
 // While connects keep failing, ask at most this often whether the session
 // ended (a 401 means stop retrying and say so).
 const SESSION_CHECK_EVERY_MS = 10000;
@@ -57,6 +54,9 @@ export class Connection {
     this.pingSentAt = 0;
     this.downSince = Date.now();
     this.connectTimer = null;
+    // Connect attempts abandoned pending in a row: each doubles the next
+    // one's timeout (backoff.js `connectTimeout`); an open resets it.
+    this.timeoutsInRow = 0;
     this.lastSessionCheck = 0;
   }
 
@@ -104,12 +104,18 @@ export class Connection {
     this.setState("connecting");
     let openedAt = 0;
     clearTimeout(this.connectTimer);
+    // A connect attempt that neither opens nor fails in this long is
+    // abandoned (a half-open network can leave it pending for minutes).
     this.connectTimer = setTimeout(() => {
-      if (this.ws === ws && ws.readyState === WebSocket.CONNECTING) this.abandon(ws);
-    }, CONNECT_TIMEOUT_MS);
+      if (this.ws === ws && ws.readyState === WebSocket.CONNECTING) {
+        this.timeoutsInRow += 1;
+        this.abandon(ws);
+      }
+    }, connectTimeout(this.timeoutsInRow));
     ws.addEventListener("open", () => {
       if (this.ws !== ws) return;
       clearTimeout(this.connectTimer);
+      this.timeoutsInRow = 0;
       openedAt = Date.now();
       this.lastFrameAt = openedAt;
       this.pingSentAt = 0;

@@ -166,6 +166,31 @@ def test_reconnect_delays_start_short_and_stay_capped(browsers: Browsers, ats: A
     assert min(slow) >= 7500
 
 
+CONNECT_TIMEOUTS = """async () => {
+  const { connectTimeout } = await import("/static/js/backoff.js");
+  const { connection } = await import("/static/js/socket.js");
+  if (!connection.isOpen()) {
+    await new Promise((resolve) => connection.on("state", (s) => s === "open" && resolve()));
+  }
+  const timeouts = [0, 1, 2, 3, 4, 40].map((n) => connectTimeout(n));
+  return { timeouts, inRow: connection.timeoutsInRow, open: connection.isOpen() };
+}"""
+
+
+def test_connect_timeouts_grow_with_each_timeout_in_a_row(browsers: Browsers, ats: Ats) -> None:
+    """A handshake abandoned pending waits longer next time (5, 10, 20, then
+    30 s), so a crowd of reconnects does not keep re-queueing at a busy
+    server; an open socket starts afresh."""
+    alice = ats.staff("Alice Recruiter")
+    page = browsers.open(ats.staff_link(alice))
+    expect(page.get_by_role("heading", name="Inbox")).to_be_visible()
+    page.wait_for_function("async () => (await import('/static/js/socket.js')).connection.isOpen()")
+    found = page.evaluate(CONNECT_TIMEOUTS)
+    assert found["timeouts"] == [5000, 10000, 20000, 30000, 30000, 30000]
+    assert found["open"] is True
+    assert found["inRow"] == 0
+
+
 # Puts the page's next retry ten minutes away, as after a long outage.
 FAR_RETRY = """async () => {
   const { connection } = await import("/static/js/socket.js");
