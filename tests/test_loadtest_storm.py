@@ -11,6 +11,7 @@ from scripts.load.storm_report import (
     Delivery,
     audit,
     backoff_delay,
+    connect_timeout,
     established_by_inode,
     owners,
     recovery_by_worker,
@@ -40,6 +41,11 @@ def test_backoff_mirrors_the_browser() -> None:
     assert backoff_delay(2, 1.0, high) == 1.0
     assert backoff_delay(10, 60.0, high) == 2.0
     assert backoff_delay(10, 121.0, high) == 15.0
+
+
+def test_connect_timeout_mirrors_the_browser() -> None:
+    assert [connect_timeout(n) for n in range(6)] == [5.0, 10.0, 20.0, 30.0, 30.0, 30.0]
+    assert connect_timeout(1000) == 30.0
 
 
 def test_the_server_end_of_each_connection_names_its_worker() -> None:

@@ -4,10 +4,12 @@ steady send stream runs, and measure how its clients come back.
 Every person is a `Member` (scripts/load/tabs.py) that behaves as the app's
 own client (static/js/socket.js with backoff.js): on a lost connection it
 reconnects after the browser's jittered delay (125-250 ms first, then
-doubling, capped at 2 s), subscribes with `after` = its last seq and re-sends
-its unacknowledged sends under their client_ids. Which worker holds a socket
-is read from the kernel: the server end's inode in /proc/net/tcp, found
-among /proc/<worker>/fd. The report says how many sockets lost their
+doubling, capped at 2 s), abandons a handshake pending past the browser's
+connect timeout (5 s, doubled by each timeout in a row up to 30 s),
+subscribes with `after` = its last seq and re-sends its unacknowledged sends
+under their client_ids. Which worker holds a socket is read from the
+kernel: the server end's inode in /proc/net/tcp, found among
+/proc/<worker>/fd. The report says how many sockets lost their
 connection, when 50/99/100 % were subscribed again, and whether every
 acknowledged send reached both members once and in order.
 """
@@ -35,6 +37,7 @@ from scripts.load.runner import DRAIN_SECONDS, SETUP_CONCURRENCY, TICK_SECONDS, 
 from scripts.load.storm_report import (
     audit,
     backoff_delay,
+    connect_timeout,
     recovery_by_worker,
     recovery_cpu,
     recovery_times,
@@ -42,8 +45,6 @@ from scripts.load.storm_report import (
 )
 from scripts.load.tabs import Ledger, Member, Tab
 
-# socket.js abandons a connect attempt that neither opens nor fails in 5 s.
-CONNECT_TIMEOUT_S = 5.0
 # The first subscription of the set-up must be answered in this long.
 SUBSCRIBE_TIMEOUT_S = 30.0
 SETUP_ATTEMPTS = 3
@@ -69,7 +70,7 @@ class Storm:
 
     # -- connections -----------------------------------------------------
 
-    async def connect(self, member: Member, handshake_s: float = CONNECT_TIMEOUT_S) -> None:
+    async def connect(self, member: Member, handshake_s: float) -> None:
         url = self.test.base_url.replace("http://", "ws://") + "/ws"
         await ws_connect(
             lambda: Tab(member, self.lost),
@@ -130,11 +131,17 @@ class Storm:
             await asyncio.sleep(delay)
             self.attempts += 1
             started = time.monotonic()
+            # socket.js: each attempt abandoned pending doubles the next
+            # one's timeout (5, 10, 20, 30 s), an open resets it.
+            timeout = connect_timeout(member.timeouts_in_row)
             try:
-                await asyncio.wait_for(self.connect(member), CONNECT_TIMEOUT_S)
+                await asyncio.wait_for(self.connect(member, timeout), timeout)
+                member.timeouts_in_row = 0
                 member.handshake_s.append(time.monotonic() - started)
                 return
             except Exception as exc:  # every failed attempt is counted, then retried
+                if isinstance(exc, TimeoutError):
+                    member.timeouts_in_row += 1
                 self.ledger.errors[f"connect:{type(exc).__name__}"] += 1
                 if member.tab is not None and member.tab.transport is not None:
                     member.tab.transport.disconnect()

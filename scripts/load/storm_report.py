@@ -1,5 +1,5 @@
 """The pure parts of the `storm` mode (scripts/load/storm.py): the browser's
-reconnect delay, which worker holds which client socket (from the kernel's
+reconnect delay and connect timeout, which worker holds which client socket (from the kernel's
 TCP table), and the summary of a storm: how fast the sockets that lost
 their worker were subscribed again, and whether every acknowledged message
 reached both members of its conversation once and in order.
@@ -26,6 +26,11 @@ BASE_DELAY_S = 0.25
 QUICK_MAX_DELAY_S = 2.0
 SLOW_MAX_DELAY_S = 15.0
 QUICK_PHASE_S = 120.0
+# static/js/backoff.js `connectTimeout`, mirrored: a connect attempt that
+# has not opened is abandoned after 5 s, each such timeout in a row doubles
+# the next attempt's (10 s, 20 s, then 30 s at most), an open resets it.
+CONNECT_TIMEOUT_S = 5.0
+MAX_CONNECT_TIMEOUT_S = 30.0
 # The shares of the lost sockets whose recovery time the report gives.
 RECOVERY_SHARES = (0.50, 0.99, 1.0)
 # /proc/net/tcp's state of an established connection.
@@ -39,6 +44,13 @@ def backoff_delay(attempt: int, down_for_s: float, rand: random.Random | None = 
     cap = min(cap_max, BASE_DELAY_S * (1 << min(attempt, 16)))
     draw = rand.random() if rand is not None else random.random()
     return cap / 2 + draw * (cap / 2)
+
+
+def connect_timeout(timeouts_in_row: int) -> float:
+    """Seconds a connect attempt may stay pending after `timeouts_in_row`
+    attempts in a row were abandoned pending, as static/js/backoff.js
+    computes it."""
+    return min(MAX_CONNECT_TIMEOUT_S, CONNECT_TIMEOUT_S * (1 << min(timeouts_in_row, 16)))
 
 
 def established_by_inode(table: str, server_port: int) -> dict[int, int]:

@@ -75,6 +75,9 @@ class Member:
         self.first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pending: dict[str, Pending] = {}
         self.attempt = 0
+        # Connect attempts abandoned pending in a row (socket.js
+        # `timeoutsInRow`): each doubles the next one's timeout.
+        self.timeouts_in_row = 0
         self.lost_at: float | None = None
         self.resubscribed_at: float | None = None
         self.worker: int | None = None
