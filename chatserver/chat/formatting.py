@@ -177,19 +177,40 @@ _cleaner: Final = nh3.Cleaner(
 )
 
 
-# A body that starts with a letter and holds only letters, digits, single
-# spaces, punctuation Markdown and linkify never act on, and `.` or `:` at
-# the end of a word: one paragraph of itself, with nothing to escape. Most
-# chat lines are like this; rendering them through both layers cost most of
-# the send path's CPU (issue 10). tests/chat/test_formatting.py proves with
-# hypothesis that the fast path gives exactly what the renderer gives.
-_PLAIN: Final = re.compile(r"[^\W\d_](?:[^\W_]|[,;!?'()]|[.:](?= |\Z)| (?! ))*(?<! )")
+# A one-line body the renderer would only escape (`&`, `<`, `>`): `render`
+# writes its paragraph itself (most chat lines; both layers cost most of
+# the send path's CPU, issue 10). It is printable (no line breaks, tabs,
+# controls, or spaces other than ' ', which the renderer strips or writes
+# as entities), neither starts nor ends with a space, does not start as a
+# list item (`- `, `+ `, `1. `, `2)`) and holds no `*`, `\`, `[` or `]`.
+# The characters something else acts on come only in inert forms: `_`
+# inside a word (never emphasis); `&` that starts no entity; `<` before a
+# non-letter (no autolink); `/` not doubled and `:` not before `/` (no
+# `//` or `http://`); `@` at the start or after a space or `(` (no name
+# before it, so no e-mail address or `mailto:`); `.` not before two letters
+# (a bare link's host always ends in `.` and a top-level domain of two
+# letters or more). Everything else, non-ASCII included, Markdown and
+# linkify leave as text. tests/chat/test_formatting.py proves with
+# hypothesis that this gives exactly what the renderer gives.
+_PLAIN: Final = re.compile(
+    r"(?! |[-+](?: |\Z)|\d+[.)](?: |\Z))"
+    r"(?:[^*\\\[\]_&<./:@]++"
+    r"|\.(?![^\W\d_]{2})"
+    r"|:(?!/)"
+    r"|/(?!/)"
+    r"|(?<=[^\W_])_(?=[^\W_])"
+    r"|(?<![^ (])@"
+    r"|&(?![#\w]*;)"
+    r"|<(?![^\W\d_])"
+    r")++(?<! )"
+)
 
 
 def render(body: str) -> str:
     """The HTML of a message body; safe to insert into a page as is."""
-    if _PLAIN.fullmatch(body):
-        return f"<p>{body}</p>"
+    if body.isprintable() and _PLAIN.fullmatch(body):
+        escaped = body.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        return f"<p>{escaped}</p>"
     return render_markdown(body)
 
 

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
+from chatserver.chat import formatting
 from chatserver.chat.formatting import plain_text, preview, render, render_markdown
 
 TAGS = {"p", "br", "strong", "em", "ul", "ol", "li", "a"}
@@ -585,3 +586,96 @@ def test_any_body_renders_as_the_renderer(body: str) -> None:
 )
 def test_common_chat_lines_take_the_fast_path(body: str) -> None:
     assert render(body) == f"<p>{body}</p>" == render_markdown(body)
+
+
+# The widened fast path: times, numbers, `ts:123|…`, hyphens, slashes,
+# `e.g.`, `@name`, `snake_case`, `R&D`, `<3`, non-ASCII punctuation and
+# emoji. Fragments, not single characters, so that the shapes the fast path
+# must refuse (a bare link needs `.` and a top-level domain; an e-mail
+# address a name right before `@`; an entity `&…;`; a list item a marker at
+# the start) come up often, next to every character it takes.
+CHARACTERS = [
+    # every ASCII character, printable or not
+    *(chr(code) for code in range(128)),
+    # non-ASCII: letters, digits, marks, punctuation, symbols, spaces, formats
+    *"éßЖрф中あ٣²½\u0301\ufe0f“”—…«»¡¿·•°€。😀👍🏽❤",
+    # (quotes, dash and look-alikes of `.`, `@`, `|`, `<`, `>`, `&`, `_`, `x`)
+    *"\u2019\u2018\u2013\u00d7\uff0e\uff20\uff5c\uff1c\uff1e\uff06\uff3f",
+    *"\u00a0\u2009\u3000\u2028\u200b\u200d\u00ad\ufeff\x85\ufffd",
+]
+WORDS = ["x", "ts", "e", "g", "co", "com", "org", "Co", "COM", "рф", "xn--p1ai", "www", "localhost"]
+NUMBERS = ["1", "10", "30", "1733112000000", "192.168.0.1", "1.2.3.4"]
+TRIGGERS = [
+    *[" ", ".", ":", "@", "/", "_", "&", "<", ">", "-", "+", "*", "(", ")", ";", "#"],
+    *["e.g.", ".com", ".co ", "a@b.co", "@a", "x@", "mailto:", "http://", "https:", "ftp:", "//"],
+    *["&amp;", "&#65;", "&#x41;", "&copy;", "&x", "<a", "<https:", "<a@b.co>", "<3", "->"],
+    *["1. ", "1) ", "12. ", "- ", "+ ", "* ", "  ", "\n", "\n\n", "\t", "_", "__", "\\", "[", "]"],
+]
+FAST_PATH_BODIES = st.lists(
+    st.one_of(*(st.sampled_from(each) for each in (CHARACTERS, WORDS, NUMBERS, TRIGGERS))),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(FAST_PATH_BODIES)
+def test_the_widened_fast_path_renders_exactly_as_the_renderer(body: str) -> None:
+    assert render(body) == render_markdown(body)
+
+
+def _shape(pattern: str) -> st.SearchStrategy[str]:
+    return st.from_regex(pattern, fullmatch=True)
+
+
+# Lines people type, each shape inside words and punctuation that may make a
+# link, an address, an entity or a list of it.
+CHAT_SHAPES = st.one_of(
+    _shape(r"ts:[0-9]{1,13}\|x{0,40}"),
+    _shape(r"[0-9]{1,2}:[0-9]{2}( ?[ap]\.?m\.?)?"),
+    _shape(r"[a-z0-9]{1,4}(-[a-z0-9]{1,4}){1,3}"),
+    _shape(r"[0-9]{1,10}[.)]( [a-z]{0,3})?"),
+    _shape(r"[-+*]( [a-z]{0,3})?"),
+    _shape(r"[a-z]{1,3}(\.[a-z0-9]{1,4}){0,2}\.(com|co|de|Io|рф|xn--p1ai|g|e|[a-z]{2})\.?"),
+    _shape(
+        r"(mailto:)?([a-z0-9.]{1,3}|\(|)@([a-z]{1,3}(\.[a-z]{1,3})?|[0-9]{1,3}(\.[0-9]{1,3}){3})"
+    ),
+    _shape(r"[a-z]{1,3}_[a-z]{0,3}_?"),
+    _shape(r"[a-z0-9]{1,3}/[a-z0-9/]{0,4}"),
+    _shape(r"&#?[a-z0-9]{0,5};?"),
+    _shape(r"<(https?:|mailto:|ts:)?[a-z0-9@:/.]{0,6}>?"),
+    _shape(r"[a-z]{1,6}:/{0,2}[a-z.]{0,6}"),
+)
+AROUND = st.sampled_from(
+    ["", " ", "x", "1", ".", ":", "@", "(", ")", "_", "-", "/", "&", "<", "a b ", " c"]
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.tuples(AROUND, CHAT_SHAPES, AROUND), min_size=1, max_size=3))
+def test_chat_shapes_render_exactly_as_the_renderer(parts: list[tuple[str, str, str]]) -> None:
+    body = " ".join("".join(part) for part in parts)
+    assert render(body) == render_markdown(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "ts:1733112000000|" + "x" * 40,
+        "See you at 10:30, ok?",
+        "Moved to 2024-12-03 14:00 - room 4/B (e.g. the big one).",
+        "@alice I'm ~5 min late, 50% done; v2.1 works = +1 #team",
+        "I\u2019m on it 👍 — back in 5…",
+        "snake_case_name is R&D's x<3 y -> z",
+        'She said "yes" (again)!',
+    ],
+)
+def test_chat_lines_with_times_numbers_and_punctuation_skip_the_renderer(
+    body: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = render_markdown(body)
+
+    def not_called(text: str) -> str:
+        raise AssertionError(f"{text!r} went through the full renderer")
+
+    monkeypatch.setattr(formatting, "render_markdown", not_called)
+    assert render(body) == expected
