@@ -40,6 +40,10 @@ DIGEST = "digest"  # the daily digest of `local_date`
 # Why a reply by email to `conversation_id` was not posted (`reason`).
 REPLY_REFUSED = "reply_refused"
 
+# Built once (see store/inbox.py's _VIEWER_POSITION).
+_READ = read_positions.alias("rp")
+_CURSOR = email_cursors.alias("ec")
+
 
 @dataclass(frozen=True)
 class Due:
@@ -86,8 +90,7 @@ async def due_each(
         joined = conversations.join(
             staff, and_(staff.c.org_id == conversations.c.org_id, staff.c.removed_at.is_(None))
         )
-    read = read_positions.alias("rp")
-    cursor = email_cursors.alias("ec")
+    read, cursor = _READ, _CURSOR
     joined = (
         joined.join(messages, messages.c.conversation_id == conversations.c.id)
         .outerjoin(read, per_person.row_of(read, recipient_kind, recipient_id))
@@ -243,7 +246,7 @@ async def digest_items(
     """Conversations with messages from the other side that this reader has
     not read: candidate, job, unread count and the latest unread body."""
     sender_kind = Role.CANDIDATE if kind == Role.STAFF else Role.STAFF
-    read = read_positions.alias("rp")
+    read = _READ
     position = func.coalesce(read.c.seq, 0)
     base = (
         conversations.join(applications, applications.c.id == conversations.c.application_id)

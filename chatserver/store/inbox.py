@@ -29,6 +29,10 @@ from chatserver.store.tables import (
 )
 from chatserver.store.unread import anything_unread, unread_count
 
+# Built once: an alias is a tree of column objects in reference cycles,
+# so one per query was both work and garbage for the cycle collector.
+_VIEWER_POSITION = read_positions.alias("viewer_position")
+
 
 class Filter(enum.StrEnum):
     ALL = "all"
@@ -95,7 +99,7 @@ async def list_conversations(
     # The viewer's read position, joined once; sorting and filtering by
     # unread ask only whether a row has anything unread (`unread.anything_unread`), and
     # the counts are taken for the page's rows once it is chosen.
-    position = read_positions.alias("viewer_position")
+    position = _VIEWER_POSITION
     has_unread = anything_unread(kind, reader, position.c.seq)
     activity = func.coalesce(conversations.c.last_message_at, applications.c.applied_at)
     stmt = (
