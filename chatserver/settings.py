@@ -189,6 +189,12 @@ class Settings:
     # the same client_id.
     send_timeout_seconds: float = setting("CHAT_SEND_TIMEOUT", 10.0, number)
 
+    # A web worker's cycle collector runs a young collection after this
+    # many new containers (Python's default: 700), with what start-up built
+    # frozen; chatserver/ops/collector.py says why. 700 restores the default
+    # thresholds' young generation (start-up stays frozen).
+    gc_young_threshold: int = setting("CHAT_GC_YOUNG_THRESHOLD", 50_000, number)
+
     # Logging (chatserver/logs.py): info shows one line per request and
     # start-up; migrations speak only at debug. json suits log shippers.
     log_level: str = setting("CHAT_LOG_LEVEL", "info", choice(LOG_LEVELS))

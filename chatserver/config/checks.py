@@ -126,6 +126,11 @@ def validate(settings: Settings) -> None:
             f"(a zero rate would refuse every frame), not {settings.frame_rate} and "
             f"{settings.frame_burst}."
         )
+    if settings.gc_young_threshold < 1:
+        raise SettingsError(
+            "CHAT_GC_YOUNG_THRESHOLD must be 1 or more (0 would turn the cycle "
+            f"collector off and leak every reference cycle), not {settings.gc_young_threshold}."
+        )
     if not 0 <= settings.digest_hour <= 23:
         raise SettingsError("CHAT_DIGEST_HOUR must be an hour from 0 to 23.")
     if settings.reply_domain and not REPLY_DOMAIN.fullmatch(settings.reply_domain):

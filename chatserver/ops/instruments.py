@@ -22,6 +22,9 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 # Group commit batches run from 1 to settings.send_batch_max (256 by default).
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+# Cycle collector pauses: young collections take well under a millisecond;
+# a full one over a worker with thousands of sockets, a large part of a second.
+GC_PAUSE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 CONNECTIONS = Gauge("chat_connections", "Open WebSocket connections", ["role"])
 ROOMS = Gauge("chat_rooms", "Rooms with local subscribers (one broker subscription each)")
@@ -47,6 +50,12 @@ PUBLISH_FAILURES = Gauge(
     "chat_broker_publish_failures", "Broker publishes that failed since the worker started"
 )
 SEND_BACKLOG = Gauge("chat_send_queue_backlog", "Sends waiting for the next group commit")
+GC_PAUSES = Histogram(
+    "chat_gc_pause_seconds",
+    "Event loop stopped by the cycle collector, per collection (chatserver/ops/collector.py)",
+    ["generation"],
+    buckets=GC_PAUSE_BUCKETS,
+)
 NOTIFIER_BACKLOG = Gauge("chat_notifier_backlog", "Email notifications due but not yet sent")
 
 
@@ -116,6 +125,10 @@ def record_slow_disconnect() -> None:
 def record_resync() -> None:
     RESYNCS.inc()
     TOTALS.resyncs += 1
+
+
+def record_gc_pause(generation: int, seconds: float) -> None:
+    GC_PAUSES.labels(str(generation)).observe(seconds)
 
 
 def set_notifier_backlog(count: int) -> None:

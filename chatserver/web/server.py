@@ -22,6 +22,7 @@ from uvicorn import Config, Server
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from chatserver import logs
+from chatserver.ops import collector
 from chatserver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class ChatConfig(Config):
 
         self.app = create_app(self.chat_settings)
         super().load()
+        # What was built so far lives as long as the worker.
+        collector.tune(self.chat_settings.gc_young_threshold)
 
 
 class _Supervisor(Multiprocess):

@@ -141,6 +141,24 @@ async def test_production_warns_at_start_about_missing_keys_and_smtp(
     assert any("CHAT_SMTP_URL is empty" in line for line in warnings), log
 
 
+async def test_a_worker_reports_the_pauses_of_its_cycle_collector(
+    tmp_path: Path, database: PgDatabase, redis_available: str
+) -> None:
+    """Each worker tunes its collector once started (chatserver/ops/collector.py),
+    with a full collection that /metrics counts among the pauses by generation."""
+    ops_key = "ops-key-0123456789abcdef"
+    server = _server(tmp_path, database, redis_available, CHAT_OPS_KEYS=ops_key).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            response = await client.get("/metrics", headers={"Authorization": f"Bearer {ops_key}"})
+    finally:
+        server.stop()
+    assert response.status_code == 200, response.text
+    full = re.search(r'^chat_gc_pause_seconds_count\{generation="2"\} (\S+)$', response.text, re.M)
+    assert full is not None, response.text
+    assert float(full.group(1)) >= 1
+
+
 def test_an_unsupported_redis_url_is_one_line(tmp_path: Path, database: PgDatabase) -> None:
     result = run_cli(
         ["serve", "--workers", "2"],

@@ -152,6 +152,7 @@ NUMBERS = [
     "CHAT_FRAME_BURST",
     "CHAT_DB_POOL_SIZE",
     "CHAT_DB_POOL_OVERFLOW",
+    "CHAT_GC_YOUNG_THRESHOLD",
 ]
 
 
@@ -263,6 +264,13 @@ def test_the_database_pool_is_a_setting() -> None:
     assert (settings.db_pool_size, settings.db_pool_overflow) == (4, 0)
     with pytest.raises(SettingsError, match="CHAT_DB_POOL_SIZE"):
         Settings.from_env({"CHAT_DB_POOL_SIZE": "0"}).validate()
+
+
+def test_the_cycle_collectors_young_threshold_is_a_setting() -> None:
+    assert Settings.from_env({}).gc_young_threshold == 50_000
+    assert Settings.from_env({"CHAT_GC_YOUNG_THRESHOLD": "700"}).gc_young_threshold == 700
+    with pytest.raises(SettingsError, match="CHAT_GC_YOUNG_THRESHOLD must be 1 or more"):
+        Settings.from_env({"CHAT_GC_YOUNG_THRESHOLD": "0"}).validate()
 
 
 def test_production_warns_about_what_it_can_run_without() -> None:
