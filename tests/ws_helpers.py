@@ -31,8 +31,11 @@ SERVER_START_TIMEOUT = 10.0
 
 
 class LiveServer:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, server: uvicorn.Server | None = None) -> None:
         self.port = port
+        # The uvicorn server itself, for tests that wait until it let go of
+        # every connection (`server_state`).
+        self.uvicorn = server
 
     @property
     def ws_url(self) -> str:
@@ -74,7 +77,7 @@ async def live_server(
     if not server.started:
         raise RuntimeError("the test server did not start")
     try:
-        yield LiveServer(port)
+        yield LiveServer(port, server)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, SERVER_START_TIMEOUT)

@@ -158,6 +158,15 @@ class Connection:
         """Fan-out's entry: False if the client cannot keep up."""
         return self.outbox.offer(frame)
 
+    def unhook(self) -> None:
+        """The transport is done with the socket: forget its writer starter
+        and its reader stopper. Both are its closures, and they hold this
+        connection: kept, they and the connection would be a reference
+        cycle, freed only by the cycle collector (a pause when thousands of
+        sockets close), not by reference counting as the socket goes."""
+        self.outbox.wake = _no_writer
+        self.stop_reading = _no_writer
+
     def cut_off(self, code: int) -> None:
         """Stop sending: close the outbox, stop a writer stuck on the socket,
         and end the socket (its writer does that when one is running)."""

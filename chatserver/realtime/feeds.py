@@ -117,10 +117,13 @@ class OrgRoom(Feed):
         self._flusher = asyncio.create_task(self._flush_forever(), name=f"inbox {self.channel}")
 
     def stop(self) -> asyncio.Task[None] | None:
+        """Also cancel the flusher, and let go of it (as `Room.stop` does of
+        its task: the cancelled task's traceback holds this room)."""
         super().stop()
-        if self._flusher is not None:
-            self._flusher.cancel()
-        return self._flusher
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.cancel()
+        return flusher
 
     def _payload(self, payload: bytes) -> None:
         event = decode_event(payload)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.store import dialect
@@ -90,6 +90,13 @@ def joined() -> Select[Any]:
     )
 
 
+# Every new room's first read (`realtime/catchup.py`): built once, the ids
+# an expanding parameter. An IN over a list built afresh for each call
+# leaves SQLAlchemy's bind parameters in reference cycles, which only the
+# cycle collector frees.
+_LOAD_MANY = joined().where(conversations.c.id.in_(bindparam("ids", expanding=True)))
+
+
 async def load(
     conn: AsyncConnection, conversation_id: str, *, for_update: bool = False
 ) -> ConversationContext | None:
@@ -107,8 +114,7 @@ async def load_many(
     rooms of a worker catching up together)."""
     if not conversation_ids:
         return {}
-    query = joined().where(conversations.c.id.in_(sorted(set(conversation_ids))))
-    return await _by_id(conn, query)
+    return await _by_id(conn, _LOAD_MANY, {"ids": sorted(set(conversation_ids))})
 
 
 async def lock_many(
@@ -137,6 +143,8 @@ async def _first(conn: AsyncConnection, query: Select[Any]) -> ConversationConte
     return None if row is None else ConversationContext.of(row)
 
 
-async def _by_id(conn: AsyncConnection, query: Select[Any]) -> dict[str, ConversationContext]:
-    rows = (await conn.execute(query)).mappings()
+async def _by_id(
+    conn: AsyncConnection, query: Select[Any], params: dict[str, Any] | None = None
+) -> dict[str, ConversationContext]:
+    rows = (await conn.execute(query, params)).mappings()
     return {row["id"]: ConversationContext.of(row) for row in rows}

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -221,17 +222,23 @@ async def hide(conn: AsyncConnection, message_id: str, viewer_kind: str, viewer_
     await upsert(conn, hidden_messages, values, [])
 
 
+# Every history page and every ack reads this: built once, the ids an
+# expanding parameter (an IN over a fresh list leaves SQLAlchemy's bind
+# parameters in reference cycles, for the cycle collector).
+_ATTACHMENTS_FOR = (
+    select(attachments)
+    .where(attachments.c.message_id.in_(bindparam("ids", expanding=True)))
+    .order_by(attachments.c.created_at, attachments.c.id)
+)
+
+
 async def attachments_for(
     conn: AsyncConnection, message_ids: Sequence[str]
 ) -> dict[str, list[RowMapping]]:
     if not message_ids:
         return {}
-    query = (
-        select(attachments)
-        .where(attachments.c.message_id.in_(list(message_ids)))
-        .order_by(attachments.c.created_at, attachments.c.id)
-    )
     grouped: dict[str, list[RowMapping]] = defaultdict(list)
-    for row in (await conn.execute(query)).mappings():
+    rows = await conn.execute(_ATTACHMENTS_FOR, {"ids": list(message_ids)})
+    for row in rows.mappings():
         grouped[row["message_id"]].append(row)
     return grouped

@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, case, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, case, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -184,18 +184,26 @@ async def get_candidate(conn: AsyncConnection, candidate_id: str) -> RowMapping 
     return (await conn.execute(query)).mappings().first()
 
 
+# Every handshake's session check runs these: built once, with the ids as
+# an expanding parameter. An IN over a list built afresh for each call
+# leaves SQLAlchemy's bind parameters in reference cycles, which only the
+# cycle collector frees (a pause, docs/performance.md).
+_STAFF_BY_IDS = (
+    select(staff, organisations.c.name.label("org_name"))
+    .join(organisations, organisations.c.id == staff.c.org_id)
+    .where(staff.c.id.in_(bindparam("ids", expanding=True)))
+)
+_CANDIDATES_BY_IDS = select(candidates).where(candidates.c.id.in_(bindparam("ids", expanding=True)))
+
+
 async def staff_by_ids(conn: AsyncConnection, staff_ids: Collection[str]) -> dict[str, RowMapping]:
     """`get_staff` for many ids in one statement (the batched session
     check, `chat/viewers.py`): each found row by its id; an unknown id is
     simply absent."""
     if not staff_ids:
         return {}
-    query = (
-        select(staff, organisations.c.name.label("org_name"))
-        .join(organisations, organisations.c.id == staff.c.org_id)
-        .where(staff.c.id.in_(staff_ids))
-    )
-    return {row["id"]: row for row in (await conn.execute(query)).mappings()}
+    rows = await conn.execute(_STAFF_BY_IDS, {"ids": list(staff_ids)})
+    return {row["id"]: row for row in rows.mappings()}
 
 
 async def candidates_by_ids(
@@ -204,8 +212,8 @@ async def candidates_by_ids(
     """`get_candidate` for many ids in one statement, by id."""
     if not candidate_ids:
         return {}
-    query = select(candidates).where(candidates.c.id.in_(candidate_ids))
-    return {row["id"]: row for row in (await conn.execute(query)).mappings()}
+    rows = await conn.execute(_CANDIDATES_BY_IDS, {"ids": list(candidate_ids)})
+    return {row["id"]: row for row in rows.mappings()}
 
 
 async def org_staff(conn: AsyncConnection, org_id: str) -> list[RowMapping]:

@@ -136,6 +136,12 @@ async def _serve(websocket: WebSocket, conn: Connection, svc: Services) -> None:
         if writer is not None:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
+            # A writer cancelled before its first step never ran its
+            # `finally`: let go of it here, or the connection and the
+            # cancelled task (whose traceback holds the connection) would
+            # be a cycle for the collector.
+            conn.writer = None
+        conn.unhook()
 
 
 async def _write(websocket: WebSocket, conn: Connection) -> None:
