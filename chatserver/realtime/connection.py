@@ -168,12 +168,17 @@ class Connection:
         self.stop_reading = _no_writer
 
     def cut_off(self, code: int) -> None:
-        """Stop sending: close the outbox, stop a writer stuck on the socket,
-        and end the socket (its writer does that when one is running)."""
+        """Stop sending: close the outbox, stop the writer (stuck on the
+        socket, or not started yet), and end the socket with `code`.
+
+        Reading is stopped here, not left to the writer's `finally`: a
+        writer cancelled before its first step (started by a push in the
+        same loop step as this) never enters its coroutine, so its
+        `finally` never runs, and the socket would stay open until the
+        client next sent something."""
         if self.close_code is None:
             self.close_code = code
         self.outbox.close()
-        if self.writer is not None and not self.writer.done():
+        if self.writer is not None:
             self.writer.cancel()
-        else:
-            self.stop_reading()
+        self.stop_reading()

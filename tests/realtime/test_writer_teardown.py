@@ -1,0 +1,117 @@
+"""A server-side close ends the socket even when its writer never ran.
+
+A push starts the socket's writer task; a close in the same loop step (a
+`disconnect` right behind a bell, or a cut-off of a client too slow for a
+burst of frames) cancels that task before its first step. Such a task never
+enters its coroutine, so nothing in the writer's `finally` runs: the close
+must not depend on it. The server has to close the socket with the close's
+code at once, not when the client next sends something.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from chatserver.chat import events
+from chatserver.chat.events import DisconnectReason
+from chatserver.ops import instruments
+from chatserver.realtime.feeds import PersonRoom
+from chatserver.settings import Settings
+from tests.conftest import Scene
+from tests.ws_helpers import LiveServer, Socket, Subscriptions, live_server, open_socket
+
+QUEUE = 16
+NOTE = events.notification_event(
+    {
+        "kind": "message",
+        "conversation_id": "c1",
+        "text": "New message",
+        "created_at": datetime(2026, 12, 2, tzinfo=UTC),
+    }
+)
+ACCESS_CHANGED = events.disconnect(DisconnectReason.ACCESS_CHANGED)
+# Bounded: the server closes at once, or it does not until the client acts.
+CLOSED_WITHIN = 5.0
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.with_(ws_send_queue=QUEUE)
+
+
+@pytest.fixture
+async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
+    async with live_server(app, settings) as running:
+        yield running
+
+
+@pytest.fixture
+def subscriptions(app: Any) -> Subscriptions:
+    return Subscriptions(app.state.services.broker)
+
+
+async def _connected(ws: Socket) -> None:
+    """Until the hub has the socket's connection (its reader answers)."""
+    await ws.send({"type": "ping"})
+    await ws.next_of("pong")
+
+
+def _person_room(app: Any, scene: Scene) -> PersonRoom:
+    room: PersonRoom = app.state.services.hub._people[
+        events.person_channel("candidate", scene.cara.id)
+    ]
+    assert len(room.members) == 1
+    return room
+
+
+async def test_a_disconnect_published_right_behind_a_bell_closes_the_socket(
+    server: LiveServer, scene: Scene, app: Any, subscriptions: Subscriptions
+) -> None:
+    """Both events in one publish: the feed handles them in one loop step
+    (always with the in-process broker), the bell's push starting the
+    writer and the disconnect cancelling it before it ran."""
+    channel = events.person_channel("candidate", scene.cara.id)
+    async with open_socket(server, scene.cara) as ws:
+        await _connected(ws)
+        await subscriptions.live(channel)
+        await app.state.services.chat.events.publish([(channel, NOTE), (channel, ACCESS_CHANGED)])
+        assert await ws.closed_code(within=CLOSED_WITHIN) == 1012
+
+
+async def test_a_disconnect_in_the_step_of_a_push_closes_the_socket(
+    server: LiveServer, scene: Scene, app: Any
+) -> None:
+    """The same, made certain on every broker: the person room handles the
+    two payloads one after the other, without the loop running between."""
+    async with open_socket(server, scene.cara) as ws:
+        await _connected(ws)
+        room = _person_room(app, scene)
+        [conn] = room.members
+        room._handle(events.encode(NOTE))
+        # The push started a writer, which has not run yet.
+        assert conn.writer is not None
+        assert not conn.writer.done()
+        room._handle(events.encode(events.disconnect(DisconnectReason.SESSION_ENDED)))
+        assert await ws.closed_code(within=CLOSED_WITHIN) == 1008
+
+
+async def test_a_client_cut_off_before_its_writer_ran_is_closed(
+    server: LiveServer, scene: Scene, app: Any
+) -> None:
+    """A burst of more frames than the outbox holds, within one loop step:
+    the first push starts the writer, the one that does not fit cuts the
+    client off as too slow before the writer sent anything."""
+    before = instruments.TOTALS.slow_disconnects
+    async with open_socket(server, scene.cara) as ws:
+        await _connected(ws)
+        room = _person_room(app, scene)
+        [conn] = room.members
+        for _ in range(QUEUE + 1):
+            room._handle(events.encode(NOTE))
+        assert instruments.TOTALS.slow_disconnects == before + 1
+        assert conn.close_code == 1013
+        assert await ws.closed_code(within=CLOSED_WITHIN) == 1013
