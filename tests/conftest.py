@@ -14,6 +14,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -33,6 +34,7 @@ from tests.helpers import (
     sign_in_candidate,
     sign_in_staff,
 )
+from tests.ws_helpers import LiveServer, Subscriptions, live_server
 
 SECRET = "test-secret-key-0123456789abcdef"
 RUN_ID = uuid.uuid4().hex[:8]
@@ -132,6 +134,28 @@ async def app(settings: Settings) -> AsyncIterator[object]:
     application = create_app(settings, run_notifier=False)
     async with application.router.lifespan_context(application):
         yield application
+
+
+@pytest.fixture
+def send_buffer() -> int | None:
+    """The kernel send buffer of the live server's sockets (None: Linux's
+    own); tests of slow clients override it with a small one."""
+    return None
+
+
+@pytest.fixture
+async def server(
+    app: object, settings: Settings, send_buffer: int | None
+) -> AsyncIterator[LiveServer]:
+    """The test's app served by a real uvicorn on a free loopback port."""
+    async with live_server(app, settings, send_buffer=send_buffer) as running:
+        yield running
+
+
+@pytest.fixture
+def subscriptions(app: Any) -> Subscriptions:
+    """The broker's subscriptions from the start of the test (before any socket)."""
+    return Subscriptions(app.state.services.broker)
 
 
 @pytest.fixture

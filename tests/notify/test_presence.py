@@ -14,15 +14,9 @@ from chatserver.settings import Settings
 from tests.conftest import Scene
 from tests.notify.conftest import WAIT_SECONDS, MovableClock, SmtpServer, text_of
 from tests.waits import eventually_async
-from tests.ws_helpers import LiveServer, live_server, open_socket
+from tests.ws_helpers import LiveServer, open_socket
 
 DELAY = 120.0
-
-
-@pytest.fixture
-async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(app, settings) as running:
-        yield running
 
 
 @pytest.fixture

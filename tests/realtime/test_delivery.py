@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,22 +18,15 @@ from chatserver.broker import MemoryBroker
 from chatserver.chat import events, views
 from chatserver.chat.service import Chat
 from chatserver.ops import instruments
-from chatserver.settings import Settings
 from chatserver.store import messages
 from chatserver.store.tables import conversations
 from tests.conftest import Scene
 from tests.waits import eventually_async
-from tests.ws_helpers import LiveServer, live_server, open_socket, seqs
+from tests.ws_helpers import LiveServer, open_socket, seqs
 
 # Deadline for presence to show up in (or vanish from) Redis: its writer
 # batches changes every 0.2 s.
 PRESENCE_WITHIN = 3.0
-
-
-@pytest.fixture
-async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(app, settings) as running:
-        yield running
 
 
 def services(app: Any) -> Any:

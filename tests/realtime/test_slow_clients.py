@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
 from chatserver.ops import instruments
 from chatserver.settings import Settings
 from tests.conftest import Scene
-from tests.ws_helpers import LiveServer, live_server, open_socket
+from tests.ws_helpers import LiveServer, open_socket
 
 # Big frames fill the slow client's TCP window in a few dozen messages.
 BODY = "x" * 4000
@@ -33,9 +31,8 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(app, settings, send_buffer=SEND_BUFFER) as running:
-        yield running
+def send_buffer() -> int:
+    return SEND_BUFFER
 
 
 def tiny_window_socket(port: int) -> socket.socket:

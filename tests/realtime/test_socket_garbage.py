@@ -20,7 +20,7 @@ import gc
 import types
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -32,7 +32,7 @@ from chatserver.settings import Settings
 from tests.conftest import Scene
 from tests.realtime.test_slow_clients import SEND_BUFFER, tiny_window_socket
 from tests.waits import eventually_async
-from tests.ws_helpers import LiveServer, live_server, open_socket
+from tests.ws_helpers import LiveServer, open_socket
 
 LIFECYCLES = 20
 RELEASE_WITHIN = 10.0
@@ -71,9 +71,8 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(app, settings, send_buffer=SEND_BUFFER) as running:
-        yield running
+def send_buffer() -> int:
+    return SEND_BUFFER
 
 
 def _ours(obj: object) -> str | None:

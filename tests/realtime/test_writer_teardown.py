@@ -10,7 +10,6 @@ code at once, not when the client next sends something.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +21,7 @@ from chatserver.ops import instruments
 from chatserver.realtime.feeds import PersonRoom
 from chatserver.settings import Settings
 from tests.conftest import Scene
-from tests.ws_helpers import LiveServer, Socket, Subscriptions, live_server, open_socket
+from tests.ws_helpers import LiveServer, Socket, Subscriptions, open_socket
 
 QUEUE = 16
 NOTE = events.notification_event(
@@ -41,17 +40,6 @@ CLOSED_WITHIN = 5.0
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return settings.with_(ws_send_queue=QUEUE)
-
-
-@pytest.fixture
-async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(app, settings) as running:
-        yield running
-
-
-@pytest.fixture
-def subscriptions(app: Any) -> Subscriptions:
-    return Subscriptions(app.state.services.broker)
 
 
 async def _connected(ws: Socket) -> None:

@@ -18,13 +18,7 @@ from chatserver.store.tables import used_login_tokens
 from chatserver.web.auth import SESSION_COOKIE
 from tests.conftest import Scene
 from tests.helpers import Host, count_rows, error_of, open_link, sign_in_candidate
-from tests.ws_helpers import LiveServer, live_server, open_socket
-
-
-@pytest.fixture
-async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(app, settings) as running:
-        yield running
+from tests.ws_helpers import LiveServer, open_socket
 
 
 async def test_a_new_candidate_on_the_application_revokes_the_old_links_and_sessions(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +12,7 @@ from chatserver.app import create_app
 from chatserver.settings import Settings
 from tests.conftest import SECRET, Scene
 from tests.helpers import AUTH, Host, error_of
-from tests.ws_helpers import LiveServer, live_server, open_socket
+from tests.ws_helpers import LiveServer, open_socket
 
 OPS_KEY = "test-ops-key-0123456789"
 SCRAPER = {"Authorization": f"Bearer {OPS_KEY}"}
@@ -35,12 +33,6 @@ async def make_operator(host: Host, staff_id: str, name: str, ops: bool = True) 
     response = await host.client.put(f"/api/v1/staff/{staff_id}", json=body, headers=AUTH)
     assert response.status_code == 200, response.text
     assert response.json()["ops"] is ops
-
-
-@pytest.fixture
-async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(app, settings) as running:
-        yield running
 
 
 async def test_healthz_answers_while_the_process_is_up(client: httpx.AsyncClient) -> None:

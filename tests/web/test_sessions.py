@@ -10,26 +10,17 @@ them back with fresh sessions only.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
 
 from chatserver.clock import utcnow
-from chatserver.settings import Settings
 from chatserver.store import emails
 from chatserver.web.auth import SESSION_COOKIE
 from tests.conftest import Scene
 from tests.helpers import AUTH, Host, audit_actions, error_of, open_link, sign_in_staff
-from tests.ws_helpers import LiveServer, live_server, open_socket
-
-
-@pytest.fixture
-async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(app, settings) as running:
-        yield running
+from tests.ws_helpers import LiveServer, open_socket
 
 
 def copy_of(person_client: httpx.AsyncClient, make: Any) -> httpx.AsyncClient:

@@ -9,26 +9,17 @@ Both backends."""
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from pypdf import PdfReader
 
-from chatserver.settings import Settings
 from chatserver.store.tables import notifications
 from tests.conftest import Scene
 from tests.helpers import Host, audit_actions, count_rows, delete_message, error_of
-from tests.ws_helpers import LiveServer, Socket, live_server, open_socket
+from tests.ws_helpers import LiveServer, Socket, open_socket
 
 SYSTEM = {"kind": "system", "id": "system", "name": "chatserver"}
 ALICE = {"kind": "staff", "id": "alice", "name": "Alice Recruiter"}
-
-
-@pytest.fixture
-async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(app, settings) as running:
-        yield running
 
 
 async def sent(person: Any, conversation: str, body: str) -> dict[str, Any]:

@@ -5,17 +5,15 @@ ground at random; these are the cases by name."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from chatserver.chat import events
-from chatserver.settings import Settings
 from tests.conftest import Scene
 from tests.helpers import Host, Person, delete_message, error_of, sign_in_candidate
-from tests.ws_helpers import LiveServer, Socket, live_server, open_socket
+from tests.ws_helpers import LiveServer, Socket, open_socket
 
 Browser = Callable[[], httpx.AsyncClient]
 
@@ -182,12 +180,6 @@ async def test_only_staff_of_the_organisation_mark_as_unread(scene: Scene) -> No
 
 
 # -- inbox frames -------------------------------------------------------------------
-
-
-@pytest.fixture
-async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(app, settings) as running:
-        yield running
 
 
 async def follow(app: Any, sockets: list[Socket], org: str, host: Host) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,22 +21,9 @@ from tests.ws_helpers import (
     LiveServer,
     Socket,
     Subscriptions,
-    live_server,
     open_socket,
     seqs,
 )
-
-
-@pytest.fixture
-async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(app, settings) as running:
-        yield running
-
-
-@pytest.fixture
-def subscriptions(app: Any) -> Subscriptions:
-    """The broker's subscriptions from the start of the test (before any socket)."""
-    return Subscriptions(app.state.services.broker)
 
 
 def send_frame(conversation: str, body: object = "Hello", **extra: Any) -> dict[str, Any]:

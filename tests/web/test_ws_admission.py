@@ -5,27 +5,19 @@ instead of queueing work for clients that will have left
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from chatserver.settings import Settings
 from chatserver.web.admission import RETRY_AFTER_SECONDS, HandshakeGate
 from tests.conftest import Scene
 from tests.waits import eventually_async
-from tests.ws_helpers import LiveServer, live_server, open_socket
+from tests.ws_helpers import LiveServer, open_socket
 
 # Short enough for a test, long enough that a free slot is never missed.
 WAIT = 0.3
-
-
-@pytest.fixture
-async def server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(app, settings) as running:
-        yield running
 
 
 async def test_a_handshake_past_the_limit_waits_then_is_refused() -> None:
