@@ -19,12 +19,10 @@ from chatserver.store import audit, conversations, messages, people, reads
 from chatserver.store.contexts import ConversationContext
 
 HISTORY_DEFAULT = 50
-HISTORY_MAX = 200
+HISTORY_MAX = views.HISTORY_MAX
 # The largest integer both databases can compare with (signed 64-bit).
 INT_MAX = 2**63 - 1
-# The largest seq a message can have: the column is a 32-bit INTEGER on
-# PostgreSQL, which refuses to compare it with a larger parameter.
-SEQ_MAX = 2**31 - 1
+SEQ_MAX = messages.SEQ_MAX
 
 
 async def viewer_for(
@@ -174,7 +172,11 @@ async def opening(
 ) -> tuple[ConversationContext, list[JSON]]:
     """What a subscribe sends first (SPEC section 5): the conversation as
     this viewer may see it and the first page of history after `after`,
-    read in one transaction so the page and the context agree."""
+    read in one transaction so the page and the context agree. One
+    transaction of its own: the hub's subscribes batch it instead
+    (`chat/openings.py`, `Chat.openings`)."""
+    # Past every possible seq keeps nothing (as `history`).
+    after = min(after, SEQ_MAX)
     async with chat.db.transaction() as conn:
         ctx = await access.conversation_for(conn, viewer, conversation_id)
         page = await _history_page(conn, viewer, conversation_id, after, None, HISTORY_MAX)
@@ -198,8 +200,8 @@ async def _history_page(
         before=before,
         limit=limit,
     )
-    files = await messages.attachments_for(conn, [r["id"] for r in rows if not r["hidden"]])
-    return [views.message(r, files.get(r["id"], []), hidden=bool(r["hidden"])) for r in rows]
+    files = await messages.attachments_for(conn, views.shown_ids(rows))
+    return views.history_page(rows, files)
 
 
 async def stored_between(chat: Chat, conversation_id: str, after: int, upto: int) -> list[JSON]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from chatserver.chat.events import Events
 from chatserver.chat.limits import Limits, limits_from_settings
+from chatserver.chat.openings import OpeningBatches
 from chatserver.chat.sending import SendQueue
 from chatserver.chat.viewers import ViewerBatches
 from chatserver.clock import Clock, utcnow
@@ -29,6 +30,7 @@ class Chat:
     sends: SendQueue = field(init=False)
     limits: Limits = field(init=False)
     viewers: ViewerBatches = field(init=False)
+    openings: OpeningBatches = field(init=False)
 
     def __post_init__(self) -> None:
         faults.arm(self.settings.test_fault)
@@ -44,6 +46,7 @@ class Chat:
         )
         self.limits = limits_from_settings(self.settings)
         self.viewers = ViewerBatches(self.db)
+        self.openings = OpeningBatches(self.db)
 
     async def start(self) -> None:
         await self.limits.start()
@@ -52,4 +55,5 @@ class Chat:
     async def stop(self) -> None:
         await self.sends.stop()
         await self.viewers.stop()
+        await self.openings.stop()
         await self.limits.stop()

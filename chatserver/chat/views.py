@@ -14,6 +14,9 @@ from chatserver.store.contexts import ConversationContext, SendContext
 
 # A store row (RowMapping) or a dict with the same keys.
 Record = Mapping[Any, Any]
+# The most messages one history page holds (SPEC: `limit` up to 200), and
+# the page a subscribe opens with.
+HISTORY_MAX = 200
 # How a message arrived (MESSAGE `via`).
 VIA_APP = "app"
 VIA_EMAIL = "email"
@@ -67,6 +70,19 @@ def message(
     if event is not None and not empty:
         result["event"] = event
     return result
+
+
+def shown_ids(rows: Sequence[Record]) -> list[str]:
+    """The messages of a history page whose attachments are shown: a
+    message hidden for this viewer shows none (so they are not read)."""
+    return [r["id"] for r in rows if not r["hidden"]]
+
+
+def history_page(rows: Sequence[Record], files: Mapping[str, Sequence[Record]]) -> list[JSON]:
+    """A history page as this viewer sees it, from `messages.history`'s rows
+    and the attachments of their `shown_ids`: THE rule of the history
+    request and of a subscribe's opening, batched or not."""
+    return [message(r, files.get(r["id"], ()), hidden=bool(r["hidden"])) for r in rows]
 
 
 def facts(ctx: SendContext) -> ConversationFacts:

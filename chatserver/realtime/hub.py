@@ -207,9 +207,9 @@ class Hub:
 
         The socket joins the room first (so nothing published meanwhile is
         missed) and its access is checked by the one read that opens the
-        replay: one transaction per subscribe. Until that check passed the
-        member only buffers, and a refused one leaves without a trace (no
-        presence, no subscription of the socket's)."""
+        replay (`Chat.openings`: one transaction per batch of subscribes).
+        Until that check passed the member only buffers, and a refused one
+        leaves without a trace (no presence, no subscription of the socket's)."""
         if conversation_id in conn.conversations:
             self.unsubscribe(conn, conversation_id)
         if len(conn.conversations) >= MAX_SUBSCRIPTIONS:
@@ -252,7 +252,7 @@ class Hub:
             raise unavailable() from None
         viewer = conn.viewer
         conversation_id = room.conversation_id
-        ctx, page = await queries.opening(self.chat, viewer, conversation_id, after)
+        ctx, page = await self.chat.openings.opening(viewer, conversation_id, after)
         state = views.conversation_state(ctx.id, views.facts(ctx), viewer.kind)
         await conn.outbox.put(
             wire.subscribed_frame(conversation_id, ctx.last_seq, state["state"], state["can_send"])

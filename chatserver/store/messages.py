@@ -32,6 +32,9 @@ ClientKey = tuple[str, str, str]  # (sender_kind, sender_id, client_id)
 # Lines the service writes (chatserver/chat/timeline.py): in history, but
 # never an inbox preview, never searched.
 SYSTEM = "system"
+# The largest seq a message can have: the column is a 32-bit INTEGER on
+# PostgreSQL, which refuses to compare it with a larger parameter.
+SEQ_MAX = 2**31 - 1
 
 
 def hidden_by(kind: str, reader: ColumnElement[str]) -> ColumnElement[bool]:
