@@ -12,24 +12,20 @@ profile. A batch reads the contexts with one `IN` query, each waiter's
 history page as before (same transaction), and the attachments of every
 page with one more query.
 
-The design is `chat/viewers.py`'s: nothing is cached (an opening asked
-while a batch is in flight waits for the next one, so it sees what was
-committed before it was asked), one batch in flight per worker, at most
-`MAX_BATCH` openings a batch, what the batch's transaction raises every
-caller of that batch raises, and a caller that stopped waiting is skipped.
+How batches are formed, and why nothing is cached: `chat/batches.py`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import RowMapping
 
 from chatserver.chat import access, ids, views
+from chatserver.chat.batches import Batches
 from chatserver.chat.identity import Viewer
-from chatserver.errors import not_found, unavailable
+from chatserver.errors import ChatError, not_found
 from chatserver.json_types import JSON
 from chatserver.store import contexts, messages
 from chatserver.store.contexts import ConversationContext
@@ -46,22 +42,21 @@ IDS_PER_QUERY = 5000
 Opening = tuple[ConversationContext, list[JSON]]
 
 
-@dataclass(slots=True)
-class _Waiter:
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One subscribe's question: this conversation, for this viewer, after this seq."""
+
     viewer: Viewer
     conversation_id: str
     after: int
-    answer: asyncio.Future[Opening]
 
 
-class OpeningBatches:
+class OpeningBatches(Batches[Ask, Opening]):
     """The batcher of one worker's subscribe openings (held by `Chat`)."""
 
     def __init__(self, db: Database, *, max_batch: int = MAX_BATCH) -> None:
+        super().__init__("subscribe openings", max_batch)
         self._db = db
-        self._max_batch = max_batch
-        self._waiting: collections.deque[_Waiter] = collections.deque()
-        self._runner: asyncio.Task[None] | None = None
 
     async def opening(self, viewer: Viewer, conversation_id: str, after: int) -> Opening:
         """`queries.opening`'s answer, from the next batch: the context as
@@ -72,90 +67,36 @@ class OpeningBatches:
         # Past every possible seq keeps nothing (as `queries.history`): a
         # larger parameter would fail the whole batch's transaction on
         # PostgreSQL, not only this opening.
-        after = min(after, messages.SEQ_MAX)
-        answer: asyncio.Future[Opening] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiter(viewer, conversation_id, after, answer))
-        if self._runner is None:
-            # Started on the loop's next turn: every opening of this turn joins.
-            self._runner = asyncio.create_task(self._run(), name="subscribe openings")
-        # A cancelled caller cancels only its own future; the batch skips it.
-        return await answer
+        return await self.ask(Ask(viewer, conversation_id, min(after, messages.SEQ_MAX)))
 
-    async def _run(self) -> None:
-        try:
-            while self._waiting:
-                batch: list[_Waiter] = []
-                while self._waiting and len(batch) < self._max_batch:
-                    waiter = self._waiting.popleft()
-                    if not waiter.answer.done():
-                        batch.append(waiter)
-                if batch:
-                    await self._answer(batch)
-        finally:
-            self._runner = None
-            # Stopped mid-batch: nobody is left waiting for an answer.
-            while self._waiting:
-                _settle(self._waiting.popleft().answer, unavailable())
-
-    async def _answer(self, batch: list[_Waiter]) -> None:
-        seen: list[tuple[_Waiter, ConversationContext, list[RowMapping]]] = []
-        try:
-            async with self._db.transaction() as conn:
-                found = await contexts.load_many(conn, [w.conversation_id for w in batch])
-                for waiter in batch:
-                    ctx = found.get(waiter.conversation_id)
-                    if ctx is None or not access.may_see(waiter.viewer, ctx):
-                        continue
-                    if waiter.answer.done():
-                        continue  # stopped waiting: its page is read for nobody
-                    rows = await messages.history(
-                        conn,
-                        waiter.conversation_id,
-                        waiter.viewer.kind.value,
-                        waiter.viewer.id,
-                        after=waiter.after,
-                        limit=views.HISTORY_MAX,
-                    )
-                    seen.append((waiter, ctx, rows))
-                # Each message once, though many viewers may open its conversation.
-                shown = list(dict.fromkeys(i for _, _, rows in seen for i in views.shown_ids(rows)))
-                files: dict[str, list[RowMapping]] = {}
-                for start in range(0, len(shown), IDS_PER_QUERY):
-                    chunk = shown[start : start + IDS_PER_QUERY]
-                    files.update(await messages.attachments_for(conn, chunk))
-        except Exception as exc:
-            # What a single opening's transaction would have raised.
-            for waiter in batch:
-                _settle(waiter.answer, exc)
-            return
-        except BaseException:
-            for waiter in batch:
-                _settle(waiter.answer, unavailable())
-            raise
-        pages = {id(w): (ctx, views.history_page(rows, files)) for w, ctx, rows in seen}
-        for waiter in batch:
-            page = pages.get(id(waiter))
-            # Missing and out of reach are one answer (`access.conversation_for`).
-            _settle(waiter.answer, not_found() if page is None else page)
-
-    @property
-    def queued(self) -> int:
-        """Openings waiting for the next batch (not yet asked of the database)."""
-        return sum(not w.answer.done() for w in self._waiting)
-
-    async def stop(self) -> None:
-        """Cancel the batch in flight; its callers get `unavailable`."""
-        runner = self._runner
-        if runner is not None:
-            runner.cancel()
-            await asyncio.wait({runner})
-
-
-def _settle(answer: asyncio.Future[Opening], result: Opening | BaseException) -> None:
-    """Hand one caller its answer, unless it stopped waiting."""
-    if answer.done():
-        return
-    if isinstance(result, BaseException):
-        answer.set_exception(result)
-    else:
-        answer.set_result(result)
+    async def read(self, asks: Sequence[Ask]) -> list[Opening | ChatError]:
+        seen: dict[int, tuple[ConversationContext, list[RowMapping]]] = {}
+        async with self._db.transaction() as conn:
+            found = await contexts.load_many(conn, [a.conversation_id for a in asks])
+            for index, ask in enumerate(asks):
+                ctx = found.get(ask.conversation_id)
+                if ctx is None or not access.may_see(ask.viewer, ctx):
+                    continue
+                rows = await messages.history(
+                    conn,
+                    ask.conversation_id,
+                    ask.viewer.kind.value,
+                    ask.viewer.id,
+                    after=ask.after,
+                    limit=views.HISTORY_MAX,
+                )
+                seen[index] = (ctx, rows)
+            # Each message once, though many viewers may open its conversation.
+            shown = list(
+                dict.fromkeys(i for _, rows in seen.values() for i in views.shown_ids(rows))
+            )
+            files: dict[str, list[RowMapping]] = {}
+            for start in range(0, len(shown), IDS_PER_QUERY):
+                files.update(
+                    await messages.attachments_for(conn, shown[start : start + IDS_PER_QUERY])
+                )
+        # Missing and out of reach are one answer (`access.conversation_for`).
+        return [
+            (seen[i][0], views.history_page(seen[i][1], files)) if i in seen else not_found()
+            for i in range(len(asks))
+        ]
