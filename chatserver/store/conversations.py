@@ -133,24 +133,27 @@ class Advance:
     state: str
 
 
+# Every send batch of the careful path (all of SQLite's): built once.
+_ADVANCE = (
+    update(conversations)
+    .where(conversations.c.id == bindparam("cid"))
+    .values(
+        last_seq=bindparam("seq"),
+        last_message_at=bindparam("at"),
+        has_staff_message=bindparam("staff"),
+        state=bindparam("new_state"),
+    )
+)
+
+
 async def advance_many(conn: AsyncConnection, changes: Sequence[Advance]) -> None:
     """Record a batch's new messages in one executemany (one round trip with
     psycopg's pipeline); the caller holds the row locks and computed the
     values from the locked rows."""
     if not changes:
         return
-    stmt = (
-        update(conversations)
-        .where(conversations.c.id == bindparam("cid"))
-        .values(
-            last_seq=bindparam("seq"),
-            last_message_at=bindparam("at"),
-            has_staff_message=bindparam("staff"),
-            state=bindparam("new_state"),
-        )
-    )
     await conn.execute(
-        stmt,
+        _ADVANCE,
         [
             {
                 "cid": c.conversation_id,

@@ -102,18 +102,25 @@ async def next_seq(conn: AsyncConnection, conversation_id: str) -> int:
     return int(result.scalar_one())
 
 
+# The careful path's writes of every send batch (all of SQLite's), built
+# once: no construction per batch, and no IN over a fresh list, whose bind
+# parameter would be left in a reference cycle for the cycle collector.
+_INSERT = insert(messages)
+_ATTACH = (
+    update(attachments)
+    .where(attachments.c.id.in_(bindparam("ids", expanding=True)))
+    .values(message_id=bindparam("to_message"))
+)
+
+
 async def insert_many(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
     if rows:
-        await conn.execute(insert(messages), [with_search_body(row) for row in rows])
+        await conn.execute(_INSERT, [with_search_body(row) for row in rows])
 
 
 async def attach(conn: AsyncConnection, message_id: str, attachment_ids: Sequence[str]) -> None:
     if attachment_ids:
-        await conn.execute(
-            update(attachments)
-            .where(attachments.c.id.in_(list(attachment_ids)))
-            .values(message_id=message_id)
-        )
+        await conn.execute(_ATTACH, {"ids": list(attachment_ids), "to_message": message_id})
 
 
 async def get(conn: AsyncConnection, message_id: str) -> RowMapping | None:
