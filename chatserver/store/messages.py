@@ -52,6 +52,16 @@ def hidden_by(kind: str, reader: ColumnElement[str]) -> ColumnElement[bool]:
     )
 
 
+# PostgreSQL's lookup of a careful batch's client ids: built once, the keys
+# an expanding parameter (an IN over a fresh list leaves its bind parameter
+# in a reference cycle, for the cycle collector).
+_BY_CLIENT_KEYS = select(messages).where(
+    tuple_(messages.c.sender_kind, messages.c.sender_id, messages.c.client_id).in_(
+        bindparam("keys", expanding=True)
+    )
+)
+
+
 async def by_client_keys(
     conn: AsyncConnection, keys: Iterable[ClientKey]
 ) -> dict[ClientKey, RowMapping]:
@@ -59,10 +69,12 @@ async def by_client_keys(
     wanted = list(set(keys))
     if not wanted:
         return {}
-    condition = (
-        tuple_(messages.c.sender_kind, messages.c.sender_id, messages.c.client_id).in_(wanted)
-        if dialect.is_postgres(conn)
-        else or_(
+    if dialect.is_postgres(conn):
+        rows = (await conn.execute(_BY_CLIENT_KEYS, {"keys": wanted})).mappings()
+    else:
+        # SQLite scans the whole table for a row-value IN over VALUES; an OR
+        # of equalities probes the unique index once per key.
+        condition = or_(
             *(
                 and_(
                     messages.c.sender_kind == k,
@@ -72,8 +84,7 @@ async def by_client_keys(
                 for k, s, c in wanted
             )
         )
-    )
-    rows = (await conn.execute(select(messages).where(condition))).mappings()
+        rows = (await conn.execute(select(messages).where(condition))).mappings()
     return {(r["sender_kind"], r["sender_id"], r["client_id"]): r for r in rows}
 
 
