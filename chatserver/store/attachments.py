@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,14 +26,20 @@ async def get_with_conversation(conn: AsyncConnection, attachment_id: str) -> Ro
     return (await conn.execute(query)).mappings().first()
 
 
+# Every send with attachments claims them with this: built once, the ids an
+# expanding parameter (an IN over a fresh list leaves its bind parameter in
+# a reference cycle, for the cycle collector).
+_UNSENT_OF = select(attachments).where(
+    attachments.c.id.in_(bindparam("ids", expanding=True)),
+    attachments.c.uploader_kind == bindparam("kind"),
+    attachments.c.uploader_id == bindparam("person_id"),
+    attachments.c.message_id.is_(None),
+)
+
+
 async def unsent_of(
     conn: AsyncConnection, attachment_ids: Sequence[str], kind: str, person_id: str
 ) -> list[RowMapping]:
     """Those of these attachments that this person uploaded and has not sent yet."""
-    query = select(attachments).where(
-        attachments.c.id.in_(list(attachment_ids)),
-        attachments.c.uploader_kind == kind,
-        attachments.c.uploader_id == person_id,
-        attachments.c.message_id.is_(None),
-    )
-    return list((await conn.execute(query)).mappings())
+    params = {"ids": list(attachment_ids), "kind": kind, "person_id": person_id}
+    return list((await conn.execute(_UNSENT_OF, params)).mappings())

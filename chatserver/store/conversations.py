@@ -99,15 +99,21 @@ async def application_org(conn: AsyncConnection, application_id: str) -> str | N
     return (await conn.execute(query)).scalar_one_or_none()
 
 
+# Every worker runs this every 0.75 s: built once, the ids an expanding
+# parameter (an IN over a fresh list leaves its bind parameter in a
+# reference cycle, for the cycle collector).
+_LAST_SEQS = select(conversations.c.id, conversations.c.last_seq).where(
+    conversations.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
 async def last_seqs(conn: AsyncConnection, conversation_ids: Sequence[str]) -> dict[str, int]:
     """Each conversation's newest seq: one query for every room of a worker
     (`realtime/hub.py`'s tail check)."""
     if not conversation_ids:
         return {}
-    query = select(conversations.c.id, conversations.c.last_seq).where(
-        conversations.c.id.in_(conversation_ids)
-    )
-    return {str(row.id): int(row.last_seq) for row in await conn.execute(query)}
+    rows = await conn.execute(_LAST_SEQS, {"ids": list(conversation_ids)})
+    return {str(row.id): int(row.last_seq) for row in rows}
 
 
 async def set_state(conn: AsyncConnection, conversation_id: str, state: str) -> None:
@@ -127,24 +133,27 @@ class Advance:
     state: str
 
 
+# Every send batch of the careful path (all of SQLite's): built once.
+_ADVANCE = (
+    update(conversations)
+    .where(conversations.c.id == bindparam("cid"))
+    .values(
+        last_seq=bindparam("seq"),
+        last_message_at=bindparam("at"),
+        has_staff_message=bindparam("staff"),
+        state=bindparam("new_state"),
+    )
+)
+
+
 async def advance_many(conn: AsyncConnection, changes: Sequence[Advance]) -> None:
     """Record a batch's new messages in one executemany (one round trip with
     psycopg's pipeline); the caller holds the row locks and computed the
     values from the locked rows."""
     if not changes:
         return
-    stmt = (
-        update(conversations)
-        .where(conversations.c.id == bindparam("cid"))
-        .values(
-            last_seq=bindparam("seq"),
-            last_message_at=bindparam("at"),
-            has_staff_message=bindparam("staff"),
-            state=bindparam("new_state"),
-        )
-    )
     await conn.execute(
-        stmt,
+        _ADVANCE,
         [
             {
                 "cid": c.conversation_id,

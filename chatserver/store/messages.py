@@ -55,6 +55,16 @@ def hidden_by(kind: str, reader: ColumnElement[str]) -> ColumnElement[bool]:
     )
 
 
+# PostgreSQL's lookup of a careful batch's client ids: built once, the keys
+# an expanding parameter (an IN over a fresh list leaves its bind parameter
+# in a reference cycle, for the cycle collector).
+_BY_CLIENT_KEYS = select(messages).where(
+    tuple_(messages.c.sender_kind, messages.c.sender_id, messages.c.client_id).in_(
+        bindparam("keys", expanding=True)
+    )
+)
+
+
 async def by_client_keys(
     conn: AsyncConnection, keys: Iterable[ClientKey]
 ) -> dict[ClientKey, RowMapping]:
@@ -62,10 +72,12 @@ async def by_client_keys(
     wanted = list(set(keys))
     if not wanted:
         return {}
-    condition = (
-        tuple_(messages.c.sender_kind, messages.c.sender_id, messages.c.client_id).in_(wanted)
-        if dialect.is_postgres(conn)
-        else or_(
+    if dialect.is_postgres(conn):
+        rows = (await conn.execute(_BY_CLIENT_KEYS, {"keys": wanted})).mappings()
+    else:
+        # SQLite scans the whole table for a row-value IN over VALUES; an OR
+        # of equalities probes the unique index once per key.
+        condition = or_(
             *(
                 and_(
                     messages.c.sender_kind == k,
@@ -75,8 +87,7 @@ async def by_client_keys(
                 for k, s, c in wanted
             )
         )
-    )
-    rows = (await conn.execute(select(messages).where(condition))).mappings()
+        rows = (await conn.execute(select(messages).where(condition))).mappings()
     return {(r["sender_kind"], r["sender_id"], r["client_id"]): r for r in rows}
 
 
@@ -105,18 +116,25 @@ async def next_seq(conn: AsyncConnection, conversation_id: str) -> int:
     return int(result.scalar_one())
 
 
+# The careful path's writes of every send batch (all of SQLite's), built
+# once: no construction per batch, and no IN over a fresh list, whose bind
+# parameter would be left in a reference cycle for the cycle collector.
+_INSERT = insert(messages)
+_ATTACH = (
+    update(attachments)
+    .where(attachments.c.id.in_(bindparam("ids", expanding=True)))
+    .values(message_id=bindparam("to_message"))
+)
+
+
 async def insert_many(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
     if rows:
-        await conn.execute(insert(messages), [with_search_body(row) for row in rows])
+        await conn.execute(_INSERT, [with_search_body(row) for row in rows])
 
 
 async def attach(conn: AsyncConnection, message_id: str, attachment_ids: Sequence[str]) -> None:
     if attachment_ids:
-        await conn.execute(
-            update(attachments)
-            .where(attachments.c.id.in_(list(attachment_ids)))
-            .values(message_id=message_id)
-        )
+        await conn.execute(_ATTACH, {"ids": list(attachment_ids), "to_message": message_id})
 
 
 async def get(conn: AsyncConnection, message_id: str) -> RowMapping | None:
