@@ -28,7 +28,7 @@ import pytest
 from chatserver.realtime.hub import Hub
 from tests.conftest import Scene
 from tests.realtime.test_socket_garbage import _counts, _in_cycles, _ours, _released
-from tests.ws_helpers import LiveServer, Socket, live_server, open_socket
+from tests.ws_helpers import LiveServer, Socket, open_socket
 
 SENDS = 50
 WARM_UP = 6
@@ -38,12 +38,6 @@ WARM_UP = 6
 # statement built per send with an IN or an EXISTS is 5 to 70. The bound
 # leaves room for a rare library object (a pooled connection replaced).
 MAX_PER_SEND = 1
-
-
-@pytest.fixture
-async def server(app: Any, settings: Any) -> Any:
-    async with live_server(app, settings) as running:
-        yield running
 
 
 # What each socket receives for one send, by sender: every subscribed
