@@ -64,6 +64,13 @@ export function initSettings() {
     zone.value = browserZone;
     zone.dispatchEvent(new Event("change"));
   });
+  // A choice made before this script ran (the page is usable while its
+  // modules load) is saved now rather than silently lost: the options
+  // the server rendered as selected are what is saved.
+  for (const select of [zone, notifications]) {
+    const rendered = [...select.options].find((o) => o.defaultSelected);
+    if (rendered && select.value !== rendered.value) select.dispatchEvent(new Event("change"));
+  }
   zone.selectedOptions[0]?.scrollIntoView({ block: "center" });
   window.scrollTo(0, 0);
   showBrowserHint();
