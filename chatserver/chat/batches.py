@@ -1,8 +1,9 @@
-"""One database read for many callers at once: the shape shared by the
-session check (`chat/viewers.py`) and the subscribe's opening
-(`chat/openings.py`), so that a crowd of reconnecting sockets costs a
-transaction per batch, not one per socket (docs/performance.md, "The
-reconnect storm").
+"""One read for many callers at once: the shape shared by the session
+check (`chat/viewers.py`) and the subscribe's opening (`chat/openings.py`),
+one database transaction per batch, and the per-person limits' scripts
+(`chat/limit_batch.py`), one Redis pipeline per batch; so that a crowd of
+reconnecting sockets or a stream of sends costs a round trip per batch,
+not one per caller (docs/performance.md, "The reconnect storm").
 
 - Nothing is cached: a question asked while a batch is in flight waits
   for the next one, so its answer comes from a transaction that began
@@ -22,7 +23,7 @@ import collections
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-from chatserver.errors import ChatError, unavailable
+from chatserver.errors import unavailable
 
 Q = TypeVar("Q")
 A = TypeVar("A")
@@ -39,16 +40,26 @@ class _Waiter(Generic[Q, A]):
 class Batches(abc.ABC, Generic[Q, A]):
     """Questions of type Q answered with A, a batch at a time."""
 
-    def __init__(self, name: str, max_batch: int) -> None:
+    def __init__(self, name: str, max_batch: int, *, stop_timeout: float | None = None) -> None:
         self._name = name
-        self._max_batch = max_batch
+        # Questions in one read: bounds its size and how long it holds a
+        # connection; more waiting questions go in the next batch, right after.
+        self.max_batch = max_batch
+        self._stop_timeout = stop_timeout
         self._waiting: collections.deque[_Waiter[Q, A]] = collections.deque()
         self._runner: asyncio.Task[None] | None = None
 
     @abc.abstractmethod
-    async def read(self, questions: Sequence[Q]) -> Sequence[A | ChatError]:
-        """The answers, in the questions' order, read in one transaction;
+    async def read(self, questions: Sequence[Q]) -> Sequence[A | BaseException]:
+        """The answers, in the questions' order, read in one round trip;
         an error in place of an answer is raised by that caller alone."""
+
+    def stopped(self) -> BaseException:
+        """What callers still waiting when the batcher stops raise."""
+        return unavailable()
+
+    def failed(self, error: Exception) -> None:
+        """After a read raised `error` (each of its callers raises it)."""
 
     async def ask(self, question: Q) -> A:
         """The answer to `question`, from the next batch."""
@@ -64,7 +75,7 @@ class Batches(abc.ABC, Generic[Q, A]):
         try:
             while self._waiting:
                 batch: list[_Waiter[Q, A]] = []
-                while self._waiting and len(batch) < self._max_batch:
+                while self._waiting and len(batch) < self.max_batch:
                     waiter = self._waiting.popleft()
                     if not waiter.answer.done():
                         batch.append(waiter)
@@ -73,35 +84,45 @@ class Batches(abc.ABC, Generic[Q, A]):
         finally:
             self._runner = None
             # Stopped mid-batch: nobody is left waiting for an answer.
-            while self._waiting:
-                _settle(self._waiting.popleft().answer, unavailable())
+            self.fail_waiting(self.stopped())
 
     async def _answer(self, batch: list[_Waiter[Q, A]]) -> None:
         try:
             answers = await self.read([waiter.question for waiter in batch])
         except Exception as exc:
-            # What a single caller's transaction would have raised.
+            # What a single caller's read would have raised.
             for waiter in batch:
                 _settle(waiter.answer, exc)
+            self.failed(exc)
             return
         except BaseException:
             for waiter in batch:
-                _settle(waiter.answer, unavailable())
+                _settle(waiter.answer, self.stopped())
             raise
         for waiter, answer in zip(batch, answers, strict=True):
             _settle(waiter.answer, answer)
 
+    def fail_waiting(self, error: BaseException) -> None:
+        """Answer every caller still queued with `error`."""
+        while self._waiting:
+            _settle(self._waiting.popleft().answer, error)
+
     @property
     def queued(self) -> int:
-        """Questions waiting for the next batch (not yet asked of the database)."""
+        """Questions waiting for the next batch (not yet asked)."""
         return sum(not w.answer.done() for w in self._waiting)
 
+    @property
+    def sending(self) -> bool:
+        """Whether a batch is out or about to leave."""
+        return self._runner is not None
+
     async def stop(self) -> None:
-        """Cancel the batch in flight; its callers get `unavailable`."""
+        """Cancel the batch in flight; its callers raise `stopped()`."""
         runner = self._runner
         if runner is not None:
             runner.cancel()
-            await asyncio.wait({runner})
+            await asyncio.wait({runner}, timeout=self._stop_timeout)
 
 
 def _settle(answer: asyncio.Future[A], result: A | BaseException) -> None:

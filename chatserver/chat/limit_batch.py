@@ -27,7 +27,8 @@ again, as the Script object does for a single call.
 from __future__ import annotations
 
 import asyncio
-import collections
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TypeAlias
 
 from redis.commands.core import AsyncScript
@@ -35,89 +36,54 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from chatserver.broker.clients import KEY_ERRORS, KeyClient
+from chatserver.chat.batches import Batches
 
 # Calls in one pipeline: bounds the bytes of one request and how long Redis
-# runs scripts for one worker before it answers anyone else; more waiting
-# calls go in the next batch, right after.
+# runs scripts for one worker before it answers anyone else.
 MAX_BATCH = 256
 
 Arg: TypeAlias = str | int | float
 
 
-class _Call:
-    """One caller's script call and the future it waits on."""
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One caller's script call: KEYS[1] and ARGV."""
 
-    __slots__ = ("answer", "args", "key")
-
-    def __init__(self, key: str, args: tuple[Arg, ...], answer: asyncio.Future[int]) -> None:
-        self.key = key
-        self.args = args
-        self.answer = answer
+    key: str
+    args: tuple[Arg, ...]
 
 
-class ScriptBatches:
+class ScriptBatches(Batches[Call, int]):
     """Runs one single-key script for every waiting call, a pipeline per
     batch. `call` raises what the batch met (a Redis error, or TimeoutError
     past `timeout`) so the caller can fall back to its local count."""
 
     def __init__(self, client: KeyClient, script: AsyncScript, timeout: float, name: str) -> None:
+        super().__init__(name, MAX_BATCH, stop_timeout=timeout)
         self._client = client
         self._script = script
         self._timeout = timeout
-        self._name = name
-        self._waiting: collections.deque[_Call] = collections.deque()
-        self._runner: asyncio.Task[None] | None = None
 
     async def call(self, key: str, *args: Arg) -> int:
         """The script's integer answer for KEYS[1] = `key` and ARGV = `args`."""
-        answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Call(key, args, answer))
-        if self._runner is None:
-            # Started on the loop's next turn: every call of this turn joins.
-            self._runner = asyncio.create_task(self._run(), name=self._name)
-        # A cancelled caller cancels only its own future; the batch skips it.
-        return await answer
+        return await self.ask(Call(key, args))
 
-    async def _run(self) -> None:
-        try:
-            while self._waiting:
-                batch: list[_Call] = []
-                while self._waiting and len(batch) < MAX_BATCH:
-                    call = self._waiting.popleft()
-                    if not call.answer.done():
-                        batch.append(call)
-                if batch:
-                    await self._send(batch)
-        finally:
-            self._runner = None
-            # Stopped mid-batch: nobody is left waiting for an answer.
-            self._fail_waiting(RedisConnectionError("limits stopped"))
+    async def read(self, calls: Sequence[Call]) -> list[int | BaseException]:
+        async with asyncio.timeout(self._timeout):
+            return [_checked(answer) for answer in await self._pipeline(calls)]
 
-    async def _send(self, batch: list[_Call]) -> None:
-        try:
-            async with asyncio.timeout(self._timeout):
-                answers = await self._pipeline(batch)
-        except (*KEY_ERRORS, TimeoutError) as exc:
-            for call in batch:
-                _settle(call.answer, exc)
+    def failed(self, error: Exception) -> None:
+        if isinstance(error, (*KEY_ERRORS, TimeoutError)):
             # Those queued behind a failed batch would meet the same Redis:
             # they fall back now rather than after a timeout of their own.
-            self._fail_waiting(exc)
-            return
-        except Exception as exc:
-            # Not Redis being away but a fault: its callers raise it, as a
-            # single call would, and the next batch goes on.
-            for call in batch:
-                _settle(call.answer, exc)
-            return
-        except BaseException:
-            for call in batch:
-                _settle(call.answer, RedisConnectionError("limits stopped"))
-            raise
-        for call, result in zip(batch, answers, strict=True):
-            _settle(call.answer, result)
+            # (Any other error is a fault: its callers raise it, as a
+            # single call would, and the next batch goes on.)
+            self.fail_waiting(error)
 
-    async def _pipeline(self, batch: list[_Call]) -> list[object]:
+    def stopped(self) -> BaseException:
+        return RedisConnectionError("limits stopped")
+
+    async def _pipeline(self, batch: Sequence[Call]) -> list[object]:
         answers = await self._evalshas(batch)
         missing = [n for n, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
         if missing:
@@ -127,7 +93,7 @@ class ScriptBatches:
                 answers[n] = answer
         return answers
 
-    async def _evalshas(self, batch: list[_Call]) -> list[object]:
+    async def _evalshas(self, batch: Sequence[Call]) -> list[object]:
         async with self._client.pipeline(transaction=False) as pipe:
             for call in batch:
                 # Not `pipe.evalsha`: a cluster pipeline refuses that method,
@@ -135,34 +101,9 @@ class ScriptBatches:
                 pipe.execute_command("EVALSHA", self._script.sha, 1, call.key, *call.args)
             return list(await pipe.execute(raise_on_error=False))
 
-    @property
-    def queued(self) -> int:
-        """Calls waiting for the next batch (not yet sent to Redis)."""
-        return sum(not call.answer.done() for call in self._waiting)
 
-    @property
-    def sending(self) -> bool:
-        """Whether a batch is out to Redis or about to leave."""
-        return self._runner is not None
-
-    def _fail_waiting(self, exc: BaseException) -> None:
-        while self._waiting:
-            _settle(self._waiting.popleft().answer, exc)
-
-    async def stop(self) -> None:
-        """Cancel the batch in flight; its callers fall back."""
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.wait({self._runner}, timeout=self._timeout)
-
-
-def _settle(answer: asyncio.Future[int], result: object) -> None:
-    """Hand one caller its answer, unless it stopped waiting."""
-    if answer.done():
-        return
-    if isinstance(result, BaseException):
-        answer.set_exception(result)
-    elif isinstance(result, int):
-        answer.set_result(result)
-    else:
-        answer.set_exception(TypeError(f"a limits script answered {result!r}"))
+def _checked(answer: object) -> int | BaseException:
+    """A script's answer as its caller gets it: an integer, or an error."""
+    if isinstance(answer, int | BaseException):
+        return answer
+    return TypeError(f"a limits script answered {answer!r}")

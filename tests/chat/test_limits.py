@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from redis.asyncio import Redis
 
-from chatserver.chat import limit_batch, limits
+from chatserver.chat import limits
 from chatserver.chat.events import person_channel
 from chatserver.chat.limits import LocalLimits, RedisLimits, limits_from_settings
 from chatserver.errors import ChatError, ErrorCode
@@ -240,7 +240,7 @@ async def test_a_person_over_the_rate_is_refused_while_the_rest_of_the_batch_pas
     alone: RedisLimits, limited: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Small batches: the 21 sends below go in three, alice in the middle one.
-    monkeypatch.setattr(limit_batch, "MAX_BATCH", 7)
+    monkeypatch.setattr(alone.sends, "max_batch", 7)
     taken, refusals = await sends_taken(
         lambda: alone.take_send("staff", "alice"), limited.send_burst
     )
