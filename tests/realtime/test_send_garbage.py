@@ -18,7 +18,6 @@ turns, so both bells and both inbox updates run.
 
 from __future__ import annotations
 
-import gc
 import uuid
 from collections import Counter
 from typing import Any
@@ -27,7 +26,7 @@ import pytest
 
 from chatserver.realtime.hub import Hub
 from tests.conftest import Scene
-from tests.realtime.test_socket_garbage import _counts, _in_cycles, _ours, _released
+from tests.realtime.garbage import chatserver_name, collector_off, counts, in_cycles, released
 from tests.ws_helpers import LiveServer, Socket, open_socket
 
 SENDS = 50
@@ -98,20 +97,10 @@ async def _garbage_of_sends(server: LiveServer, scene: Scene, hub: Hub) -> list[
         ]
         for n in range(WARM_UP):
             await _send(*rounds[n % 2], scene)
-        gc.collect()
-        flags = gc.get_debug()
-        gc.disable()
-        try:
+        with collector_off() as garbage:
             for n in range(SENDS):
                 await _send(*rounds[n % 2], scene)
-            gc.set_debug(gc.DEBUG_SAVEALL)
-            gc.collect()
-            garbage = list(gc.garbage)
-            gc.garbage.clear()
-        finally:
-            gc.set_debug(flags)
-            gc.enable()
-    await _released(server, hub)
+    await released(server, hub)
     return garbage
 
 
@@ -121,11 +110,11 @@ async def test_a_send_leaves_almost_no_cyclic_garbage(
 ) -> None:
     garbage = await _garbage_of_sends(server, scene, app.state.services.hub)
     try:
-        report = _counts(garbage)
-        cyclic = _in_cycles(garbage)
+        report = counts(garbage)
+        cyclic = in_cycles(garbage)
         ours: Counter[str] = Counter()
         for obj in garbage:
-            name = _ours(obj)
+            name = chatserver_name(obj)
             if name is not None:
                 ours[name + ("" if id(obj) in cyclic else " (held)")] += 1
         print(f"cyclic garbage of {SENDS} sends: {len(garbage)} objects\n{report}")

@@ -16,8 +16,6 @@ unnoticed; a failure prints what the garbage is made of.
 
 from __future__ import annotations
 
-import gc
-import types
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -30,12 +28,11 @@ from chatserver.ops import instruments
 from chatserver.realtime.hub import Hub
 from chatserver.settings import Settings
 from tests.conftest import Scene
+from tests.realtime.garbage import chatserver_name, collector_off, counts, in_cycles, released
 from tests.realtime.test_slow_clients import SEND_BUFFER, tiny_window_socket
-from tests.waits import eventually_async
 from tests.ws_helpers import LiveServer, open_socket
 
 LIFECYCLES = 20
-RELEASE_WITHIN = 10.0
 # Cyclic garbage that is other libraries' own, per socket and per send
 # (`_check` prints what it is made of). Per socket, measured 38 objects on
 # both backends: uvicorn's HTTP protocol and its httptools parser (which
@@ -74,56 +71,6 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 def send_buffer() -> int:
     return SEND_BUFFER
-
-
-def _ours(obj: object) -> str | None:
-    """What names `obj` as chatserver's, or None for other libraries' objects."""
-    if isinstance(obj, types.FrameType):
-        code = obj.f_code
-    elif isinstance(obj, types.CoroutineType):
-        code = obj.cr_code
-    elif isinstance(obj, types.FunctionType):
-        code = obj.__code__
-    else:
-        module = type(obj).__module__
-        return f"{module}.{type(obj).__qualname__}" if module.startswith("chatserver") else None
-    if "/chatserver/" not in code.co_filename:
-        return None
-    return f"{type(obj).__name__} {code.co_filename.split('/chatserver/')[-1]}:{code.co_name}"
-
-
-def _counts(garbage: list[object]) -> str:
-    """The garbage by type, and frames and coroutines by file:function."""
-    kinds: Counter[str] = Counter()
-    for obj in garbage:
-        if isinstance(obj, types.FrameType):
-            code = obj.f_code
-            kinds[f"frame {code.co_filename.split('/')[-1]}:{code.co_name}"] += 1
-        elif isinstance(obj, types.CoroutineType):
-            code = obj.cr_code
-            kinds[f"coroutine {code.co_filename.split('/')[-1]}:{code.co_name}"] += 1
-        else:
-            kinds[f"{type(obj).__module__}.{type(obj).__qualname__}"] += 1
-    return "\n".join(f"{n:6d} {kind}" for kind, n in kinds.most_common())
-
-
-async def _released(server: LiveServer, hub: Hub) -> None:
-    """Until the hub has no connection and no room left, and uvicorn let go
-    of every connection and its task (nothing the test could hear about)."""
-    uv = server.uvicorn
-    assert uv is not None
-
-    def done() -> bool:
-        state = uv.server_state
-        return (
-            not hub.local_connections()
-            and hub.room_count == 0
-            and not hub._stopping
-            and not state.connections
-            and not state.tasks
-        )
-
-    await eventually_async(done, within=RELEASE_WITHIN, what="the server to release the sockets")
 
 
 async def _client_closes(server: LiveServer, scene: Scene) -> None:
@@ -191,83 +138,24 @@ async def _garbage_of(
 ) -> list[object]:
     """The cyclic garbage LIFECYCLES runs of `lifecycle` leave."""
     await lifecycle()  # warm-up: caches, pools, lazily made objects
-    await _released(server, hub)
-    gc.collect()
-    flags = gc.get_debug()
-    gc.disable()
-    try:
+    await released(server, hub)
+    with collector_off() as garbage:
         for _ in range(LIFECYCLES):
             await lifecycle()
-        await _released(server, hub)
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        gc.collect()
-        garbage = list(gc.garbage)
-        gc.garbage.clear()
-    finally:
-        gc.set_debug(flags)
-        gc.enable()
+        await released(server, hub)
     return garbage
-
-
-def _in_cycles(garbage: list[object]) -> set[int]:
-    """The ids of the objects that are themselves on a reference cycle (a
-    strongly connected component of two or more, or one referring to
-    itself), as opposed to those only held by one (Tarjan, iteratively)."""
-    members = {id(obj): obj for obj in garbage}
-    edges = {
-        key: [id(ref) for ref in gc.get_referents(obj) if id(ref) in members]
-        for key, obj in members.items()
-    }
-    index: dict[int, int] = {}
-    low: dict[int, int] = {}
-    stack: list[int] = []
-    on_stack: set[int] = set()
-    cyclic: set[int] = set()
-    for root in members:
-        if root in index:
-            continue
-        work = [(root, 0)]
-        while work:
-            node, position = work.pop()
-            if position == 0:
-                index[node] = low[node] = len(index)
-                stack.append(node)
-                on_stack.add(node)
-            for at in range(position, len(edges[node])):
-                ref = edges[node][at]
-                if ref not in index:
-                    work.append((node, at + 1))
-                    work.append((ref, 0))
-                    break
-                if ref in on_stack:
-                    low[node] = min(low[node], index[ref])
-            else:
-                if low[node] == index[node]:
-                    component = []
-                    while True:
-                        top = stack.pop()
-                        on_stack.discard(top)
-                        component.append(top)
-                        if top == node:
-                            break
-                    if len(component) > 1 or node in edges[node]:
-                        cyclic.update(component)
-                if work:
-                    parent = work[-1][0]
-                    low[parent] = min(low[parent], low[node])
-    return cyclic
 
 
 def _check(garbage: list[object], *, sockets: int, sends: int = 0) -> None:
     """None of ours on a cycle; few of ours held by other libraries'
     cycles; the garbage per lifecycle bounded."""
     try:
-        report = _counts(garbage)
-        cyclic = _in_cycles(garbage)
+        report = counts(garbage)
+        cyclic = in_cycles(garbage)
         ours: Counter[str] = Counter()
         held: Counter[str] = Counter()
         for obj in garbage:
-            name = _ours(obj)
+            name = chatserver_name(obj)
             if name is not None:
                 (ours if id(obj) in cyclic else held)[name] += 1
         print(
