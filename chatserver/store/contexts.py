@@ -96,10 +96,8 @@ def joined() -> Select[Any]:
 # cycle collector frees.
 _LOAD_MANY = joined().where(conversations.c.id.in_(bindparam("ids", expanding=True)))
 # Every send batch of the careful path (all of SQLite's) locks its
-# conversations with this: built once for the same reason, in both forms
-# `dialect.locked` would make of it (SQLite serialises writers itself).
-_LOCK_MANY_UNLOCKED = _LOAD_MANY.order_by(conversations.c.id)
-_LOCK_MANY = _LOCK_MANY_UNLOCKED.with_for_update(of=conversations)
+# conversations with this: built once for the same reason.
+_LOCK_MANY = dialect.Lockable.of(_LOAD_MANY.order_by(conversations.c.id), of=conversations)
 
 
 async def load(
@@ -127,8 +125,7 @@ async def lock_many(
 ) -> dict[str, ConversationContext]:
     """Lock a batch's conversations in id order, so concurrent batches on
     several workers can never deadlock, and return their contexts."""
-    query = _LOCK_MANY if dialect.is_postgres(conn) else _LOCK_MANY_UNLOCKED
-    return await _by_id(conn, query, {"ids": sorted(set(conversation_ids))})
+    return await _by_id(conn, _LOCK_MANY.on(conn), {"ids": sorted(set(conversation_ids))})
 
 
 async def load_by_application(

@@ -9,6 +9,7 @@ synchronous driver Alembic uses are here for the same reason.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, event, func
@@ -40,6 +41,23 @@ def locked(conn: AsyncConnection, query: Select[Any], **of: Any) -> Select[Any]:
     """`query` taking row locks on PostgreSQL; SQLite serialises writers
     itself, so there it is unchanged."""
     return query.with_for_update(**of) if is_postgres(conn) else query
+
+
+@dataclass(frozen=True)
+class Lockable:
+    """A hot path's query built once (at import) in both forms `locked`
+    makes of it, so that no call builds a statement."""
+
+    plain: Select[Any]
+    for_update: Select[Any]
+
+    @classmethod
+    def of(cls, query: Select[Any], **of: Any) -> Lockable:
+        return cls(query, query.with_for_update(**of))
+
+    def on(self, conn: AsyncConnection) -> Select[Any]:
+        """The form `locked(conn, plain)` would give."""
+        return self.for_update if is_postgres(conn) else self.plain
 
 
 def sqlite_engine(url: str) -> AsyncEngine:
