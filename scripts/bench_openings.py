@@ -18,15 +18,9 @@ database on the loopback server, provisions N conversations with
 from __future__ import annotations
 
 import argparse
-import asyncio
-import statistics
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-
-import uvloop
-from sqlalchemy import event
 
 from chatserver.broker.memory import MemoryBroker
 from chatserver.chat import applications, message_send, queries
@@ -36,7 +30,8 @@ from chatserver.chat.policy import Role, Status
 from chatserver.chat.service import Chat
 from chatserver.settings import Settings
 from chatserver.store.db import Database
-from scripts.load.backends import SECRET, PgDatabase
+from scripts.load import crowd_rounds
+from scripts.load.backends import SECRET
 
 Ask = tuple[Viewer, str]
 
@@ -73,40 +68,27 @@ async def run(args: argparse.Namespace, url: str) -> None:
     settings = Settings(database_url=url, secret_keys=(SECRET,))
     db = Database.from_settings(settings)
     chat = Chat(settings, db, Events(MemoryBroker()))
-    transactions = 0
-
-    def on_begin(_conn: Any) -> None:
-        nonlocal transactions
-        transactions += 1
 
     def opening(viewer: Viewer, conversation: str) -> Any:
         if args.unbatched:
             return queries.opening(chat, viewer, conversation, 0)
         return chat.openings.opening(viewer, conversation, 0)
 
+    def wrong(opened: list[Any]) -> str | None:
+        if all(len(page) == args.messages for _, page in opened):
+            return None
+        return f"pages of {sorted({len(p) for _, p in opened})} messages"
+
     await chat.start()
     try:
         asks = await provision(chat, args.calls, args.messages)
-        event.listen(db.engine.sync_engine, "begin", on_begin)
-        walls, cpus, counts = [], [], []
-        for round_ in range(args.rounds + 1):
-            transactions = 0
-            cpu, wall = time.process_time(), time.perf_counter()
-            opened = await asyncio.gather(*(opening(v, c) for v, c in asks))
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            if any(len(page) != args.messages for _, page in opened):
-                raise SystemExit(f"FAILED: pages of {sorted({len(p) for _, p in opened})} messages")
-            if round_:  # the first round warms the pool
-                walls.append(wall)
-                cpus.append(cpu)
-                counts.append(transactions)
-        print(
-            f"{args.calls} concurrent {'unbatched' if args.unbatched else 'batched'} openings, "
-            f"{args.messages} messages each, {args.rounds} rounds (median): "
-            f"wall {statistics.median(walls) * 1000:.1f} ms, "
-            f"CPU {statistics.median(cpus) * 1000:.1f} ms "
-            f"({statistics.median(cpus) / args.calls * 1e6:.0f} µs per call), "
-            f"transactions {statistics.median(counts):.0f}"
+        await crowd_rounds.measure(
+            db,
+            args,
+            f"{'unbatched' if args.unbatched else 'batched'} openings, "
+            f"{args.messages} messages each",
+            lambda: [opening(v, c) for v, c in asks],
+            wrong,
         )
     finally:
         await chat.stop()
@@ -114,17 +96,12 @@ async def run(args: argparse.Namespace, url: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--messages", type=int, default=4)
-    parser.add_argument("--unbatched", action="store_true")
-    args = parser.parse_args()
-    database = PgDatabase(f"bench_openings_{uuid.uuid4().hex[:8]}").create()
-    try:
-        uvloop.run(run(args, database.url))
-    finally:
-        database.drop()
+    args = crowd_rounds.arguments(
+        __doc__,
+        lambda p: p.add_argument("--messages", type=int, default=4),
+        lambda p: p.add_argument("--unbatched", action="store_true"),
+    )
+    crowd_rounds.on_fresh_database("bench_openings", lambda url: run(args, url))
 
 
 if __name__ == "__main__":

@@ -15,15 +15,9 @@ provisions half staff and half candidates, and drops it at the end.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import statistics
-import time
-import uuid
 from types import SimpleNamespace
 from typing import Any
 
-import uvloop
-from sqlalchemy import event
 from starlette.requests import HTTPConnection
 
 from chatserver.broker.memory import MemoryBroker
@@ -36,7 +30,8 @@ from chatserver.store import people
 from chatserver.store.db import Database
 from chatserver.web.auth import SESSION_COOKIE
 from chatserver.web.deps import Services, signed_in
-from scripts.load.backends import SECRET, PgDatabase
+from scripts.load import crowd_rounds
+from scripts.load.backends import SECRET
 
 
 async def provision(chat: Chat, calls: int) -> list[Session]:
@@ -66,50 +61,22 @@ async def run(args: argparse.Namespace, url: str) -> None:
     # `signed_in` needs the settings, the domain and the signer only.
     services = Services(settings, chat, signer, broker=None, hub=None)  # type: ignore[arg-type]
     app = SimpleNamespace(state=SimpleNamespace(services=services))
-    transactions = 0
-
-    def on_begin(_conn: Any) -> None:
-        nonlocal transactions
-        transactions += 1
-
-    event.listen(db.engine.sync_engine, "begin", on_begin)
     try:
-        sessions = await provision(chat, args.calls)
-        cookies = [signer.session_cookie(s) for s in sessions]
-        walls, cpus, counts = [], [], []
-        for round_ in range(args.rounds + 1):
-            conns = [connection(app, c) for c in cookies]
-            transactions = 0
-            cpu, wall = time.process_time(), time.perf_counter()
-            found = await asyncio.gather(*(signed_in(c) for c in conns))
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            if any(who is None for who in found):
-                raise SystemExit("FAILED: a valid session was refused")
-            if round_:  # the first round warms the pool
-                walls.append(wall)
-                cpus.append(cpu)
-                counts.append(transactions)
-        print(
-            f"{args.calls} concurrent signed_in, {args.rounds} rounds (median): "
-            f"wall {statistics.median(walls) * 1000:.1f} ms, "
-            f"CPU {statistics.median(cpus) * 1000:.1f} ms "
-            f"({statistics.median(cpus) / args.calls * 1e6:.0f} µs per call), "
-            f"transactions {statistics.median(counts):.0f}"
+        cookies = [signer.session_cookie(s) for s in await provision(chat, args.calls)]
+        await crowd_rounds.measure(
+            db,
+            args,
+            "signed_in",
+            lambda: [signed_in(connection(app, c)) for c in cookies],
+            lambda found: "a valid session was refused" if None in found else None,
         )
     finally:
         await db.dispose()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=20)
-    args = parser.parse_args()
-    database = PgDatabase(f"bench_session_{uuid.uuid4().hex[:8]}").create()
-    try:
-        uvloop.run(run(args, database.url))
-    finally:
-        database.drop()
+    args = crowd_rounds.arguments(__doc__)
+    crowd_rounds.on_fresh_database("bench_session", lambda url: run(args, url))
 
 
 if __name__ == "__main__":
