@@ -164,7 +164,12 @@ async def run(args: argparse.Namespace, url: str, org_staff: int | None) -> None
     chat = Chat(settings, db, Events(broker))
     if args.writers:
         chat.sends = SendQueue(
-            db, chat.events, chat.clock, max_batch=settings.send_batch_max, writers=args.writers
+            db,
+            chat.events,
+            chat.limits,
+            chat.clock,
+            max_batch=settings.send_batch_max,
+            writers=args.writers,
         )
     await chat.start()
     try:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from chatserver.chat.limits import Limits
 from scripts.load.backends import SHARED_REDIS_URL
 from scripts.load.host import HostApi
 
@@ -185,3 +186,11 @@ async def other_app(settings: Any) -> AsyncIterator[Callable[[], httpx.AsyncClie
         finally:
             for c in clients:
                 await c.aclose()
+
+
+async def take_send(limits: Limits, kind: str, person_id: str) -> None:
+    """One person's send through `Limits.take_sends` (the send queue asks
+    for a whole batch at once), raising its refusal."""
+    refused = await limits.take_sends([(kind, person_id)])
+    if refused:
+        raise refused[0]

@@ -63,13 +63,29 @@ class Batches(abc.ABC, Generic[Q, A]):
 
     async def ask(self, question: Q) -> A:
         """The answer to `question`, from the next batch."""
-        answer: asyncio.Future[A] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiter(question, answer))
+        (answer,) = await self.ask_all([question])
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    async def ask_all(self, questions: Sequence[Q]) -> list[A | BaseException]:
+        """The answers to one caller's questions, in order, from the next
+        batch (or batches, past `max_batch`); an error in place of an
+        answer is that question's own, or its batch's."""
+        loop = asyncio.get_running_loop()
+        answers: list[asyncio.Future[A]] = [loop.create_future() for _ in questions]
+        self._waiting.extend(map(_Waiter, questions, answers))
         if self._runner is None:
             # Started on the loop's next turn: every question of this turn joins.
             self._runner = asyncio.create_task(self._run(), name=self._name)
-        # A cancelled caller cancels only its own future; the batch skips it.
-        return await answer
+        try:
+            if answers:
+                await asyncio.wait(answers)
+        finally:
+            # A cancelled caller cancels only its own futures; the batch skips them.
+            for answer in answers:
+                answer.cancel()
+        return [a.exception() or a.result() for a in answers]
 
     async def _run(self) -> None:
         try:

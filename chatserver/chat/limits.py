@@ -32,11 +32,12 @@ import logging
 import os
 import secrets
 import time
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Protocol, TypeAlias
 
 from chatserver.broker.clients import KEY_ERRORS, KeyClient, key_client
 from chatserver.chat.events import person_channel
-from chatserver.chat.limit_batch import ScriptBatches
+from chatserver.chat.limit_batch import Call, ScriptBatches
 from chatserver.chat.ratelimit import RateLimiter
 from chatserver.errors import ChatError, ErrorCode
 from chatserver.settings import Settings
@@ -111,6 +112,10 @@ return #ARGV - 1
 """
 
 
+# Whose send: (kind, person id), as `person_channel` names them.
+Sender: TypeAlias = tuple[str, str]
+
+
 def _too_fast(wait_ms: int) -> ChatError:
     return ChatError(
         ErrorCode.RATE_LIMITED,
@@ -120,8 +125,10 @@ def _too_fast(wait_ms: int) -> ChatError:
 
 
 class Limits(Protocol):
-    async def take_send(self, kind: str, person_id: str) -> None:
-        """Spend one of the person's sends or raise `rate_limited`."""
+    async def take_sends(self, senders: Sequence[Sender]) -> dict[int, ChatError]:
+        """Spend one send of each sender, in order (a person may send
+        several): the sends refused, by index, with their `rate_limited`.
+        The send queue asks once per batch (`chat/sending.py`)."""
 
     async def claim(self, kind: str, person_id: str) -> str | None:
         """A ticket for one more socket of the person, or None at the cap."""
@@ -144,13 +151,16 @@ class LocalLimits:
         self.held: dict[str, set[str]] = {}
         self._numbers = itertools.count(1)
 
-    async def take_send(self, kind: str, person_id: str) -> None:
-        self.take_send_now(kind, person_id)
+    async def take_sends(self, senders: Sequence[Sender]) -> dict[int, ChatError]:
+        return self.take_sends_now(senders)
 
-    def take_send_now(self, kind: str, person_id: str) -> None:
-        wait_ms = self.sends.wait_ms(f"{kind}:{person_id}")
-        if wait_ms:
-            raise _too_fast(wait_ms)
+    def take_sends_now(self, senders: Sequence[Sender]) -> dict[int, ChatError]:
+        refused: dict[int, ChatError] = {}
+        for i, (kind, person_id) in enumerate(senders):
+            wait_ms = self.sends.wait_ms(f"{kind}:{person_id}")
+            if wait_ms:
+                refused[i] = _too_fast(wait_ms)
+        return refused
 
     async def claim(self, kind: str, person_id: str) -> str | None:
         return self.claim_now(kind, person_id, f"local-{next(self._numbers)}")
@@ -215,21 +225,29 @@ class RedisLimits:
     def _redis_down(self) -> bool:
         return time.monotonic() < self._down_until
 
-    async def take_send(self, kind: str, person_id: str) -> None:
+    async def take_sends(self, senders: Sequence[Sender]) -> dict[int, ChatError]:
         if self._redis_down():
-            self.local.take_send_now(kind, person_id)
-            return
+            return self.local.take_sends_now(senders)
+        calls = [Call(self._key("sends", *sender), (self._rate, self._burst)) for sender in senders]
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                wait_ms = await self.sends.call(
-                    self._key("sends", kind, person_id), self._rate, self._burst
-                )
-        except (*KEY_ERRORS, TimeoutError) as exc:
+                answers = await self.sends.ask_all(calls)
+        except TimeoutError as exc:
             self._fell_back("send rate", exc)
-            self.local.take_send_now(kind, person_id)
-            return
-        if wait_ms:
-            raise _too_fast(wait_ms)
+            return self.local.take_sends_now(senders)
+        refused: dict[int, ChatError] = {}
+        for i, answer in enumerate(answers):
+            if isinstance(answer, (*KEY_ERRORS, TimeoutError)):
+                # This call met a Redis that failed: the worker counts it itself.
+                self._fell_back("send rate", answer)
+                refusal = self.local.take_sends_now([senders[i]]).get(0)
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                refusal = _too_fast(answer) if answer else None
+            if refusal is not None:
+                refused[i] = refusal
+        return refused
 
     async def claim(self, kind: str, person_id: str) -> str | None:
         ticket = f"{self.worker}-{next(self._numbers)}"

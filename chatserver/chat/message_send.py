@@ -1,7 +1,7 @@
-"""The entrance of the send flow: a send checked, rate-limited and handed
-to the group-commit queue (`chat/sending.py`, which plans with
-`chat/send_plan.py`, persists with `chat/send_fast.py` or
-`chat/send_careful.py` and publishes with `chat/send_publish.py`)."""
+"""The entrance of the send flow: a send checked and handed to the
+group-commit queue (`chat/sending.py`, which spends the senders' rate
+limits, plans with `chat/send_plan.py`, persists with `chat/send_fast.py`
+or `chat/send_careful.py` and publishes with `chat/send_publish.py`)."""
 
 from __future__ import annotations
 
@@ -23,15 +23,13 @@ async def send_message(
     *,
     via: str | None = None,
 ) -> SendResult:
-    """Validate, rate-limit and hand the send to the group-commit queue.
-    `via` says how the message came when not through the app ("email")."""
-    request = await prepare_send(
-        chat, viewer, conversation_id, client_id, body, attachment_ids, via=via
-    )
+    """Validate and hand the send to the group-commit queue. `via` says how
+    the message came when not through the app ("email")."""
+    request = prepare_send(chat, viewer, conversation_id, client_id, body, attachment_ids, via=via)
     return await chat.sends.submit(request)
 
 
-async def prepare_send(
+def prepare_send(
     chat: Chat,
     viewer: Viewer,
     conversation_id: str,
@@ -41,9 +39,8 @@ async def prepare_send(
     *,
     via: str | None = None,
 ) -> SendRequest:
-    """Validate and rate-limit a send: the part a socket runs in frame order
-    before its sends are pipelined (the limit may wait on Redis, and sends
-    must reach the queue in the order they came)."""
+    """A send checked: the part a socket runs in frame order before its
+    sends are pipelined. Its rate limit is spent with its batch's."""
     client = ids.client_id(client_id)
     if not isinstance(body, str):
         raise invalid("body must be a string.")
@@ -70,7 +67,6 @@ async def prepare_send(
     ids.our_id(conversation_id)
     if not all(ids.plausible_id(a) for a in attachment_ids):
         raise not_found("attachment")
-    await chat.limits.take_send(viewer.kind.value, viewer.id)
     return SendRequest(
         viewer=viewer,
         conversation_id=conversation_id,

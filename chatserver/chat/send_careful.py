@@ -15,7 +15,7 @@ never costs the others.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -44,17 +44,24 @@ log = logging.getLogger(__name__)
 
 
 async def write(
-    db: Database, batch: Sequence[SendRequest], clock: Callable[[], datetime]
+    db: Database,
+    batch: Sequence[SendRequest],
+    clock: Callable[[], datetime],
+    limited: Mapping[int, ChatError],
 ) -> list[Outcome]:
-    """Every request's outcome, in batch order."""
+    """Every request's outcome, in batch order. `limited`: the sends over
+    their rate limit (`Limits.take_sends`)."""
     try:
-        return await _commit(db, batch, clock)
+        return await _commit(db, batch, clock, limited)
     except (IntegrityError, DataError):
         log.warning("batch of %d hit a constraint; retrying one by one", len(batch))
         outcomes: list[Outcome] = []
-        for request in batch:
+        for i, request in enumerate(batch):
+            if i in limited:
+                outcomes.append((limited[i], None))
+                continue
             try:
-                outcomes.extend(await _commit(db, [request], clock))
+                outcomes.extend(await _commit(db, [request], clock, {}))
             except IntegrityError:
                 outcomes.append((invalid("This client_id was already used."), None))
             except DataError:
@@ -70,14 +77,20 @@ async def write(
 
 
 async def _commit(
-    db: Database, batch: Sequence[SendRequest], clock: Callable[[], datetime]
+    db: Database,
+    batch: Sequence[SendRequest],
+    clock: Callable[[], datetime],
+    limited: Mapping[int, ChatError],
 ) -> list[Outcome]:
     async with db.transaction() as conn:
-        return await _store_batch(conn, batch, clock())
+        return await _store_batch(conn, batch, clock(), limited)
 
 
 async def _store_batch(
-    conn: AsyncConnection, batch: Sequence[SendRequest], now: datetime
+    conn: AsyncConnection,
+    batch: Sequence[SendRequest],
+    now: datetime,
+    limited: Mapping[int, ChatError],
 ) -> list[Outcome]:
     """The snapshot read under row locks (in id order), attachments
     claimed, the plan stored in this transaction."""
@@ -86,13 +99,13 @@ async def _store_batch(
     files: dict[int, Sequence[JSON] | ChatError] = {}
     seen: set[send_batch.ClientKey] = set()
     for i, request in enumerate(batch):
-        if request.key in seen or request.key in existing:
+        if i in limited or request.key in seen or request.key in existing:
             continue
         seen.add(request.key)
         if request.attachment_ids and request.conversation_id in known:
             claimed = await _claim_attachments(conn, request)
             files[i] = claimed if isinstance(claimed, ChatError) else [dict(f) for f in claimed]
-    snapshot = send_plan.Snapshot(known, frozenset(existing), files)
+    snapshot = send_plan.Snapshot(known, frozenset(existing), files, limited)
     planned = send_plan.plan(batch, snapshot, message_ids(len(batch)), fast=False)
     assert not planned.deferred, "the careful writer plans every send"
 

@@ -14,7 +14,7 @@ one (`chat/send_careful.py`): it answers with those sends' indices.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import datetime
 
 from chatserver.chat import send_plan, views
@@ -37,10 +37,15 @@ log = logging.getLogger(__name__)
 
 
 async def write(
-    db: Database, batch: Sequence[SendRequest], now: datetime
+    db: Database,
+    batch: Sequence[SendRequest],
+    now: datetime,
+    limited: Awaitable[Mapping[int, ChatError]],
 ) -> tuple[list[Outcome | None], list[int]]:
     """Each request's outcome, or None for the indices (second list,
-    ascending) that must take the careful path."""
+    ascending) that must take the careful path. `limited`: the sends over
+    their rate limit, awaited once the snapshot is read (the limits' round
+    trip to Redis runs meanwhile)."""
     ids = message_ids(len(batch))
     try:
         async with db.transaction() as conn, send_batch.autocommit(conn) as raw:
@@ -48,7 +53,7 @@ async def write(
             snap = await send_batch.snapshot(raw, [r.conversation_id for r in batch], keys)
             planned = send_plan.plan(
                 batch,
-                send_plan.Snapshot(snap.contexts, frozenset(snap.existing)),
+                send_plan.Snapshot(snap.contexts, frozenset(snap.existing), limited=await limited),
                 ids,
                 fast=True,
             )

@@ -69,11 +69,14 @@ class Snapshot(Generic[C]):
     sends (by batch index) whose attachments were claimed, the attachment
     rows in the order sent, or the error of the claim. A send with
     attachment ids and no entry in `files` cannot be planned here and is
-    deferred (the fast path does not claim attachments)."""
+    deferred (the fast path does not claim attachments). `limited`: sends
+    (by batch index) over their sender's rate limit, with the refusal
+    (`Limits.take_sends`, asked while the snapshot is read)."""
 
     contexts: Mapping[str, C]
     stored: frozenset[ClientKey] = frozenset()
     files: Mapping[int, Sequence[Mapping[str, Any]] | ChatError] = field(default_factory=dict)
+    limited: Mapping[int, ChatError] = field(default_factory=dict)
 
 
 @dataclass
@@ -133,6 +136,10 @@ def plan(
     first: dict[ClientKey, int] = {}
     admissible: list[int] = []
     for i, request in enumerate(batch):
+        # The rate limit first: a send over it is refused whatever else holds.
+        if i in snapshot.limited:
+            result.refused[i] = snapshot.limited[i]
+            continue
         key = request.key
         if key in first:
             result.repeats[i] = first[key]

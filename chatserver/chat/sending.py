@@ -1,5 +1,5 @@
 """Sending messages with group commit: the queue that batches sends and
-settles them (send → `send_plan` → persist → publish).
+settles them (send → rate limit and `send_plan` → persist → publish).
 
 Every send of a worker goes through one `SendQueue`. Sends that arrive while
 a batch is being written wait for the next batch, so under load one write
@@ -16,6 +16,11 @@ no row per recipient (the bell is derived from read positions, see
 `chat/bell.py`), one event per message per channel, never one per staff
 member.
 
+The senders' rate limits are spent for the whole batch in one round trip
+to Redis (`Limits.take_sends`), asked when the writer takes the batch and
+awaited once its snapshot is read, so the limit costs a send no hop of
+its own (it used to be checked before the send was queued).
+
 One send path (issue 10): both writers read a snapshot (tenancy, policy
 facts, client ids stored, attachments claimed) and store the plan that
 `chat/send_plan.py` makes of it, the one statement of the send rule. They
@@ -31,10 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from chatserver.chat import events, send_careful, send_fast
+from chatserver.chat.limits import Limits
 from chatserver.chat.send_publish import BoundedPublisher
 from chatserver.chat.send_request import Outcome, SendRequest, SendResult
 from chatserver.errors import ChatError, unavailable
@@ -49,6 +55,7 @@ class SendQueue:
         self,
         db: Database,
         publisher: events.Events,
+        limits: Limits,
         clock: Callable[[], datetime],
         *,
         max_batch: int,
@@ -58,6 +65,7 @@ class SendQueue:
         on_stored: Callable[[int, float], None] | None = None,
     ) -> None:
         self._db = db
+        self.limits = limits
         self._publisher = BoundedPublisher(publisher, publish_timeout)
         self._clock = clock
         self._max_batch = max_batch
@@ -129,16 +137,36 @@ class SendQueue:
         batch = [request for request in batch if not request.expired]
         if not batch:
             return
-        if not self._db.writes_batches_in_one_statement:
-            await self._settle(list(zip(batch, await self._careful(batch), strict=True)), started)
-            return
-        outcomes, careful = await send_fast.write(self._db, batch, self._clock())
+        # Asked now, read while the writer reads its snapshot.
+        limited = asyncio.ensure_future(self._limited(batch))
+        try:
+            if not self._db.writes_batches_in_one_statement:
+                outcomes = await self._careful(batch, await limited)
+                await self._settle(list(zip(batch, outcomes, strict=True)), started)
+                return
+            fast, careful = await send_fast.write(self._db, batch, self._clock(), limited)
+        finally:
+            # Not awaited when the snapshot's read failed: nobody will.
+            limited.cancel()
         await self._settle(
-            [(r, o) for r, o in zip(batch, outcomes, strict=True) if o is not None], started
+            [(r, o) for r, o in zip(batch, fast, strict=True) if o is not None], started
         )
         if careful:
+            # Within their rate limits: those over it were refused by the plan.
             rest = [batch[i] for i in careful]
-            await self._settle(list(zip(rest, await self._careful(rest), strict=True)), started)
+            await self._settle(list(zip(rest, await self._careful(rest, {}), strict=True)), started)
+
+    async def _limited(self, batch: Sequence[SendRequest]) -> dict[int, ChatError]:
+        """The batch's sends over their sender's rate limit; all of them
+        `unavailable` if the limits fail otherwise than Redis being away
+        (which they count in the worker)."""
+        try:
+            return await self.limits.take_sends(
+                [(r.viewer.kind.value, r.viewer.id) for r in batch]
+            )
+        except Exception:
+            log.exception("the rate limits of a send batch failed")
+            return dict.fromkeys(range(len(batch)), unavailable())
 
     async def _settle(self, done: Sequence[tuple[SendRequest, Outcome]], started: float) -> None:
         """Answer the senders, then publish, within a bound.
@@ -163,5 +191,7 @@ class SendQueue:
         if stored:
             await self._publisher.publish(stored)
 
-    async def _careful(self, batch: Sequence[SendRequest]) -> list[Outcome]:
-        return await send_careful.write(self._db, batch, self._clock)
+    async def _careful(
+        self, batch: Sequence[SendRequest], limited: Mapping[int, ChatError]
+    ) -> list[Outcome]:
+        return await send_careful.write(self._db, batch, self._clock, limited)

@@ -34,9 +34,11 @@ class Chat:
 
     def __post_init__(self) -> None:
         faults.arm(self.settings.test_fault)
+        self.limits = limits_from_settings(self.settings)
         self.sends = SendQueue(
             self.db,
             self.events,
+            self.limits,
             self.clock,
             max_batch=self.settings.send_batch_max,
             writers=SEND_WRITERS,
@@ -44,7 +46,6 @@ class Chat:
             send_timeout=self.settings.send_timeout_seconds,
             on_stored=instruments.record_stored,
         )
-        self.limits = limits_from_settings(self.settings)
         self.viewers = ViewerBatches(self.db)
         self.openings = OpeningBatches(self.db)
 

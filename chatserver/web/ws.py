@@ -182,8 +182,8 @@ async def _read(websocket: WebSocket, conn: Connection, svc: Services) -> None:
         if isinstance(frame, wire.Send):
             # Sends are pipelined: each waits for its group commit in a task
             # of its own, so one socket can have several in flight. They are
-            # checked and rate-limited here, in frame order, and their tasks
-            # start in order, so they reach the send queue in order.
+            # checked here, in frame order, and their tasks start in order,
+            # so they reach the send queue (and its rate limit) in order.
             request = await _prepare(conn, svc, frame)
             if request is None:
                 continue
@@ -208,9 +208,9 @@ def _too_large(data: str | bytes, limit: int) -> bool:
 
 
 async def _prepare(conn: Connection, svc: Services, frame: wire.Send) -> SendRequest | None:
-    """The send checked and rate-limited, or None once its error is queued."""
+    """The send checked, or None once its error is queued."""
     try:
-        return await message_send.prepare_send(
+        return message_send.prepare_send(
             svc.chat,
             conn.viewer,
             frame.conversation,

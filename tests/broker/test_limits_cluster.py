@@ -15,6 +15,7 @@ from chatserver.broker.clients import key_client
 from chatserver.chat.limits import RedisLimits
 from chatserver.errors import ChatError
 from chatserver.settings import Settings
+from tests.helpers import take_send
 from tests.redis_cluster import RedisClusterProcesses
 
 PEOPLE = 12  # enough names to land on every shard of three
@@ -42,7 +43,7 @@ async def test_two_workers_share_each_persons_limits_on_a_cluster(
             sent = 0
             for turn in range(settings.send_burst * 2):
                 try:
-                    await workers[turn % 2].take_send("staff", person)
+                    await take_send(workers[turn % 2], "staff", person)
                     sent += 1
                 except ChatError:
                     pass
@@ -68,7 +69,7 @@ async def test_one_batch_of_sends_spans_the_shards_and_keeps_each_bucket(
         # Each person twice the burst, interleaved, all in one event-loop turn.
         turns = [person for _ in range(settings.send_burst * 2) for person in people]
         answers = await asyncio.gather(
-            *(worker.take_send("staff", person) for person in turns), return_exceptions=True
+            *(take_send(worker, "staff", person) for person in turns), return_exceptions=True
         )
         for person in people:
             mine = [a for p, a in zip(turns, answers, strict=True) if p == person]

@@ -20,6 +20,7 @@ from chatserver.chat.limits import LocalLimits, RedisLimits, limits_from_setting
 from chatserver.errors import ChatError, ErrorCode
 from chatserver.settings import Settings
 from tests.e2e.servers import RedisProcess
+from tests.helpers import take_send
 from tests.waits import eventually_async
 
 WORKERS = 2
@@ -80,15 +81,15 @@ async def test_a_person_spreading_sends_over_workers_gets_the_burst_once(
     first, second = workers
     turns = iter(range(limited.send_burst * 2))
     taken, refusals = await sends_taken(
-        lambda: workers[next(turns) % WORKERS].take_send("staff", "alice"),
+        lambda: take_send(workers[next(turns) % WORKERS], "staff", "alice"),
         limited.send_burst * 2,
     )
     assert len(refusals) == limited.send_burst
     assert too_fast(refusals)
     assert taken == limited.send_burst
     # Another person has a bucket of their own.
-    await second.take_send("staff", "bob")
-    await first.take_send("candidate", "alice")
+    await take_send(second, "staff", "bob")
+    await take_send(first, "candidate", "alice")
 
 
 async def test_connections_are_capped_across_workers_and_released(
@@ -146,7 +147,7 @@ async def test_without_redis_each_worker_falls_back_to_its_own_counts(
     down = RedisLimits(limited.with_(redis_url=f"redis://127.0.0.1:{closed_port()}/0"))
     try:
         taken, refusals = await sends_taken(
-            lambda: down.take_send("staff", "alice"), limited.send_burst + 2
+            lambda: take_send(down, "staff", "alice"), limited.send_burst + 2
         )
         assert taken == limited.send_burst
         assert len(refusals) == 2
@@ -196,11 +197,11 @@ async def test_concurrent_sends_share_a_few_round_trips_and_spend_one_token_each
 ) -> None:
     # The first send connects and loads the script (a fresh Redis answers
     # NOSCRIPT), so the count below is the sends' own.
-    await alone.take_send("staff", "warm-up")
+    await take_send(alone, "staff", "warm-up")
     async with Redis.from_url(private_redis.url) as probe:
         await probe.config_resetstat()
         reads_before, _ = await server_stats(probe)
-        await asyncio.gather(*(alone.take_send("staff", f"p{n}") for n in range(PEOPLE)))
+        await asyncio.gather(*(take_send(alone, "staff", f"p{n}") for n in range(PEOPLE)))
         reads_after, calls = await server_stats(probe)
         # Minus the probe's own second INFO request.
         assert reads_after - reads_before - 1 <= FEW_ROUND_TRIPS
@@ -211,6 +212,25 @@ async def test_concurrent_sends_share_a_few_round_trips_and_spend_one_token_each
                 pipe.hget(tokens_key(limited, f"p{n}"), "tokens")
             tokens = await pipe.execute()
     assert {float(t) for t in tokens} == {limited.send_burst - 1.0}
+
+
+async def test_a_batch_of_sends_is_one_round_trip_and_refuses_each_person_past_the_burst(
+    alone: RedisLimits, limited: Settings, private_redis: RedisProcess
+) -> None:
+    await take_send(alone, "staff", "warm-up")
+    people = 3
+    # Each person one send more than the burst, interleaved as a batch is.
+    senders = [("staff", f"q{n % people}") for n in range(people * (limited.send_burst + 1))]
+    async with Redis.from_url(private_redis.url) as probe:
+        await probe.config_resetstat()
+        reads_before, _ = await server_stats(probe)
+        refused = await alone.take_sends(senders)
+        reads_after, calls = await server_stats(probe)
+    assert reads_after - reads_before - 1 <= FEW_ROUND_TRIPS
+    assert calls["evalsha"] == len(senders)
+    # Each person's last send, and nobody else's.
+    assert sorted(refused) == list(range(len(senders) - people, len(senders)))
+    assert too_fast(list(refused.values()))
 
 
 async def test_a_crowd_of_sockets_claims_its_places_in_redis_not_past_the_pool(
@@ -242,13 +262,13 @@ async def test_a_person_over_the_rate_is_refused_while_the_rest_of_the_batch_pas
     # Small batches: the 21 sends below go in three, alice in the middle one.
     monkeypatch.setattr(alone.sends, "max_batch", 7)
     taken, refusals = await sends_taken(
-        lambda: alone.take_send("staff", "alice"), limited.send_burst
+        lambda: take_send(alone, "staff", "alice"), limited.send_burst
     )
     assert (taken, refusals) == (limited.send_burst, [])
     people = [f"p{n}" for n in range(20)]
     people.insert(len(people) // 2, "alice")
     answers = await asyncio.gather(
-        *(alone.take_send("staff", person) for person in people), return_exceptions=True
+        *(take_send(alone, "staff", person) for person in people), return_exceptions=True
     )
     refused = {person: a for person, a in zip(people, answers, strict=True) if a is not None}
     assert list(refused) == ["alice"]
@@ -266,9 +286,9 @@ async def test_a_caller_cancelled_mid_batch_leaves_the_others_their_answers(
     monkeypatch.setattr(limits, "REDIS_TIMEOUT_SECONDS", 10.0)
     worker = RedisLimits(limited.with_(redis_url=private_redis.url))
     try:
-        await worker.take_send("staff", "warm-up")
+        await take_send(worker, "staff", "warm-up")
         private_redis.pause()
-        sends = [asyncio.create_task(worker.take_send("staff", f"p{n}")) for n in range(10)]
+        sends = [asyncio.create_task(take_send(worker, "staff", f"p{n}")) for n in range(10)]
         # The batch has left for the stalled Redis when nobody is queued.
         await eventually_async(
             lambda: worker.sends.sending and not worker.sends.queued,
@@ -295,15 +315,15 @@ async def test_a_stalled_redis_costs_one_timeout_then_sends_count_locally(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(limits, "RETRY_REDIS_SECONDS", 0.5)
-    await alone.take_send("staff", "warm-up")
+    await take_send(alone, "staff", "warm-up")
     private_redis.pause()
     started = time.monotonic()
-    await asyncio.gather(*(alone.take_send("staff", f"p{n}") for n in range(50)))
+    await asyncio.gather(*(take_send(alone, "staff", f"p{n}") for n in range(50)))
     assert time.monotonic() - started < limits.REDIS_TIMEOUT_SECONDS + STALL_SLACK_SECONDS
     assert caplog.text.count("Redis unreachable") == 1
     # Counted locally now: the burst, then a refusal.
     taken, refusals = await sends_taken(
-        lambda: alone.take_send("staff", "alice"), limited.send_burst + 1
+        lambda: take_send(alone, "staff", "alice"), limited.send_burst + 1
     )
     assert (taken, len(refusals)) == (limited.send_burst, 1)
     assert too_fast(refusals)
@@ -313,7 +333,7 @@ async def test_a_stalled_redis_costs_one_timeout_then_sends_count_locally(
 
         async def through_redis() -> bool:
             person = next(people)
-            await alone.take_send("staff", person)
+            await take_send(alone, "staff", person)
             return bool(await probe.exists(tokens_key(limited, person)))
 
         # Back in Redis once the retry period is over.

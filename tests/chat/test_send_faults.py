@@ -66,6 +66,7 @@ def queue(chat: Chat, events: Events, db: Database | None = None, **bounds: floa
     return SendQueue(
         db or chat.db,
         events,
+        chat.limits,
         utcnow,
         max_batch=16,
         writers=1,

@@ -107,6 +107,20 @@ def test_repeats_strangers_and_stored_client_ids() -> None:
 STAFF_KEY_OLD = ("staff", "alice", "old")
 
 
+def too_fast() -> ChatError:
+    return ChatError(ErrorCode.RATE_LIMITED, "Too fast.", retry_after_ms=500)
+
+
+def test_a_send_over_its_rate_limit_is_refused_and_frees_its_client_id() -> None:
+    batch = [Send(STAFF, "c1", "a"), Send(STAFF, "c1", "a"), Send(STAFF, "c1", "b")]
+    limit = too_fast()
+    planned = plan(batch, Snapshot(CONTEXTS, limited={0: limit}), ids(3), fast=True)
+    assert planned.refused == {0: limit}
+    # Its retry in the same batch is a send of its own, not a repeat.
+    assert planned.repeats == {}
+    assert [n.index for n in planned.new["c1"]] == [1, 2]
+
+
 def shape(planned: Plan[SendContext]) -> Any:
     """A plan with its errors as codes (errors compare by identity)."""
     refused = {i: (e.code, e.message) for i, e in planned.refused.items()}
@@ -124,14 +138,24 @@ FACTS = st.builds(
 )
 
 
-@given(FACTS, st.lists(st.tuples(SENDERS, st.sampled_from("abcdef")), max_size=12))
-def test_both_writers_plan_alike_what_both_can_store(facts: Any, sends: Any) -> None:
+@given(
+    FACTS,
+    st.lists(st.tuples(SENDERS, st.sampled_from("abcdef")), max_size=12),
+    st.sets(st.integers(0, 11)),
+)
+def test_both_writers_plan_alike_what_both_can_store(
+    facts: Any, sends: Any, over_limit: set[int]
+) -> None:
     """Without attachments or a reopening the fast and careful plans are
-    the same: the writers differ only in how they store."""
+    the same: the writers differ only in how they store. A send over its
+    rate limit is refused with its own error, whatever else holds."""
     batch = [Send(who, "c1", client) for who, client in sends]
-    fast = plan(batch, Snapshot({"c1": facts}), ids(len(batch)), fast=True)
-    careful = plan(batch, Snapshot({"c1": facts}), ids(len(batch)), fast=False)
+    limited = {i: too_fast() for i in over_limit if i < len(batch)}
+    snapshot = Snapshot({"c1": facts}, limited=limited)
+    fast = plan(batch, snapshot, ids(len(batch)), fast=True)
+    careful = plan(batch, snapshot, ids(len(batch)), fast=False)
     assert shape(fast) == shape(careful)
+    assert all(fast.refused[i] is error for i, error in limited.items())
     assert fast.deferred == []
     decided = set(fast.refused) | set(fast.repeats) | {n.index for n in fast.new.get("c1", [])}
     assert decided == set(range(len(batch)))

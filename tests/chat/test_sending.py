@@ -16,11 +16,12 @@ import pytest
 from chatserver.chat import bell, conversation_end, message_send, queries
 from chatserver.chat.formatting import render
 from chatserver.chat.identity import Viewer
+from chatserver.chat.limits import Limits, LocalLimits, Sender
 from chatserver.chat.send_request import SendRequest, SendResult
 from chatserver.chat.sending import SendQueue
 from chatserver.chat.service import Chat
 from chatserver.clock import utcnow
-from chatserver.errors import ChatError
+from chatserver.errors import ChatError, ErrorCode
 from chatserver.settings import Settings
 from chatserver.store import messages as message_store
 from chatserver.store.db import Database
@@ -64,7 +65,7 @@ async def seqs(chat: Chat, who: Viewer, conversation: str) -> list[int]:
 
 
 async def one_batch(
-    chat: Chat, requests: Sequence[SendRequest]
+    chat: Chat, requests: Sequence[SendRequest], limits: Limits | None = None
 ) -> tuple[list[SendResult | BaseException], list[int]]:
     """Queue every request before a single writer starts, so they are
     written as one batch; returns the outcomes and the stored batch sizes."""
@@ -72,6 +73,7 @@ async def one_batch(
     queue = SendQueue(
         chat.db,
         chat.events,
+        limits or chat.limits,
         utcnow,
         max_batch=len(requests),
         writers=1,
@@ -577,3 +579,37 @@ async def test_a_fast_message_is_the_message_history_shows(scene: Scene, app: An
     (sent,), _ = await one_batch(chat, [request(alice, scene.conversation, "**Hi** there")])
     assert isinstance(sent, SendResult)
     assert await queries.history(chat, alice, scene.conversation) == [sent.message]
+
+
+class CountedLimits(LocalLimits):
+    """The worker's own limits, recording what the queue asks of them."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.asked: list[list[Sender]] = []
+
+    async def take_sends(self, senders: Sequence[Sender]) -> dict[int, ChatError]:
+        self.asked.append(list(senders))
+        return await super().take_sends(senders)
+
+
+async def test_a_batch_spends_its_senders_rate_limits_at_once_and_refuses_only_who_is_over(
+    scene: Scene, app: Any
+) -> None:
+    chat = chat_of(app)
+    alice = await viewer(chat, "staff", "alice")
+    cara = await viewer(chat, "candidate", "cara", "app-1")
+    # A burst of two and no refill within the test: alice's third send is over.
+    limits = CountedLimits(chat.settings.with_(send_rate=0.001, send_burst=2))
+    senders = [alice, alice, cara, alice, cara]
+    requests = [request(who, scene.conversation, f"{n}") for n, who in enumerate(senders)]
+    outcomes, batches = await one_batch(chat, requests, limits)
+    assert limits.asked == [[(who.kind.value, who.id) for who in senders]]
+    refused = outcomes[3]
+    assert isinstance(refused, ChatError)
+    assert refused.code is ErrorCode.RATE_LIMITED
+    assert (refused.retry_after_ms or 0) > 0
+    stored = [o for n, o in enumerate(outcomes) if n != 3]
+    assert [o.message["seq"] for o in stored if isinstance(o, SendResult)] == [1, 2, 3, 4]
+    assert batches == [4]
+    assert await seqs(chat, alice, scene.conversation) == [1, 2, 3, 4]

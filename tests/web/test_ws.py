@@ -367,13 +367,15 @@ async def test_sending_too_fast_is_rate_limited_with_retry_after(
 ) -> None:
     chat = app.state.services.chat
     usual = chat.limits
-    chat.limits = limits_from_settings(chat.settings.with_(send_rate=0.5, send_burst=1))
+    chat.limits = chat.sends.limits = limits_from_settings(
+        chat.settings.with_(send_rate=0.5, send_burst=1)
+    )
     await chat.limits.start()
     try:
         await send_too_fast(server, scene)
     finally:
         await chat.limits.stop()
-        chat.limits = usual
+        chat.limits = chat.sends.limits = usual
 
 
 async def send_too_fast(server: LiveServer, scene: Scene) -> None:
