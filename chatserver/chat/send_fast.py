@@ -2,7 +2,9 @@
 (`chatserver/store/send_batch.py`): one unlocked read, the plan, then ONE
 autocommitted statement that advances each conversation's `last_seq` under
 a guard that re-checks the snapshot's facts (still open, status and
-candidate unchanged) and inserts the messages.
+candidate unchanged, no client id stored) and inserts the messages. The
+read is skipped when the worker remembers the facts of every conversation
+of the batch and they let every send through (`chat/send_facts.py`).
 
 The conversation row locks are therefore held for PostgreSQL's execution
 of one statement, not across round trips that each wait for a busy event
@@ -13,12 +15,14 @@ one (`chat/send_careful.py`): it answers with those sends' indices.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from chatserver.chat import send_plan, views
 from chatserver.chat.policy import Role
+from chatserver.chat.send_facts import SendFacts
 from chatserver.chat.send_request import (
     Outcome,
     SendRequest,
@@ -40,7 +44,8 @@ async def write(
     db: Database,
     batch: Sequence[SendRequest],
     now: datetime,
-    limited: Awaitable[Mapping[int, ChatError]],
+    limited: asyncio.Future[dict[int, ChatError]],
+    facts: SendFacts,
 ) -> tuple[list[Outcome | None], list[int]]:
     """Each request's outcome, or None for the indices (second list,
     ascending) that must take the careful path. `limited`: the sends over
@@ -49,20 +54,11 @@ async def write(
     ids = message_ids(len(batch))
     try:
         async with db.transaction() as conn, send_batch.autocommit(conn) as raw:
-            keys = [r.key for r in batch]
-            snap = await send_batch.snapshot(raw, [r.conversation_id for r in batch], keys)
-            planned = send_plan.plan(
-                batch,
-                send_plan.Snapshot(snap.contexts, frozenset(snap.existing), limited=await limited),
-                ids,
-                fast=True,
-            )
+            planned = await _plan(raw, batch, ids, limited, facts)
             advanced: dict[str, int] = {}
             if planned.new:
                 try:
-                    advanced = await send_batch.write(
-                        raw, _guards(planned, snap.contexts), _rows(planned), now
-                    )
+                    advanced = await send_batch.write(raw, _guards(planned), _rows(planned), now)
                 except send_batch.Conflict as exc:
                     log.info("fast send write rolled back (%s); taking the careful path", exc)
     except ChatError as exc:
@@ -70,21 +66,51 @@ async def write(
     except Exception:
         log.exception("send batch failed")
         return [(unavailable(), None)] * len(batch), []
-    return _outcomes(batch, planned, advanced, now)
+    outcomes, careful = _outcomes(batch, planned, advanced, now)
+    facts.update(planned.contexts[conversation_id] for conversation_id in advanced)
+    # Their facts are read again: the careful path may change them, and a
+    # failed guard means they changed.
+    facts.forget({batch[i].conversation_id for i in careful})
+    return outcomes, careful
 
 
-def _guards(
-    planned: send_plan.Plan[SendContext], snapshot: Mapping[str, SendContext]
-) -> list[send_batch.Conversation]:
-    """Each conversation's share of the fast write, with the facts of the
-    snapshot its guard re-checks."""
+async def _plan(
+    raw: send_batch.DriverConnection,
+    batch: Sequence[SendRequest],
+    ids: Sequence[str],
+    limited: asyncio.Future[dict[int, ChatError]],
+    facts: SendFacts,
+) -> send_plan.Plan[SendContext]:
+    """The batch planned on the facts the worker remembers, if it knows
+    every conversation's and they let every send through; else on a
+    snapshot read now, while the rate limits are read too."""
+    remembered = facts.fresh({r.conversation_id for r in batch})
+    if remembered is not None:
+        over = await limited
+        planned = send_plan.plan(
+            batch, send_plan.Snapshot(remembered, limited=over), ids, fast=True
+        )
+        if planned.refused.keys() <= over.keys() and not planned.deferred:
+            return planned
+    snap = await send_batch.snapshot(
+        raw, [r.conversation_id for r in batch], [r.key for r in batch]
+    )
+    facts.remember(snap.contexts.values())
+    snapshot = send_plan.Snapshot(snap.contexts, frozenset(snap.existing), limited=await limited)
+    return send_plan.plan(batch, snapshot, ids, fast=True)
+
+
+def _guards(planned: send_plan.Plan[SendContext]) -> list[send_batch.Conversation]:
+    """Each conversation's share of the fast write, with the facts its
+    guard re-checks (the plan changes a context's state and
+    `has_staff_message`, never its status or candidate)."""
     return [
         send_batch.Conversation(
             id=conversation_id,
             n=len(items),
             staff=any(n.row["sender_kind"] == Role.STAFF.value for n in items),
-            status=snapshot[conversation_id].status,
-            candidate_id=snapshot[conversation_id].candidate_id,
+            status=planned.contexts[conversation_id].status,
+            candidate_id=planned.contexts[conversation_id].candidate_id,
         )
         for conversation_id, items in planned.new.items()
     ]

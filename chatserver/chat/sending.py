@@ -41,6 +41,7 @@ from datetime import datetime
 
 from chatserver.chat import events, send_careful, send_fast
 from chatserver.chat.limits import Limits
+from chatserver.chat.send_facts import SendFacts
 from chatserver.chat.send_publish import BoundedPublisher
 from chatserver.chat.send_request import Outcome, SendRequest, SendResult
 from chatserver.errors import ChatError, unavailable
@@ -66,6 +67,8 @@ class SendQueue:
     ) -> None:
         self._db = db
         self.limits = limits
+        # What the fast writer remembers of the conversations it wrote to.
+        self.facts = SendFacts()
         self._publisher = BoundedPublisher(publisher, publish_timeout)
         self._clock = clock
         self._max_batch = max_batch
@@ -144,7 +147,9 @@ class SendQueue:
                 outcomes = await self._careful(batch, await limited)
                 await self._settle(list(zip(batch, outcomes, strict=True)), started)
                 return
-            fast, careful = await send_fast.write(self._db, batch, self._clock(), limited)
+            fast, careful = await send_fast.write(
+                self._db, batch, self._clock(), limited, self.facts
+            )
         finally:
             # Not awaited when the snapshot's read failed: nobody will.
             limited.cancel()
@@ -161,9 +166,7 @@ class SendQueue:
         `unavailable` if the limits fail otherwise than Redis being away
         (which they count in the worker)."""
         try:
-            return await self.limits.take_sends(
-                [(r.viewer.kind.value, r.viewer.id) for r in batch]
-            )
+            return await self.limits.take_sends([(r.viewer.kind.value, r.viewer.id) for r in batch])
         except Exception:
             log.exception("the rate limits of a send batch failed")
             return dict.fromkeys(range(len(batch)), unavailable())

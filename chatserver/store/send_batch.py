@@ -24,7 +24,10 @@ across a round trip to the (possibly busy) worker:
   too, so two batches can never deadlock;
 - `bumped` advances each conversation's `last_seq` by its message count,
   guarded by the facts the policy was applied to (the conversation is still
-  open, the application's status and candidate unchanged). Under READ
+  open, the application's status and candidate unchanged) and by none of
+  its sends' client ids being stored already (the plan may have been made
+  on facts the worker remembered, without reading them: `chat/send_facts.py`;
+  a retry then takes the careful path, which returns the original). Under READ
   COMMITTED a batch that waited for another's lock re-evaluates the guard
   and the `last_seq` increment on the row as that one committed it, so seqs
   stay gapless and unique across workers. A conversation whose guard failed
@@ -42,7 +45,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 import psycopg
@@ -56,6 +59,7 @@ from chatserver.store.contexts import SendContext
 from chatserver.store.messages import with_search_body
 
 ClientKey = tuple[str, str, str]  # (sender_kind, sender_id, client_id)
+DriverConnection: TypeAlias = psycopg.AsyncConnection[Any]
 
 SNAPSHOT_SQL = """
 WITH wanted AS (
@@ -83,6 +87,12 @@ WITH batch AS (
     SELECT * FROM json_to_recordset(%(conversations)s::json)
         AS b(id text, n int, staff bool, status text, candidate_id text)
 ),
+incoming AS (
+    SELECT * FROM json_to_recordset(%(messages)s::json)
+        AS m(id text, conversation_id text, pos int, sender_kind text, sender_id text,
+             sender_name text, client_id text, body text, html text, search_body text,
+             via text)
+),
 locked AS (
     SELECT c.id FROM conversations c
     WHERE c.id = ANY(ARRAY(SELECT id FROM batch))
@@ -98,6 +108,14 @@ bumped AS (
     WHERE c.id = ANY(ARRAY(SELECT id FROM locked))
       AND c.id = b.id AND l.id = b.id AND a.id = c.application_id
       AND c.state = 'open' AND a.status = b.status AND a.candidate_id = b.candidate_id
+      AND NOT EXISTS (
+          SELECT 1 FROM incoming k
+          WHERE k.conversation_id = c.id AND (
+              SELECT true FROM messages m
+              WHERE m.sender_kind = k.sender_kind AND m.sender_id = k.sender_id
+                AND m.client_id = k.client_id
+          )
+      )
     RETURNING c.id, c.last_seq, b.n
 ),
 stored AS (
@@ -105,10 +123,7 @@ stored AS (
                           client_id, body, html, search_body, created_at, deleted, via)
     SELECT m.id, m.conversation_id, u.last_seq - u.n + m.pos, m.sender_kind, m.sender_id,
            m.sender_name, m.client_id, m.body, m.html, m.search_body, %(now)s, false, m.via
-    FROM json_to_recordset(%(messages)s::json)
-        AS m(id text, conversation_id text, pos int, sender_kind text, sender_id text,
-             sender_name text, client_id text, body text, html text, search_body text,
-             via text)
+    FROM incoming m
     JOIN bumped u ON u.id = m.conversation_id
     RETURNING id
 )
@@ -140,7 +155,7 @@ class Conversation:
 
 
 @asynccontextmanager
-async def autocommit(conn: AsyncConnection) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+async def autocommit(conn: AsyncConnection) -> AsyncIterator[DriverConnection]:
     """The driver connection under `conn`, in autocommit mode while in use.
 
     `conn` must not have run a statement yet (psycopg then has no transaction
@@ -162,7 +177,7 @@ async def autocommit(conn: AsyncConnection) -> AsyncIterator[psycopg.AsyncConnec
 
 
 async def snapshot(
-    raw: psycopg.AsyncConnection[Any], conversation_ids: Sequence[str], keys: Sequence[ClientKey]
+    raw: DriverConnection, conversation_ids: Sequence[str], keys: Sequence[ClientKey]
 ) -> Snapshot:
     params = {"conversations": _json(list(set(conversation_ids))), "keys": _json(keys)}
     cursor = await raw.execute(SNAPSHOT_SQL, params, prepare=True)
@@ -176,7 +191,7 @@ async def snapshot(
 
 
 async def write(
-    raw: psycopg.AsyncConnection[Any],
+    raw: DriverConnection,
     conversations: Sequence[Conversation],
     messages: Sequence[JSON],
     now: datetime,

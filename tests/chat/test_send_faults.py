@@ -29,7 +29,8 @@ from chatserver.errors import ChatError, ErrorCode
 from chatserver.settings import Settings
 from chatserver.store.db import Database
 from chatserver.store.tables import messages
-from tests.chat.test_sending import PG_ONLY, chat_of, viewer
+from tests.chat.sends import chat_of, viewer
+from tests.chat.test_sending import PG_ONLY
 from tests.conftest import Scene
 from tests.helpers import count_rows
 from tests.waits import eventually_async

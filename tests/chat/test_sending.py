@@ -14,11 +14,8 @@ import psycopg
 import pytest
 
 from chatserver.chat import bell, conversation_end, message_send, queries
-from chatserver.chat.formatting import render
-from chatserver.chat.identity import Viewer
-from chatserver.chat.limits import Limits, LocalLimits, Sender
-from chatserver.chat.send_request import SendRequest, SendResult
-from chatserver.chat.sending import SendQueue
+from chatserver.chat.limits import LocalLimits, Sender
+from chatserver.chat.send_request import SendResult
 from chatserver.chat.service import Chat
 from chatserver.clock import utcnow
 from chatserver.errors import ChatError, ErrorCode
@@ -26,6 +23,7 @@ from chatserver.settings import Settings
 from chatserver.store import messages as message_store
 from chatserver.store.db import Database
 from chatserver.store.tables import bell_marks, messages, notifications
+from tests.chat.sends import chat_of, one_batch, request, seqs, viewer
 from tests.conftest import Scene
 from tests.helpers import Host, count_rows, upload
 from tests.waits import eventually_async
@@ -35,59 +33,6 @@ from tests.waits import eventually_async
 SENDS_TO_ONE = 150
 CONVERSATIONS = 8
 SENDS_EACH = 25
-
-
-def chat_of(app: Any) -> Chat:
-    chat = app.state.services.chat
-    assert isinstance(chat, Chat)
-    return chat
-
-
-async def viewer(chat: Chat, kind: str, person_id: str, *applications: str) -> Viewer:
-    found = await queries.viewer_for(chat, kind, person_id, applications)
-    assert found is not None
-    return found
-
-
-def request(who: Viewer, conversation: str, body: str, client_id: str | None = None) -> SendRequest:
-    return SendRequest(
-        viewer=who,
-        conversation_id=conversation,
-        client_id=client_id or str(uuid.uuid4()),
-        body=body,
-        html=render(body),
-    )
-
-
-async def seqs(chat: Chat, who: Viewer, conversation: str) -> list[int]:
-    history = await queries.history(chat, who, conversation, limit=200)
-    return [m["seq"] for m in history]
-
-
-async def one_batch(
-    chat: Chat, requests: Sequence[SendRequest], limits: Limits | None = None
-) -> tuple[list[SendResult | BaseException], list[int]]:
-    """Queue every request before a single writer starts, so they are
-    written as one batch; returns the outcomes and the stored batch sizes."""
-    batches: list[int] = []
-    queue = SendQueue(
-        chat.db,
-        chat.events,
-        limits or chat.limits,
-        utcnow,
-        max_batch=len(requests),
-        writers=1,
-        on_stored=lambda count, _seconds: batches.append(count),
-    )
-    pending = [asyncio.ensure_future(queue.submit(r)) for r in requests]
-    await asyncio.sleep(0)
-    assert queue.backlog == len(requests)
-    await queue.start()
-    try:
-        outcomes = await asyncio.gather(*pending, return_exceptions=True)
-    finally:
-        await queue.stop()
-    return list(outcomes), batches
 
 
 async def test_concurrent_sends_to_one_conversation_get_gapless_seqs(
