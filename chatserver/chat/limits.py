@@ -112,8 +112,7 @@ return #ARGV - 1
 """
 
 
-# Whose send: (kind, person id), as `person_channel` names them.
-Sender: TypeAlias = tuple[str, str]
+Sender: TypeAlias = tuple[str, str]  # (kind, person id), as `person_channel` names them
 
 
 def _too_fast(wait_ms: int) -> ChatError:
@@ -126,9 +125,8 @@ def _too_fast(wait_ms: int) -> ChatError:
 
 class Limits(Protocol):
     async def take_sends(self, senders: Sequence[Sender]) -> dict[int, ChatError]:
-        """Spend one send of each sender, in order (a person may send
-        several): the sends refused, by index, with their `rate_limited`.
-        The send queue asks once per batch (`chat/sending.py`)."""
+        """Spend one send of each sender in order (the send queue's batch):
+        the sends refused, by index, with their `rate_limited`."""
 
     async def claim(self, kind: str, person_id: str) -> str | None:
         """A ticket for one more socket of the person, or None at the cap."""

@@ -93,6 +93,14 @@ incoming AS (
              sender_name text, client_id text, body text, html text, search_body text,
              via text)
 ),
+retried AS (
+    SELECT k.conversation_id FROM incoming k
+    WHERE (
+        SELECT true FROM messages m
+        WHERE m.sender_kind = k.sender_kind AND m.sender_id = k.sender_id
+          AND m.client_id = k.client_id
+    )
+),
 locked AS (
     SELECT c.id FROM conversations c
     WHERE c.id = ANY(ARRAY(SELECT id FROM batch))
@@ -108,14 +116,7 @@ bumped AS (
     WHERE c.id = ANY(ARRAY(SELECT id FROM locked))
       AND c.id = b.id AND l.id = b.id AND a.id = c.application_id
       AND c.state = 'open' AND a.status = b.status AND a.candidate_id = b.candidate_id
-      AND NOT EXISTS (
-          SELECT 1 FROM incoming k
-          WHERE k.conversation_id = c.id AND (
-              SELECT true FROM messages m
-              WHERE m.sender_kind = k.sender_kind AND m.sender_id = k.sender_id
-                AND m.client_id = k.client_id
-          )
-      )
+      AND c.id NOT IN (SELECT conversation_id FROM retried)
     RETURNING c.id, c.last_seq, b.n
 ),
 stored AS (
