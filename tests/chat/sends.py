@@ -70,3 +70,14 @@ async def one_batch(
     finally:
         await queue.stop()
     return list(outcomes), batches
+
+
+async def cast(app: Any) -> tuple[Chat, Viewer, Viewer]:
+    """The worker's chat, and the scene's alice (staff) and cara (the
+    candidate of app-1), as the domain sees them."""
+    chat = chat_of(app)
+    return (
+        chat,
+        await viewer(chat, "staff", "alice"),
+        await viewer(chat, "candidate", "cara", "app-1"),
+    )

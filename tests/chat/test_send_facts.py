@@ -20,7 +20,7 @@ from chatserver.chat.service import Chat
 from chatserver.errors import ChatError
 from chatserver.store import send_batch
 from chatserver.store.contexts import SendContext
-from tests.chat.sends import chat_of, one_batch, request, seqs, viewer
+from tests.chat.sends import cast, chat_of, one_batch, request, seqs, viewer
 from tests.conftest import Scene
 from tests.helpers import Host
 
@@ -103,9 +103,7 @@ def fast(chat: Chat) -> bool:
 async def test_a_conversation_written_to_a_moment_ago_needs_no_snapshot(
     scene: Scene, app: Any, snapshot_reads: list[int]
 ) -> None:
-    chat = chat_of(app)
-    alice = await viewer(chat, "staff", "alice")
-    cara = await viewer(chat, "candidate", "cara", "app-1")
+    chat, alice, cara = await cast(app)
     first = await send(chat, alice, scene.conversation)
     assert isinstance(first, SendResult)
     assert snapshot_reads == ([1] if fast(chat) else [])
@@ -119,9 +117,7 @@ async def test_a_conversation_written_to_a_moment_ago_needs_no_snapshot(
 async def test_a_conversation_ended_since_refuses_the_candidate_at_once(
     scene: Scene, app: Any
 ) -> None:
-    chat = chat_of(app)
-    alice = await viewer(chat, "staff", "alice")
-    cara = await viewer(chat, "candidate", "cara", "app-1")
+    chat, alice, cara = await cast(app)
     assert isinstance(await send(chat, alice, scene.conversation), SendResult)
     await conversation_end.end_conversation(chat, alice, scene.conversation)
     refused = await send(chat, cara, scene.conversation)
@@ -135,9 +131,7 @@ async def test_a_conversation_ended_since_refuses_the_candidate_at_once(
 async def test_a_status_the_host_changed_since_is_honoured_at_once(
     scene: Scene, app: Any, host: Host
 ) -> None:
-    chat = chat_of(app)
-    alice = await viewer(chat, "staff", "alice")
-    cara = await viewer(chat, "candidate", "cara", "app-1")
+    chat, alice, cara = await cast(app)
     assert isinstance(await send(chat, cara, scene.conversation), SendResult)
     await host.application("app-1", org="acme", candidate="cara", status="withdrawn")
     refused = await send(chat, cara, scene.conversation)

@@ -23,7 +23,7 @@ from chatserver.settings import Settings
 from chatserver.store import messages as message_store
 from chatserver.store.db import Database
 from chatserver.store.tables import bell_marks, messages, notifications
-from tests.chat.sends import chat_of, one_batch, request, seqs, viewer
+from tests.chat.sends import cast, chat_of, one_batch, request, seqs, viewer
 from tests.conftest import Scene
 from tests.helpers import Host, count_rows, upload
 from tests.waits import eventually_async
@@ -541,9 +541,7 @@ class CountedLimits(LocalLimits):
 async def test_a_batch_spends_its_senders_rate_limits_at_once_and_refuses_only_who_is_over(
     scene: Scene, app: Any
 ) -> None:
-    chat = chat_of(app)
-    alice = await viewer(chat, "staff", "alice")
-    cara = await viewer(chat, "candidate", "cara", "app-1")
+    chat, alice, cara = await cast(app)
     # A burst of two and no refill within the test: alice's third send is over.
     limits = CountedLimits(chat.settings.with_(send_rate=0.001, send_burst=2))
     senders = [alice, alice, cara, alice, cara]
