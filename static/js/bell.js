@@ -34,6 +34,11 @@ export function initBell() {
   const readAll = document.getElementById("notif-read-all");
   // conversation id -> entry ({conversation, text, count, created_at, read}), newest first.
   let entries = new Map();
+  // Counts what this page changed in the entries: a listing asked for
+  // before a change may answer after it, and must not undo it.
+  let changes = 0;
+  // Listings asked again at most this often when changes keep coming.
+  const LOAD_ATTEMPTS = 3;
 
   function unread() {
     let n = 0;
@@ -79,6 +84,7 @@ export function initBell() {
   }
 
   function renderList() {
+    changes += 1;
     list.replaceChildren(...[...entries.values()].map(item));
     empty.hidden = entries.size > 0;
     renderCount();
@@ -93,9 +99,13 @@ export function initBell() {
     renderList();
   }
 
-  async function load() {
+  async function load(attempts = LOAD_ATTEMPTS) {
     try {
+      const before = changes;
       const data = await api.get("/api/notifications");
+      // Something changed while the listing was on its way (an entry marked
+      // read, a new notification): the answer may predate it; ask again.
+      if (changes !== before && attempts > 1) return load(attempts - 1);
       entries = new Map(data.notifications.map((note) => [note.conversation, note]));
       // The conversation on screen is being read: its entry is no news.
       const open = openConversation();

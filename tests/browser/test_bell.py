@@ -8,13 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import APIResponse, Page, Route, expect
 
 from tests.browser.conftest import Ats, Browsers
 from tests.browser.test_inbox import candidate_says, item
 
 pytestmark = pytest.mark.browser
 
+# The bell's listing (not the mark-read posts below it).
+LISTING = "**/api/notifications"
 SIZES = {"desktop": {}, "phone": {"width": 390, "height": 844, "mobile": True}}
 
 
@@ -68,3 +70,37 @@ def test_the_bell_groups_per_conversation_and_is_quiet_about_the_open_one(
     expect(count).to_be_hidden()
     inbox.reload()
     expect(inbox.locator("#bell-count")).to_be_hidden()
+
+
+def test_a_listing_that_answers_after_an_entry_was_marked_read_does_not_bring_it_back(
+    browsers: Browsers, ats: Ats
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    inbox = browsers.open(ats.staff_link(alice))
+    count = inbox.locator("#bell-count")
+    candidate_says(ats, browsers, cara.id, "Is there parking?")
+    expect(count).to_have_text("1")
+    # The listing the panel asks for on opening is read by the server now
+    # and reaches the page only after the entry was marked read.
+    held: list[tuple[Route, APIResponse]] = []
+
+    def hold_the_first(route: Route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append((route, route.fetch()))
+
+    inbox.route(LISTING, hold_the_first)
+    with inbox.expect_request(LISTING):
+        inbox.get_by_test_id("notifications-bell").click()
+    mark = inbox.get_by_role("dialog", name="Notifications").get_by_role("button", name="Mark read")
+    mark.click()
+    expect(count).to_be_hidden()
+    assert len(held) == 1
+    route, stale = held[0]
+    # Its answer may predate the change: the page asks again.
+    with inbox.expect_request(LISTING):
+        route.fulfill(response=stale)
+    expect(mark).to_have_count(0)
+    expect(count).to_be_hidden()
