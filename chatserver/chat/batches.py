@@ -63,21 +63,14 @@ class Batches(abc.ABC, Generic[Q, A]):
 
     async def ask(self, question: Q) -> A:
         """The answer to `question`, from the next batch."""
-        (answer,) = await self.ask_all([question])
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
+        # A cancelled caller cancels only its own future; the batch skips it.
+        return await self._queue([question])[0]
 
     async def ask_all(self, questions: Sequence[Q]) -> list[A | BaseException]:
         """The answers to one caller's questions, in order, from the next
         batch (or batches, past `max_batch`); an error in place of an
         answer is that question's own, or its batch's."""
-        loop = asyncio.get_running_loop()
-        answers: list[asyncio.Future[A]] = [loop.create_future() for _ in questions]
-        self._waiting.extend(map(_Waiter, questions, answers))
-        if self._runner is None:
-            # Started on the loop's next turn: every question of this turn joins.
-            self._runner = asyncio.create_task(self._run(), name=self._name)
+        answers = self._queue(questions)
         try:
             if answers:
                 await asyncio.wait(answers)
@@ -86,6 +79,16 @@ class Batches(abc.ABC, Generic[Q, A]):
             for answer in answers:
                 answer.cancel()
         return [a.exception() or a.result() for a in answers]
+
+    def _queue(self, questions: Sequence[Q]) -> list[asyncio.Future[A]]:
+        """The questions queued for the next batch; a future for each answer."""
+        loop = asyncio.get_running_loop()
+        answers: list[asyncio.Future[A]] = [loop.create_future() for _ in questions]
+        self._waiting.extend(map(_Waiter, questions, answers))
+        if self._runner is None:
+            # Started on the loop's next turn: every question of this turn joins.
+            self._runner = asyncio.create_task(self._run(), name=self._name)
+        return answers
 
     async def _run(self) -> None:
         try:

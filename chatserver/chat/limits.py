@@ -153,12 +153,12 @@ class LocalLimits:
         return self.take_sends_now(senders)
 
     def take_sends_now(self, senders: Sequence[Sender]) -> dict[int, ChatError]:
-        refused: dict[int, ChatError] = {}
-        for i, (kind, person_id) in enumerate(senders):
-            wait_ms = self.sends.wait_ms(f"{kind}:{person_id}")
-            if wait_ms:
-                refused[i] = _too_fast(wait_ms)
-        return refused
+        return {i: r for i, s in enumerate(senders) if (r := self.take_send_now(s)) is not None}
+
+    def take_send_now(self, sender: Sender) -> ChatError | None:
+        """Spend one of the person's sends, or the refusal."""
+        wait_ms = self.sends.wait_ms(":".join(sender))
+        return _too_fast(wait_ms) if wait_ms else None
 
     async def claim(self, kind: str, person_id: str) -> str | None:
         return self.claim_now(kind, person_id, f"local-{next(self._numbers)}")
@@ -238,7 +238,7 @@ class RedisLimits:
             if isinstance(answer, (*KEY_ERRORS, TimeoutError)):
                 # This call met a Redis that failed: the worker counts it itself.
                 self._fell_back("send rate", answer)
-                refusal = self.local.take_sends_now([senders[i]]).get(0)
+                refusal = self.local.take_send_now(senders[i])
             elif isinstance(answer, BaseException):
                 raise answer
             else:
