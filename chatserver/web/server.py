@@ -24,6 +24,7 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 from chatserver import logs
 from chatserver.ops import collector
 from chatserver.settings import Settings
+from chatserver.web.ws_protocol import LeanWebSocketProtocol
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,11 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     (tests/ws_helpers.py), so frame limits and close codes under test are
     the ones production has."""
     return {
-        # The Sans-I/O websockets implementation: about 8 KiB less per
-        # idle connection than the legacy one (docs/performance.md). On
+        # uvicorn's Sans-I/O websockets implementation (about 8 KiB less per
+        # idle connection than the legacy one), holding less again for each
+        # idle socket (`web/ws_protocol.py`, docs/performance.md). On
         # shutdown it closes every socket with 1012 (service restart).
-        "ws": "websockets-sansio",
+        "ws": LeanWebSocketProtocol,
         # Per-message compression costs memory per connection for little
         # gain on short chat messages (docs/protocol.md).
         "ws_per_message_deflate": False,
