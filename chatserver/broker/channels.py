@@ -30,6 +30,7 @@ from chatserver.broker.base import (
     Subscription,
     offer_all,
 )
+from chatserver.waiters import Waiters
 
 
 class LocalChannel:
@@ -48,14 +49,14 @@ class LocalChannel:
         # subscriber waits; losing the connection lets waiters proceed (a
         # Resync follows on the next confirmation) and unsettles it again.
         self.settled = False
-        self._waiters: list[asyncio.Future[None]] | None = None
+        self._waiters = Waiters()
         # The subscription may have missed messages: Resync on confirmation.
         self.resync_on_confirm = False
 
     def confirm(self) -> None:
         """Redis routes the channel here (again)."""
         self.settled = True
-        self._wake()
+        self._waiters.wake_all()
         if self.resync_on_confirm:
             self.resync_on_confirm = False
             self.resync()
@@ -63,25 +64,11 @@ class LocalChannel:
     def release(self) -> None:
         """Let waiting subscribers proceed; the Resync comes on confirmation."""
         self.settled = False
-        self._wake()
+        self._waiters.wake_all()
 
     async def wait_settled(self) -> None:
         """Wait for `confirm` or `release`."""
-        waiter = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = []
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if self._waiters is not None and waiter in self._waiters:
-                self._waiters.remove(waiter)
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
+        await self._waiters.wait()
 
     def resync(self) -> None:
         offer_all(self.subscriptions, RESYNC)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from chatserver.chat.identity import Viewer
 from chatserver.chat.ratelimit import TokenBucket
+from chatserver.waiters import Waiters
 
 
 def _no_writer() -> None:
@@ -39,7 +40,7 @@ class Outbox:
         # A list, not a deque: an empty deque is 760 bytes, and most sockets
         # of a worker have nothing queued; the writer drains it as it fills.
         self._items: list[str] = []
-        self._putters: list[asyncio.Future[None]] | None = None
+        self._putters = Waiters()
         self.closed = False
         self.wake: Callable[[], None] = _no_writer
 
@@ -59,15 +60,7 @@ class Outbox:
     async def put(self, frame: str) -> None:
         """Queue a frame once the outbox is less than half full."""
         while not self.closed and len(self._items) >= self._capacity // 2:
-            waiter = asyncio.get_running_loop().create_future()
-            if self._putters is None:
-                self._putters = []
-            self._putters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter in self._putters:
-                    self._putters.remove(waiter)
+            await self._putters.wait()
         if not self.closed:
             self._items.append(frame)
             self.wake()
@@ -94,19 +87,15 @@ class Outbox:
         if self.closed or not self._items:
             return None
         frame = self._items.pop(0)
-        if self._putters and len(self._items) < self._capacity // 2:
-            for waiter in self._putters:
-                if not waiter.done():
-                    waiter.set_result(None)
+        if len(self._items) < self._capacity // 2:
+            self._putters.wake_all()
         return frame
 
     def close(self) -> None:
         """Drop what is queued and wake everyone waiting."""
         self.closed = True
         self._items.clear()
-        for waiter in self._putters or ():
-            if not waiter.done():
-                waiter.set_result(None)
+        self._putters.wake_all()
 
 
 class Connection:

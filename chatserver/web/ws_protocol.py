@@ -2,7 +2,7 @@
 
 A worker holds thousands of sockets that mostly wait (issue 10: at most
 20 KiB of server memory per idle, subscribed connection). A tracemalloc
-count of idle sockets (docs/performance.md, "Memory per idle connection")
+count of idle sockets (docs/performance.md, "Idle sockets under 20 KiB")
 found uvicorn's protocol keeping, for each socket, for as long as it is
 open:
 
@@ -15,30 +15,26 @@ open:
   again once the handshake is answered (the request is also a local of
   websockets' parser generator, so its headers are cleared too).
 
-`LeanWebSocketProtocol` is that protocol with a queue and a gate that keep
-a list instead, and it lets go of the handshake once it is answered; it
-is what `web/server.py` gives uvicorn as its `ws` protocol, for `chatserver
-serve` and the tests' live server alike. Nothing else of uvicorn's changes:
-framing, flow control, keepalive pings and closing are its own.
-`tests/web/test_ws_protocol.py` checks that the attributes it replaces
-and drops are still the ones uvicorn uses, so an upgrade of uvicorn that
-renames them fails there rather than quietly costing the memory again.
+`LeanWebSocketProtocol` is that protocol with a queue and a gate that wait
+with `chatserver.waiters` instead, and it lets go of the handshake once it
+is answered; it is what `web/server.py` gives uvicorn as its `ws` protocol,
+for `chatserver serve` and the tests' live server alike. Nothing else of
+uvicorn's changes: framing, flow control, keepalive pings and closing are
+its own. `tests/web/test_ws_protocol.py` checks that an open socket's
+protocol holds none of the above, so an upgrade of uvicorn or websockets
+that keeps them elsewhere fails there rather than quietly costing the
+memory again.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Generic, TypeVar
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from chatserver.waiters import Waiters
+
 T = TypeVar("T")
-
-
-def _wake(waiters: list[asyncio.Future[None]] | None) -> None:
-    for waiter in waiters or ():
-        if not waiter.done():
-            waiter.set_result(None)
 
 
 class ReceiveQueue(Generic[T]):
@@ -50,12 +46,11 @@ class ReceiveQueue(Generic[T]):
 
     def __init__(self) -> None:
         self._items: list[T] = []
-        self._getters: list[asyncio.Future[None]] | None = None
+        self._getters = Waiters()
 
     def put_nowait(self, item: T) -> None:
         self._items.append(item)
-        getters, self._getters = self._getters, None
-        _wake(getters)
+        self._getters.wake_all()
 
     def empty(self) -> bool:
         return not self._items
@@ -67,28 +62,19 @@ class ReceiveQueue(Generic[T]):
         """The oldest item, once there is one. A get cancelled while an
         item arrives leaves the item for the next get."""
         while not self._items:
-            waiter = asyncio.get_running_loop().create_future()
-            if self._getters is None:
-                self._getters = []
-            self._getters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if self._getters is not None and waiter in self._getters:
-                    self._getters.remove(waiter)
+            await self._getters.wait()
         return self._items.pop(0)
 
 
 class Gate:
-    """`asyncio.Event`'s `set`, `clear`, `is_set` and `wait`, with waiters
-    kept in a list made only when someone waits (the event keeps a deque
-    of 760 bytes from the start)."""
+    """`asyncio.Event`'s `set`, `clear`, `is_set` and `wait`, without the
+    event's deque."""
 
     __slots__ = ("_open", "_waiters")
 
     def __init__(self) -> None:
         self._open = False
-        self._waiters: list[asyncio.Future[None]] | None = None
+        self._waiters = Waiters()
 
     def is_set(self) -> bool:
         return self._open
@@ -96,24 +82,14 @@ class Gate:
     def set(self) -> None:
         if not self._open:
             self._open = True
-            waiters, self._waiters = self._waiters, None
-            _wake(waiters)
+            self._waiters.wake_all()
 
     def clear(self) -> None:
         self._open = False
 
     async def wait(self) -> bool:
-        if self._open:
-            return True
-        waiter = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = []
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if self._waiters is not None and waiter in self._waiters:
-                self._waiters.remove(waiter)
+        if not self._open:
+            await self._waiters.wait()
         return True
 
 
