@@ -10,6 +10,7 @@ required). Every wait is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 from pathlib import Path
@@ -17,7 +18,8 @@ from pathlib import Path
 import redis
 
 from scripts.load.backends import launch_redis
-from tests.e2e.servers import START_TIMEOUT, RedisProcess, free_port
+from scripts.load.processes import wait_until
+from tests.e2e.servers import START_TIMEOUT, RedisProcess
 from tests.helpers import eventually
 
 PRIMARIES = 3
@@ -28,6 +30,19 @@ NODE_TIMEOUT_MS = 1000
 FAILOVER_TIMEOUT = 20.0
 # Keys moved per MIGRATE, and at most this many rounds of them per slot.
 MIGRATE_BATCHES = 100
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    """`count` loopback ports nobody listens on, all different: each is
+    held until all are picked (picked one by one and let go, two could be
+    the same, and a node's bus port once was another node's port)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+    return ports
 
 
 def command(port: int, *args: str, timeout: float = 5.0) -> str:
@@ -45,11 +60,11 @@ class ClusterNode(RedisProcess):
     """One cluster-enabled redis-server with its own working directory; a
     restart keeps its ports and nodes.conf, so it rejoins as itself."""
 
-    def __init__(self, log_dir: Path, port: int | None = None) -> None:
+    def __init__(self, log_dir: Path, port: int, bus_port: int) -> None:
         super().__init__(log_dir, port)
         # The bus port would be port + 10000 by default, which may be taken
         # or past 65535; a free port of its own avoids both.
-        self.bus_port = free_port()
+        self.bus_port = bus_port
 
     def start(self) -> ClusterNode:
         workdir = self.log_dir / f"node-{self.port}"
@@ -72,7 +87,9 @@ class ClusterNode(RedisProcess):
             "--cluster-require-full-coverage",
             "no",
         )
-        eventually(self._answers, within=START_TIMEOUT, what=f"cluster node :{self.port} ready")
+        # A node that cannot listen exits: that fails at once, not after
+        # the whole wait.
+        wait_until(self._answers, START_TIMEOUT, f"cluster node :{self.port}", self._alive)
         return self
 
     def info(self, section: str = "") -> dict[str, str]:
@@ -95,7 +112,11 @@ class RedisClusterProcesses:
     """Six nodes made into a cluster with `redis-cli --cluster create`."""
 
     def __init__(self, log_dir: Path, primaries: int = PRIMARIES) -> None:
-        self.nodes = [ClusterNode(log_dir) for _ in range(primaries * 2)]
+        ports = distinct_free_ports(primaries * 2 * 2)
+        self.nodes = [
+            ClusterNode(log_dir, port, bus_port)
+            for port, bus_port in zip(ports[::2], ports[1::2], strict=True)
+        ]
 
     @property
     def url(self) -> str:
