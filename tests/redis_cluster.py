@@ -10,7 +10,6 @@ required). Every wait is bounded.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import subprocess
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import redis
 
 from scripts.load.backends import launch_redis
-from scripts.load.processes import wait_until
+from scripts.load.processes import free_ports, wait_until
 from tests.e2e.servers import START_TIMEOUT, RedisProcess
 from tests.helpers import eventually
 
@@ -30,19 +29,6 @@ NODE_TIMEOUT_MS = 1000
 FAILOVER_TIMEOUT = 20.0
 # Keys moved per MIGRATE, and at most this many rounds of them per slot.
 MIGRATE_BATCHES = 100
-
-
-def distinct_free_ports(count: int) -> list[int]:
-    """`count` loopback ports nobody listens on, all different: each is
-    held until all are picked (picked one by one and let go, two could be
-    the same, and a node's bus port once was another node's port)."""
-    with contextlib.ExitStack() as held:
-        ports = []
-        for _ in range(count):
-            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-    return ports
 
 
 def command(port: int, *args: str, timeout: float = 5.0) -> str:
@@ -112,7 +98,7 @@ class RedisClusterProcesses:
     """Six nodes made into a cluster with `redis-cli --cluster create`."""
 
     def __init__(self, log_dir: Path, primaries: int = PRIMARIES) -> None:
-        ports = distinct_free_ports(primaries * 2 * 2)
+        ports = free_ports(primaries * 2 * 2)
         self.nodes = [
             ClusterNode(log_dir, port, bus_port)
             for port, bus_port in zip(ports[::2], ports[1::2], strict=True)

@@ -9,6 +9,7 @@ the harness is ended by it (by its own pid, never by name).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -33,9 +34,20 @@ POLL_INTERVAL = 0.05
 
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` loopback ports nobody listens on, all different: each is
+    held until all are picked (picked one by one and let go, two could be
+    the same: a cluster node's bus port once was another node's port)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+    return ports
 
 
 def unique(label: str) -> str:
