@@ -22,7 +22,7 @@ from chatserver.store.send_batch import ClientKey
 MESSAGE_ID_BYTES = 16
 
 
-@dataclass
+@dataclass(eq=False)
 class SendRequest:
     viewer: Viewer
     conversation_id: str
@@ -37,6 +37,8 @@ class SendRequest:
     # Answered `unavailable` before a writer took it: it is never written
     # (the client retries), so an overloaded queue sheds what nobody awaits.
     expired: bool = False
+    # The loop time by which it is answered, `unavailable` if need be.
+    deadline: float = 0.0
 
     @property
     def key(self) -> ClientKey:

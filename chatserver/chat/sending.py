@@ -9,7 +9,10 @@ acknowledged (SPEC section 3.1) and then the events published, within
 holds an ack back, and rooms catch up from the database (issue 16). A send
 not answered within `CHAT_SEND_TIMEOUT` (a slow database, an exhausted
 pool) is answered `unavailable`; the client's retry with the same client_id
-finds the message if it committed after all, and publishes it again.
+finds the message if it committed after all, and publishes it again. That
+bound is kept by one task for the whole queue, not a timer per send: sends
+are answered about in the order they came, so the oldest one unanswered is
+the next to run out of time.
 
 Nothing per message depends on the size of the organisation (issue 10):
 no row per recipient (the bell is derived from read positions, see
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
@@ -78,10 +82,14 @@ class SendQueue:
         self._tasks: list[asyncio.Task[None]] = []
         self._on_stored = on_stored
         self._send_timeout = send_timeout
+        # Sends not known to be answered, oldest first (`_expire_forever`).
+        self._unanswered: deque[SendRequest] = deque()
+        self._expiry: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._write_forever()) for _ in range(self._writers)]
+        self._expiry = loop.create_task(self._expire_forever())
 
     async def stop(self) -> None:
         """Write what is queued, then stop. Writers are not cancelled: a
@@ -91,28 +99,55 @@ class SendQueue:
             self._queue.put_nowait(None)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        expiry, self._expiry = self._expiry, None
+        if expiry is not None:
+            expiry.cancel()
+            await asyncio.gather(expiry, return_exceptions=True)
         await self._publisher.drain()
         while not self._queue.empty():
             request = self._queue.get_nowait()
             if request is not None and not request.future.done():
                 request.future.set_exception(unavailable("The server is shutting down."))
 
-    async def submit(self, request: SendRequest) -> SendResult:
-        """The send's outcome, or `unavailable` once `send_timeout` has
-        passed (a database that is slow or out of pooled connections): the
-        client retries with the same client_id, which finds the message if
-        this attempt committed after all."""
+    def queue(self, request: SendRequest) -> None:
+        """Queue a send; its future gets the outcome, or `unavailable` once
+        `send_timeout` has passed (a database that is slow or out of pooled
+        connections): the client retries with the same client_id, which
+        finds the message if this attempt committed after all."""
+        request.deadline = asyncio.get_running_loop().time() + self._send_timeout
+        unanswered = self._unanswered
+        while unanswered and unanswered[0].future.done():
+            unanswered.popleft()
+        unanswered.append(request)
         self._queue.put_nowait(request)
-        # Shield: a client that disconnects (or the bound) must not cancel a
-        # send that may already be committed; its retry finds the message.
-        done, _ = await asyncio.wait({request.future}, timeout=self._send_timeout)
-        if not done:
-            request.expired = True
-            # Its outcome, if a writer had it already, is nobody's to read.
-            request.future.add_done_callback(lambda f: f.cancelled() or f.exception())
-            log.warning("a send waited over %.1f s; answered unavailable", self._send_timeout)
-            raise unavailable("The server is busy; try again.")
-        return request.future.result()
+
+    async def submit(self, request: SendRequest) -> SendResult:
+        """`queue`, then wait for the outcome. Shielded: a caller that goes
+        away must not cancel a send that may already be committed; its retry
+        finds the message."""
+        self.queue(request)
+        return await asyncio.shield(request.future)
+
+    async def _expire_forever(self) -> None:
+        """Answer `unavailable` every send still unanswered at its deadline.
+        Sleeps until the oldest unanswered send's deadline (or one whole
+        bound while there is none: a send queued meanwhile has a later one)."""
+        loop = asyncio.get_running_loop()
+        unanswered = self._unanswered
+        while True:
+            now = loop.time()
+            while unanswered and (unanswered[0].future.done() or unanswered[0].deadline <= now):
+                self._expire(unanswered.popleft())
+            await asyncio.sleep(unanswered[0].deadline - now if unanswered else self._send_timeout)
+
+    def _expire(self, request: SendRequest) -> None:
+        if request.future.done():
+            return
+        # A writer that takes it later skips it; one writing it now
+        # stores it, and the retry finds it.
+        request.expired = True
+        log.warning("a send waited over %.1f s; answered unavailable", self._send_timeout)
+        request.future.set_exception(unavailable("The server is busy; try again."))
 
     @property
     def backlog(self) -> int:

@@ -8,7 +8,7 @@ the socket itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from chatserver.chat.identity import Viewer
 from chatserver.chat.ratelimit import TokenBucket
@@ -28,9 +28,10 @@ class Outbox:
     history, which waits while the outbox is half full, so a long history
     replay paces itself and always leaves half the queue to live fan-out.
 
-    Every queued frame calls `wake`, with which the transport starts its
-    writer unless one is running; the writer `take`s frames until none is
-    left and ends. An idle socket so has no writer task at all.
+    Every queued frame calls `wake`, with which the transport arranges for
+    the frames to be written: all at once with `flush` where the socket
+    can take them, else by a writer that `take`s them one by one until
+    none is left, and ends. An idle socket so has no writer task at all.
     """
 
     __slots__ = ("_capacity", "_items", "_putters", "closed", "wake")
@@ -79,6 +80,17 @@ class Outbox:
                 await self.put(frame)
         except TimeoutError:
             return False
+        return True
+
+    def flush(self, write: Callable[[Sequence[str]], bool]) -> bool:
+        """Hand every queued frame to `write` at once; False if it did not
+        take them (they stay queued, for `take`)."""
+        if self.closed or not self._items:
+            return True
+        if not write(self._items):
+            return False
+        self._items.clear()
+        self._putters.wake_all()
         return True
 
     def take(self) -> str | None:

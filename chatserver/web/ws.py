@@ -1,9 +1,12 @@
 """`/ws`: the WebSocket protocol of SPEC section 5.
 
 Each socket has one reader task (the socket's own task: frames in →
-domain calls → answers) and, only while frames wait, a writer task (drains
-the connection's bounded outbox onto the socket); when the socket can take
-no more, reading stops.
+domain calls → answers). Frames out wait in the connection's bounded
+outbox until the end of the event loop's step, then are written together
+(`_Pump`): at once where the server's protocol can take them
+(`web/ws_protocol.py`), else by a writer task that drains the outbox
+through ASGI, waiting for a slow reader; when the socket can take no
+more, reading stops.
 Answers to the client's own frames go through the same outbox as fan-out,
 so frames leave in the order they were produced. Errors become one `error`
 frame each and the connection stays open, except for an unauthenticated
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.requests import HTTPConnection
 from starlette.routing import WebSocketRoute
@@ -27,7 +30,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from chatserver.chat import message_send, reads, wire
-from chatserver.chat.send_request import SendRequest
+from chatserver.chat.send_request import SendRequest, SendResult
 from chatserver.errors import ChatError, ErrorCode, unauthorized, unavailable
 from chatserver.logs import REQUEST_ID
 from chatserver.realtime.connection import Connection
@@ -36,6 +39,7 @@ from chatserver.web import request_id
 from chatserver.web.admission import busy
 from chatserver.web.auth import origin_allowed
 from chatserver.web.deps import Services, services, signed_in
+from chatserver.web.ws_protocol import WRITE_TEXTS
 
 log = logging.getLogger(__name__)
 
@@ -131,14 +135,11 @@ async def _serve(websocket: WebSocket, conn: Connection, svc: Services) -> None:
             stopped = True
             reader.cancel()
 
-    def wake() -> None:
-        if conn.writer is None and not conn.outbox.closed:
-            conn.writer = asyncio.create_task(_write(websocket, conn))
-
+    pump = _Pump(websocket, conn)
     conn.stop_reading = stop_reading
-    conn.outbox.wake = wake
+    conn.outbox.wake = pump.wake
     if len(conn.outbox):
-        wake()
+        pump.wake()
     try:
         await _read(websocket, conn, svc)
     except asyncio.CancelledError:
@@ -157,6 +158,48 @@ async def _serve(websocket: WebSocket, conn: Connection, svc: Services) -> None:
             # be a cycle for the collector.
             conn.writer = None
         conn.unhook()
+
+
+class _Pump:
+    """Gets the outbox's frames onto the socket, all those queued in one
+    step of the event loop together, right after it (`call_soon`): one
+    write, without a task, where the protocol offers `write_texts` and the
+    socket can take them now; otherwise a writer task (`_write`) sends them
+    through ASGI, waiting for a slow reader, until the outbox is empty.
+    A worker writes most frames the first way: no task per frame, and one
+    system call for a message and its bell to the same socket."""
+
+    __slots__ = ("_conn", "_due", "_websocket", "_write_now")
+
+    def __init__(self, websocket: WebSocket, conn: Connection) -> None:
+        self._websocket = websocket
+        self._conn = conn
+        offered = (websocket.scope.get("extensions") or {}).get(WRITE_TEXTS) or {}
+        self._write_now: Callable[[Sequence[str]], bool] | None = offered.get("write")
+        # A flush is scheduled and has not run yet.
+        self._due = False
+
+    def wake(self) -> None:
+        if not self._due and self._conn.writer is None:
+            self._due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._due = False
+        conn = self._conn
+        if conn.writer is not None or conn.outbox.closed:
+            return
+        if self._write_now is not None:
+            try:
+                if conn.outbox.flush(self._write_now):
+                    return
+            except Exception:
+                # As in `_write`: the socket is gone.
+                conn.outbox.close()
+                conn.stop_reading()
+                return
+        if len(conn.outbox):
+            conn.writer = asyncio.create_task(_write(self._websocket, conn))
 
 
 async def _write(websocket: WebSocket, conn: Connection) -> None:
@@ -178,7 +221,7 @@ async def _read(websocket: WebSocket, conn: Connection, svc: Services) -> None:
     limit = svc.settings.max_frame_bytes
     # Made at the first send: an empty set is 216 bytes, and most sockets
     # of a worker are idle.
-    sends: set[asyncio.Task[None]] | None = None
+    sends: set[asyncio.Future[SendResult]] | None = None
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -197,10 +240,10 @@ async def _read(websocket: WebSocket, conn: Connection, svc: Services) -> None:
             await conn.outbox.put(wire.error_frame(exc, exc.client_id))
             continue
         if isinstance(frame, wire.Send):
-            # Sends are pipelined: each waits for its group commit in a task
-            # of its own, so one socket can have several in flight. They are
-            # checked here, in frame order, and their tasks start in order,
-            # so they reach the send queue (and its rate limit) in order.
+            # Sends are pipelined: each is queued here, in frame order (so
+            # they reach the send queue and its rate limit in order), and
+            # answered by a callback when its group commit settles it, so
+            # one socket can have several in flight, none with a task.
             request = await _prepare(conn, svc, frame)
             if request is None:
                 continue
@@ -208,13 +251,11 @@ async def _read(websocket: WebSocket, conn: Connection, svc: Services) -> None:
                 sends = set()
             if len(sends) >= MAX_PIPELINED_SENDS:
                 await asyncio.wait(sends, return_when=asyncio.FIRST_COMPLETED)
-            task = asyncio.create_task(
-                _answer(conn, frame.client_id, _submit(svc, request, frame.client_id))
-            )
-            sends.add(task)
-            task.add_done_callback(sends.discard)
+            svc.chat.sends.queue(request)
+            sends.add(request.future)
+            request.future.add_done_callback(_Ack(conn, frame.client_id, sends, svc.hub.kick))
         else:
-            await _answer(conn, None, _dispatch(conn, svc, frame))
+            await _answer(conn, _dispatch(conn, svc, frame))
 
 
 def _too_large(data: str | bytes, limit: int) -> bool:
@@ -246,20 +287,51 @@ async def _prepare(conn: Connection, svc: Services, frame: wire.Send) -> SendReq
     return None
 
 
-async def _submit(svc: Services, request: SendRequest, client_id: str) -> str:
-    result = await svc.chat.sends.submit(request)
-    return wire.ack_frame(client_id, result.message)
+class _Ack:
+    """Answers one send once its future is settled: the `ack`, or the
+    `error` it was refused or failed with. A callback, not a task: one
+    per message sent. Offered, not waited for: a client whose outbox is
+    full with its own answers reads too slowly, and is cut off (SPEC 3.5)."""
+
+    __slots__ = ("_client_id", "_conn", "_kick", "_sends")
+
+    def __init__(
+        self,
+        conn: Connection,
+        client_id: str,
+        sends: set[asyncio.Future[SendResult]],
+        kick: Callable[[Connection], None],
+    ) -> None:
+        self._conn = conn
+        self._client_id = client_id
+        self._sends = sends
+        self._kick = kick
+
+    def __call__(self, future: asyncio.Future[SendResult]) -> None:
+        self._sends.discard(future)
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            answer = wire.ack_frame(self._client_id, future.result().message)
+        elif isinstance(exc, ChatError):
+            answer = wire.error_frame(exc, self._client_id)
+        else:
+            log.error("a send failed", exc_info=exc)
+            answer = wire.error_frame(unavailable(), self._client_id)
+        if not self._conn.push(answer):
+            self._kick(self._conn)
 
 
-async def _answer(conn: Connection, client_id: str | None, work: Awaitable[str | None]) -> None:
+async def _answer(conn: Connection, work: Awaitable[str | None]) -> None:
     """Run one frame's work and queue its answer, if it has one."""
     try:
         answer = await work
     except ChatError as exc:
-        answer = wire.error_frame(exc, client_id)
+        answer = wire.error_frame(exc)
     except Exception:
         log.exception("frame handling failed")
-        answer = wire.error_frame(unavailable(), client_id)
+        answer = wire.error_frame(unavailable())
     if answer is not None:
         await conn.outbox.put(answer)
 

@@ -18,9 +18,18 @@ open:
 `LeanWebSocketProtocol` is that protocol with a queue and a gate that wait
 with `chatserver.waiters` instead, and it lets go of the handshake once it
 is answered; it is what `web/server.py` gives uvicorn as its `ws` protocol,
-for `chatserver serve` and the tests' live server alike. Nothing else of
-uvicorn's changes: framing, flow control, keepalive pings and closing are
-its own. `tests/web/test_ws_protocol.py` checks that an open socket's
+for `chatserver serve` and the tests' live server alike.
+
+It also offers the app one thing ASGI has no word for: writing text frames
+at once, from a plain callback (`write_texts`, under the scope's extension
+`WRITE_TEXTS`). Through ASGI, every frame is an awaited `send` in a task:
+a live message's frames to its room's sockets are most of what a worker
+does (issue 10), and a task per burst of frames cost more than the frames.
+Whenever the socket cannot take a frame at once (its transport is paused
+for a slow reader, or it is closing), `write_texts` writes nothing and
+says so, and the app takes the ASGI way, which waits or fails as uvicorn
+decides. Framing, flow control, keepalive pings and closing stay uvicorn's
+and websockets' own. `tests/web/test_ws_protocol.py` checks that an open socket's
 protocol holds none of the above, so an upgrade of uvicorn or websockets
 that keeps them elsewhere fails there rather than quietly costing the
 memory again.
@@ -28,13 +37,21 @@ memory again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+from websockets.protocol import State
 
 from chatserver.waiters import Waiters
 
 T = TypeVar("T")
+
+# The scope extension under which an open socket's protocol offers
+# `write_texts`, as {"write": write_texts} (absent under other servers: the
+# app then only uses ASGI).
+WRITE_TEXTS = "chatserver.write_texts"
 
 
 class ReceiveQueue(Generic[T]):
@@ -113,3 +130,37 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
                 # websockets' parser keeps the request for the socket's
                 # life too (a local of its generator): its headers go.
                 request.headers.clear()
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if self.handshake_initiated and not self.close_sent:
+            # An ASGI extension's value is a dict of its own.
+            self.scope["extensions"][WRITE_TEXTS] = {"write": self.write_texts}
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # The app's task may hold the scope a while longer: without its
+        # bound method, scope and protocol are no reference cycle.
+        scope = self.__dict__.get("scope")
+        if scope is not None:
+            scope["extensions"].pop(WRITE_TEXTS, None)
+
+    def write_texts(self, texts: Sequence[str]) -> bool:
+        """Write these text frames now, in one write to the transport; or
+        write none and return False when they must take `send`'s way: the
+        transport is paused (a slow reader, whom `send` waits for) or the
+        socket is closing (where `send` raises)."""
+        if (
+            self.disconnected
+            or self.close_sent
+            or not self.handshake_complete
+            or self.initial_response is not None
+            or not self.writable.is_set()
+            or self.conn.state is not State.OPEN
+            or self.transport.is_closing()
+        ):
+            return False
+        for text in texts:
+            self.conn.send_text(text.encode())
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True

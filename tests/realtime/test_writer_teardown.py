@@ -1,11 +1,13 @@
-"""A server-side close ends the socket even when its writer never ran.
+"""A server-side close ends the socket even when its frames were never written.
 
-A push starts the socket's writer task; a close in the same loop step (a
-`disconnect` right behind a bell, or a cut-off of a client too slow for a
-burst of frames) cancels that task before its first step. Such a task never
-enters its coroutine, so nothing in the writer's `finally` runs: the close
-must not depend on it. The server has to close the socket with the close's
-code at once, not when the client next sends something.
+A push queues a frame and schedules its writing for the end of the loop's
+step (or starts a writer task, for a reader that is behind); a close in
+the same loop step (a `disconnect` right behind a bell, or a cut-off of a
+client too slow for a burst of frames) comes first. Then nothing of the
+writing runs (a writer task cancelled before its first step never enters
+its coroutine, so not even its `finally`): the close must not depend on
+it. The server has to close the socket with the close's code at once, not
+when the client next sends something.
 """
 
 from __future__ import annotations
@@ -80,9 +82,8 @@ async def test_a_disconnect_in_the_step_of_a_push_closes_the_socket(
         room = _person_room(app, scene)
         [conn] = room.members
         room._handle(events.encode(NOTE))
-        # The push started a writer, which has not run yet.
-        assert conn.writer is not None
-        assert not conn.writer.done()
+        # The bell is queued, not written yet.
+        assert len(conn.outbox) == 1
         room._handle(events.encode(events.disconnect(DisconnectReason.SESSION_ENDED)))
         assert await ws.closed_code(within=CLOSED_WITHIN) == 1008
 
@@ -91,8 +92,8 @@ async def test_a_client_cut_off_before_its_writer_ran_is_closed(
     server: LiveServer, scene: Scene, app: Any
 ) -> None:
     """A burst of more frames than the outbox holds, within one loop step:
-    the first push starts the writer, the one that does not fit cuts the
-    client off as too slow before the writer sent anything."""
+    the one that does not fit cuts the client off as too slow before any
+    was written."""
     before = instruments.TOTALS.slow_disconnects
     async with open_socket(server, scene.cara) as ws:
         await _connected(ws)

@@ -1,4 +1,5 @@
-"""An idle socket holds little (issue 10 item 5, `web/ws_protocol.py`).
+"""An idle socket holds little (issue 10 item 5, `web/ws_protocol.py`),
+and a busy one writes its frames without a task (`write_texts`).
 
 The server's protocol of an open, subscribed, idle socket keeps neither
 the handshake (request, response, headers) nor asyncio's deque-backed
@@ -20,8 +21,11 @@ import pytest
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from chatserver.web.ws_protocol import Gate, LeanWebSocketProtocol, ReceiveQueue
+from chatserver.chat import events
+from chatserver.realtime.connection import Connection
+from chatserver.web.ws_protocol import WRITE_TEXTS, Gate, LeanWebSocketProtocol, ReceiveQueue
 from tests.conftest import Scene
+from tests.waits import eventually_async
 from tests.ws_helpers import LiveServer, cookie_of, open_socket
 
 # Long enough for a ready waiter to have run, were it woken.
@@ -64,6 +68,85 @@ async def test_an_open_idle_socket_keeps_no_handshake_and_no_deque(
         # Still a working socket: a frame in, its answer out.
         await ws.send({"type": "ping"})
         await ws.expect("pong")
+
+
+def _protocol(server: LiveServer) -> LeanWebSocketProtocol:
+    """The server's protocol of the one socket open."""
+    assert server.uvicorn is not None
+    (protocol,) = [
+        c for c in server.uvicorn.server_state.connections if isinstance(c, LeanWebSocketProtocol)
+    ]
+    return protocol
+
+
+def _connection(app: Any, scene: Scene) -> Connection:
+    """The hub's connection of Cara's one socket."""
+    room = app.state.services.hub._people[events.person_channel("candidate", scene.cara.id)]
+    (conn,) = room.members
+    assert isinstance(conn, Connection)
+    return conn
+
+
+async def test_frames_are_written_at_once_and_in_order_without_a_writer_task(
+    server: LiveServer, scene: Scene, app: Any
+) -> None:
+    async with open_socket(server, scene.cara) as ws:
+        await ws.send({"type": "ping"})
+        await ws.expect("pong")
+        protocol = _protocol(server)
+        assert protocol.scope["extensions"][WRITE_TEXTS] == {"write": protocol.write_texts}
+        conn = _connection(app, scene)
+        for n in range(5):
+            assert conn.push(f'{{"type": "probe", "n": {n}}}')
+        assert len(conn.outbox) == 5
+        await asyncio.sleep(0)
+        # Flushed at the end of the step: one write, no task.
+        assert len(conn.outbox) == 0
+        assert conn.writer is None
+        assert [(await ws.expect("probe"))["n"] for _ in range(5)] == [0, 1, 2, 3, 4]
+
+
+async def test_a_paused_socket_gets_its_frames_through_asgi_once_it_resumes(
+    server: LiveServer, scene: Scene, app: Any
+) -> None:
+    """A transport paused for a slow reader takes nothing at once: a writer
+    task waits for it, and frames queued meanwhile follow in order."""
+    async with open_socket(server, scene.cara) as ws:
+        await ws.send({"type": "ping"})
+        await ws.expect("pong")
+        protocol = _protocol(server)
+        conn = _connection(app, scene)
+        protocol.pause_writing()
+        assert not protocol.write_texts(['{"type": "probe", "n": -1}'])
+        conn.push('{"type": "probe", "n": 0}')
+        await asyncio.sleep(A_FEW_STEPS)
+        assert conn.writer is not None
+        conn.push('{"type": "probe", "n": 1}')
+        assert await ws.quiet(A_FEW_STEPS) == []
+        protocol.resume_writing()
+        assert [(await ws.expect("probe"))["n"] for _ in range(2)] == [0, 1]
+        # Once it has drained the outbox the writer ends; pushes are
+        # written at once again.
+        await asyncio.sleep(A_FEW_STEPS)
+        assert conn.writer is None
+        conn.push('{"type": "probe", "n": 2}')
+        assert (await ws.expect("probe"))["n"] == 2
+
+
+async def test_a_closed_socket_lets_go_of_its_write_offer(server: LiveServer, scene: Scene) -> None:
+    """The protocol's bound method leaves the scope with the socket, or
+    scope and protocol would be a reference cycle (issue 10 item 5)."""
+    async with open_socket(server, scene.cara) as ws:
+        await ws.send({"type": "ping"})
+        await ws.expect("pong")
+        protocol = _protocol(server)
+        scope = protocol.scope
+    await eventually_async(
+        lambda: WRITE_TEXTS not in scope["extensions"],
+        within=5.0,
+        what="the closed socket's scope let go of write_texts",
+    )
+    assert not protocol.write_texts(['{"type": "probe"}'])
 
 
 async def test_the_receive_queue_gives_items_in_order_to_whoever_waits() -> None:
