@@ -33,7 +33,7 @@ from redis.backoff import NoBackoff
 from chatserver.broker import timing
 from chatserver.broker.backend import Options, RedisBackend
 from chatserver.broker.channels import LocalChannel
-from chatserver.broker.reader import PubSubReader
+from chatserver.broker.reader import PUBSUB_PROTOCOL, PubSubReader
 from chatserver.broker.writer import Command
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,9 @@ class _Reader(PubSubReader):
     def new_connection(self) -> AbstractConnection:
         # A connection of its own, outside the pool: pub/sub mode makes it
         # unusable for anything else.
-        return self._pool.connection_class(**self._pool.connection_kwargs)
+        return self._pool.connection_class(
+            **{**self._pool.connection_kwargs, "protocol": PUBSUB_PROTOCOL}
+        )
 
     def serving(self) -> list[Command]:
         broker = self._broker

@@ -15,6 +15,7 @@ from typing import Any
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection
 
+from chatserver.broker.reader import PUBSUB_PROTOCOL
 from chatserver.settings import ClusterUrl
 
 
@@ -50,8 +51,8 @@ def cluster_client(url: ClusterUrl, *, socket_timeout: float, **kwargs: Any) -> 
 def node_connection(
     url: ClusterUrl, host: str, port: int, *, socket_timeout: float
 ) -> AbstractConnection:
-    """A connection of its own to one node, outside any pool: pub/sub mode
-    makes it unusable for anything else."""
+    """A pub/sub connection of its own to one node, outside any pool: pub/sub
+    mode makes it unusable for anything else."""
     kind = SSLConnection if url.tls else Connection
     return kind(
         host=host,
@@ -60,4 +61,5 @@ def node_connection(
         password=url.password,
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
+        protocol=PUBSUB_PROTOCOL,
     )

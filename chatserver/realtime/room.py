@@ -128,11 +128,16 @@ class Room(ABC):
         whenever the room asks for it with `_wait_until`."""
         while not self._stopped:
             try:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for
-                # returns the result instead of raising when a cancel and
-                # the result arrive together, and the room would never stop.
-                async with asyncio.timeout_at(self._wait_until):
+                if self._wait_until is None:
+                    # The usual case: no timer for each event.
                     event = await subscription.get()
+                else:
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for
+                    # returns the result instead of raising when a cancel
+                    # and the result arrive together, and the room would
+                    # never stop.
+                    async with asyncio.timeout_at(self._wait_until):
+                        event = await subscription.get()
             except TimeoutError:
                 self._wait_until = None
                 await self._waited()

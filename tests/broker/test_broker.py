@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from uuid import uuid4
 
 import pytest
 from redis.asyncio import Redis
@@ -261,6 +262,68 @@ async def test_redis_outage_pauses_then_resyncs_every_subscription(
             assert await receive(subscription) == Delivery("conv:a", b"live again")
             assert await receive(during_outage) == Delivery("conv:b", b"live too")
     assert broker.reconnects >= 1
+
+
+# The health check's interval in the tests below: short, so silence shows soon.
+HEALTH_CHECK = 0.2
+
+
+async def test_a_redis_that_goes_silent_is_noticed_and_resyncs_when_it_answers(
+    private_redis: RedisProcess,
+) -> None:
+    """A stalled Redis sends no RST: only the health check finds it (an
+    interval of silence sends a PING, a second one ends the connection)."""
+    broker = RedisBroker(
+        private_redis.url, prefix=f"test-{uuid4().hex[:8]}:", health_check_interval=HEALTH_CHECK
+    )
+    await broker.connect()
+    try:
+        async with broker.subscribe("conv:a") as subscription:
+            private_redis.pause()
+            try:
+                await eventually_async(
+                    lambda: not broker.healthy,
+                    within=RECOVERY_TIMEOUT,
+                    what="the broker noticed the silent Redis",
+                )
+            finally:
+                private_redis.resume()
+            assert await receive(subscription, RECOVERY_TIMEOUT) == RESYNC
+            await broker.publish("conv:a", b"answering again")
+            assert await receive(subscription) == Delivery("conv:a", b"answering again")
+    finally:
+        await broker.disconnect()
+    assert broker.reconnects >= 1
+
+
+async def test_a_busy_connection_is_never_taken_for_a_silent_one(
+    private_redis: RedisProcess,
+) -> None:
+    """Messages arriving through many health-check intervals, and the
+    interval's timer cancelling reads among them: nothing lost or doubled,
+    no reconnect."""
+    broker = RedisBroker(
+        private_redis.url, prefix=f"test-{uuid4().hex[:8]}:", health_check_interval=HEALTH_CHECK
+    )
+    await broker.connect()
+    sent: list[bytes] = []
+    got: list[bytes] = []
+    try:
+        async with broker.subscribe("conv:a") as subscription:
+            deadline = time.monotonic() + 5 * HEALTH_CHECK
+            while time.monotonic() < deadline and len(sent) < 5000:
+                payload = str(len(sent)).encode()
+                sent.append(payload)
+                await broker.publish("conv:a", payload)
+                await asyncio.sleep(0.001)
+            while len(got) < len(sent):
+                event = await receive(subscription)
+                assert isinstance(event, Delivery)
+                got.append(event.payload)
+    finally:
+        await broker.disconnect()
+    assert got == sent
+    assert broker.reconnects == 0
 
 
 async def test_redis_dropping_the_connection_triggers_a_resync(
