@@ -81,6 +81,7 @@ class RedisBackend(Generic[ChannelT]):
             failed=self._publish_lost,
             backend=self.backend,
             logger=self.log,
+            timeout=socket_timeout,
         )
 
     # -- the Broker calls answered alike ----------------------------------

@@ -121,6 +121,7 @@ class ClusterBroker(RedisBackend[ShardChannel]):
         await asyncio.gather(*(link.stop() for link in links))
         self._channels.close_all()
         self._publisher.ok = False
+        await self._publisher.close()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from chatserver.broker.clients import KEY_ERRORS
+from chatserver.broker.pipelines import Pipelines
 
 
 @dataclass(eq=False)
@@ -30,8 +31,12 @@ class Publisher:
     failed: Callable[[Sequence[str]], None]
     backend: str
     logger: logging.Logger
+    # Bounds a batch's publishing (`Pipelines`).
+    timeout: float
     # The last publish went through: a failure is news worth a warning.
     ok: bool = False
+    # Batches go out through these, made for the client of the moment.
+    _pipelines: Pipelines | None = None
 
     async def publish(self, channel: str, payload: bytes) -> None:
         client = self.client()
@@ -48,15 +53,25 @@ class Publisher:
         if not items:
             return
         client = self.client()
+        pipelines = self._pipelines
+        if pipelines is None or pipelines.client is not client:
+            await self.close()
+            pipelines = self._pipelines = Pipelines(client, self.timeout)
+        command = self.command.upper()
         try:
-            async with client.pipeline(transaction=False) as pipe:
-                for channel, payload in items:
-                    getattr(pipe, self.command)(self.wire(channel), payload)
-                await pipe.execute()
+            await pipelines.execute(
+                [(command, self.wire(channel), payload) for channel, payload in items]
+            )
         except KEY_ERRORS as exc:
             self.fail(exc, [channel for channel, _ in items])
         else:
             self.ok = True
+
+    async def close(self) -> None:
+        """Let go of the connections kept for batches (the broker disconnects)."""
+        pipelines, self._pipelines = self._pipelines, None
+        if pipelines is not None:
+            await pipelines.close()
 
     def fail(self, exc: BaseException, channels: Sequence[str]) -> None:
         self.failed(channels)

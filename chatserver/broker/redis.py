@@ -80,6 +80,7 @@ class RedisBroker(RedisBackend[LocalChannel]):
             await reader.stop()
         self._channels.close_all()
         self._publisher.ok = False
+        await self._publisher.close()
         client, self._client = self._client, None
         pool, self._pool = self._pool, None
         if client is not None:

@@ -13,9 +13,10 @@ pays the write and the wait once, on one connection. At most one batch of
 a script is in flight per worker, so under load a batch holds what arrived
 during the previous one, and an idle worker still sends a lone call at once.
 
-The pipeline sends EVALSHA itself rather than calling the registered Script
-with `client=pipe`: a plain redis-py pipeline then asks `SCRIPT EXISTS`
-before every execute, a second round trip per batch, and redis-py documents
+The pipeline (`broker/pipelines.py`) sends EVALSHA itself rather than
+calling the registered Script with `client=pipe`: a redis-py pipeline then
+asks `SCRIPT EXISTS` before every execute, a second round trip per batch,
+and redis-py documents
 scripts in cluster pipelines as unsupported (its ClusterPipeline blocks the
 `evalsha` method). Each EVALSHA names its one key, hash-tagged with the
 person, so a cluster pipeline routes it to that key's node like any keyed
@@ -36,6 +37,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from chatserver.broker.clients import KEY_ERRORS, KeyClient
+from chatserver.broker.pipelines import Pipelines
 from chatserver.chat.batches import Batches
 
 # Calls in one pipeline: bounds the bytes of one request and how long Redis
@@ -58,9 +60,17 @@ class ScriptBatches(Batches[Call, int]):
     batch. `call` raises what the batch met (a Redis error, or TimeoutError
     past `timeout`) so the caller can fall back to its local count."""
 
-    def __init__(self, client: KeyClient, script: AsyncScript, timeout: float, name: str) -> None:
+    def __init__(
+        self,
+        client: KeyClient,
+        pipelines: Pipelines,
+        script: AsyncScript,
+        timeout: float,
+        name: str,
+    ) -> None:
         super().__init__(name, MAX_BATCH, stop_timeout=timeout)
         self._client = client
+        self._pipelines = pipelines
         self._script = script
         self._timeout = timeout
 
@@ -94,12 +104,13 @@ class ScriptBatches(Batches[Call, int]):
         return answers
 
     async def _evalshas(self, batch: Sequence[Call]) -> list[object]:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for call in batch:
-                # Not `pipe.evalsha`: a cluster pipeline refuses that method,
-                # though it routes an EVALSHA by its one key like any command.
-                pipe.execute_command("EVALSHA", self._script.sha, 1, call.key, *call.args)
-            return list(await pipe.execute(raise_on_error=False))
+        # EVALSHA as a plain command: a cluster pipeline refuses
+        # `pipe.evalsha`, though it routes an EVALSHA by its one key like
+        # any keyed command.
+        return await self._pipelines.execute(
+            [("EVALSHA", self._script.sha, 1, call.key, *call.args) for call in batch],
+            raise_on_error=False,
+        )
 
 
 def _checked(answer: object) -> int | BaseException:

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from typing import Protocol, TypeAlias
 
 from chatserver.broker.clients import KEY_ERRORS, KeyClient, key_client
+from chatserver.broker.pipelines import Pipelines
 from chatserver.chat.events import person_channel
 from chatserver.chat.limit_batch import Call, ScriptBatches
 from chatserver.chat.ratelimit import RateLimiter
@@ -195,6 +196,8 @@ class RedisLimits:
         self, settings: Settings, client: KeyClient | None = None, *, prefix: str | None = None
     ) -> None:
         self._redis = client or key_client(settings.redis_url, timeout=REDIS_TIMEOUT_SECONDS)
+        # The scripts' batches go out through these (`broker/pipelines.py`).
+        self._pipelines = Pipelines(self._redis, REDIS_TIMEOUT_SECONDS)
         self._prefix = settings.redis_prefix if prefix is None else prefix
         self._rate = settings.send_rate
         self._burst = settings.send_burst
@@ -214,7 +217,11 @@ class RedisLimits:
 
     def _batches(self, script: str, name: str) -> ScriptBatches:
         return ScriptBatches(
-            self._redis, self._redis.register_script(script), REDIS_TIMEOUT_SECONDS, name
+            self._redis,
+            self._pipelines,
+            self._redis.register_script(script),
+            REDIS_TIMEOUT_SECONDS,
+            name,
         )
 
     def _key(self, what: str, kind: str, person_id: str) -> str:
@@ -335,6 +342,7 @@ class RedisLimits:
                     await pipe.execute()
         except (*KEY_ERRORS, TimeoutError) as exc:
             log.debug("connection tickets left to expire: %s", exc)
+        await self._pipelines.close()
         await self._redis.aclose()
 
 

@@ -1,0 +1,71 @@
+"""`broker/pipelines.py`: pipelines on connections of their own, on a real
+(private) Redis: replies in order, error replies in their place, a Redis
+restarted between two pipelines, and more callers at once than spare
+connections."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from chatserver.broker.pipelines import SPARE_CONNECTIONS, Pipelines
+from tests.e2e.servers import RedisProcess
+
+TIMEOUT = 5.0
+
+
+@pytest.fixture
+async def lines(private_redis: RedisProcess) -> AsyncIterator[Pipelines]:
+    client = Redis.from_url(private_redis.url, socket_timeout=TIMEOUT)
+    pipelines = Pipelines(client, TIMEOUT)
+    try:
+        yield pipelines
+    finally:
+        await pipelines.close()
+        await client.aclose()
+
+
+async def test_replies_come_in_order_with_error_replies_in_their_place(lines: Pipelines) -> None:
+    replies = await lines.execute(
+        [
+            ("INCR", "k"),
+            ("INCR", "k"),
+            ("HGET", "k", "field"),  # the wrong type: an error reply
+            ("EVAL", "return redis.call('INCR', KEYS[1])", 1, "k"),
+        ],
+        raise_on_error=False,
+    )
+    assert replies[:2] == [1, 2]
+    assert isinstance(replies[2], ResponseError)
+    assert replies[3] == 3
+    with pytest.raises(ResponseError):
+        await lines.execute([("HGET", "k", "field"), ("INCR", "k")])
+    # The connection whose reply was left unread is not used again.
+    assert await lines.execute([("INCR", "k")]) == [5]
+
+
+async def test_a_redis_restarted_between_two_pipelines_costs_nothing(
+    lines: Pipelines, private_redis: RedisProcess
+) -> None:
+    assert await lines.execute([("INCR", "before")]) == [1]
+    private_redis.kill()
+    private_redis.start()
+    # A new Redis (it keeps nothing): the spare connection was closed by
+    # the old one; the pipeline goes again on a new connection.
+    assert await lines.execute([("INCR", "after"), ("INCR", "after")]) == [1, 2]
+
+
+async def test_more_callers_at_once_than_spare_connections_all_get_their_replies(
+    lines: Pipelines,
+) -> None:
+    callers = SPARE_CONNECTIONS * 3
+
+    async def count(n: int) -> list[object]:
+        return await lines.execute([("INCR", f"caller:{n}")] * 5)
+
+    answers = await asyncio.gather(*(count(n) for n in range(callers)))
+    assert answers == [[1, 2, 3, 4, 5]] * callers
