@@ -53,7 +53,7 @@ async def write(
     trip to Redis runs meanwhile)."""
     ids = message_ids(len(batch))
     try:
-        async with db.transaction() as conn, send_batch.autocommit(conn) as raw:
+        async with send_batch.autocommit(db) as raw:
             planned = await _plan(raw, batch, ids, limited, facts)
             advanced: dict[str, int] = {}
             if planned.new:

@@ -51,11 +51,11 @@ import orjson
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.types.json import Json
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.errors import unavailable
 from chatserver.json_types import JSON
 from chatserver.store.contexts import SendContext
+from chatserver.store.db import Database
 from chatserver.store.messages import with_search_body
 
 ClientKey = tuple[str, str, str]  # (sender_kind, sender_id, client_id)
@@ -156,25 +156,22 @@ class Conversation:
 
 
 @asynccontextmanager
-async def autocommit(conn: AsyncConnection) -> AsyncIterator[DriverConnection]:
-    """The driver connection under `conn`, in autocommit mode while in use.
-
-    `conn` must not have run a statement yet (psycopg then has no transaction
-    open); autocommit is switched off again before the pool gets it back. An
-    outage becomes `unavailable`, as `Database.transaction` does for
-    SQLAlchemy's own statements.
-    """
-    raw = (await conn.get_raw_connection()).driver_connection
-    assert isinstance(raw, psycopg.AsyncConnection)
-    try:
-        await raw.set_autocommit(True)
+async def autocommit(db: Database) -> AsyncIterator[DriverConnection]:
+    """A pooled psycopg connection in autocommit mode while in use (switched
+    off again before the pool gets it back). An outage becomes
+    `unavailable`, as `Database.transaction` does for SQLAlchemy's own
+    statements."""
+    async with db.driver_connection() as raw:
+        assert isinstance(raw, psycopg.AsyncConnection)
         try:
-            yield raw
-        finally:
-            if not raw.broken:
-                await raw.set_autocommit(False)
-    except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
-        raise unavailable() from exc
+            await raw.set_autocommit(True)
+            try:
+                yield raw
+            finally:
+                if not raw.broken:
+                    await raw.set_autocommit(False)
+        except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+            raise unavailable() from exc
 
 
 async def snapshot(

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -152,6 +153,14 @@ class GatedDatabase(Database):
         async with super().transaction() as conn:
             yield conn
 
+    @contextlib.asynccontextmanager
+    async def driver_connection(self) -> AsyncIterator[Any]:
+        """The fast writer's way in (PostgreSQL), gated alike."""
+        self.waiting.set()
+        await self.gate.wait()
+        async with super().driver_connection() as raw:
+            yield raw
+
 
 async def test_a_send_the_database_cannot_take_in_time_is_answered_unavailable(
     scene: Scene, app: Any
@@ -238,3 +247,52 @@ async def test_an_exhausted_pool_answers_unavailable_within_the_bound(
     finally:
         await sends.stop()
         await tiny.dispose()
+
+
+@PG_ONLY
+async def test_connections_the_database_dropped_cost_a_retry_not_a_message(
+    scene: Scene, app: Any
+) -> None:
+    """PostgreSQL ends every pooled connection (a restart, a failover):
+    each send that meets a dead one is answered `unavailable` and the
+    connection is dropped from the pool; the client's retries with the same
+    client_id get through, and the message is stored once."""
+    chat = chat_of(app)
+    alice = await viewer(chat, "staff", "alice")
+    sends = queue(chat, chat.events)
+    await sends.start()
+    try:
+        await sends.submit(send(alice, scene.conversation, "Before"))
+        url = chat.db.engine.url.set(drivername="postgresql")
+        async with await psycopg.AsyncConnection.connect(
+            url.render_as_string(hide_password=False), autocommit=True
+        ) as admin:
+            ended = await admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            row = await ended.fetchone()
+            assert row is not None
+            assert row[0] >= 1
+        client_id = str(uuid.uuid4())
+        refusals: list[ErrorCode] = []
+        attempts = chat.settings.db_pool_size + chat.settings.db_pool_overflow + 2
+        for _ in range(attempts):
+            try:
+                stored = await asyncio.wait_for(
+                    sends.submit(send(alice, scene.conversation, "After", client_id)),
+                    ANSWER_WITHIN,
+                )
+                break
+            except ChatError as exc:
+                refusals.append(exc.code)
+        else:
+            pytest.fail(f"no send got through in {attempts} attempts: {refusals}")
+    finally:
+        await sends.stop()
+    # The pooled connection the first send used was dead: at least its
+    # next user was refused, and nobody any other way.
+    assert refusals
+    assert set(refusals) == {ErrorCode.UNAVAILABLE}
+    assert stored.message["seq"] == 2
+    assert await chat_messages(app) == ["Before", "After"]
