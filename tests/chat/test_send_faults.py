@@ -146,18 +146,20 @@ class GatedDatabase(Database):
         self.gate = asyncio.Event()
         self.waiting = asyncio.Event()  # a transaction waits for the gate
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+    async def _pass_gate(self) -> None:
         self.waiting.set()
         await self.gate.wait()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        await self._pass_gate()
         async with super().transaction() as conn:
             yield conn
 
     @contextlib.asynccontextmanager
     async def driver_connection(self) -> AsyncIterator[Any]:
         """The fast writer's way in (PostgreSQL), gated alike."""
-        self.waiting.set()
-        await self.gate.wait()
+        await self._pass_gate()
         async with super().driver_connection() as raw:
             yield raw
 
