@@ -46,6 +46,7 @@ class Pipelines:
         self._timeout = timeout
         self._spare: list[AbstractConnection] = []
         self._open = 0
+        self._closed = False
 
     async def execute(
         self, commands: Sequence[Command], *, raise_on_error: bool = True
@@ -69,7 +70,11 @@ class Pipelines:
             return await self._on_own_connection(commands, raise_on_error)
 
     async def close(self) -> None:
+        """Disconnect the spare connections; one in use is disconnected
+        when its pipeline is done."""
+        self._closed = True
         spare, self._spare = self._spare, []
+        self._open -= len(spare)
         for connection in spare:
             await connection.disconnect(nowait=True)
 
@@ -90,7 +95,11 @@ class Pipelines:
             self._open -= 1
             await connection.disconnect(nowait=True)
             raise
-        self._spare.append(connection)
+        if self._closed:
+            self._open -= 1
+            await connection.disconnect(nowait=True)
+        else:
+            self._spare.append(connection)
         return replies
 
     def _new(self) -> AbstractConnection:

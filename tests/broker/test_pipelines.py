@@ -14,6 +14,7 @@ from redis.exceptions import ResponseError
 
 from chatserver.broker.pipelines import SPARE_CONNECTIONS, Pipelines
 from tests.e2e.servers import RedisProcess
+from tests.waits import eventually_async
 
 TIMEOUT = 5.0
 
@@ -69,3 +70,30 @@ async def test_more_callers_at_once_than_spare_connections_all_get_their_replies
 
     answers = await asyncio.gather(*(count(n) for n in range(callers)))
     assert answers == [[1, 2, 3, 4, 5]] * callers
+
+
+async def test_a_pipeline_in_flight_when_closed_lets_go_of_its_connection(
+    lines: Pipelines, private_redis: RedisProcess
+) -> None:
+    async with Redis.from_url(private_redis.url) as probe:
+        before = await _clients(probe)
+        assert await lines.execute([("INCR", "n")]) == [1]
+        # Its connection stays, for the next pipeline.
+        assert await _clients(probe) == before + 1
+        running = asyncio.ensure_future(lines.execute([("INCR", "n")] * 50))
+        await asyncio.sleep(0)  # it has taken the spare connection
+        await lines.close()
+        assert await running == list(range(2, 52))
+        await eventually_async(
+            lambda: _clients_at_most(probe, before),
+            within=TIMEOUT,
+            what="the closed pipelines' connection was disconnected",
+        )
+
+
+async def _clients(probe: Redis) -> int:
+    return len(await probe.client_list())
+
+
+async def _clients_at_most(probe: Redis, count: int) -> bool:
+    return await _clients(probe) <= count
