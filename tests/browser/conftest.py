@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import unicodedata
@@ -32,6 +31,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from scripts.load.processes import free_port
 from tests.helpers import eventually
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -56,12 +56,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS_ENV = "CHAT_TEST_SCREENSHOTS_DIR"
 # Generous for a loaded CI machine; a live update normally lands in < 100 ms.
 LIVE_MS = 10_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:

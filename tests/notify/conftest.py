@@ -4,7 +4,6 @@ the test app's domain."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,16 +22,11 @@ from chatserver.notify.transport import SmtpTransport
 from chatserver.notify.worker import Notifier
 from chatserver.settings import Settings
 from chatserver.web.deps import Services
+from scripts.load.processes import free_port
 from tests.waits import eventually_async
 
 # Long enough for a loaded CI machine, short enough to fail a test quickly.
 WAIT_SECONDS = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

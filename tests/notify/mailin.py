@@ -21,7 +21,8 @@ import aiosmtplib
 
 from chatserver.mail_in import MailIn
 from chatserver.settings import Settings
-from tests.notify.conftest import free_port, subject
+from scripts.load.processes import free_port
+from tests.notify.conftest import subject
 from tests.waits import eventually_async
 
 REPO = Path(__file__).resolve().parents[2]

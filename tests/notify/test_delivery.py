@@ -14,8 +14,9 @@ from chatserver.notify.transport import SmtpTransport
 from chatserver.notify.worker import Notifier
 from chatserver.settings import Settings
 from chatserver.store.tables import outgoing_emails
+from scripts.load.processes import free_port
 from tests.conftest import Scene
-from tests.notify.conftest import MovableClock, SmtpServer, free_port, text_of
+from tests.notify.conftest import MovableClock, SmtpServer, text_of
 
 DELAY = 120.0
 

@@ -19,7 +19,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from chatserver.notify.mime import Draft, build_message
 from chatserver.notify.transport import SmtpTransport
 from chatserver.settings import Settings
-from tests.notify.conftest import Handler, Mailbag, free_port
+from scripts.load.processes import free_port
+from tests.notify.conftest import Handler, Mailbag
 
 # The smtps server must offer AUTH without knowing its connection is TLS.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
