@@ -19,6 +19,7 @@ from chatserver.broker import Broker, MemoryBroker
 from chatserver.broker.base import DEFAULT_QUEUE_SIZE
 from chatserver.broker.cluster import ClusterBroker
 from chatserver.broker.redis import RedisBroker
+from chatserver.broker.timing import DEFAULT_HEALTH_CHECK_INTERVAL
 from tests.helpers import TEST_REDIS_URL
 from tests.redis_cluster import RedisClusterProcesses
 
@@ -46,9 +47,14 @@ async def make_redis_broker() -> AsyncIterator[RedisFactory]:
         prefix: str | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         require_up: bool = True,
+        health_check_interval: float = DEFAULT_HEALTH_CHECK_INTERVAL,
     ) -> RedisBroker:
         broker = RedisBroker(
-            url, prefix=prefix or unique_prefix(), queue_size=queue_size, **FAST_RECONNECT
+            url,
+            prefix=prefix or unique_prefix(),
+            queue_size=queue_size,
+            health_check_interval=health_check_interval,
+            **FAST_RECONNECT,
         )
         created.append(broker)
         await broker.connect()

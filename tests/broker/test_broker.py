@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from uuid import uuid4
 
 import pytest
 from redis.asyncio import Redis
@@ -269,59 +268,47 @@ HEALTH_CHECK = 0.2
 
 
 async def test_a_redis_that_goes_silent_is_noticed_and_resyncs_when_it_answers(
-    private_redis: RedisProcess,
+    make_redis_broker: RedisFactory, private_redis: RedisProcess
 ) -> None:
     """A stalled Redis sends no RST: only the health check finds it (an
     interval of silence sends a PING, a second one ends the connection)."""
-    broker = RedisBroker(
-        private_redis.url, prefix=f"test-{uuid4().hex[:8]}:", health_check_interval=HEALTH_CHECK
-    )
-    await broker.connect()
-    try:
-        async with broker.subscribe("conv:a") as subscription:
-            private_redis.pause()
-            try:
-                await eventually_async(
-                    lambda: not broker.healthy,
-                    within=RECOVERY_TIMEOUT,
-                    what="the broker noticed the silent Redis",
-                )
-            finally:
-                private_redis.resume()
-            assert await receive(subscription, RECOVERY_TIMEOUT) == RESYNC
-            await broker.publish("conv:a", b"answering again")
-            assert await receive(subscription) == Delivery("conv:a", b"answering again")
-    finally:
-        await broker.disconnect()
+    broker = await make_redis_broker(url=private_redis.url, health_check_interval=HEALTH_CHECK)
+    async with broker.subscribe("conv:a") as subscription:
+        private_redis.pause()
+        try:
+            await eventually_async(
+                lambda: not broker.healthy,
+                within=RECOVERY_TIMEOUT,
+                what="the broker noticed the silent Redis",
+            )
+        finally:
+            private_redis.resume()
+        assert await receive(subscription, RECOVERY_TIMEOUT) == RESYNC
+        await broker.publish("conv:a", b"answering again")
+        assert await receive(subscription) == Delivery("conv:a", b"answering again")
     assert broker.reconnects >= 1
 
 
 async def test_a_busy_connection_is_never_taken_for_a_silent_one(
-    private_redis: RedisProcess,
+    make_redis_broker: RedisFactory, private_redis: RedisProcess
 ) -> None:
     """Messages arriving through many health-check intervals, and the
     interval's timer cancelling reads among them: nothing lost or doubled,
     no reconnect."""
-    broker = RedisBroker(
-        private_redis.url, prefix=f"test-{uuid4().hex[:8]}:", health_check_interval=HEALTH_CHECK
-    )
-    await broker.connect()
+    broker = await make_redis_broker(url=private_redis.url, health_check_interval=HEALTH_CHECK)
     sent: list[bytes] = []
     got: list[bytes] = []
-    try:
-        async with broker.subscribe("conv:a") as subscription:
-            deadline = time.monotonic() + 5 * HEALTH_CHECK
-            while time.monotonic() < deadline and len(sent) < 5000:
-                payload = str(len(sent)).encode()
-                sent.append(payload)
-                await broker.publish("conv:a", payload)
-                await asyncio.sleep(0.001)
-            while len(got) < len(sent):
-                event = await receive(subscription)
-                assert isinstance(event, Delivery)
-                got.append(event.payload)
-    finally:
-        await broker.disconnect()
+    async with broker.subscribe("conv:a") as subscription:
+        deadline = time.monotonic() + 5 * HEALTH_CHECK
+        while time.monotonic() < deadline and len(sent) < 5000:
+            payload = str(len(sent)).encode()
+            sent.append(payload)
+            await broker.publish("conv:a", payload)
+            await asyncio.sleep(0.001)
+        while len(got) < len(sent):
+            event = await receive(subscription)
+            assert isinstance(event, Delivery)
+            got.append(event.payload)
     assert got == sent
     assert broker.reconnects == 0
 

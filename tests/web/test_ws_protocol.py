@@ -43,12 +43,7 @@ async def test_an_open_idle_socket_keeps_no_handshake_and_no_deque(
 ) -> None:
     async with open_socket(server, scene.alice) as ws:
         await ws.subscribe(scene.conversation)
-        assert server.uvicorn is not None
-        (protocol,) = [
-            c
-            for c in server.uvicorn.server_state.connections
-            if isinstance(c, LeanWebSocketProtocol)
-        ]
+        protocol = _protocol(server)
         held = {name: type(v).__name__ for name, v in vars(protocol).items() if _heavy(v)}
         assert held == {}
         assert protocol.scope["headers"] == []
