@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
-from typing import Any, TypeAlias
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
@@ -29,8 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from chatserver.broker.clients import KeyClient
-
-Command: TypeAlias = tuple[str | bytes | int | float, ...]
+from chatserver.broker.writer import Command
 
 # Connections kept between pipelines: a worker runs a few at once (its send
 # writers' publishes, one batch per limits script); more callers at once

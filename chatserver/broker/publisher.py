@@ -39,13 +39,7 @@ class Publisher:
     _pipelines: Pipelines | None = None
 
     async def publish(self, channel: str, payload: bytes) -> None:
-        client = self.client()
-        try:
-            await getattr(client, self.command)(self.wire(channel), payload)
-        except KEY_ERRORS as exc:
-            self.fail(exc, [channel])
-        else:
-            self.ok = True
+        await self.publish_many([(channel, payload)])
 
     async def publish_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """A batch in one round trip per server involved, each channel's

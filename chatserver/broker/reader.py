@@ -20,6 +20,7 @@ notices silence instead. Together about 2 µs a message instead of 10.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from abc import abstractmethod
 from collections import Counter
@@ -207,10 +208,10 @@ class PubSubReader:
                 raise self.closed_error()
             self._heard = False
             try:
-                async with asyncio.timeout(self.health_check_interval):
-                    await self._read_replies(connection)
-            except TimeoutError:
-                pass
+                # The interval ends; what was heard in it decides below.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.health_check_interval):
+                        await self._read_replies(connection)
             except ResponseError as exc:
                 self._heard = True
                 self.refused(exc)

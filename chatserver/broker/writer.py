@@ -17,7 +17,8 @@ from redis.asyncio.connection import AbstractConnection
 
 from chatserver.broker.clients import KEY_ERRORS
 
-Command: TypeAlias = tuple[str | bytes, ...]
+# A Redis command as redis-py packs it: its name, then its arguments.
+Command: TypeAlias = tuple[str | bytes | int | float, ...]
 # Commands for a writer task; None tells it to stop.
 Commands: TypeAlias = "asyncio.Queue[Command | None]"
 

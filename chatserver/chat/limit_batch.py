@@ -16,9 +16,8 @@ during the previous one, and an idle worker still sends a lone call at once.
 The pipeline (`broker/pipelines.py`) sends EVALSHA itself rather than
 calling the registered Script with `client=pipe`: a redis-py pipeline then
 asks `SCRIPT EXISTS` before every execute, a second round trip per batch,
-and redis-py documents
-scripts in cluster pipelines as unsupported (its ClusterPipeline blocks the
-`evalsha` method). Each EVALSHA names its one key, hash-tagged with the
+and redis-py documents scripts in cluster pipelines as unsupported (its
+ClusterPipeline blocks the `evalsha` method). Each EVALSHA names its one key, hash-tagged with the
 person, so a cluster pipeline routes it to that key's node like any keyed
 command. A NOSCRIPT answer (Redis restarted or flushed its scripts) loads
 the script (on every primary of a cluster) and sends the refused calls

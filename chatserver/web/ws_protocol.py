@@ -29,10 +29,12 @@ Whenever the socket cannot take a frame at once (its transport is paused
 for a slow reader, or it is closing), `write_texts` writes nothing and
 says so, and the app takes the ASGI way, which waits or fails as uvicorn
 decides. Framing, flow control, keepalive pings and closing stay uvicorn's
-and websockets' own. `tests/web/test_ws_protocol.py` checks that an open socket's
-protocol holds none of the above, so an upgrade of uvicorn or websockets
-that keeps them elsewhere fails there rather than quietly costing the
-memory again.
+and websockets' own.
+
+`tests/web/test_ws_protocol.py` checks that an open socket's protocol
+holds none of the above, and that its frames are written at once, so an
+upgrade of uvicorn or websockets that changes either fails there rather
+than quietly costing the memory or the tasks again.
 """
 
 from __future__ import annotations
