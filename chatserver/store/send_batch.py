@@ -1,11 +1,20 @@
 """The PostgreSQL fast path of a send batch: one read, then one write.
 
-A prepared statement keeps the generic plan it chose when the tables were
-small, so the big tables are reached only in ways that are index probes
-whatever the statistics say: conversations by `id = ANY(ARRAY(...))`, and
-client ids by a scalar subquery per key. (Joined against the parameter's
-rows instead, the load test's plans scanned all of `messages` and of the
-dead-row-laden `conversations` in every batch: most of PostgreSQL's CPU.)
+A prepared statement keeps the generic plan it chose until the next
+ANALYZE, and a generic plan does not know how many rows a batch has, so
+the big tables are reached in ways that stay index probes whatever the
+statistics say: each conversation by its id in a LATERAL subquery of its
+own (one row per probe, which no table size makes a sequential scan
+cheaper for), and client ids by a scalar subquery per key. (Matched
+against the whole batch at once, `id = ANY(...)`, the planner assumes ten
+rows, and at the peer benchmark's 2,500 conversations and their dead rows
+it chose a sequential scan of `conversations` to lock them: 0.4 ms of
+every write, which cost 1.7 ms of PostgreSQL's time where it now costs
+1.15. Joined against the parameter's rows, earlier plans scanned all of
+`messages` too.) Only the update of the rows just locked still finds them
+by `id = ANY(...)`: in a table of under some forty pages (about 2,000
+conversations) the planner may scan it, which costs about as much as the
+ten probes it expects.
 
 Both statements run on the pooled connection's psycopg driver connection in
 autocommit mode, as fixed SQL text that psycopg prepares on the server once
@@ -21,17 +30,18 @@ are held only while PostgreSQL executes that statement and its commit, never
 across a round trip to the (possibly busy) worker:
 
 - `locked` takes the row locks in id order, the order the careful path uses
-  too, so two batches can never deadlock;
-- `bumped` advances each conversation's `last_seq` by its message count,
-  guarded by the facts the policy was applied to (the conversation is still
-  open, the application's status and candidate unchanged) and by none of
-  its sends' client ids being stored already (the plan may have been made
-  on facts the worker remembered, without reading them: `chat/send_facts.py`;
-  a retry then takes the careful path, which returns the original). Under READ
-  COMMITTED a batch that waited for another's lock re-evaluates the guard
-  and the `last_seq` increment on the row as that one committed it, so seqs
-  stay gapless and unique across workers. A conversation whose guard failed
-  is simply missing from the result;
+  too, so two batches can never deadlock, and only of the conversations
+  whose guard holds: the facts the policy was applied to (the conversation
+  is still open, the application's status and candidate unchanged) and
+  none of their sends' client ids stored already (the plan may have been
+  made on facts the worker remembered, without reading them:
+  `chat/send_facts.py`; a retry then takes the careful path, which returns
+  the original). Under READ COMMITTED a batch that waited for another's
+  lock re-evaluates the guard on the row as that one committed it;
+- `bumped` advances each locked conversation's `last_seq` by its message
+  count, on the row as last committed, so seqs stay gapless and unique
+  across workers. A conversation whose guard failed is simply missing from
+  the result;
 - `stored` inserts the messages of the conversations in `bumped`, each with
   seq `last_seq - n + pos`. Nothing per recipient: the bell is derived.
 
@@ -63,12 +73,16 @@ DriverConnection: TypeAlias = psycopg.AsyncConnection[Any]
 
 SNAPSHOT_SQL = """
 WITH wanted AS (
-    SELECT c.id, c.application_id, c.org_id, c.state, c.has_staff_message,
-           a.status, a.candidate_id, j.title AS job_title
-    FROM conversations c
-    JOIN applications a ON a.id = c.application_id
-    JOIN jobs j ON j.id = a.job_id
-    WHERE c.id = ANY(ARRAY(SELECT json_array_elements_text(%(conversations)s::json)))
+    SELECT w.* FROM json_array_elements_text(%(conversations)s::json) AS k(id)
+    CROSS JOIN LATERAL (
+        SELECT c.id, c.application_id, c.org_id, c.state, c.has_staff_message,
+               a.status, a.candidate_id, j.title AS job_title
+        FROM conversations c
+        JOIN applications a ON a.id = c.application_id
+        JOIN jobs j ON j.id = a.job_id
+        WHERE c.id = k.id
+        OFFSET 0
+    ) w
 )
 SELECT json_build_object(
     'conversations', (SELECT coalesce(json_agg(w), '[]') FROM wanted w),
@@ -102,22 +116,24 @@ retried AS (
     )
 ),
 locked AS (
-    SELECT c.id FROM conversations c
-    WHERE c.id = ANY(ARRAY(SELECT id FROM batch))
-    ORDER BY c.id
-    FOR UPDATE
+    SELECT l.id, b.n, b.staff FROM (SELECT * FROM batch ORDER BY id) b
+    CROSS JOIN LATERAL (
+        SELECT c.id FROM conversations c
+        JOIN applications a ON a.id = c.application_id
+        WHERE c.id = b.id AND c.state = 'open'
+          AND a.status = b.status AND a.candidate_id = b.candidate_id
+        FOR UPDATE OF c
+    ) l
+    WHERE b.id NOT IN (SELECT conversation_id FROM retried)
 ),
 bumped AS (
     UPDATE conversations c
-    SET last_seq = c.last_seq + b.n,
+    SET last_seq = c.last_seq + l.n,
         last_message_at = %(now)s,
-        has_staff_message = c.has_staff_message OR b.staff
-    FROM batch b, locked l, applications a
-    WHERE c.id = ANY(ARRAY(SELECT id FROM locked))
-      AND c.id = b.id AND l.id = b.id AND a.id = c.application_id
-      AND c.state = 'open' AND a.status = b.status AND a.candidate_id = b.candidate_id
-      AND c.id NOT IN (SELECT conversation_id FROM retried)
-    RETURNING c.id, c.last_seq, b.n
+        has_staff_message = c.has_staff_message OR l.staff
+    FROM locked l
+    WHERE c.id = ANY(ARRAY(SELECT id FROM locked)) AND c.id = l.id
+    RETURNING c.id, c.last_seq, l.n
 ),
 stored AS (
     INSERT INTO messages (id, conversation_id, seq, sender_kind, sender_id, sender_name,
