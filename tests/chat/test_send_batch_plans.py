@@ -142,4 +142,3 @@ def test_the_write_locks_bumps_and_inserts_by_index(
     args = {"conversations": conversations, "messages": messages, "now": "2026-12-02T00:00:00Z"}
     scans = generic_plan(organisation, send_batch.WRITE_SQL, args)
     assert _big(scans) == []
-
