@@ -1,20 +1,25 @@
 """The PostgreSQL fast path of a send batch: one read, then one write.
 
 A prepared statement keeps the generic plan it chose until the next
-ANALYZE, and a generic plan does not know how many rows a batch has, so
-the big tables are reached in ways that stay index probes whatever the
-statistics say: each conversation by its id in a LATERAL subquery of its
-own (one row per probe, which no table size makes a sequential scan
-cheaper for), and client ids by a scalar subquery per key. (Matched
-against the whole batch at once, `id = ANY(...)`, the planner assumes ten
-rows, and at the peer benchmark's 2,500 conversations and their dead rows
-it chose a sequential scan of `conversations` to lock them: 0.4 ms of
-every write, which cost 1.7 ms of PostgreSQL's time where it now costs
-1.15. Joined against the parameter's rows, earlier plans scanned all of
-`messages` too.) Only the update of the rows just locked still finds them
-by `id = ANY(...)`: in a table of under some forty pages (about 2,000
-conversations) the planner may scan it, which costs about as much as the
-ten probes it expects.
+ANALYZE, and a generic plan does not know how many rows a batch has (it
+guesses ten, or a hundred), so every big table is reached in a way that
+stays an index probe per row whatever the statistics say:
+
+- the snapshot and the locks take each conversation by its id in a
+  LATERAL subquery of its own: one row per probe, which no table size
+  makes a sequential scan cheaper for;
+- the update joins the rows just locked by a range, `c.id >= l.id AND
+  c.id <= l.id`, not by equality: a range can be neither hashed nor
+  merged, so the planner cannot scan the table once and hash the batch
+  against it, and one index probe per row is its cheapest plan;
+- client ids are looked up by a scalar subquery per key.
+
+(Matched against the whole batch at once, `id = ANY(...)`, the planner
+assumed ten rows and, at the peer benchmark's 2,500 conversations with
+their dead rows, chose to scan `conversations` in every write, about 0.4 ms
+each time; which of the statement's steps it scanned in changed with the
+statistics. Joined against the parameter's rows, earlier plans scanned all
+of `messages` too.)
 
 Both statements run on the pooled connection's psycopg driver connection in
 autocommit mode, as fixed SQL text that psycopg prepares on the server once
@@ -132,7 +137,8 @@ bumped AS (
         last_message_at = %(now)s,
         has_staff_message = c.has_staff_message OR l.staff
     FROM locked l
-    WHERE c.id = ANY(ARRAY(SELECT id FROM locked)) AND c.id = l.id
+    -- A range, not =: one index probe per row (see above).
+    WHERE c.id >= l.id AND c.id <= l.id
     RETURNING c.id, c.last_seq, l.n
 ),
 stored AS (

@@ -1,8 +1,8 @@
 """The fast writer's statements reach the big tables by index probes only
 (`store/send_batch.py`), whatever the planner estimates: PostgreSQL keeps a
-prepared statement's generic plan, which cannot know a batch's size, so a
-statement that matched a whole batch at once (`id = ANY(...)`) got a
-sequential scan of `conversations` at the peer benchmark's size, in every
+prepared statement's generic plan, which cannot know a batch's size, so
+statements that matched a whole batch at once (`id = ANY(...)`) or joined
+it by equality got sequential scans at the peer benchmark's size, in every
 write. Checked on the generic plans, over an organisation of the
 benchmark's size whose conversations carry dead rows, as after a minute of
 sends. PostgreSQL only: SQLite has no fast writer."""
