@@ -78,7 +78,20 @@ def _person_defaults(
 
 
 async def upsert_org(conn: AsyncConnection, org_id: str, name: str) -> None:
-    await upsert(conn, organisations, {"id": org_id, "name": name}, ["name"])
+    """Create the organisation, or rename it when the name differs.
+
+    Every host call names its organisation, so hundreds of them a second
+    arrive for one organisation. ON CONFLICT DO UPDATE would lock the row
+    even when nothing changes and hold that lock to the end of the call's
+    transaction, serialising every call into the organisation; the update
+    here touches (and locks) the row only for a real rename.
+    """
+    await upsert(conn, organisations, {"id": org_id, "name": name}, [])
+    await conn.execute(
+        update(organisations)
+        .where(organisations.c.id == org_id, organisations.c.name != name)
+        .values(name=name)
+    )
 
 
 async def upsert_staff(
