@@ -187,6 +187,12 @@ def seqs(frames: list[dict[str, Any]]) -> list[int]:
     return [f["message"]["seq"] for f in frames if f["type"] == "message"]
 
 
+def had(frames: list[dict[str, Any]]) -> set[int]:
+    """The seqs a client has: those of `message` frames and of the acks of
+    its own sends (whose `message` copy the server may leave out)."""
+    return {f["message"]["seq"] for f in frames if f["type"] in ("message", "ack")}
+
+
 class Subscriptions:
     """The channels the app's broker subscribes to from now on, as each
     subscription goes live.

@@ -55,6 +55,16 @@ class Member:
         self.buffer: list[tuple[int | None, str]] | None = []
         self.last = 0
 
+    def acknowledged(self, seq: int) -> None:
+        """The connection's own message `seq` reached it in its ack. When
+        it is the next seq the connection lacks, it now has it, and the
+        room's fan-out skips it: one frame fewer per message sent. A seq
+        further ahead (a message before it still on its way) or a member
+        still replaying history gets its copy as usual: the live frames
+        are what tell the client it has every seq up to here."""
+        if self.buffer is None and seq == self.last + 1:
+            self.last = seq
+
 
 class ConversationRoom(Room):
     __slots__ = ("_buffer_limit", "_catch_up_with", "_held", "conversation_id", "last", "members")

@@ -279,6 +279,14 @@ class Hub:
         member.last = high
         member.buffer = None
 
+    def acknowledged(self, conn: Connection, conversation_id: str, seq: int) -> None:
+        """The socket was sent the ack of its message `seq`: the room need
+        not send it the same message again (`Member.acknowledged`)."""
+        room = self._rooms.get(conversation_id)
+        member = room.members.get(conn) if room is not None else None
+        if member is not None:
+            member.acknowledged(seq)
+
     def unsubscribe(self, conn: Connection, conversation_id: str) -> None:
         if conversation_id not in conn.conversations:
             return

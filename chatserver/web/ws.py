@@ -34,7 +34,7 @@ from chatserver.chat.send_request import SendRequest, SendResult
 from chatserver.errors import ChatError, ErrorCode, unauthorized, unavailable
 from chatserver.logs import REQUEST_ID
 from chatserver.realtime.connection import Connection
-from chatserver.realtime.hub import CLOSE_POLICY, CLOSE_TRY_LATER
+from chatserver.realtime.hub import CLOSE_POLICY, CLOSE_TRY_LATER, Hub
 from chatserver.web import request_id
 from chatserver.web.admission import busy
 from chatserver.web.auth import origin_allowed
@@ -253,7 +253,7 @@ async def _read(websocket: WebSocket, conn: Connection, svc: Services) -> None:
                 await asyncio.wait(sends, return_when=asyncio.FIRST_COMPLETED)
             svc.chat.sends.queue(request)
             sends.add(request.future)
-            request.future.add_done_callback(_Ack(conn, frame.client_id, sends, svc.hub.kick))
+            request.future.add_done_callback(_Ack(conn, frame.client_id, sends, svc.hub))
         else:
             await _answer(conn, _dispatch(conn, svc, frame))
 
@@ -291,36 +291,45 @@ class _Ack:
     """Answers one send once its future is settled: the `ack`, or the
     `error` it was refused or failed with. A callback, not a task: one
     per message sent. Offered, not waited for: a client whose outbox is
-    full with its own answers reads too slowly, and is cut off (SPEC 3.5)."""
+    full with its own answers reads too slowly, and is cut off (SPEC 3.5).
 
-    __slots__ = ("_client_id", "_conn", "_kick", "_sends")
+    The ack carries the stored message, so the hub is told that this
+    socket has it: the socket's own `message` copy, which clients drop by
+    seq, is then not sent (SPEC 5: the sending connection *may* get it).
+    """
+
+    __slots__ = ("_client_id", "_conn", "_hub", "_sends")
 
     def __init__(
         self,
         conn: Connection,
         client_id: str,
         sends: set[asyncio.Future[SendResult]],
-        kick: Callable[[Connection], None],
+        hub: Hub,
     ) -> None:
         self._conn = conn
         self._client_id = client_id
         self._sends = sends
-        self._kick = kick
+        self._hub = hub
 
     def __call__(self, future: asyncio.Future[SendResult]) -> None:
         self._sends.discard(future)
         if future.cancelled():
             return
         exc = future.exception()
+        message = None
         if exc is None:
-            answer = wire.ack_frame(self._client_id, future.result().message)
+            message = future.result().message
+            answer = wire.ack_frame(self._client_id, message)
         elif isinstance(exc, ChatError):
             answer = wire.error_frame(exc, self._client_id)
         else:
             log.error("a send failed", exc_info=exc)
             answer = wire.error_frame(unavailable(), self._client_id)
         if not self._conn.push(answer):
-            self._kick(self._conn)
+            self._hub.kick(self._conn)
+        elif message is not None:
+            self._hub.acknowledged(self._conn, message["conversation"], message["seq"])
 
 
 async def _answer(conn: Connection, work: Awaitable[str | None]) -> None:

@@ -276,6 +276,7 @@ export class ConversationView {
   onAck(clientId, message) {
     this.messages.confirm(clientId, message);
     this.messages.release();
+    this.reads.schedule();
   }
 
   onSendError(clientId, code, text) {

@@ -204,8 +204,10 @@ export class MessageList {
   }
 
   /** The ack for `clientId`: its bubble becomes MESSAGE (or goes, if the
-   * message is already shown). */
+   * message is already shown). The server may leave out this socket's own
+   * `message` copy, so the ack of the next seq counts as having come. */
   confirm(clientId, message) {
+    if (message.seq <= this.through + 1) this.caughtUp(message.seq);
     const el = this.bubble(clientId);
     if (this.byseq.has(message.seq)) {
       this.held.delete(message.seq);

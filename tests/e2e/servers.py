@@ -66,7 +66,9 @@ class Peer:
     (to the next server URL), resubscribes with `after` = the last seq it has,
     and its callers retry unacknowledged sends with the same client_id. Every
     `message` frame is checked against the previous one of its conversation;
-    anything but seq + 1 is recorded in `problems`.
+    anything but seq + 1 is recorded in `problems`. An ack of the next seq is
+    that message received (the server may leave out the sender's copy), and
+    a copy that still comes after it is dropped, as clients drop a repeat.
     """
 
     def __init__(self, name: str, cookie: str, urls: Sequence[str]) -> None:
@@ -84,6 +86,8 @@ class Peer:
         self._reader: asyncio.Task[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # (conversation, seq) of messages this peer had by their ack.
+        self._by_ack: set[tuple[str, int]] = set()
         self._subscribing: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._subscribed: set[str] = set()
         self._closing = False
@@ -191,6 +195,7 @@ class Peer:
             self._on_message(frame["message"])
             self._arrived.set()
         elif kind == "ack":
+            self._on_ack(frame["message"])
             future = self._acks.get(str(frame.get("client_id")))
             if future is not None and not future.done():
                 future.set_result(frame["message"])
@@ -201,8 +206,19 @@ class Peer:
         elif kind == "error":
             self._on_error(frame)
 
+    def _on_ack(self, message: dict[str, Any]) -> None:
+        conversation = str(message["conversation"])
+        seen = self.messages.get(conversation)
+        if seen is not None and message["seq"] == self.last_seq(conversation) + 1:
+            seen.append(message)
+            self._by_ack.add((conversation, message["seq"]))
+            self._arrived.set()
+
     def _on_message(self, message: dict[str, Any]) -> None:
         conversation = str(message["conversation"])
+        if (conversation, message["seq"]) in self._by_ack:
+            self._by_ack.discard((conversation, message["seq"]))
+            return
         seen = self.messages.setdefault(conversation, [])
         expected = self.last_seq(conversation) + 1
         if message["seq"] != expected:
