@@ -29,6 +29,8 @@ class Socket(WSListener):
         # Seqs received in the current step, and the last seq before it.
         self.received: set[int] = set()
         self.step_base = 0
+        # Own messages had by their ack, whose copy may still come.
+        self.by_ack: set[int] = set()
         self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -53,10 +55,12 @@ class Socket(WSListener):
         if kind == "message":
             self._on_message(data["message"], arrived)
         elif kind == "ack":
+            seq = data["message"]["seq"]
             sent = recorder.sent_at.pop(data["client_id"], None)
             if sent is not None:
                 recorder.ack_ms.append((arrived - sent) / 1e6)
-                recorder.acked[self.conversation].add(data["message"]["seq"])
+                recorder.acked[self.conversation].add(seq)
+            self._on_ack(seq)
         elif kind == "error":
             recorder.errors[data.get("code", "?")] += 1
             recorder.sent_at.pop(data.get("client_id") or "", None)
@@ -64,9 +68,20 @@ class Socket(WSListener):
             self.last_seq = data["last_seq"]
             self.subscribed.set_result(None)
 
+    def _on_ack(self, seq: int) -> None:
+        """An ack of the next seq is that message received, as the browser
+        client counts it (the server then leaves out the sender's copy)."""
+        if seq == self.last_seq + 1:
+            self.last_seq = seq
+            self.received.add(seq)
+            self.by_ack.add(seq)
+
     def _on_message(self, message: dict[str, Any], arrived: int) -> None:
         recorder = self.recorder
         seq = message["seq"]
+        if seq in self.by_ack:
+            self.by_ack.discard(seq)  # a copy of what the ack brought
+            return
         if seq in self.received or seq <= self.step_base:
             recorder.duplicates += 1
             return

@@ -72,6 +72,8 @@ class Member:
         self.opened_at = 0.0
         self.delivery = Delivery(conversation)
         self.last_seq = 0
+        # Own messages had by their ack, whose copy may still come.
+        self.by_ack: set[int] = set()
         self.first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pending: dict[str, Pending] = {}
         self.attempt = 0
@@ -163,11 +165,20 @@ class Member:
             seq = int(message["seq"])
             if seq <= self.delivery.base:
                 return
+            if seq in self.by_ack:
+                self.by_ack.discard(seq)  # a copy of what the ack brought
+                return
             self.delivery.messages.append((seq, int(message["body"].split(" ", 2)[1])))
             self.last_seq = max(self.last_seq, seq)
         elif kind == "ack":
             client_id = data["client_id"]
             seq = int(data["message"]["seq"])
+            if seq == self.last_seq + 1 and self.first.done():
+                # The next seq, had by its ack as the browser client counts
+                # it (the server then leaves out the sender's copy).
+                self.delivery.messages.append((seq, int(data["message"]["body"].split(" ", 2)[1])))
+                self.last_seq = seq
+                self.by_ack.add(seq)
             self.pending.pop(client_id, None)
             acked = ledger.acked[self.conversation]
             if acked.setdefault(client_id, seq) != seq:
