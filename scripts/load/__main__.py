@@ -167,7 +167,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--provision-concurrency",
         type=int,
         default=16,
-        help="host API calls at once while provisioning (64 into one organisation time out)",
+        help="host API calls at once while provisioning",
     )
     parser.add_argument(
         "--rate", type=float, default=None, help="sends/s (search: first; default 1000, storm 200)"

@@ -84,8 +84,8 @@ class LoadTest:
 
     async def provision(self) -> list[tuple[Room, int]]:
         """The conversations, through the host API, `--provision-concurrency`
-        at a time: the calls of one organisation queue on its rows, so more
-        at once only lengthens each call (past its timeout) on this machine."""
+        at a time (more at once does not make set-up faster on this
+        machine: the server's CPU, not a lock, sets its pace)."""
         host = HostApi(self.base_url, api_key=self.args.api_key)
         gate = asyncio.Semaphore(self.args.provision_concurrency)
         run = uuid.uuid4().hex[:6]
