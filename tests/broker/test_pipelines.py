@@ -9,10 +9,14 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
 from redis.exceptions import ResponseError
 
-from chatserver.broker.pipelines import SPARE_CONNECTIONS, Pipelines
+from chatserver.broker.pipelines import SPARE_CONNECTIONS, Pipelines, packed
+from chatserver.broker.writer import Command
 from tests.e2e.servers import RedisProcess
 from tests.waits import eventually_async
 
@@ -28,6 +32,30 @@ async def lines(private_redis: RedisProcess) -> AsyncIterator[Pipelines]:
     finally:
         await pipelines.close()
         await client.aclose()
+
+
+# What the send path packs: command names, channel and key names, payloads,
+# and the limits script's numbers.
+ARGUMENTS = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=50),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["PUBLISH", "SPUBLISH", "EVALSHA", "INCR"])).flatmap(
+            lambda name: st.lists(ARGUMENTS, max_size=6).map(lambda a: (*name, *a))
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_commands_are_packed_as_redis_py_packs_them(commands: list[Command]) -> None:
+    library = Connection()
+    assert packed(commands) == b"".join(library.pack_commands(commands))
 
 
 async def test_replies_come_in_order_with_error_replies_in_their_place(lines: Pipelines) -> None:
