@@ -14,6 +14,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
 from scripts.load.host import Room
 from scripts.load.measure import Recorder, now_ns
+from scripts.load.own_copies import OwnCopies
 
 
 class Socket(WSListener):
@@ -29,8 +30,7 @@ class Socket(WSListener):
         # Seqs received in the current step, and the last seq before it.
         self.received: set[int] = set()
         self.step_base = 0
-        # Own messages had by their ack, whose copy may still come.
-        self.by_ack: set[int] = set()
+        self.own = OwnCopies()
         self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -69,18 +69,14 @@ class Socket(WSListener):
             self.subscribed.set_result(None)
 
     def _on_ack(self, seq: int) -> None:
-        """An ack of the next seq is that message received, as the browser
-        client counts it (the server then leaves out the sender's copy)."""
-        if seq == self.last_seq + 1:
+        if self.own.by_ack(seq, self.last_seq):
             self.last_seq = seq
             self.received.add(seq)
-            self.by_ack.add(seq)
 
     def _on_message(self, message: dict[str, Any], arrived: int) -> None:
         recorder = self.recorder
         seq = message["seq"]
-        if seq in self.by_ack:
-            self.by_ack.discard(seq)  # a copy of what the ack brought
+        if self.own.is_copy(seq):
             return
         if seq in self.received or seq <= self.step_base:
             recorder.duplicates += 1

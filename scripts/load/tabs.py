@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
+from scripts.load.own_copies import OwnCopies
 from scripts.load.storm_report import Delivery
 
 # static/js/socket.js: an unacknowledged send goes again after 8 s on the
@@ -31,6 +32,11 @@ DEFAULT_RETRY_S = 1.0
 STABLE_AFTER_S = 5.0
 # picows's code for a connection that ended without a close frame.
 NO_CLOSE_FRAME = "1006"
+
+
+def _send_number(message: dict[str, Any]) -> int:
+    """The load test's number of a send, from its body (`storm N <ns>`)."""
+    return int(message["body"].split(" ", 2)[1])
 
 
 @dataclass
@@ -72,8 +78,7 @@ class Member:
         self.opened_at = 0.0
         self.delivery = Delivery(conversation)
         self.last_seq = 0
-        # Own messages had by their ack, whose copy may still come.
-        self.by_ack: set[int] = set()
+        self.own = OwnCopies()
         self.first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pending: dict[str, Pending] = {}
         self.attempt = 0
@@ -165,20 +170,16 @@ class Member:
             seq = int(message["seq"])
             if seq <= self.delivery.base:
                 return
-            if seq in self.by_ack:
-                self.by_ack.discard(seq)  # a copy of what the ack brought
+            if self.own.is_copy(seq):
                 return
-            self.delivery.messages.append((seq, int(message["body"].split(" ", 2)[1])))
+            self.delivery.messages.append((seq, _send_number(message)))
             self.last_seq = max(self.last_seq, seq)
         elif kind == "ack":
             client_id = data["client_id"]
             seq = int(data["message"]["seq"])
-            if seq == self.last_seq + 1 and self.first.done():
-                # The next seq, had by its ack as the browser client counts
-                # it (the server then leaves out the sender's copy).
-                self.delivery.messages.append((seq, int(data["message"]["body"].split(" ", 2)[1])))
+            if self.first.done() and self.own.by_ack(seq, self.last_seq):
+                self.delivery.messages.append((seq, _send_number(data["message"])))
                 self.last_seq = seq
-                self.by_ack.add(seq)
             self.pending.pop(client_id, None)
             acked = ledger.acked[self.conversation]
             if acked.setdefault(client_id, seq) != seq:

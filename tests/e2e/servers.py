@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from scripts.load.host import API_KEY as API_KEY
 from scripts.load.host import HostApi as HostApi
 from scripts.load.host import Room as Room
 from scripts.load.host import new_room as new_room
+from scripts.load.own_copies import OwnCopies
 from scripts.load.processes import REPO as REPO
 from scripts.load.processes import START_TIMEOUT as START_TIMEOUT
 from scripts.load.processes import free_port as free_port
@@ -86,8 +88,8 @@ class Peer:
         self._reader: asyncio.Task[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        # (conversation, seq) of messages this peer had by their ack.
-        self._by_ack: set[tuple[str, int]] = set()
+        # Per conversation, its own messages had by their ack.
+        self._own: defaultdict[str, OwnCopies] = defaultdict(OwnCopies)
         self._subscribing: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._subscribed: set[str] = set()
         self._closing = False
@@ -209,15 +211,14 @@ class Peer:
     def _on_ack(self, message: dict[str, Any]) -> None:
         conversation = str(message["conversation"])
         seen = self.messages.get(conversation)
-        if seen is not None and message["seq"] == self.last_seq(conversation) + 1:
+        last = self.last_seq(conversation)
+        if seen is not None and self._own[conversation].by_ack(message["seq"], last):
             seen.append(message)
-            self._by_ack.add((conversation, message["seq"]))
             self._arrived.set()
 
     def _on_message(self, message: dict[str, Any]) -> None:
         conversation = str(message["conversation"])
-        if (conversation, message["seq"]) in self._by_ack:
-            self._by_ack.discard((conversation, message["seq"]))
+        if self._own[conversation].is_copy(message["seq"]):
             return
         seen = self.messages.setdefault(conversation, [])
         expected = self.last_seq(conversation) + 1
