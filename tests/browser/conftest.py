@@ -322,3 +322,11 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = Path(wanted) if wanted else tmp_path_factory.mktemp("screenshots")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def seqs(page: Page) -> list[int]:
+    """The seqs of the stored messages the page shows, top to bottom."""
+    found = page.locator('[data-testid="message"][data-seq]').evaluate_all(
+        "els => els.map(e => Number(e.dataset.seq))"
+    )
+    return [int(seq) for seq in found]

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.browser.conftest import Ats, Browsers
+from tests.browser.conftest import Ats, Browsers, seqs
 
 pytestmark = pytest.mark.browser
 
@@ -26,12 +26,6 @@ def send(page: Page, text: str) -> None:
 
 def message(page: Page, text: str) -> Locator:
     return page.locator(MESSAGE, has_text=text)
-
-
-def seqs(page: Page) -> list[int]:
-    return [
-        int(s) for s in page.locator(MESSAGE).evaluate_all("els => els.map(e => e.dataset.seq)")
-    ]
 
 
 def open_pair(browsers: Browsers, ats: Ats, **staff_kw: str) -> tuple[Page, Page, str]:

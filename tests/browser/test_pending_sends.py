@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Route, WebSocketRoute, expect
 
-from tests.browser.conftest import Ats, Browsers
+from tests.browser.conftest import Ats, Browsers, seqs
 
 pytestmark = pytest.mark.browser
 
@@ -90,10 +90,6 @@ def staff_in_conversation(browsers: Browsers, ats: Ats) -> tuple[Page, Relay, Pa
     expect(staff.get_by_test_id("composer")).to_be_enabled()
     candidate = browsers.open(ats.candidate_link(app.id))
     return staff, relay, candidate
-
-
-def seqs_of(page: Page) -> list[int]:
-    return [int(seq) for seq in client_ids_by_seq(page)]
 
 
 def client_ids_by_seq(page: Page) -> dict[int, str]:
@@ -334,4 +330,4 @@ def test_a_page_resumes_after_its_own_acked_message(browsers: Browsers, ats: Ats
     ]
     assert resubscribed, "the page did not subscribe again"
     assert resubscribed[0]["after"] == 1
-    assert seqs_of(staff) == [1, 2]
+    assert seqs(staff) == [1, 2]

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Ats, Browsers, Server
+from tests.browser.conftest import Ats, Browsers, Server, seqs
 
 pytestmark = pytest.mark.browser
 
@@ -23,11 +23,6 @@ MESSAGE = '[data-testid="message"][data-seq]'
 def send(page: Page, text: str) -> None:
     page.get_by_test_id("composer").fill(text)
     page.get_by_test_id("composer").press("Enter")
-
-
-def seqs(page: Page) -> list[int]:
-    found = page.locator(MESSAGE).evaluate_all("els => els.map(e => Number(e.dataset.seq))")
-    return [int(s) for s in found]
 
 
 def stored_bodies(ats: Ats, application_id: str) -> list[str]:
