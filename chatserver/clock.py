@@ -18,3 +18,9 @@ def wire_time(at: datetime) -> str:
     if at.tzinfo is not None:
         at = at.astimezone(UTC)
     return at.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def as_utc(at: datetime) -> datetime:
+    """A stored time as aware UTC: the databases hand times back without
+    their zone, and every time stored is UTC."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

@@ -18,13 +18,15 @@ import unicodedata
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from io import BytesIO
 from typing import Any, BinaryIO
 
 from chatserver.chat import access, ids, sniffing, thumbnails, views
 from chatserver.chat.identity import Viewer
 from chatserver.chat.service import Chat
-from chatserver.errors import ChatError, invalid, not_found, too_large
+from chatserver.clock import as_utc
+from chatserver.errors import ChatError, ErrorCode, invalid, not_found, too_large
 from chatserver.store import attachments
 from chatserver.store.blobs import Blobs, blobs_for
 
@@ -57,6 +59,12 @@ _checkers = ThreadPoolExecutor(max_workers=CHECK_WORKERS, thread_name_prefix="up
 # left to hold the upload open.
 CHECK_SECONDS = 20.0
 HASH_PIECE = 256 * 1024
+# Files a person may have uploaded within a day and not sent: enough for
+# any message (5 files each) being drafted in a few tabs, few enough that
+# uploading without sending cannot fill the server's storage (200 MiB a
+# day per person at most). A file counts until it is sent or a day old.
+MAX_UNSENT_UPLOADS = 20
+UNSENT_WINDOW = timedelta(days=1)
 ALLOWED_TYPES_SENTENCE = (
     "Only PDF, Word, OpenDocument text, plain text, PNG and JPEG files are allowed."
 )
@@ -140,6 +148,7 @@ async def store(
         raise file_too_large(chat.settings.max_attachment_bytes)
     if size == 0:
         raise invalid("The file is empty.")
+    await _within_unsent_bound(chat, viewer)
     checked = await check_off_loop(source)
     files = blobs(chat)
     await files.put(checked.sha256, source)
@@ -167,6 +176,26 @@ async def store(
     del result["url"]
     result.pop("thumbnail_url", None)
     return result
+
+
+async def _within_unsent_bound(chat: Chat, viewer: Viewer) -> None:
+    """Refuse the upload (`rate_limited`, before any work on it) while the
+    person has MAX_UNSENT_UPLOADS files from the last UNSENT_WINDOW not
+    sent; the wait is until the oldest of them leaves the window."""
+    now = chat.clock()
+    async with chat.db.transaction() as conn:
+        count, oldest = await attachments.unsent_since(
+            conn, viewer.kind.value, viewer.id, now - UNSENT_WINDOW
+        )
+    if count < MAX_UNSENT_UPLOADS or oldest is None:
+        return
+    wait = as_utc(oldest) + UNSENT_WINDOW - now
+    raise ChatError(
+        ErrorCode.RATE_LIMITED,
+        f"At most {MAX_UNSENT_UPLOADS} files uploaded and not sent at a time; "
+        "send or leave some first.",
+        retry_after_ms=max(1, int(wait.total_seconds() * 1000)),
+    )
 
 
 @dataclass(frozen=True)

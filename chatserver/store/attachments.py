@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -43,3 +44,21 @@ async def unsent_of(
     """Those of these attachments that this person uploaded and has not sent yet."""
     params = {"ids": list(attachment_ids), "kind": kind, "person_id": person_id}
     return list((await conn.execute(_UNSENT_OF, params)).mappings())
+
+
+_UNSENT_SINCE = select(func.count(), func.min(attachments.c.created_at)).where(
+    attachments.c.uploader_kind == bindparam("kind"),
+    attachments.c.uploader_id == bindparam("person_id"),
+    attachments.c.created_at >= bindparam("since"),
+    attachments.c.message_id.is_(None),
+)
+
+
+async def unsent_since(
+    conn: AsyncConnection, kind: str, person_id: str, since: datetime
+) -> tuple[int, datetime | None]:
+    """How many files this person uploaded since `since` and has not sent,
+    and when the oldest of them was uploaded."""
+    params = {"kind": kind, "person_id": person_id, "since": since}
+    count, oldest = (await conn.execute(_UNSENT_SINCE, params)).one()
+    return int(count), oldest

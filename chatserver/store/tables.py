@@ -149,6 +149,10 @@ class Message(SQLModel, table=True):
 
 class Attachment(SQLModel, table=True):
     __tablename__ = "attachments"
+    # A person's recent uploads, for the bound on those not sent yet.
+    __table_args__ = (
+        Index("ix_attachments_uploader", "uploader_kind", "uploader_id", "created_at"),
+    )
     id: str = Field(primary_key=True, max_length=32)
     uploader_kind: str = Field(max_length=16)
     uploader_id: str = Field(max_length=128)

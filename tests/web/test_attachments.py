@@ -14,10 +14,13 @@ import io
 import struct
 import zipfile
 import zlib
+from datetime import timedelta
 from typing import Any
 
 import httpx
 
+from chatserver.chat.uploads import MAX_UNSENT_UPLOADS, UNSENT_WINDOW
+from tests.chat.sends import chat_of
 from tests.conftest import Scene
 from tests.helpers import Person, delete_message, error_of, upload
 
@@ -235,6 +238,33 @@ async def test_only_ones_own_unsent_uploads_can_be_sent(scene: Scene) -> None:
     unknown = await scene.alice.send(scene.conversation, "?", attachments=["no-such-file"])
     error_of(unknown, 404, "not_found")
     assert [m["seq"] for m in await scene.alice.history(scene.conversation)] == [1]
+
+
+async def test_uploads_not_sent_are_bounded_per_person_and_day(scene: Scene, app: Any) -> None:
+    """Uploading without sending cannot fill the server's storage: with
+    MAX_UNSENT_UPLOADS files from the last day not sent, the next upload is
+    refused `rate_limited` (with the wait) before any check. Sending one
+    frees a place, so does a day passing, and nobody else is held back."""
+    files = [
+        await uploaded(scene.alice, f"note-{n}.txt", f"Note {n}".encode())
+        for n in range(MAX_UNSENT_UPLOADS)
+    ]
+    refused = error_of(await upload(scene.alice, "more.txt", b"More"), 429, "rate_limited")
+    assert 0 < refused["retry_after_ms"] <= UNSENT_WINDOW.total_seconds() * 1000
+    await uploaded(scene.bob, "mine.txt", b"Mine")
+
+    sent = await scene.alice.send(scene.conversation, "Notes", attachments=[files[0]["id"]])
+    assert sent.status_code == 201, sent.text
+    await uploaded(scene.alice, "more.txt", b"More")
+    error_of(await upload(scene.alice, "again.txt", b"Again"), 429, "rate_limited")
+
+    chat = chat_of(app)
+    start = chat.clock
+    chat.clock = lambda: start() + UNSENT_WINDOW + timedelta(minutes=1)
+    await uploaded(scene.alice, "next-day.txt", b"Next day")
+    # Those of yesterday can still be sent.
+    later = await scene.alice.send(scene.conversation, "Yesterday's", attachments=[files[1]["id"]])
+    assert later.status_code == 201, later.text
 
 
 async def test_a_message_carries_up_to_five_attachments(scene: Scene) -> None:
