@@ -192,8 +192,8 @@ async def _within_unsent_bound(chat: Chat, viewer: Viewer) -> None:
     wait = as_utc(oldest) + UNSENT_WINDOW - now
     raise ChatError(
         ErrorCode.RATE_LIMITED,
-        f"At most {MAX_UNSENT_UPLOADS} files uploaded and not sent at a time; "
-        "send or leave some first.",
+        f"At most {MAX_UNSENT_UPLOADS} uploaded files may wait to be sent; "
+        "send some first, or try again later.",
         retry_after_ms=max(1, int(wait.total_seconds() * 1000)),
     )
 
