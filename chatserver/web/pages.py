@@ -9,6 +9,7 @@ and answer strangers exactly like missing things.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -130,10 +131,31 @@ async def application_messages(request: Request, who: SignedIn) -> Response:
     return await _render(request, who, "tab.html", page="tab", conversation=summary)
 
 
+# The messages pages "Back to messages" may return to: this site's own paths
+# only, so `?back=` cannot send anyone elsewhere.
+_MESSAGES_PAGE = re.compile(r"/(inbox|c/[^/?#\\]+|applications/[^/?#\\]+/messages)(\?[^#]*)?")
+
+
+def _back_to_messages(request: Request) -> str:
+    """Where Settings' "Back to messages" goes: the messages page the person
+    came from (the client adds it as `?back=` when they follow a Settings
+    link), with its open conversation and filters; else the start page.
+    Rendered by the server, so the link is right before any script runs."""
+    back = request.query_params.get("back", "")
+    return back if _MESSAGES_PAGE.fullmatch(back) else "/"
+
+
 @_signed_in_only
 async def settings_page(request: Request, who: SignedIn) -> Response:
     timezones = sorted(fields.TIMEZONES)
-    return await _render(request, who, "settings.html", page="settings", timezones=timezones)
+    return await _render(
+        request,
+        who,
+        "settings.html",
+        page="settings",
+        timezones=timezones,
+        back_to_messages=_back_to_messages(request),
+    )
 
 
 routes = [

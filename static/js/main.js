@@ -3,7 +3,7 @@
 
 import { connection } from "./socket.js";
 import { initBell } from "./bell.js";
-import { bindMenu, rememberMessagesPage } from "./ui.js";
+import { bindMenu } from "./ui.js";
 
 const page = document.body.dataset.page;
 // A short outage (a server restart) should not flash a banner.
@@ -60,11 +60,16 @@ async function initPage() {
   }
 }
 
-/** Settings' "Back to messages" returns to the conversation that was open. */
+/** Settings' "Back to messages" returns to the conversation that was open:
+ * a Settings link carries this page (with its filters) as `?back=` when it is
+ * followed, and the server renders the Back link from it. */
 function initSettingsLinks() {
   if (!["inbox", "candidate", "tab"].includes(page)) return;
   document.addEventListener("click", (event) => {
-    if (event.target.closest('a[href="/settings"]')) rememberMessagesPage();
+    const link = event.target.closest('a[href^="/settings"]');
+    if (!link) return;
+    const back = new URLSearchParams({ back: location.pathname + location.search });
+    link.setAttribute("href", `/settings?${back}`);
   }, true);
 }
 

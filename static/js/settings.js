@@ -2,10 +2,8 @@
 // notifications, each saved as soon as it changes.
 
 import { api } from "./api.js";
-import { messagesPage } from "./ui.js";
 
 export function initSettings() {
-  document.getElementById("back-to-messages").href = messagesPage();
   const zone = document.getElementById("timezone");
   const search = document.getElementById("tz-search");
   const notifications = document.getElementById("notifications");

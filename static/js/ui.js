@@ -177,28 +177,3 @@ export function highlight(el, text, query) {
   }
   if (cursor < text.length) el.append(text.slice(cursor));
 }
-
-// -- where "Back to messages" goes ---------------------------------------------
-
-const MESSAGES_PAGE_KEY = "chat:messages-page";
-const MESSAGES_PAGE = /^\/(inbox|c\/[^/?#]+|applications\/[^/?#]+\/messages)(\?[^#]*)?$/;
-
-/** Remembers the messages page (with its open conversation and filters) that
- * the person leaves for Settings, so "Back to messages" returns to it. */
-export function rememberMessagesPage() {
-  try {
-    sessionStorage.setItem(MESSAGES_PAGE_KEY, location.pathname + location.search);
-  } catch {
-    // Storage off: Back goes to the start page.
-  }
-}
-
-export function messagesPage() {
-  let path;
-  try {
-    path = sessionStorage.getItem(MESSAGES_PAGE_KEY);
-  } catch {
-    return "/";
-  }
-  return path && MESSAGES_PAGE.test(path) ? path : "/";
-}

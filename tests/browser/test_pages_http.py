@@ -78,6 +78,36 @@ async def test_each_person_lands_on_their_own_page(scene: Scene) -> None:
         assert f'data-csrf="{who.me["csrf_token"]}"' in page.text
 
 
+def back_link(text: str) -> str:
+    found = re.search(r'<a href="([^"]*)" id="back-to-messages">', text)
+    assert found, "the settings page has no Back to messages link"
+    return html.unescape(found.group(1))
+
+
+async def test_settings_back_link_returns_only_to_our_own_messages_pages(scene: Scene) -> None:
+    """Rendered by the server from `?back=`, so it is right before any script
+    runs; anything but one of this site's messages pages goes to the start."""
+    conversation = f"/c/{scene.conversation}"
+    for back, expected in (
+        (None, "/"),
+        ("/inbox", "/inbox"),
+        (f"{conversation}?filter=messaged&q=a%20b", f"{conversation}?filter=messaged&q=a%20b"),
+        ("/applications/app-1/messages", "/applications/app-1/messages"),
+        ("https://evil.example/c/1", "/"),
+        ("//evil.example/inbox", "/"),
+        ("/c/\\evil.example", "/"),
+        ("/c//evil.example", "/"),
+        ("/settings", "/"),
+        ("/api/me", "/"),
+        ("javascript:alert(1)", "/"),
+        ('/inbox?x="><script>', '/inbox?x="><script>'),
+    ):
+        params = {} if back is None else {"back": back}
+        page = await scene.alice.client.get("/settings", params=params)
+        assert page.status_code == 200
+        assert back_link(page.text) == expected, back
+
+
 async def test_others_conversations_answer_like_missing_ones(scene: Scene) -> None:
     for who, path in (
         (scene.mallory, f"/c/{scene.conversation}"),
