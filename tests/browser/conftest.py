@@ -61,6 +61,9 @@ LIVE_MS = 10_000
 class Server:
     """`python -m chatserver serve` with its own data folder and port."""
 
+    # Those running now: a failed test's report ends with their logs.
+    running: set[Server] = set()
+
     def __init__(
         self,
         data_dir: Path,
@@ -95,6 +98,7 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        Server.running.add(self)
         try:
             eventually(self._answers, within=STARTUP_SECONDS, what="the server answering")
         except AssertionError as exc:
@@ -109,7 +113,11 @@ class Server:
         except httpx.HTTPError:
             return False
 
+    def log_tail(self, size: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-size:]
+
     def stop(self) -> None:
+        Server.running.discard(self)
         if self.process is None:
             return
         self.process.send_signal(signal.SIGTERM)
@@ -122,6 +130,7 @@ class Server:
 
     def kill(self) -> None:
         """A crash: no graceful close frames, sockets just drop."""
+        Server.running.discard(self)
         if self.process is not None:
             self.process.kill()
             self.process.wait(timeout=10)
@@ -233,6 +242,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "screenshots" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.screenshots)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed browser test's report ends with what its servers logged
+    (warnings and errors), so a stalled or failing server explains itself."""
+    report = yield
+    if report.failed:
+        for server in Server.running:
+            report.sections.append((f"server log ({server.url})", server.log_tail()))
+    return report
 
 
 # Module scope, not session: sync Playwright keeps an event loop running in
