@@ -11,6 +11,9 @@ A transport, like `web/`: it speaks SMTP and hands each accepted mail to
   refused at `MAIL FROM` when declared larger, and otherwise refused with 552
   in answer to `DATA`, never accepted first; aiosmtpd stops storing a body
   once it is over the limit.
+- STARTTLS is offered when CHAT_MAIL_IN_TLS_CERT names a certificate
+  (opportunistic, as between mail servers: a sender that does not ask
+  still delivers in plain).
 - `DATA` is answered after the reply is committed (or refused): 250 means
   the message is stored, or was dropped as automatic, or the person was
   emailed why it was not posted. A temporary failure (rate limit, database
@@ -24,6 +27,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 from dataclasses import dataclass
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -112,14 +116,50 @@ class ReplyHandler:
 
 
 class CannotListen(Exception):
-    """mail-in could not take its address (in use, not ours): one line."""
+    """mail-in could not take its address (in use, not ours) or use its
+    certificate: one line."""
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """What STARTTLS serves: CHAT_MAIL_IN_TLS_CERT and _KEY, read at start so
+    a wrong file stops mail-in with one line rather than failing senders'
+    handshakes later; None (plain SMTP only) without a certificate."""
+    if not settings.mail_in_tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.mail_in_tls_cert, settings.mail_in_tls_key or None)
+    except ssl.SSLError as exc:
+        reason = (
+            "the key does not match the certificate"
+            if exc.reason == "KEY_VALUES_MISMATCH"
+            else "not a PEM certificate chain and private key"
+        )
+        raise _unusable_certificate(settings, reason) from None
+    except OSError as exc:
+        raise _unusable_certificate(settings, os.strerror(exc.errno or 0)) from None
+    return context
+
+
+def _unusable_certificate(settings: Settings, reason: str) -> CannotListen:
+    files = (
+        f"CHAT_MAIL_IN_TLS_CERT={settings.mail_in_tls_cert}, "
+        f"CHAT_MAIL_IN_TLS_KEY={settings.mail_in_tls_key or '(unset)'}"
+    )
+    return CannotListen(
+        f"mail-in cannot use its TLS certificate ({reason}; {files}): the first must name "
+        "a PEM certificate chain and the second its private key (unset when the key is "
+        "in the certificate's file)."
+    )
 
 
 @dataclass
 class MailIn:
-    """A listening SMTP server on `chat` (already started)."""
+    """A listening SMTP server on `chat` (already started), offering
+    STARTTLS with `tls` when given."""
 
     chat: Chat
+    tls: ssl.SSLContext | None = None
     server: asyncio.Server | None = None
 
     def protocol(self) -> SMTP:
@@ -132,6 +172,8 @@ class MailIn:
             hostname=settings.reply_domain or None,
             ident=IDENT,
             timeout=IDLE_SECONDS,
+            tls_context=self.tls,
+            require_starttls=False,
         )
 
     async def start(self, host: str, port: int) -> int:
@@ -152,6 +194,7 @@ async def run_standalone(settings: Settings) -> None:
     """`chatserver mail-in` on `mail_in_host`:`mail_in_port`, until SIGTERM
     or SIGINT."""
     host, port = settings.mail_in_host, settings.mail_in_port
+    tls = tls_context(settings)
     if not settings.reply_domain:
         log.warning("CHAT_REPLY_DOMAIN is not set: every recipient will be refused")
     if not settings.redis_url:
@@ -164,7 +207,7 @@ async def run_standalone(settings: Settings) -> None:
     await broker.connect()
     chat = Chat(settings, db, Events(broker))
     await chat.start()
-    mail_in = MailIn(chat)
+    mail_in = MailIn(chat, tls)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -179,7 +222,13 @@ async def run_standalone(settings: Settings) -> None:
                 f"mail-in cannot listen on {host}:{port} ({reason}): "
                 "stop what uses it, or set CHAT_MAIL_IN_PORT (mail-in --port)."
             ) from None
-        log.info("mail-in listening on %s:%d for *@%s", host, listening, settings.reply_domain)
+        log.info(
+            "mail-in listening on %s:%d for *@%s (%s)",
+            host,
+            listening,
+            settings.reply_domain,
+            "STARTTLS offered" if tls else "plain SMTP",
+        )
         await stopping.wait()
     finally:
         await mail_in.stop()

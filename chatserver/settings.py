@@ -137,6 +137,12 @@ class Settings:
     # runs without root.
     mail_in_host: str = setting("--host (mail-in)", "127.0.0.1")
     mail_in_port: int = setting("CHAT_MAIL_IN_PORT", 2525, number)
+    # mail-in's certificate chain and private key (PEM files; the key may be
+    # in the certificate's file): with them it offers STARTTLS, so sending
+    # servers that ask deliver replies encrypted. Opportunistic, as mail
+    # between servers is: a sender that does not ask still delivers in plain.
+    mail_in_tls_cert: str = setting("CHAT_MAIL_IN_TLS_CERT", "", text)
+    mail_in_tls_key: str = setting("CHAT_MAIL_IN_TLS_KEY", "", text)
     # The largest reply email taken, raw (attachments base64-encoded): 25 MB
     # is what the big mailbox providers let a person send, and it carries
     # one or two attachments of the upload limit (10 MiB) after encoding.

@@ -143,6 +143,11 @@ def validate(settings: Settings) -> None:
             "CHAT_MAIL_IN_PORT (mail-in --port) must be a port from 1 to 65535, "
             f"not {settings.mail_in_port}."
         )
+    if settings.mail_in_tls_key and not settings.mail_in_tls_cert:
+        raise SettingsError(
+            "CHAT_MAIL_IN_TLS_KEY is set without CHAT_MAIL_IN_TLS_CERT: set the "
+            "certificate chain's PEM file too, or neither for plain SMTP."
+        )
     if settings.mail_max_bytes < 64 * 1024:
         raise SettingsError(
             f"CHAT_MAIL_MAX_BYTES must be at least 65536 (64 KiB), not {settings.mail_max_bytes}."

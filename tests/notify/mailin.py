@@ -19,7 +19,7 @@ from typing import Any
 
 import aiosmtplib
 
-from chatserver.mail_in import MailIn
+from chatserver.mail_in import MailIn, tls_context
 from chatserver.settings import Settings
 from scripts.load.processes import free_port
 from tests.notify.conftest import subject
@@ -73,9 +73,15 @@ def reply_address(original: EmailMessage) -> str:
 
 
 async def deliver(
-    port: int, message: EmailMessage, *, sender: str | None = None, to: Sequence[str] = ()
+    port: int,
+    message: EmailMessage,
+    *,
+    sender: str | None = None,
+    to: Sequence[str] = (),
+    start_tls: bool | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Send over SMTP to mail-in; (per-recipient answers, the DATA answer)."""
+    """Send over SMTP to mail-in; (per-recipient answers, the DATA answer).
+    `start_tls`: aiosmtplib's (None: when the server offers it)."""
     answers, text = await aiosmtplib.send(
         message,
         hostname="127.0.0.1",
@@ -83,6 +89,7 @@ async def deliver(
         sender=sender,
         recipients=list(to) or None,
         timeout=30,
+        start_tls=start_tls,
     )
     return dict(answers), str(text)
 
@@ -90,6 +97,22 @@ async def deliver(
 @dataclass
 class MailInServer:
     port: int
+
+
+def self_signed(folder: Path, cert: str = "cert.pem", key: str = "key.pem") -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by the openssl CLI: what
+    an operator gives mail-in, and what a test client can verify."""
+    cert_path, key_path = folder / cert, folder / key
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key_path), "-out", str(cert_path),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert_path, key_path
 
 
 def _listening(port: int) -> bool:
@@ -100,11 +123,14 @@ def _listening(port: int) -> bool:
 
 @contextlib.asynccontextmanager
 async def running_mail_in(
-    app: Any, settings: Settings, log_dir: Path
+    app: Any, settings: Settings, log_dir: Path, tls: tuple[Path, Path] | None = None
 ) -> AsyncIterator[MailInServer]:
-    """mail-in on a free loopback port, for as long as the block runs."""
+    """mail-in on a free loopback port, for as long as the block runs;
+    offering STARTTLS with `tls` (certificate, key)."""
+    if tls is not None:
+        settings = settings.with_(mail_in_tls_cert=str(tls[0]), mail_in_tls_key=str(tls[1]))
     if settings.embedded:
-        server = MailIn(app.state.services.chat)
+        server = MailIn(app.state.services.chat, tls_context(settings))
         port = await server.start("127.0.0.1", 0)
         try:
             yield MailInServer(port)
@@ -120,6 +146,8 @@ async def running_mail_in(
         CHAT_SECRET_KEYS=",".join(settings.secret_keys),
         CHAT_REPLY_DOMAIN=settings.reply_domain,
         CHAT_MAIL_MAX_BYTES=str(settings.mail_max_bytes),
+        CHAT_MAIL_IN_TLS_CERT=settings.mail_in_tls_cert,
+        CHAT_MAIL_IN_TLS_KEY=settings.mail_in_tls_key,
         CHAT_BASE_URL=settings.base_url,
         CHAT_SEND_RATE="1000",
         CHAT_SEND_BURST="1000",

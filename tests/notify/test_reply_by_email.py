@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
@@ -33,6 +34,7 @@ from tests.notify.mailin import (
     reply,
     reply_address,
     running_mail_in,
+    self_signed,
 )
 from tests.ws_helpers import live_server, open_socket
 
@@ -285,6 +287,42 @@ async def test_a_reply_from_another_address_is_refused_and_logged_without_conten
     assert (await bodies(scene))[-1] == ("cara", "Upper case is me too", "email")
     assert secret not in caplog.text
     assert "From is not their address" in caplog.text or not app.state.services.settings.embedded
+
+
+async def test_mail_in_offers_starttls_with_a_certificate_and_takes_replies_over_it(
+    scene: Scene,
+    app: Any,
+    settings: Settings,
+    notifier: Notifier,
+    smtp: SmtpServer,
+    clock: MovableClock,
+    tmp_path: Path,
+) -> None:
+    email = await candidate_email(scene, notifier, smtp, clock)
+    cert, key = self_signed(tmp_path)
+    async with running_mail_in(app, settings, tmp_path, tls=(cert, key)) as mail_in:
+        client = aiosmtplib.SMTP(
+            hostname="127.0.0.1", port=mail_in.port, start_tls=False, cert_bundle=str(cert)
+        )
+        async with client:
+            await client.ehlo()
+            assert client.supports_extension("starttls")
+            await client.starttls()
+            assert client.get_transport_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
+            await client.send_message(reply(email, gmail_body("Tuesday works; sent over TLS.")))
+        # Opportunistic, as between mail servers: a sender that does not
+        # ask still delivers.
+        await deliver(mail_in.port, reply(email, gmail_body("And in plain.")), start_tls=False)
+    assert [body for _, body, _ in await bodies(scene)][-2:] == [
+        "Tuesday works; sent over TLS.",
+        "And in plain.",
+    ]
+    # Without a certificate, STARTTLS is not offered at all.
+    async with running_mail_in(app, settings, tmp_path) as plain:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=plain.port, start_tls=False)
+        async with client:
+            await client.ehlo()
+            assert not client.supports_extension("starttls")
 
 
 async def test_an_oversize_reply_is_refused_at_data(

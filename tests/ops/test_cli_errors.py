@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import SECRET, create_database, drop_database, pg_url
 from tests.e2e.servers import free_port, unique
+from tests.notify.mailin import self_signed
 from tests.ops.cli import run_cli
 
 pytestmark = pytest.mark.slow
@@ -73,6 +74,12 @@ def _one_line_naming(result: object, setting: str) -> str:
         ),
         (["mail-in", "--host", "0.0.0.0"], {}, "CHAT_SECRET_KEYS", "loopback --host"),
         (
+            ["mail-in"],
+            {"CHAT_MAIL_IN_TLS_KEY": "/etc/mail/key.pem"},
+            "CHAT_MAIL_IN_TLS_CERT",
+            "set the certificate chain's PEM file too",
+        ),
+        (
             ["serve"],
             {"CHAT_REPLY_DOMAIN": "https://reply.example.com"},
             "CHAT_REPLY_DOMAIN",
@@ -134,6 +141,35 @@ def test_mail_in_on_a_port_in_use_fails_with_one_line(tmp_path: Path) -> None:
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"chatserver: mail-in cannot listen on 127.0.0.1:{port} "), last
     assert "CHAT_MAIL_IN_PORT" in last
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("files", "reason"),
+    [
+        ({"CHAT_MAIL_IN_TLS_CERT": "missing.pem"}, "No such file or directory"),
+        ({"CHAT_MAIL_IN_TLS_CERT": "not-pem.txt"}, "not a PEM certificate chain"),
+        (
+            {"CHAT_MAIL_IN_TLS_CERT": "cert.pem", "CHAT_MAIL_IN_TLS_KEY": "other-key.pem"},
+            "the key does not match the certificate",
+        ),
+    ],
+    ids=["missing", "not-pem", "wrong-key"],
+)
+def test_mail_in_with_an_unusable_certificate_fails_with_one_line(
+    tmp_path: Path, files: dict[str, str], reason: str
+) -> None:
+    self_signed(tmp_path, "cert.pem", "key.pem")
+    self_signed(tmp_path, "other-cert.pem", "other-key.pem")
+    (tmp_path / "not-pem.txt").write_text("a certificate, honestly\n")
+    env = {name: str(tmp_path / file) for name, file in files.items()}
+    command = ["mail-in", "--port", str(free_port())]
+    result = run_cli(command, tmp_path, {"CHAT_REPLY_DOMAIN": "reply.localhost", **env})
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("chatserver: mail-in cannot use its TLS certificate ("), last
+    assert reason in last
+    assert "CHAT_MAIL_IN_TLS_CERT" in last
     assert "Traceback" not in result.stderr
 
 
