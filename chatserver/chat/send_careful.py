@@ -98,12 +98,15 @@ async def _store_batch(
     existing = await messages.by_client_keys(conn, [r.key for r in batch])
     files: dict[int, Sequence[JSON] | ChatError] = {}
     seen: set[send_batch.ClientKey] = set()
+    # Files claimed by an earlier send of this batch: a file goes with one
+    # message, even when two sends of it arrive together.
+    taken: set[str] = set()
     for i, request in enumerate(batch):
         if i in limited or request.key in seen or request.key in existing:
             continue
         seen.add(request.key)
         if request.attachment_ids and request.conversation_id in known:
-            claimed = await _claim_attachments(conn, request)
+            claimed = await _claim_attachments(conn, request, taken)
             files[i] = claimed if isinstance(claimed, ChatError) else [dict(f) for f in claimed]
     snapshot = send_plan.Snapshot(known, frozenset(existing), files, limited)
     planned = send_plan.plan(batch, snapshot, message_ids(len(batch)), fast=False)
@@ -189,15 +192,18 @@ async def _repeat(
 
 
 async def _claim_attachments(
-    conn: AsyncConnection, request: SendRequest
+    conn: AsyncConnection, request: SendRequest, taken: set[str]
 ) -> list[RowMapping] | ChatError:
+    """The send's files, if all are the sender's and not sent (by another
+    transaction, or by a send of this batch: `taken`, which gains them)."""
     if not request.attachment_ids:
         return []
     wanted = list(dict.fromkeys(request.attachment_ids))
     rows = await attachment_store.unsent_of(
         conn, wanted, request.viewer.kind.value, request.viewer.id
     )
-    if len(rows) != len(wanted):
+    if len(rows) != len(wanted) or not taken.isdisjoint(wanted):
         return ChatError(ErrorCode.NOT_FOUND, "No such attachment.")
+    taken.update(wanted)
     order = {aid: i for i, aid in enumerate(wanted)}
     return sorted(rows, key=lambda r: order[r["id"]])

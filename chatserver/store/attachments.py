@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.store.dialect import Lockable
 from chatserver.store.tables import attachments, messages
 
 
@@ -29,21 +30,26 @@ async def get_with_conversation(conn: AsyncConnection, attachment_id: str) -> Ro
 
 # Every send with attachments claims them with this: built once, the ids an
 # expanding parameter (an IN over a fresh list leaves its bind parameter in
-# a reference cycle, for the cycle collector).
-_UNSENT_OF = select(attachments).where(
-    attachments.c.id.in_(bindparam("ids", expanding=True)),
-    attachments.c.uploader_kind == bindparam("kind"),
-    attachments.c.uploader_id == bindparam("person_id"),
-    attachments.c.message_id.is_(None),
+# a reference cycle, for the cycle collector). Locked on PostgreSQL: a send
+# claiming the same file at the same moment waits, then finds it sent.
+_UNSENT_OF = Lockable.of(
+    select(attachments).where(
+        attachments.c.id.in_(bindparam("ids", expanding=True)),
+        attachments.c.uploader_kind == bindparam("kind"),
+        attachments.c.uploader_id == bindparam("person_id"),
+        attachments.c.message_id.is_(None),
+    )
 )
 
 
 async def unsent_of(
     conn: AsyncConnection, attachment_ids: Sequence[str], kind: str, person_id: str
 ) -> list[RowMapping]:
-    """Those of these attachments that this person uploaded and has not sent yet."""
+    """Those of these attachments that this person uploaded and has not sent
+    yet, locked until the transaction ends (on PostgreSQL; SQLite has one
+    writer at a time)."""
     params = {"ids": list(attachment_ids), "kind": kind, "person_id": person_id}
-    return list((await conn.execute(_UNSENT_OF, params)).mappings())
+    return list((await conn.execute(_UNSENT_OF.on(conn), params)).mappings())
 
 
 _UNSENT_SINCE = select(func.count(), func.min(attachments.c.created_at)).where(

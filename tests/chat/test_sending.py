@@ -22,7 +22,7 @@ from chatserver.errors import ChatError, ErrorCode
 from chatserver.settings import Settings
 from chatserver.store import messages as message_store
 from chatserver.store.db import Database
-from chatserver.store.tables import bell_marks, messages, notifications
+from chatserver.store.tables import attachments, bell_marks, messages, notifications
 from tests.chat.sends import cast, chat_of, one_batch, request, seqs, viewer
 from tests.conftest import Scene
 from tests.helpers import Host, count_rows, upload
@@ -291,6 +291,39 @@ async def test_one_client_id_through_two_workers_at_once_is_one_message(
     assert [r.created for r in results].count(True) == 1
     assert all(r.message == results[0].message for r in results)
     assert await count_rows(app, messages) == 1
+
+
+@PG_ONLY
+async def test_one_file_sent_through_two_workers_at_once_goes_with_one_message(
+    scene: Scene, host: Host, app: Any, settings: Settings
+) -> None:
+    """Each worker's careful write claims the file under its row lock. A
+    lock held here until both wait for it makes their transactions overlap;
+    then one takes the file and the other finds it sent."""
+    chat = chat_of(app)
+    other = (await host.application("app-2", candidate="erin"))["conversation_id"]
+    file_id = (await upload(scene.alice, "notes.txt", b"Interview notes")).json()["id"]
+    async with second_worker(app, settings) as chat2:
+        senders = [
+            (worker, await viewer(worker, "staff", "alice"), conversation)
+            for worker, conversation in ((chat, scene.conversation), (chat2, other))
+        ]
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as holder:
+            await holder.execute("SELECT 1 FROM attachments WHERE id = %s FOR UPDATE", (file_id,))
+            sends = [
+                asyncio.ensure_future(
+                    message_send.send_message(w, who, c, str(uuid.uuid4()), "Notes", [file_id])
+                )
+                for w, who, c in senders
+            ]
+            await sends_waiting_for_locks(settings, 2)
+            await holder.rollback()
+        outcomes = await asyncio.gather(*sends, return_exceptions=True)
+    created = [o for o in outcomes if isinstance(o, SendResult)]
+    assert [await refusal_code(o) for o in outcomes if o not in created] == ["not_found"]
+    (taken,) = created
+    assert [f["id"] for f in taken.message["attachments"]] == [file_id]
+    assert await count_rows(app, attachments, message_id=taken.message["id"]) == 1
 
 
 @PG_ONLY

@@ -10,6 +10,7 @@ the bytes gets the right one appended ("scan.txt" holding a PDF is saved as
 
 from __future__ import annotations
 
+import asyncio
 import io
 import struct
 import zipfile
@@ -22,7 +23,7 @@ import httpx
 from chatserver.chat.uploads import MAX_UNSENT_UPLOADS, UNSENT_WINDOW
 from tests.chat.sends import chat_of
 from tests.conftest import Scene
-from tests.helpers import Person, delete_message, error_of, upload
+from tests.helpers import Host, Person, delete_message, error_of, upload
 
 MiB = 1024 * 1024
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -238,6 +239,35 @@ async def test_only_ones_own_unsent_uploads_can_be_sent(scene: Scene) -> None:
     unknown = await scene.alice.send(scene.conversation, "?", attachments=["no-such-file"])
     error_of(unknown, 404, "not_found")
     assert [m["seq"] for m in await scene.alice.history(scene.conversation)] == [1]
+
+
+async def test_a_file_sent_twice_at_once_goes_with_one_message_only(
+    scene: Scene, host: Host
+) -> None:
+    """Two sends of one upload at the same moment (two tabs, or a crafted
+    client), to two conversations or twice to one: one takes the file, the
+    other is refused `not_found`, and the message that took it keeps it."""
+    erin = await host.application("app-2", org="acme", candidate="erin", status="interviewing")
+    for targets in (
+        (scene.conversation, erin["conversation_id"]),
+        (scene.conversation, scene.conversation),
+    ):
+        file = await uploaded(scene.alice, "contract.pdf", pdf())
+        answers = await asyncio.gather(
+            *(scene.alice.send(c, "Contract", attachments=[file["id"]]) for c in targets)
+        )
+        assert sorted(a.status_code for a in answers) == [201, 404], [a.text for a in answers]
+        (taken,) = [a.json() for a in answers if a.status_code == 201]
+        assert [f["id"] for f in taken["attachments"]] == [file["id"]]
+        holders = [
+            message["id"]
+            for conversation in set(targets)
+            for message in await scene.alice.history(conversation)
+            if file["id"] in [f["id"] for f in message["attachments"]]
+        ]
+        assert holders == [taken["id"]]
+        download = await scene.alice.client.get(f"/api/attachments/{file['id']}")
+        assert download.status_code == 200
 
 
 async def test_uploads_not_sent_are_bounded_per_person_and_day(scene: Scene, app: Any) -> None:
