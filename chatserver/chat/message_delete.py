@@ -31,9 +31,8 @@ async def delete_message(chat: Chat, viewer: Viewer, message_id: str, scope: str
                 raise ChatError(
                     ErrorCode.FORBIDDEN, "You can delete only your own messages for everyone."
                 )
-            if row["deleted"]:
-                return
-            await messages.mark_deleted(conn, message_id)
+            if not await messages.mark_deleted(conn, message_id):
+                return  # deleted already, maybe a moment ago by another request
             await audit.record(
                 conn,
                 ctx.application_id,

@@ -46,10 +46,9 @@ async def unsent_of(
     conn: AsyncConnection, attachment_ids: Sequence[str], kind: str, person_id: str
 ) -> list[RowMapping]:
     """Those of these attachments that this person uploaded and has not sent
-    yet, locked until the transaction ends (on PostgreSQL; SQLite has one
-    writer at a time)."""
+    yet, locked until the transaction ends (`dialect.for_update`)."""
     params = {"ids": list(attachment_ids), "kind": kind, "person_id": person_id}
-    return list((await conn.execute(_UNSENT_OF.on(conn), params)).mappings())
+    return list((await conn.execute(await _UNSENT_OF.on(conn), params)).mappings())
 
 
 _UNSENT_SINCE = select(func.count(), func.min(attachments.c.created_at)).where(

@@ -106,7 +106,7 @@ async def load(
     """Everything policy and rendering need about one conversation."""
     query = joined().where(conversations.c.id == conversation_id)
     if for_update:
-        query = query.with_for_update(of=conversations)
+        query = await dialect.for_update(conn, query, of=conversations)
     return await _first(conn, query)
 
 
@@ -125,7 +125,7 @@ async def lock_many(
 ) -> dict[str, ConversationContext]:
     """Lock a batch's conversations in id order, so concurrent batches on
     several workers can never deadlock, and return their contexts."""
-    return await _by_id(conn, _LOCK_MANY.on(conn), {"ids": sorted(set(conversation_ids))})
+    return await _by_id(conn, await _LOCK_MANY.on(conn), {"ids": sorted(set(conversation_ids))})
 
 
 async def load_by_application(

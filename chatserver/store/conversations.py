@@ -36,13 +36,10 @@ async def upsert_application(
     new) and the conversation id. A new candidate restarts
     `candidate_since`, which revokes every candidate link signed before.
     """
-    previous = (
-        await conn.execute(
-            select(applications.c.status, applications.c.candidate_id)
-            .where(applications.c.id == application_id)
-            .with_for_update()
-        )
-    ).first()
+    query = select(applications.c.status, applications.c.candidate_id).where(
+        applications.c.id == application_id
+    )
+    previous = (await conn.execute(await dialect.for_update(conn, query))).first()
     values = {
         "id": application_id,
         "org_id": org_id,

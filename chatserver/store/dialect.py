@@ -38,26 +38,47 @@ def greatest(conn: AsyncConnection, *values: ColumnElement[Any]) -> ColumnElemen
 
 
 def locked(conn: AsyncConnection, query: Select[Any], **of: Any) -> Select[Any]:
-    """`query` taking row locks on PostgreSQL; SQLite serialises writers
-    itself, so there it is unchanged."""
+    """`query` taking row locks on PostgreSQL, for a claim that other
+    PostgreSQL workers skip (`skip_locked`); unchanged on SQLite, whose
+    single claimer needs none (`store/outbox.py`)."""
     return query.with_for_update(**of) if is_postgres(conn) else query
+
+
+async def for_update(conn: AsyncConnection, query: Select[Any], **of: Any) -> Select[Any]:
+    """`query` for a transaction that reads, decides and then writes: no
+    other such transaction may read the same rows until this one ends.
+
+    PostgreSQL: `FOR UPDATE` locks the rows read. SQLite has no row locks
+    and makes a transaction a writer only at its first write, so two of
+    them could both read a conversation as open and both end it; there the
+    database's write lock is taken now (`BEGIN IMMEDIATE`, waiting for the
+    writer that holds it), and the read then sees what that writer
+    committed. A transaction that has written already holds it."""
+    if is_postgres(conn):
+        return query.with_for_update(**of)
+    driver = (await conn.get_raw_connection()).driver_connection
+    if driver is not None and not driver.in_transaction:
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+    return query
 
 
 @dataclass(frozen=True)
 class Lockable:
-    """A hot path's query built once (at import) in both forms `locked`
-    makes of it, so that no call builds a statement."""
+    """A hot path's query built once (at import) in both forms `for_update`
+    uses, so that no call builds a statement."""
 
     plain: Select[Any]
-    for_update: Select[Any]
+    locking: Select[Any]
 
     @classmethod
     def of(cls, query: Select[Any], **of: Any) -> Lockable:
         return cls(query, query.with_for_update(**of))
 
-    def on(self, conn: AsyncConnection) -> Select[Any]:
-        """The form `locked(conn, plain)` would give."""
-        return self.for_update if is_postgres(conn) else self.plain
+    async def on(self, conn: AsyncConnection) -> Select[Any]:
+        """What `for_update(conn, plain)` gives."""
+        if is_postgres(conn):
+            return self.locking
+        return await for_update(conn, self.plain)
 
 
 def sqlite_engine(url: str) -> AsyncEngine:

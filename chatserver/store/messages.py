@@ -226,16 +226,20 @@ async def last_visible(
     return {row["conversation_id"]: row for row in (await conn.execute(query)).mappings()}
 
 
-async def mark_deleted(conn: AsyncConnection, message_id: str) -> None:
+async def mark_deleted(conn: AsyncConnection, message_id: str) -> bool:
     """Delete for everyone: the body goes, and so do the attachments (their
     rows, so their ids stop resolving; the content-addressed bytes may be
-    shared with other uploads and stay)."""
-    await conn.execute(
+    shared with other uploads and stay). False when it was deleted already:
+    the update is the check, so of two deletions at once one does it."""
+    done = await conn.execute(
         update(messages)
-        .where(messages.c.id == message_id)
+        .where(messages.c.id == message_id, messages.c.deleted.is_(False))
         .values(deleted=True, body="", html="", search_body="")
     )
+    if done.rowcount != 1:
+        return False
     await conn.execute(delete(attachments).where(attachments.c.message_id == message_id))
+    return True
 
 
 async def hide(conn: AsyncConnection, message_id: str, viewer_kind: str, viewer_id: str) -> None:

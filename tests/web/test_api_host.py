@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -106,6 +107,18 @@ async def test_a_status_change_is_stored_and_audited(client: httpx.AsyncClient) 
     assert [e["action"] for e in events] == ["application.created", "application.status_changed"]
     assert events[1]["detail"] == {"from": "submitted", "to": "interviewing"}
     assert events[1]["actor"] is None
+
+
+async def test_two_first_puts_of_an_application_at_once_record_both(host: Host) -> None:
+    """The host creating an application and changing its status at once (or
+    retrying a create): one creation, and the status change recorded."""
+    await asyncio.gather(
+        host.application("app-7", status="submitted"),
+        host.application("app-7", status="interviewing"),
+    )
+    actions = await audit_actions(host, "app-7")
+    assert actions.count("application.created") == 1, actions
+    assert actions.count("application.status_changed") == 1, actions
 
 
 async def test_a_body_that_is_not_json_is_400_invalid(client: httpx.AsyncClient) -> None:

@@ -173,6 +173,17 @@ async def test_delete_for_everyone_leaves_a_placeholder(scene: Scene, host: Host
     assert (await delete_message(scene.cara, reply["id"], "everyone")).status_code == 204
 
 
+async def test_two_deletes_for_everyone_at_once_are_one_deletion(scene: Scene, host: Host) -> None:
+    """A double click, or two tabs: both answered 204, one deletion audited."""
+    [sent] = await send_many(scene, 1)
+    answers = await asyncio.gather(
+        *(delete_message(scene.alice, sent["id"], "everyone") for _ in range(3))
+    )
+    assert [a.status_code for a in answers] == [204] * 3
+    assert (await scene.cara.history(scene.conversation))[0]["deleted"] is True
+    assert (await audit_actions(host, "app-1")).count("message.deleted") == 1
+
+
 async def test_delete_refuses_bad_scopes_and_unknown_messages(scene: Scene) -> None:
     [sent] = await send_many(scene, 1)
     error_of(await delete_message(scene.alice, sent["id"], "them"), 422, "invalid")

@@ -8,6 +8,7 @@ Both backends."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import Any
 
@@ -31,6 +32,20 @@ async def sent(person: Any, conversation: str, body: str) -> dict[str, Any]:
 async def end(person: Any, conversation: str) -> None:
     response = await person.post(f"/api/conversations/{conversation}/end")
     assert response.status_code == 200, response.text
+
+
+async def test_ending_twice_at_once_writes_one_line(scene: Scene, host: Host) -> None:
+    """Two staff members (or two tabs) ending together: one line, one audit
+    event, and both answered with the ended conversation."""
+    conversation = f"/api/conversations/{scene.conversation}/end"
+    answers = await asyncio.gather(
+        *(person.post(conversation) for person in (scene.alice, scene.bob, scene.alice))
+    )
+    assert [a.status_code for a in answers] == [200] * 3, [a.text for a in answers]
+    assert {a.json()["state"] for a in answers} == {"ended"}
+    lines = [m for m in await scene.alice.history(scene.conversation) if m["sender"] == SYSTEM]
+    assert [line["event"]["type"] for line in lines] == ["ended"]
+    assert (await audit_actions(host, "app-1")).count("conversation.ended") == 1
 
 
 def is_line(message: dict[str, Any], seq: int, event: dict[str, Any], body: str) -> None:
