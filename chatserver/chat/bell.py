@@ -32,7 +32,16 @@ TEXT_MAX = 500
 
 
 def scope_of(viewer: Viewer) -> Scope:
-    return Scope(viewer.kind.value, viewer.id, viewer.org_id if viewer.is_staff else None)
+    if viewer.is_staff:
+        return Scope(viewer.kind.value, viewer.id, viewer.org_id)
+    return Scope(viewer.kind.value, viewer.id, None, viewer.application_ids)
+
+
+def hears(viewer: Viewer, notification: JSON) -> bool:
+    """Whether a live `notification` is this viewer's to see: a candidate's
+    socket hears only of the applications opened in its session (a staff
+    member's org feed carries only their organisation's)."""
+    return viewer.is_staff or notification.get("application") in viewer.application_ids
 
 
 def text(recipient: Role, sender_name: str, job_title: str, count: int = 1) -> str:
@@ -75,13 +84,14 @@ async def mark_read(chat: Chat, viewer: Viewer, conversation_id: str | None = No
         await notifications.mark(conn, scope, wanted)
 
 
-def frame(message: JSON, recipient: Role, job_title: str) -> JSON:
+def frame(message: JSON, recipient: Role, job_title: str, application_id: str) -> JSON:
     """The live `notification` frame about a new message (SPEC section 5)."""
     return {
         "type": EventType.NOTIFICATION,
         "notification": {
             "kind": "message",
             "conversation": message["conversation"],
+            "application": application_id,
             "message": message["id"],
             "text": text(recipient, message["sender"]["name"], job_title),
             "created_at": message["created_at"],

@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 
 from chatserver.broker.base import Broker
-from chatserver.clock import wire_time
 from chatserver.json_types import JSON
 from chatserver.store.contexts import SendContext
 
@@ -99,19 +98,6 @@ def conversation_changed(ctx: SendContext) -> JSON:
         "state": ctx.state,
         "status": ctx.status,
         "has_staff_message": ctx.has_staff_message,
-    }
-
-
-def notification_event(note: Mapping[str, Any]) -> JSON:
-    """A new service notification for one person's open pages (the bell)."""
-    return {
-        "type": EventType.NOTIFICATION,
-        "notification": {
-            "kind": note["kind"],
-            "conversation": note["conversation_id"],
-            "text": note["text"],
-            "created_at": wire_time(note["created_at"]),
-        },
     }
 
 

@@ -33,6 +33,7 @@ def event_items(stored: Sequence[Stored]) -> list[tuple[str, JSON]]:
         channel = events.conversation_channel(conversation_id)
         org_channel = events.org_channel(s.conversation.org_id)
         job_title = s.conversation.job_title
+        application_id = s.conversation.application_id
         items.extend((channel, events.message_event(line)) for line in s.lines)
         if s.reopened:
             items.append((channel, events.conversation_changed(s.conversation)))
@@ -42,11 +43,13 @@ def event_items(stored: Sequence[Stored]) -> list[tuple[str, JSON]]:
         if s.message["sender"]["kind"] == Role.STAFF.value:
             items.append((org_channel, events.inbox_changed(conversation_id)))
             candidate = events.person_channel(Role.CANDIDATE.value, s.conversation.candidate_id)
-            items.append((candidate, bell.frame(s.message, Role.CANDIDATE, job_title)))
+            note = bell.frame(s.message, Role.CANDIDATE, job_title, application_id)
+            items.append((candidate, note))
         else:
             # One event tells every staff inbox page both: the bell, and
             # which conversation's row to bring up to date.
-            items.append((org_channel, bell.frame(s.message, Role.STAFF, job_title)))
+            note = bell.frame(s.message, Role.STAFF, job_title, application_id)
+            items.append((org_channel, note))
     return items
 
 

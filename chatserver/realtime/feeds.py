@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from chatserver.broker.base import Broker, Listener
-from chatserver.chat import inbox, wire
+from chatserver.chat import bell, inbox, wire
 from chatserver.chat.events import EventType
 from chatserver.chat.service import Chat
 from chatserver.realtime import revocation
@@ -88,8 +88,10 @@ class PersonRoom(Feed):
         event = decode_event(payload)
         if event is None or revocation.disconnect(self.members, event):
             return
-        if event.get("type") == EventType.NOTIFICATION:
-            push(list(self.members), payload.decode(), self._kick)
+        notification = event.get("notification")
+        if event.get("type") == EventType.NOTIFICATION and isinstance(notification, dict):
+            members = [conn for conn in self.members if bell.hears(conn.viewer, notification)]
+            push(members, payload.decode(), self._kick)
 
 
 class OrgRoom(Feed):

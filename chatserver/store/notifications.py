@@ -41,11 +41,13 @@ LIST_LIMIT = 50
 @dataclass(frozen=True)
 class Scope:
     """Whose bell: the person, and the organisation of a staff member
-    (None for a candidate, whose conversations are their applications')."""
+    (None for a candidate, whose conversations are those of the
+    applications whose links they opened in this session)."""
 
     kind: str
     person_id: str
     org_id: str | None
+    application_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,10 @@ class Entry:
 def _in_scope(scope: Scope) -> ColumnElement[bool]:
     if scope.org_id is not None:
         return conversations.c.org_id == scope.org_id
-    return applications.c.candidate_id == scope.person_id
+    return and_(
+        applications.c.candidate_id == scope.person_id,
+        applications.c.id.in_(scope.application_ids),
+    )
 
 
 def _position(scope: Scope) -> ColumnElement[int]:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from chatserver.broker import MemoryBroker
-from chatserver.chat import events
+from chatserver.chat import bell, events
 from chatserver.chat.events import DisconnectReason
 from chatserver.chat.identity import Viewer
 from chatserver.chat.ratelimit import TokenBucket
@@ -25,13 +24,16 @@ pytestmark = pytest.mark.parametrize("backend", ["embedded"])
 
 CHANNEL = events.person_channel("candidate", "cand-1")
 NOTE = events.encode(
-    events.notification_event(
+    bell.frame(
         {
-            "kind": "message",
-            "conversation_id": "c1",
-            "text": "New message",
-            "created_at": datetime(2026, 12, 2, tzinfo=UTC),
-        }
+            "id": "m1",
+            "conversation": "c1",
+            "sender": {"name": "Alice Recruiter"},
+            "created_at": "2026-12-02T00:00:00.000Z",
+        },
+        Role.CANDIDATE,
+        "Teacher of Mathematics",
+        "app-1",
     )
 )
 # A feed handles a payload one loop step after the broker hands it over.
@@ -39,7 +41,9 @@ HANDLED_WITHIN = 2.0
 
 
 def connection(queue_size: int = 8) -> Connection:
-    viewer = Viewer(kind=Role.CANDIDATE, id="cand-1", name="Cara", timezone="UTC")
+    viewer = Viewer(
+        kind=Role.CANDIDATE, id="cand-1", name="Cara", timezone="UTC", application_ids=("app-1",)
+    )
     return Connection(viewer, queue_size, TokenBucket(1.0, 1, 0.0), ticket="t")
 
 

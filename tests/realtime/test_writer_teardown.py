@@ -12,27 +12,31 @@ when the client next sends something.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from chatserver.chat import events
+from chatserver.chat import bell, events
 from chatserver.chat.events import DisconnectReason
 from chatserver.ops import instruments
 from chatserver.realtime.feeds import PersonRoom
+from chatserver.roles import Role
 from chatserver.settings import Settings
 from tests.conftest import Scene
 from tests.ws_helpers import LiveServer, Socket, Subscriptions, open_socket
 
 QUEUE = 16
-NOTE = events.notification_event(
+# About Cara's application, which her session opened.
+NOTE = bell.frame(
     {
-        "kind": "message",
-        "conversation_id": "c1",
-        "text": "New message",
-        "created_at": datetime(2026, 12, 2, tzinfo=UTC),
-    }
+        "id": "m1",
+        "conversation": "c1",
+        "sender": {"name": "Alice Recruiter"},
+        "created_at": "2026-12-02T00:00:00.000Z",
+    },
+    Role.CANDIDATE,
+    "Teacher of Mathematics",
+    "app-1",
 )
 ACCESS_CHANGED = events.disconnect(DisconnectReason.ACCESS_CHANGED)
 # Bounded: the server closes at once, or it does not until the client acts.

@@ -5,10 +5,14 @@ The entries are derived (issue 10), so these are the whole contract."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import httpx
+
 from tests.conftest import Scene
-from tests.helpers import Person, error_of
+from tests.helpers import Host, Person, error_of, sign_in_candidate
+from tests.ws_helpers import LiveServer, Subscriptions, open_socket
 
 
 async def bell(person: Person) -> dict[str, Any]:
@@ -83,3 +87,35 @@ async def test_marking_all_read_and_other_tenants_entries(scene: Scene) -> None:
     assert (await scene.alice.post("/api/notifications/read")).status_code == 204
     assert (await bell(scene.alice))["unread"] == 0
     assert (await bell(scene.bob))["unread"] == 1
+
+
+async def test_a_candidate_hears_only_of_the_applications_opened_in_this_session(
+    scene: Scene,
+    host: Host,
+    server: LiveServer,
+    subscriptions: Subscriptions,
+    new_client: Callable[[], httpx.AsyncClient],
+) -> None:
+    """Cara also applied to Globex, but this session came from Acme's link:
+    neither her bell nor her socket tells it anything of Globex (a candidate
+    sees the conversations of the links opened in the session)."""
+    globex = await host.application("app-8", org="globex", candidate="cara", status="interviewing")
+    async with open_socket(server, scene.cara) as cara:
+        await subscriptions.live("person:candidate:")
+        sent = await scene.mallory.send(globex["conversation_id"], "Hello from Globex")
+        assert sent.status_code == 201, sent.text
+        await scene.alice.send(scene.conversation, "Hello from Acme")
+        note = (await cara.next_of("notification"))["notification"]
+        assert note["conversation"] == scene.conversation
+    found = await bell(scene.cara)
+    assert [entry["conversation"] for entry in found["notifications"]] == [scene.conversation]
+    assert found["unread"] == 1
+    # Marking everything read marks what this session sees, and only that.
+    assert (await scene.cara.post("/api/notifications/read")).status_code == 204
+    assert (await bell(scene.cara))["unread"] == 0
+    from_globex = await sign_in_candidate(host, new_client(), "app-8")
+    found = await bell(from_globex)
+    assert [entry["conversation"] for entry in found["notifications"]] == [
+        globex["conversation_id"]
+    ]
+    assert found["unread"] == 1
