@@ -100,7 +100,11 @@ async def sign_out(request: Request) -> Response:
         check_csrf(request, who.session, sent)
         await sessions.sign_out(services(request).chat, who.session.kind, who.session.person_id)
     response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    if SESSION_COOKIE in request.cookies:
+        # Only a cookie that came with the request is dropped: a foreign
+        # page's form arrives without it (SameSite=Lax), and its answer must
+        # not delete the browser's session either.
+        response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
 

@@ -39,6 +39,14 @@ async def test_sign_out_needs_the_csrf_token(scene: Scene) -> None:
     forged = await scene.alice.client.post("/auth/sign-out", data={"csrf_token": "guess"})
     error_of(forged, 403, "forbidden")
     assert (await scene.alice.client.get("/api/me")).status_code == 200
+    # A cross-site form comes without the cookie (SameSite=Lax): its answer
+    # sets no cookie, so the browser keeps the session it has.
+    scene.alice.client.cookies, jar = httpx.Cookies(), scene.alice.client.cookies
+    cross_site = await scene.alice.client.post("/auth/sign-out", data={"csrf_token": "guess"})
+    scene.alice.client.cookies = jar
+    assert cross_site.status_code == 303
+    assert "set-cookie" not in cross_site.headers
+    assert (await scene.alice.client.get("/api/me")).status_code == 200
 
 
 async def test_sign_out_ends_the_session_everywhere_it_was_copied(
