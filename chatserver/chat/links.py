@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
-from chatserver.chat import access
+from chatserver.chat import access, ids
 from chatserver.chat.identity import Viewer
 from chatserver.chat.service import Chat
 from chatserver.chat.signing import CandidateLink
@@ -92,7 +92,11 @@ async def redeem_candidate_link(chat: Chat, link: CandidateLink) -> CandidateEnt
 async def conversation_of_application(
     chat: Chat, viewer: Viewer, application_id: str
 ) -> str | None:
-    """The id of the application's conversation if the viewer may see it."""
+    """The id of the application's conversation if the viewer may see it
+    (None too for a value that cannot be a host's id: from an address bar,
+    it may hold anything, a NUL byte PostgreSQL refuses included)."""
+    if not ids.HOST_ID.fullmatch(application_id):
+        return None
     async with chat.db.transaction() as conn:
         ctx = await contexts.load_by_application(conn, application_id)
     if ctx is None or not access.may_see(viewer, ctx):

@@ -115,6 +115,8 @@ async def test_others_conversations_answer_like_missing_ones(scene: Scene) -> No
         (scene.cara, f"/c/{scene.other_conversation}"),
         (scene.cara, "/applications/app-1/messages"),
         (scene.alice, "/c/no-such-conversation"),
+        (scene.alice, "/applications/%00/messages"),
+        (scene.alice, "/applications/app-1%0A%00/messages"),
     ):
         page = await who.client.get(path)
         assert page.status_code == 404, (who.id, path)
