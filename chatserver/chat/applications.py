@@ -36,15 +36,15 @@ async def upsert_application(
     """
     candidate_defaults = candidate_defaults or PersonDefaults()
     now = chat.clock()
+    # The organisations are checked on the stored rows, after the upserts
+    # (which never move a job or an application): of two calls at once,
+    # the second sees what the first stored, and a refusal rolls back.
     async with chat.db.transaction() as conn:
-        existing_org = await conversations.application_org(conn, application_id)
-        if existing_org is not None and existing_org != org[0]:
-            raise invalid("This application belongs to another organisation.")
-        job_row = await people.get_job(conn, job[0])
-        if job_row is not None and job_row["org_id"] != org[0]:
-            raise invalid("This job belongs to another organisation.")
         await people.upsert_org(conn, org[0], org[1])
         await people.upsert_job(conn, job[0], org[0], job[1])
+        job_row = await people.get_job(conn, job[0])
+        if job_row is None or job_row["org_id"] != org[0]:
+            raise invalid("This job belongs to another organisation.")
         await people.upsert_candidate(
             conn,
             candidate[0],
@@ -56,6 +56,8 @@ async def upsert_application(
         previous, previous_candidate, conversation_id = await conversations.upsert_application(
             conn, application_id, org[0], job[0], candidate[0], status.value, applied_at, now
         )
+        if await conversations.application_org(conn, application_id) != org[0]:
+            raise invalid("This application belongs to another organisation.")
         line: dict[str, Any] | None = None
         if previous is None:
             await audit.record(

@@ -30,10 +30,6 @@ async def upsert_staff(
     stored value. `ops` None keeps the stored operator flag.
     """
     async with chat.db.transaction() as conn:
-        existing = await people.get_staff(conn, staff_id)
-        if existing is not None and existing["org_id"] != org[0]:
-            # Moving would hand them the other organisation's conversations.
-            raise invalid("This staff user belongs to another organisation.")
         await people.upsert_org(conn, org[0], org[1])
         await people.upsert_staff(
             conn,
@@ -46,7 +42,11 @@ async def upsert_staff(
             ops=ops,
         )
         row = await people.get_staff(conn, staff_id)
-    assert row is not None
+        if row is None or row["org_id"] != org[0]:
+            # Checked on the stored row, after the upsert (which never moves
+            # anyone): of two calls at once, the second sees the first's.
+            # Moving would hand them the other organisation's conversations.
+            raise invalid("This staff user belongs to another organisation.")
     return {
         "id": staff_id,
         "org": {"id": row["org_id"], "name": row["org_name"]},

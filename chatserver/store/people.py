@@ -106,7 +106,9 @@ async def upsert_staff(
     ops: bool | None = None,
 ) -> None:
     """Create or update a staff user; an upsert also restores one who was
-    removed (their old sessions stay ended: the generation is kept)."""
+    removed (their old sessions stay ended: the generation is kept). Never
+    moves one to another organisation: `org_id` is written on creation only,
+    and the caller compares the stored one with what it asked."""
     person, defaults = _person_defaults(timezone, notifications)
     values = {
         "id": staff_id,
@@ -117,7 +119,7 @@ async def upsert_staff(
         "removed_at": None,
         **person,
     }
-    keys = ["org_id", "name", "email", "removed_at"] + (["ops"] if ops is not None else [])
+    keys = ["name", "email", "removed_at"] + (["ops"] if ops is not None else [])
     await upsert(conn, staff, values, keys, defaults=defaults)
 
 

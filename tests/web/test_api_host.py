@@ -121,6 +121,45 @@ async def test_two_first_puts_of_an_application_at_once_record_both(host: Host) 
     assert actions.count("application.status_changed") == 1, actions
 
 
+async def test_a_new_staff_user_put_into_two_organisations_at_once_joins_one(
+    host: Host, app: Any
+) -> None:
+    """Conflicting calls at the same moment: one is answered with the staff
+    user in its organisation, the other refused, and the stored user is
+    where the answer said (never moved by the second)."""
+
+    async def put_into(org: str) -> httpx.Response:
+        body = {"org": {"id": org, "name": org.title()}, "name": "Sam", "email": "sam@x.example"}
+        return await host.client.put("/api/v1/staff/sam", json=body, headers=AUTH)
+
+    answers = await asyncio.gather(put_into("acme"), put_into("globex"))
+    assert sorted(a.status_code for a in answers) == [200, 422], [a.text for a in answers]
+    (joined,) = [a.json() for a in answers if a.status_code == 200]
+    assert await count_rows(app, staff, id="sam", org_id=joined["org"]["id"]) == 1
+
+
+async def test_one_new_job_put_with_two_organisations_at_once_stays_in_one(
+    host: Host, app: Any
+) -> None:
+    """Two organisations' applications naming one new job id at the same
+    moment: the job stays with the first, the other call is refused, and no
+    application points at another organisation's job."""
+    answers = await asyncio.gather(
+        *(
+            host.client.put(
+                f"/api/v1/applications/app-{org}",
+                json=with_(APPLICATION_BODY, org={"id": org, "name": org.title()}),
+                headers=AUTH,
+            )
+            for org in ("acme", "globex")
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [200, 422], [a.text for a in answers]
+    (stored,) = [a.json() for a in answers if a.status_code == 200]
+    assert await count_rows(app, applications) == 1
+    assert await count_rows(app, applications, id=stored["id"]) == 1
+
+
 async def test_a_body_that_is_not_json_is_400_invalid(client: httpx.AsyncClient) -> None:
     for path in ("/api/v1/staff/alice", "/api/v1/applications/app-1"):
         response = await client.put(path, content=b"{not json", headers=AUTH)
