@@ -116,6 +116,23 @@ class Server:
     def log_tail(self, size: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-size:]
 
+    def stacks(self) -> str:
+        """What every thread of the server is doing now (py-spy), for the
+        report of a test that found it not answering."""
+        if self.process is None or self.process.poll() is not None:
+            return "(not running)"
+        spy = Path(sys.executable).with_name("py-spy")
+        try:
+            dump = subprocess.run(
+                [str(spy), "dump", "--pid", str(self.process.pid)],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"(py-spy failed: {exc})"
+        return dump.stdout + dump.stderr
+
     def stop(self) -> None:
         Server.running.discard(self)
         if self.process is None:
@@ -247,11 +264,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """A failed browser test's report ends with what its servers logged
-    (warnings and errors), so a stalled or failing server explains itself."""
+    (warnings and errors) and where their threads are, so a stalled or
+    failing server explains itself."""
     report = yield
     if report.failed:
         for server in Server.running:
             report.sections.append((f"server log ({server.url})", server.log_tail()))
+            report.sections.append((f"server stacks ({server.url})", server.stacks()))
     return report
 
 
