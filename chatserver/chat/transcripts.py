@@ -22,6 +22,7 @@ from chatserver.chat.policy import State
 from chatserver.chat.service import Chat
 from chatserver.chat.timeline import SYSTEM_KIND, LineEvent, sentence, status_name
 from chatserver.chat.views import VIA_EMAIL
+from chatserver.errors import too_large
 from chatserver.roles import Role
 from chatserver.store import audit, messages
 
@@ -141,12 +142,21 @@ def _deleted_by(deleted: bool, deletion: Any) -> str | None:
     return str(deletion["actor_name"] or "") if deletion is not None else ""
 
 
-async def build(chat: Chat, viewer: Viewer, conversation_id: str) -> Transcript:
+async def build(
+    chat: Chat, viewer: Viewer, conversation_id: str, max_messages: int
+) -> Transcript:
     """The viewer's transcript of the conversation (`not_found` for anyone
-    who may not read it, exactly as for the conversation itself)."""
+    who may not read it, exactly as for the conversation itself);
+    `too_large` for one of more than `max_messages` messages, refused
+    before any of them is read."""
     zone = viewer_zone(viewer.timezone)
     async with chat.db.transaction() as conn:
         ctx = await access.conversation_for(conn, viewer, conversation_id)
+        if ctx.last_seq > max_messages:
+            raise too_large(
+                f"A transcript holds at most {max_messages:,} messages; "
+                "this conversation has more."
+            )
         rows = await messages.history(conn, conversation_id, viewer.kind.value, viewer.id)
         files = await messages.attachments_for(conn, [r["id"] for r in rows if not r["deleted"]])
         events = await audit.events_for(conn, ctx.application_id)

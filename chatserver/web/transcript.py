@@ -40,6 +40,16 @@ _pdf_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcript-p
 # machine's cores, so 2,000 hold the PDF worker for some 12 s; no hiring
 # conversation comes near it, and a flood of messages cannot hold it longer.
 PDF_MAX_ENTRIES = 2_000
+# The most messages of an HTML transcript: read and rendered (in a thread,
+# not on the event loop) in one go, about a second for 20,000 on this
+# machine. Far beyond any hiring conversation; a flood of messages cannot
+# make a request that holds a worker longer.
+HTML_MAX_MESSAGES = 20_000
+# PDFs waiting for or in the PDF worker, per process: past this a request is
+# answered `rate_limited` at once rather than queued behind minutes of work.
+PDF_MAX_WAITING = 4
+PDF_RETRY_MS = 10_000
+_pdfs_waiting = asyncio.Semaphore(PDF_MAX_WAITING)
 # Extra rules for paper: page size, margins and page numbers.
 PDF_PAGE_CSS = """
 @page { size: A4; margin: 18mm 16mm 20mm;
@@ -107,15 +117,16 @@ def render_pdf(html: str) -> bytes:
     return pdf
 
 
-async def _transcript(request: Request) -> Transcript:
+async def _transcript(request: Request, max_messages: int) -> Transcript:
     who = await require_viewer(request)
     chat = services(request).chat
-    return await transcripts.build(chat, who.viewer, request.path_params["id"])
+    return await transcripts.build(chat, who.viewer, request.path_params["id"], max_messages)
 
 
 async def transcript(request: Request) -> Response:
-    found = await _transcript(request)
-    response = Response(render_html(found, pdf=False), media_type="text/html; charset=utf-8")
+    found = await _transcript(request, HTML_MAX_MESSAGES)
+    html = await asyncio.to_thread(render_html, found, pdf=False)
+    response = Response(html, media_type="text/html; charset=utf-8")
     disposition = "attachment" if request.query_params.get("download") else "inline"
     response.headers["Content-Disposition"] = f'{disposition}; filename="{file_stem(found)}.html"'
     response.headers["Cache-Control"] = "private, no-store"
@@ -123,15 +134,23 @@ async def transcript(request: Request) -> Response:
 
 
 async def transcript_pdf(request: Request) -> Response:
-    found = await _transcript(request)
+    found = await _transcript(request, PDF_MAX_ENTRIES)
     if len(found.entries) > PDF_MAX_ENTRIES:
         raise ChatError(
             ErrorCode.TOO_LARGE,
             f"A PDF holds at most {PDF_MAX_ENTRIES} entries; print the HTML transcript instead.",
         )
-    html = render_html(found, pdf=True)
+    if _pdfs_waiting.locked():
+        raise ChatError(
+            ErrorCode.RATE_LIMITED,
+            "Other PDF transcripts are being made; try again in a moment.",
+            retry_after_ms=PDF_RETRY_MS,
+        )
     try:
-        pdf = await asyncio.get_running_loop().run_in_executor(_pdf_worker, render_pdf, html)
+        async with _pdfs_waiting:
+            html = await asyncio.to_thread(render_html, found, pdf=True)
+            loop = asyncio.get_running_loop()
+            pdf = await loop.run_in_executor(_pdf_worker, render_pdf, html)
     except PdfUnavailable as exc:
         log.error("transcript PDF unavailable: %s", exc)
         raise ChatError(

@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 import httpx
+import pytest
 from pypdf import PdfReader
 
 from chatserver.web import transcript as transcript_web
@@ -115,6 +116,36 @@ async def test_the_transcript_downloads_as_a_pdf(scene: Scene, host: Host) -> No
     assert "weak" not in flat
     for internal in internal_ids(things, scene.conversation):
         assert internal not in flat, internal
+
+
+async def test_a_transcript_too_long_to_make_is_refused_before_it_is_read(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A conversation flooded with messages cannot make a transcript
+    request that holds a worker: past the bound it is `too_large` at once."""
+    monkeypatch.setattr(transcript_web, "HTML_MAX_MESSAGES", 3)
+    monkeypatch.setattr(transcript_web, "PDF_MAX_ENTRIES", 2)
+    for n in range(3):
+        await sent(scene.alice, scene.conversation, f"Note {n}")
+    page = f"/api/conversations/{scene.conversation}/transcript"
+    assert (await scene.alice.client.get(page)).status_code == 200
+    refused = error_of(await scene.alice.client.get(f"{page}.pdf"), 413, "too_large")
+    assert "at most 2 messages" in refused["message"]
+    await sent(scene.alice, scene.conversation, "One more")
+    refused = error_of(await scene.alice.client.get(page), 413, "too_large")
+    assert "at most 3 messages" in refused["message"]
+
+
+async def test_pdfs_beyond_the_queue_are_answered_rate_limited(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await sent(scene.alice, scene.conversation, "Hello")
+    monkeypatch.setattr(transcript_web, "_pdfs_waiting", asyncio.Semaphore(0))
+    response = await scene.alice.client.get(
+        f"/api/conversations/{scene.conversation}/transcript.pdf"
+    )
+    refused = error_of(response, 429, "rate_limited")
+    assert refused["retry_after_ms"] == transcript_web.PDF_RETRY_MS
 
 
 async def test_the_pdf_is_refused_to_strangers(scene: Scene, client: httpx.AsyncClient) -> None:
