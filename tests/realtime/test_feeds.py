@@ -12,30 +12,19 @@ from typing import Any
 import pytest
 
 from chatserver.broker import MemoryBroker
-from chatserver.chat import bell, events
+from chatserver.chat import events
 from chatserver.chat.events import DisconnectReason
 from chatserver.chat.identity import Viewer
 from chatserver.chat.ratelimit import TokenBucket
 from chatserver.realtime.connection import Connection
 from chatserver.realtime.feeds import PersonRoom
 from chatserver.roles import Role
+from tests.realtime.notes import candidate_note
 
 pytestmark = pytest.mark.parametrize("backend", ["embedded"])
 
 CHANNEL = events.person_channel("candidate", "cand-1")
-NOTE = events.encode(
-    bell.frame(
-        {
-            "id": "m1",
-            "conversation": "c1",
-            "sender": {"name": "Alice Recruiter"},
-            "created_at": "2026-12-02T00:00:00.000Z",
-        },
-        Role.CANDIDATE,
-        "Teacher of Mathematics",
-        "app-1",
-    )
-)
+NOTE = events.encode(candidate_note())
 # A feed handles a payload one loop step after the broker hands it over.
 HANDLED_WITHIN = 2.0
 

@@ -16,28 +16,17 @@ from typing import Any
 
 import pytest
 
-from chatserver.chat import bell, events
+from chatserver.chat import events
 from chatserver.chat.events import DisconnectReason
 from chatserver.ops import instruments
 from chatserver.realtime.feeds import PersonRoom
-from chatserver.roles import Role
 from chatserver.settings import Settings
 from tests.conftest import Scene
+from tests.realtime.notes import candidate_note
 from tests.ws_helpers import LiveServer, Socket, Subscriptions, open_socket
 
 QUEUE = 16
-# About Cara's application, which her session opened.
-NOTE = bell.frame(
-    {
-        "id": "m1",
-        "conversation": "c1",
-        "sender": {"name": "Alice Recruiter"},
-        "created_at": "2026-12-02T00:00:00.000Z",
-    },
-    Role.CANDIDATE,
-    "Teacher of Mathematics",
-    "app-1",
-)
+NOTE = candidate_note()
 ACCESS_CHANGED = events.disconnect(DisconnectReason.ACCESS_CHANGED)
 # Bounded: the server closes at once, or it does not until the client acts.
 CLOSED_WITHIN = 5.0
