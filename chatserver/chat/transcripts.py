@@ -142,9 +142,7 @@ def _deleted_by(deleted: bool, deletion: Any) -> str | None:
     return str(deletion["actor_name"] or "") if deletion is not None else ""
 
 
-async def build(
-    chat: Chat, viewer: Viewer, conversation_id: str, max_messages: int
-) -> Transcript:
+async def build(chat: Chat, viewer: Viewer, conversation_id: str, max_messages: int) -> Transcript:
     """The viewer's transcript of the conversation (`not_found` for anyone
     who may not read it, exactly as for the conversation itself);
     `too_large` for one of more than `max_messages` messages, refused
@@ -154,8 +152,7 @@ async def build(
         ctx = await access.conversation_for(conn, viewer, conversation_id)
         if ctx.last_seq > max_messages:
             raise too_large(
-                f"A transcript holds at most {max_messages:,} messages; "
-                "this conversation has more."
+                f"A transcript holds at most {max_messages:,} messages; this conversation has more."
             )
         rows = await messages.history(conn, conversation_id, viewer.kind.value, viewer.id)
         files = await messages.attachments_for(conn, [r["id"] for r in rows if not r["deleted"]])
