@@ -4,6 +4,8 @@ publishes."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -11,7 +13,7 @@ from chatserver.chat import access, views
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role, send_refusal
 from chatserver.chat.service import Chat
-from chatserver.chat.viewers import Lookup, viewer_from_row
+from chatserver.chat.viewers import Lookup, read_bindings, viewer_from_row
 from chatserver.clock import wire_time
 from chatserver.errors import invalid, not_found
 from chatserver.json_types import JSON
@@ -31,19 +33,21 @@ async def viewer_for(
     person_id: str,
     application_ids: tuple[str, ...] = (),
     generation: int | None = None,
+    signed_at: datetime | None = None,
 ) -> Viewer | None:
     """The person as the domain sees them, or None if they are unknown,
     removed by the host, or (`generation` given: a session's) their
     sessions were ended since it was issued. One transaction of its own:
     the session check of requests and handshakes batches it instead
     (`chat/viewers.py`, `Chat.viewers`)."""
-    lookup = Lookup(kind, person_id, application_ids, generation)
+    lookup = Lookup(kind, person_id, application_ids, generation, signed_at)
     async with chat.db.transaction() as conn:
         if lookup.is_staff:
             row = await people.get_staff(conn, person_id)
         else:
             row = await people.get_candidate(conn, person_id)
-    return viewer_from_row(lookup, row)
+        bindings = await read_bindings(conn, [lookup])
+    return viewer_from_row(lookup, row, bindings)
 
 
 async def staff_link_generation(chat: Chat, staff_id: str) -> int | None:

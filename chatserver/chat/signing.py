@@ -44,6 +44,9 @@ class Session:
     csrf_token: str
     application_ids: tuple[str, ...] = ()
     generation: int = 0
+    # The whole second the cookie was signed (read from it; None while it
+    # is being made).
+    signed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,7 @@ class Signer:
         max_age = max(
             self._settings.staff_session_seconds, self._settings.candidate_session_seconds
         )
-        data = _loads(self._sessions, cookie, max_age)
+        data, signed_at = _loads_timed(self._sessions, cookie, max_age)
         try:
             kind = Role(data["k"])
         except (KeyError, ValueError) as exc:
@@ -168,6 +171,7 @@ class Signer:
                 csrf_token=str(data["c"]),
                 application_ids=tuple(str(a) for a in data.get("a", [])),
                 generation=_int(data.get("g", 0)),
+                signed_at=signed_at,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise unauthorized() from exc

@@ -15,16 +15,23 @@ moment ago is refused at once): `chat/batches.py`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeAlias
 
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.chat.batches import Batches
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role
-from chatserver.store import people
+from chatserver.clock import as_utc
+from chatserver.store import conversations, people
 from chatserver.store.db import Database
+
+# An application's candidate, and since when they hold it.
+Binding: TypeAlias = tuple[str, datetime | None]
 
 # Lookups in one transaction: bounds the IN lists (and SQLite's bound
 # parameters) and how long one batch holds its connection; more waiting
@@ -40,6 +47,9 @@ class Lookup:
     person_id: str
     application_ids: tuple[str, ...] = ()
     generation: int | None = None
+    # When the session was signed (a candidate's: when they last opened a
+    # link in this browser); None for one that was not read from a cookie.
+    signed_at: datetime | None = None
 
     @property
     def is_staff(self) -> bool:
@@ -47,10 +57,14 @@ class Lookup:
         return self.kind == Role.STAFF.value
 
 
-def viewer_from_row(lookup: Lookup, row: RowMapping | None) -> Viewer | None:
+def viewer_from_row(
+    lookup: Lookup, row: RowMapping | None, bindings: Mapping[str, Binding]
+) -> Viewer | None:
     """THE session rule, on the person's row (None: no such person): None
     if they are unknown, removed by the host (staff), or (`generation`
-    given: a session's) their sessions were ended since it was issued."""
+    given: a session's) their sessions were ended since it was issued. A
+    candidate sees the session's applications that are still theirs
+    (`bindings`: each application's candidate and since when)."""
     if row is None:
         return None
     if lookup.is_staff and row["removed_at"] is not None:
@@ -64,8 +78,31 @@ def viewer_from_row(lookup: Lookup, row: RowMapping | None) -> Viewer | None:
         row["id"],
         row["name"],
         row["timezone"],
-        application_ids=lookup.application_ids,
+        application_ids=tuple(
+            a for a in lookup.application_ids if _theirs(lookup, bindings.get(a))
+        ),
     )
+
+
+def _theirs(lookup: Lookup, binding: Binding | None) -> bool:
+    """Whether the session still holds this application: it is the
+    candidate's, and was when the session was signed. An application given
+    to someone else and back is not revived for a session signed before
+    (a cookie left on a shared computer would read everything since); the
+    candidate opens a new link. Compared in whole seconds, the cookie's
+    precision."""
+    if binding is None or binding[0] != lookup.person_id:
+        return False
+    since = binding[1]
+    if since is None or lookup.signed_at is None:
+        return True
+    return as_utc(since).replace(microsecond=0) <= lookup.signed_at
+
+
+async def read_bindings(conn: AsyncConnection, lookups: Sequence[Lookup]) -> dict[str, Binding]:
+    """The bindings of every application the candidate lookups name."""
+    wanted = {a for q in lookups if not q.is_staff for a in q.application_ids}
+    return await conversations.application_bindings(conn, wanted)
 
 
 class ViewerBatches(Batches[Lookup, Viewer | None]):
@@ -81,9 +118,10 @@ class ViewerBatches(Batches[Lookup, Viewer | None]):
         person_id: str,
         application_ids: tuple[str, ...] = (),
         generation: int | None = None,
+        signed_at: datetime | None = None,
     ) -> Viewer | None:
         """`queries.viewer_for`'s answer, from the next batch."""
-        return await self.ask(Lookup(kind, person_id, application_ids, generation))
+        return await self.ask(Lookup(kind, person_id, application_ids, generation, signed_at))
 
     async def read(self, lookups: Sequence[Lookup]) -> list[Viewer | None]:
         async with self._db.transaction() as conn:
@@ -91,7 +129,8 @@ class ViewerBatches(Batches[Lookup, Viewer | None]):
             candidates = await people.candidates_by_ids(
                 conn, {q.person_id for q in lookups if not q.is_staff}
             )
+            bindings = await read_bindings(conn, lookups)
         return [
-            viewer_from_row(q, (staff if q.is_staff else candidates).get(q.person_id))
+            viewer_from_row(q, (staff if q.is_staff else candidates).get(q.person_id), bindings)
             for q in lookups
         ]

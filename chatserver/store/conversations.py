@@ -4,7 +4,7 @@ writes, the send path advances and the conversation's state lives in."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -89,6 +89,20 @@ async def application_link_binding(
         )
     ).first()
     return None if row is None else (str(row.candidate_id), row.candidate_since)
+
+
+async def application_bindings(
+    conn: AsyncConnection, application_ids: Collection[str]
+) -> dict[str, tuple[str, datetime | None]]:
+    """`application_link_binding` of many applications, by id (the unknown
+    ones left out)."""
+    if not application_ids:
+        return {}
+    query = select(
+        applications.c.id, applications.c.candidate_id, applications.c.candidate_since
+    ).where(applications.c.id.in_(sorted(application_ids)))
+    rows = await conn.execute(query)
+    return {str(r.id): (str(r.candidate_id), r.candidate_since) for r in rows}
 
 
 async def application_org(conn: AsyncConnection, application_id: str) -> str | None:

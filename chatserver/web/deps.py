@@ -58,7 +58,11 @@ async def signed_in(conn: HTTPConnection) -> SignedIn | None:
     # Batched with the other checks in flight (a reconnect storm's
     # handshakes): one transaction answers them all, nothing cached.
     viewer = await svc.chat.viewers.viewer_for(
-        session.kind, session.person_id, session.application_ids, session.generation
+        session.kind,
+        session.person_id,
+        session.application_ids,
+        session.generation,
+        session.signed_at,
     )
     return None if viewer is None else SignedIn(viewer, session)
 

@@ -16,6 +16,7 @@ from chatserver.chat.signing import Signer
 from chatserver.settings import Settings
 from chatserver.store.tables import used_login_tokens
 from chatserver.web.auth import SESSION_COOKIE
+from tests.chat.sends import chat_of
 from tests.conftest import Scene
 from tests.helpers import Host, count_rows, error_of, open_link, sign_in_candidate
 from tests.ws_helpers import LiveServer, open_socket
@@ -53,6 +54,27 @@ async def test_a_new_candidate_on_the_application_revokes_the_old_links_and_sess
     assert (await open_link(new_client(), cara_link)).status_code == 401
     cara_again = await sign_in_candidate(host, new_client(), "app-1")
     assert cara_again.me["id"] == "cara"
+
+
+async def test_a_session_from_before_does_not_see_the_application_given_back(
+    scene: Scene, host: Host, app: Any, new_client: Any
+) -> None:
+    """Cara's cookie left on a shared computer: the application goes to
+    Dora and comes back to Cara. That cookie does not read it again (nor
+    Dora's messages in between); a new link does (the test above)."""
+    await host.application("app-1", candidate="dora", status="interviewing")
+    dora = await sign_in_candidate(host, new_client(), "app-1")
+    await dora.send(scene.conversation, "Dora was here")
+    chat = chat_of(app)
+    start = chat.clock
+    # The next change of candidate comes a few seconds after the cookie.
+    chat.clock = lambda: start() + timedelta(seconds=3)
+    await host.application("app-1", candidate="cara", status="interviewing")
+    error_of(
+        await scene.cara.client.get(f"/api/conversations/{scene.conversation}"), 404, "not_found"
+    )
+    assert (await scene.cara.inbox())["conversations"] == []
+    assert (await scene.cara.client.get("/api/notifications")).json()["notifications"] == []
 
 
 async def test_a_link_names_its_candidate(
