@@ -6,6 +6,8 @@ conversation that does not exist, so ids of other tenants reveal nothing.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.chat import ids
@@ -13,6 +15,27 @@ from chatserver.chat.identity import Viewer
 from chatserver.errors import ChatError, not_found
 from chatserver.store import contexts
 from chatserver.store.contexts import ConversationContext, SendContext
+from chatserver.store.conversations import Binding
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def candidate_holds(
+    binding: Binding | None, candidate_id: str, signed_at: datetime | None, precision: timedelta
+) -> bool:
+    """THE rule binding a candidate's link, reply address or session to an
+    application: it holds the application while the application is theirs
+    and was given to them before the token was signed, so a change of
+    candidate revokes everything signed before, and giving the application
+    back revives none of it. `candidate_since` is compared at the token's
+    `precision`; `signed_at` None (not read from a token) checks only whose
+    it is."""
+    if binding is None or binding.candidate_id != candidate_id:
+        return False
+    if binding.since is None or signed_at is None:
+        return True
+    since = binding.since
+    return since - (since - _EPOCH) % precision <= signed_at
 
 
 def may_see(viewer: Viewer, ctx: SendContext) -> bool:

@@ -108,6 +108,6 @@ async def record_link_issued(chat: Chat, application_id: str) -> str:
             "link.issued",
             chat.clock(),
             None,
-            {"kind": Role.CANDIDATE.value, "candidate_id": binding[0]},
+            {"kind": Role.CANDIDATE.value, "candidate_id": binding.candidate_id},
         )
-    return binding[0]
+    return binding.candidate_id

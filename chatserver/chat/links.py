@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from chatserver.chat import access, ids
 from chatserver.chat.identity import Viewer
 from chatserver.chat.service import Chat
-from chatserver.chat.signing import CandidateLink
+from chatserver.chat.signing import LINK_TIME_PRECISION, CandidateLink
 from chatserver.errors import unauthorized
 from chatserver.store import contexts, conversations, people
 from chatserver.store.tables import used_login_tokens
@@ -76,17 +76,10 @@ async def redeem_candidate_link(chat: Chat, link: CandidateLink) -> CandidateEnt
         ctx = await contexts.load_by_application(conn, link.application_id)
         binding = await conversations.application_link_binding(conn, link.application_id)
         person = await people.get_candidate(conn, link.candidate_id)
-    if ctx is None or binding is None or person is None:
+    holds = access.candidate_holds(binding, link.candidate_id, link.signed_at, LINK_TIME_PRECISION)
+    if ctx is None or person is None or not holds:
         raise unauthorized("This link is no longer valid.")
-    candidate_id, since = binding
-    # The link's signing time has whole seconds' precision (milliseconds
-    # here); `since` is compared at the same precision.
-    if candidate_id != link.candidate_id or (
-        since is not None
-        and link.signed_at < since.replace(microsecond=since.microsecond // 1000 * 1000)
-    ):
-        raise unauthorized("This link is no longer valid.")
-    return CandidateEntry(ctx.id, candidate_id, int(person["session_generation"]))
+    return CandidateEntry(ctx.id, link.candidate_id, int(person["session_generation"]))
 
 
 async def conversation_of_application(

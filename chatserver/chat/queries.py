@@ -80,7 +80,7 @@ async def application_candidate(chat: Chat, application_id: str) -> str | None:
     """The candidate an application is for now, or None (no such application)."""
     async with chat.db.transaction() as conn:
         binding = await conversations.application_link_binding(conn, application_id)
-    return None if binding is None else binding[0]
+    return None if binding is None else binding.candidate_id
 
 
 async def is_operator(chat: Chat, viewer: Viewer) -> bool:

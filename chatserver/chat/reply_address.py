@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from email.errors import HeaderParseError, MessageError
 from email.message import EmailMessage
 
+from chatserver.chat import access
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role
 from chatserver.chat.reply_tokens import ReplyTokens, no_such_address
 from chatserver.chat.service import Chat
+from chatserver.chat.signing import LINK_TIME_PRECISION
 from chatserver.store import contexts, conversations, people, reply_addresses
 
 
@@ -63,12 +65,8 @@ async def resolve(chat: Chat, address: str) -> Author:
         else:
             person = await people.get_candidate(conn, person_id)
             binding = await conversations.application_link_binding(conn, ctx.application_id)
-            if person is None or binding is None or binding[0] != person_id:
-                raise gone
-            since = binding[1]
-            # Compared in milliseconds, as candidate links are.
-            if since is not None and token.signed_at < since.replace(
-                microsecond=since.microsecond // 1000 * 1000
+            if person is None or not access.candidate_holds(
+                binding, person_id, token.signed_at, LINK_TIME_PRECISION
             ):
                 raise gone
             viewer = Viewer(

@@ -28,6 +28,10 @@ SESSION_SALT = "chat.session"
 # A candidate who opens links for many applications keeps them all in one
 # session; the cap keeps the cookie well under the 4 KB browser limit.
 MAX_SESSION_APPLICATIONS = 40
+# How exactly a token knows when it was signed: candidate links and reply
+# addresses carry milliseconds, session cookies itsdangerous's whole seconds.
+LINK_TIME_PRECISION = timedelta(milliseconds=1)
+SESSION_TIME_PRECISION = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)

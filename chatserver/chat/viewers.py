@@ -18,20 +18,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeAlias
 
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.chat.access import candidate_holds
 from chatserver.chat.batches import Batches
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role
-from chatserver.clock import as_utc
+from chatserver.chat.signing import SESSION_TIME_PRECISION
 from chatserver.store import conversations, people
+from chatserver.store.conversations import Binding
 from chatserver.store.db import Database
-
-# An application's candidate, and since when they hold it.
-Binding: TypeAlias = tuple[str, datetime | None]
 
 # Lookups in one transaction: bounds the IN lists (and SQLite's bound
 # parameters) and how long one batch holds its connection; more waiting
@@ -78,25 +76,16 @@ def viewer_from_row(
         row["id"],
         row["name"],
         row["timezone"],
+        # Those the session still holds (a cookie left on a shared
+        # computer does not get back an application given away and back).
         application_ids=tuple(
-            a for a in lookup.application_ids if _theirs(lookup, bindings.get(a))
+            a
+            for a in lookup.application_ids
+            if candidate_holds(
+                bindings.get(a), lookup.person_id, lookup.signed_at, SESSION_TIME_PRECISION
+            )
         ),
     )
-
-
-def _theirs(lookup: Lookup, binding: Binding | None) -> bool:
-    """Whether the session still holds this application: it is the
-    candidate's, and was when the session was signed. An application given
-    to someone else and back is not revived for a session signed before
-    (a cookie left on a shared computer would read everything since); the
-    candidate opens a new link. Compared in whole seconds, the cookie's
-    precision."""
-    if binding is None or binding[0] != lookup.person_id:
-        return False
-    since = binding[1]
-    if since is None or lookup.signed_at is None:
-        return True
-    return as_utc(since).replace(microsecond=0) <= lookup.signed_at
 
 
 async def read_bindings(conn: AsyncConnection, lookups: Sequence[Lookup]) -> dict[str, Binding]:

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -77,32 +78,29 @@ async def upsert_application(
     return str(previous.status), str(previous.candidate_id), str(conversation_id)
 
 
-async def application_link_binding(
-    conn: AsyncConnection, application_id: str
-) -> tuple[str, datetime | None] | None:
-    """The application's candidate and since when they hold it, or None."""
-    row = (
-        await conn.execute(
-            select(applications.c.candidate_id, applications.c.candidate_since).where(
-                applications.c.id == application_id
-            )
-        )
-    ).first()
-    return None if row is None else (str(row.candidate_id), row.candidate_since)
+class Binding(NamedTuple):
+    """An application's candidate, and since when they hold it."""
+
+    candidate_id: str
+    since: datetime | None
+
+
+async def application_link_binding(conn: AsyncConnection, application_id: str) -> Binding | None:
+    """The application's binding, or None (no such application)."""
+    return (await application_bindings(conn, [application_id])).get(application_id)
 
 
 async def application_bindings(
     conn: AsyncConnection, application_ids: Collection[str]
-) -> dict[str, tuple[str, datetime | None]]:
-    """`application_link_binding` of many applications, by id (the unknown
-    ones left out)."""
+) -> dict[str, Binding]:
+    """The bindings of these applications, by id (the unknown ones left out)."""
     if not application_ids:
         return {}
     query = select(
         applications.c.id, applications.c.candidate_id, applications.c.candidate_since
     ).where(applications.c.id.in_(sorted(application_ids)))
     rows = await conn.execute(query)
-    return {str(r.id): (str(r.candidate_id), r.candidate_since) for r in rows}
+    return {str(r.id): Binding(str(r.candidate_id), r.candidate_since) for r in rows}
 
 
 async def application_org(conn: AsyncConnection, application_id: str) -> str | None:
