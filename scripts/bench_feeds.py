@@ -3,9 +3,10 @@
 Every connected person has a `PersonRoom` on their worker, thousands of
 idle ones; the load test's idle mode measures a whole socket by RSS, which
 is noisy to a kilobyte. This measures the room alone with tracemalloc: N
-rooms, each with one connection, on the Redis broker, settled (their
-channels confirmed), and prints the bytes allocated per room, with the
-files that allocated most.
+rooms, each with one candidate's connection holding one application (so
+a tap of one organisation's stream, as a candidate's bell has), on the
+Redis broker, settled (their channels confirmed), and prints the bytes
+allocated per room, with the files that allocated most.
 
     PYTHONPATH=. .venv/bin/python scripts/bench_feeds.py
     PYTHONPATH=. .venv/bin/python scripts/bench_feeds.py --rooms 5000
@@ -26,9 +27,9 @@ from chatserver.broker.redis import RedisBroker
 from chatserver.chat import events
 from chatserver.chat.identity import Viewer
 from chatserver.chat.ratelimit import TokenBucket
-from chatserver.chat.service import Chat
 from chatserver.realtime.connection import Connection
 from chatserver.realtime.feeds import PersonRoom
+from chatserver.realtime.streams import OrgStreams
 from chatserver.roles import Role
 
 SHARED_REDIS = "redis://127.0.0.1:6379"
@@ -46,7 +47,14 @@ async def measure(rooms: int) -> None:
     await broker.connect()
     people = [
         Connection(
-            Viewer(kind=Role.CANDIDATE, id=f"p{i}", name="P", timezone="UTC"),
+            Viewer(
+                kind=Role.CANDIDATE,
+                id=f"p{i}",
+                name="P",
+                timezone="UTC",
+                application_ids=(f"app-{i}",),
+                application_orgs=("org-1",),
+            ),
             16,
             TokenBucket(1.0, 1, 0.0),
             "ticket",
@@ -54,16 +62,14 @@ async def measure(rooms: int) -> None:
         for i in range(rooms)
     ]
     channels = [events.person_channel("candidate", f"p{i}") for i in range(rooms)]
-    # A person room never touches the domain's services.
-    chat: Chat = None  # type: ignore[assignment]
+    streams = OrgStreams(broker)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     opened = []
     for channel, conn in zip(channels, people, strict=True):
-        room = PersonRoom(channel, chat, broker, _kick)
-        room.start()
-        room.members.add(conn)
+        room = PersonRoom(channel, broker, streams, _kick)
+        room.join(conn)
         opened.append(room)
     await asyncio.sleep(SETTLE_SECONDS)
     gc.collect()
@@ -76,6 +82,7 @@ async def measure(rooms: int) -> None:
         print(f"  {stat.size_diff / rooms:6.0f} B  {stat.traceback[0].filename}")
     for room in opened:
         room.stop()
+    await streams.stop(SETTLE_SECONDS)
     await broker.disconnect()
 
 

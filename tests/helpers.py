@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from chatserver.chat.limits import Limits
+from chatserver.chat.service import Chat
+from chatserver.store import contexts
 from scripts.load.backends import SHARED_REDIS_URL
 from scripts.load.host import HostApi
 
@@ -194,3 +196,16 @@ async def take_send(limits: Limits, kind: str, person_id: str) -> None:
     refused = await limits.take_sends([(kind, person_id)])
     if refused:
         raise refused[0]
+
+
+async def context_of(chat: Chat, conversation_id: str) -> contexts.ConversationContext:
+    async with chat.db.transaction() as conn:
+        ctx = await contexts.load(conn, conversation_id)
+    assert ctx is not None, conversation_id
+    return ctx
+
+
+async def publish_about(chat: Chat, conversation_id: str, event: dict[str, Any]) -> None:
+    """Publish `event` about a conversation as the domain does: once, on
+    its organisation's stream."""
+    await chat.events.publish([(await context_of(chat, conversation_id), event)])

@@ -231,9 +231,10 @@ class Subscriptions:
     """The channels the app's broker subscribes to from now on, as each
     subscription goes live.
 
-    The hub's inbox and person rooms are broker listeners and have no ready
-    signal of their own; a test waits here, instead of sleeping, before it
-    causes what such a room should relay. Wraps the broker's public
+    The hub's feeds (inbox and person rooms: an organisation stream's taps
+    and a person's broker listener) have no ready signal of their own; a
+    test waits here, instead of sleeping, before it causes what such a room
+    should relay. Wraps the broker's public
     `subscribe` and `listen`, so it works the same on every broker: a
     listener is live once a queue subscription of its channel (which waits
     for the broker to route the channel here) enters.

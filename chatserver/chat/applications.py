@@ -13,6 +13,7 @@ from chatserver.chat.policy import Role, Status
 from chatserver.chat.service import Chat
 from chatserver.errors import invalid, not_found
 from chatserver.store import audit, contexts, conversations, people
+from chatserver.store.contexts import SendContext
 
 
 async def upsert_application(
@@ -78,16 +79,15 @@ async def upsert_application(
             line = await timeline.append(conn, conversation_id, happened, now)
         ctx = await contexts.load(conn, conversation_id)
     assert ctx is not None
-    published: list[tuple[str, dict[str, Any]]] = []
+    published: list[tuple[SendContext, dict[str, Any]]] = []
     if line is not None:
-        published.append((events.conversation_channel(conversation_id), events.message_event(line)))
-    if previous is not None and previous != status.value:
-        published.append(
-            (events.conversation_channel(conversation_id), events.conversation_changed(ctx))
-        )
-    if previous != status.value:
-        # A new row or a new status for the staff inboxes that are open.
-        published.append((events.org_channel(org[0]), events.inbox_changed(conversation_id)))
+        published.append((ctx, events.message_event(line)))
+    if previous is None:
+        # A new row for the staff inboxes that are open (a new status is
+        # a conversation event, which their feeds read too).
+        published.append((ctx, events.inbox_changed(conversation_id)))
+    elif previous != status.value:
+        published.append((ctx, events.conversation_changed(ctx)))
     await chat.events.publish(published)
     if previous_candidate is not None and previous_candidate != candidate[0]:
         await sessions.disconnect(

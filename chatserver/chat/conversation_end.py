@@ -26,10 +26,6 @@ async def end_conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> 
             ended = await contexts.load(conn, conversation_id)
     if changed and ended is not None:
         await chat.events.publish(
-            [
-                (events.conversation_channel(conversation_id), events.message_event(line)),
-                (events.conversation_channel(conversation_id), events.conversation_changed(ended)),
-                (events.org_channel(ended.org_id), events.inbox_changed(conversation_id)),
-            ]
+            [(ended, events.message_event(line)), (ended, events.conversation_changed(ended))]
         )
     return {"state": State.ENDED.value}

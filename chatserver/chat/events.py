@@ -3,19 +3,25 @@
 Every event type is a member of `EventType`, built by its one constructor
 here; consumers (rooms, revocation) compare against the same names.
 
-Channels: `conv:<id>` carries a conversation's frames to its subscribers;
-`org:<id>` tells the organisation's staff inboxes that a conversation
-changed; `person:<kind>:<id>` reaches one person's connections (service
-notifications). Payloads of `message`, `read`, `typing` and `deleted` events
-are already the wire frames of SPEC section 5, so a worker decodes each once
-(to learn the seq) and forwards the same bytes to every local socket.
+Channels: everything about a conversation is published once, on its
+organisation's channel `org:<id>`, as a `Topic` (which conversation, and
+what the bells need) followed by the event. A worker follows the channel
+once for all its local interest in that organisation and routes each
+payload by its topic (`realtime/streams.py`): to the conversation's room,
+to the staff inbox feeds, and to the candidate's bell, so a message costs
+one publish whoever hears it (issue 10). `person:<kind>:<id>` reaches one
+person's connections (`disconnect`). Payloads of `message`, `read`,
+`typing` and `deleted` events are already the wire frames of SPEC
+section 5, so a worker decodes each once (to learn the seq) and forwards
+the same bytes to every local socket.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -37,7 +43,9 @@ class EventType(StrEnum):
     DISCONNECT = "disconnect"
 
 
-def conversation_channel(conversation_id: str) -> str:
+def conversation_name(conversation_id: str) -> str:
+    """A conversation's name in logs, metrics and presence (not a channel:
+    its events travel on its organisation's)."""
     return f"conv:{conversation_id}"
 
 
@@ -85,8 +93,11 @@ def typing_event(conversation_id: str, who: Mapping[str, str]) -> JSON:
 
 
 def inbox_changed(conversation_id: str) -> JSON:
-    """Staff sockets turn this into their own `inbox` frame (unread and the
-    newest visible message are per user, so the feed reads them)."""
+    """A staff inbox row changed with no conversation event to say so (a
+    new application, a staff member's mark-unread or delete-for-me). Staff
+    sockets turn this, and the conversation events that change a row, into
+    their own `inbox` frame (unread and the newest visible message are per
+    user, so the feed reads them)."""
     return {"type": EventType.INBOX_CHANGED, "conversation": conversation_id}
 
 
@@ -116,12 +127,96 @@ def disconnect(reason: DisconnectReason) -> JSON:
     return {"type": EventType.DISCONNECT, "reason": reason.value}
 
 
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """What a conversation's event is about, read without decoding the
+    event: where it goes (the conversation, the application whose
+    candidate's bell may ring), what a bell says (the job title), and what
+    kind of event it is and by whom (`by`: the sender's, reader's or
+    typist's kind), so that a feed skips what is not for it. `again`: the
+    event was published before (`Again`)."""
+
+    org_id: str
+    conversation_id: str
+    application_id: str
+    job_title: str
+    type: EventType
+    by: str | None = None
+    again: bool = False
+
+
+class Again(NamedTuple):
+    """An event published again: a retried send found its message stored,
+    and publishes it for rooms that may have missed it. Feeds heard it the
+    first time, so a bell does not ring twice."""
+
+    ctx: SendContext
+    event: Mapping[str, Any]
+
+
+def topic(ctx: SendContext, event: Mapping[str, Any], again: bool = False) -> Topic:
+    """The topic of `event`, an event about the conversation `ctx`."""
+    kind = EventType(event["type"])
+    by = None
+    if kind is EventType.MESSAGE:
+        by = event["message"]["sender"]["kind"]
+    elif kind is EventType.READ:
+        by = event["reader"]["kind"]
+    elif kind is EventType.TYPING:
+        by = event["who"]["kind"]
+    return Topic(ctx.org_id, ctx.id, ctx.application_id, ctx.job_title, kind, by, again)
+
+
+def envelope(about: Topic, event: Mapping[str, Any]) -> bytes:
+    """The published payload: the topic on one line, then the event."""
+    head = [
+        about.conversation_id,
+        about.application_id,
+        about.job_title,
+        about.type,
+        about.by,
+        about.again,
+    ]
+    return orjson.dumps(head) + b"\n" + orjson.dumps(event)
+
+
+def open_envelope(org_id: str, payload: bytes) -> tuple[Topic, bytes]:
+    """The topic and the event's bytes of a payload on `org:<org_id>`;
+    ValueError if it is not one (orjson's decode errors are ValueErrors)."""
+    head, newline, body = payload.partition(b"\n")
+    fields = orjson.loads(head)
+    if not newline or not isinstance(fields, list) or len(fields) != 6:
+        raise ValueError("not a conversation event")
+    conversation_id, application_id, job_title, kind, by, again = fields
+    if not all(isinstance(v, str) for v in (conversation_id, application_id, job_title)):
+        raise ValueError("not a conversation event")
+    if (by is not None and not isinstance(by, str)) or not isinstance(again, bool):
+        raise ValueError("not a conversation event")
+    about = Topic(org_id, conversation_id, application_id, job_title, EventType(kind), by, again)
+    return about, body
+
+
 class Events:
     """Publishes domain events; called only by chat actions, after commit."""
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
 
-    async def publish(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    async def publish(self, items: Sequence[tuple[SendContext, Mapping[str, Any]]]) -> None:
+        """Events about conversations, each once on its organisation's
+        channel (an `Again` marked as such)."""
         if items:
-            await self.broker.publish_many([(channel, encode(event)) for channel, event in items])
+            await self.broker.publish_many(
+                [envelope_of(item[0], item[1], isinstance(item, Again)) for item in items]
+            )
+
+    async def to_person(self, kind: str, person_id: str, event: Mapping[str, Any]) -> None:
+        """An event for one person's connections, wherever they are."""
+        await self.broker.publish(person_channel(kind, person_id), encode(event))
+
+
+def envelope_of(
+    ctx: SendContext, event: Mapping[str, Any], again: bool = False
+) -> tuple[str, bytes]:
+    """The channel and payload that publish `event` about `ctx`."""
+    return org_channel(ctx.org_id), envelope(topic(ctx, event, again), event)

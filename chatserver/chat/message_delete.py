@@ -42,19 +42,11 @@ async def delete_message(chat: Chat, viewer: Viewer, message_id: str, scope: str
                 {"message_id": message_id, "seq": row["seq"]},
             )
     conversation_id = row["conversation_id"]
-    inbox = (events.org_channel(ctx.org_id), events.inbox_changed(conversation_id))
     if scope == "me":
         # A staff member's own inbox row may now preview an older message;
         # a candidate's hiding changes nothing in the staff inbox.
         if viewer.is_staff:
-            await chat.events.publish([inbox])
+            await chat.events.publish([(ctx, events.inbox_changed(conversation_id))])
         return
-    await chat.events.publish(
-        [
-            (
-                events.conversation_channel(conversation_id),
-                events.deleted_event(conversation_id, row["seq"]),
-            ),
-            inbox,
-        ]
-    )
+    # Also every inbox row's change (its preview).
+    await chat.events.publish([(ctx, events.deleted_event(conversation_id, row["seq"]))])

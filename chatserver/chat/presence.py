@@ -27,7 +27,7 @@ from collections import Counter
 from typing import Protocol
 
 from chatserver.broker.clients import KEY_ERRORS, key_client
-from chatserver.chat.events import conversation_channel
+from chatserver.chat.events import conversation_name
 from chatserver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class RedisPresence:
 
     def _key(self, key: Key) -> str:
         conversation_id, kind, person_id = key
-        tag = conversation_channel(conversation_id)
+        tag = conversation_name(conversation_id)
         return f"{self._prefix}presence:{{{tag}}}:{kind}:{person_id}"
 
     async def online(self, conversation_id: str, kind: str, person_id: str) -> bool:

@@ -3,8 +3,6 @@ entries read; receipts and inbox changes published after commit."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from chatserver.chat import access, bell, events, ids
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import can_mark_unread
@@ -24,13 +22,8 @@ async def mark_read(chat: Chat, viewer: Viewer, conversation_id: str, seq: objec
             conn, conversation_id, viewer.kind.value, viewer.id, seq, now
         )
     if moved:
-        frame = events.read_event(conversation_id, viewer.person(), seq)
-        items: list[tuple[str, dict[str, Any]]] = [
-            (events.conversation_channel(conversation_id), frame)
-        ]
-        if viewer.is_staff:
-            items.append((events.org_channel(ctx.org_id), events.inbox_changed(conversation_id)))
-        await chat.events.publish(items)
+        # Also the staff reader's inbox row change (`realtime/feeds.py`).
+        await chat.events.publish([(ctx, events.read_event(conversation_id, viewer.person(), seq))])
 
 
 async def mark_unread(chat: Chat, viewer: Viewer, conversation_id: str) -> None:
@@ -46,9 +39,7 @@ async def mark_unread(chat: Chat, viewer: Viewer, conversation_id: str) -> None:
             conn, conversation_id, viewer.kind.value, viewer.id, chat.clock()
         )
     if moved:
-        await chat.events.publish(
-            [(events.org_channel(ctx.org_id), events.inbox_changed(conversation_id))]
-        )
+        await chat.events.publish([(ctx, events.inbox_changed(conversation_id))])
 
 
 async def mark_notifications_read(

@@ -3,53 +3,38 @@ bound: a stalled broker never holds an ack back, and rooms catch up from
 the database (issue 16).
 
 A message is encoded once, as the event its conversation's subscribers
-get. Besides it, one small event on the organisation's channel (a
-candidate's message: the staff bell, which the inbox feed also reads as
-"this row changed"; a staff message: the row change) and, for a staff
-message, the candidate's bell: nothing depends on how many staff the
-organisation has (issue 10).
+get, and published once, on its organisation's channel: the staff inbox
+feeds and the bells derive what they show from it (`realtime/streams.py`),
+so nothing depends on how many staff the organisation has, or on who
+hears it (issue 10).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from chatserver.chat import bell, events
-from chatserver.chat.policy import Role
+from chatserver.chat import events
 from chatserver.chat.send_request import Stored
-from chatserver.json_types import JSON
+from chatserver.store.contexts import SendContext
 
 log = logging.getLogger(__name__)
 
 
-def event_items(stored: Sequence[Stored]) -> list[tuple[str, JSON]]:
-    """The events of stored messages, by channel. A repeat publishes its
-    message event only."""
-    items: list[tuple[str, JSON]] = []
+def event_items(stored: Sequence[Stored]) -> list[tuple[SendContext, Mapping[str, Any]]]:
+    """The events of stored messages, each with its conversation: the
+    system lines a send wrote first, a reopening, then the message (a
+    repeat's `Again`, which rooms take and bells ignore)."""
+    items: list[tuple[SendContext, Mapping[str, Any]]] = []
     for s in stored:
-        conversation_id = s.message["conversation"]
-        channel = events.conversation_channel(conversation_id)
-        org_channel = events.org_channel(s.conversation.org_id)
-        job_title = s.conversation.job_title
-        application_id = s.conversation.application_id
-        items.extend((channel, events.message_event(line)) for line in s.lines)
+        ctx = s.conversation
+        items.extend((ctx, events.message_event(line)) for line in s.lines)
         if s.reopened:
-            items.append((channel, events.conversation_changed(s.conversation)))
-        items.append((channel, events.message_event(s.message)))
-        if s.repeat:
-            continue
-        if s.message["sender"]["kind"] == Role.STAFF.value:
-            items.append((org_channel, events.inbox_changed(conversation_id)))
-            candidate = events.person_channel(Role.CANDIDATE.value, s.conversation.candidate_id)
-            note = bell.frame(s.message, Role.CANDIDATE, job_title, application_id)
-            items.append((candidate, note))
-        else:
-            # One event tells every staff inbox page both: the bell, and
-            # which conversation's row to bring up to date.
-            note = bell.frame(s.message, Role.STAFF, job_title, application_id)
-            items.append((org_channel, note))
+            items.append((ctx, events.conversation_changed(ctx)))
+        message = events.message_event(s.message)
+        items.append(events.Again(ctx, message) if s.repeat else (ctx, message))
     return items
 
 
@@ -83,7 +68,7 @@ class BoundedPublisher:
         if self._publishing:
             await asyncio.wait(set(self._publishing), timeout=self.timeout)
 
-    async def _publish_now(self, items: Sequence[tuple[str, JSON]]) -> None:
+    async def _publish_now(self, items: Sequence[tuple[SendContext, Mapping[str, Any]]]) -> None:
         try:
             await self._events.publish(items)
         except Exception:

@@ -28,8 +28,6 @@ async def disconnect(
     broker outage here only delays the close until the socket's next
     reconnect, it never undoes the revocation."""
     try:
-        await chat.events.publish(
-            [(events.person_channel(kind, person_id), events.disconnect(reason))]
-        )
+        await chat.events.to_person(kind, person_id, events.disconnect(reason))
     except Exception as exc:  # the revocation itself is committed
         log.warning("could not publish the disconnect of %s %s: %s", kind, person_id, exc)

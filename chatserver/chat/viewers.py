@@ -71,20 +71,23 @@ def viewer_from_row(
         return None
     if lookup.is_staff:
         return Viewer(Role.STAFF, row["id"], row["name"], row["timezone"], org_id=row["org_id"])
+    # Those the session still holds (a cookie left on a shared computer
+    # does not get back an application given away and back).
+    held = [
+        (a, binding)
+        for a in lookup.application_ids
+        if candidate_holds(
+            binding := bindings.get(a), lookup.person_id, lookup.signed_at, SESSION_TIME_PRECISION
+        )
+        and binding is not None
+    ]
     return Viewer(
         Role.CANDIDATE,
         row["id"],
         row["name"],
         row["timezone"],
-        # Those the session still holds (a cookie left on a shared
-        # computer does not get back an application given away and back).
-        application_ids=tuple(
-            a
-            for a in lookup.application_ids
-            if candidate_holds(
-                bindings.get(a), lookup.person_id, lookup.signed_at, SESSION_TIME_PRECISION
-            )
-        ),
+        application_ids=tuple(a for a, _ in held),
+        application_orgs=tuple(binding.org_id for _, binding in held),
     )
 
 

@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
-from chatserver.broker.base import Broker
+from chatserver.broker.base import Subscription
 from chatserver.chat import events, queries, views, wire
 from chatserver.chat.events import EventType
 from chatserver.chat.policy import ConversationFacts, Role
@@ -24,6 +25,7 @@ from chatserver.ops import instruments
 from chatserver.realtime.catchup import CatchUp
 from chatserver.realtime.connection import Connection
 from chatserver.realtime.room import Kick, Room, decode_event
+from chatserver.realtime.streams import OrgStreams
 from chatserver.store.contexts import ConversationContext
 
 log = logging.getLogger(__name__)
@@ -67,21 +69,34 @@ class Member:
 
 
 class ConversationRoom(Room):
-    __slots__ = ("_buffer_limit", "_catch_up_with", "_held", "conversation_id", "last", "members")
+    __slots__ = (
+        "_buffer_limit",
+        "_catch_up_with",
+        "_held",
+        "_streams",
+        "context",
+        "conversation_id",
+        "last",
+        "members",
+    )
 
     def __init__(
         self,
         conversation_id: str,
         chat: Chat,
-        broker: Broker,
+        streams: OrgStreams,
         kick: Kick,
         buffer_limit: int,
         catch_up: CatchUp,
     ) -> None:
-        super().__init__(events.conversation_channel(conversation_id), chat, broker, kick)
+        super().__init__(events.conversation_name(conversation_id), chat, kick)
+        self._streams = streams
         self._catch_up_with = catch_up
         self.ready = asyncio.Event()
         self.conversation_id = conversation_id
+        # The conversation as first read: which organisation's stream
+        # carries it (that never changes), and what its events are about.
+        self.context: ConversationContext | None = None
         self.members: dict[Connection, Member] = {}
         self.last = 0
         self._buffer_limit = buffer_limit
@@ -93,12 +108,26 @@ class ConversationRoom(Room):
         self.members[conn] = member
         return member
 
+    async def _follow(self) -> AbstractAsyncContextManager[Subscription] | None:
+        if self.context is None:
+            ctx = await self._catch_up_with.context(self.conversation_id)
+            if ctx is None:
+                # No such conversation (yet): joiners go on to their access
+                # check, which refuses them; the room looks again later.
+                if self.ready is not None:
+                    self.ready.set()
+                return None
+            self.context = ctx
+            self.last = ctx.last_seq
+        return self._streams.subscribe(self.context.org_id, self.conversation_id)
+
     async def _subscribed(self, first: bool) -> None:
         if first:
-            # Read after the subscription is live: anything committed later
-            # arrives live, anything earlier is in every member's history.
-            ctx = await self._catch_up_with.context(self.conversation_id)
-            self.last = ctx.last_seq if ctx is not None else 0
+            # What was committed between the first read and the live
+            # subscription (the shared read usually finds nothing): from
+            # here on every message arrives live.
+            await self._catch_up(None)
+            self._release_held()
         else:
             await self._resync()
 

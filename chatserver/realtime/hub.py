@@ -1,10 +1,11 @@
 """The worker's real-time core: connections, their rooms, and the handoff
 from history to live messages.
 
-One room per conversation with local members, holding one broker
-subscription and the task that reads it; one feed (`feeds.py`) per
-organisation inbox feed and per person with a local socket, each a broker
-listener without a task. `subscribe` joins the room *before* reading history, buffers
+One room per conversation with local members, holding its share of its
+organisation's stream (`streams.py`: one broker subscription per
+organisation) and the task that reads it; one feed (`feeds.py`) per
+organisation inbox feed and per person with a local socket, each without a
+task. `subscribe` joins the room *before* reading history, buffers
 what arrives live while the history is sent, then drops from the buffer what
 the history already covered: each socket sees every message once, in seq
 order (SPEC 3.2).
@@ -28,7 +29,8 @@ from chatserver.ops.stats import StatsReporter, stats_store_from_settings
 from chatserver.realtime.catchup import CatchUp
 from chatserver.realtime.connection import Connection
 from chatserver.realtime.conversation_room import ConversationRoom, Member
-from chatserver.realtime.feeds import Feed, OrgRoom, PersonRoom
+from chatserver.realtime.feeds import OrgRoom, PersonRoom
+from chatserver.realtime.streams import OrgStreams
 from chatserver.realtime.tails import TailCheck
 from chatserver.settings import Settings
 
@@ -65,6 +67,7 @@ class Hub:
         self.presence = presence or presence_from_settings(settings)
         self.stats = stats_store_from_settings(settings)
         self.reporter = StatsReporter(self.stats)
+        self.streams = OrgStreams(broker)
         self._rooms: dict[str, ConversationRoom] = {}
         self._orgs: dict[str, OrgRoom] = {}
         self._people: dict[str, PersonRoom] = {}
@@ -85,11 +88,9 @@ class Hub:
 
     async def stop(self) -> None:
         await self._tail_check.stop(ROOM_STOP_SECONDS)
-        rooms: list[ConversationRoom | Feed] = [
-            *self._rooms.values(),
-            *self._orgs.values(),
-            *self._people.values(),
-        ]
+        rooms: list[ConversationRoom | OrgRoom] = [*self._rooms.values(), *self._orgs.values()]
+        for person in self._people.values():
+            person.stop()
         self._rooms.clear()
         self._orgs.clear()
         self._people.clear()
@@ -100,6 +101,7 @@ class Hub:
             task.cancel()
         tasks.extend(self._stopping)
         await self.reporter.stop()
+        await self.streams.stop(ROOM_STOP_SECONDS)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=ROOM_STOP_SECONDS)
             if pending:
@@ -134,9 +136,8 @@ class Hub:
         channel = events.person_channel(*person)
         room = self._people.get(channel)
         if room is None:
-            room = self._people[channel] = PersonRoom(channel, self.chat, self.broker, self.kick)
-            room.start()
-        room.members.add(conn)
+            room = self._people[channel] = PersonRoom(channel, self.broker, self.streams, self.kick)
+        room.join(conn)
         conn.person_channel = channel
         self._count_rooms()
         return conn
@@ -163,22 +164,22 @@ class Hub:
         for conversation_id in list(conn.conversations):
             self.unsubscribe(conn, conversation_id)
         if conn.inbox_channel is not None:
-            self._leave(self._orgs, conn.inbox_channel, conn)
+            org = self._orgs.get(conn.inbox_channel)
             conn.inbox_channel = None
+            if org is not None:
+                org.members.discard(conn)
+                if not org.members:
+                    del self._orgs[org.channel]
+                    self._retire(org.stop())
         if conn.person_channel is not None:
-            self._leave(self._people, conn.person_channel, conn)
+            person = self._people.get(conn.person_channel)
             conn.person_channel = None
-
-    def _leave(
-        self, rooms: dict[str, OrgRoom] | dict[str, PersonRoom], channel: str, conn: Connection
-    ) -> None:
-        room = rooms.get(channel)
-        if room is None:
-            return
-        room.members.discard(conn)
-        if not room.members:
-            del rooms[channel]
-            self._retire(room.stop())
+            if person is not None:
+                person.leave(conn)
+                if not person.members:
+                    del self._people[person.channel]
+                    person.stop()
+                    self._count_rooms()
 
     def _retire(self, task: asyncio.Task[None] | None) -> None:
         if task is not None and not task.done():
@@ -223,7 +224,7 @@ class Hub:
             room = ConversationRoom(
                 conversation_id,
                 self.chat,
-                self.broker,
+                self.streams,
                 self.kick,
                 self.settings.ws_send_queue,
                 self.catch_up,
@@ -317,9 +318,12 @@ class Hub:
         if now - self._typing_swept > interval:
             self._typing_swept = now
             self._typing = {k: t for k, t in self._typing.items() if now - t < interval}
+        room = self._rooms.get(conversation_id)
+        if room is None or room.context is None:
+            return
         frame = events.typing_event(conversation_id, conn.viewer.person())
         try:
-            await self.chat.events.publish([(events.conversation_channel(conversation_id), frame)])
+            await self.chat.events.publish([(room.context, frame)])
         except Exception as exc:
             # Typing is ephemeral: losing one to a broker outage is harmless.
             log.debug("typing not published: %s", exc)
@@ -331,11 +335,13 @@ class Hub:
             raise ChatError(ErrorCode.FORBIDDEN, "Only staff have an inbox feed.")
         if conn.inbox_channel is not None:
             return
-        channel = events.org_channel(conn.viewer.org_id)
+        org_id = conn.viewer.org_id
+        channel = events.org_channel(org_id)
         room = self._orgs.get(channel)
         if room is None:
-            room = self._orgs[channel] = OrgRoom(channel, self.chat, self.broker, self.kick)
-            room.start()
+            room = self._orgs[channel] = OrgRoom(
+                org_id, channel, self.chat, self.streams, self.kick
+            )
             self._count_rooms()
         room.members.add(conn)
         conn.inbox_channel = channel

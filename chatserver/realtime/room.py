@@ -1,8 +1,8 @@
-"""The room: one broker channel's subscription, its reading task and the
-local sockets that follow it (for a conversation; feeds, which need no
-task, are `feeds.py`'s).
+"""The room: one subscription, its reading task and the local sockets that
+follow it (for a conversation; feeds, which need no task, are `feeds.py`'s).
 
-A room holds exactly one broker subscription while it has local members and
+A room holds exactly one subscription while it has local members (a
+conversation's: its share of the organisation's stream, `streams.py`) and
 runs one task that reads it. Each payload is decoded once, and the same
 encoded text is queued to every member. Fan-out never awaits a member: a
 member whose outbox is full is handed to `kick` (SPEC 3.5). What a room does
@@ -16,11 +16,12 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
 
-from chatserver.broker.base import RESYNC, Broker, Resync, Subscription, SubscriptionClosed
+from chatserver.broker.base import RESYNC, Resync, Subscription, SubscriptionClosed
 from chatserver.chat.service import Chat
 from chatserver.ops import instruments
 from chatserver.realtime.connection import Connection
@@ -35,14 +36,13 @@ Kick = Callable[[Connection], None]
 
 
 class Room(ABC):
-    """One channel's broker subscription, its members and its reading task.
+    """One subscription, its members and its reading task.
 
-    Slotted: a worker holds one room per connected person and per followed
-    conversation, thousands of them.
+    Slotted: a worker holds one room per followed conversation, thousands
+    of them.
     """
 
     __slots__ = (
-        "_broker",
         "_kick",
         "_stopped",
         "_subscription",
@@ -53,10 +53,10 @@ class Room(ABC):
         "ready",
     )
 
-    def __init__(self, channel: str, chat: Chat, broker: Broker, kick: Kick) -> None:
+    def __init__(self, channel: str, chat: Chat, kick: Kick) -> None:
+        # The room's name in logs and task names.
         self.channel = channel
         self.chat = chat
-        self._broker = broker
         self._kick = kick
         # Set once the subscription is live; only rooms with joiners that
         # must wait for it (conversations) create one.
@@ -102,7 +102,11 @@ class Room(ABC):
         first = True
         while not self._stopped:
             try:
-                async with self._broker.subscribe(self.channel) as subscription:
+                source = await self._follow()
+                if source is None:
+                    # Nothing to follow yet; look again after the pause.
+                    raise _NotYet
+                async with source as subscription:
                     self._subscription = subscription
                     if self._stopped:
                         return
@@ -114,6 +118,8 @@ class Room(ABC):
                     await self._consume(subscription)
             except asyncio.CancelledError:
                 raise
+            except _NotYet:
+                pass
             except Exception:
                 log.exception("room %s failed; subscribing again", self.channel)
             finally:
@@ -151,6 +157,11 @@ class Room(ABC):
                 await self._payload(event.payload)
 
     @abstractmethod
+    async def _follow(self) -> AbstractAsyncContextManager[Subscription] | None:
+        """The subscription to open (its context yields once it is live),
+        or None when there is nothing to follow yet."""
+
+    @abstractmethod
     async def _waited(self) -> None:
         """The time set in `_wait_until` has come."""
 
@@ -169,6 +180,10 @@ class Room(ABC):
 
     def _push(self, members: Sequence[Connection], frame: str) -> None:
         push(members, frame, self._kick)
+
+
+class _NotYet(Exception):
+    """`_follow` found nothing to follow yet: try again after a pause."""
 
 
 def push(members: Sequence[Connection], frame: str, kick: Kick) -> None:

@@ -79,10 +79,12 @@ async def upsert_application(
 
 
 class Binding(NamedTuple):
-    """An application's candidate, and since when they hold it."""
+    """An application's candidate, and since when they hold it (and the
+    application's organisation)."""
 
     candidate_id: str
     since: datetime | None
+    org_id: str
 
 
 async def application_link_binding(conn: AsyncConnection, application_id: str) -> Binding | None:
@@ -97,10 +99,13 @@ async def application_bindings(
     if not application_ids:
         return {}
     query = select(
-        applications.c.id, applications.c.candidate_id, applications.c.candidate_since
+        applications.c.id,
+        applications.c.candidate_id,
+        applications.c.candidate_since,
+        applications.c.org_id,
     ).where(applications.c.id.in_(sorted(application_ids)))
     rows = await conn.execute(query)
-    return {str(r.id): Binding(str(r.candidate_id), r.candidate_since) for r in rows}
+    return {str(r.id): Binding(str(r.candidate_id), r.candidate_since, str(r.org_id)) for r in rows}
 
 
 async def application_org(conn: AsyncConnection, application_id: str) -> str | None:

@@ -20,7 +20,7 @@ from redis.crc import key_slot
 from chatserver.broker import Delivery, Resync, Subscription, broker_from_url
 from chatserver.broker.cluster import ClusterBroker
 from chatserver.broker.shards import wire_channel
-from chatserver.chat.events import conversation_channel
+from chatserver.chat.events import conversation_name, org_channel
 from chatserver.chat.presence import RedisPresence
 from chatserver.ops.probes import probe_redis
 from chatserver.ops.stats import RedisStats
@@ -67,7 +67,7 @@ def channels_on_every_shard(cluster: RedisClusterProcesses, prefix: str) -> list
     """Conversation channels whose slots fall on three different primaries."""
     owners: dict[int, str] = {}
     for i in range(1000):
-        channel = conversation_channel(f"c{i}")
+        channel = org_channel(f"c{i}")
         owner = cluster.owner_of(key_slot(wire_channel(prefix, channel).encode())).port
         owners.setdefault(owner, channel)
         if len(owners) == 3:
@@ -168,8 +168,8 @@ async def test_presence_and_worker_stats_work_on_the_cluster(
             writer.enter(conversation, "candidate", "cara")
         for conversation in conversations:
             await _until(reader, conversation, True)
-        # A conversation's presence lives on the shard of its channel.
-        channel = wire_channel(prefix, conversation_channel("c1"))
+        # A conversation's presence keys live on one shard, its name's.
+        channel = wire_channel(prefix, conversation_name("c1"))
         assert key_slot(writer._key(("c1", "candidate", "cara")).encode()) == key_slot(
             channel.encode()
         )
@@ -247,7 +247,7 @@ async def test_a_slot_migrating_to_another_primary_resyncs_and_stays_live(
 ) -> None:
     broker = await make_cluster_broker(url=private_cluster.url)
     publisher = await make_cluster_broker(url=private_cluster.url, prefix=broker.prefix)
-    channel = conversation_channel("migrating")
+    channel = org_channel("migrating")
     slot = broker.slot(channel)
     async with broker.subscribe(channel) as subscription:
         await publisher.publish(channel, b"before")

@@ -28,6 +28,7 @@ from chatserver.chat.service import Chat
 from chatserver.clock import utcnow
 from chatserver.errors import ChatError, ErrorCode
 from chatserver.settings import Settings
+from chatserver.store.contexts import SendContext
 from chatserver.store.db import Database
 from chatserver.store.tables import messages
 from tests.chat.sends import chat_of, viewer
@@ -50,9 +51,9 @@ class GatedEvents(Events):
         super().__init__(inner.broker)
         self.gate = asyncio.Event()
         self.fail = fail
-        self.published: list[tuple[str, Mapping[str, Any]]] = []
+        self.published: list[tuple[SendContext, Mapping[str, Any]]] = []
 
-    async def publish(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    async def publish(self, items: Sequence[tuple[SendContext, Mapping[str, Any]]]) -> None:
         if self.fail:
             raise ConnectionError("the broker is down")
         await self.gate.wait()
@@ -131,8 +132,8 @@ async def test_a_retry_publishes_its_stored_message_again(scene: Scene, app: Any
         await second_queue.stop()
     assert not again.created
     assert again.message == first.message
-    assert working.published == [
-        (f"conv:{scene.conversation}", {"type": "message", "message": first.message})
+    assert [(ctx.id, event) for ctx, event in working.published] == [
+        (scene.conversation, {"type": "message", "message": first.message})
     ]
     assert await count_rows(app, messages) == 1
 

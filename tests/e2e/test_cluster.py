@@ -15,14 +15,14 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from redis.crc import key_slot
 
 from chatserver.broker.shards import wire_channel
-from chatserver.chat.events import conversation_channel
+from chatserver.chat.events import org_channel
 from tests.e2e.conftest import Cluster, OpenPeer
 from tests.e2e.servers import (
     HostApi,
@@ -54,13 +54,21 @@ class ClusterDeployment:
     redis: RedisClusterProcesses
     servers: Cluster
     prefix: str
+    # Each room's organisation, whose channel carries its events.
+    orgs: dict[str, str] = field(default_factory=dict)
+
+    async def new_room(self, host: HostApi) -> Room:
+        org = f"org-{uuid.uuid4().hex[:10]}"
+        room = await new_room(host, org=org)
+        self.orgs[room.conversation] = org
+        return room
 
     def shard_of(self, conversation: str) -> ClusterNode:
-        channel = wire_channel(self.prefix, conversation_channel(conversation))
-        return self.redis.owner_of(key_slot(channel.encode()))
+        return self.redis.owner_of(self.slot_of(conversation))
 
     def slot_of(self, conversation: str) -> int:
-        return key_slot(wire_channel(self.prefix, conversation_channel(conversation)).encode())
+        channel = wire_channel(self.prefix, org_channel(self.orgs[conversation]))
+        return key_slot(channel.encode())
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +102,7 @@ async def rooms_on_every_shard(deployment: ClusterDeployment, host: HostApi) -> 
     """One room per primary, so the streams below cross all three shards."""
     found: dict[int, Room] = {}
     for _ in range(MAX_ROOMS):
-        room = await new_room(host)
+        room = await deployment.new_room(host)
         found.setdefault(deployment.shard_of(room.conversation).port, room)
         if len(found) == len(deployment.redis.primaries()):
             return list(found.values())
@@ -215,7 +223,7 @@ async def test_a_primary_killed_mid_stream_loses_and_doubles_nothing(
 async def test_a_live_conversations_slot_migrating_loses_nothing(
     deployment: ClusterDeployment, host: HostApi, open_peer: OpenPeer
 ) -> None:
-    room = await new_room(host)
+    room = await deployment.new_room(host)
     lanes = await open_lanes(deployment, room, open_peer)
     slot = deployment.slot_of(room.conversation)
     source = deployment.shard_of(room.conversation)

@@ -33,8 +33,10 @@ async def test_sigterm_ends_the_worker_in_time_after_a_redis_stall(
     server = cluster.a
     prefix = server.env["CHAT_REDIS_PREFIX"]
     host = HostApi(server.url)
+    # An organisation per room: its channel carries the room's events.
+    orgs = [f"org-{uuid.uuid4().hex[:10]}" for _ in range(ROOMS)]
     try:
-        rooms: list[Room] = [await new_room(host) for _ in range(ROOMS)]
+        rooms: list[Room] = [await new_room(host, org=org) for org in orgs]
     finally:
         await host.aclose()
     staying: list[Peer] = []
@@ -73,9 +75,7 @@ async def test_sigterm_ends_the_worker_in_time_after_a_redis_stall(
 
     # Rooms whose members all left released their Redis subscriptions; the
     # others still hold theirs.
-    gone = {f"{prefix}conv:{rooms[n].conversation}" for n in range(1, ROOMS, 2)} - {
-        f"{prefix}conv:{rooms[1].conversation}"
-    }
+    gone = {f"{prefix}org:{orgs[n]}" for n in range(1, ROOMS, 2)} - {f"{prefix}org:{orgs[1]}"}
     await eventually_async(
         lambda: not gone & set(private_redis.channels(f"{prefix}*")),
         within=RELEASE_WITHIN,

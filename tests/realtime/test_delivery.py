@@ -16,11 +16,13 @@ from sqlalchemy import update
 
 from chatserver.broker import MemoryBroker
 from chatserver.chat import events, views
+from chatserver.chat.events import message_event
 from chatserver.chat.service import Chat
 from chatserver.ops import instruments
 from chatserver.store import messages
 from chatserver.store.tables import conversations
 from tests.conftest import Scene
+from tests.helpers import context_of, publish_about
 from tests.waits import eventually_async
 from tests.ws_helpers import LiveServer, open_socket, seqs
 
@@ -77,12 +79,13 @@ async def test_out_of_order_publishes_are_delivered_in_seq_order(
         await ws.subscribe(scene.conversation)
         rows = await store_silently(svc.chat, scene.conversation, 3)
         frames = {r["seq"]: events.encode(events.message_event(views.message(r))) for r in rows}
-        channel = events.conversation_channel(scene.conversation)
+        ctx = await context_of(svc.chat, scene.conversation)
         for seq in (1, 3, 2):
-            await svc.broker.publish(channel, frames[seq])
+            await svc.broker.publish(*events.envelope_of(ctx, orjson.loads(frames[seq])))
         delivered = await ws.collect(lambda fs: len(seqs(fs)) == 3)
         assert seqs(delivered) == [1, 2, 3]
-        assert [f["message"]["body"] for f in delivered] == ["silent 1", "silent 2", "silent 3"]
+        bodies = [f["message"]["body"] for f in delivered if f["type"] == "message"]
+        assert bodies == ["silent 1", "silent 2", "silent 3"]
         assert seqs(await ws.quiet()) == []
 
 
@@ -93,14 +96,12 @@ async def test_a_gap_that_never_fills_is_read_from_the_database(
     async with open_socket(server, scene.cara) as ws:
         await ws.subscribe(scene.conversation)
         rows = await store_silently(svc.chat, scene.conversation, 4)
-        channel = events.conversation_channel(scene.conversation)
         for row in (rows[0], rows[3]):
-            await svc.broker.publish(
-                channel, events.encode(events.message_event(views.message(row)))
-            )
+            await publish_about(svc.chat, scene.conversation, message_event(views.message(row)))
         delivered = await ws.collect(lambda fs: len(seqs(fs)) == 4)
         assert seqs(delivered) == [1, 2, 3, 4]
-        assert [f["message"]["body"] for f in delivered][1:3] == ["silent 2", "silent 3"]
+        bodies = [f["message"]["body"] for f in delivered if f["type"] == "message"]
+        assert bodies[1:3] == ["silent 2", "silent 3"]
 
 
 # Only the in-process broker lets the test overflow a queue at will; the
@@ -115,9 +116,10 @@ async def test_a_resync_catches_up_from_the_database(
         await ws.subscribe(scene.conversation)
         resyncs = instruments.TOTALS.resyncs
         await store_silently(svc.chat, scene.conversation, 4)
-        channel = events.conversation_channel(scene.conversation)
+        channel = events.org_channel((await context_of(svc.chat, scene.conversation)).org_id)
         # More than a subscription queue holds, without yielding: the broker
-        # replaces the backlog with one Resync.
+        # replaces the backlog with one Resync (which the organisation's
+        # stream hands to every room of it).
         noise = orjson.dumps({"type": "noise"})
         for _ in range(svc.broker.queue_size + 10):
             await svc.broker.publish(channel, noise)
@@ -188,7 +190,6 @@ async def test_a_late_gap_fill_never_repeats_what_a_subscriber_already_has(
     history; when the room later fills its gap, that client must not see
     them again (the e2e kill test's "got seq 63, expected 70")."""
     svc = services(app)
-    channel = events.conversation_channel(scene.conversation)
     async with open_socket(server, scene.alice) as early:
         await early.subscribe(scene.conversation)
         await store_silently(svc.chat, scene.conversation, 3)
@@ -196,9 +197,7 @@ async def test_a_late_gap_fill_never_repeats_what_a_subscriber_already_has(
             await late.subscribe(scene.conversation, after=0)
             assert seqs(await late.collect(lambda fs: len(seqs(fs)) == 3)) == [1, 2, 3]
             [fourth] = await store_silently(svc.chat, scene.conversation, 1)
-            await svc.broker.publish(
-                channel, events.encode(events.message_event(views.message(fourth)))
-            )
+            await publish_about(svc.chat, scene.conversation, message_event(views.message(fourth)))
             assert seqs(await early.collect(lambda fs: 4 in seqs(fs))) == [1, 2, 3, 4]
             assert seqs(await late.collect(lambda fs: 4 in seqs(fs))) == [4]
             assert seqs(await late.quiet()) == []

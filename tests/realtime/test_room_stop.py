@@ -16,7 +16,9 @@ from chatserver.chat import events
 from chatserver.realtime.catchup import CatchUp
 from chatserver.realtime.connection import Connection
 from chatserver.realtime.conversation_room import ConversationRoom
+from chatserver.realtime.streams import OrgStreams
 from tests.conftest import Scene
+from tests.helpers import context_of
 
 STOP_WITHIN = 2.0
 
@@ -33,24 +35,28 @@ async def test_a_room_stopped_as_an_event_arrives_still_stops(scene: Scene, app:
     waiting for ever, its subscription open, and shutdown hung on it."""
     chat = app.state.services.chat
     broker = MemoryBroker()
-    room = ConversationRoom(scene.conversation, chat, broker, _kick, 16, CatchUp(chat.db))
+    streams = OrgStreams(broker)
+    room = ConversationRoom(scene.conversation, chat, streams, _kick, 16, CatchUp(chat.db))
     room.start()
     assert room.ready is not None
     await asyncio.wait_for(room.ready.wait(), STOP_WITHIN)
-    channel = events.conversation_channel(scene.conversation)
+    ctx = await context_of(chat, scene.conversation)
     # A message ahead of a gap: the room now waits with a deadline.
-    ahead = {"type": "message", "message": {"seq": 5, "created_at": None}}
-    await broker.publish(channel, orjson.dumps(ahead))
+    sender = {"kind": "system", "id": "system", "name": "System"}
+    ahead = events.message_event({"seq": 5, "created_at": None, "sender": sender})
+    await broker.publish(*events.envelope_of(ctx, ahead))
     for _ in range(3):
         await asyncio.sleep(0)
     noise = orjson.dumps({"type": "noise"})
     # The event and the cancel land together, without a yield in between.
-    await broker.publish(channel, noise)
+    await broker.publish(events.org_channel(ctx.org_id), noise)
     task = room.stop()
     assert task is not None
     done, _ = await asyncio.wait({task}, timeout=STOP_WITHIN)
     assert done == {task}
     assert task.cancelled()
+    # The organisation's stream, which the room was the last to follow, too.
+    await streams.stop(STOP_WITHIN)
     assert broker._channels == {}
 
 
@@ -95,10 +101,12 @@ class _SwallowingBroker(MemoryBroker):
 @pytest.mark.parametrize("backend", ["embedded"])
 async def test_a_room_that_swallowed_its_cancel_ends_when_stopped(scene: Scene, app: Any) -> None:
     """Whatever library swallows a cancel, `stop` also closes the room's
-    subscription, so the room ends and the broker releases the channel."""
+    subscription and its organisation stream's, so both end and the broker
+    releases the channel."""
     chat = app.state.services.chat
     broker = _SwallowingBroker()
-    room = ConversationRoom(scene.conversation, chat, broker, _kick, 16, CatchUp(chat.db))
+    streams = OrgStreams(broker)
+    room = ConversationRoom(scene.conversation, chat, streams, _kick, 16, CatchUp(chat.db))
     room.start()
     assert room.ready is not None
     await asyncio.wait_for(room.ready.wait(), STOP_WITHIN)
@@ -108,4 +116,7 @@ async def test_a_room_that_swallowed_its_cancel_ends_when_stopped(scene: Scene, 
     assert task is not None
     done, _ = await asyncio.wait({task}, timeout=STOP_WITHIN)
     assert done == {task}
+    # The stream's subscription swallows cancels too: only its close ends it.
+    await streams.stop(STOP_WITHIN)
+    assert not streams._stopping
     assert broker._channels == {}

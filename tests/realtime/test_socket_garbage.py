@@ -28,6 +28,7 @@ from chatserver.ops import instruments
 from chatserver.realtime.hub import Hub
 from chatserver.settings import Settings
 from tests.conftest import Scene
+from tests.helpers import context_of
 from tests.realtime.garbage import chatserver_name, collector_off, counts, in_cycles, released
 from tests.realtime.test_slow_clients import SEND_BUFFER, tiny_window_socket
 from tests.ws_helpers import LiveServer, open_socket
@@ -103,9 +104,8 @@ async def _server_closes(server: LiveServer, scene: Scene, app: Any) -> None:
         await ws.subscribe(scene.conversation)
         await ws.send({"type": "ping"})
         await ws.next_of("pong")
-        channel = events.person_channel("candidate", scene.cara.id)
-        await chat.events.publish(
-            [(channel, events.disconnect(events.DisconnectReason.ACCESS_CHANGED))]
+        await chat.events.to_person(
+            "candidate", scene.cara.id, events.disconnect(events.DisconnectReason.ACCESS_CHANGED)
         )
         assert await ws.closed_code() == 1012
 
@@ -115,7 +115,9 @@ async def _too_slow(server: LiveServer, scene: Scene, app: Any) -> None:
     writer is cut off while stuck on a full TCP buffer (SPEC 3.5). Another
     socket paces the frames published; no database write is involved."""
     chat = app.state.services.chat
-    channel = events.conversation_channel(scene.conversation)
+    ctx = await context_of(chat, scene.conversation)
+    # From no one whose message rings a bell: only the messages are paced.
+    sender = {"kind": "system", "id": "system", "name": "System"}
     before = instruments.TOTALS.slow_disconnects
     async with (
         open_socket(server, scene.cara, sock=tiny_window_socket(server.port), max_queue=1) as slow,
@@ -124,8 +126,8 @@ async def _too_slow(server: LiveServer, scene: Scene, app: Any) -> None:
         await slow.subscribe(scene.conversation)
         await fast.subscribe(scene.conversation)
         for seq in range(1, SLOW_MESSAGES + 1):
-            message = {"seq": seq, "body": SLOW_BODY, "created_at": None}
-            await chat.events.publish([(channel, events.message_event(message))])
+            message = {"seq": seq, "body": SLOW_BODY, "created_at": None, "sender": sender}
+            await chat.events.publish([(ctx, events.message_event(message))])
             await fast.next_of("message")
             if instruments.TOTALS.slow_disconnects > before:
                 break

@@ -22,11 +22,11 @@ from chatserver.ops import instruments
 from chatserver.realtime.feeds import PersonRoom
 from chatserver.settings import Settings
 from tests.conftest import Scene
-from tests.realtime.notes import candidate_note
+from tests.helpers import context_of
+from tests.realtime.notes import heard, message
 from tests.ws_helpers import LiveServer, Socket, Subscriptions, open_socket
 
 QUEUE = 16
-NOTE = candidate_note()
 ACCESS_CHANGED = events.disconnect(DisconnectReason.ACCESS_CHANGED)
 # Bounded: the server closes at once, or it does not until the client acts.
 CLOSED_WITHIN = 5.0
@@ -54,14 +54,18 @@ def _person_room(app: Any, scene: Scene) -> PersonRoom:
 async def test_a_disconnect_published_right_behind_a_bell_closes_the_socket(
     server: LiveServer, scene: Scene, app: Any, subscriptions: Subscriptions
 ) -> None:
-    """Both events in one publish: the feed handles them in one loop step
-    (always with the in-process broker), the bell's push starting the
-    writer and the disconnect cancelling it before it ran."""
-    channel = events.person_channel("candidate", scene.cara.id)
+    """A staff message (which rings the candidate's bell) and a disconnect
+    published back to back: the feed handles them within a few loop steps,
+    the bell's push starting the writer and the disconnect maybe
+    cancelling it before it ran."""
+    chat = app.state.services.chat
+    ctx = await context_of(chat, scene.conversation)
     async with open_socket(server, scene.cara) as ws:
         await _connected(ws)
-        await subscriptions.live(channel)
-        await app.state.services.chat.events.publish([(channel, NOTE), (channel, ACCESS_CHANGED)])
+        await subscriptions.live(events.person_channel("candidate", scene.cara.id))
+        await subscriptions.live(events.org_channel(ctx.org_id))
+        await chat.events.publish([(ctx, message(ctx))])
+        await chat.events.to_person("candidate", scene.cara.id, ACCESS_CHANGED)
         assert await ws.closed_code(within=CLOSED_WITHIN) == 1012
 
 
@@ -70,14 +74,15 @@ async def test_a_disconnect_in_the_step_of_a_push_closes_the_socket(
 ) -> None:
     """The same, made certain on every broker: the person room handles the
     two payloads one after the other, without the loop running between."""
+    ctx = await context_of(app.state.services.chat, scene.conversation)
     async with open_socket(server, scene.cara) as ws:
         await _connected(ws)
         room = _person_room(app, scene)
         [conn] = room.members
-        room._handle(events.encode(NOTE))
+        room._ring(*heard(ctx, message(ctx)))
         # The bell is queued, not written yet.
         assert len(conn.outbox) == 1
-        room._handle(events.encode(events.disconnect(DisconnectReason.SESSION_ENDED)))
+        room._disconnect(events.encode(events.disconnect(DisconnectReason.SESSION_ENDED)))
         assert await ws.closed_code(within=CLOSED_WITHIN) == 1008
 
 
@@ -88,12 +93,13 @@ async def test_a_client_cut_off_before_its_writer_ran_is_closed(
     the one that does not fit cuts the client off as too slow before any
     was written."""
     before = instruments.TOTALS.slow_disconnects
+    ctx = await context_of(app.state.services.chat, scene.conversation)
     async with open_socket(server, scene.cara) as ws:
         await _connected(ws)
         room = _person_room(app, scene)
         [conn] = room.members
         for _ in range(QUEUE + 1):
-            room._handle(events.encode(NOTE))
+            room._ring(*heard(ctx, message(ctx)))
         assert instruments.TOTALS.slow_disconnects == before + 1
         assert conn.close_code == 1013
         assert await ws.closed_code(within=CLOSED_WITHIN) == 1013

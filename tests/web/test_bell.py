@@ -101,7 +101,7 @@ async def test_a_candidate_hears_only_of_the_applications_opened_in_this_session
     sees the conversations of the links opened in the session)."""
     globex = await host.application("app-8", org="globex", candidate="cara", status="interviewing")
     async with open_socket(server, scene.cara) as cara:
-        await subscriptions.live("person:candidate:")
+        await subscriptions.live("org:")
         sent = await scene.mallory.send(globex["conversation_id"], "Hello from Globex")
         assert sent.status_code == 201, sent.text
         await scene.alice.send(scene.conversation, "Hello from Acme")

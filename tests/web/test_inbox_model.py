@@ -48,7 +48,7 @@ import pytest
 from chatserver.app import create_app
 from chatserver.chat import events
 from chatserver.settings import Settings
-from tests.helpers import AUTH, Host, Person, sign_in_staff, signed_in
+from tests.helpers import AUTH, Host, Person, publish_about, sign_in_staff, signed_in
 from tests.helpers import open_link as follow_link
 from tests.ws_helpers import LiveServer, Socket, live_server, open_socket
 
@@ -524,9 +524,7 @@ class Run:
             waiting = [ws for s, ws in self.sockets if STAFF[s] == org]
             live: list[Socket] = []
             for _ in range(50):
-                await chat.events.publish(
-                    [(events.org_channel(org[0]), events.inbox_changed(probe))]
-                )
+                await publish_about(chat, probe, events.inbox_changed(probe))
                 for ws in list(waiting):
                     with contextlib.suppress(TimeoutError):
                         await ws.next_of("inbox", within=0.2)
@@ -536,7 +534,7 @@ class Run:
                     break
             assert not waiting, "an inbox feed never became live"
             # Probe frames may still be on their way: read up to a marker.
-            await chat.events.publish([(events.org_channel(org[0]), events.inbox_changed(marker))])
+            await publish_about(chat, marker, events.inbox_changed(marker))
             for ws in live:
                 while (await ws.next_of("inbox"))["conversation"] != marker:
                     pass

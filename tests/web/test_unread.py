@@ -12,7 +12,14 @@ import httpx
 
 from chatserver.chat import events
 from tests.conftest import Scene
-from tests.helpers import Host, Person, delete_message, error_of, sign_in_candidate
+from tests.helpers import (
+    Host,
+    Person,
+    delete_message,
+    error_of,
+    publish_about,
+    sign_in_candidate,
+)
 from tests.ws_helpers import LiveServer, Socket, open_socket
 
 Browser = Callable[[], httpx.AsyncClient]
@@ -197,7 +204,7 @@ async def follow(app: Any, sockets: list[Socket], org: str, host: Host) -> None:
     chat = app.state.services.chat
     waiting = list(sockets)
     for _ in range(50):
-        await chat.events.publish([(events.org_channel(org), events.inbox_changed(probe))])
+        await publish_about(chat, probe, events.inbox_changed(probe))
         for ws in list(waiting):
             try:
                 await ws.next_of("inbox", within=0.2)
@@ -207,7 +214,7 @@ async def follow(app: Any, sockets: list[Socket], org: str, host: Host) -> None:
         if not waiting:
             break
     assert not waiting, "the inbox feed never became live"
-    await chat.events.publish([(events.org_channel(org), events.inbox_changed(marker))])
+    await publish_about(chat, marker, events.inbox_changed(marker))
     for ws in sockets:
         while (await ws.next_of("inbox"))["conversation"] != marker:
             pass

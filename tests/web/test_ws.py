@@ -366,7 +366,7 @@ async def test_notifications_reach_the_recipients_sockets(
     server: LiveServer, scene: Scene, subscriptions: Subscriptions
 ) -> None:
     async with open_socket(server, scene.cara) as cara:
-        await subscriptions.live("person:candidate:")
+        await subscriptions.live("org:")
         await scene.alice.send(scene.conversation, "Can you come on Tuesday?")
         note = (await cara.next_of("notification"))["notification"]
         assert note["conversation"] == scene.conversation
