@@ -26,7 +26,7 @@ from chatserver.realtime.catchup import CatchUp
 from chatserver.realtime.connection import Connection
 from chatserver.realtime.room import Kick, Room, decode_event
 from chatserver.realtime.streams import OrgStreams
-from chatserver.store.contexts import ConversationContext
+from chatserver.store.contexts import ConversationContext, SendContext
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class ConversationRoom(Room):
         self.conversation_id = conversation_id
         # The conversation as first read: which organisation's stream
         # carries it (that never changes), and what its events are about.
-        self.context: ConversationContext | None = None
+        self.context: SendContext | None = None
         self.members: dict[Connection, Member] = {}
         self.last = 0
         self._buffer_limit = buffer_limit
@@ -117,7 +117,7 @@ class ConversationRoom(Room):
                 if self.ready is not None:
                     self.ready.set()
                 return None
-            self.context = ctx
+            self.context = ctx.for_sending()
             self.last = ctx.last_seq
         return self._streams.subscribe(self.context.org_id, self.conversation_id)
 

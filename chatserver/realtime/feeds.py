@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Callable
 
 import orjson
@@ -72,37 +71,45 @@ class PersonRoom:
     Slotted and taskless: all it holds while idle is its members, the
     listener and a tap per application."""
 
-    __slots__ = ("_bells", "_held", "_kick", "_listener", "_streams", "channel", "members")
+    __slots__ = ("_bells", "_kick", "_listener", "_streams", "channel", "members")
 
     def __init__(self, channel: str, broker: Broker, streams: OrgStreams, kick: Kick) -> None:
         self.channel = channel
         self._kick = kick
         self._streams = streams
         self.members: set[Connection] = set()
-        # (organisation, application) of each member, counted, and its tap.
-        self._held: Counter[tuple[str, str]] = Counter()
-        self._bells: dict[tuple[str, str], Tap] = {}
+        # Per (organisation, application) of the members: its tap and how
+        # many members hold it. None until a member holds one (staff never).
+        self._bells: dict[tuple[str, str], _Bell] | None = None
         self._listener: Listener | None = broker.listen(channel, self._receive)
 
     def join(self, conn: Connection) -> None:
         self.members.add(conn)
         for held in conn.viewer.held_applications():
-            self._held[held] += 1
-            if held not in self._bells:
+            if self._bells is None:
+                self._bells = {}
+            bell_of = self._bells.get(held)
+            if bell_of is None:
                 org_id, application_id = held
-                self._bells[held] = self._streams.tap(org_id, application_id, self._heard)
+                tap = self._streams.tap(org_id, application_id, self._heard)
+                bell_of = self._bells[held] = _Bell(tap)
+            bell_of.holders += 1
 
     def leave(self, conn: Connection) -> None:
         if conn not in self.members:
             return
         self.members.discard(conn)
+        bells = self._bells
+        if bells is None:
+            return
         for held in conn.viewer.held_applications():
-            self._held[held] -= 1
-            if self._held[held] <= 0:
-                del self._held[held]
-                tap = self._bells.pop(held, None)
-                if tap is not None:
-                    tap.release()
+            bell_of = bells.get(held)
+            if bell_of is None:
+                continue
+            bell_of.holders -= 1
+            if bell_of.holders <= 0:
+                del bells[held]
+                bell_of.tap.release()
 
     def stop(self) -> None:
         """Release the listener and the taps (the broker unsubscribes the
@@ -110,10 +117,9 @@ class PersonRoom:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.release()
-        for tap in self._bells.values():
-            tap.release()
-        self._bells.clear()
-        self._held.clear()
+        bells, self._bells = self._bells, None
+        for bell_of in (bells or {}).values():
+            bell_of.tap.release()
 
     def _receive(self, payload: bytes) -> None:
         later(lambda: self._disconnect(payload), self.channel)
@@ -133,6 +139,17 @@ class PersonRoom:
             return
         members = [c for c in self.members if bell.hears(c.viewer, note["notification"])]
         push(members, wire.encode(note), self._kick)
+
+
+class _Bell:
+    """A person room's tap of one application's events, and how many of
+    its members hold that application."""
+
+    __slots__ = ("holders", "tap")
+
+    def __init__(self, tap: Tap) -> None:
+        self.tap = tap
+        self.holders = 0
 
 
 class OrgRoom:

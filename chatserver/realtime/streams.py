@@ -93,7 +93,10 @@ class _Stream:
         self._broker = broker
         self._idle = idle
         self.rooms: dict[str, set[QueueSubscription]] = {}
-        self.taps: dict[str | None, set[Tap]] = {}
+        # By application id (None: every event). Lists: an application
+        # has one tap per worker (its candidate's person room), and a list
+        # of one costs a third of a set's memory.
+        self.taps: dict[str | None, list[Tap]] = {}
         # Set while the broker routes the channel here: a room's history,
         # read after this, misses nothing published meanwhile.
         self.live = asyncio.Event()
@@ -111,8 +114,8 @@ class _Stream:
 
     def untap(self, tap: Tap) -> None:
         taps = self.taps.get(tap.key)
-        if taps is not None:
-            taps.discard(tap)
+        if taps is not None and tap in taps:
+            taps.remove(tap)
             if not taps:
                 del self.taps[tap.key]
         self._idle(self)
@@ -240,7 +243,7 @@ class OrgStreams:
         """Hear the organisation's events about application `key` (None: all)."""
         stream = self._stream(org_id)
         tap = Tap(stream, key, callback)
-        stream.taps.setdefault(key, set()).add(tap)
+        stream.taps.setdefault(key, []).append(tap)
         return tap
 
     async def stop(self, wait_seconds: float) -> None:

@@ -38,11 +38,12 @@ CONTEXT_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SendContext:
     """The facts a send needs: tenancy, the send rule's facts, the guard's
     facts and what its events name. All the PostgreSQL fast path reads
-    (`store/send_batch.py`)."""
+    (`store/send_batch.py`). Slotted: a worker keeps one per conversation
+    room (`realtime/conversation_room.py`)."""
 
     id: str
     application_id: str
@@ -54,7 +55,7 @@ class SendContext:
     job_title: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConversationContext(SendContext):
     """Everything policy and rendering need about one conversation."""
 
@@ -66,6 +67,11 @@ class ConversationContext(SendContext):
     candidate_name: str
     candidate_email: str
     org_name: str
+
+    def for_sending(self) -> SendContext:
+        """The send's facts alone, for keeping (a room keeps one for as
+        long as it has members; the rest of the context is not needed)."""
+        return SendContext(*(getattr(self, f.name) for f in fields(SendContext)))
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> ConversationContext:
