@@ -235,7 +235,7 @@ class Subscriptions:
     and a person's broker listener) have no ready signal of their own; a
     test waits here, instead of sleeping, before it causes what such a room
     should relay. Wraps the broker's public
-    `subscribe` and `listen`, so it works the same on every broker: a
+    `subscribe`, `route` and `listen`, so it works the same on every broker: a
     listener is live once a queue subscription of its channel (which waits
     for the broker to route the channel here) enters.
     """
@@ -246,6 +246,7 @@ class Subscriptions:
         self._routing: set[asyncio.Task[None]] = set()
         subscribe = broker.subscribe
         listen = broker.listen
+        route = broker.route
 
         async def record(channel: str) -> None:
             async with self._changed:
@@ -257,6 +258,12 @@ class Subscriptions:
             async with subscribe(channel) as subscription:
                 await record(channel)
                 yield subscription
+
+        @asynccontextmanager
+        async def recorded_route(channel: str, callback: Any) -> AsyncIterator[None]:
+            async with route(channel, callback):
+                await record(channel)
+                yield
 
         async def routed(channel: str) -> None:
             async with subscribe(channel):
@@ -271,6 +278,7 @@ class Subscriptions:
 
         broker.subscribe = recorded
         broker.listen = recorded_listener
+        broker.route = recorded_route
 
     async def live(self, prefix: str, within: float = FRAME_TIMEOUT) -> str:
         """The first channel starting with `prefix` to have a live subscription."""

@@ -18,7 +18,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Generic, Literal, TypedDict
 
 from chatserver.broker import timing
-from chatserver.broker.base import DEFAULT_QUEUE_SIZE, Listener, Subscription
+from chatserver.broker.base import DEFAULT_QUEUE_SIZE, Event, Listener, Subscription
 from chatserver.broker.channels import ChannelRegistry, ChannelT
 from chatserver.broker.clients import KEY_ERRORS
 from chatserver.broker.publisher import Publisher
@@ -110,6 +110,12 @@ class RedisBackend(Generic[ChannelT]):
     def listen(self, channel: str, callback: Callable[[bytes], None]) -> Listener:
         """Returns at once; the SUBSCRIBE goes out with the writer's next batch."""
         return self._channels.listen(channel, callback)
+
+    def route(
+        self, channel: str, callback: Callable[[Event], None]
+    ) -> AbstractAsyncContextManager[None]:
+        """Entered once Redis routes the channel here, as `subscribe` is."""
+        return self._channels.routing(channel, callback, confirm_within=self.socket_timeout)
 
     def backoff(self, failures: int) -> float:
         return timing.backoff(failures, self.reconnect_min, self.reconnect_max)

@@ -101,6 +101,15 @@ class Broker(Protocol):
         a reconnect; what is missed meanwhile is not replayed."""
         ...
 
+    def route(
+        self, channel: str, callback: Callable[[Event], None]
+    ) -> AbstractAsyncContextManager[None]:
+        """Hand every event of `channel`, `Resync`s included, to `callback`
+        from the broker's dispatch, without a queue or a task, while the
+        context is open. Entered as `subscribe` is: once the channel is
+        live here (or, past the wait, with a Resync)."""
+        ...
+
     async def ping(self) -> bool: ...
 
     @property
@@ -189,6 +198,33 @@ class QueueSubscription:
             return await self.get()
         except SubscriptionClosed:
             raise StopAsyncIteration from None
+
+
+class Router:
+    """A subscription without a queue that also hears `Resync`: each event
+    goes straight to a callback from the broker's dispatch loop (`route`).
+    For a consumer that hands events on at once, such as a worker's
+    organisation stream, which routes each payload to its rooms' queues:
+    one task wake-up per payload instead of two. What the callback raises
+    is logged here."""
+
+    __slots__ = ("_callback", "channel")
+
+    def __init__(self, channel: str, callback: Callable[[Event], None]) -> None:
+        self.channel = channel
+        self._callback: Callable[[Event], None] | None = callback
+
+    def offer(self, event: Event) -> bool:
+        callback = self._callback
+        if callback is not None:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("a router of %s failed on an event", self.channel)
+        return False
+
+    def close(self) -> None:
+        self._callback = None
 
 
 class Receiver(Protocol):

@@ -24,9 +24,11 @@ from typing import Generic, TypeVar
 from chatserver.broker.base import (
     RESYNC,
     Delivery,
+    Event,
     Listener,
     QueueSubscription,
     Receiver,
+    Router,
     Subscription,
     offer_all,
 )
@@ -150,15 +152,28 @@ class ChannelRegistry(Generic[ChannelT]):
         """Yield once Redis confirms the channel (or `confirm_within` seconds
         pass: the subscription then starts with a Resync)."""
         subscription = QueueSubscription(channel, queue_size)
-        state = self.add(subscription)
+        async with self._receiving(subscription, confirm_within):
+            yield subscription
+
+    @asynccontextmanager
+    async def routing(
+        self, channel: str, callback: Callable[[Event], None], *, confirm_within: float
+    ) -> AsyncIterator[None]:
+        """A `Router` for `callback`, entered as `subscription` is."""
+        async with self._receiving(Router(channel, callback), confirm_within):
+            yield
+
+    @asynccontextmanager
+    async def _receiving(self, receiver: Receiver, confirm_within: float) -> AsyncIterator[None]:
+        state = self.add(receiver)
         try:
             if not state.settled and self.may_wait(state):
                 try:
                     async with asyncio.timeout(confirm_within):
                         await state.wait_settled()
                 except TimeoutError:
-                    self.logger.warning(self.unconfirmed_warning, channel)
-                    subscription.offer(RESYNC)
-            yield subscription
+                    self.logger.warning(self.unconfirmed_warning, receiver.channel)
+                    receiver.offer(RESYNC)
+            yield
         finally:
-            self.drop(subscription)
+            self.drop(receiver)

@@ -14,9 +14,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from chatserver.broker.base import (
     DEFAULT_QUEUE_SIZE,
     Delivery,
+    Event,
     Listener,
     QueueSubscription,
     Receiver,
+    Router,
     Subscription,
     offer_all,
 )
@@ -54,6 +56,19 @@ class MemoryBroker:
         listener = Listener(channel, callback, self)
         self._add(listener)
         return listener
+
+    def route(
+        self, channel: str, callback: Callable[[Event], None]
+    ) -> AbstractAsyncContextManager[None]:
+        return self._routing(Router(channel, callback))
+
+    @asynccontextmanager
+    async def _routing(self, router: Router) -> AsyncIterator[None]:
+        self._add(router)
+        try:
+            yield
+        finally:
+            self.drop(router)
 
     def _add(self, receiver: Receiver) -> None:
         self._channels.setdefault(receiver.channel, set()).add(receiver)

@@ -17,8 +17,10 @@ and feeds it has (issue 10). The price: a worker with any interest in an
 organisation receives all of its events, which a busy organisation's
 inbox feeds needed anyway.
 
-A `Resync` of the organisation's subscription (a Redis outage, an
-overflow) reaches every room of it, and each catches up from the database;
+The stream receives through a broker `route`: the broker's dispatch hands
+it each payload, and it routes at once, so a payload wakes its room's task
+and nothing else. A `Resync` of the organisation's channel (a Redis
+outage) reaches every room of it, and each catches up from the database;
 taps ignore it, as feeds are summaries.
 """
 
@@ -34,10 +36,10 @@ from chatserver.broker.base import (
     RESYNC,
     Broker,
     Delivery,
+    Event,
     QueueSubscription,
     Resync,
     Subscription,
-    SubscriptionClosed,
 )
 from chatserver.chat import events
 from chatserver.chat.events import Topic
@@ -72,13 +74,13 @@ class Tap:
 
 
 class _Stream:
-    """One organisation's subscription, its task, and its local followers."""
+    """One organisation's route, the task that holds it open, and its
+    local followers."""
 
     __slots__ = (
         "_broker",
         "_idle",
-        "_stopped",
-        "_subscription",
+        "_stop",
         "_task",
         "channel",
         "live",
@@ -100,10 +102,9 @@ class _Stream:
         # Set while the broker routes the channel here: a room's history,
         # read after this, misses nothing published meanwhile.
         self.live = asyncio.Event()
-        # Closed by `stop` too, so the task ends even if a library
-        # swallowed its cancellation (as `Room.stop` does).
-        self._subscription: Subscription | None = None
-        self._stopped = False
+        # Set by `stop` too, so the task ends even if a library swallowed
+        # its cancellation (as `Room.stop` closes its subscription).
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = asyncio.create_task(
             self._run(), name=f"stream {self.channel}"
         )
@@ -132,9 +133,7 @@ class _Stream:
     def stop(self) -> asyncio.Task[None] | None:
         """Cancel the task (which releases the broker subscription) and end
         every room's subscription; the task to wait for."""
-        self._stopped = True
-        if self._subscription is not None:
-            self._subscription.close()
+        self._stop.set()
         for subscriptions in self.rooms.values():
             for subscription in subscriptions:
                 subscription.close()
@@ -149,43 +148,34 @@ class _Stream:
         return task
 
     async def _run(self) -> None:
+        """Hold the route open until `stop`; the broker re-subscribes it
+        after a reconnect by itself (and sends the Resync)."""
         delay = RETRY_MIN_SECONDS
         first = True
-        while not self._stopped:
+        while not self._stop.is_set():
             try:
-                async with self._broker.subscribe(self.channel) as subscription:
-                    self._subscription = subscription
-                    if self._stopped:
-                        return
+                async with self._broker.route(self.channel, self._event):
                     if not first:
-                        # Events may have been missed since the last subscription.
+                        # Events may have been missed while it was down.
                         self._resync()
                     first = False
                     self.live.set()
-                    delay = RETRY_MIN_SECONDS
-                    await self._consume(subscription)
+                    await self._stop.wait()
+                    return
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("stream %s failed; subscribing again", self.channel)
-            finally:
-                self._subscription = None
+            # Rooms that join meanwhile wait for the route to be back.
             self.live.clear()
-            if self._stopped:
-                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_SECONDS)
 
-    async def _consume(self, subscription: Subscription) -> None:
-        while not self._stopped:
-            try:
-                event = await subscription.get()
-            except SubscriptionClosed:
-                return
-            if isinstance(event, Resync):
-                self._resync()
-            else:
-                self._route(event.payload)
+    def _event(self, event: Event) -> None:
+        if isinstance(event, Resync):
+            self._resync()
+        else:
+            self._route(event.payload)
 
     def _resync(self) -> None:
         for subscriptions in list(self.rooms.values()):

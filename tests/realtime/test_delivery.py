@@ -116,13 +116,13 @@ async def test_a_resync_catches_up_from_the_database(
         await ws.subscribe(scene.conversation)
         resyncs = instruments.TOTALS.resyncs
         await store_silently(svc.chat, scene.conversation, 4)
-        channel = events.org_channel((await context_of(svc.chat, scene.conversation)).org_id)
-        # More than a subscription queue holds, without yielding: the broker
-        # replaces the backlog with one Resync (which the organisation's
-        # stream hands to every room of it).
-        noise = orjson.dumps({"type": "noise"})
+        ctx = await context_of(svc.chat, scene.conversation)
+        # More than a room's queue holds, without yielding: the backlog is
+        # replaced with one Resync.
+        someone = {"kind": "staff", "id": "someone", "name": "Someone"}
+        noise = events.envelope_of(ctx, events.typing_event(scene.conversation, someone))
         for _ in range(svc.broker.queue_size + 10):
-            await svc.broker.publish(channel, noise)
+            await svc.broker.publish(*noise)
         delivered = await ws.collect(lambda fs: len(seqs(fs)) == 4)
         assert seqs(delivered) == [1, 2, 3, 4]
         assert instruments.TOTALS.resyncs > resyncs
