@@ -83,6 +83,8 @@ class Subscription(Protocol):
 class Broker(Protocol):
     publish_failures: int
     overflows: int
+    # Events a subscription holds before it is told to resync instead.
+    queue_size: int
 
     async def connect(self) -> None: ...
 

@@ -174,6 +174,9 @@ class ChannelRegistry(Generic[ChannelT]):
                 except TimeoutError:
                     self.logger.warning(self.unconfirmed_warning, receiver.channel)
                     receiver.offer(RESYNC)
+                    # Events published until the confirmation comes may be
+                    # missed: catch up again then.
+                    state.resync_on_confirm = True
             yield
         finally:
             self.drop(receiver)

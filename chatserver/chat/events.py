@@ -147,8 +147,10 @@ class Topic:
 
 class Again(NamedTuple):
     """An event published again: a retried send found its message stored,
-    and publishes it for rooms that may have missed it. Feeds heard it the
-    first time, so a bell does not ring twice."""
+    and publishes it for rooms that may have missed it. Bells do not ring
+    for it (they rang the first time, unless that publish was lost with
+    its worker: a missed bell, never a doubled one); inbox rows, which are
+    idempotent, take it."""
 
     ctx: SendContext
     event: Mapping[str, Any]

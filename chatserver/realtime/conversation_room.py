@@ -118,7 +118,11 @@ class ConversationRoom(Room):
                     self.ready.set()
                 return None
             self.context = ctx.for_sending()
-            self.last = ctx.last_seq
+            if self.ready is None or not self.ready.is_set():
+                # Else joiners went live while the context could not be
+                # read: the first catch-up starts from the beginning
+                # (each member skips what it has).
+                self.last = ctx.last_seq
         return self._streams.subscribe(self.context.org_id, self.conversation_id)
 
     async def _subscribed(self, first: bool) -> None:

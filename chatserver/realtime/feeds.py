@@ -194,7 +194,7 @@ class OrgRoom:
         return flusher
 
     def _heard(self, about: Topic, body: bytes) -> None:
-        if about.type is EventType.TYPING or about.again:
+        if about.type is EventType.TYPING:
             return
         if about.type is EventType.READ and about.by != Role.STAFF.value:
             # A candidate's read changes no staff member's row.
@@ -202,15 +202,18 @@ class OrgRoom:
         later(lambda: self._changed(about, body), self.channel)
 
     def _changed(self, about: Topic, body: bytes) -> None:
-        if about.type is EventType.MESSAGE and about.by == Role.CANDIDATE.value:
-            note = bell_frame(about, body, Role.STAFF)
-            if note is not None:
-                push(list(self.members), wire.encode(note), self._kick)
         # Inbox frames are summaries, not a log: after an outage the next
         # change of each conversation brings its numbers up to date, and a
         # page reload lists everything, so missed ones are not replayed.
+        # (A repeat's row too: rows are idempotent, and the first publish
+        # may have been lost with the worker that committed it.)
         self._pending[about.conversation_id] = None
         self._dirty.set()
+        candidates = about.type is EventType.MESSAGE and about.by == Role.CANDIDATE.value
+        if candidates and not about.again:
+            note = bell_frame(about, body, Role.STAFF)
+            if note is not None:
+                push(list(self.members), wire.encode(note), self._kick)
 
     async def _flush_forever(self) -> None:
         while True:

@@ -67,7 +67,7 @@ class Hub:
         self.presence = presence or presence_from_settings(settings)
         self.stats = stats_store_from_settings(settings)
         self.reporter = StatsReporter(self.stats)
-        self.streams = OrgStreams(broker)
+        self.streams = OrgStreams(broker, queue_size=broker.queue_size)
         self._rooms: dict[str, ConversationRoom] = {}
         self._orgs: dict[str, OrgRoom] = {}
         self._people: dict[str, PersonRoom] = {}

@@ -20,7 +20,15 @@ from collections.abc import Awaitable, Callable
 import pytest
 from redis.asyncio import Redis
 
-from chatserver.broker import RESYNC, Broker, Delivery, Listener, MemoryBroker, Subscription
+from chatserver.broker import (
+    RESYNC,
+    Broker,
+    Delivery,
+    Event,
+    Listener,
+    MemoryBroker,
+    Subscription,
+)
 from chatserver.broker.cluster import ClusterBroker
 from chatserver.broker.redis import RedisBroker
 from chatserver.broker.shards import wire_channel
@@ -275,3 +283,32 @@ async def test_the_cluster_subscribes_a_listener_again_after_its_link_drops(
     finally:
         await admin.aclose()
     listener.release()
+
+
+async def test_a_route_hands_each_event_to_its_callback_once_live_and_leaves_with_its_context(
+    broker: Broker,
+) -> None:
+    """`route` (an organisation stream's way in): entered once the channel
+    is routed here, every payload goes to the callback from the broker's
+    dispatch, and leaving takes the channel off the wire. (The Resync of a
+    reconnect reaching the stream's rooms: tests/e2e.)"""
+    events: list[Event] = []
+    heard = Heard()
+
+    def callback(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, Delivery):
+            heard(event.payload)
+
+    payloads = [str(i).encode() for i in range(50)]
+    async with broker.route("org:r", callback):
+        # Entered: a publish now cannot be missed.
+        for payload in payloads:
+            await broker.publish("org:r", payload)
+        assert await heard.at_least(len(payloads)) == payloads
+        assert events == [Delivery("org:r", p) for p in payloads]
+
+    async def unsubscribed() -> bool:
+        return not await wire_subscribers(broker, "org:r")
+
+    await eventually_async(unsubscribed, within=UNSUBSCRIBE_WITHIN, what="the UNSUBSCRIBE")

@@ -203,39 +203,26 @@ async def test_each_caller_gets_its_own_answer(app: Any, host: Host, own_db: Dat
         answers = await all_at_once(ViewerBatches(own_db), lookups)
     assert seen.transactions == 1
     staff_viewer = Viewer(Role.STAFF, alive, alive.title(), "UTC", org_id="acme")
+    cara_app5 = Viewer(
+        Role.CANDIDATE,
+        cara,
+        cara.title(),
+        "UTC",
+        application_ids=("app-5",),
+        application_orgs=("acme",),
+    )
     assert answers == [
         staff_viewer,
         None,
         staff_viewer,
         None,
         None,
-        Viewer(
-            Role.CANDIDATE,
-            cara,
-            cara.title(),
-            "UTC",
-            application_ids=("app-5",),
-            application_orgs=("acme",),
-        ),
+        cara_app5,
         # app-6 is another candidate's: the session holds only what is hers.
-        Viewer(
-            Role.CANDIDATE,
-            cara,
-            cara.title(),
-            "UTC",
-            application_ids=("app-5",),
-            application_orgs=("acme",),
-        ),
+        cara_app5,
         # Signed before app-5 became hers: it does not hold it.
         Viewer(Role.CANDIDATE, cara, cara.title(), "UTC", application_ids=()),
-        Viewer(
-            Role.CANDIDATE,
-            cara,
-            cara.title(),
-            "UTC",
-            application_ids=("app-5",),
-            application_orgs=("acme",),
-        ),
+        cara_app5,
         None,
         Viewer(
             Role.CANDIDATE,
