@@ -102,24 +102,20 @@ class Room(ABC):
         first = True
         while not self._stopped:
             try:
-                source = await self._follow()
-                if source is None:
-                    # Nothing to follow yet; look again after the pause.
-                    raise _NotYet
-                async with source as subscription:
-                    self._subscription = subscription
-                    if self._stopped:
-                        return
-                    await self._subscribed(first)
-                    first = False
-                    if self.ready is not None:
-                        self.ready.set()
-                    delay = RETRY_MIN_SECONDS
-                    await self._consume(subscription)
+                # None: nothing to follow yet; look again after the pause.
+                if (source := await self._follow()) is not None:
+                    async with source as subscription:
+                        self._subscription = subscription
+                        if self._stopped:
+                            return
+                        await self._subscribed(first)
+                        first = False
+                        if self.ready is not None:
+                            self.ready.set()
+                        delay = RETRY_MIN_SECONDS
+                        await self._consume(subscription)
             except asyncio.CancelledError:
                 raise
-            except _NotYet:
-                pass
             except Exception:
                 log.exception("room %s failed; subscribing again", self.channel)
             finally:
@@ -180,10 +176,6 @@ class Room(ABC):
 
     def _push(self, members: Sequence[Connection], frame: str) -> None:
         push(members, frame, self._kick)
-
-
-class _NotYet(Exception):
-    """`_follow` found nothing to follow yet: try again after a pause."""
 
 
 def push(members: Sequence[Connection], frame: str, kick: Kick) -> None:
