@@ -118,13 +118,15 @@ class Server:
 
     def stacks(self) -> str:
         """What every thread of the server is doing now (py-spy), for the
-        report of a test that found it not answering."""
+        report of a test that found it not answering: with native frames
+        (a thread inside SQLite shows whether it waits for a lock) and
+        locals (which statement it runs)."""
         if self.process is None or self.process.poll() is not None:
             return "(not running)"
         spy = Path(sys.executable).with_name("py-spy")
         try:
             dump = subprocess.run(
-                [str(spy), "dump", "--pid", str(self.process.pid)],
+                [str(spy), "dump", "--native", "--locals", "--pid", str(self.process.pid)],
                 capture_output=True,
                 text=True,
                 timeout=20,
