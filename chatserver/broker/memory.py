@@ -60,15 +60,7 @@ class MemoryBroker:
     def route(
         self, channel: str, callback: Callable[[Event], None]
     ) -> AbstractAsyncContextManager[None]:
-        return self._routing(Router(channel, callback))
-
-    @asynccontextmanager
-    async def _routing(self, router: Router) -> AsyncIterator[None]:
-        self._add(router)
-        try:
-            yield
-        finally:
-            self.drop(router)
+        return self._receiving(Router(channel, callback))
 
     def _add(self, receiver: Receiver) -> None:
         self._channels.setdefault(receiver.channel, set()).add(receiver)
@@ -85,11 +77,18 @@ class MemoryBroker:
     @asynccontextmanager
     async def _subscription(self, channel: str) -> AsyncIterator[Subscription]:
         subscription = QueueSubscription(channel, self.queue_size)
-        self._add(subscription)
-        try:
+        async with self._receiving(subscription):
             yield subscription
+
+    @asynccontextmanager
+    async def _receiving(self, receiver: Receiver) -> AsyncIterator[None]:
+        """`receiver` hears the channel while the context is open (live at
+        once: nothing to confirm in memory)."""
+        self._add(receiver)
+        try:
+            yield
         finally:
-            self.drop(subscription)
+            self.drop(receiver)
 
     async def ping(self) -> bool:
         return True

@@ -148,17 +148,14 @@ class _Stream:
         return task
 
     async def _run(self) -> None:
-        """Hold the route open until `stop`; the broker re-subscribes it
-        after a reconnect by itself (and sends the Resync)."""
+        """Hold the route open until `stop`. Once entered it stays: the
+        broker re-subscribes it after a reconnect by itself (and sends the
+        Resync). Only entering it can fail; that is tried again, and rooms
+        wait for `live` meanwhile."""
         delay = RETRY_MIN_SECONDS
-        first = True
         while not self._stop.is_set():
             try:
                 async with self._broker.route(self.channel, self._event):
-                    if not first:
-                        # Events may have been missed while it was down.
-                        self._resync()
-                    first = False
                     self.live.set()
                     await self._stop.wait()
                     return
@@ -166,8 +163,6 @@ class _Stream:
                 raise
             except Exception:
                 log.exception("stream %s failed; subscribing again", self.channel)
-            # Rooms that join meanwhile wait for the route to be back.
-            self.live.clear()
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_SECONDS)
 
