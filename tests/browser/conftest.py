@@ -13,12 +13,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import unicodedata
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -56,6 +57,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS_ENV = "CHAT_TEST_SCREENSHOTS_DIR"
 # Generous for a loaded CI machine; a live update normally lands in < 100 ms.
 LIVE_MS = 10_000
+
+T = TypeVar("T")
 
 
 class Server:
@@ -371,3 +374,16 @@ def seqs(page: Page) -> list[int]:
         "els => els.map(e => Number(e.dataset.seq))"
     )
     return [int(seq) for seq in found]
+
+
+def handled(page: Page, check: Callable[[], T | None], *, what: str) -> T:
+    """The first result of `check()` that is not None, for what a route
+    handler records. Playwright's synchronous API runs handlers only while
+    the test is inside one of its calls, so this waits in `wait_for_timeout`
+    (tests/helpers.py's `eventually` sleeps the thread, and nothing would
+    run); past LIVE_MS the test fails saying `what` did not happen."""
+    deadline = time.monotonic() + LIVE_MS / 1000
+    while (result := check()) is None:
+        assert time.monotonic() < deadline, f"{what} did not happen"
+        page.wait_for_timeout(20)
+    return result

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import APIResponse, Page, Route, expect
+from playwright.sync_api import Page, Route, expect
 
-from tests.browser.conftest import Ats, Browsers
+from tests.browser.conftest import Ats, Browsers, handled
 from tests.browser.test_inbox import candidate_says, item
 
 pytestmark = pytest.mark.browser
@@ -83,22 +83,21 @@ def test_a_listing_that_answers_after_an_entry_was_marked_read_does_not_bring_it
     expect(count).to_have_text("1")
     # The listing the panel asks for on opening is read by the server now
     # and reaches the page only after the entry was marked read.
-    held: list[tuple[Route, APIResponse]] = []
+    held: list[Route] = []
 
     def hold_the_first(route: Route) -> None:
         if held:
             route.continue_()
         else:
-            held.append((route, route.fetch()))
+            held.append(route)
 
     inbox.route(LISTING, hold_the_first)
-    with inbox.expect_request(LISTING):
-        inbox.get_by_test_id("notifications-bell").click()
+    inbox.get_by_test_id("notifications-bell").click()
+    route = handled(inbox, lambda: held[0] if held else None, what="the panel's listing")
+    stale = route.fetch()
     mark = inbox.get_by_role("dialog", name="Notifications").get_by_role("button", name="Mark read")
     mark.click()
     expect(count).to_be_hidden()
-    assert len(held) == 1
-    route, stale = held[0]
     # Its answer may predate the change: the page asks again.
     with inbox.expect_request(LISTING):
         route.fulfill(response=stale)
