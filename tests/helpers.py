@@ -29,12 +29,19 @@ EVENTUALLY_EVERY_SECONDS = 0.05
 T = TypeVar("T")
 
 
-def eventually(check: Callable[[], T | None], *, within: float, what: str) -> T:
+def eventually(
+    check: Callable[[], T | None],
+    *,
+    within: float,
+    what: str,
+    pause: Callable[[float], object] = time.sleep,
+) -> T:
     """The first result of `check()` that is not None or False, for what
     another process does in its own time (a server starting, a file being
-    written) and tells no one about. Looks every 50 ms; past `within`
-    seconds the test fails saying `what` did not happen. `check` may raise
-    to stop at once (a server process that exited)."""
+    written) and tells no one about. Looks every 50 ms, waiting with
+    `pause(seconds)`; past `within` seconds the test fails saying `what`
+    did not happen. `check` may raise to stop at once (a server process
+    that exited)."""
     deadline = time.monotonic() + within
     while True:
         result = check()
@@ -42,7 +49,7 @@ def eventually(check: Callable[[], T | None], *, within: float, what: str) -> T:
             return result
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what}: not within {within:g} s")
-        time.sleep(EVENTUALLY_EVERY_SECONDS)
+        pause(EVENTUALLY_EVERY_SECONDS)
 
 
 def path_of(url: str) -> str:

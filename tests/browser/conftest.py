@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
@@ -377,13 +376,10 @@ def seqs(page: Page) -> list[int]:
 
 
 def handled(page: Page, check: Callable[[], T | None], *, what: str) -> T:
-    """The first result of `check()` that is not None, for what a route
-    handler records. Playwright's synchronous API runs handlers only while
-    the test is inside one of its calls, so this waits in `wait_for_timeout`
-    (tests/helpers.py's `eventually` sleeps the thread, and nothing would
-    run); past LIVE_MS the test fails saying `what` did not happen."""
-    deadline = time.monotonic() + LIVE_MS / 1000
-    while (result := check()) is None:
-        assert time.monotonic() < deadline, f"{what} did not happen"
-        page.wait_for_timeout(20)
-    return result
+    """`eventually`, for what a route handler records: Playwright's
+    synchronous API runs handlers only while the test is inside one of its
+    calls, so this waits in `wait_for_timeout` (a sleeping thread would
+    run nothing)."""
+    return eventually(
+        check, within=LIVE_MS / 1000, what=what, pause=lambda s: page.wait_for_timeout(s * 1000)
+    )
