@@ -1,7 +1,10 @@
 """Deleting a message for oneself or, one's own, for everyone: hidden
-or blanked, audited, and published after commit."""
+or blanked, audited, and published after commit; deleted for everyone,
+its files' bytes are deleted too (`Blobs.release`)."""
 
 from __future__ import annotations
+
+import logging
 
 from chatserver.chat import access, events, ids
 from chatserver.chat.identity import Viewer
@@ -9,6 +12,8 @@ from chatserver.chat.policy import can_delete_for_everyone, can_delete_for_me
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode, invalid, not_found
 from chatserver.store import audit, messages
+
+log = logging.getLogger(__name__)
 
 
 async def delete_message(chat: Chat, viewer: Viewer, message_id: str, scope: str) -> None:
@@ -31,7 +36,8 @@ async def delete_message(chat: Chat, viewer: Viewer, message_id: str, scope: str
                 raise ChatError(
                     ErrorCode.FORBIDDEN, "You can delete only your own messages for everyone."
                 )
-            if not await messages.mark_deleted(conn, message_id):
+            released = await messages.mark_deleted(conn, message_id)
+            if released is None:
                 return  # deleted already, maybe a moment ago by another request
             await audit.record(
                 conn,
@@ -50,3 +56,15 @@ async def delete_message(chat: Chat, viewer: Viewer, message_id: str, scope: str
         return
     # Also every inbox row's change (its preview).
     await chat.events.publish([(ctx, events.deleted_event(conversation_id, row["seq"]))])
+    if released:
+        await _release(chat, released)
+
+
+async def _release(chat: Chat, sha256s: set[str]) -> None:
+    """The deleted files' bytes go too, unless another upload of the same
+    content still refers to them. The deletion is committed already, so a
+    failure here only leaves the bytes behind, unreachable: logged."""
+    try:
+        await chat.blobs.release(sha256s)
+    except Exception:
+        log.exception("the bytes of a deleted message's files were not deleted")

@@ -12,6 +12,7 @@ from chatserver.chat.viewers import ViewerBatches
 from chatserver.clock import Clock, utcnow
 from chatserver.ops import faults, instruments
 from chatserver.settings import Settings
+from chatserver.store.blobs import Blobs, blobs_for
 from chatserver.store.db import Database
 
 # One batch in flight per worker. Overlapping batches looked attractive
@@ -31,6 +32,7 @@ class Chat:
     limits: Limits = field(init=False)
     viewers: ViewerBatches = field(init=False)
     openings: OpeningBatches = field(init=False)
+    blobs: Blobs = field(init=False)
 
     def __post_init__(self) -> None:
         faults.arm(self.settings.test_fault)
@@ -48,6 +50,7 @@ class Chat:
         )
         self.viewers = ViewerBatches(self.db)
         self.openings = OpeningBatches(self.db)
+        self.blobs = blobs_for(self.db, self.settings.attachments_dir)
 
     async def start(self) -> None:
         await self.limits.start()

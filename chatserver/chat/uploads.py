@@ -22,13 +22,14 @@ from datetime import timedelta
 from io import BytesIO
 from typing import Any, BinaryIO
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from chatserver.chat import access, ids, sniffing, thumbnails, views
 from chatserver.chat.identity import Viewer
 from chatserver.chat.service import Chat
 from chatserver.clock import as_utc
 from chatserver.errors import ChatError, ErrorCode, invalid, not_found, too_large
 from chatserver.store import attachments
-from chatserver.store.blobs import Blobs, blobs_for
 
 # Re-exported for callers that name the types.
 PDF, DOC, DOCX, ODT = sniffing.PDF, sniffing.DOC, sniffing.DOCX, sniffing.ODT
@@ -136,10 +137,6 @@ def clean_name(name: str, content_type: str) -> str:
     return name[-NAME_MAX:]
 
 
-def blobs(chat: Chat) -> Blobs:
-    return blobs_for(chat.db, chat.settings.attachments_dir)
-
-
 async def store(
     chat: Chat, viewer: Viewer, name: str, source: BinaryIO, size: int
 ) -> dict[str, Any]:
@@ -150,12 +147,11 @@ async def store(
         raise invalid("The file is empty.")
     await _within_unsent_bound(chat, viewer)
     checked = await check_off_loop(source)
-    files = blobs(chat)
-    await files.put(checked.sha256, source)
+    files: list[tuple[str, BinaryIO]] = [(checked.sha256, source)]
     thumbnail_sha256 = None
     if checked.thumbnail is not None:
         thumbnail_sha256 = hashlib.sha256(checked.thumbnail.data).hexdigest()
-        await files.put(thumbnail_sha256, BytesIO(checked.thumbnail.data))
+        files.append((thumbnail_sha256, BytesIO(checked.thumbnail.data)))
     row = {
         "id": secrets.token_hex(16),
         "uploader_kind": viewer.kind.value,
@@ -168,8 +164,11 @@ async def store(
         "created_at": chat.clock(),
         "thumbnail_sha256": thumbnail_sha256,
     }
-    async with chat.db.transaction() as conn:
+
+    async def refer(conn: AsyncConnection) -> None:
         await attachments.add(conn, row)
+
+    await chat.blobs.store(files, refer)
     result = views.attachment(row)
     # The upload's answer is the attachment before it is sent (SPEC 5a):
     # its download and thumbnail addresses come with the message.
@@ -228,7 +227,7 @@ async def _readable(chat: Chat, viewer: Viewer, attachment_id: str) -> Any:
 async def _stored(chat: Chat, sha256: str) -> AsyncIterator[bytes]:
     """The blob's parts, after checking that its first part is there (a
     missing blob is `not_found` before any response has started)."""
-    parts = blobs(chat).read(sha256)
+    parts = chat.blobs.read(sha256)
     first = await anext(parts, None)
     if first is None:
         raise not_found("attachment")

@@ -1,12 +1,12 @@
-"""Uploaded files' metadata; the bytes live under CHAT_ATTACHMENTS_DIR."""
+"""Uploaded files' metadata; the bytes live in `store/blobs.py`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import ColumnElement, bindparam, exists, func, insert, or_, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -67,3 +67,21 @@ async def unsent_since(
     params = {"kind": kind, "person_id": person_id, "since": since}
     count, oldest = (await conn.execute(_UNSENT_SINCE, params)).one()
     return int(count), oldest
+
+
+def refers_to(sha256: str) -> ColumnElement[bool]:
+    """Whether any attachment's file or thumbnail is these bytes (an index
+    probe each: `ix_attachments_sha256`, `ix_attachments_thumbnail_sha256`)."""
+    return or_(
+        exists().where(attachments.c.sha256 == sha256),
+        exists().where(attachments.c.thumbnail_sha256 == sha256),
+    )
+
+
+async def unreferenced(conn: AsyncConnection, sha256s: Collection[str]) -> list[str]:
+    """Those of these hashes that no attachment refers to."""
+    return [
+        sha256
+        for sha256 in sorted(sha256s)
+        if not (await conn.execute(select(refers_to(sha256)))).scalar_one()
+    ]

@@ -6,7 +6,9 @@ stored once and a stored blob never changes. Both stores write a blob
 completely before anyone can refer to it (a folder writes a temporary file
 and renames it; the database inserts every part in one transaction), and
 both read it back in parts, so a download never holds a whole file in
-memory.
+memory. Bytes that no attachment refers to any more (its message deleted
+for everyone) are deleted by `release`, unless another upload of the same
+content refers to them.
 
 Why the database in production: several web machines share one PostgreSQL
 database and nothing else; a local folder would serve a file only on the
@@ -22,13 +24,14 @@ import asyncio
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatserver.store import dialect
+from chatserver.store import attachments, dialect
 from chatserver.store.db import Database
 from chatserver.store.tables import attachment_blobs
 
@@ -38,28 +41,49 @@ from chatserver.store.tables import attachment_blobs
 PART_BYTES = 512 * 1024
 
 
+# The rows that refer to blobs just stored, added in the same step.
+Refer = Callable[[AsyncConnection], Awaitable[None]]
+
+
 class Blobs(Protocol):
-    async def put(self, sha256: str, source: BinaryIO) -> None:
-        """Store the bytes of `source` (from its start) under their hash;
-        storing a hash that is already there does nothing."""
+    async def store(self, files: Sequence[tuple[str, BinaryIO]], refer: Refer) -> None:
+        """Store each `(sha256, source)` (read from its start; a hash that
+        is there already is kept as it is) and, in the same step, the rows
+        that `refer` adds: `release` never deletes bytes between the two."""
         ...
 
     def read(self, sha256: str) -> AsyncIterator[bytes]:
         """The stored bytes, part by part (nothing if the hash is unknown)."""
         ...
 
+    async def release(self, sha256s: Collection[str]) -> None:
+        """Delete the bytes of those of these hashes that no attachment
+        refers to any more (as its file or its thumbnail): called once the
+        rows that referred to them are deleted."""
+        ...
+
 
 class FolderBlobs:
-    """`CHAT_ATTACHMENTS_DIR/ab/abcdef…`: the embedded default."""
+    """`CHAT_ATTACHMENTS_DIR/ab/abcdef…`: the embedded default.
 
-    def __init__(self, folder: Path) -> None:
+    The embedded default is one process, so one lock keeps `store` and
+    `release` apart: an upload of bytes that are there already must not
+    find them, and then add its row after a release deleted them."""
+
+    def __init__(self, folder: Path, db: Database) -> None:
         self.folder = folder
+        self.db = db
+        self._lock = asyncio.Lock()
 
     def path(self, sha256: str) -> Path:
         return self.folder / sha256[:2] / sha256
 
-    async def put(self, sha256: str, source: BinaryIO) -> None:
-        await asyncio.to_thread(self._write, sha256, source)
+    async def store(self, files: Sequence[tuple[str, BinaryIO]], refer: Refer) -> None:
+        async with self._lock:
+            for sha256, source in files:
+                await asyncio.to_thread(self._write, sha256, source)
+            async with self.db.transaction() as conn:
+                await refer(conn)
 
     def _write(self, sha256: str, source: BinaryIO) -> None:
         path = self.path(sha256)
@@ -83,28 +107,46 @@ class FolderBlobs:
         finally:
             handle.close()
 
+    async def release(self, sha256s: Collection[str]) -> None:
+        async with self._lock:
+            async with self.db.transaction() as conn:
+                unused = await attachments.unreferenced(conn, sha256s)
+            for sha256 in unused:
+                await asyncio.to_thread(self.path(sha256).unlink, missing_ok=True)
+
 
 class DatabaseBlobs:
-    """Table `attachment_blobs` (sha256, part, data): production."""
+    """Table `attachment_blobs` (sha256, part, data): production.
+
+    Several workers store and release at once, so the first part's row is
+    the blob's lock: `store` holds it shared until its rows are committed,
+    `release` exclusively while it deletes. A release that comes first
+    leaves nothing for the upload to find, which then stores the bytes
+    again; one that comes second sees the upload's row and keeps them.
+    Both take the locks in hash order, so they cannot deadlock."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def put(self, sha256: str, source: BinaryIO) -> None:
+    async def store(self, files: Sequence[tuple[str, BinaryIO]], refer: Refer) -> None:
         async with self.db.transaction() as conn:
-            present = select(func.count()).where(attachment_blobs.c.sha256 == sha256)
-            if (await conn.execute(present)).scalar_one():
-                return
-            source.seek(0)
-            part = 0
-            while chunk := await asyncio.to_thread(source.read, PART_BYTES):
-                # Two uploads of the same new file may race: the second
-                # insert of a part is simply skipped.
-                stmt = dialect.insert(conn)(attachment_blobs).values(
-                    sha256=sha256, part=part, data=chunk
-                )
-                await conn.execute(stmt.on_conflict_do_nothing())
-                part += 1
+            for sha256, source in sorted(files, key=lambda file: file[0]):
+                await self._put(conn, sha256, source)
+            await refer(conn)
+
+    async def _put(self, conn: AsyncConnection, sha256: str, source: BinaryIO) -> None:
+        if (await conn.execute(dialect.locked(conn, _first_part(sha256), read=True))).first():
+            return
+        source.seek(0)
+        part = 0
+        while chunk := await asyncio.to_thread(source.read, PART_BYTES):
+            # Two uploads of the same new file may race: the second
+            # insert of a part waits for the first, then is skipped.
+            stmt = dialect.insert(conn)(attachment_blobs).values(
+                sha256=sha256, part=part, data=chunk
+            )
+            await conn.execute(stmt.on_conflict_do_nothing())
+            part += 1
 
     async def read(self, sha256: str) -> AsyncIterator[bytes]:
         part = 0
@@ -119,9 +161,27 @@ class DatabaseBlobs:
             yield bytes(chunk)
             part += 1
 
+    async def release(self, sha256s: Collection[str]) -> None:
+        async with self.db.transaction() as conn:
+            for sha256 in sorted(sha256s):
+                await conn.execute(dialect.locked(conn, _first_part(sha256)))
+                await conn.execute(
+                    delete(attachment_blobs).where(
+                        attachment_blobs.c.sha256 == sha256,
+                        ~attachments.refers_to(sha256),
+                    )
+                )
+
+
+def _first_part(sha256: str) -> Select[Any]:
+    return select(attachment_blobs.c.part).where(
+        attachment_blobs.c.sha256 == sha256, attachment_blobs.c.part == 0
+    )
+
 
 def blobs_for(db: Database, attachments_dir: Path) -> Blobs:
-    """The database when it is PostgreSQL (shared by every machine), else the folder."""
+    """The database when it is PostgreSQL (shared by every machine), else the
+    folder. One per process: the folder's lock must be shared by all."""
     if dialect.is_sqlite(db.engine):
-        return FolderBlobs(attachments_dir)
+        return FolderBlobs(attachments_dir, db)
     return DatabaseBlobs(db)

@@ -39,8 +39,9 @@ def greatest(conn: AsyncConnection, *values: ColumnElement[Any]) -> ColumnElemen
 
 def locked(conn: AsyncConnection, query: Select[Any], **of: Any) -> Select[Any]:
     """`query` taking row locks on PostgreSQL, for a claim that other
-    PostgreSQL workers skip (`skip_locked`); unchanged on SQLite, whose
-    single claimer needs none (`store/outbox.py`)."""
+    PostgreSQL workers skip (`skip_locked`, `store/outbox.py`) or a blob
+    that a release must wait for (`store/blobs.py`); unchanged on SQLite,
+    whose single process needs none."""
     return query.with_for_update(**of) if is_postgres(conn) else query
 
 

@@ -226,20 +226,25 @@ async def last_visible(
     return {row["conversation_id"]: row for row in (await conn.execute(query)).mappings()}
 
 
-async def mark_deleted(conn: AsyncConnection, message_id: str) -> bool:
+async def mark_deleted(conn: AsyncConnection, message_id: str) -> set[str] | None:
     """Delete for everyone: the body goes, and so do the attachments (their
-    rows, so their ids stop resolving; the content-addressed bytes may be
-    shared with other uploads and stay). False when it was deleted already:
-    the update is the check, so of two deletions at once one does it."""
+    rows, so their ids stop resolving). The hashes of their files and
+    thumbnails, for `Blobs.release` once this commits; None when it was
+    deleted already: the update is the check, so of two deletions at once
+    one does it."""
     done = await conn.execute(
         update(messages)
         .where(messages.c.id == message_id, messages.c.deleted.is_(False))
         .values(deleted=True, body="", html="", search_body="")
     )
     if done.rowcount != 1:
-        return False
-    await conn.execute(delete(attachments).where(attachments.c.message_id == message_id))
-    return True
+        return None
+    removed = await conn.execute(
+        delete(attachments)
+        .where(attachments.c.message_id == message_id)
+        .returning(attachments.c.sha256, attachments.c.thumbnail_sha256)
+    )
+    return {sha256 for row in removed for sha256 in row if sha256 is not None}
 
 
 async def hide(conn: AsyncConnection, message_id: str, viewer_kind: str, viewer_id: str) -> None:

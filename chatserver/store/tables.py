@@ -149,9 +149,13 @@ class Message(SQLModel, table=True):
 
 class Attachment(SQLModel, table=True):
     __tablename__ = "attachments"
-    # A person's recent uploads, for the bound on those not sent yet.
+    # A person's recent uploads, for the bound on those not sent yet; and
+    # whether any file or thumbnail is still these bytes, before a blob is
+    # deleted (`store/blobs.py`).
     __table_args__ = (
         Index("ix_attachments_uploader", "uploader_kind", "uploader_id", "created_at"),
+        Index("ix_attachments_sha256", "sha256"),
+        Index("ix_attachments_thumbnail_sha256", "thumbnail_sha256"),
     )
     id: str = Field(primary_key=True, max_length=32)
     uploader_kind: str = Field(max_length=16)

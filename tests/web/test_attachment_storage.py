@@ -1,21 +1,27 @@
 """Where attachment bytes live (issue 15 item 4): in PostgreSQL in
 production, so that every machine sharing the database serves every file;
-in the attachments folder in the embedded default. Same tests, both backends."""
+in the attachments folder in the embedded default. Same tests, both backends.
+A message deleted for everyone takes its files' bytes with it, unless
+another upload of the same content still refers to them."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import io
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from sqlalchemy import delete
 
 from chatserver.settings import Settings
 from chatserver.store.blobs import PART_BYTES
 from chatserver.store.tables import attachment_blobs
 from tests.conftest import Scene
-from tests.helpers import count_rows, error_of, other_app, upload
+from tests.helpers import Person, count_rows, delete_message, error_of, other_app, upload
 
 MiB = 1024 * 1024
 
@@ -90,3 +96,153 @@ async def test_a_ten_mebibyte_file_streams_back_whole(scene: Scene) -> None:
         assert r.status_code == 200
         pieces = [piece async for piece in r.aiter_raw()]
     assert b"".join(pieces) == data
+
+
+def photo(seed: int) -> bytes:
+    """A PNG large enough to get a thumbnail of other bytes than its own."""
+    pixels = random.Random(seed).randbytes(320 * 240 * 3)
+    out = io.BytesIO()
+    Image.frombytes("RGB", (320, 240), pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Bytes:
+    """Whether the app's blob store holds a hash, whichever backend it is."""
+
+    app: Any
+    settings: Settings
+    backend: str
+
+    async def kept(self, digest: str) -> bool:
+        if self.backend == "production":
+            return await count_rows(self.app, attachment_blobs, sha256=digest) > 0
+        return (self.settings.attachments_dir / digest[:2] / digest).exists()
+
+
+async def sent_with(person: Person, conversation: str, name: str, data: bytes) -> dict[str, Any]:
+    """Upload `data` and send it; the message."""
+    file = await upload(person, name, data)
+    assert file.status_code == 201, file.text
+    sent = await person.send(conversation, name, attachments=[file.json()["id"]])
+    assert sent.status_code == 201, sent.text
+    return dict(sent.json())
+
+
+async def deleted(person: Person, message: dict[str, Any]) -> None:
+    assert (await delete_message(person, message["id"], "everyone")).status_code == 204
+
+
+async def test_a_message_deleted_for_everyone_takes_its_bytes_and_thumbnail_along(
+    scene: Scene, app: Any, settings: Settings, backend: str
+) -> None:
+    stored = Bytes(app, settings, backend)
+    image = photo(seed=1)
+    message = await sent_with(scene.alice, scene.conversation, "photo.png", image)
+    [attachment] = message["attachments"]
+    thumbnail = await scene.cara.client.get(attachment["thumbnail_url"])
+    assert thumbnail.status_code == 200
+    digests = {sha(image), sha(thumbnail.content)}
+    assert len(digests) == 2
+    assert [await stored.kept(d) for d in digests] == [True, True]
+
+    await deleted(scene.alice, message)
+    assert [await stored.kept(d) for d in digests] == [False, False]
+    error_of(await scene.cara.client.get(attachment["url"]), 404, "not_found")
+
+
+async def test_bytes_another_upload_refers_to_stay_until_it_goes_too(
+    scene: Scene, app: Any, settings: Settings, backend: str
+) -> None:
+    stored = Bytes(app, settings, backend)
+    data = big_pdf(2 * PART_BYTES + 10, seed=12)
+    first = await sent_with(scene.alice, scene.conversation, "offer.pdf", data)
+    copy = await upload(scene.cara, "my copy.pdf", data)
+    assert copy.status_code == 201, copy.text
+
+    await deleted(scene.alice, first)
+    assert await stored.kept(sha(data))
+    assert (await scene.cara.client.get(f"/api/attachments/{copy.json()['id']}")).content == data
+
+    second = await scene.cara.send(scene.conversation, "Mine", attachments=[copy.json()["id"]])
+    await deleted(scene.cara, second.json())
+    assert not await stored.kept(sha(data))
+
+
+async def test_an_upload_racing_the_deletion_of_the_same_bytes_keeps_them(
+    scene: Scene, app: Any, settings: Settings, backend: str
+) -> None:
+    """The upload finds the bytes stored, the deletion finds no other
+    upload referring to them: whichever comes first, the new upload's
+    bytes are there afterwards, whole."""
+    stored = Bytes(app, settings, backend)
+    data = big_pdf(PART_BYTES + 100, seed=5)
+    for _ in range(8):
+        message = await sent_with(scene.alice, scene.conversation, "cv.pdf", data)
+        _, again = await asyncio.gather(
+            deleted(scene.alice, message), upload(scene.cara, "cv.pdf", data)
+        )
+        assert again.status_code == 201, again.text
+        download = await scene.cara.client.get(f"/api/attachments/{again.json()['id']}")
+        assert download.status_code == 200
+        assert download.content == data
+        # Sent and deleted, it leaves nothing for the next round.
+        mine = await scene.cara.send(scene.conversation, "cv", attachments=[again.json()["id"]])
+        await deleted(scene.cara, mine.json())
+        assert not await stored.kept(sha(data))
+
+
+async def test_the_stored_bytes_follow_a_model_of_uploads_sends_and_deletions(
+    scene: Scene, app: Any, settings: Settings, backend: str
+) -> None:
+    """A seeded run of uploads of a few contents by two people, sends and
+    deletions for everyone; after every step each live file downloads
+    whole, and a content's bytes (and its thumbnail's) are stored exactly
+    while some live file is that content."""
+    stored = Bytes(app, settings, backend)
+    contents = [big_pdf(PART_BYTES + 7, seed=21), big_pdf(900, seed=22), photo(seed=23)]
+    thumbnail_of: dict[int, str] = {}
+    unsent: list[tuple[Person, str, int]] = []  # uploader, attachment id, content
+    sent: list[
+        tuple[Person, dict[str, Any], str, int]
+    ] = []  # sender, message, attachment id, content
+    rng = random.Random(2026)
+    people = [scene.alice, scene.cara]
+    await scene.alice.send(scene.conversation, "Hello")  # the candidate may answer now
+
+    for _ in range(36):
+        roll = rng.random()
+        if roll < 0.4 and len(unsent) < 6:
+            person, content = rng.choice(people), rng.randrange(len(contents))
+            file = await upload(person, "file", contents[content])
+            assert file.status_code == 201, file.text
+            unsent.append((person, file.json()["id"], content))
+        elif roll < 0.7 and unsent:
+            person, file_id, content = unsent.pop(rng.randrange(len(unsent)))
+            message = await person.send(scene.conversation, "file", attachments=[file_id])
+            assert message.status_code == 201, message.text
+            [attachment] = message.json()["attachments"]
+            if "thumbnail_url" in attachment:
+                thumbnail = await scene.cara.client.get(attachment["thumbnail_url"])
+                thumbnail_of[content] = sha(thumbnail.content)
+            sent.append((person, message.json(), file_id, content))
+        elif sent:
+            person, message, _, _ = sent.pop(rng.randrange(len(sent)))
+            await deleted(person, message)
+
+        for person, file_id, content in unsent:
+            got = await person.client.get(f"/api/attachments/{file_id}")
+            assert got.content == contents[content]
+        for _, _, file_id, content in sent:
+            got = await scene.cara.client.get(f"/api/attachments/{file_id}")
+            assert got.content == contents[content]
+        live = {content for *_, content in unsent} | {content for *_, content in sent}
+        for content, data in enumerate(contents):
+            assert await stored.kept(sha(data)) == (content in live), content
+            if content in thumbnail_of:
+                assert await stored.kept(thumbnail_of[content]) == (content in live), content
+    assert thumbnail_of, "the run never sent the photo"
