@@ -112,6 +112,10 @@ class Settings:
         "CHAT_ATTACHMENTS_DIR", DEFAULT_DATA_DIR / "attachments", directory
     )
     outbox_dir: Path = setting("CHAT_OUTBOX_DIR", DEFAULT_DATA_DIR / "outbox", directory)
+    # Files uploaded and never sent are deleted after this many days (by the
+    # notifier, `chat/uploads.py`): long enough for a draft left open over a
+    # holiday, short enough that abandoned uploads do not pile up.
+    unsent_upload_days: float = setting("CHAT_UNSENT_UPLOAD_DAYS", 14.0, number)
     # A person typing sustains well under 2 messages/s; a burst of 20 covers
     # pasting a few lines in quick succession and client retries after a
     # reconnect.

@@ -66,6 +66,8 @@ HASH_PIECE = 256 * 1024
 # day per person at most). A file counts until it is sent or a day old.
 MAX_UNSENT_UPLOADS = 20
 UNSENT_WINDOW = timedelta(days=1)
+# Files never sent that `expire_unsent` deletes per transaction.
+EXPIRE_BATCH = 200
 ALLOWED_TYPES_SENTENCE = (
     "Only PDF, Word, OpenDocument text, plain text, PNG and JPEG files are allowed."
 )
@@ -175,6 +177,22 @@ async def store(
     del result["url"]
     result.pop("thumbnail_url", None)
     return result
+
+
+async def expire_unsent(chat: Chat) -> int:
+    """Delete the files uploaded more than CHAT_UNSENT_UPLOAD_DAYS ago and
+    never sent, and their bytes unless another upload refers to them; how
+    many files. In rounds of EXPIRE_BATCH, each a short transaction."""
+    before = chat.clock() - timedelta(days=chat.settings.unsent_upload_days)
+    expired = 0
+    while True:
+        async with chat.db.transaction() as conn:
+            count, sha256s = await attachments.delete_unsent_before(conn, before, EXPIRE_BATCH)
+        if sha256s:
+            await chat.blobs.release(sha256s)
+        expired += count
+        if count < EXPIRE_BATCH:
+            return expired
 
 
 async def _within_unsent_bound(chat: Chat, viewer: Viewer) -> None:

@@ -83,6 +83,12 @@ def validate(settings: Settings) -> None:
         raise SettingsError(
             f"WEB_CONCURRENCY (--workers) must be 1 or more, not {settings.workers}."
         )
+    if settings.unsent_upload_days < 1:
+        # Less would delete a draft's files while it is still being written.
+        raise SettingsError(
+            "CHAT_UNSENT_UPLOAD_DAYS must be at least 1 (days before a file never "
+            f"sent is deleted), not {settings.unsent_upload_days:g}."
+        )
     if not settings.base_url.startswith(("http://", "https://")):
         raise SettingsError(
             f"CHAT_BASE_URL must start with https:// or http://, not {settings.base_url!r}."

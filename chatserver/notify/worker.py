@@ -4,6 +4,10 @@ It runs inside the server in the embedded default (app.py starts
 `Notifier.run_forever`) and as `chatserver notifier` in production, where
 any number of them may run against one PostgreSQL database (see
 docs/notifications.md for why each email still goes out once).
+
+Being the one background loop that every deployment runs, it also deletes
+uploads never sent (`uploads.expire_unsent`), at most once an hour
+(`tidy`); several notifiers doing so at once delete each file once.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from chatserver.broker import broker_from_url
+from chatserver.chat import uploads
 from chatserver.chat.events import Events
 from chatserver.chat.presence import presence_from_settings
 from chatserver.chat.service import Chat
@@ -38,6 +44,9 @@ log = logging.getLogger(__name__)
 # claim is a plain read that a second sender could repeat.
 POSTGRES_SENDERS = 4
 SQLITE_SENDERS = 1
+# How often the notifier looks for uploads never sent: they expire after
+# days, so an hour late is nothing.
+TIDY_EVERY = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -58,8 +67,10 @@ class Notifier:
     ) -> None:
         """In the server process pass the hub's `presence`: a fresh in-memory
         one (the default without Redis) sees nobody online."""
+        self._chat = chat
         self._db = chat.db
         self._settings = settings
+        self._tidied_at: datetime | None = None
         self._clock = clock or chat.clock
         presence = presence or presence_from_settings(settings)
         self._planner = Planner(settings, presence)
@@ -91,11 +102,24 @@ class Notifier:
         planned = await self.plan()
         return Pass(planned, await self.send_due())
 
+    async def tidy(self) -> int:
+        """Delete the uploads never sent that have expired, if the last look
+        was TIDY_EVERY ago or more; how many were deleted."""
+        now = self._clock()
+        if self._tidied_at is not None and now - self._tidied_at < TIDY_EVERY:
+            return 0
+        self._tidied_at = now
+        expired = await uploads.expire_unsent(self._chat)
+        if expired:
+            log.info("deleted %d uploads never sent", expired)
+        return expired
+
     async def run_forever(self) -> None:
         log.info("notifier started (every %ss)", self._settings.notify_poll_seconds)
         while not self._stopping.is_set():
             try:
                 await self.run_once()
+                await self.tidy()
             except Exception:
                 # A database or broker outage: try again next pass.
                 log.exception("notifier pass failed")

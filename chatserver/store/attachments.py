@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, exists, func, insert, or_, select
+from sqlalchemy import ColumnElement, bindparam, delete, exists, func, insert, or_, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -85,3 +85,24 @@ async def unreferenced(conn: AsyncConnection, sha256s: Collection[str]) -> list[
         for sha256 in sorted(sha256s)
         if not (await conn.execute(select(refers_to(sha256)))).scalar_one()
     ]
+
+
+async def delete_unsent_before(
+    conn: AsyncConnection, before: datetime, limit: int
+) -> tuple[int, set[str]]:
+    """Delete at most `limit` files uploaded before `before` and not sent;
+    how many, and the hashes of their files and thumbnails. A send claiming
+    one of them at the same moment either holds its row first (then the
+    file is sent and stays) or finds it gone (`not_found`)."""
+    expired = (
+        select(attachments.c.id)
+        .where(attachments.c.message_id.is_(None), attachments.c.created_at < before)
+        .limit(limit)
+    )
+    removed = await conn.execute(
+        delete(attachments)
+        .where(attachments.c.id.in_(expired.scalar_subquery()), attachments.c.message_id.is_(None))
+        .returning(attachments.c.sha256, attachments.c.thumbnail_sha256)
+    )
+    rows = removed.all()
+    return len(rows), {sha256 for row in rows for sha256 in row if sha256 is not None}

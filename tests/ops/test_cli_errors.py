@@ -40,6 +40,7 @@ def _one_line_naming(result: object, setting: str) -> str:
         (["serve"], {"PORT": "eighty"}, "PORT", "PORT=8000"),
         (["notifier"], {"CHAT_DIGEST_HOUR": "seven"}, "CHAT_DIGEST_HOUR", "CHAT_DIGEST_HOUR=7"),
         (["serve"], {"CHAT_DIGEST_HOUR": "25"}, "CHAT_DIGEST_HOUR", "0 to 23"),
+        (["notifier"], {"CHAT_UNSENT_UPLOAD_DAYS": "0"}, "CHAT_UNSENT_UPLOAD_DAYS", "at least 1"),
         (["serve"], {"WEB_CONCURRENCY": "2"}, "REDIS_URL", "--workers 1"),
         (["serve"], {"CHAT_API_KEYS": "key-one;key-two"}, "CHAT_API_KEYS", "commas"),
         (

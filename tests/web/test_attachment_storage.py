@@ -11,15 +11,18 @@ import hashlib
 import io
 import random
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 from sqlalchemy import delete
 
+from chatserver.chat import uploads
 from chatserver.settings import Settings
 from chatserver.store.blobs import PART_BYTES
 from chatserver.store.tables import attachment_blobs
+from tests.chat.sends import chat_of
 from tests.conftest import Scene
 from tests.helpers import Person, count_rows, delete_message, error_of, other_app, upload
 
@@ -231,8 +234,8 @@ async def test_the_stored_bytes_follow_a_model_of_uploads_sends_and_deletions(
                 thumbnail_of[content] = sha(thumbnail.content)
             sent.append((person, message.json(), file_id, content))
         elif sent:
-            person, message, _, _ = sent.pop(rng.randrange(len(sent)))
-            await deleted(person, message)
+            sender, gone, _, _ = sent.pop(rng.randrange(len(sent)))
+            await deleted(sender, gone)
 
         for person, file_id, content in unsent:
             got = await person.client.get(f"/api/attachments/{file_id}")
@@ -246,3 +249,58 @@ async def test_the_stored_bytes_follow_a_model_of_uploads_sends_and_deletions(
             if content in thumbnail_of:
                 assert await stored.kept(thumbnail_of[content]) == (content in live), content
     assert thumbnail_of, "the run never sent the photo"
+
+
+async def test_uploads_never_sent_expire_with_their_bytes(
+    scene: Scene, app: Any, settings: Settings, backend: str
+) -> None:
+    stored = Bytes(app, settings, backend)
+    chat = chat_of(app)
+    alone, shared, fresh = (big_pdf(1000 + n, seed=30 + n) for n in range(3))
+    draft = (await upload(scene.cara, "draft.pdf", alone)).json()
+    copy = (await upload(scene.cara, "copy.pdf", shared)).json()
+    offer = await sent_with(scene.alice, scene.conversation, "offer.pdf", shared)
+    start = chat.clock
+    chat.clock = lambda: start() + timedelta(days=settings.unsent_upload_days, minutes=1)
+    newer = (await upload(scene.cara, "new.pdf", fresh)).json()
+
+    assert await uploads.expire_unsent(chat) == 2
+    for expired in (draft, copy):
+        error_of(await scene.cara.client.get(f"/api/attachments/{expired['id']}"), 404, "not_found")
+    late = await scene.cara.send(scene.conversation, "Late", attachments=[draft["id"]])
+    error_of(late, 404, "not_found")
+    assert not await stored.kept(sha(alone))
+    # The sent copy of the same bytes, and the newer upload, stay.
+    assert (await scene.cara.client.get(offer["attachments"][0]["url"])).content == shared
+    assert (await scene.cara.client.get(f"/api/attachments/{newer['id']}")).content == fresh
+    assert await uploads.expire_unsent(chat) == 0
+
+
+async def test_a_send_racing_the_expiry_of_its_file_either_sends_it_or_finds_it_gone(
+    scene: Scene, app: Any, settings: Settings, backend: str
+) -> None:
+    stored = Bytes(app, settings, backend)
+    chat = chat_of(app)
+    start, later = chat.clock, timedelta()
+    chat.clock = lambda: start() + later
+    data = big_pdf(PART_BYTES + 50, seed=40)
+    await scene.alice.send(scene.conversation, "Hello")  # the candidate may answer now
+    outcomes = set()
+    for _ in range(8):
+        file = (await upload(scene.cara, "cv.pdf", data)).json()
+        later += timedelta(days=settings.unsent_upload_days, minutes=1)
+        sent, expired = await asyncio.gather(
+            scene.cara.send(scene.conversation, "cv", attachments=[file["id"]]),
+            uploads.expire_unsent(chat),
+        )
+        outcomes.add(sent.status_code)
+        if sent.status_code == 201:
+            assert expired == 0
+            [attachment] = sent.json()["attachments"]
+            assert (await scene.alice.client.get(attachment["url"])).content == data
+            await deleted(scene.cara, sent.json())
+        else:
+            error_of(sent, 404, "not_found")
+            assert expired == 1
+        assert not await stored.kept(sha(data))
+    assert outcomes <= {201, 404}
