@@ -179,6 +179,19 @@ async def store(
     return result
 
 
+@dataclass(frozen=True)
+class Tidied:
+    expired: int  # files never sent, deleted
+    swept: int  # blobs no file referred to, deleted
+
+
+async def tidy(chat: Chat) -> Tidied:
+    """Expire the files never sent, then sweep the bytes that nothing refers
+    to (left behind by a release that failed or never ran)."""
+    expired = await expire_unsent(chat)
+    return Tidied(expired, await chat.blobs.sweep())
+
+
 async def expire_unsent(chat: Chat) -> int:
     """Delete the files uploaded more than CHAT_UNSENT_UPLOAD_DAYS ago and
     never sent, and their bytes unless another upload refers to them; how

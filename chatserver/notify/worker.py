@@ -6,8 +6,8 @@ any number of them may run against one PostgreSQL database (see
 docs/notifications.md for why each email still goes out once).
 
 Being the one background loop that every deployment runs, it also deletes
-uploads never sent (`uploads.expire_unsent`), at most once an hour
-(`tidy`); several notifiers doing so at once delete each file once.
+uploads never sent and bytes that no file refers to (`uploads.tidy`), at
+most once an hour; several notifiers doing so at once delete each once.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 # claim is a plain read that a second sender could repeat.
 POSTGRES_SENDERS = 4
 SQLITE_SENDERS = 1
-# How often the notifier looks for uploads never sent: they expire after
-# days, so an hour late is nothing.
+# How often the notifier tidies the uploads: they expire after days, so an
+# hour late is nothing, and a sweep reads every blob's first row or file.
 TIDY_EVERY = timedelta(hours=1)
 
 
@@ -102,17 +102,21 @@ class Notifier:
         planned = await self.plan()
         return Pass(planned, await self.send_due())
 
-    async def tidy(self) -> int:
-        """Delete the uploads never sent that have expired, if the last look
-        was TIDY_EVERY ago or more; how many were deleted."""
+    async def tidy(self) -> uploads.Tidied | None:
+        """`uploads.tidy` if the last one was TIDY_EVERY ago or more; what
+        it deleted, or None if it was not due."""
         now = self._clock()
         if self._tidied_at is not None and now - self._tidied_at < TIDY_EVERY:
-            return 0
+            return None
         self._tidied_at = now
-        expired = await uploads.expire_unsent(self._chat)
-        if expired:
-            log.info("deleted %d uploads never sent", expired)
-        return expired
+        tidied = await uploads.tidy(self._chat)
+        if tidied.expired or tidied.swept:
+            log.info(
+                "deleted %d uploads never sent and %d files' bytes nothing referred to",
+                tidied.expired,
+                tidied.swept,
+            )
+        return tidied
 
     async def run_forever(self) -> None:
         log.info("notifier started (every %ss)", self._settings.notify_poll_seconds)

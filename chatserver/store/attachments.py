@@ -69,7 +69,7 @@ async def unsent_since(
     return int(count), oldest
 
 
-def refers_to(sha256: str) -> ColumnElement[bool]:
+def refers_to(sha256: str | ColumnElement[str]) -> ColumnElement[bool]:
     """Whether any attachment's file or thumbnail is these bytes (an index
     probe each: `ix_attachments_sha256`, `ix_attachments_thumbnail_sha256`)."""
     return or_(

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import shutil
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -39,6 +41,12 @@ from chatserver.store.tables import attachment_blobs
 # short query while the download streams, so neither the server nor the
 # database connection holds more than one part of a file at a time.
 PART_BYTES = 512 * 1024
+# Blobs a sweep releases per transaction.
+SWEEP_BATCH = 200
+# A folder's partial file older than this is of a write that died: a live
+# one takes seconds.
+PARTIAL_KEPT_SECONDS = 24 * 3600
+HASH = re.compile(r"[0-9a-f]{64}")
 
 
 # The rows that refer to blobs just stored, added in the same step.
@@ -56,34 +64,41 @@ class Blobs(Protocol):
         """The stored bytes, part by part (nothing if the hash is unknown)."""
         ...
 
-    async def release(self, sha256s: Collection[str]) -> None:
+    async def release(self, sha256s: Collection[str]) -> int:
         """Delete the bytes of those of these hashes that no attachment
         refers to any more (as its file or its thumbnail): called once the
-        rows that referred to them are deleted."""
+        rows that referred to them are deleted. How many were deleted."""
+        ...
+
+    async def sweep(self) -> int:
+        """Release every blob that no attachment refers to: what a release
+        that failed, or a process stopped before it, left behind. How many
+        were deleted."""
         ...
 
 
 class FolderBlobs:
     """`CHAT_ATTACHMENTS_DIR/ab/abcdef…`: the embedded default.
 
-    The embedded default is one process, so one lock keeps `store` and
-    `release` apart: an upload of bytes that are there already must not
-    find them, and then add its row after a release deleted them."""
+    SQLite's write lock keeps `store` and `release` apart, in every process
+    using the database: an upload adds its row first, which takes the lock,
+    and writes the bytes before it commits; a release takes the lock before
+    it looks for rows that still refer to the bytes, and deletes them before
+    it lets go. So an upload never finds bytes that a release then deletes."""
 
     def __init__(self, folder: Path, db: Database) -> None:
         self.folder = folder
         self.db = db
-        self._lock = asyncio.Lock()
 
     def path(self, sha256: str) -> Path:
         return self.folder / sha256[:2] / sha256
 
     async def store(self, files: Sequence[tuple[str, BinaryIO]], refer: Refer) -> None:
-        async with self._lock:
+        async with self.db.transaction() as conn:
+            await refer(conn)
+            await dialect.write_lock(conn)  # refer's first write took it already
             for sha256, source in files:
                 await asyncio.to_thread(self._write, sha256, source)
-            async with self.db.transaction() as conn:
-                await refer(conn)
 
     def _write(self, sha256: str, source: BinaryIO) -> None:
         path = self.path(sha256)
@@ -107,12 +122,32 @@ class FolderBlobs:
         finally:
             handle.close()
 
-    async def release(self, sha256s: Collection[str]) -> None:
-        async with self._lock:
-            async with self.db.transaction() as conn:
-                unused = await attachments.unreferenced(conn, sha256s)
+    async def release(self, sha256s: Collection[str]) -> int:
+        async with self.db.transaction() as conn:
+            await dialect.write_lock(conn)
+            unused = await attachments.unreferenced(conn, sha256s)
             for sha256 in unused:
                 await asyncio.to_thread(self.path(sha256).unlink, missing_ok=True)
+        return len(unused)
+
+    async def sweep(self) -> int:
+        stored = await asyncio.to_thread(self._stored)
+        deleted = 0
+        for start in range(0, len(stored), SWEEP_BATCH):
+            deleted += await self.release(stored[start : start + SWEEP_BATCH])
+        return deleted
+
+    def _stored(self) -> list[str]:
+        """The hashes in the folder; partial files of writes that died
+        long ago are deleted on the way."""
+        stored = []
+        stale = time.time() - PARTIAL_KEPT_SECONDS
+        for path in self.folder.glob("??/*"):
+            if HASH.fullmatch(path.name):
+                stored.append(path.name)
+            elif path.name.endswith(".part") and path.stat().st_mtime < stale:
+                path.unlink(missing_ok=True)
+        return stored
 
 
 class DatabaseBlobs:
@@ -161,16 +196,39 @@ class DatabaseBlobs:
             yield bytes(chunk)
             part += 1
 
-    async def release(self, sha256s: Collection[str]) -> None:
+    async def release(self, sha256s: Collection[str]) -> int:
+        deleted = 0
         async with self.db.transaction() as conn:
             for sha256 in sorted(sha256s):
                 await conn.execute(dialect.locked(conn, _first_part(sha256)))
-                await conn.execute(
+                parts = await conn.execute(
                     delete(attachment_blobs).where(
                         attachment_blobs.c.sha256 == sha256,
                         ~attachments.refers_to(sha256),
                     )
                 )
+                if parts.rowcount:
+                    deleted += 1
+        return deleted
+
+    async def sweep(self) -> int:
+        unused = (
+            select(attachment_blobs.c.sha256)
+            .where(
+                attachment_blobs.c.part == 0,
+                ~attachments.refers_to(attachment_blobs.c.sha256),
+            )
+            .limit(SWEEP_BATCH)
+        )
+        deleted = 0
+        while True:
+            async with self.db.transaction() as conn:
+                found = list((await conn.execute(unused)).scalars())
+            # A blob referred to again meanwhile is kept by `release`.
+            released = await self.release(found) if found else 0
+            deleted += released
+            if len(found) < SWEEP_BATCH or not released:
+                return deleted
 
 
 def _first_part(sha256: str) -> Select[Any]:
@@ -180,8 +238,7 @@ def _first_part(sha256: str) -> Select[Any]:
 
 
 def blobs_for(db: Database, attachments_dir: Path) -> Blobs:
-    """The database when it is PostgreSQL (shared by every machine), else the
-    folder. One per process: the folder's lock must be shared by all."""
+    """The database when it is PostgreSQL (shared by every machine), else the folder."""
     if dialect.is_sqlite(db.engine):
         return FolderBlobs(attachments_dir, db)
     return DatabaseBlobs(db)

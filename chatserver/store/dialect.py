@@ -57,10 +57,20 @@ async def for_update(conn: AsyncConnection, query: Select[Any], **of: Any) -> Se
     committed. A transaction that has written already holds it."""
     if is_postgres(conn):
         return query.with_for_update(**of)
+    await write_lock(conn)
+    return query
+
+
+async def write_lock(conn: AsyncConnection) -> None:
+    """SQLite: take the database's write lock now (`BEGIN IMMEDIATE`,
+    waiting for the writer that holds it), until the transaction ends; it
+    is one lock for every process using the file. A transaction that has
+    written already holds it. PostgreSQL: nothing, its locks are rows'."""
+    if is_postgres(conn):
+        return
     driver = (await conn.get_raw_connection()).driver_connection
     if driver is not None and not driver.in_transaction:
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
-    return query
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The notifier's housekeeping: uploads never sent expire after
-CHAT_UNSENT_UPLOAD_DAYS, looked for at most once an hour
-(`Notifier.tidy`, `uploads.expire_unsent`)."""
+CHAT_UNSENT_UPLOAD_DAYS, and bytes no file refers to are swept, at most
+once an hour (`Notifier.tidy`, `uploads.tidy`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+from chatserver.chat.uploads import Tidied
 from chatserver.notify.worker import TIDY_EVERY, Notifier
 from chatserver.settings import Settings
 from tests.chat.sends import chat_of
@@ -40,15 +41,16 @@ async def test_the_notifier_deletes_expired_uploads_at_most_once_an_hour(
     clock.advance(half_an_hour)
     second = await uploaded(scene, "second.txt")
     clock.advance(timedelta(days=settings.unsent_upload_days).total_seconds() - half_an_hour + 60)
-    assert await notifier.tidy() == 1
+    # Its bytes stay: the second upload is the same text.
+    assert await notifier.tidy() == Tidied(expired=1, swept=0)
     assert await gone(scene, first)
     assert not await gone(scene, second)
 
     clock.advance(half_an_hour)  # the second has expired too
-    assert await notifier.tidy() == 0  # looked half an hour ago
+    assert await notifier.tidy() is None  # the last was half an hour ago
     assert not await gone(scene, second)
     clock.advance(half_an_hour)
-    assert await notifier.tidy() == 1
+    assert await notifier.tidy() == Tidied(expired=1, swept=0)
     assert await gone(scene, second)
 
 

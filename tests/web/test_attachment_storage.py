@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
 import random
 from dataclasses import dataclass
 from datetime import timedelta
@@ -304,3 +305,35 @@ async def test_a_send_racing_the_expiry_of_its_file_either_sends_it_or_finds_it_
             assert expired == 1
         assert not await stored.kept(sha(data))
     assert outcomes <= {201, 404}
+
+
+async def test_a_sweep_deletes_the_bytes_no_file_refers_to_and_nothing_else(
+    scene: Scene, app: Any, settings: Settings, backend: str
+) -> None:
+    """What a release that failed, or a process stopped before it, leaves
+    behind: stored bytes that no attachment names."""
+    stored = Bytes(app, settings, backend)
+    chat = chat_of(app)
+    kept, orphan = big_pdf(PART_BYTES + 1, seed=50), big_pdf(2000, seed=51)
+    message = await sent_with(scene.alice, scene.conversation, "kept.pdf", kept)
+
+    async def refer_to_nothing(_: Any) -> None:
+        return None
+
+    await chat.blobs.store([(sha(orphan), io.BytesIO(orphan))], refer_to_nothing)
+    assert await stored.kept(sha(orphan))
+    if backend == "embedded":
+        partial = settings.attachments_dir / "ab" / f"{'ab' * 32}.dead.part"
+        partial.parent.mkdir(exist_ok=True)
+        partial.write_bytes(b"half a file")
+        os.utime(partial, (1, 1))
+        writing = partial.with_name(f"{'ab' * 32}.live.part")
+        writing.write_bytes(b"a file being written")
+
+    assert await chat.blobs.sweep() == 1
+    assert not await stored.kept(sha(orphan))
+    assert (await scene.cara.client.get(message["attachments"][0]["url"])).content == kept
+    if backend == "embedded":
+        assert not partial.exists()
+        assert writing.exists()
+    assert await chat.blobs.sweep() == 0
