@@ -69,9 +69,10 @@ async def unsent_since(
     return int(count), oldest
 
 
-def refers_to(sha256: str | ColumnElement[str]) -> ColumnElement[bool]:
-    """Whether any attachment's file or thumbnail is these bytes (an index
-    probe each: `ix_attachments_sha256`, `ix_attachments_thumbnail_sha256`)."""
+def refers_to(sha256: ColumnElement[str]) -> ColumnElement[bool]:
+    """Whether any attachment's file or thumbnail is the bytes that the
+    column names (an index probe each: `ix_attachments_sha256`,
+    `ix_attachments_thumbnail_sha256`)."""
     return or_(
         exists().where(attachments.c.sha256 == sha256),
         exists().where(attachments.c.thumbnail_sha256 == sha256),
@@ -79,12 +80,17 @@ def refers_to(sha256: str | ColumnElement[str]) -> ColumnElement[bool]:
 
 
 async def unreferenced(conn: AsyncConnection, sha256s: Collection[str]) -> list[str]:
-    """Those of these hashes that no attachment refers to."""
-    return [
-        sha256
-        for sha256 in sorted(sha256s)
-        if not (await conn.execute(select(refers_to(sha256)))).scalar_one()
-    ]
+    """Those of these hashes that no attachment refers to (one query)."""
+    wanted = list(sha256s)
+    referenced = (
+        select(attachments.c.sha256)
+        .where(attachments.c.sha256.in_(wanted))
+        .union(
+            select(attachments.c.thumbnail_sha256).where(attachments.c.thumbnail_sha256.in_(wanted))
+        )
+    )
+    found = set((await conn.execute(referenced)).scalars())
+    return sorted(set(wanted) - found)
 
 
 async def delete_unsent_before(

@@ -81,10 +81,10 @@ class FolderBlobs:
     """`CHAT_ATTACHMENTS_DIR/ab/abcdef…`: the embedded default.
 
     SQLite's write lock keeps `store` and `release` apart, in every process
-    using the database: an upload adds its row first, which takes the lock,
-    and writes the bytes before it commits; a release takes the lock before
-    it looks for rows that still refer to the bytes, and deletes them before
-    it lets go. So an upload never finds bytes that a release then deletes."""
+    using the database: an upload takes the lock, adds its row and writes
+    the bytes before it commits; a release takes the lock before it looks
+    for rows that still refer to the bytes, and deletes them before it lets
+    go. So an upload never finds bytes that a release then deletes."""
 
     def __init__(self, folder: Path, db: Database) -> None:
         self.folder = folder
@@ -95,8 +95,8 @@ class FolderBlobs:
 
     async def store(self, files: Sequence[tuple[str, BinaryIO]], refer: Refer) -> None:
         async with self.db.transaction() as conn:
+            await dialect.write_lock(conn)
             await refer(conn)
-            await dialect.write_lock(conn)  # refer's first write took it already
             for sha256, source in files:
                 await asyncio.to_thread(self._write, sha256, source)
 
@@ -197,19 +197,21 @@ class DatabaseBlobs:
             part += 1
 
     async def release(self, sha256s: Collection[str]) -> int:
-        deleted = 0
+        wanted = sorted(sha256s)
+        first_parts = (
+            select(attachment_blobs.c.sha256)
+            .where(attachment_blobs.c.sha256.in_(wanted), attachment_blobs.c.part == 0)
+            .order_by(attachment_blobs.c.sha256)
+        )
+        unused = delete(attachment_blobs).where(
+            attachment_blobs.c.sha256.in_(wanted),
+            ~attachments.refers_to(attachment_blobs.c.sha256),
+        )
         async with self.db.transaction() as conn:
-            for sha256 in sorted(sha256s):
-                await conn.execute(dialect.locked(conn, _first_part(sha256)))
-                parts = await conn.execute(
-                    delete(attachment_blobs).where(
-                        attachment_blobs.c.sha256 == sha256,
-                        ~attachments.refers_to(sha256),
-                    )
-                )
-                if parts.rowcount:
-                    deleted += 1
-        return deleted
+            # Locked in hash order, as `store` locks them.
+            await conn.execute(dialect.locked(conn, first_parts))
+            deleted = await conn.execute(unused.returning(attachment_blobs.c.sha256))
+            return len(set(deleted.scalars()))
 
     async def sweep(self) -> int:
         unused = (
