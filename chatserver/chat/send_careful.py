@@ -42,6 +42,14 @@ from chatserver.store.db import Database
 
 log = logging.getLogger(__name__)
 
+# One sentence for every file a send may not take (another person's, sent
+# already, expired unsent, never uploaded): which it was is not the
+# sender's to learn, and what to do is the same.
+GONE_ATTACHMENT = (
+    "This file is no longer available (sent already, or expired before it was sent). "
+    "Attach it again."
+)
+
 
 async def write(
     db: Database,
@@ -203,7 +211,7 @@ async def _claim_attachments(
         conn, wanted, request.viewer.kind.value, request.viewer.id
     )
     if len(rows) != len(wanted) or not taken.isdisjoint(wanted):
-        return ChatError(ErrorCode.NOT_FOUND, "No such attachment.")
+        return ChatError(ErrorCode.NOT_FOUND, GONE_ATTACHMENT)
     taken.update(wanted)
     order = {aid: i for i, aid in enumerate(wanted)}
     return sorted(rows, key=lambda r: order[r["id"]])

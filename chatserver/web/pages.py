@@ -51,6 +51,7 @@ async def _base(request: Request, who: SignedIn) -> JSON:
         "typing_interval_ms": int(svc.settings.typing_interval_seconds * 1000),
         "max_attachments": svc.settings.max_attachments_per_message,
         "max_body_chars": svc.settings.max_body_chars,
+        "unsent_upload_days": svc.settings.unsent_upload_days,
     }
 
 

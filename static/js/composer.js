@@ -1,7 +1,8 @@
 // The message composer: a textarea for the Markdown subset of SPEC 2 with a
 // toolbar that edits selections and lines (markdown-edit.js), a live preview
 // rendered by the server's own renderer, pasted rich text reduced to the
-// subset, and attachments uploaded first and sent by id.
+// subset, and attachments uploaded first and sent by id. What is written
+// and not sent is kept as the conversation's draft (drafts.js).
 //
 // Keys: Enter sends, Shift+Enter starts a new line, Ctrl/Cmd+Enter always
 // sends. In a list you are typing, Enter starts the next item and Enter on an
@@ -10,12 +11,15 @@
 
 import { api } from "./api.js";
 import { editLink } from "./dialog.js";
+import { clearDraft, loadDraft, saveDraft } from "./drafts.js";
 import { continueList, linkMarkdown, toggleEmphasis, toggleList } from "./markdown-edit.js";
 import { htmlToMarkdown } from "./paste.js";
 import { fileSize } from "./ui.js";
 
 // The preview waits for a pause in typing, then asks the server.
 const PREVIEW_DEBOUNCE_MS = 200;
+// The draft is saved after a pause in typing (and whenever the view closes).
+const DRAFT_DEBOUNCE_MS = 400;
 // Text without any of these renders as itself, so it needs no preview.
 const MARKUP_HINT = /[*_[\]<>&\\@:]|www\.|^\s*([-+]|\d+[.)])\s/m;
 // What the preview shows is worth showing only when it is formatted.
@@ -26,7 +30,8 @@ const BULK_INPUT = new Set(["insertFromPaste", "insertFromDrop", "insertReplacem
 const WEB_ADDRESS = /^(https?:\/\/|mailto:)\S+$/i;
 
 export class Composer {
-  constructor(form, { onSend, onTyping, maxAttachments }) {
+  /** `draft`: the conversation whose draft this composer keeps. */
+  constructor(form, { onSend, onTyping, maxAttachments, draft }) {
     this.form = form;
     this.textarea = form.querySelector('[data-testid="composer"]');
     this.sendButton = form.querySelector('[data-testid="send"]');
@@ -45,7 +50,10 @@ export class Composer {
     this.applying = false;
     this.previewTimer = null;
     this.previewRound = 0;
+    this.draft = draft;
+    this.draftTimer = null;
     this.bind();
+    this.restoreDraft();
   }
 
   bind() {
@@ -57,6 +65,7 @@ export class Composer {
       }
       this.autosize();
       this.schedulePreview();
+      this.scheduleDraft();
       if (textarea.value.trim()) this.onTyping();
     });
     textarea.addEventListener("keydown", (event) => this.onKey(event));
@@ -233,10 +242,12 @@ export class Composer {
         const stored = await api.post("/api/attachments", data);
         entry.id = stored.id;
         entry.contentType = stored.content_type;
+        entry.uploadedAt = Date.now();
       } catch (err) {
         entry.error = err.message;
       }
       this.renderChip(entry);
+      this.saveDraft();
     })();
     this.files.push(entry);
     this.addChip(entry);
@@ -283,6 +294,38 @@ export class Composer {
     this.files = this.files.filter((f) => f !== entry);
     entry.chip.remove();
     this.fileList.hidden = this.fileList.children.length === 0;
+    this.scheduleDraft();
+  }
+
+  // -- the draft (drafts.js) -------------------------------------------------
+
+  restoreDraft() {
+    if (!this.draft) return;
+    const draft = loadDraft(this.draft);
+    if (!draft) return;
+    this.textarea.value = draft.body;
+    for (const f of draft.files) {
+      const entry = { ...f, error: null, done: Promise.resolve() };
+      this.files.push(entry);
+      this.addChip(entry);
+    }
+    this.autosize();
+    this.schedulePreview();
+  }
+
+  scheduleDraft() {
+    if (!this.draft) return;
+    clearTimeout(this.draftTimer);
+    this.draftTimer = setTimeout(() => this.saveDraft(), DRAFT_DEBOUNCE_MS);
+  }
+
+  /** Keep what is written now (at once: the view is closing, the page is
+   * going away, a file finished uploading). */
+  saveDraft() {
+    if (!this.draft) return;
+    clearTimeout(this.draftTimer);
+    this.draftTimer = null;
+    saveDraft(this.draft, this.textarea.value, this.files.filter((f) => f.id));
   }
 
   async submit() {
@@ -297,6 +340,9 @@ export class Composer {
     for (const f of [...this.files]) this.removeFile(f);
     this.fileList.replaceChildren();
     this.fileList.hidden = true;
+    // Sent: pending-sends.js holds it from here until its ack.
+    clearTimeout(this.draftTimer);
+    if (this.draft) clearDraft(this.draft);
     this.schedulePreview();
     this.autosize();
     this.textarea.focus();

@@ -45,7 +45,11 @@ export class ConversationView {
       onSend: (body, files) => this.send(body, files),
       onTyping: () => this.typing.send(),
       maxAttachments: Number(me.maxAttachments) || 5,
+      draft: this.id,
     });
+    // A reload or a closed tab keeps what was being written.
+    this.keepDraft = () => this.composer.saveDraft();
+    window.addEventListener("pagehide", this.keepDraft);
     const maxBody = Number(me.maxBody);
     if (maxBody) this.composer.textarea.maxLength = maxBody;
     this.messages = new MessageList(
@@ -81,6 +85,10 @@ export class ConversationView {
 
   destroy() {
     this.destroyed = true;
+    if (this.composer) {
+      this.composer.saveDraft();
+      window.removeEventListener("pagehide", this.keepDraft);
+    }
     connection.leave(this.id, this);
     this.reads?.stop();
     this.history?.stop();

@@ -3,6 +3,7 @@
 
 import { connection } from "./socket.js";
 import { initBell } from "./bell.js";
+import { forgetAll } from "./local-store.js";
 import { bindMenu } from "./ui.js";
 
 const page = document.body.dataset.page;
@@ -43,7 +44,11 @@ function initBanner() {
 
 function initAccountMenu() {
   const button = document.getElementById("user-button");
-  if (button) bindMenu(button, document.getElementById("user-menu"));
+  if (!button) return;
+  const menu = document.getElementById("user-menu");
+  bindMenu(button, menu);
+  // The next person at this browser must not find what was being written.
+  menu.querySelector('form[action="/auth/sign-out"]')?.addEventListener("submit", () => forgetAll());
 }
 
 async function initPage() {

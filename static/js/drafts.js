@@ -1,0 +1,56 @@
+// What a person has written and not sent, per conversation, kept by
+// local-store.js so that opening another conversation, reloading the page
+// or coming back tomorrow does not lose a half-written reply, nor the files
+// already uploaded for it.
+//
+// Files the server expires before they are sent (CHAT_UNSENT_UPLOAD_DAYS,
+// given to the page as `data-unsent-upload-days`) are left out of a
+// restored draft a little before that, so that a restored draft does not
+// send a file the server no longer has.
+
+import { drop, keep, keyOf, load } from "./local-store.js";
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+// A draft nobody touched for this long is forgotten.
+const DRAFT_DAYS = 30;
+// A restored draft's files must have this much of their life left.
+const FILE_MARGIN_MS = 60 * 60 * 1000;
+
+function fileLifeMs() {
+  const days = Number(document.body.dataset.unsentUploadDays);
+  return (days > 0 ? days : 14) * DAY_MS;
+}
+
+/** The draft of `conversation`: `{body, files}` (files as the composer
+ * keeps uploaded ones: `{id, name, size, contentType, uploadedAt}`), or
+ * null when there is none. */
+export function loadDraft(conversation) {
+  const key = keyOf("draft", conversation);
+  const draft = load(key);
+  if (!draft) return null;
+  const now = Date.now();
+  if (typeof draft.body !== "string" || !(now - draft.savedAt < DRAFT_DAYS * DAY_MS)) {
+    drop(key);
+    return null;
+  }
+  const usable = (f) => f && typeof f.id === "string" && now - f.uploadedAt < fileLifeMs() - FILE_MARGIN_MS;
+  const files = Array.isArray(draft.files) ? draft.files.filter(usable) : [];
+  if (!draft.body && files.length === 0) return null;
+  return { body: draft.body, files };
+}
+
+/** Keep `body` and `files` as the draft of `conversation` (an empty one
+ * is removed). */
+export function saveDraft(conversation, body, files) {
+  const key = keyOf("draft", conversation);
+  if (!body.trim() && files.length === 0) {
+    drop(key);
+    return;
+  }
+  const kept = files.map(({ id, name, size, contentType, uploadedAt }) => ({ id, name, size, contentType, uploadedAt }));
+  keep(key, { body, files: kept, savedAt: Date.now() });
+}
+
+export function clearDraft(conversation) {
+  drop(keyOf("draft", conversation));
+}

@@ -1,0 +1,144 @@
+"""Drafts: what a person wrote and did not send stays with its conversation
+while they look at another one, reload the page or come back later, with
+the files already uploaded for it; sending clears it, signing out forgets
+every draft, and a file the server will have expired is not restored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Application, Ats, Browsers
+
+pytestmark = pytest.mark.browser
+
+ITEM = '[data-testid="inbox-item"]'
+FILES = ".pending-files li"
+DRAFT_KEYS = "Object.keys(localStorage).filter(k => k.startsWith('chatserver.draft.'))"
+
+
+def open_from_inbox(page: Page, app: Application, name: str) -> None:
+    page.locator(f'{ITEM}[data-conversation="{app.conversation}"]').click()
+    expect(page.get_by_role("heading", name=name)).to_be_visible()
+
+
+def write(page: Page, text: str) -> None:
+    box = page.get_by_test_id("composer")
+    box.fill(text)
+    expect(box).to_have_value(text)
+
+
+def saved(page: Page, app: Application) -> None:
+    """Wait until the draft has reached storage (it is saved after a pause
+    in typing)."""
+    kept = f"id => {DRAFT_KEYS}.some(k => k.endsWith('.' + id))"
+    page.wait_for_function(kept, arg=app.conversation)
+
+
+def test_a_draft_stays_with_its_conversation_across_switches_and_reloads(
+    browsers: Browsers, ats: Ats
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara")
+    dan = ats.application("dan", "Dan")
+    inbox = browsers.open(ats.staff_link(alice))
+    box = inbox.get_by_test_id("composer")
+
+    open_from_inbox(inbox, cara, "Cara")
+    write(inbox, "Dear Cara,\n- the interview is on Monday")
+    open_from_inbox(inbox, dan, "Dan")
+    expect(box).to_have_value("")
+    write(inbox, "Hi Dan")
+    open_from_inbox(inbox, cara, "Cara")
+    expect(box).to_have_value("Dear Cara,\n- the interview is on Monday")
+
+    saved(inbox, cara)
+    inbox.reload()
+    expect(box).to_have_value("Dear Cara,\n- the interview is on Monday")
+    open_from_inbox(inbox, dan, "Dan")
+    expect(box).to_have_value("Hi Dan")
+
+    # Sent, it is no draft any more: not after a switch, not after a reload.
+    box.press("Enter")
+    expect(inbox.locator('[data-testid="message"][data-seq]', has_text="Hi Dan")).to_be_visible()
+    expect(box).to_have_value("")
+    inbox.reload()
+    expect(box).to_have_value("")
+    open_from_inbox(inbox, cara, "Cara")
+    expect(box).to_have_value("Dear Cara,\n- the interview is on Monday")
+
+
+def test_a_drafts_uploaded_files_come_back_and_are_sent(
+    browsers: Browsers, ats: Ats, tmp_path: Path
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara")
+    staff = browsers.open(ats.staff_link(alice))
+    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    notes = tmp_path / "interview-notes.txt"
+    notes.write_text("Bring your DBS certificate.\n")
+    write(staff, "The notes")
+    staff.locator('[data-role="file-input"]').set_input_files(str(notes))
+    expect(staff.locator(FILES, has_text="interview-notes.txt")).to_contain_text("28 B")
+
+    staff.reload()
+    expect(staff.get_by_test_id("composer")).to_have_value("The notes")
+    expect(staff.locator(FILES, has_text="interview-notes.txt")).to_contain_text("28 B")
+    staff.get_by_test_id("send").click()
+
+    candidate = browsers.open(ats.candidate_link(cara.id))
+    got = candidate.locator('[data-testid="message"][data-seq]', has_text="The notes")
+    link = got.get_by_role("link", name="interview-notes.txt")
+    with candidate.expect_download() as download:
+        link.click()
+    assert Path(download.value.path()).read_text() == "Bring your DBS certificate.\n"
+
+
+def test_a_file_the_server_will_have_expired_is_not_restored(
+    browsers: Browsers, ats: Ats, tmp_path: Path
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara")
+    staff = browsers.open(ats.staff_link(alice))
+    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    old = tmp_path / "old.txt"
+    old.write_text("uploaded weeks ago")
+    write(staff, "Still relevant")
+    staff.locator('[data-role="file-input"]').set_input_files(str(old))
+    expect(staff.locator(FILES, has_text="old.txt")).to_contain_text("18 B")
+    saved(staff, cara)
+    # Away from the conversation (leaving saves the draft once more), the
+    # upload is made to look as old as just short of the server's 14 days.
+    staff.goto(f"{ats.server.url}/healthz")
+    staff.evaluate(
+        """id => {
+            const key = Object.keys(localStorage).find(k => k.endsWith('.' + id));
+            const draft = JSON.parse(localStorage.getItem(key));
+            draft.files[0].uploadedAt = Date.now() - 14 * 24 * 3600 * 1000 + 30 * 60 * 1000;
+            localStorage.setItem(key, JSON.stringify(draft));
+        }""",
+        cara.conversation,
+    )
+    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    expect(staff.get_by_test_id("composer")).to_have_value("Still relevant")
+    expect(staff.locator(FILES)).to_have_count(0)
+
+
+def test_signing_out_forgets_the_drafts(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara")
+    staff = browsers.open(ats.staff_link(alice))
+    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    write(staff, "Not for the next person at this desk")
+    saved(staff, cara)
+
+    staff.locator("#user-button").click()
+    staff.get_by_role("menuitem", name="Sign out").click()
+    expect(staff).to_have_url(f"{ats.server.url}/")
+    assert staff.evaluate(DRAFT_KEYS) == []
+    staff.goto(ats.staff_link(alice))
+    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    expect(staff.get_by_test_id("composer")).to_be_enabled()
+    expect(staff.get_by_test_id("composer")).to_have_value("")
