@@ -87,10 +87,12 @@ export function pendingMessage(send) {
   const el = newMessage();
   el.classList.add("mine", "ours", "pending");
   el.dataset.sender = `${me.kind}:${me.me}`;
-  el.dataset.at = new Date().toISOString();
+  // When it was written: a send kept from a closed page is older than this page.
+  const written = new Date(send.createdAt || Date.now());
+  el.dataset.at = written.toISOString();
   el.dataset.clientId = send.clientId;
   el.querySelector(".msg-sender").textContent = "You";
-  el.querySelector(".msg-time").textContent = clock(new Date());
+  el.querySelector(".msg-time").textContent = clock(written);
   const text = el.querySelector(".msg-body");
   text.classList.add("plain");
   text.textContent = send.body;

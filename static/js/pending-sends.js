@@ -12,15 +12,26 @@
 // retry never makes a second message): again on the same socket when the
 // ack is late, on each new socket, and over HTTP when the socket stays
 // down, which is idempotent by client_id in the same way.
+//
+// Every pending send is also kept by local-store.js until its ack, so a
+// send whose page was reloaded or closed before the ack came goes again,
+// with its client_id, from the next page the person opens: it is stored
+// once, whether or not its first attempt was.
 
 import { api, ApiError } from "./api.js";
 import { BASE_DELAY_MS } from "./backoff.js";
+import { drop, keep, keyOf, keysOf, load } from "./local-store.js";
 
 // An unacknowledged send is re-sent on the same socket after this long.
 const ACK_TIMEOUT_MS = 8000;
 // While the socket is down, pending sends older than this go over HTTP.
 const HTTP_FALLBACK_AFTER_MS = 4000;
 const RETRYABLE = new Set(["unavailable", "rate_limited"]);
+// A send kept from a closed page goes again by itself if it is younger than
+// this; an older one comes back refused, for the person to retry or discard
+// (a message written yesterday should not arrive unannounced today).
+const RESEND_KEPT_WITHIN_MS = 60 * 60 * 1000;
+const NOT_SENT = { code: "not_sent", text: "the page was closed before it went." };
 
 /** A client_id (SPEC 3): a random UUID, also where randomUUID is missing
  * (pages served over plain HTTP on a LAN address). */
@@ -54,22 +65,53 @@ export class PendingSends {
    * (marked `failed`) until `retry` or `discard`. `files` are the
    * uploaded attachments ({id, name, size}). */
   add(conversation, body, files) {
-    const clientId = uuid4();
+    const entry = this.entry(uuid4(), conversation, body, files, Date.now(), null);
+    this.entries.set(entry.clientId, entry);
+    this.keep(entry);
+    this.transmit(entry);
+    return entry.clientId;
+  }
+
+  entry(clientId, conversation, body, files, createdAt, failed) {
     const attachments = files.map((f) => f.id);
-    this.entries.set(clientId, {
+    return {
       clientId,
       conversation,
       body,
       files,
       frame: { type: "send", conversation, client_id: clientId, body, attachments },
-      createdAt: Date.now(),
+      createdAt,
       sentAt: 0,
       notBefore: 0,
       viaHttp: false,
-      failed: null,
-    });
-    this.transmit(this.entries.get(clientId));
-    return clientId;
+      failed,
+    };
+  }
+
+  /** Take back the sends kept by earlier pages of this person (before the
+   * first socket opens: they go on it). */
+  restore() {
+    const now = Date.now();
+    for (const key of keysOf("outbox")) {
+      const kept = load(key);
+      const valid = kept && typeof kept.clientId === "string" && typeof kept.conversation === "string"
+        && typeof kept.body === "string" && Array.isArray(kept.files) && Number.isFinite(kept.createdAt);
+      if (!valid) {
+        drop(key);
+        continue;
+      }
+      if (this.entries.has(kept.clientId)) continue;
+      const stale = !kept.failed && !(now - kept.createdAt < RESEND_KEPT_WITHIN_MS);
+      const failed = stale ? NOT_SENT : kept.failed || null;
+      const entry = this.entry(kept.clientId, kept.conversation, kept.body, kept.files, kept.createdAt, failed);
+      this.entries.set(entry.clientId, entry);
+      if (stale) this.keep(entry);
+    }
+  }
+
+  keep(entry) {
+    const { clientId, conversation, body, files, createdAt, failed } = entry;
+    keep(keyOf("outbox", clientId), { clientId, conversation, body, files, createdAt, failed });
   }
 
   /** The conversation's sends not yet acknowledged, oldest first. */
@@ -86,12 +128,15 @@ export class PendingSends {
     const entry = this.entries.get(clientId);
     if (!entry || !entry.failed) return;
     Object.assign(entry, { failed: null, createdAt: Date.now(), sentAt: 0, notBefore: 0 });
+    this.keep(entry);
     this.transmit(entry);
   }
 
   discard(clientId) {
     const entry = this.entries.get(clientId);
-    if (entry?.failed) this.entries.delete(clientId);
+    if (!entry?.failed) return;
+    this.entries.delete(clientId);
+    drop(keyOf("outbox", clientId));
   }
 
   /** A new socket opened: every send goes again on it. */
@@ -109,6 +154,7 @@ export class PendingSends {
     const entry = this.entries.get(clientId);
     if (!entry) return;
     this.entries.delete(clientId);
+    drop(keyOf("outbox", clientId));
     this.link.room(entry.conversation)?.onAck(clientId, message);
   }
 
@@ -123,6 +169,7 @@ export class PendingSends {
       return;
     }
     entry.failed = { code, text };
+    this.keep(entry);
     this.link.room(entry.conversation)?.onSendError(clientId, code, text);
   }
 

@@ -61,6 +61,7 @@ export class Connection {
   }
 
   start() {
+    this.sends.restore();
     this.connect();
     setInterval(() => this.tick(), TICK_MS);
     window.addEventListener("online", () => this.reconnectNow());

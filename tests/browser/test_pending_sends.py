@@ -331,3 +331,77 @@ def test_a_page_resumes_after_its_own_acked_message(browsers: Browsers, ats: Ats
     assert resubscribed, "the page did not subscribe again"
     assert resubscribed[0]["after"] == 1
     assert seqs(staff) == [1, 2]
+
+
+OUTBOX_KEYS = "Object.keys(localStorage).filter(k => k.startsWith('chatserver.outbox.'))"
+
+
+@pytest.mark.parametrize("lost", ["the send", "its ack"])
+def test_a_send_whose_page_closed_before_its_ack_goes_from_the_next_page(
+    browsers: Browsers, ats: Ats, lost: str
+) -> None:
+    """The tab is closed while a send waits for its ack, either because the
+    send never reached the server or because the ack never came back. The
+    next page the person opens sends it again with its client_id: stored
+    once either way."""
+    staff, relay, candidate = staff_in_conversation(browsers, ats)
+    conversation = staff.url
+    if lost == "the send":
+        relay.to_server = lambda frame, link: frame["type"] != "send"
+    else:
+        relay.to_page = lambda frame, link: frame["type"] != "ack"
+    send(staff, "Sent as the lid closed")
+    expect(staff.locator(".msg.pending", has_text="Sent as the lid closed")).to_be_visible()
+    [first] = relay.sends()
+
+    later = staff.context.new_page()
+    staff.close()
+    again = Relay(later)
+    later.goto(conversation)
+    expect(later.locator(MESSAGE, has_text="Sent as the lid closed")).to_have_count(1)
+    expect(later.locator(".msg:not([data-seq])")).to_have_count(0)
+    later.wait_for_function(f"() => {OUTBOX_KEYS}.length === 0")
+    assert {f["client_id"] for f in again.sends()} == {first["client_id"]}
+    expect(candidate.locator(MESSAGE, has_text="Sent as the lid closed")).to_have_count(1)
+    candidate.reload()
+    expect(candidate.locator(MESSAGE)).to_have_count(1)
+
+
+def test_a_send_kept_from_a_page_closed_long_ago_waits_for_retry_or_discard(
+    browsers: Browsers, ats: Ats
+) -> None:
+    staff, relay, candidate = staff_in_conversation(browsers, ats)
+    conversation = staff.url
+    relay.to_server = lambda frame, link: frame["type"] != "send"
+    send(staff, "Written yesterday")
+    send(staff, "Also yesterday")
+    expect(staff.locator(".msg.pending")).to_have_count(2)
+    staff.goto(f"{ats.server.url}/healthz")
+    staff.evaluate(
+        f"""() => {{
+            for (const key of {OUTBOX_KEYS}) {{
+                const kept = JSON.parse(localStorage.getItem(key));
+                kept.createdAt -= 2 * 3600 * 1000;
+                localStorage.setItem(key, JSON.stringify(kept));
+            }}
+        }}"""
+    )
+    relay.to_server = lambda frame, link: True
+    sent_before = len(relay.sends())
+    staff.goto(conversation)
+    yesterday = staff.locator(".msg.failed", has_text="Written yesterday")
+    expect(yesterday).to_contain_text("the page was closed")
+    expect(staff.locator(".msg.failed")).to_have_count(2)
+    assert len(relay.sends()) == sent_before, "a send kept that long went by itself"
+
+    yesterday.get_by_role("button", name="Retry").click()
+    expect(staff.locator(MESSAGE, has_text="Written yesterday")).to_have_count(1)
+    staff.locator(".msg.failed", has_text="Also yesterday").get_by_role(
+        "button", name="Discard"
+    ).click()
+    expect(staff.locator(".msg:not([data-seq])")).to_have_count(0)
+    staff.wait_for_function(f"() => {OUTBOX_KEYS}.length === 0")
+    staff.reload()
+    expect(staff.locator(MESSAGE)).to_have_text([re.compile("Written yesterday")])
+    expect(staff.locator(".msg:not([data-seq])")).to_have_count(0)
+    expect(candidate.locator(MESSAGE)).to_have_text([re.compile("Written yesterday")])
