@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 # domain of the reply addresses.
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 REPLY_DOMAIN = re.compile(rf"(?=.{{1,253}}$)(?:{_LABEL}\.)*{_LABEL}")
+# A hundred years: the expiry counts back this far from today.
+MAX_UNSENT_UPLOAD_DAYS = 36_500
 
 
 def warnings(settings: Settings) -> list[str]:
@@ -83,11 +85,12 @@ def validate(settings: Settings) -> None:
         raise SettingsError(
             f"WEB_CONCURRENCY (--workers) must be 1 or more, not {settings.workers}."
         )
-    if settings.unsent_upload_days < 1:
-        # Less would delete a draft's files while it is still being written.
+    if not 1 <= settings.unsent_upload_days <= MAX_UNSENT_UPLOAD_DAYS:
+        # Less would delete a draft's files while it is still being written;
+        # more (or inf, or nan) is no date the expiry can count back to.
         raise SettingsError(
-            "CHAT_UNSENT_UPLOAD_DAYS must be at least 1 (days before a file never "
-            f"sent is deleted), not {settings.unsent_upload_days:g}."
+            f"CHAT_UNSENT_UPLOAD_DAYS must be from 1 to {MAX_UNSENT_UPLOAD_DAYS} (days "
+            f"before a file never sent is deleted), not {settings.unsent_upload_days:g}."
         )
     if not settings.base_url.startswith(("http://", "https://")):
         raise SettingsError(

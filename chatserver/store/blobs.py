@@ -145,7 +145,7 @@ class FolderBlobs:
         for path in self.folder.glob("??/*"):
             if HASH.fullmatch(path.name):
                 stored.append(path.name)
-            elif path.name.endswith(".part") and path.stat().st_mtime < stale:
+            elif path.name.endswith(".part") and _modified(path) < stale:
                 path.unlink(missing_ok=True)
         return stored
 
@@ -231,6 +231,15 @@ class DatabaseBlobs:
             deleted += released
             if len(found) < SWEEP_BATCH or not released:
                 return deleted
+
+
+def _modified(path: Path) -> float:
+    """When the file was last written; now, if an upload renamed it away
+    since the folder was listed (it is not stale then)."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return time.time()
 
 
 def _first_part(sha256: str) -> Select[Any]:

@@ -40,7 +40,10 @@ def _one_line_naming(result: object, setting: str) -> str:
         (["serve"], {"PORT": "eighty"}, "PORT", "PORT=8000"),
         (["notifier"], {"CHAT_DIGEST_HOUR": "seven"}, "CHAT_DIGEST_HOUR", "CHAT_DIGEST_HOUR=7"),
         (["serve"], {"CHAT_DIGEST_HOUR": "25"}, "CHAT_DIGEST_HOUR", "0 to 23"),
-        (["notifier"], {"CHAT_UNSENT_UPLOAD_DAYS": "0"}, "CHAT_UNSENT_UPLOAD_DAYS", "at least 1"),
+        (["notifier"], {"CHAT_UNSENT_UPLOAD_DAYS": "0"}, "CHAT_UNSENT_UPLOAD_DAYS", "from 1 to"),
+        (["notifier"], {"CHAT_UNSENT_UPLOAD_DAYS": "nan"}, "CHAT_UNSENT_UPLOAD_DAYS", "not nan"),
+        (["serve"], {"CHAT_UNSENT_UPLOAD_DAYS": "inf"}, "CHAT_UNSENT_UPLOAD_DAYS", "not inf"),
+        (["notifier"], {"CHAT_UNSENT_UPLOAD_DAYS": "1e9"}, "CHAT_UNSENT_UPLOAD_DAYS", "36500"),
         (["serve"], {"WEB_CONCURRENCY": "2"}, "REDIS_URL", "--workers 1"),
         (["serve"], {"CHAT_API_KEYS": "key-one;key-two"}, "CHAT_API_KEYS", "commas"),
         (

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from chatserver.chat import uploads
 from chatserver.settings import Settings
+from chatserver.store import attachments as attachment_store
 from chatserver.store.blobs import PART_BYTES
-from chatserver.store.tables import attachment_blobs
+from chatserver.store.tables import attachment_blobs, attachments
 from tests.chat.sends import chat_of
 from tests.conftest import Scene
 from tests.helpers import Person, count_rows, delete_message, error_of, other_app, upload
@@ -305,6 +306,35 @@ async def test_a_send_racing_the_expiry_of_its_file_either_sends_it_or_finds_it_
             assert expired == 1
         assert not await stored.kept(sha(data))
     assert outcomes <= {201, 404}
+
+
+async def test_a_file_claimed_by_a_send_outlives_an_expiry_that_runs_meanwhile(
+    scene: Scene, app: Any, settings: Settings, backend: str
+) -> None:
+    """The send-first order of the race above, forced: a send has claimed
+    the file (its row locked, `unsent_of`) and attached it when the expiry
+    starts. The expiry waits for the send's commit, then finds the file
+    sent and leaves it and its bytes alone."""
+    stored = Bytes(app, settings, backend)
+    chat = chat_of(app)
+    start = chat.clock
+    data = big_pdf(2000, seed=45)
+    hello = (await scene.alice.send(scene.conversation, "Hello")).json()
+    file = (await upload(scene.alice, "contract.pdf", data)).json()
+    chat.clock = lambda: start() + timedelta(days=settings.unsent_upload_days, minutes=1)
+    async with chat.db.transaction() as conn:
+        [claimed] = await attachment_store.unsent_of(conn, [file["id"]], "staff", scene.alice.id)
+        await conn.execute(
+            update(attachments)
+            .where(attachments.c.id == claimed["id"])
+            .values(message_id=hello["id"])
+        )
+        expiry = asyncio.create_task(uploads.expire_unsent(chat))
+        await asyncio.sleep(0.3)
+        assert not expiry.done(), "the expiry did not wait for the send's claim"
+    assert await asyncio.wait_for(expiry, 10) == 0
+    assert await count_rows(app, attachments, id=file["id"]) == 1
+    assert await stored.kept(sha(data))
 
 
 async def test_a_sweep_deletes_the_bytes_no_file_refers_to_and_nothing_else(
