@@ -9,6 +9,7 @@
 // send a file the server no longer has.
 
 import { drop, keep, keyOf, load } from "./local-store.js";
+import { previewText } from "./ui.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 // A draft nobody touched for this long is forgotten.
@@ -49,6 +50,12 @@ export function saveDraft(conversation, body, files) {
   }
   const kept = files.map(({ id, name, size, contentType, uploadedAt }) => ({ id, name, size, contentType, uploadedAt }));
   keep(key, { body, files: kept, savedAt: Date.now() });
+}
+
+/** The draft of `conversation` as the inbox row shows it, or null. */
+export function draftPreview(conversation) {
+  const draft = loadDraft(conversation);
+  return draft ? previewText(draft.body, draft.files) || null : null;
 }
 
 export function clearDraft(conversation) {

@@ -23,8 +23,10 @@ export function newRow(conversation, onOpen) {
 }
 
 /** Show conversation `c` in the row's link. `q` is the search (marked),
- * `href` where the link goes, `current` whether it is the open one. */
-export function paintRow(link, c, { q, href, current }) {
+ * `href` where the link goes, `current` whether it is the open one, `draft`
+ * the preview of what the person has written there and not sent (if any,
+ * it takes the newest message's place, as in a mail client). */
+export function paintRow(link, c, { q, href, current, draft }) {
   link.href = href;
   const avatar = link.querySelector(".avatar");
   avatar.textContent = initials(c.candidate.name);
@@ -48,7 +50,16 @@ export function paintRow(link, c, { q, href, current }) {
   } else {
     time.textContent = "";
   }
-  highlight(link.querySelector(".item-preview"), last ? preview(last, me.kind, me.me) : "No messages yet", q);
+  const shown = link.querySelector(".item-preview");
+  if (draft) {
+    highlight(shown, draft, q);
+    const label = document.createElement("span");
+    label.className = "draft-label";
+    label.textContent = "Draft: ";
+    shown.prepend(label);
+  } else {
+    highlight(shown, last ? preview(last, me.kind, me.me) : "No messages yet", q);
+  }
   link.classList.toggle("is-ended", c.state === "ended");
   const bubble = link.querySelector(".history-bubble");
   bubble.classList.toggle("filled", Boolean(last));

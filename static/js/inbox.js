@@ -7,6 +7,7 @@ import { api, query } from "./api.js";
 import { connection } from "./socket.js";
 import { InboxPane } from "./inbox-pane.js";
 import { arrowKeys, newRow, paintRow } from "./inbox-row.js";
+import { draftPreview } from "./drafts.js";
 
 const SEARCH_DEBOUNCE_MS = 250;
 // Inbox frames for conversations not on screen are coalesced into one reload.
@@ -167,7 +168,8 @@ export class Inbox {
   paint(item) {
     const { id } = item.data;
     const href = `/c/${encodeURIComponent(id)}${this.stateQuery()}`;
-    paintRow(item.link, item.data, { q: this.q, href, current: this.conversation.id === id });
+    const current = this.conversation.id === id;
+    paintRow(item.link, item.data, { q: this.q, href, current, draft: current ? null : draftPreview(id) });
   }
 
   // -- live updates ----------------------------------------------------------------

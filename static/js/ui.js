@@ -90,9 +90,14 @@ export function preview(message, myKind, myId) {
   const colleague = !mine && myKind === "staff" && message.sender.kind === "staff";
   const who = mine ? "You: " : colleague ? `${firstName(message.sender.name)}: ` : "";
   if (message.deleted) return `${who}Message deleted`;
-  let text = message.body.replace(/[*_`#>]+/g, "").replace(/\s+/g, " ").trim();
-  if (!text && message.attachments.length) text = `📎 ${message.attachments[0].name}`;
-  return `${who}${text}`;
+  return `${who}${previewText(message.body, message.attachments)}`;
+}
+
+/** A body (and its files) as one line of a preview: Markdown's marks
+ * dropped, whitespace collapsed, the first file's name if it has no text. */
+export function previewText(body, files) {
+  const text = body.replace(/[*_`#>]+/g, "").replace(/\s+/g, " ").trim();
+  return !text && files.length ? `📎 ${files[0].name}` : text;
 }
 
 function firstName(name) {

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.browser.conftest import Application, Ats, Browsers
 
@@ -22,6 +22,10 @@ DRAFT_KEYS = "Object.keys(localStorage).filter(k => k.startsWith('chatserver.dra
 def open_from_inbox(page: Page, app: Application, name: str) -> None:
     page.locator(f'{ITEM}[data-conversation="{app.conversation}"]').click()
     expect(page.get_by_role("heading", name=name)).to_be_visible()
+
+
+def preview(page: Page, app: Application) -> Locator:
+    return page.locator(f'{ITEM}[data-conversation="{app.conversation}"] .item-preview')
 
 
 def write(page: Page, text: str) -> None:
@@ -47,16 +51,21 @@ def test_a_draft_stays_with_its_conversation_across_switches_and_reloads(
     box = inbox.get_by_test_id("composer")
 
     open_from_inbox(inbox, cara, "Cara")
-    write(inbox, "Dear Cara,\n- the interview is on Monday")
+    write(inbox, "Dear Cara,\n- the interview is on **Monday**")
     open_from_inbox(inbox, dan, "Dan")
     expect(box).to_have_value("")
+    # The row of a conversation left with a draft says so, as a mail client does.
+    expect(preview(inbox, cara)).to_have_text("Draft: Dear Cara, - the interview is on Monday")
+    expect(preview(inbox, cara).locator(".draft-label")).to_have_text("Draft:")
     write(inbox, "Hi Dan")
     open_from_inbox(inbox, cara, "Cara")
-    expect(box).to_have_value("Dear Cara,\n- the interview is on Monday")
+    expect(box).to_have_value("Dear Cara,\n- the interview is on **Monday**")
+    expect(preview(inbox, dan)).to_have_text("Draft: Hi Dan")
+    expect(preview(inbox, cara)).to_have_text("No messages yet")
 
     saved(inbox, cara)
     inbox.reload()
-    expect(box).to_have_value("Dear Cara,\n- the interview is on Monday")
+    expect(box).to_have_value("Dear Cara,\n- the interview is on **Monday**")
     open_from_inbox(inbox, dan, "Dan")
     expect(box).to_have_value("Hi Dan")
 
@@ -67,7 +76,8 @@ def test_a_draft_stays_with_its_conversation_across_switches_and_reloads(
     inbox.reload()
     expect(box).to_have_value("")
     open_from_inbox(inbox, cara, "Cara")
-    expect(box).to_have_value("Dear Cara,\n- the interview is on Monday")
+    expect(preview(inbox, dan)).to_have_text("You: Hi Dan")
+    expect(box).to_have_value("Dear Cara,\n- the interview is on **Monday**")
 
 
 def test_a_drafts_uploaded_files_come_back_and_are_sent(
