@@ -52,6 +52,11 @@ export class Composer {
     this.previewRound = 0;
     this.draft = draft;
     this.draftTimer = null;
+    // Whether the person changed anything since the draft was restored or
+    // saved: only then does closing the view save it (a tab merely showing
+    // a draft must not bring back one sent, or drop one being written, in
+    // another tab).
+    this.dirty = false;
     this.bind();
     this.restoreDraft();
   }
@@ -247,6 +252,7 @@ export class Composer {
         entry.error = err.message;
       }
       this.renderChip(entry);
+      this.dirty = true;
       this.saveDraft();
     })();
     this.files.push(entry);
@@ -315,17 +321,40 @@ export class Composer {
 
   scheduleDraft() {
     if (!this.draft) return;
+    this.dirty = true;
     clearTimeout(this.draftTimer);
     this.draftTimer = setTimeout(() => this.saveDraft(), DRAFT_DEBOUNCE_MS);
   }
 
-  /** Keep what is written now (at once: the view is closing, the page is
-   * going away, a file finished uploading). */
+  /** Keep what was changed, now (the page is going away, a file finished
+   * uploading). */
   saveDraft() {
-    if (!this.draft) return;
     clearTimeout(this.draftTimer);
     this.draftTimer = null;
+    if (!this.draft || !this.dirty) return;
+    this.dirty = false;
     saveDraft(this.draft, this.textarea.value, this.files.filter((f) => f.id));
+  }
+
+  /** The view is closing: keep what was changed, and nothing after (an
+   * upload finishing later must not write over the draft of a composer
+   * opened since). */
+  close() {
+    this.saveDraft();
+    this.draft = null;
+  }
+
+  /** A refused send's text, back to be changed and sent again: before
+   * what is being written, if anything is. Its files are not: the refusal
+   * may be about them, and they are attached again. */
+  takeBack(body) {
+    const now = this.textarea.value;
+    this.textarea.value = now.trim() ? `${body}\n${now}` : body;
+    this.typed = false;
+    this.autosize();
+    this.schedulePreview();
+    this.scheduleDraft();
+    if (this.enabled) this.textarea.focus();
   }
 
   async submit() {
@@ -342,6 +371,7 @@ export class Composer {
     this.fileList.hidden = true;
     // Sent: pending-sends.js holds it from here until its ack.
     clearTimeout(this.draftTimer);
+    this.dirty = false;
     if (this.draft) clearDraft(this.draft);
     this.schedulePreview();
     this.autosize();

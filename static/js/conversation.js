@@ -86,7 +86,7 @@ export class ConversationView {
   destroy() {
     this.destroyed = true;
     if (this.composer) {
-      this.composer.saveDraft();
+      this.composer.close();
       window.removeEventListener("pagehide", this.keepDraft);
     }
     connection.leave(this.id, this);
@@ -293,12 +293,17 @@ export class ConversationView {
     if (code === "not_allowed" || code === "conversation_ended" || code === "forbidden") this.refreshSummary();
   }
 
-  /** What a refused send's Retry and Discard do. */
+  /** What a refused send's Retry, Edit and Discard do. */
   failedActions(clientId) {
     return {
       onRetry: () => {
         this.messages.sending(clientId);
         connection.sends.retry(clientId);
+      },
+      onEdit: () => {
+        const body = connection.sends.discard(clientId);
+        this.messages.drop(clientId);
+        if (body !== null) this.composer.takeBack(body);
       },
       onDiscard: () => {
         connection.sends.discard(clientId);

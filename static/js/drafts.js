@@ -34,7 +34,7 @@ export function loadDraft(conversation) {
     drop(key);
     return null;
   }
-  const usable = (f) => f && typeof f.id === "string" && now - f.uploadedAt < fileLifeMs() - FILE_MARGIN_MS;
+  const usable = (f) => f && typeof f.id === "string" && typeof f.name === "string" && now - f.uploadedAt < fileLifeMs() - FILE_MARGIN_MS;
   const files = Array.isArray(draft.files) ? draft.files.filter(usable) : [];
   if (!draft.body && files.length === 0) return null;
   return { body: draft.body, files };

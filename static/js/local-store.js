@@ -4,13 +4,21 @@
 // person, so two people sharing a browser never see each other's; signing
 // out forgets all of them.
 //
-// Where the browser refuses storage (some private modes, a full quota),
-// nothing is kept and nothing fails: the page works as if it had none.
+// Where the browser refuses storage (some private modes, a full quota, a
+// damaged profile), nothing is kept and nothing fails: the page works as if
+// it had none.
 
 const ROOT = "chatserver.";
+// Written and removed at once by the tab that signs out, so that the
+// person's other tabs hear of it (a "storage" event) and stop saving too.
+const SIGNED_OUT = "chatserver:signed-out";
 const me = document.body.dataset;
-// Set once the person signs out: the page going away must not save again.
+// Set once the person signs out, here or in another tab: the page going
+// away must not save again what signing out forgot.
 let forgotten = false;
+window.addEventListener("storage", (event) => {
+  if (event.key === SIGNED_OUT || event.key === null) forgotten = true;
+});
 
 function storage() {
   try {
@@ -20,9 +28,11 @@ function storage() {
   }
 }
 
-/** The key of one thing of `kind` ("draft", "outbox") kept for this person. */
+/** The key of one thing of `kind` ("draft", "outbox") kept for this
+ * person. Its parts are joined by "/", which no id may hold (ids may hold
+ * dots: staff "ann" must not find the keys of staff "ann.lee"). */
 export function keyOf(kind, name) {
-  return `${ROOT}${kind}.${me.kind}:${me.me}.${name}`;
+  return `${ROOT}${kind}/${me.kind}:${me.me}/${name}`;
 }
 
 /** This person's keys of `kind`. */
@@ -31,9 +41,13 @@ export function keysOf(kind) {
   if (!store) return [];
   const prefix = keyOf(kind, "");
   const keys = [];
-  for (let i = 0; i < store.length; i += 1) {
-    const key = store.key(i);
-    if (key?.startsWith(prefix)) keys.push(key);
+  try {
+    for (let i = 0; i < store.length; i += 1) {
+      const key = store.key(i);
+      if (key?.startsWith(prefix)) keys.push(key);
+    }
+  } catch {
+    // A damaged store: what was listed is all there is.
   }
   return keys;
 }
@@ -41,12 +55,11 @@ export function keysOf(kind) {
 /** The value kept at `key`, or null (one that does not parse is dropped). */
 export function load(key) {
   const store = storage();
-  const raw = store?.getItem(key);
-  if (!raw) return null;
   try {
-    return JSON.parse(raw);
+    const raw = store?.getItem(key);
+    return raw ? JSON.parse(raw) : null;
   } catch {
-    store.removeItem(key);
+    drop(key);
     return null;
   }
 }
@@ -62,7 +75,11 @@ export function keep(key, value) {
 }
 
 export function drop(key) {
-  storage()?.removeItem(key);
+  try {
+    storage()?.removeItem(key);
+  } catch {
+    // A damaged store: nothing more to do.
+  }
 }
 
 /** Forget everything kept in this browser, everyone's, and keep nothing
@@ -78,4 +95,10 @@ export function forgetAll() {
     if (key?.startsWith(ROOT)) keys.push(key);
   }
   for (const key of keys) store.removeItem(key);
+  try {
+    store.setItem(SIGNED_OUT, String(Date.now()));
+    store.removeItem(SIGNED_OUT);
+  } catch {
+    // Over the quota even now: the other tabs keep saving until they close.
+  }
 }

@@ -108,13 +108,14 @@ export function showSending(el) {
   el.querySelector(".msg-status").textContent = "Sending…";
 }
 
-/** A pending bubble whose send was refused, with Retry and Discard. */
-export function showFailed(el, text, { onRetry, onDiscard }) {
+/** A pending bubble whose send was refused, with Retry, Edit (its text
+ * back in the composer, to change it or attach a file again) and Discard. */
+export function showFailed(el, text, { onRetry, onEdit, onDiscard }) {
   el.classList.add("failed");
   el.classList.remove("pending");
   const status = el.querySelector(".msg-status");
   status.textContent = `Not sent: ${text} `;
-  status.append(linkButton("Retry", onRetry), linkButton("Discard", onDiscard));
+  status.append(linkButton("Retry", onRetry), linkButton("Edit", onEdit), linkButton("Discard", onDiscard));
 }
 
 function linkButton(label, onClick) {

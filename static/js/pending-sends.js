@@ -44,6 +44,17 @@ function uuid4() {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
+/** Whether `kept` (read back from storage, written by any version of this
+ * page or by hand) has the shape `PendingSends.keep` writes. */
+function isKeptSend(kept) {
+  const text = (v) => typeof v === "string";
+  const file = (f) => f !== null && typeof f === "object" && text(f.id) && text(f.name);
+  const failed = (f) => f === null || f === undefined || (typeof f === "object" && text(f.code) && text(f.text));
+  return kept !== null && typeof kept === "object" && text(kept.clientId) && text(kept.conversation)
+    && text(kept.body) && Array.isArray(kept.files) && kept.files.every(file)
+    && Number.isFinite(kept.createdAt) && failed(kept.failed);
+}
+
 export class PendingSends {
   /** `link` is what the sends need of the connection: `send(frame)` (false
    * while the socket is down), `isOpen()`, `downSince()` (when the socket
@@ -94,9 +105,7 @@ export class PendingSends {
     const now = Date.now();
     for (const key of keysOf("outbox")) {
       const kept = load(key);
-      const valid = kept && typeof kept.clientId === "string" && typeof kept.conversation === "string"
-        && typeof kept.body === "string" && Array.isArray(kept.files) && Number.isFinite(kept.createdAt);
-      if (!valid) {
+      if (!isKeptSend(kept)) {
         drop(key);
         continue;
       }
@@ -132,11 +141,13 @@ export class PendingSends {
     this.transmit(entry);
   }
 
+  /** Forget a refused send; returns its text (null if there was none). */
   discard(clientId) {
     const entry = this.entries.get(clientId);
-    if (!entry?.failed) return;
+    if (!entry?.failed) return null;
     this.entries.delete(clientId);
     drop(keyOf("outbox", clientId));
+    return entry.body;
   }
 
   /** A new socket opened: every send goes again on it. */

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 
 ITEM = '[data-testid="inbox-item"]'
 FILES = ".pending-files li"
-DRAFT_KEYS = "Object.keys(localStorage).filter(k => k.startsWith('chatserver.draft.'))"
+DRAFT_KEYS = "Object.keys(localStorage).filter(k => k.startsWith('chatserver.draft/'))"
 
 
 def open_from_inbox(page: Page, app: Application, name: str) -> None:
@@ -37,7 +37,7 @@ def write(page: Page, text: str) -> None:
 def saved(page: Page, app: Application) -> None:
     """Wait until the draft has reached storage (it is saved after a pause
     in typing)."""
-    kept = f"id => {DRAFT_KEYS}.some(k => k.endsWith('.' + id))"
+    kept = f"id => {DRAFT_KEYS}.some(k => k.endsWith('/' + id))"
     page.wait_for_function(kept, arg=app.conversation)
 
 
@@ -124,7 +124,7 @@ def test_a_file_the_server_will_have_expired_is_not_restored(
     staff.goto(f"{ats.server.url}/healthz")
     staff.evaluate(
         """id => {
-            const key = Object.keys(localStorage).find(k => k.endsWith('.' + id));
+            const key = Object.keys(localStorage).find(k => k.endsWith('/' + id));
             const draft = JSON.parse(localStorage.getItem(key));
             draft.files[0].uploadedAt = Date.now() - 14 * 24 * 3600 * 1000 + 30 * 60 * 1000;
             localStorage.setItem(key, JSON.stringify(draft));
@@ -152,3 +152,75 @@ def test_signing_out_forgets_the_drafts(browsers: Browsers, ats: Ats) -> None:
     staff.goto(f"{ats.server.url}/c/{cara.conversation}")
     expect(staff.get_by_test_id("composer")).to_be_enabled()
     expect(staff.get_by_test_id("composer")).to_have_value("")
+
+
+def test_a_tab_that_only_showed_a_draft_does_not_bring_it_back_once_sent(
+    browsers: Browsers, ats: Ats
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara")
+    dan = ats.application("dan", "Dan")
+    writing = browsers.open(ats.staff_link(alice))
+    writing.goto(f"{ats.server.url}/c/{cara.conversation}")
+    write(writing, "Hi Cara")
+    saved(writing, cara)
+    showing = writing.context.new_page()
+    showing.goto(f"{ats.server.url}/c/{cara.conversation}")
+    expect(showing.get_by_test_id("composer")).to_have_value("Hi Cara")
+
+    writing.get_by_test_id("composer").press("Enter")
+    expect(showing.locator('[data-testid="message"][data-seq]', has_text="Hi Cara")).to_be_visible()
+    open_from_inbox(showing, dan, "Dan")
+    expect(preview(showing, cara)).to_have_text("You: Hi Cara")
+    assert showing.evaluate(DRAFT_KEYS) == []
+
+
+def test_signing_out_in_one_tab_stops_the_others_saving(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara")
+    first = browsers.open(ats.staff_link(alice))
+    other = first.context.new_page()
+    other.goto(f"{ats.server.url}/c/{cara.conversation}")
+    write(other, "Written in the other tab")
+    saved(other, cara)
+
+    first.locator("#user-button").click()
+    first.get_by_role("menuitem", name="Sign out").click()
+    expect(first).to_have_url(f"{ats.server.url}/")
+    other.get_by_test_id("composer").press_sequentially(" and more")
+    other.goto(f"{ats.server.url}/healthz")
+    assert other.evaluate(DRAFT_KEYS) == []
+
+
+def test_a_send_whose_file_went_with_another_comes_back_to_edit(
+    browsers: Browsers, ats: Ats, tmp_path: Path
+) -> None:
+    """Two tabs restored the same draft and its file; the file goes with the
+    first send. The second is refused, says so, and Edit puts its text back
+    in the composer to attach the file again."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara")
+    first = browsers.open(ats.staff_link(alice))
+    first.goto(f"{ats.server.url}/c/{cara.conversation}")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Bring your DBS certificate.\n")
+    write(first, "The notes")
+    first.locator('[data-role="file-input"]').set_input_files(str(notes))
+    expect(first.locator(FILES, has_text="notes.txt")).to_contain_text("28 B")
+    first.wait_for_function(f"() => {DRAFT_KEYS}.some(k => localStorage[k].includes('notes.txt'))")
+    second = first.context.new_page()
+    second.goto(f"{ats.server.url}/c/{cara.conversation}")
+    expect(second.locator(FILES, has_text="notes.txt")).to_contain_text("28 B")
+
+    sent = second.locator('[data-testid="message"][data-seq]', has_text="The notes")
+    first.get_by_test_id("send").click()
+    expect(sent).to_be_visible()
+    second.get_by_test_id("send").click()
+    refused = second.locator(".msg.failed", has_text="The notes")
+    expect(refused).to_contain_text("This file is no longer available")
+    refused.get_by_role("button", name="Edit").click()
+    expect(second.locator(".msg.failed")).to_have_count(0)
+    expect(second.get_by_test_id("composer")).to_have_value("The notes")
+    expect(second.locator(FILES)).to_have_count(0)
+    second.get_by_test_id("send").click()
+    expect(sent).to_have_count(2)

@@ -333,7 +333,7 @@ def test_a_page_resumes_after_its_own_acked_message(browsers: Browsers, ats: Ats
     assert seqs(staff) == [1, 2]
 
 
-OUTBOX_KEYS = "Object.keys(localStorage).filter(k => k.startsWith('chatserver.outbox.'))"
+OUTBOX_KEYS = "Object.keys(localStorage).filter(k => k.startsWith('chatserver.outbox/'))"
 
 
 @pytest.mark.parametrize("lost", ["the send", "its ack"])
@@ -405,3 +405,62 @@ def test_a_send_kept_from_a_page_closed_long_ago_waits_for_retry_or_discard(
     expect(staff.locator(MESSAGE)).to_have_text([re.compile("Written yesterday")])
     expect(staff.locator(".msg:not([data-seq])")).to_have_count(0)
     expect(candidate.locator(MESSAGE)).to_have_text([re.compile("Written yesterday")])
+
+
+def test_sends_kept_for_a_person_whose_id_extends_yours_are_not_yours(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """Ids may hold dots: the sends kept for staff "ann.lee" in a shared
+    browser are not sent when staff "ann" opens a page."""
+    staff, relay, candidate = staff_in_conversation(browsers, ats)
+    conversation = staff.url
+    me = staff.evaluate("document.body.dataset.me")
+    relay.to_server = lambda frame, link: frame["type"] != "send"
+    send(staff, "Kept for someone else")
+    expect(staff.locator(".msg.pending")).to_have_count(1)
+    staff.goto(f"{ats.server.url}/healthz")
+    staff.evaluate(
+        f"""me => {{
+            for (const key of {OUTBOX_KEYS}) {{
+                const theirs = key.replace(`staff:${{me}}`, `staff:${{me}}.lee`);
+                localStorage.setItem(theirs, localStorage.getItem(key));
+                localStorage.removeItem(key);
+            }}
+        }}""",
+        me,
+    )
+    relay.to_server = lambda frame, link: True
+    staff.goto(conversation)
+    send(staff, "Mine")
+    expect(candidate.locator(MESSAGE, has_text="Mine")).to_be_visible()
+    assert [f["body"] for f in relay.sends()] == ["Kept for someone else", "Mine"]
+    expect(candidate.locator(MESSAGE)).to_have_count(1)
+
+
+def test_damaged_kept_sends_are_dropped_and_the_page_works(browsers: Browsers, ats: Ats) -> None:
+    staff, relay, candidate = staff_in_conversation(browsers, ats)
+    conversation = staff.url.rsplit("/", 1)[-1]
+    staff.evaluate(
+        """async conversation => {
+            const { keyOf } = await import("/static/js/local-store.js");
+            const send = { clientId: "x", conversation, body: "Damaged", createdAt: Date.now() };
+            const damaged = [
+                { ...send, files: [null] },
+                { ...send, files: [{ name: "no id" }] },
+                { ...send, files: [], failed: "refused" },
+                { ...send, files: [], createdAt: "today" },
+                "not a send",
+            ];
+            damaged.forEach((value, i) => {
+                localStorage.setItem(keyOf("outbox", `bad-${i}`), JSON.stringify(value));
+            });
+            localStorage.setItem(keyOf("outbox", "unparsable"), "{");
+        }""",
+        conversation,
+    )
+    staff.reload()
+    send(staff, "Sent after the damage")
+    expect(candidate.locator(MESSAGE, has_text="Sent after the damage")).to_be_visible()
+    staff.wait_for_function(f"() => {OUTBOX_KEYS}.length === 0")
+    expect(staff.locator(".msg:not([data-seq])")).to_have_count(0)
+    assert [f["body"] for f in relay.sends()] == ["Sent after the damage"]
