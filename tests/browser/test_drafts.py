@@ -34,6 +34,14 @@ def write(page: Page, text: str) -> None:
     expect(box).to_have_value(text)
 
 
+def write_with_notes(page: Page, notes: Path) -> None:
+    """Write "The notes" and attach `notes` (28 bytes), uploaded."""
+    notes.write_text("Bring your DBS certificate.\n")
+    write(page, "The notes")
+    page.locator('[data-role="file-input"]').set_input_files(str(notes))
+    expect(page.locator(FILES, has_text=notes.name)).to_contain_text("28 B")
+
+
 def saved(page: Page, app: Application) -> None:
     """Wait until the draft has reached storage (it is saved after a pause
     in typing)."""
@@ -87,11 +95,7 @@ def test_a_drafts_uploaded_files_come_back_and_are_sent(
     cara = ats.application("cara", "Cara")
     staff = browsers.open(ats.staff_link(alice))
     staff.goto(f"{ats.server.url}/c/{cara.conversation}")
-    notes = tmp_path / "interview-notes.txt"
-    notes.write_text("Bring your DBS certificate.\n")
-    write(staff, "The notes")
-    staff.locator('[data-role="file-input"]').set_input_files(str(notes))
-    expect(staff.locator(FILES, has_text="interview-notes.txt")).to_contain_text("28 B")
+    write_with_notes(staff, tmp_path / "interview-notes.txt")
 
     staff.reload()
     expect(staff.get_by_test_id("composer")).to_have_value("The notes")
@@ -202,11 +206,7 @@ def test_a_send_whose_file_went_with_another_comes_back_to_edit(
     cara = ats.application("cara", "Cara")
     first = browsers.open(ats.staff_link(alice))
     first.goto(f"{ats.server.url}/c/{cara.conversation}")
-    notes = tmp_path / "notes.txt"
-    notes.write_text("Bring your DBS certificate.\n")
-    write(first, "The notes")
-    first.locator('[data-role="file-input"]').set_input_files(str(notes))
-    expect(first.locator(FILES, has_text="notes.txt")).to_contain_text("28 B")
+    write_with_notes(first, tmp_path / "notes.txt")
     first.wait_for_function(f"() => {DRAFT_KEYS}.some(k => localStorage[k].includes('notes.txt'))")
     second = first.context.new_page()
     second.goto(f"{ats.server.url}/c/{cara.conversation}")
