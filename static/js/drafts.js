@@ -8,12 +8,9 @@
 // restored draft a little before that, so that a restored draft does not
 // send a file the server no longer has.
 
-import { drop, keep, keyOf, load } from "./local-store.js";
+import { DAY_MS, KEPT_MS, drop, keep, keyOf, load } from "./local-store.js";
 import { previewText } from "./ui.js";
 
-const DAY_MS = 24 * 60 * 60 * 1000;
-// A draft nobody touched for this long is forgotten.
-const DRAFT_DAYS = 30;
 // A restored draft's files must have this much of their life left.
 const FILE_MARGIN_MS = 60 * 60 * 1000;
 
@@ -30,7 +27,7 @@ export function loadDraft(conversation) {
   const draft = load(key);
   if (!draft) return null;
   const now = Date.now();
-  if (typeof draft.body !== "string" || !(now - draft.savedAt < DRAFT_DAYS * DAY_MS)) {
+  if (typeof draft.body !== "string" || !(now - draft.savedAt < KEPT_MS)) {
     drop(key);
     return null;
   }

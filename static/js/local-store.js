@@ -9,6 +9,11 @@
 // it had none.
 
 const ROOT = "chatserver.";
+export const DAY_MS = 24 * 60 * 60 * 1000;
+// A draft or a refused send nobody touched for this long is forgotten (a
+// send refused for a conversation the person can no longer open would
+// otherwise stay in the browser for good).
+export const KEPT_MS = 30 * DAY_MS;
 // Written and removed at once by the tab that signs out, so that the
 // person's other tabs hear of it (a "storage" event) and stop saving too.
 const SIGNED_OUT = "chatserver:signed-out";

@@ -20,7 +20,7 @@
 
 import { api, ApiError } from "./api.js";
 import { BASE_DELAY_MS } from "./backoff.js";
-import { drop, keep, keyOf, keysOf, load } from "./local-store.js";
+import { KEPT_MS, drop, keep, keyOf, keysOf, load } from "./local-store.js";
 
 // An unacknowledged send is re-sent on the same socket after this long.
 const ACK_TIMEOUT_MS = 8000;
@@ -105,7 +105,7 @@ export class PendingSends {
     const now = Date.now();
     for (const key of keysOf("outbox")) {
       const kept = load(key);
-      if (!isKeptSend(kept)) {
+      if (!isKeptSend(kept) || !(now - kept.createdAt < KEPT_MS)) {
         drop(key);
         continue;
       }

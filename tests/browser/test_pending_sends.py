@@ -375,13 +375,15 @@ def test_a_send_kept_from_a_page_closed_long_ago_waits_for_retry_or_discard(
     relay.to_server = lambda frame, link: frame["type"] != "send"
     send(staff, "Written yesterday")
     send(staff, "Also yesterday")
-    expect(staff.locator(".msg.pending")).to_have_count(2)
+    send(staff, "Written last month")
+    expect(staff.locator(".msg.pending")).to_have_count(3)
     staff.goto(f"{ats.server.url}/healthz")
     staff.evaluate(
         f"""() => {{
             for (const key of {OUTBOX_KEYS}) {{
                 const kept = JSON.parse(localStorage.getItem(key));
-                kept.createdAt -= 2 * 3600 * 1000;
+                const month = kept.body === "Written last month";
+                kept.createdAt -= month ? 31 * 24 * 3600 * 1000 : 2 * 3600 * 1000;
                 localStorage.setItem(key, JSON.stringify(kept));
             }}
         }}"""
@@ -392,6 +394,8 @@ def test_a_send_kept_from_a_page_closed_long_ago_waits_for_retry_or_discard(
     yesterday = staff.locator(".msg.failed", has_text="Written yesterday")
     expect(yesterday).to_contain_text("the page was closed")
     expect(staff.locator(".msg.failed")).to_have_count(2)
+    # Untouched for over 30 days, it is forgotten, as a draft would be.
+    expect(staff.locator(".msg", has_text="Written last month")).to_have_count(0)
     assert len(relay.sends()) == sent_before, "a send kept that long went by itself"
 
     yesterday.get_by_role("button", name="Retry").click()
