@@ -152,7 +152,8 @@ async def _store_batch(
             message = views.message(row, n.files)
             # The reopening is announced once, before the first message.
             reopening = reopened and n.pos == 1
-            stored = Stored(message, ctx, reopening, lines=lines if reopening else [])
+            changed = reopening or n.index in planned.lets_candidate_reply
+            stored = Stored(message, ctx, changed, lines=lines if reopening else [])
             outcomes[n.index] = (SendResult(message, created=True), stored)
         advances.append(
             conversations.Advance(

@@ -143,7 +143,8 @@ def _outcomes(
         for n in items:
             row = n.row | {"seq": base + n.pos, "created_at": now, "deleted": False}
             message = views.message(row)
-            outcomes[n.index] = (SendResult(message, created=True), Stored(message, ctx))
+            changed = n.index in planned.lets_candidate_reply
+            outcomes[n.index] = (SendResult(message, created=True), Stored(message, ctx, changed))
     for i, first in sorted(planned.repeats.items()):
         outcomes[i] = follow(batch, i, first, outcomes[first])
         if outcomes[i] is None:

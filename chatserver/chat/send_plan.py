@@ -27,7 +27,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from chatserver.chat import access, views
 from chatserver.chat.identity import Viewer
-from chatserver.chat.policy import Role, State, send_refusal, sending_reopens
+from chatserver.chat.policy import ConversationFacts, Role, State, send_refusal, sending_reopens
 from chatserver.errors import ChatError, not_found
 from chatserver.json_types import JSON
 from chatserver.store.contexts import SendContext
@@ -103,6 +103,11 @@ class Plan(Generic[C]):
     new: dict[str, list[New]] = field(default_factory=dict)
     # Conversations a staff message reopens.
     reopened: set[str] = field(default_factory=set)
+    # Sends after which the candidate may send and could not before: the
+    # first staff message where the status lets a candidate reply only
+    # after one (or a reopening). Published with the message, so that the
+    # candidate's open page knows at once.
+    lets_candidate_reply: set[int] = field(default_factory=set)
     # The conversations as the batch leaves them (state, has_staff_message).
     contexts: dict[str, C] = field(default_factory=dict)
 
@@ -120,6 +125,11 @@ def message_row(request: Send, message_id: str) -> JSON:
         "html": request.html,
         "via": request.via,
     }
+
+
+def candidate_refused(facts: ConversationFacts) -> bool:
+    """Whether the conversation's candidate may not send now."""
+    return send_refusal(Role.CANDIDATE, facts) is not None
 
 
 def plan(
@@ -180,11 +190,13 @@ def plan(
             continue
         if sending_reopens(role, facts):
             result.reopened.add(ctx.id)
-        result.contexts[ctx.id] = replace(
+        after = result.contexts[ctx.id] = replace(
             ctx,
             state=State.OPEN.value,
             has_staff_message=ctx.has_staff_message or role is Role.STAFF,
         )
+        if candidate_refused(facts) and not candidate_refused(views.facts(after)):
+            result.lets_candidate_reply.add(i)
         items = result.new.setdefault(ctx.id, [])
         items.append(New(i, message_row(request, message_ids[i]), len(items) + 1, files))
     return result

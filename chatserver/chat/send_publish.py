@@ -26,12 +26,13 @@ log = logging.getLogger(__name__)
 def event_items(stored: Sequence[Stored]) -> list[tuple[SendContext, Mapping[str, Any]]]:
     """The events of stored messages, each with its conversation: the
     system lines a send wrote first, a reopening, then the message (a
-    repeat's `Again`, which rooms take and bells ignore)."""
+    repeat's `Again`, which rooms take and bells ignore). A change of who
+    may send (a reopening, a first staff message) comes before the message."""
     items: list[tuple[SendContext, Mapping[str, Any]]] = []
     for s in stored:
         ctx = s.conversation
         items.extend((ctx, events.message_event(line)) for line in s.lines)
-        if s.reopened:
+        if s.changed:
             items.append((ctx, events.conversation_changed(ctx)))
         message = events.message_event(s.message)
         items.append(events.Again(ctx, message) if s.repeat else (ctx, message))

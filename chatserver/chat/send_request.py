@@ -66,8 +66,10 @@ class Stored:
     # The conversation as the batch left it (its org, job and candidate
     # name the channels and the bell).
     conversation: SendContext
-    # Sending reopened it: its state change is published with the message.
-    reopened: bool = False
+    # Sending changed who may send (it reopened the conversation, or it is
+    # the staff message a candidate had to wait for): the change is
+    # published with the message, for each socket to recompute can_send.
+    changed: bool = False
     repeat: bool = False
     # System lines stored just before the message (its reopening), published first.
     lines: list[JSON] = field(default_factory=list)

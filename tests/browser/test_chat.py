@@ -156,12 +156,22 @@ def test_end_conversation_disables_the_candidates_composer(browsers: Browsers, a
 def test_candidate_waits_for_the_employer_before_a_first_message(
     browsers: Browsers, ats: Ats
 ) -> None:
-    ats.staff("Alice Recruiter")
+    alice = ats.staff("Alice Recruiter")
     app = ats.application("early", "Eve Early", status="submitted")
     candidate = browsers.open(ats.candidate_link(app.id))
     reason = candidate.get_by_test_id("send-disabled-reason")
     expect(reason).to_contain_text("once the employer has messaged you")
     expect(candidate.get_by_test_id("composer")).to_be_disabled()
+
+    # The employer's first message lets her reply at once, without a reload.
+    staff = browsers.open(ats.staff_link(alice))
+    staff.goto(f"{ats.server.url}/c/{app.conversation}")
+    send(staff, "Thanks for applying, Eve.")
+    expect(message(candidate, "Thanks for applying")).to_be_visible()
+    expect(candidate.get_by_test_id("composer")).to_be_enabled()
+    expect(reason).to_be_hidden()
+    send(candidate, "Thank you!")
+    expect(message(staff, "Thank you!")).to_be_visible()
 
     ats.set_status(app, "Eve Early", "not_progressing")
     expect(reason).to_contain_text("no longer progressing")

@@ -66,6 +66,19 @@ def test_a_staff_message_lets_a_later_candidate_message_through() -> None:
     assert isinstance(planned.refused[0], ChatError)
     assert [(n.index, n.pos) for n in planned.new["c1"]] == [(1, 1), (2, 2)]
     assert CONTEXTS["c1"].has_staff_message is False  # the snapshot is not changed
+    # The first staff message is the one that lets the candidate reply.
+    assert planned.lets_candidate_reply == {1}
+
+
+def test_only_the_message_a_candidate_waited_for_lets_them_reply() -> None:
+    # c1's candidate waited for a staff message (submitted); c2 was ended.
+    batch = [Send(STAFF, "c1", "a"), Send(STAFF, "c1", "b"), Send(STAFF, "c2", "c")]
+    planned = plan(batch, Snapshot(CONTEXTS), ids(3), fast=False)
+    assert planned.lets_candidate_reply == {0, 2}
+    # An interviewing candidate could write first: nothing changes for them.
+    interviewing = dataclasses.replace(CONTEXTS["c1"], status=Status.INTERVIEWING.value)
+    planned = plan(batch[:1], Snapshot({"c1": interviewing}), ids(1), fast=False)
+    assert planned.lets_candidate_reply == set()
 
 
 def test_the_fast_writer_defers_a_conversation_it_cannot_store_whole() -> None:

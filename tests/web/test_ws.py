@@ -16,6 +16,7 @@ from websockets.exceptions import InvalidStatus
 from chatserver.chat.limits import limits_from_settings
 from chatserver.settings import Settings
 from tests.conftest import Scene
+from tests.helpers import Host
 from tests.ws_helpers import (
     FRAME_TIMEOUT,
     LiveServer,
@@ -344,6 +345,41 @@ async def test_ending_and_reopening_sends_conversation_frames_with_per_role_can_
         reopened = {**expected, "state": "open"}
         assert await alice.next_of("conversation") == {**reopened, "can_send": True}
         assert await cara.next_of("conversation") == {**reopened, "can_send": True}
+
+
+def staff_message(frames: list[dict[str, Any]]) -> bool:
+    """Whether the last frame is a staff member's message."""
+    return (
+        bool(frames)
+        and frames[-1]["type"] == "message"
+        and (frames[-1]["message"]["sender"]["kind"] == "staff")
+    )
+
+
+async def test_the_first_staff_message_lets_a_waiting_candidate_reply_at_once(
+    server: LiveServer, scene: Scene, host: Host
+) -> None:
+    """A candidate may reply only once staff have written (status
+    submitted): the first staff message brings their open page a
+    `conversation` frame with can_send, before the message itself."""
+    await host.application("app-1", org="acme", candidate="cara", status="submitted")
+    async with open_socket(server, scene.cara) as cara:
+        assert (await cara.subscribe(scene.conversation))["can_send"] is False
+        await scene.alice.send(scene.conversation, "Thanks for applying")
+        frames = await cara.collect(staff_message)
+        changes = [f for f in frames if f["type"] == "conversation" or f is frames[-1]]
+        assert [f["type"] for f in changes] == ["conversation", "message"]
+        assert changes[0] == {
+            "type": "conversation",
+            "conversation": scene.conversation,
+            "state": "open",
+            "can_send": True,
+        }
+        await scene.alice.send(scene.conversation, "We will be in touch")
+        frames = await cara.collect(staff_message)
+        assert "conversation" not in [f["type"] for f in frames], "only the first changes it"
+        await cara.send(send_frame(scene.conversation, "Thank you!"))
+        assert (await cara.next_of("ack"))["message"]["body"] == "Thank you!"
 
 
 async def test_deleting_for_everyone_sends_deleted(server: LiveServer, scene: Scene) -> None:
