@@ -292,11 +292,11 @@ export class Inbox {
     else if (!this.items.has(id)) this.reload();
   }
 
-  /** Marked as unread: back to the list, where the row shows it unread;
-   * the inbox feed brings the server's count. */
+  /** Marked as unread: back to the list, where the inbox feed brings the
+   * row's count from the server (not guessed here: when the candidate has
+   * written nothing the person can see, nothing is unread). */
   markedUnread(id) {
     const item = this.items.get(id);
-    if (item) item.data.unread = Math.max(1, item.data.unread || 0);
     this.conversation.back();
     item?.link.focus();
   }

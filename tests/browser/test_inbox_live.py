@@ -276,6 +276,25 @@ def test_mark_as_unread_returns_to_the_list_with_the_row_unread(
     expect(item(inbox, cara.conversation).get_by_test_id("unread-badge")).to_have_text("1")
 
 
+def test_mark_as_unread_with_nothing_from_the_candidate_shows_no_badge(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """Only a candidate's message counts as unread: with none, marking
+    changes nothing, and the row does not pretend otherwise."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    ats.staff_says(alice, cara.conversation, "Hello")
+    inbox = browsers.open(ats.staff_link(alice))
+    item(inbox, cara.conversation).click()
+    inbox.get_by_test_id("conversation-menu").click()
+    inbox.get_by_test_id("mark-unread").click()
+    expect(item(inbox, cara.conversation)).to_be_focused()
+    expect(item(inbox, cara.conversation).get_by_test_id("unread-badge")).to_have_count(0)
+    inbox.reload()
+    expect(item(inbox, cara.conversation)).to_contain_text("You: Hello")
+    expect(item(inbox, cara.conversation).get_by_test_id("unread-badge")).to_have_count(0)
+
+
 def test_a_refused_mark_as_unread_says_why_and_keeps_the_conversation(
     browsers: Browsers, ats: Ats
 ) -> None:
