@@ -329,6 +329,12 @@ export class ConversationView {
         break;
       case "message":
         if (!isMine(frame.message.sender) && !isSystemLine(frame.message)) this.typing.hide();
+        // The employer's message a waiting candidate may now answer: the
+        // `conversation` frame before it says so, but one missed with a
+        // lost publish would leave the composer off until a reload.
+        if (!this.summary.can_send && me.kind === "candidate" && frame.message.sender.kind === "staff") {
+          this.refreshSummary();
+        }
         this.messages.receive(frame.message);
         this.reads.schedule();
         break;

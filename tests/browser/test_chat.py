@@ -4,13 +4,14 @@ timezones, attachments."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, WebSocketRoute, expect
 
 from tests.browser.conftest import Ats, Browsers, seqs
 
@@ -175,6 +176,55 @@ def test_candidate_waits_for_the_employer_before_a_first_message(
 
     ats.set_status(app, "Eve Early", "not_progressing")
     expect(reason).to_contain_text("no longer progressing")
+
+
+class LosingConversationFrames:
+    """The page's sockets, relayed, with every `conversation` frame lost;
+    the types of the frames that reached the page, in order."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.passed: list[str] = []
+        page.route_web_socket("**/ws", self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        ws.on_message(server.send)
+
+        def relay(frame: str | bytes) -> None:
+            kind = json.loads(frame)["type"]
+            if kind != "conversation":
+                self.passed.append(kind)
+                ws.send(frame)
+
+        server.on_message(relay)
+
+    def wait_for(self, kind: str) -> None:
+        """Until a frame of `kind` has reached the page (each round trip to
+        the browser lets Playwright deliver the relay's events)."""
+        for _ in range(1000):
+            if kind in self.passed:
+                return
+            self.page.evaluate("0")
+        raise AssertionError(f"no {kind} frame reached the page: {self.passed}")
+
+
+def test_a_waiting_candidate_can_reply_even_if_the_frame_saying_so_is_lost(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """The employer's message itself makes a waiting candidate's page ask
+    whether they may reply now (the `conversation` frame before it may
+    have been lost with a publish)."""
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("early", "Eve Early", status="submitted")
+    candidate = browsers.open(ats.candidate_link(app.id))
+    relay = LosingConversationFrames(candidate)
+    candidate.reload()
+    relay.wait_for("subscribed")
+    expect(candidate.get_by_test_id("composer")).to_be_disabled()
+    ats.staff_says(alice, app.conversation, "Thanks for applying, Eve.")
+    expect(message(candidate, "Thanks for applying")).to_be_visible()
+    expect(candidate.get_by_test_id("composer")).to_be_enabled()
 
 
 def test_hostile_bodies_execute_no_script(browsers: Browsers, ats: Ats) -> None:
