@@ -11,6 +11,25 @@
 import { DAY_MS, KEPT_MS, drop, keep, keyOf, load } from "./local-store.js";
 import { previewText } from "./ui.js";
 
+// Who shows drafts (the inbox's rows), told which conversation's changed:
+// in this tab when it is saved or cleared, in the person's other tabs by a
+// "storage" event.
+const watchers = new Set();
+const DRAFT_PREFIX = keyOf("draft", "");
+window.addEventListener("storage", (event) => {
+  if (event.key?.startsWith(DRAFT_PREFIX)) changed(event.key.slice(DRAFT_PREFIX.length));
+});
+
+function changed(conversation) {
+  for (const watcher of watchers) watcher(conversation);
+}
+
+/** Call `watcher(conversation)` whenever a draft is saved or cleared,
+ * here or in another tab of this person. */
+export function watchDrafts(watcher) {
+  watchers.add(watcher);
+}
+
 // A restored draft's files must have this much of their life left.
 const FILE_MARGIN_MS = 60 * 60 * 1000;
 
@@ -43,10 +62,11 @@ export function saveDraft(conversation, body, files) {
   const key = keyOf("draft", conversation);
   if (!body.trim() && files.length === 0) {
     drop(key);
-    return;
+  } else {
+    const kept = files.map(({ id, name, size, contentType, uploadedAt }) => ({ id, name, size, contentType, uploadedAt }));
+    keep(key, { body, files: kept, savedAt: Date.now() });
   }
-  const kept = files.map(({ id, name, size, contentType, uploadedAt }) => ({ id, name, size, contentType, uploadedAt }));
-  keep(key, { body, files: kept, savedAt: Date.now() });
+  changed(conversation);
 }
 
 /** The draft of `conversation` as the inbox row shows it, or null. */
@@ -57,4 +77,5 @@ export function draftPreview(conversation) {
 
 export function clearDraft(conversation) {
   drop(keyOf("draft", conversation));
+  changed(conversation);
 }

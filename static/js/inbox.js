@@ -7,7 +7,7 @@ import { api, query } from "./api.js";
 import { connection } from "./socket.js";
 import { InboxPane } from "./inbox-pane.js";
 import { arrowKeys, newRow, paintRow } from "./inbox-row.js";
-import { draftPreview } from "./drafts.js";
+import { draftPreview, watchDrafts } from "./drafts.js";
 
 const SEARCH_DEBOUNCE_MS = 250;
 // Inbox frames for conversations not on screen are coalesced into one reload.
@@ -45,6 +45,12 @@ export class Inbox {
       onArchive: (id, archived) => this.onArchived(id, archived),
       onChange: (id, change) => this.onViewChange(id, change),
       onMarkedUnread: (id) => this.markedUnread(id),
+    });
+    // A row shows its conversation's draft as soon as it changes, also
+    // when it was written in another tab.
+    watchDrafts((id) => {
+      const item = this.items.get(id);
+      if (item) this.paint(item);
     });
   }
 

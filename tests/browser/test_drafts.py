@@ -224,3 +224,19 @@ def test_a_send_whose_file_went_with_another_comes_back_to_edit(
     expect(second.locator(FILES)).to_have_count(0)
     second.get_by_test_id("send").click()
     expect(sent).to_have_count(2)
+
+
+def test_the_inbox_row_of_another_tab_follows_the_draft(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara")
+    dan = ats.application("dan", "Dan")
+    writing = browsers.open(ats.staff_link(alice))
+    writing.goto(f"{ats.server.url}/c/{cara.conversation}")
+    watching = writing.context.new_page()
+    watching.goto(f"{ats.server.url}/c/{dan.conversation}")
+    expect(preview(watching, cara)).to_have_text("No messages yet")
+
+    write(writing, "Hi Cara")
+    expect(preview(watching, cara)).to_have_text("Draft: Hi Cara")
+    writing.get_by_test_id("composer").press("Enter")
+    expect(preview(watching, cara)).to_have_text("You: Hi Cara")
