@@ -121,12 +121,16 @@ class Notifier:
     async def run_forever(self) -> None:
         log.info("notifier started (every %ss)", self._settings.notify_poll_seconds)
         while not self._stopping.is_set():
+            # Apart, so that emails that keep failing do not stop the tidying
+            # (nor the reverse). An outage: try again next pass.
             try:
                 await self.run_once()
+            except Exception:
+                log.exception("notifier pass failed")
+            try:
                 await self.tidy()
             except Exception:
-                # A database or broker outage: try again next pass.
-                log.exception("notifier pass failed")
+                log.exception("tidying uploads failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._stopping.wait(), timeout=self._settings.notify_poll_seconds

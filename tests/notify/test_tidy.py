@@ -66,3 +66,26 @@ async def test_the_notifier_loop_tidies(
     finally:
         notifier.stop()
         await loop
+
+
+async def test_the_loop_tidies_even_while_its_email_passes_fail(
+    scene: Scene, app: Any, settings: Settings, notifier: Notifier, clock: MovableClock
+) -> None:
+    chat_of(app).clock = clock
+    file_id = await uploaded(scene, "note.txt")
+    clock.advance(timedelta(days=settings.unsent_upload_days, minutes=1).total_seconds())
+    passes = 0
+
+    async def failing_pass() -> Any:
+        nonlocal passes
+        passes += 1
+        raise ConnectionError("the email outbox is unreachable")
+
+    notifier.run_once = failing_pass  # type: ignore[method-assign]
+    loop = asyncio.create_task(notifier.run_forever())
+    try:
+        await eventually_async(lambda: gone(scene, file_id), within=10, what="the upload expired")
+        assert passes >= 1
+    finally:
+        notifier.stop()
+        await loop
