@@ -81,10 +81,12 @@ class FolderBlobs:
     """`CHAT_ATTACHMENTS_DIR/ab/abcdef…`: the embedded default.
 
     SQLite's write lock keeps `store` and `release` apart, in every process
-    using the database: an upload takes the lock, adds its row and writes
-    the bytes before it commits; a release takes the lock before it looks
-    for rows that still refer to the bytes, and deletes them before it lets
-    go. So an upload never finds bytes that a release then deletes."""
+    using the database: an upload takes the lock, adds its row and puts its
+    bytes in place before it commits; a release takes the lock before it
+    looks for rows that still refer to the bytes, and deletes them before
+    it lets go. So an upload never finds bytes that a release then deletes.
+    The lock is every writer's (sends too), so an upload writes its bytes
+    to a partial file first and holds the lock only to rename it."""
 
     def __init__(self, folder: Path, db: Database) -> None:
         self.folder = folder
@@ -94,22 +96,44 @@ class FolderBlobs:
         return self.folder / sha256[:2] / sha256
 
     async def store(self, files: Sequence[tuple[str, BinaryIO]], refer: Refer) -> None:
-        async with self.db.transaction() as conn:
-            await dialect.write_lock(conn)
-            await refer(conn)
-            for sha256, source in files:
-                await asyncio.to_thread(self._write, sha256, source)
+        written = [
+            (sha256, source, await asyncio.to_thread(self._write, sha256, source))
+            for sha256, source in files
+        ]
+        try:
+            async with self.db.transaction() as conn:
+                await dialect.write_lock(conn)
+                await refer(conn)
+                for sha256, source, partial in written:
+                    await asyncio.to_thread(self._put, sha256, source, partial)
+        finally:
+            for _, _, partial in written:
+                if partial is not None:
+                    partial.unlink(missing_ok=True)
 
-    def _write(self, sha256: str, source: BinaryIO) -> None:
+    def _write(self, sha256: str, source: BinaryIO) -> Path | None:
+        """The bytes in a partial file beside their place, unless they are
+        stored already."""
         path = self.path(sha256)
         if path.exists():
-            return
+            return None
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{sha256}.{secrets.token_hex(4)}.part")
         source.seek(0)
         with partial.open("wb") as out:
             shutil.copyfileobj(source, out, PART_BYTES)
-        os.replace(partial, path)
+        return partial
+
+    def _put(self, sha256: str, source: BinaryIO, partial: Path | None) -> None:
+        """Under the write lock: the bytes in place. Stored bytes may have
+        been released since `_write` found them, then they are written again."""
+        path = self.path(sha256)
+        if path.exists():
+            return
+        if partial is None:
+            partial = self._write(sha256, source)
+        if partial is not None:
+            os.replace(partial, path)
 
     async def read(self, sha256: str) -> AsyncIterator[bytes]:
         try:

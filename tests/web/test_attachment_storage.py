@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import random
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -127,6 +128,24 @@ class Bytes:
         if self.backend == "production":
             return await count_rows(self.app, attachment_blobs, sha256=digest) > 0
         return (self.settings.attachments_dir / digest[:2] / digest).exists()
+
+
+async def refer_to_nothing(_: Any) -> None:
+    """Stores bytes that no attachment refers to."""
+
+
+class GatedSource(io.BytesIO):
+    """A source whose bytes come only once `go` is set: an upload being
+    written to the store, held there."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.reading, self.go = threading.Event(), threading.Event()
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        self.reading.set()
+        assert self.go.wait(10), "the test never let the bytes through"
+        return super().read(size)
 
 
 async def sent_with(person: Person, conversation: str, name: str, data: bytes) -> dict[str, Any]:
@@ -347,9 +366,6 @@ async def test_a_sweep_deletes_the_bytes_no_file_refers_to_and_nothing_else(
     kept, orphan = big_pdf(PART_BYTES + 1, seed=50), big_pdf(2000, seed=51)
     message = await sent_with(scene.alice, scene.conversation, "kept.pdf", kept)
 
-    async def refer_to_nothing(_: Any) -> None:
-        return None
-
     await chat.blobs.store([(sha(orphan), io.BytesIO(orphan))], refer_to_nothing)
     assert await stored.kept(sha(orphan))
     if backend == "embedded":
@@ -367,3 +383,21 @@ async def test_a_sweep_deletes_the_bytes_no_file_refers_to_and_nothing_else(
         assert not partial.exists()
         assert writing.exists()
     assert await chat.blobs.sweep() == 0
+
+
+async def test_bytes_being_written_do_not_hold_up_sends(scene: Scene, app: Any) -> None:
+    """Embedded, every writer shares SQLite's one write lock: an upload
+    writes its bytes before it takes it, so a send meanwhile is stored at
+    once rather than after the file (or refused as the database busy)."""
+    chat = chat_of(app)
+    data = big_pdf(PART_BYTES + 10, seed=60)
+    source = GatedSource(data)
+    storing = asyncio.create_task(chat.blobs.store([(sha(data), source)], refer_to_nothing))
+    try:
+        assert await asyncio.to_thread(source.reading.wait, 10)
+        sent = await asyncio.wait_for(scene.alice.send(scene.conversation, "Meanwhile"), 5)
+        assert sent.status_code == 201, sent.text
+    finally:
+        source.go.set()
+        await storing
+    assert b"".join([part async for part in chat.blobs.read(sha(data))]) == data
