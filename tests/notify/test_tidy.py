@@ -54,12 +54,16 @@ async def test_the_notifier_deletes_expired_uploads_at_most_once_an_hour(
     assert await gone(scene, second)
 
 
-async def test_the_notifier_loop_tidies(
-    scene: Scene, app: Any, settings: Settings, notifier: Notifier, clock: MovableClock
-) -> None:
+async def expired_upload(scene: Scene, app: Any, settings: Settings, clock: MovableClock) -> str:
+    """An upload never sent, past CHAT_UNSENT_UPLOAD_DAYS by the clock."""
     chat_of(app).clock = clock
     file_id = await uploaded(scene, "note.txt")
     clock.advance(timedelta(days=settings.unsent_upload_days, minutes=1).total_seconds())
+    return file_id
+
+
+async def tidied_by_loop(scene: Scene, notifier: Notifier, file_id: str) -> None:
+    """`run_forever` deletes the expired upload."""
     loop = asyncio.create_task(notifier.run_forever())
     try:
         await eventually_async(lambda: gone(scene, file_id), within=10, what="the upload expired")
@@ -68,12 +72,17 @@ async def test_the_notifier_loop_tidies(
         await loop
 
 
+async def test_the_notifier_loop_tidies(
+    scene: Scene, app: Any, settings: Settings, notifier: Notifier, clock: MovableClock
+) -> None:
+    file_id = await expired_upload(scene, app, settings, clock)
+    await tidied_by_loop(scene, notifier, file_id)
+
+
 async def test_the_loop_tidies_even_while_its_email_passes_fail(
     scene: Scene, app: Any, settings: Settings, notifier: Notifier, clock: MovableClock
 ) -> None:
-    chat_of(app).clock = clock
-    file_id = await uploaded(scene, "note.txt")
-    clock.advance(timedelta(days=settings.unsent_upload_days, minutes=1).total_seconds())
+    file_id = await expired_upload(scene, app, settings, clock)
     passes = 0
 
     async def failing_pass() -> Any:
@@ -82,10 +91,5 @@ async def test_the_loop_tidies_even_while_its_email_passes_fail(
         raise ConnectionError("the email outbox is unreachable")
 
     notifier.run_once = failing_pass  # type: ignore[method-assign]
-    loop = asyncio.create_task(notifier.run_forever())
-    try:
-        await eventually_async(lambda: gone(scene, file_id), within=10, what="the upload expired")
-        assert passes >= 1
-    finally:
-        notifier.stop()
-        await loop
+    await tidied_by_loop(scene, notifier, file_id)
+    assert passes >= 1
