@@ -57,6 +57,13 @@ export class Composer {
     // a draft must not bring back one sent, or drop one being written, in
     // another tab).
     this.dirty = false;
+    // When the draft this composer restored or last saved was saved: the
+    // one that sending clears (drafts.js's clearDraft).
+    this.draftSavedAt = null;
+    // A send waiting for its files to finish uploading.
+    this.waiting = false;
+    this.closed = false;
+    this.hint = form.querySelector(".composer-hint");
     this.bind();
     this.restoreDraft();
   }
@@ -309,6 +316,7 @@ export class Composer {
     if (!this.draft) return;
     const draft = loadDraft(this.draft);
     if (!draft) return;
+    this.draftSavedAt = draft.savedAt;
     this.textarea.value = draft.body;
     for (const f of draft.files) {
       const entry = { ...f, error: null, done: Promise.resolve() };
@@ -331,17 +339,22 @@ export class Composer {
   saveDraft() {
     clearTimeout(this.draftTimer);
     this.draftTimer = null;
-    if (!this.draft || !this.dirty) return;
+    if (!this.draft || !this.dirty || this.waiting) return;
+    this.keepAsDraft(this.draft);
+  }
+
+  keepAsDraft(conversation) {
     this.dirty = false;
-    saveDraft(this.draft, this.textarea.value, this.files.filter((f) => f.id));
+    this.draftSavedAt = saveDraft(conversation, this.textarea.value, this.files.filter((f) => f.id));
   }
 
   /** The view is closing: keep what was changed, and nothing after (an
    * upload finishing later must not write over the draft of a composer
-   * opened since). */
+   * opened since). What is waiting to be sent is not a draft: it is sent. */
   close() {
     this.saveDraft();
     this.draft = null;
+    this.closed = true;
   }
 
   /** A refused send's text, back to be changed and sent again: before
@@ -358,9 +371,22 @@ export class Composer {
   }
 
   async submit() {
-    if (!this.enabled) return;
+    if (!this.enabled || this.waiting) return;
+    const draft = this.draft;
+    const uploading = this.files.filter((f) => !f.id && !f.error);
+    if (uploading.length) {
+      // Sent as soon as its files are uploaded, as it is now: a second
+      // Enter meanwhile does nothing, and closing the view still sends it.
+      this.wait(true);
+      await Promise.all(uploading.map((f) => f.done));
+      this.wait(false);
+      if (uploading.some((f) => f.error)) {
+        // Not without the file: its chip says why; the rest stays a draft.
+        if (draft) this.keepAsDraft(draft);
+        return;
+      }
+    }
     const body = this.textarea.value;
-    await Promise.all(this.files.map((f) => f.done));
     const ready = this.files.filter((f) => f.id);
     if (!body.trim() && ready.length === 0) return;
     this.onSend(body, ready.map((f) => ({ id: f.id, name: f.name, size: f.size, content_type: f.contentType })));
@@ -372,10 +398,24 @@ export class Composer {
     // Sent: pending-sends.js holds it from here until its ack.
     clearTimeout(this.draftTimer);
     this.dirty = false;
-    if (this.draft) clearDraft(this.draft);
+    if (draft) clearDraft(draft, this.draftSavedAt);
+    this.draftSavedAt = null;
     this.schedulePreview();
     this.autosize();
-    this.textarea.focus();
+    if (!this.closed) this.textarea.focus();
+  }
+
+  /** Whether a send is waiting for its files: the text and the button
+   * held, and the hint saying so. */
+  wait(waiting) {
+    this.waiting = waiting;
+    this.textarea.readOnly = waiting;
+    this.sendButton.disabled = waiting || !this.enabled;
+    this.form.classList.toggle("waiting", waiting);
+    if (this.hint) {
+      this.hint.dataset.keys ??= this.hint.textContent;
+      this.hint.textContent = waiting ? "Sending once the files are uploaded…" : this.hint.dataset.keys;
+    }
   }
 
   setEnabled(enabled, reason) {

@@ -38,9 +38,9 @@ function fileLifeMs() {
   return (days > 0 ? days : 14) * DAY_MS;
 }
 
-/** The draft of `conversation`: `{body, files}` (files as the composer
- * keeps uploaded ones: `{id, name, size, contentType, uploadedAt}`), or
- * null when there is none. */
+/** The draft of `conversation`: `{body, files, savedAt}` (files as the
+ * composer keeps uploaded ones: `{id, name, size, contentType,
+ * uploadedAt}`), or null when there is none. */
 export function loadDraft(conversation) {
   const key = keyOf("draft", conversation);
   const draft = load(key);
@@ -53,20 +53,23 @@ export function loadDraft(conversation) {
   const usable = (f) => f && typeof f.id === "string" && typeof f.name === "string" && now - f.uploadedAt < fileLifeMs() - FILE_MARGIN_MS;
   const files = Array.isArray(draft.files) ? draft.files.filter(usable) : [];
   if (!draft.body && files.length === 0) return null;
-  return { body: draft.body, files };
+  return { body: draft.body, files, savedAt: draft.savedAt };
 }
 
 /** Keep `body` and `files` as the draft of `conversation` (an empty one
- * is removed). */
+ * is removed); its `savedAt`, or null for none. */
 export function saveDraft(conversation, body, files) {
   const key = keyOf("draft", conversation);
+  let savedAt = null;
   if (!body.trim() && files.length === 0) {
     drop(key);
   } else {
     const kept = files.map(({ id, name, size, contentType, uploadedAt }) => ({ id, name, size, contentType, uploadedAt }));
-    keep(key, { body, files: kept, savedAt: Date.now() });
+    savedAt = Date.now();
+    keep(key, { body, files: kept, savedAt });
   }
   changed(conversation);
+  return savedAt;
 }
 
 /** The draft of `conversation` as the inbox row shows it, or null. */
@@ -75,7 +78,12 @@ export function draftPreview(conversation) {
   return draft ? previewText(draft.body, draft.files) || null : null;
 }
 
-export function clearDraft(conversation) {
-  drop(keyOf("draft", conversation));
+/** Remove the draft of `conversation` if it is still the one saved at
+ * `savedAt` (the one a composer restored or saved before sending): a draft
+ * saved since, in another tab, is that tab's writing, not what was sent. */
+export function clearDraft(conversation, savedAt) {
+  const key = keyOf("draft", conversation);
+  if (load(key)?.savedAt !== savedAt) return;
+  drop(key);
   changed(conversation);
 }

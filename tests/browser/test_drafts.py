@@ -5,12 +5,13 @@ every draft, and a file the server will have expired is not restored."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, Route, expect
 
-from tests.browser.conftest import Application, Ats, Browsers
+from tests.browser.conftest import Application, Ats, Browsers, handled
 
 pytestmark = pytest.mark.browser
 
@@ -40,6 +41,37 @@ def write_with_notes(page: Page, notes: Path) -> None:
     write(page, "The notes")
     page.locator('[data-role="file-input"]').set_input_files(str(notes))
     expect(page.locator(FILES, has_text=notes.name)).to_contain_text("28 B")
+
+
+class HeldUploads:
+    """The page's uploads reach the server only when let through."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.routes: list[Route] = []
+        page.route("**/api/attachments", lambda route: self.routes.append(route))
+
+    def let_through(self) -> None:
+        self.held().continue_()
+        self.page.unroute("**/api/attachments")
+
+    def refuse(self, message: str) -> None:
+        error = {"error": {"code": "too_large", "message": message}}
+        self.held().fulfill(status=413, json=error)
+        self.page.unroute("**/api/attachments")
+
+    def held(self) -> Route:
+        return handled(self.page, lambda: self.routes[0] if self.routes else None, what="an upload")
+
+
+def attach_held(page: Page, notes: Path) -> HeldUploads:
+    """Write "The notes" and attach `notes`, whose upload is held."""
+    uploads = HeldUploads(page)
+    notes.write_text("Bring your DBS certificate.\n")
+    write(page, "The notes")
+    page.locator('[data-role="file-input"]').set_input_files(str(notes))
+    expect(page.locator(FILES, has_text=notes.name)).to_contain_text("Uploading")
+    return uploads
 
 
 def saved(page: Page, app: Application) -> None:
@@ -240,3 +272,96 @@ def test_the_inbox_row_of_another_tab_follows_the_draft(browsers: Browsers, ats:
     expect(preview(watching, cara)).to_have_text("Draft: Hi Cara")
     writing.get_by_test_id("composer").press("Enter")
     expect(preview(watching, cara)).to_have_text("You: Hi Cara")
+
+
+def test_enter_again_while_the_files_upload_sends_once(
+    browsers: Browsers, ats: Ats, tmp_path: Path
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara")
+    staff = browsers.open(ats.staff_link(alice))
+    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    uploads = attach_held(staff, tmp_path / "notes.txt")
+    box = staff.get_by_test_id("composer")
+
+    box.press("Enter")
+    expect(staff.locator(".composer-hint")).to_have_text("Sending once the files are uploaded…")
+    expect(staff.get_by_test_id("send")).to_be_disabled()
+    box.press("Enter")
+    uploads.let_through()
+    sent = staff.locator('[data-testid="message"][data-seq]', has_text="The notes")
+    expect(sent.get_by_role("link", name="notes.txt")).to_be_visible()
+    expect(box).to_have_value("")
+    expect(staff.locator(".composer-hint")).to_have_text(re.compile("^Enter to send"))
+    write(staff, "And the address")
+    box.press("Enter")
+    candidate = browsers.open(ats.candidate_link(cara.id))
+    expect(candidate.locator('[data-testid="message"][data-seq]')).to_have_text(
+        [re.compile("The notes"), re.compile("And the address")]
+    )
+    expect(sent).to_have_count(1)
+
+
+def test_a_send_whose_file_fails_to_upload_is_not_sent_without_it(
+    browsers: Browsers, ats: Ats, tmp_path: Path
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara")
+    staff = browsers.open(ats.staff_link(alice))
+    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    uploads = attach_held(staff, tmp_path / "notes.txt")
+    staff.get_by_test_id("composer").press("Enter")
+    uploads.refuse("The file is over 10 MiB.")
+
+    expect(staff.locator(FILES, has_text="notes.txt")).to_contain_text("The file is over 10 MiB.")
+    expect(staff.get_by_test_id("composer")).to_have_value("The notes")
+    expect(staff.get_by_test_id("send")).to_be_enabled()
+    staff.reload()
+    expect(staff.get_by_test_id("composer")).to_have_value("The notes")
+    expect(staff.locator('[data-testid="message"]')).to_have_count(0)
+
+
+def test_a_send_still_uploading_when_its_view_closes_leaves_no_draft(
+    browsers: Browsers, ats: Ats, tmp_path: Path
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara")
+    dan = ats.application("dan", "Dan")
+    staff = browsers.open(ats.staff_link(alice))
+    open_from_inbox(staff, cara, "Cara")
+    uploads = attach_held(staff, tmp_path / "notes.txt")
+    staff.get_by_test_id("composer").press("Enter")
+    open_from_inbox(staff, dan, "Dan")
+    uploads.let_through()
+
+    expect(preview(staff, cara)).to_have_text("You: The notes")
+    assert staff.evaluate(DRAFT_KEYS) == []
+    open_from_inbox(staff, cara, "Cara")
+    sent = staff.locator('[data-testid="message"][data-seq]', has_text="The notes")
+    expect(sent).to_have_count(1)
+    expect(staff.get_by_test_id("composer")).to_have_value("")
+
+
+def test_sending_from_one_tab_keeps_the_draft_another_tab_left(
+    browsers: Browsers, ats: Ats
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara")
+    dan = ats.application("dan", "Dan")
+    open_before = browsers.open(ats.staff_link(alice))
+    open_before.goto(f"{ats.server.url}/c/{cara.conversation}")
+    writing = open_before.context.new_page()
+    writing.goto(f"{ats.server.url}/c/{cara.conversation}")
+    draft = "Dear Cara, about the offer: the salary is"
+    write(writing, draft)
+    open_from_inbox(writing, dan, "Dan")
+    expect(preview(writing, cara)).to_have_text(f"Draft: {draft}")
+
+    write(open_before, "See you at 10")
+    open_before.get_by_test_id("composer").press("Enter")
+    expect(preview(writing, cara)).to_have_text(f"Draft: {draft}")
+    open_from_inbox(writing, cara, "Cara")
+    expect(writing.locator('[data-testid="message"][data-seq]')).to_have_text(
+        [re.compile("See you at 10")]
+    )
+    expect(writing.get_by_test_id("composer")).to_have_value(draft)
