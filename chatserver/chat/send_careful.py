@@ -172,8 +172,8 @@ async def _store_batch(
     ordered = [row for _, row in sorted(new_rows, key=lambda r: r[0])]
     await messages.insert_many(conn, [*line_rows, *ordered])
     # After the insert: an attachment's message_id references its message.
-    for message_id, attachment_ids in links:
-        await messages.attach(conn, message_id, attachment_ids)
+    # Each file keeps its place in the send (the order the sender chose).
+    await messages.attach(conn, links)
     await conversations.advance_many(conn, advances)
     for conversation_id in sorted(planned.reopened):
         ctx = planned.contexts[conversation_id]

@@ -122,8 +122,8 @@ async def next_seq(conn: AsyncConnection, conversation_id: str) -> int:
 _INSERT = insert(messages)
 _ATTACH = (
     update(attachments)
-    .where(attachments.c.id.in_(bindparam("ids", expanding=True)))
-    .values(message_id=bindparam("to_message"))
+    .where(attachments.c.id == bindparam("file"))
+    .values(message_id=bindparam("to_message"), position=bindparam("place"))
 )
 
 
@@ -132,9 +132,18 @@ async def insert_many(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) 
         await conn.execute(_INSERT, [with_search_body(row) for row in rows])
 
 
-async def attach(conn: AsyncConnection, message_id: str, attachment_ids: Sequence[str]) -> None:
-    if attachment_ids:
-        await conn.execute(_ATTACH, {"ids": list(attachment_ids), "to_message": message_id})
+async def attach(conn: AsyncConnection, links: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """Give each message its files, each file its place among them: the
+    order of `attachment_ids`, which is the order the sender named them in
+    (every reader lists them so, `attachments_for`). One statement for the
+    whole batch (`links`: message id, its attachment ids)."""
+    params = [
+        {"file": file_id, "to_message": message_id, "place": place}
+        for message_id, attachment_ids in links
+        for place, file_id in enumerate(attachment_ids)
+    ]
+    if params:
+        await conn.execute(_ATTACH, params)
 
 
 async def get(conn: AsyncConnection, message_id: str) -> RowMapping | None:
@@ -254,11 +263,12 @@ async def hide(conn: AsyncConnection, message_id: str, viewer_kind: str, viewer_
 
 # Every history page and every ack reads this: built once, the ids an
 # expanding parameter (an IN over a fresh list leaves SQLAlchemy's bind
-# parameters in reference cycles, for the cycle collector).
+# parameters in reference cycles, for the cycle collector). A message's
+# files in the order its sender named them (`attach`), never by upload time.
 _ATTACHMENTS_FOR = (
     select(attachments)
     .where(attachments.c.message_id.in_(bindparam("ids", expanding=True)))
-    .order_by(attachments.c.created_at, attachments.c.id)
+    .order_by(attachments.c.message_id, attachments.c.position, attachments.c.id)
 )
 
 

@@ -161,6 +161,9 @@ class Attachment(SQLModel, table=True):
     uploader_kind: str = Field(max_length=16)
     uploader_id: str = Field(max_length=128)
     message_id: str | None = Field(default=None, foreign_key="messages.id", index=True)
+    # Its place among its message's files (0, 1, …), in the order the sender
+    # named them in the send; set with message_id when a send claims it.
+    position: int | None = Field(default=None)
     name: str = Field(max_length=255)
     size: int
     content_type: str = Field(max_length=128)

@@ -13,17 +13,28 @@ from __future__ import annotations
 import asyncio
 import io
 import struct
+import uuid
 import zipfile
 import zlib
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 
 from chatserver.chat.uploads import MAX_UNSENT_UPLOADS, UNSENT_WINDOW
+from chatserver.settings import Settings
+from chatserver.store.migrate import sync_url, upgrade
+from chatserver.store.tables import metadata
 from tests.chat.sends import chat_of
-from tests.conftest import Scene
+from tests.conftest import RUN_ID, SECRET, Scene, create_database, drop_database, pg_url
 from tests.helpers import Host, Person, delete_message, error_of, upload
+from tests.ws_helpers import LiveServer, open_socket
 
 MiB = 1024 * 1024
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -315,3 +326,151 @@ async def test_deleting_for_everyone_removes_the_attachments(scene: Scene) -> No
         error_of(await person.client.get(f"/api/attachments/{file['id']}"), 404, "not_found")
     resent = await scene.alice.send(scene.conversation, "Again", attachments=[file["id"]])
     error_of(resent, 404, "not_found")
+
+
+def names(message: dict[str, Any]) -> list[str]:
+    return [f["name"] for f in message["attachments"]]
+
+
+async def test_every_reader_gets_the_files_in_the_order_the_sender_named_them(
+    server: LiveServer, scene: Scene, app: Any
+) -> None:
+    """Files uploaded alpha then zeta and sent as [zeta, alpha] are listed
+    [zeta, alpha] everywhere, never by upload time: in the sender's ack (by
+    HTTP and by socket), in another participant's live frame, in history
+    and in a later subscribe's replay."""
+    chat = chat_of(app)
+    start = chat.clock
+    now = [start()]
+    chat.clock = lambda: now[0]
+    files: dict[str, str] = {}
+    for name in ("alpha.txt", "zeta.txt", "beta.txt", "omega.txt", "mid.txt"):
+        # Uploaded a minute apart, so upload time alone orders them.
+        now[0] += timedelta(minutes=1)
+        files[name] = (await uploaded(scene.alice, name, name.encode()))["id"]
+    chat.clock = start
+    by_http = ["zeta.txt", "alpha.txt"]
+    by_socket = ["omega.txt", "beta.txt", "mid.txt"]
+
+    async with (
+        open_socket(server, scene.alice) as alice,
+        open_socket(server, scene.cara) as cara,
+    ):
+        await cara.subscribe(scene.conversation)
+        sent = await scene.alice.send(
+            scene.conversation, "By HTTP", attachments=[files[n] for n in by_http]
+        )
+        assert sent.status_code == 201, sent.text
+        assert names(sent.json()) == by_http
+        assert names((await cara.next_of("message"))["message"]) == by_http
+
+        await alice.send(
+            {
+                "type": "send",
+                "conversation": scene.conversation,
+                "client_id": str(uuid.uuid4()),
+                "body": "By socket",
+                "attachments": [files[n] for n in by_socket],
+            }
+        )
+        assert names((await alice.next_of("ack"))["message"]) == by_socket
+        assert names((await cara.next_of("message"))["message"]) == by_socket
+
+    for reader in (scene.alice, scene.cara, scene.bob):
+        history = await reader.history(scene.conversation)
+        assert [names(m) for m in history] == [by_http, by_socket]
+    async with open_socket(server, scene.bob) as bob:
+        await bob.subscribe(scene.conversation)
+        replayed = [(await bob.next_of("message"))["message"] for _ in range(2)]
+        assert [names(m) for m in replayed] == [by_http, by_socket]
+
+
+@pytest.fixture
+def migrating(backend: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings of an empty database of the backend's kind."""
+    if backend == "embedded":
+        yield Settings(data_dir=tmp_path, secret_keys=(SECRET,))
+        return
+    name = f"chat_test_{RUN_ID}_a{uuid.uuid4().hex[:8]}"
+    create_database(name)
+    try:
+        yield Settings(database_url=pg_url(name), secret_keys=(SECRET,))
+    finally:
+        drop_database(name)
+
+
+def test_migration_0015_places_files_sent_before_it_in_their_old_order(
+    migrating: Settings,
+) -> None:
+    """Files sent before positions were stored keep the order they were
+    listed in until then (upload time, then id); a file not sent yet has no
+    place. The tables module and the migrations still agree."""
+    upgrade(migrating, "0014")
+    url = sync_url(migrating)
+    engine = sa.create_engine(url)
+    at = "2026-11-02 09:3{}:00+00:00"
+    rows: list[tuple[str, dict[str, Any]]] = [
+        ("organisations", {"id": "acme", "name": "Acme"}),
+        (
+            "candidates",
+            {"id": "c1", "name": "Cara", "email": "c@x.example"}
+            | {"timezone": "UTC", "email_notifications": "each", "search_name": "cara"},
+        ),
+        ("jobs", {"id": "j1", "org_id": "acme", "title": "Engineer", "search_title": "engineer"}),
+        (
+            "applications",
+            {"id": "a1", "org_id": "acme", "job_id": "j1", "candidate_id": "c1"}
+            | {"status": "interviewing", "applied_at": at.format(0)},
+        ),
+        (
+            "conversations",
+            {"id": "v1", "application_id": "a1", "org_id": "acme", "state": "open"}
+            | {"last_seq": 2, "has_staff_message": True, "created_at": at.format(0)},
+        ),
+    ]
+    for message in ("m1", "m2"):
+        rows.append(
+            (
+                "messages",
+                {"id": message, "conversation_id": "v1", "seq": int(message[1])}
+                | {"sender_kind": "staff", "sender_id": "s1", "sender_name": "Sam"}
+                | {"client_id": str(uuid.uuid4()), "body": "", "html": "", "search_body": ""}
+                | {"created_at": at.format(9), "deleted": False},
+            )
+        )
+    # (id, message, uploaded): m1's files uploaded out of their ids' order,
+    # two of m2's at the same moment (the id decides).
+    files = [
+        ("f-b", "m1", 1),
+        ("f-a", "m1", 3),
+        ("f-c", "m1", 2),
+        ("f-z", "m2", 4),
+        ("f-y", "m2", 4),
+        ("f-x", None, 5),
+    ]
+    for file_id, message_id, minute in files:
+        rows.append(
+            (
+                "attachments",
+                {"id": file_id, "message_id": message_id, "uploader_kind": "staff"}
+                | {"uploader_id": "s1", "name": f"{file_id}.txt", "size": 1}
+                | {"content_type": "text/plain", "sha256": "0" * 64}
+                | {"created_at": at.format(minute)},
+            )
+        )
+    with engine.begin() as conn:
+        for table, values in rows:
+            columns = ", ".join(values)
+            params = ", ".join(f":{k}" for k in values)
+            conn.execute(sa.text(f"INSERT INTO {table} ({columns}) VALUES ({params})"), values)
+    engine.dispose()
+
+    upgrade(migrating)
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        query = "SELECT id, position FROM attachments ORDER BY id"
+        placed = {str(i): p for i, p in conn.execute(sa.text(query)).all()}
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    engine.dispose()
+    assert placed == {"f-b": 0, "f-c": 1, "f-a": 2, "f-y": 0, "f-z": 1, "f-x": None}
+    assert differences == []
