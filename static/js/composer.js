@@ -30,8 +30,9 @@ const BULK_INPUT = new Set(["insertFromPaste", "insertFromDrop", "insertReplacem
 const WEB_ADDRESS = /^(https?:\/\/|mailto:)\S+$/i;
 
 export class Composer {
-  /** `draft`: the conversation whose draft this composer keeps. */
-  constructor(form, { onSend, onTyping, maxAttachments, draft }) {
+  /** `draft`: the conversation whose draft this composer keeps; `maxBody`:
+   * the server's limit in characters (0 for none). */
+  constructor(form, { onSend, onTyping, maxAttachments, maxBody = 0, draft }) {
     this.form = form;
     this.textarea = form.querySelector('[data-testid="composer"]');
     this.sendButton = form.querySelector('[data-testid="send"]');
@@ -63,7 +64,9 @@ export class Composer {
     // A send waiting for its files to finish uploading.
     this.waiting = false;
     this.closed = false;
-    this.hint = form.querySelector(".composer-hint");
+    this.status = form.querySelector('[data-testid="composer-status"]');
+    this.maxBody = maxBody;
+    this.tooLong = false;
     this.bind();
     this.restoreDraft();
   }
@@ -76,6 +79,7 @@ export class Composer {
         this.typed = !bulk;
       }
       this.autosize();
+      this.checkLength();
       this.schedulePreview();
       this.scheduleDraft();
       if (textarea.value.trim()) this.onTyping();
@@ -324,6 +328,7 @@ export class Composer {
       this.addChip(entry);
     }
     this.autosize();
+    this.checkLength();
     this.schedulePreview();
   }
 
@@ -365,13 +370,14 @@ export class Composer {
     this.textarea.value = now.trim() ? `${body}\n${now}` : body;
     this.typed = false;
     this.autosize();
+    this.checkLength();
     this.schedulePreview();
     this.scheduleDraft();
     if (this.enabled) this.textarea.focus();
   }
 
   async submit() {
-    if (!this.enabled || this.waiting) return;
+    if (!this.enabled || this.waiting || this.tooLong) return;
     const draft = this.draft;
     const uploading = this.files.filter((f) => !f.id && !f.error);
     if (uploading.length) {
@@ -405,24 +411,43 @@ export class Composer {
     if (!this.closed) this.textarea.focus();
   }
 
-  /** Whether a send is waiting for its files: the text and the button
-   * held, and the hint saying so. */
+  /** Whether a send is waiting for its files: the text and Send held. */
   wait(waiting) {
     this.waiting = waiting;
     this.textarea.readOnly = waiting;
-    this.sendButton.disabled = waiting || !this.enabled;
-    this.form.classList.toggle("waiting", waiting);
-    if (this.hint) {
-      this.hint.dataset.keys ??= this.hint.textContent;
-      this.hint.textContent = waiting ? "Sending once the files are uploaded…" : this.hint.dataset.keys;
-    }
+    this.showStatus();
+  }
+
+  /** Over the server's limit the text is kept whole (not cut, as a
+   * textarea's maxlength would cut a paste) and Send says by how much. */
+  checkLength() {
+    // The server counts code points; JavaScript's length counts an emoji twice.
+    const length = this.maxBody && this.textarea.value.length > this.maxBody ? [...this.textarea.value].length : 0;
+    const tooLong = length > this.maxBody;
+    if (tooLong === this.tooLong && !tooLong) return;
+    this.tooLong = tooLong;
+    this.overBy = length - this.maxBody;
+    this.showStatus();
+  }
+
+  showStatus() {
+    const text = this.waiting
+      ? "Sending once the files are uploaded…"
+      : this.tooLong
+        ? `${this.overBy.toLocaleString()} character${this.overBy === 1 ? "" : "s"} too long: a message has at most ${this.maxBody.toLocaleString()}.`
+        : "";
+    this.status.textContent = text;
+    this.status.hidden = !text;
+    this.status.classList.toggle("problem", this.tooLong && !this.waiting);
+    this.textarea.setAttribute("aria-invalid", String(this.tooLong));
+    this.sendButton.disabled = !this.enabled || this.waiting || this.tooLong;
   }
 
   setEnabled(enabled, reason) {
     this.enabled = enabled;
     this.form.classList.toggle("disabled", !enabled);
     this.textarea.disabled = !enabled;
-    this.sendButton.disabled = !enabled;
+    this.sendButton.disabled = !enabled || this.waiting || this.tooLong;
     for (const button of this.form.querySelectorAll(".tool")) button.disabled = !enabled;
     this.reason.hidden = enabled;
     this.reason.textContent = enabled ? "" : reason || "You can't send messages in this conversation.";

@@ -45,13 +45,12 @@ export class ConversationView {
       onSend: (body, files) => this.send(body, files),
       onTyping: () => this.typing.send(),
       maxAttachments: Number(me.maxAttachments) || 5,
+      maxBody: Number(me.maxBody) || 0,
       draft: this.id,
     });
     // A reload or a closed tab keeps what was being written.
     this.keepDraft = () => this.composer.saveDraft();
     window.addEventListener("pagehide", this.keepDraft);
-    const maxBody = Number(me.maxBody);
-    if (maxBody) this.composer.textarea.maxLength = maxBody;
     this.messages = new MessageList(
       {
         conversation: this.id,

@@ -304,3 +304,27 @@ def test_no_toolbar_action_leaves_broken_markdown(browsers: Browsers, ats: Ats, 
     staff, _ = open_pair(browsers, ats)
     problems = staff.evaluate(RANDOM_EDITS, [seed, 150])
     assert problems == []
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_message_over_the_limit_is_kept_whole_and_says_by_how_much(
+    browsers: Browsers, ats: Ats, size: str
+) -> None:
+    """Pasted text over 10,000 characters is not cut: Send waits until it
+    is short enough. An emoji is one character, as the server counts."""
+    staff, candidate = open_pair(browsers, ats, size)
+    box, status = staff.get_by_test_id("composer"), staff.get_by_test_id("composer-status")
+    text = "🙂" + "x" * 10_001
+    box.fill(text)
+    expect(status).to_have_text("2 characters too long: a message has at most 10,000.")
+    expect(staff.get_by_test_id("send")).to_be_disabled()
+    box.press("Enter")
+    expect(box).to_have_value(text)
+
+    box.press("Backspace")
+    expect(status).to_have_text("1 character too long: a message has at most 10,000.")
+    box.press("Backspace")
+    expect(status).to_be_hidden()
+    box.press("Enter")
+    expect(box).to_have_value("")
+    expect(last_message(candidate)).to_have_text("🙂" + "x" * 9_999)
