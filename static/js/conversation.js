@@ -90,6 +90,7 @@ export class ConversationView {
     }
     connection.leave(this.id, this);
     this.reads?.stop();
+    this.messages?.stop();
     this.history?.stop();
     this.typing?.hide();
     this.root?.remove();

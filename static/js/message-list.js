@@ -45,6 +45,20 @@ export class MessageList {
     // (re)subscription resumes. Not maxSeq, which an ack can take past
     // messages of others still on their way.
     this.through = 0;
+    // Whether the view follows the newest message: until the person scrolls
+    // up. Content that grows after it was placed (a thumbnail loading, the
+    // composer taking more lines) then keeps the newest message in view.
+    this.pinned = true;
+    timeline.addEventListener("scroll", () => (this.pinned = this.atBottom()), { passive: true });
+    this.resizes = new ResizeObserver(() => {
+      if (this.pinned) this.scrollToBottom();
+    });
+    this.resizes.observe(list);
+    this.resizes.observe(timeline);
+  }
+
+  stop() {
+    this.resizes.disconnect();
   }
 
   // -- scrolling -------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from tests.browser.conftest import Ats, Browsers
+from tests.browser.conftest import Ats, Browsers, handled
 
 pytestmark = pytest.mark.browser
 
@@ -195,3 +195,53 @@ def test_grouped_messages_still_show_their_times(browsers: Browsers, ats: Ats, s
         expect(aside).to_have_text(re.compile(r"^\d\d:\d\d$"))
         # Screen readers hear the header (sender and time) instead.
         expect(aside).to_have_attribute("aria-hidden", "true")
+
+
+def at_bottom(page: Page) -> bool:
+    return bool(
+        page.locator('[data-role="timeline"]').evaluate(
+            "t => t.scrollHeight - t.scrollTop - t.clientHeight < 2"
+        )
+    )
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_newest_message_stays_in_view_when_its_image_loads(
+    browsers: Browsers, ats: Ats, tmp_path: Path, size: str
+) -> None:
+    """The view is at the bottom before a thumbnail has loaded: its height
+    comes later, and must not push the newest message under the composer.
+    Scrolled up, the reader stays where they are."""
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    staff = browsers.open(ats.staff_link(alice))
+    staff.goto(f"{ats.server.url}/c/{app.conversation}")
+    box = staff.get_by_test_id("composer")
+    for n in range(12):
+        box.fill(f"Line {n} of the interview plan")
+        box.press("Enter")
+    candidate = browsers.open(ats.candidate_link(app.id), **SIZES[size])  # type: ignore[arg-type]
+    expect(candidate.locator(MESSAGE)).to_have_count(12)
+    held: list[Route] = []
+    candidate.route(re.compile(r".*/api/attachments/[^/]+/thumbnail$"), lambda r: held.append(r))
+
+    picture = tmp_path / "site-map.png"
+    picture.write_bytes(png(300, 300))
+    staff.locator('[data-role="file-input"]').set_input_files(str(picture))
+    expect(staff.locator(".pending-files li", has_text="site-map.png")).to_contain_text("KB")
+    box.fill("Here is the map")
+    box.press("Enter")
+    image = candidate.get_by_role("button", name="Open image site-map.png").locator("img")
+    expect(image).to_be_attached()
+    handled(candidate, lambda: held[0] if held else None, what="the thumbnail").continue_()
+    candidate.wait_for_function(
+        "img => img.complete && img.naturalHeight > 0", arg=image.element_handle()
+    )
+    assert handled(candidate, lambda: at_bottom(candidate) or None, what="the view at the bottom")
+
+    timeline = candidate.locator('[data-role="timeline"]')
+    timeline.evaluate("t => { t.scrollTop = 0; }")
+    box.fill("One more thing")
+    box.press("Enter")
+    expect(candidate.locator(MESSAGE)).to_have_count(14)
+    assert timeline.evaluate("t => t.scrollTop") == 0
