@@ -32,7 +32,7 @@ function initBanner() {
       return;
     }
     render(state);
-    if (state === "signed-out") banner.hidden = false;
+    if (state === "signed-out" || navigator.onLine === false) banner.hidden = false;
     else if (banner.hidden && !timer) {
       timer = setTimeout(() => {
         timer = null;

@@ -65,7 +65,7 @@ export class Connection {
     this.connect();
     setInterval(() => this.tick(), TICK_MS);
     window.addEventListener("online", () => this.reconnectNow());
-    window.addEventListener("offline", () => this.emit("state", this.state));
+    window.addEventListener("offline", () => this.drop());
     document.addEventListener("visibilitychange", () => {
       if (document.visibilityState === "visible" && !this.isOpen()) this.reconnectNow();
     });
@@ -189,9 +189,20 @@ export class Connection {
     this.connect();
   }
 
-  /** Drop the socket as if the network failed (used by the heartbeat). */
+  /** Give up on the socket as if the network failed: the heartbeat found
+   * it silent, or the browser went offline. Its closing handshake may
+   * never complete, so nothing waits for its "close" event. */
   drop() {
-    if (this.ws) this.ws.close();
+    const ws = this.ws;
+    if (!ws) {
+      this.emit("state", this.state);
+      return;
+    }
+    this.ws = null;
+    clearTimeout(this.connectTimer);
+    ws.close();
+    this.setState("reconnecting");
+    this.scheduleReconnect();
   }
 
   async checkSession() {

@@ -5,6 +5,7 @@ production path (PostgreSQL, Redis, two workers) carries a live chat."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,3 +223,31 @@ def test_coming_online_or_into_view_reconnects_at_once(
     send(staff, "Back again")
     candidate = browsers.open(ats.candidate_link(app.id))
     expect(candidate.locator(MESSAGE, has_text="Back again")).to_be_visible()
+
+
+def test_going_offline_says_so_at_once_and_sends_once_back_online(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """Offline, an open socket neither closes nor carries frames: the page
+    gives it up rather than wait for a close that does not come."""
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    staff = browsers.open(ats.staff_link(alice))
+    staff.goto(f"{ats.server.url}/c/{app.conversation}")
+    candidate = browsers.open(ats.candidate_link(app.id))
+    expect(staff.get_by_test_id("composer")).to_be_enabled()
+
+    staff.context.set_offline(True)
+    banner = staff.locator("#conn-banner")
+    expect(banner).to_have_text(re.compile("You're offline. Messages will be sent when"))
+    send(staff, "Written offline")
+    expect(staff.locator(".msg.pending", has_text="Written offline")).to_contain_text("Sending…")
+
+    staff.context.set_offline(False)
+    expect(banner).to_be_hidden()
+    expect(candidate.locator(MESSAGE, has_text="Written offline")).to_have_count(1)
+    send(staff, "And online")
+    expect(candidate.locator(MESSAGE)).to_have_text(
+        [re.compile("Written offline"), re.compile("And online")]
+    )
+    expect(staff.locator(".msg.pending")).to_have_count(0)
