@@ -17,7 +17,7 @@ from chatserver.chat.viewers import Lookup, read_bindings, viewer_from_row
 from chatserver.clock import wire_time
 from chatserver.errors import invalid, not_found
 from chatserver.json_types import JSON
-from chatserver.store import audit, conversations, messages, people, reads
+from chatserver.store import archiving, audit, conversations, messages, people, reads
 from chatserver.store.contexts import ConversationContext
 
 HISTORY_DEFAULT = 50
@@ -123,6 +123,7 @@ async def conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> JSON
             await messages.last_visible(conn, [conversation_id], viewer.kind.value, viewer.id)
         ).get(conversation_id)
         files = await messages.attachments_for(conn, [last["id"]] if last else [])
+        archived = viewer.is_staff and await archiving.is_archived(conn, conversation_id, viewer.id)
     last_message = views.message(last, files.get(last["id"], [])) if last else None
     summary = views.conversation_summary(ctx, unread, last_message)
     facts = views.facts(ctx)
@@ -132,6 +133,8 @@ async def conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> JSON
     # The sentence a disabled composer shows: the policy's own answer.
     refusal = send_refusal(viewer.kind, facts)
     summary["send_disabled_reason"] = None if refusal is None else refusal.reason
+    # Whether this staff member archived it (a candidate has no archive).
+    summary["archived"] = archived
     summary["reads"] = [
         {"kind": r["reader_kind"], "id": r["reader_id"], "seq": r["seq"]} for r in read_positions
     ]

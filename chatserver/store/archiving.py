@@ -3,7 +3,7 @@ which moves it out of their inbox listing into the archived filter."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.store.people import upsert
@@ -21,3 +21,12 @@ async def unarchive(conn: AsyncConnection, conversation_id: str, staff_id: str) 
             archives.c.conversation_id == conversation_id, archives.c.staff_id == staff_id
         )
     )
+
+
+async def is_archived(conn: AsyncConnection, conversation_id: str, staff_id: str) -> bool:
+    found = await conn.execute(
+        select(archives.c.conversation_id).where(
+            archives.c.conversation_id == conversation_id, archives.c.staff_id == staff_id
+        )
+    )
+    return found.first() is not None

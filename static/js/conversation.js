@@ -20,12 +20,14 @@ import { bindMenu, clone, hue, initials, statusLabel } from "./ui.js";
 const me = document.body.dataset;
 
 export class ConversationView {
-  constructor(pane, summary, { onArchive, archived = false, onBack, onChange, onMarkedUnread } = {}) {
+  constructor(pane, summary, { onArchive, onBack, onChange, onMarkedUnread } = {}) {
     this.pane = pane;
     this.summary = summary;
     this.id = summary.id;
     this.onArchive = onArchive;
-    this.archived = archived;
+    // Whether this staff member archived it: the server says, whichever
+    // list (or link) it was opened from.
+    this.archived = Boolean(summary.archived);
     this.onBack = onBack;
     // Told when what the inbox row shows may have changed (a delete, a state).
     this.onChange = onChange || (() => {});

@@ -10,7 +10,7 @@ import { ConversationView } from "./conversation.js";
 
 export class InboxPane {
   /** `hooks`: `query()`, the list's query string, kept in the URL;
-   * `archived()`, whether the list shows the archive; `onSwitch()`, after a
+   * `onSwitch()`, after a
    * conversation opened or closed; and for the open view
    * `onArchive(id, archived)`, `onChange(id, change)`, `onMarkedUnread(id)`. */
   constructor(hooks) {
@@ -50,7 +50,6 @@ export class InboxPane {
     this.split.classList.add("has-conversation");
     const hooks = this.hooks;
     this.view = new ConversationView(this.pane, summary, {
-      archived: hooks.archived(),
       onArchive: (id, archived) => hooks.onArchive(id, archived),
       onBack: () => this.back(),
       onChange: (change) => hooks.onChange(summary.id, change),

@@ -38,7 +38,6 @@ export class Inbox {
     this.generation = 0;
     this.conversation = new InboxPane({
       query: () => this.stateQuery(),
-      archived: () => this.filter === "archived",
       onSwitch: () => {
         for (const item of this.items.values()) this.paint(item);
       },

@@ -143,3 +143,23 @@ def test_archive_acts_at_once_and_undoes_from_a_toast(
     inbox.reload()
     expect(inbox.get_by_test_id("filter-archived")).to_have_attribute("aria-pressed", "true")
     expect(inbox.get_by_text("Nothing archived")).to_be_visible()
+
+
+def test_an_archived_conversation_opened_by_its_link_offers_unarchive(
+    browsers: Browsers, ats: Ats
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    inbox = browsers.open(ats.staff_link(alice))
+    inbox.goto(f"{ats.server.url}/c/{cara.conversation}")
+    menu = inbox.get_by_test_id("conversation-menu")
+    menu.click()
+    inbox.get_by_role("menuitem", name="Archive").click()
+    expect(inbox.get_by_test_id("toast")).to_contain_text("Conversation archived.")
+
+    inbox.reload()
+    menu.click()
+    expect(inbox.get_by_role("menuitem", name="Unarchive")).to_be_visible()
+    inbox.get_by_role("menuitem", name="Unarchive").click()
+    expect(inbox.get_by_test_id("toast")).to_contain_text("Conversation moved back to the inbox.")
+    expect(inbox.locator(f'{ITEM}[data-conversation="{cara.conversation}"]')).to_be_visible()

@@ -188,9 +188,15 @@ async def test_archive_is_per_staff_user_and_staff_only(scene: Scene) -> None:
     assert [c["id"] for c in archived["conversations"]] == [scene.conversation]
     assert [c["id"] for c in (await scene.bob.inbox())["conversations"]] == [scene.conversation]
 
+    # The conversation itself says whose archive it is in, however it is opened.
+    assert (await scene.alice.client.get(conversation)).json()["archived"] is True
+    assert (await scene.bob.client.get(conversation)).json()["archived"] is False
+    assert (await scene.cara.client.get(conversation)).json()["archived"] is False
+
     assert (await scene.alice.post(f"{conversation}/unarchive")).status_code == 204
     assert [c["id"] for c in (await scene.alice.inbox())["conversations"]] == [scene.conversation]
     assert (await scene.alice.inbox(filter="archived"))["conversations"] == []
+    assert (await scene.alice.client.get(conversation)).json()["archived"] is False
 
 
 async def test_notifications_ring_for_the_other_side(scene: Scene) -> None:
