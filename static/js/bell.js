@@ -39,6 +39,8 @@ export function initBell() {
   let changes = 0;
   // Listings asked again at most this often when changes keep coming.
   const LOAD_ATTEMPTS = 3;
+  // Feed frames that call for a listing are gathered this long into one.
+  const FOLLOW_DELAY_MS = 300;
 
   function unread() {
     let n = 0;
@@ -145,6 +147,20 @@ export function initBell() {
   connection.on("read", (frame) => {
     const me = document.body.dataset;
     if (frame.reader && frame.reader.kind === me.kind && frame.reader.id === me.me) settle(frame.conversation);
+  });
+  // The inbox feed (staff, on the inbox page) brings each conversation's
+  // unread count as it changes, whoever changed it: read in another tab,
+  // or marked as unread. The bell follows: read, its entry is; unread with
+  // no unread entry here, the server's listing says what the entry is.
+  let reloadTimer = null;
+  connection.on("inbox", (frame) => {
+    const entry = entries.get(frame.conversation);
+    if (frame.unread === 0) {
+      settle(frame.conversation);
+    } else if (!entry || entry.read) {
+      clearTimeout(reloadTimer);
+      reloadTimer = setTimeout(() => load(), FOLLOW_DELAY_MS);
+    }
   });
   // Opening a conversation reads it, which clears its entry on the server.
   document.addEventListener("click", (event) => {

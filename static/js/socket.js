@@ -302,6 +302,7 @@ export class Connection {
         return;
       case "inbox":
         if (this.inboxHandler) this.inboxHandler(frame);
+        this.emit("inbox", frame);
         return;
       case "notification":
         this.emit("notification", frame);

@@ -103,3 +103,35 @@ def test_a_listing_that_answers_after_an_entry_was_marked_read_does_not_bring_it
         route.fulfill(response=stale)
     expect(mark).to_have_count(0)
     expect(count).to_be_hidden()
+
+
+def test_the_bell_follows_mark_as_unread_and_reading_in_another_tab(
+    browsers: Browsers, ats: Ats
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    dan = ats.application("dan", "Dan Jones")
+    candidate_says(ats, browsers, cara.id, "Is there parking?")
+    candidate_says(ats, browsers, dan.id, "Hello from Dan")
+    inbox = browsers.open(ats.staff_link(alice))
+    count = inbox.locator("#bell-count")
+    expect(count).to_have_text("2")
+
+    item(inbox, cara.conversation).click()
+    expect(count).to_have_text("1")
+    # Read on the server (the row's badge goes by the feed's count).
+    expect(item(inbox, cara.conversation).get_by_test_id("unread-badge")).to_have_count(0)
+    inbox.get_by_test_id("conversation-menu").click()
+    inbox.get_by_test_id("mark-unread").click()
+    expect(count).to_have_text("2")
+
+    other = inbox.context.new_page()
+    other.goto(f"{ats.server.url}/c/{dan.conversation}")
+    expect(
+        other.locator('[data-testid="message"][data-seq]', has_text="Hello from Dan")
+    ).to_be_visible()
+    expect(count).to_have_text("1")
+    inbox.get_by_test_id("notifications-bell").click()
+    entries = inbox.get_by_role("dialog", name="Notifications").locator("li.unread")
+    expect(entries).to_have_count(1)
+    expect(entries.first).to_contain_text("Cara Candidate")
