@@ -18,7 +18,15 @@ export class InboxPane {
     this.split = document.getElementById("split");
     this.pane = document.getElementById("conversation-pane");
     this.paneEmpty = document.getElementById("pane-empty");
+    this.paneError = document.getElementById("pane-error");
     this.view = null;
+    // Which open() is the latest: an earlier one answering later is ignored.
+    this.opening = 0;
+    this.paneError.querySelector('[data-action="retry"]').addEventListener("click", () => this.route());
+    this.paneError.querySelector('[data-action="back"]').addEventListener("click", (event) => {
+      event.preventDefault();
+      this.back();
+    });
   }
 
   /** The open conversation's id, or null. */
@@ -36,17 +44,36 @@ export class InboxPane {
   async open(id, { push = true } = {}) {
     if (this.view && this.view.id === id) return;
     if (push) history.pushState({ conversation: id }, "", `/c/${encodeURIComponent(id)}${this.hooks.query()}`);
+    const round = ++this.opening;
+    let summary;
     try {
-      const summary = await api.get(`/api/conversations/${encodeURIComponent(id)}`);
-      this.show(summary);
+      summary = await api.get(`/api/conversations/${encodeURIComponent(id)}`);
     } catch (err) {
-      this.close();
+      if (round === this.opening) this.failed(err);
+      return;
     }
+    if (round === this.opening) this.show(summary);
+  }
+
+  /** The conversation in the address could not be opened: say why, with
+   * Try again (unless it does not exist for this person) and Back. */
+  failed(err) {
+    // close() below counts as a newer round: nothing else is pending.
+    this.close();
+    this.paneEmpty.hidden = true;
+    this.paneError.hidden = false;
+    this.split.classList.add("has-conversation");
+    const missing = err.status === 404;
+    this.paneError.querySelector('[data-field="reason"]').textContent = missing
+      ? "It doesn't exist, or it isn't shared with you."
+      : "The server didn't answer. Check your connection and try again.";
+    this.paneError.querySelector('[data-action="retry"]').hidden = missing;
   }
 
   show(summary) {
     if (this.view) this.view.destroy();
     this.paneEmpty.hidden = true;
+    this.paneError.hidden = true;
     this.split.classList.add("has-conversation");
     const hooks = this.hooks;
     this.view = new ConversationView(this.pane, summary, {
@@ -61,9 +88,11 @@ export class InboxPane {
   }
 
   close() {
+    this.opening += 1;
     if (this.view) this.view.destroy();
     this.view = null;
     this.paneEmpty.hidden = false;
+    this.paneError.hidden = true;
     this.split.classList.remove("has-conversation");
     document.title = "Inbox · chatserver";
     this.hooks.onSwitch();

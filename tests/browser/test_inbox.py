@@ -198,3 +198,35 @@ def test_the_bell_counts_service_notifications_live(browsers: Browsers, ats: Ats
     inbox.reload()
     expect(inbox.get_by_test_id("inbox-item")).to_have_count(1)
     expect(inbox.locator("#bell-count")).to_be_hidden()
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_a_conversation_that_fails_to_open_says_so_and_opens_on_try_again(
+    browsers: Browsers, ats: Ats, size: str
+) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    dan = ats.application("dan", "Dan Jones")
+    phone = {"width": 390, "height": 844, "mobile": True} if size == "phone" else {}
+    inbox = browsers.open(ats.staff_link(alice), **phone)  # type: ignore[arg-type]
+    if size == "desktop":
+        item(inbox, dan.conversation).click()
+        expect(inbox.get_by_role("heading", name="Dan Jones")).to_be_visible()
+    summary = f"**/api/conversations/{cara.conversation}"
+    inbox.route(summary, lambda route: route.fulfill(status=503, json=UNAVAILABLE))
+
+    item(inbox, cara.conversation).click()
+    error = inbox.get_by_test_id("pane-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("Couldn't open this conversation")
+    expect(inbox).to_have_url(f"{ats.server.url}/c/{cara.conversation}")
+    expect(inbox.get_by_test_id("composer")).to_have_count(0)
+
+    inbox.unroute(summary)
+    error.get_by_role("button", name="Try again").click()
+    expect(inbox.get_by_role("heading", name="Cara Candidate")).to_be_visible()
+    expect(error).to_be_hidden()
+    expect(inbox.get_by_test_id("composer")).to_be_enabled()
+
+
+UNAVAILABLE = {"error": {"code": "unavailable", "message": "The server is restarting."}}
