@@ -20,7 +20,7 @@ import { bindMenu, clone, hue, initials, statusLabel } from "./ui.js";
 const me = document.body.dataset;
 
 export class ConversationView {
-  constructor(pane, summary, { onArchive, onBack, onChange, onMarkedUnread } = {}) {
+  constructor(pane, summary, { onArchive, onBack, onChange, onMarkedUnread, focus = false } = {}) {
     this.pane = pane;
     this.summary = summary;
     this.id = summary.id;
@@ -32,6 +32,9 @@ export class ConversationView {
     // Told when what the inbox row shows may have changed (a delete, a state).
     this.onChange = onChange || (() => {});
     this.onMarkedUnread = onMarkedUnread;
+    // Opened from the keyboard: focus goes to the composer (or, when it is
+    // off, the heading), not left on the inbox row.
+    this.focusOnOpen = focus;
     this.destroyed = false;
   }
 
@@ -81,7 +84,13 @@ export class ConversationView {
     if (this.destroyed) return;
     connection.join(this.id, this);
     this.history.follow();
-    if (this.composer.enabled && matchMedia("(hover: hover)").matches) this.composer.textarea.focus();
+    if (this.composer.enabled && (this.focusOnOpen || matchMedia("(hover: hover)").matches)) {
+      this.composer.textarea.focus();
+    } else if (this.focusOnOpen) {
+      const title = this.root.querySelector('[data-field="title"]');
+      title.tabIndex = -1;
+      title.focus();
+    }
   }
 
   destroy() {

@@ -41,7 +41,9 @@ export class InboxPane {
     if (initial) this.show(JSON.parse(initial));
   }
 
-  async open(id, { push = true } = {}) {
+  /** `focus`: move focus into the conversation once it is shown (it was
+   * opened from the keyboard). */
+  async open(id, { push = true, focus = false } = {}) {
     if (this.view && this.view.id === id) return;
     if (push) history.pushState({ conversation: id }, "", `/c/${encodeURIComponent(id)}${this.hooks.query()}`);
     const round = ++this.opening;
@@ -52,7 +54,7 @@ export class InboxPane {
       if (round === this.opening) this.failed(err);
       return;
     }
-    if (round === this.opening) this.show(summary);
+    if (round === this.opening) this.show(summary, { focus });
   }
 
   /** The conversation in the address could not be opened: say why, with
@@ -70,7 +72,7 @@ export class InboxPane {
     this.paneError.querySelector('[data-action="retry"]').hidden = missing;
   }
 
-  show(summary) {
+  show(summary, { focus = false } = {}) {
     if (this.view) this.view.destroy();
     this.paneEmpty.hidden = true;
     this.paneError.hidden = true;
@@ -81,6 +83,7 @@ export class InboxPane {
       onBack: () => this.back(),
       onChange: (change) => hooks.onChange(summary.id, change),
       onMarkedUnread: (id) => hooks.onMarkedUnread(id),
+      focus,
     });
     this.view.mount();
     document.title = `${summary.candidate.name} · Inbox · chatserver`;

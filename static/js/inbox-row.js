@@ -8,8 +8,10 @@ import { fullTime, shortTime } from "./time.js";
 
 const me = document.body.dataset;
 
-/** A new row for `conversation`; a plain click runs `onOpen` instead of
- * following the link (a click with a modifier opens a tab as usual). */
+/** A new row for `conversation`; a plain click runs `onOpen({ byKeyboard })`
+ * instead of following the link (a click with a modifier opens a tab as
+ * usual). `byKeyboard`: the row was opened with Enter (a click of no
+ * pointer), so focus should follow into the conversation. */
 export function newRow(conversation, onOpen) {
   const li = clone("inbox-item-template");
   const link = li.querySelector("a");
@@ -17,7 +19,7 @@ export function newRow(conversation, onOpen) {
   link.addEventListener("click", (event) => {
     if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
     event.preventDefault();
-    onOpen();
+    onOpen({ byKeyboard: event.detail === 0 });
   });
   return { li, link };
 }

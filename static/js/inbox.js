@@ -163,7 +163,9 @@ export class Inbox {
   // -- rows ----------------------------------------------------------------------
 
   row(conversation) {
-    const { li, link } = newRow(conversation, () => this.conversation.open(conversation.id));
+    const { li, link } = newRow(conversation, ({ byKeyboard }) =>
+      this.conversation.open(conversation.id, { focus: byKeyboard }),
+    );
     const item = { data: conversation, li, link };
     this.items.set(conversation.id, item);
     this.paint(item);

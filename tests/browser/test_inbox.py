@@ -230,3 +230,23 @@ def test_a_conversation_that_fails_to_open_says_so_and_opens_on_try_again(
 
 
 UNAVAILABLE = {"error": {"code": "unavailable", "message": "The server is restarting."}}
+
+
+def test_enter_on_a_row_takes_focus_to_the_composer(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    dan = ats.application("dan", "Dan Jones", status="withdrawn")
+    inbox = browsers.open(ats.staff_link(alice))
+    item(inbox, cara.conversation).focus()
+    inbox.keyboard.press("Enter")
+    expect(inbox.get_by_role("heading", name="Cara Candidate")).to_be_visible()
+    expect(inbox.get_by_test_id("composer")).to_be_focused()
+    inbox.keyboard.type("Typed straight away")
+    inbox.keyboard.press("Enter")
+    sent = inbox.locator('[data-testid="message"][data-seq]', has_text="Typed straight away")
+    expect(sent).to_be_visible()
+
+    # Where nothing can be sent, focus goes to the conversation's heading.
+    item(inbox, dan.conversation).focus()
+    inbox.keyboard.press("Enter")
+    expect(inbox.get_by_role("heading", name="Dan Jones")).to_be_focused()
