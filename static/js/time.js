@@ -23,8 +23,10 @@ export function dayKey(date) {
   return `${get("year")}-${get("month")}-${get("day")}`;
 }
 
+/** The time of day as the person's locale writes it ("21:05", "9:05 PM":
+ * its short time style, which pads hours only where the locale does). */
 export function clock(date) {
-  return formatter({ hour: "2-digit", minute: "2-digit" }).format(date);
+  return formatter({ timeStyle: "short" }).format(date);
 }
 
 export function dayLabel(date, now = new Date()) {

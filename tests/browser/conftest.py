@@ -328,11 +328,12 @@ class Browsers:
         width: int = 1280,
         height: int = 800,
         mobile: bool = False,
+        locale: str = "en-GB",
     ) -> Page:
         context = self.browser.new_context(
             viewport={"width": width, "height": height},
             timezone_id=timezone,
-            locale="en-GB",
+            locale=locale,
             is_mobile=mobile,
             has_touch=mobile,
             device_scale_factor=2 if mobile else 1,

@@ -247,6 +247,24 @@ def test_hostile_bodies_execute_no_script(browsers: Browsers, ats: Ats) -> None:
         assert page.locator('.msg-body a[href^="javascript"]').count() == 0
 
 
+def test_times_are_written_as_the_browsers_locale_writes_them(browsers: Browsers, ats: Ats) -> None:
+    """A 12-hour locale gets "9:05 PM", not "09:05 PM"; a 24-hour one "21:05"."""
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    staff = browsers.open(ats.staff_link(alice))
+    candidate = browsers.open(ats.candidate_link(app.id), locale="en-US")
+    send(candidate, "What time is it?")
+    item = staff.locator(f'[data-conversation="{app.conversation}"]')
+    item.click()
+    wire = message(staff, "What time").locator("time").get_attribute("datetime")
+    assert wire is not None
+    sent = datetime.fromisoformat(wire.replace("Z", "+00:00"))
+    us = candidate
+    twelve_hour = f"{(sent.hour - 1) % 12 + 1}:{sent:%M} {sent:%p}"
+    expect(message(us, "What time").locator("time")).to_have_text(twelve_hour)
+    expect(message(staff, "What time").locator("time")).to_have_text(f"{sent:%H:%M}")
+
+
 def test_timestamps_follow_the_timezone_setting(
     browsers: Browsers, ats: Ats, screenshots: Path
 ) -> None:
