@@ -10,6 +10,7 @@ applications with unique ids, so tests share one server per module.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -203,8 +204,9 @@ class Ats:
         application_id = f"{key}-{self.tag}"
         first = unicodedata.normalize("NFKD", candidate.split()[0].lower())
         candidate_id = f"{first.encode('ascii', 'ignore').decode()}-{self.tag}"
-        # Ids are ASCII; a title may be "Lehrer für Musik".
-        job_slug = unicodedata.normalize("NFKD", job.lower()).encode("ascii", "ignore").decode()
+        # Ids are ASCII letters, digits and -; a title may be "Lehrer für Musik (Teilzeit)".
+        ascii_title = unicodedata.normalize("NFKD", job.lower()).encode("ascii", "ignore").decode()
+        job_slug = re.sub(r"[^a-z0-9]+", " ", ascii_title).strip()
         result = self._call(
             "PUT",
             f"/api/v1/applications/{application_id}",

@@ -245,3 +245,21 @@ def test_the_newest_message_stays_in_view_when_its_image_loads(
     box.press("Enter")
     expect(candidate.locator(MESSAGE)).to_have_count(14)
     assert timeline.evaluate("t => t.scrollTop") == 0
+
+
+def test_the_status_shows_in_the_header_on_a_phone_too(browsers: Browsers, ats: Ats) -> None:
+    """The candidate's one way to see where their application stands; a long
+    job title gives way (ellipsis) rather than the status."""
+    app = ats.application(
+        "app",
+        "Cara Candidate",
+        job="Teacher of Mathematics and Further Mathematics (maternity cover)",
+        status="interviewing",
+    )
+    phone = browsers.open(ats.candidate_link(app.id), **SIZES["phone"])  # type: ignore[arg-type]
+    pill = phone.locator('.conv-head [data-field="status"]')
+    expect(pill).to_be_visible()
+    expect(pill).to_have_text("Interviewing")
+    fits = "el => el.getBoundingClientRect().right <= document.documentElement.clientWidth"
+    assert pill.evaluate(fits)
+    assert phone.evaluate("document.documentElement.scrollWidth <= innerWidth")
