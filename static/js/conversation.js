@@ -62,6 +62,7 @@ export class ConversationView {
         timeline,
         list: root.querySelector('[data-role="messages"]'),
         empty: root.querySelector('[data-role="empty"]'),
+        newBelow: root.querySelector('[data-testid="new-below"]'),
       },
       {
         onDelete: (el, scope, button) => this.remove(el, scope, button),

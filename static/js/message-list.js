@@ -27,7 +27,7 @@ export class MessageList {
    * @param {object} hooks `onDelete(el, scope, button)` from a message's menu,
    *   `onShown(el)` for each element shown, `seenUpTo()` the other side's read seq
    */
-  constructor({ conversation, timeline, list, empty }, { onDelete, onShown, seenUpTo }) {
+  constructor({ conversation, timeline, list, empty, newBelow }, { onDelete, onShown, seenUpTo }) {
     this.conversation = conversation;
     this.timeline = timeline;
     this.list = list;
@@ -49,7 +49,20 @@ export class MessageList {
     // up. Content that grows after it was placed (a thumbnail loading, the
     // composer taking more lines) then keeps the newest message in view.
     this.pinned = true;
-    timeline.addEventListener("scroll", () => (this.pinned = this.atBottom()), { passive: true });
+    // Says that messages arrived below while the person reads further up.
+    this.newBelow = newBelow;
+    newBelow.addEventListener("click", () => {
+      this.scrollToBottom();
+      newBelow.hidden = true;
+    });
+    timeline.addEventListener(
+      "scroll",
+      () => {
+        this.pinned = this.atBottom();
+        if (this.pinned) newBelow.hidden = true;
+      },
+      { passive: true },
+    );
     this.resizes = new ResizeObserver(() => {
       if (this.pinned) this.scrollToBottom();
     });
@@ -118,6 +131,7 @@ export class MessageList {
     if (!quiet) {
       this.layout();
       if (pinned || isMine(message.sender)) this.scrollToBottom();
+      else if (seq === this.maxSeq) this.newBelow.hidden = false;
     }
     this.onShown(el);
     if (!system) this.empty.hidden = true;

@@ -206,12 +206,13 @@ def at_bottom(page: Page) -> bool:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_the_newest_message_stays_in_view_when_its_image_loads(
+def test_the_newest_message_stays_in_view_and_a_reader_scrolled_up_hears_of_new_ones(
     browsers: Browsers, ats: Ats, tmp_path: Path, size: str
 ) -> None:
     """The view is at the bottom before a thumbnail has loaded: its height
     comes later, and must not push the newest message under the composer.
-    Scrolled up, the reader stays where they are."""
+    Scrolled up, the reader stays where they are, and a "New messages"
+    button says that something arrived below."""
     alice = ats.staff("Alice Recruiter")
     app = ats.application("app", "Cara Candidate")
     staff = browsers.open(ats.staff_link(alice))
@@ -241,10 +242,17 @@ def test_the_newest_message_stays_in_view_when_its_image_loads(
 
     timeline = candidate.locator('[data-role="timeline"]')
     timeline.evaluate("t => { t.scrollTop = 0; }")
+    new_below = candidate.get_by_test_id("new-below")
+    expect(new_below).to_be_hidden()
     box.fill("One more thing")
     box.press("Enter")
     expect(candidate.locator(MESSAGE)).to_have_count(14)
     assert timeline.evaluate("t => t.scrollTop") == 0
+    # Scrolled up, the reader is told that something arrived below.
+    expect(new_below).to_be_visible()
+    new_below.click()
+    expect(new_below).to_be_hidden()
+    assert handled(candidate, lambda: at_bottom(candidate) or None, what="the view at the bottom")
 
 
 def test_the_status_shows_in_the_header_on_a_phone_too(browsers: Browsers, ats: Ats) -> None:
