@@ -38,6 +38,11 @@ LINK_SCHEMES: Final = frozenset({"http", "https", "mailto"})
 LINK_REL: Final = "noopener noreferrer nofollow"
 LINK_TARGET: Final = "_blank"
 ELLIPSIS: Final = "…"
+# The longest link a preview keeps whole when its limit falls inside it
+# (see `preview`): the de facto longest URL that works everywhere (old
+# browsers, sitemaps, many servers stop at about 2,000 characters). Meeting
+# and tracking links run to a few hundred; a longer one is left out.
+PREVIEW_LINK_CHARS: Final = 2048
 
 # Everything the spec's subset needs, nothing more: no headings, quotes,
 # code, images, tables or HTML.
@@ -166,6 +171,8 @@ def _build_markdown() -> MarkdownIt:
 
 
 _markdown: Final = _build_markdown()
+# What a mail client may link in a preview: linkify-it as it comes, fuzzy.
+_mail_linkify: Final = LinkifyIt()
 _cleaner: Final = nh3.Cleaner(
     tags=set(ALLOWED_TAGS),
     attributes={tag: set(attrs) for tag, attrs in ALLOWED_ATTRIBUTES.items()},
@@ -241,15 +248,46 @@ def plain_text(body: str) -> str:
 
 
 def preview(body: str, limit: int = 140) -> str:
-    """`plain_text` of at most `limit` characters, cut between words and marked with "…"."""
+    """`plain_text` of about `limit` characters, cut between words and marked with "…".
+
+    A cut never falls inside a link: a mail client would still make the
+    cut words a link, one that goes somewhere else. A link the limit falls
+    in is kept whole, so the preview runs over by the rest of it, unless
+    it is longer than PREVIEW_LINK_CHARS: then it is left out. A kept link
+    is followed by " …", not "…", which linkifiers take as part of it.
+    Only a word that looks like no link is ever cut inside (one word longer
+    than the whole preview).
+    """
     if limit < 1:
         raise ValueError("preview limit must be at least one character")
     text = plain_text(body)
     if len(text) <= limit:
         return text
-    kept = text[: limit - len(ELLIPSIS)]
-    if text[len(kept)] != " ":
-        words, space, _ = kept.rpartition(" ")
-        if space:
-            kept = words
-    return kept.rstrip() + ELLIPSIS
+    cut = limit - len(ELLIPSIS)
+    # plain_text separates words with exactly one " ".
+    start = text.rfind(" ", 0, cut + 1) + 1
+    end = text.find(" ", cut)
+    end = len(text) if end < 0 else end
+    if start > cut:  # the limit falls on a space: no word is cut
+        kept = text[:cut]
+    elif _looks_like_link(text[start:end]):
+        if end - start > PREVIEW_LINK_CHARS:
+            kept = text[:start]
+        elif end == len(text):
+            return text
+        else:
+            kept = text[:end]
+    elif start > 0 or _looks_like_link(text[:cut]):
+        kept = text[:start]
+    else:
+        kept = text[:cut]
+    kept = kept.rstrip()
+    last_word = kept.rpartition(" ")[2]
+    return kept + (f" {ELLIPSIS}" if last_word and _looks_like_link(last_word) else ELLIPSIS)
+
+
+def _looks_like_link(word: str) -> bool:
+    """Whether a mail client may make (part of) a word a link: a URL with a
+    scheme, `www.…`, a bare domain or an e-mail address, as linkify-it
+    finds them with its fuzzy matching on (more than the chat links)."""
+    return "://" in word or bool(_mail_linkify.test(word))

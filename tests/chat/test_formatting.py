@@ -18,7 +18,13 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from chatserver.chat import formatting
-from chatserver.chat.formatting import plain_text, preview, render, render_markdown
+from chatserver.chat.formatting import (
+    PREVIEW_LINK_CHARS,
+    plain_text,
+    preview,
+    render,
+    render_markdown,
+)
 
 TAGS = {"p", "br", "strong", "em", "ul", "ol", "li", "a"}
 SAFE_SCHEMES = ("http://", "https://", "mailto:")
@@ -541,12 +547,17 @@ def test_preview_rejects_a_limit_below_one() -> None:
 def test_preview_is_a_bounded_prefix_of_the_plain_text(body: str, limit: int) -> None:
     text = plain_text(body)
     out = preview(body, limit)
-    assert len(out) <= limit
     assert "\n" not in text
     assert "  " not in text
     if out != text:
         assert out.endswith("…")
         assert text.startswith(out.removesuffix("…"))
+    if len(out) > limit:
+        # Only by keeping a link whole (tests/notify/test_previews.py):
+        # what it keeps ends where a word of the text ends.
+        kept = out.removesuffix(" …")
+        assert kept == text or text.startswith(kept + " ")
+        assert len(kept.rpartition(" ")[2]) <= PREVIEW_LINK_CHARS
 
 
 @pytest.mark.parametrize(("body", "expected"), [("[]()", "<p></p>"), ("[cv]()", "<p>cv</p>")])
