@@ -1,8 +1,11 @@
 """`chatserver demo`: a demo organisation with people, jobs and history.
 
 Seeding goes through the same domain actions as the host API and the
-pages, so the demo shows real behaviour. Client ids are derived from the
-script, so running the demo twice adds nothing twice.
+pages, so the demo shows real behaviour: each scripted message is sent by
+the person who writes it (a reply names whoever wrote before it), who then
+reads up to it, as the pages record once a sent message is on screen (so
+no inbox row shows someone's own newest message as unread). Client ids are
+derived from the script, so running the demo twice adds nothing twice.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from chatserver.broker.memory import MemoryBroker
-from chatserver.chat import applications, message_send, staff_users
+from chatserver.chat import applications, message_send, reads, staff_users
 from chatserver.chat.events import Events
 from chatserver.chat.identity import Viewer
 from chatserver.chat.policy import Role, Status
@@ -25,10 +28,13 @@ from chatserver.store import contexts, people
 from chatserver.store.db import Database
 
 ORG = ("demo-school", "Northfield Academy")
+ALEX, PRIYA = "demo-alex", "demo-priya"
 STAFF = [
-    ("demo-alex", "Alex Morgan", "alex.morgan@northfield.example", "Europe/London"),
-    ("demo-priya", "Priya Shah", "priya.shah@northfield.example", "Europe/London"),
+    (ALEX, "Alex Morgan", "alex.morgan@northfield.example", "Europe/London"),
+    (PRIYA, "Priya Shah", "priya.shah@northfield.example", "Europe/London"),
 ]
+# Who writes a line of a script: the candidate, or a staff member by id.
+CANDIDATE = "candidate"
 JOBS = [
     ("demo-job-maths", "Teacher of Mathematics"),
     ("demo-job-english", "Head of English"),
@@ -43,7 +49,8 @@ class DemoCandidate:
     job: int
     status: Status
     days_ago: int
-    script: tuple[tuple[Role, str], ...] = ()  # (who, body)
+    # (who, body): CANDIDATE or the id of the staff member who writes it.
+    script: tuple[tuple[str, str], ...] = ()
 
 
 CANDIDATES = [
@@ -55,16 +62,16 @@ CANDIDATES = [
         9,
         (
             (
-                Role.STAFF,
+                ALEX,
                 "Hi Sam, thanks for applying! Could you come in for an interview on "
                 "**Tuesday at 10am**?",
             ),
-            (Role.CANDIDATE, "Hello Alex, Tuesday at 10am works for me. Should I bring anything?"),
+            (CANDIDATE, "Hello Alex, Tuesday at 10am works for me. Should I bring anything?"),
             (
-                Role.STAFF,
+                ALEX,
                 "Please bring:\n- photo ID\n- your teaching certificate\n- a short lesson plan",
             ),
-            (Role.CANDIDATE, "Perfect, see you then!"),
+            (CANDIDATE, "Perfect, see you then!"),
         ),
     ),
     DemoCandidate(
@@ -75,7 +82,7 @@ CANDIDATES = [
         6,
         (
             (
-                Role.STAFF,
+                ALEX,
                 "Hi Jordan, you've been *shortlisted* for the maths post. "
                 "We'll be in touch about interview dates shortly.",
             ),
@@ -89,9 +96,9 @@ CANDIDATES = [
         Status.OFFERED,
         20,
         (
-            (Role.STAFF, "Tom, we're delighted to offer you the post of Head of English."),
-            (Role.CANDIDATE, "Thank you so much! I'm thrilled to accept."),
-            (Role.STAFF, "Wonderful. HR will send the contract this week."),
+            (ALEX, "Tom, we're delighted to offer you the post of Head of English."),
+            (CANDIDATE, "Thank you so much! I'm thrilled to accept."),
+            (ALEX, "Wonderful. HR will send the contract this week."),
         ),
     ),
     DemoCandidate(
@@ -100,7 +107,7 @@ CANDIDATES = [
         2,
         Status.INTERVIEWING,
         4,
-        ((Role.CANDIDATE, "Hello, I wanted to check the interview format for Thursday?"),),
+        ((CANDIDATE, "Hello, I wanted to check the interview format for Thursday?"),),
     ),
     DemoCandidate("li", "Li Wei", 2, Status.SUBMITTED, 1),
     DemoCandidate(
@@ -111,7 +118,7 @@ CANDIDATES = [
         15,
         (
             (
-                Role.STAFF,
+                ALEX,
                 "Thank you for your interest, Ben. Unfortunately we won't be taking "
                 "your application further.",
             ),
@@ -124,8 +131,8 @@ CANDIDATES = [
         Status.WITHDRAWN,
         12,
         (
-            (Role.STAFF, "Hi Chloé, are you available for an interview next week?"),
-            (Role.CANDIDATE, "Sorry, I've accepted another offer and will withdraw."),
+            (ALEX, "Hi Chloé, are you available for an interview next week?"),
+            (CANDIDATE, "Sorry, I've accepted another offer and will withdraw."),
         ),
     ),
     DemoCandidate(
@@ -135,8 +142,8 @@ CANDIDATES = [
         Status.HIRED,
         40,
         (
-            (Role.STAFF, "Welcome aboard, Noah! Your start date is 1 December."),
-            (Role.CANDIDATE, "Thanks Priya, looking forward to it."),
+            (PRIYA, "Welcome aboard, Noah! Your start date is 1 December."),
+            (CANDIDATE, "Thanks Priya, looking forward to it."),
         ),
     ),
     DemoCandidate("emma", "Emma Brown", 0, Status.SUBMITTED, 0),
@@ -146,7 +153,7 @@ CANDIDATES = [
         1,
         Status.INTERVIEWING,
         3,
-        ((Role.STAFF, "Hi Oliver, your interview is confirmed for Friday at 2pm."),),
+        ((ALEX, "Hi Oliver, your interview is confirmed for Friday at 2pm."),),
     ),
     DemoCandidate("zara", "Zara Ahmed", 2, Status.SHORTLISTED, 5),
 ]
@@ -161,7 +168,10 @@ async def seed(chat: Chat) -> None:
         # Both demo staff are operators, so the ops page can be explored.
         await staff_users.upsert_staff(chat, staff_id, ORG, name, email, timezone, ops=True)
     now = datetime.now(UTC)
-    staff_viewer = Viewer(Role.STAFF, STAFF[0][0], STAFF[0][1], STAFF[0][3], org_id=ORG[0])
+    staff_viewers = {
+        staff_id: Viewer(Role.STAFF, staff_id, name, timezone, org_id=ORG[0])
+        for staff_id, name, _, timezone in STAFF
+    }
     for candidate in CANDIDATES:
         application_id = f"demo-app-{candidate.key}"
         if await _seeded(chat, application_id):
@@ -186,12 +196,16 @@ async def seed(chat: Chat) -> None:
             "UTC",
             application_ids=(application_id,),
         )
+        conversation_id = result["conversation_id"]
         for index, (who, body) in enumerate(candidate.script):
-            sender = staff_viewer if who == Role.STAFF else viewer
+            sender = viewer if who == CANDIDATE else staff_viewers[who]
             try:
-                await message_send.send_message(
-                    chat, sender, result["conversation_id"], _client_id(candidate.key, index), body
+                sent = await message_send.send_message(
+                    chat, sender, conversation_id, _client_id(candidate.key, index), body
                 )
+                # The writer has read up to their own message, as the pages
+                # record it once the sent message is on their screen.
+                await reads.mark_read(chat, sender, conversation_id, sent.message["seq"])
             except ChatError as exc:  # pragma: no cover - the script is valid
                 raise RuntimeError(f"demo script for {candidate.key}: {exc.message}") from exc
         if candidate.script:
