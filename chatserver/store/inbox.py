@@ -15,7 +15,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    exists,
     false,
     func,
     literal,
@@ -26,12 +25,11 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.roles import Role
-from chatserver.store import contexts, per_person
+from chatserver.store import archiving, contexts, per_person
 from chatserver.store.folding import contains_pattern
 from chatserver.store.messages import hidden_by
 from chatserver.store.tables import (
     applications,
-    archives,
     candidates,
     conversations,
     jobs,
@@ -50,7 +48,9 @@ class Filter(enum.StrEnum):
     ALL = "all"
     UNREAD = "unread"
     MESSAGED = "messaged"  # anybody ever wrote (deleted messages too; system lines are not)
-    ARCHIVED = "archived"  # archived by this staff member; the others list the rest
+    # Archived by this staff member, while the candidate has not written since
+    # (store/archiving.py); the others list the rest.
+    ARCHIVED = "archived"
 
 
 class Sort(enum.StrEnum):
@@ -120,10 +120,8 @@ async def list_conversations(
         .add_columns(activity.label("activity_at"))
         .where(scope)
     )
-    is_archived = exists().where(
-        archives.c.conversation_id == conversations.c.id, archives.c.staff_id == person_id
-    )
     if kind == Role.STAFF:
+        is_archived = archiving.in_force(reader)
         stmt = stmt.where(is_archived if query.filter == Filter.ARCHIVED else ~is_archived)
     elif query.filter == Filter.ARCHIVED:
         stmt = stmt.where(false())  # only staff archive

@@ -196,9 +196,14 @@ class ReadPosition(SQLModel, table=True):
 
 
 class Archive(SQLModel, table=True):
+    """A staff member's archive of a conversation. It is in force only while
+    the candidate has written nothing after `seq` (store/archiving.py)."""
+
     __tablename__ = "archives"
     conversation_id: str = Field(foreign_key="conversations.id", primary_key=True, max_length=32)
     staff_id: str = Field(foreign_key="staff.id", primary_key=True, max_length=128)
+    # The conversation's `last_seq` when it was (last) archived.
+    seq: int = Field(default=0)
 
 
 class HiddenMessage(SQLModel, table=True):

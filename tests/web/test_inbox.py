@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from tests.conftest import Scene
-from tests.helpers import Host, Person, error_of
+from tests.helpers import Host, Person, delete_message, error_of
 
 PAGE_SIZE = 50
 
@@ -80,6 +80,59 @@ async def test_filters_all_unread_messaged_archived(scene: Scene, host: Host) ->
     assert await ids(scene.alice, filter="unread") == []
     assert await ids(scene.bob, filter="unread") == [replied]
     assert await ids(scene.cara, filter="archived") == []
+
+
+async def test_a_candidate_reply_brings_an_archived_conversation_back(
+    scene: Scene, host: Host
+) -> None:
+    """An archive holds while only staff write; the candidate's next message
+    (even one deleted since) brings the conversation back to the archiver's
+    All and Unread, and their conversation says it is no longer archived.
+    Archiving again holds until the next reply."""
+    replied = scene.conversation
+    other = await application(host, "app-2", candidate="erin")
+    conversation = f"/api/conversations/{replied}"
+    await scene.alice.send(replied, "Hello Cara")
+    await scene.cara.send(replied, "Hello Alice")
+    await scene.alice.post(f"{conversation}/archive")
+    await scene.bob.post(f"/api/conversations/{other}/archive")
+
+    async def alice_sees() -> tuple[set[str], list[str], list[str], list[str], bool]:
+        archived = (await scene.alice.client.get(conversation)).json()["archived"]
+        return (
+            set(await ids(scene.alice)),
+            await ids(scene.alice, filter="unread"),
+            await ids(scene.alice, filter="messaged"),
+            await ids(scene.alice, filter="archived"),
+            archived,
+        )
+
+    # Staff messages, hers and a colleague's, leave it archived.
+    await scene.alice.send(replied, "One more thing")
+    await scene.bob.send(replied, "And from me")
+    assert await alice_sees() == ({other}, [], [], [replied], True)
+
+    await scene.cara.send(replied, "Thanks, see you then")
+    assert await alice_sees() == ({replied, other}, [replied], [replied], [], False)
+    [row] = [c for c in (await scene.alice.inbox())["conversations"] if c["id"] == replied]
+    assert row["unread"] == 2
+    # Per staff member: Bob's archive of another conversation holds.
+    assert await ids(scene.bob, filter="archived") == [other]
+
+    # Archiving again counts from now.
+    assert (await scene.alice.post(f"{conversation}/archive")).status_code == 204
+    assert await alice_sees() == ({other}, [], [], [replied], True)
+
+    # A reply deleted for everyone since still brought it back.
+    sent = (await scene.cara.send(replied, "Oops, wrong chat")).json()
+    await delete_message(scene.cara, sent["id"], "everyone")
+    assert await alice_sees() == ({replied, other}, [replied], [replied], [], False)
+
+    # Unarchive and archive as before.
+    await scene.alice.post(f"{conversation}/unarchive")
+    assert (await alice_sees())[3:] == ([], False)
+    await scene.alice.post(f"{conversation}/archive")
+    assert (await alice_sees())[3:] == ([replied], True)
 
 
 async def test_search_covers_candidate_job_and_message_text(scene: Scene, host: Host) -> None:

@@ -15,7 +15,9 @@ the model below says, on both backends. Every answer (201, 204, 403, 404,
 The model is dicts and lists written from SPEC, not from the code: unread
 counts the other side's messages after the reader's position that are
 neither deleted for everyone nor deleted by the reader for themselves;
-"messaged" is anything ever written; archive is per staff member; a
+"messaged" is anything ever written; archive is per staff member and holds
+only while the candidate has written nothing since (any message of theirs,
+deleted or not; staff messages and system lines never bring it back); a
 conversation's activity is its newest message's time, or the application's;
 search folds case and accents (NFKD without combining marks, case-folded)
 over candidate name, job title and the text of messages the viewer can
@@ -71,6 +73,7 @@ LISTED = (
     ("candidate", "chloe"),
     ("candidate", "tom"),
 )
+LISTED_STAFF = [person for kind, person in LISTED if kind == "staff"]
 # Random operations before step 1 (answers checked, listings and frames not).
 HISTORY = 60
 # What a run must have gone through for its checks to mean something.
@@ -87,6 +90,7 @@ REACHED = {
     "searched",
     "other tenant",
     "system line",
+    "reply unarchived",
 }
 # How long to wait for frames that are not coming (the end of the run).
 QUIET_SECONDS = 0.5
@@ -238,7 +242,8 @@ class Model:
     convs: dict[str, Conv] = field(default_factory=dict)
     positions: dict[tuple[Viewer, str], int] = field(default_factory=dict)
     hidden: set[tuple[Viewer, str]] = field(default_factory=set)  # (viewer, message id)
-    archived: set[tuple[str, str]] = field(default_factory=set)  # (staff id, conversation)
+    # (staff id, conversation) -> the conversation's last seq when archived
+    archives: dict[tuple[str, str], int] = field(default_factory=dict)
     sessions: dict[str, list[str]] = field(default_factory=dict)  # candidate -> applications
 
     def visible_to(self, viewer: Viewer, conv: Conv) -> bool:
@@ -246,6 +251,14 @@ class Model:
         if kind == "staff":
             return STAFF[person] == conv.org
         return conv.candidate == person and conv.application_id in self.sessions.get(person, [])
+
+    def archived(self, staff_id: str, conv: Conv) -> bool:
+        """Archived by this staff member, and the candidate has written
+        nothing since."""
+        seq = self.archives.get((staff_id, conv.id))
+        return seq is not None and not any(
+            m["sender"]["kind"] == "candidate" and m["seq"] > seq for m in conv.messages
+        )
 
     def unread(self, viewer: Viewer, conv: Conv) -> int:
         other = "candidate" if viewer[0] == "staff" else "staff"
@@ -317,11 +330,8 @@ class Model:
     def listing(self, viewer: Viewer, filter: str, sort: str, q: str) -> list[dict[str, Any]]:
         rows = [c for c in self.convs.values() if self.visible_to(viewer, c)]
         if viewer[0] == "staff":
-            archived = {c for s, c in self.archived if s == viewer[1]}
-            if filter == "archived":
-                rows = [c for c in rows if c.id in archived]
-            else:
-                rows = [c for c in rows if c.id not in archived]
+            archived = filter == "archived"
+            rows = [c for c in rows if self.archived(viewer[1], c) == archived]
         elif filter == "archived":
             rows = []
         if filter == "unread":
@@ -591,6 +601,7 @@ class Run:
             (2, self.delete_for_me),
             (2, self.delete_for_everyone),
             (2, self.archive),
+            (1, self.reply_to_archived),
             (2, self.end),
             (2, self.change_status),
             (1, self.rename),
@@ -647,7 +658,13 @@ class Run:
         message = response.json()
         assert message["seq"] == len(conv.messages) + 1, self.failure(str(message))
         assert message["created_at"] == wire_time(self.clock.now), self.failure(str(message))
+        # A reply that brings it back to a listed staff member's inbox.
+        brought_back = actor[0] == "candidate" and any(
+            self.model.archived(s, conv) for s in LISTED_STAFF
+        )
         conv.messages.append(message)
+        if brought_back:
+            self.reached.add("reply unarchived")
         if actor[0] == "staff":
             conv.state = "open"  # a staff message reopens
         return [conv]
@@ -780,7 +797,13 @@ class Run:
     async def archive(self) -> list[Conv]:
         conv = self.pick_conv()
         actor = self.pick_actor(conv, candidate_share=0.1)
-        archived = (actor[1], conv.id) in self.model.archived
+        archived = actor[0] == "staff" and self.model.archived(actor[1], conv)
+        if actor[0] == "staff" and self.model.visible_to(actor, conv):
+            # The conversation itself says the same as the listings.
+            shown = await self.people[actor].client.get(f"/api/conversations/{conv.id}")
+            assert shown.json()["archived"] == archived, self.failure(
+                f"{actor}'s {conv.application_id} says archived={shown.json()['archived']}"
+            )
         # Mostly a change; now and then the same again (idempotent).
         change = "unarchive" if archived else "archive"
         verb = change if self.rng.random() < 0.8 else ("archive", "unarchive")[archived]
@@ -794,9 +817,36 @@ class Run:
             return []
         await self.expect(response, 204)
         if verb == "archive":
-            self.model.archived.add((actor[1], conv.id))
+            self.model.archives[(actor[1], conv.id)] = len(conv.messages)
         else:
-            self.model.archived.discard((actor[1], conv.id))
+            self.model.archives.pop((actor[1], conv.id), None)
+        return []
+
+    async def reply_to_archived(self) -> list[Conv]:
+        """The candidate writes where a listed staff member archived the
+        conversation, which brings it back to their inbox; while there is
+        none, a listed staff member archives one where the candidate may
+        write (for the next reply)."""
+        writable = [
+            c
+            for c in self.model.convs.values()
+            if self.model.visible_to(("candidate", c.candidate), c)
+            and self.model.may_send(("candidate", c.candidate), c)[0] == 201
+        ]
+        waiting = [c for c in writable if any(self.model.archived(s, c) for s in LISTED_STAFF)]
+        if waiting:
+            conv = self.rng.choice(waiting)
+            return await self.send(conv, ("candidate", conv.candidate))
+        if not writable:
+            return await self.send()
+        conv = self.rng.choice(writable)
+        staff_id = self.rng.choice([s for s in LISTED_STAFF if STAFF[s] == conv.org])
+        self.note(f"('staff', {staff_id!r}) archives {conv.application_id}")
+        response = await self.people[("staff", staff_id)].post(
+            f"/api/conversations/{conv.id}/archive"
+        )
+        await self.expect(response, 204)
+        self.model.archives[(staff_id, conv.id)] = len(conv.messages)
         return []
 
     async def end(self, conv: Conv | None = None, actor: Viewer | None = None) -> list[Conv]:
