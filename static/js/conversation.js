@@ -347,6 +347,12 @@ export class ConversationView {
         if (!this.summary.can_send && me.kind === "candidate" && frame.message.sender.kind === "staff") {
           this.refreshSummary();
         }
+        // A candidate's reply brings an archived conversation back (the
+        // server's rule, store/archiving.py): the menu offers Archive again.
+        if (this.archived && frame.message.sender.kind === "candidate") {
+          this.archived = false;
+          this.renderSummary();
+        }
         this.messages.receive(frame.message);
         this.reads.schedule();
         break;

@@ -202,6 +202,11 @@ export class Inbox {
     // A frame without the summary fields (an older server) says only that
     // something changed: read the row again.
     if (!("state" in frame) && !fresh) this.refreshRow(item);
+    // A candidate's reply takes a conversation out of the archive.
+    if (fresh && this.filter === "archived" && last.sender.kind === "candidate") {
+      this.removeRow(frame.conversation);
+      return;
+    }
     this.paint(item);
     if (fresh) this.move(item);
   }

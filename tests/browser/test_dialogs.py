@@ -163,3 +163,31 @@ def test_an_archived_conversation_opened_by_its_link_offers_unarchive(
     inbox.get_by_role("menuitem", name="Unarchive").click()
     expect(inbox.get_by_test_id("toast")).to_contain_text("Conversation moved back to the inbox.")
     expect(inbox.locator(f'{ITEM}[data-conversation="{cara.conversation}"]')).to_be_visible()
+
+
+def test_a_reply_brings_an_archived_conversation_back_live(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    ats.staff_says(alice, cara.conversation, "We will be in touch")
+    inbox = browsers.open(ats.staff_link(alice))
+    row = inbox.locator(f'{ITEM}[data-conversation="{cara.conversation}"]')
+    row.click()
+    inbox.get_by_test_id("conversation-menu").click()
+    inbox.get_by_role("menuitem", name="Archive").click()
+    inbox.get_by_test_id("filter-archived").click()
+    expect(row).to_be_visible()
+    # The Messages tab of the candidate's page in the host: the conversation alone.
+    watching = inbox.context.new_page()
+    watching.goto(f"{ats.server.url}/applications/{cara.id}/messages")
+    watching.get_by_test_id("conversation-menu").click()
+    expect(watching.get_by_role("menuitem", name="Unarchive")).to_be_visible()
+    watching.keyboard.press("Escape")
+
+    candidate = browsers.open(ats.candidate_link(cara.id))
+    candidate.get_by_test_id("composer").fill("One more question")
+    candidate.get_by_test_id("composer").press("Enter")
+    expect(row).to_have_count(0)
+    inbox.get_by_test_id("filter-all").click()
+    expect(row).to_contain_text("One more question")
+    watching.get_by_test_id("conversation-menu").click()
+    expect(watching.get_by_role("menuitem", name="Archive", exact=True)).to_be_visible()
