@@ -64,6 +64,21 @@ def drop_database(name: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def migrating(backend: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings of an empty, unmigrated database of the backend's kind, for
+    tests of one migration over rows written before it."""
+    if backend == "embedded":
+        yield Settings(data_dir=tmp_path, secret_keys=(SECRET,))
+        return
+    name = f"chat_test_{RUN_ID}_m{uuid.uuid4().hex[:8]}"
+    create_database(name)
+    try:
+        yield Settings(database_url=pg_url(name), secret_keys=(SECRET,))
+    finally:
+        drop_database(name)
+
+
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     """A migrated PostgreSQL database that each test clones."""

@@ -5,12 +5,8 @@ migrations still agree."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -18,21 +14,6 @@ from alembic.migration import MigrationContext
 from chatserver.settings import Settings
 from chatserver.store.migrate import sync_url, upgrade
 from chatserver.store.tables import metadata
-from tests.conftest import RUN_ID, SECRET, create_database, drop_database, pg_url
-
-
-@pytest.fixture
-def migrating(backend: str, tmp_path: Path) -> Iterator[Settings]:
-    """Settings of an empty database of the backend's kind."""
-    if backend == "embedded":
-        yield Settings(data_dir=tmp_path, secret_keys=(SECRET,))
-        return
-    name = f"chat_test_{RUN_ID}_a{uuid.uuid4().hex[:8]}"
-    create_database(name)
-    try:
-        yield Settings(database_url=pg_url(name), secret_keys=(SECRET,))
-    finally:
-        drop_database(name)
 
 
 def test_migration_0016_archives_existing_rows_up_to_the_last_seq(migrating: Settings) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +19,6 @@ from chatserver.settings import Settings
 from chatserver.store.folding import contains_pattern, fold
 from chatserver.store.migrate import sync_url, upgrade
 from chatserver.store.tables import metadata
-from tests.conftest import RUN_ID, SECRET, create_database, drop_database, pg_url
 
 
 @pytest.mark.parametrize(
@@ -119,20 +116,6 @@ def _seed_0003(url: str) -> None:
 
 def _pairs(conn: sa.Connection, query: str) -> dict[str, str]:
     return {str(key): str(value) for key, value in conn.execute(sa.text(query)).all()}
-
-
-@pytest.fixture
-def migrating(backend: str, tmp_path: Path) -> Iterator[Settings]:
-    """Settings of an empty database of the backend's kind."""
-    if backend == "embedded":
-        yield Settings(data_dir=tmp_path, secret_keys=(SECRET,))
-        return
-    name = f"chat_test_{RUN_ID}_m{uuid.uuid4().hex[:8]}"
-    create_database(name)
-    try:
-        yield Settings(database_url=pg_url(name), secret_keys=(SECRET,))
-    finally:
-        drop_database(name)
 
 
 def test_migration_0009_folds_existing_rows_and_matches_the_tables(migrating: Settings) -> None:

@@ -16,13 +16,10 @@ import struct
 import uuid
 import zipfile
 import zlib
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -32,7 +29,7 @@ from chatserver.settings import Settings
 from chatserver.store.migrate import sync_url, upgrade
 from chatserver.store.tables import metadata
 from tests.chat.sends import chat_of
-from tests.conftest import RUN_ID, SECRET, Scene, create_database, drop_database, pg_url
+from tests.conftest import Scene
 from tests.helpers import Host, Person, delete_message, error_of, upload
 from tests.ws_helpers import LiveServer, open_socket
 
@@ -383,20 +380,6 @@ async def test_every_reader_gets_the_files_in_the_order_the_sender_named_them(
         await bob.subscribe(scene.conversation)
         replayed = [(await bob.next_of("message"))["message"] for _ in range(2)]
         assert [names(m) for m in replayed] == [by_http, by_socket]
-
-
-@pytest.fixture
-def migrating(backend: str, tmp_path: Path) -> Iterator[Settings]:
-    """Settings of an empty database of the backend's kind."""
-    if backend == "embedded":
-        yield Settings(data_dir=tmp_path, secret_keys=(SECRET,))
-        return
-    name = f"chat_test_{RUN_ID}_a{uuid.uuid4().hex[:8]}"
-    create_database(name)
-    try:
-        yield Settings(database_url=pg_url(name), secret_keys=(SECRET,))
-    finally:
-        drop_database(name)
 
 
 def test_migration_0015_places_files_sent_before_it_in_their_old_order(
