@@ -22,6 +22,7 @@ import httpx
 import psycopg
 import pytest
 import redis
+import sqlalchemy as sa
 
 from chatserver.app import create_app
 from chatserver.settings import Settings
@@ -77,6 +78,18 @@ def migrating(backend: str, tmp_path: Path) -> Iterator[Settings]:
         yield Settings(database_url=pg_url(name), secret_keys=(SECRET,))
     finally:
         drop_database(name)
+
+
+def insert_rows(url: str, rows: list[tuple[str, dict[str, Any]]]) -> None:
+    """Rows as a database before a migration holds them: plain INSERTs in
+    one transaction, through the synchronous `url`."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for table, values in rows:
+            columns = ", ".join(values)
+            params = ", ".join(f":{k}" for k in values)
+            conn.execute(sa.text(f"INSERT INTO {table} ({columns}) VALUES ({params})"), values)
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

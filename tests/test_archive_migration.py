@@ -14,6 +14,7 @@ from alembic.migration import MigrationContext
 from chatserver.settings import Settings
 from chatserver.store.migrate import sync_url, upgrade
 from chatserver.store.tables import metadata
+from tests.conftest import insert_rows
 
 
 def test_migration_0016_archives_existing_rows_up_to_the_last_seq(migrating: Settings) -> None:
@@ -49,15 +50,8 @@ def test_migration_0016_archives_existing_rows_up_to_the_last_seq(migrating: Set
         ("archives", {"conversation_id": "v1", "staff_id": "s2"}),
         ("archives", {"conversation_id": "v2", "staff_id": "s1"}),
     ]
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for table, values in rows:
-            if table == "staff":
-                values = values | {"timezone": "UTC", "email_notifications": "each", "ops": False}
-            columns = ", ".join(values)
-            params = ", ".join(f":{k}" for k in values)
-            conn.execute(sa.text(f"INSERT INTO {table} ({columns}) VALUES ({params})"), values)
-    engine.dispose()
+    staff = {"timezone": "UTC", "email_notifications": "each", "ops": False}
+    insert_rows(url, [(t, v | staff if t == "staff" else v) for t, v in rows])
 
     upgrade(migrating)
     engine = sa.create_engine(url)

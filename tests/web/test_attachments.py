@@ -29,7 +29,7 @@ from chatserver.settings import Settings
 from chatserver.store.migrate import sync_url, upgrade
 from chatserver.store.tables import metadata
 from tests.chat.sends import chat_of
-from tests.conftest import Scene
+from tests.conftest import Scene, insert_rows
 from tests.helpers import Host, Person, delete_message, error_of, upload
 from tests.ws_helpers import LiveServer, open_socket
 
@@ -390,7 +390,6 @@ def test_migration_0015_places_files_sent_before_it_in_their_old_order(
     place. The tables module and the migrations still agree."""
     upgrade(migrating, "0014")
     url = sync_url(migrating)
-    engine = sa.create_engine(url)
     at = "2026-11-02 09:3{}:00+00:00"
     rows: list[tuple[str, dict[str, Any]]] = [
         ("organisations", {"id": "acme", "name": "Acme"}),
@@ -441,12 +440,7 @@ def test_migration_0015_places_files_sent_before_it_in_their_old_order(
                 | {"created_at": at.format(minute)},
             )
         )
-    with engine.begin() as conn:
-        for table, values in rows:
-            columns = ", ".join(values)
-            params = ", ".join(f":{k}" for k in values)
-            conn.execute(sa.text(f"INSERT INTO {table} ({columns}) VALUES ({params})"), values)
-    engine.dispose()
+    insert_rows(url, rows)
 
     upgrade(migrating)
     engine = sa.create_engine(url)
