@@ -25,6 +25,20 @@ def open_from_inbox(page: Page, app: Application, name: str) -> None:
     expect(page.get_by_role("heading", name=name)).to_be_visible()
 
 
+def staff_at(browsers: Browsers, ats: Ats, staff: str, app: Application) -> Page:
+    """A staff member's page with `app`'s conversation open."""
+    page = browsers.open(ats.staff_link(staff))
+    page.goto(f"{ats.server.url}/c/{app.conversation}")
+    return page
+
+
+def another_tab(page: Page, ats: Ats, app: Application) -> Page:
+    """A second tab of the same browser (and person) at `app`'s conversation."""
+    tab = page.context.new_page()
+    tab.goto(f"{ats.server.url}/c/{app.conversation}")
+    return tab
+
+
 def preview(page: Page, app: Application) -> Locator:
     return page.locator(f'{ITEM}[data-conversation="{app.conversation}"] .item-preview')
 
@@ -125,8 +139,7 @@ def test_a_drafts_uploaded_files_come_back_and_are_sent(
 ) -> None:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
-    staff = browsers.open(ats.staff_link(alice))
-    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    staff = staff_at(browsers, ats, alice, cara)
     write_with_notes(staff, tmp_path / "interview-notes.txt")
 
     staff.reload()
@@ -147,8 +160,7 @@ def test_a_file_the_server_will_have_expired_is_not_restored(
 ) -> None:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
-    staff = browsers.open(ats.staff_link(alice))
-    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    staff = staff_at(browsers, ats, alice, cara)
     old = tmp_path / "old.txt"
     old.write_text("uploaded weeks ago")
     write(staff, "Still relevant")
@@ -175,8 +187,7 @@ def test_a_file_the_server_will_have_expired_is_not_restored(
 def test_signing_out_forgets_the_drafts(browsers: Browsers, ats: Ats) -> None:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
-    staff = browsers.open(ats.staff_link(alice))
-    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    staff = staff_at(browsers, ats, alice, cara)
     write(staff, "Not for the next person at this desk")
     saved(staff, cara)
 
@@ -196,12 +207,10 @@ def test_a_tab_that_only_showed_a_draft_does_not_bring_it_back_once_sent(
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
     dan = ats.application("dan", "Dan")
-    writing = browsers.open(ats.staff_link(alice))
-    writing.goto(f"{ats.server.url}/c/{cara.conversation}")
+    writing = staff_at(browsers, ats, alice, cara)
     write(writing, "Hi Cara")
     saved(writing, cara)
-    showing = writing.context.new_page()
-    showing.goto(f"{ats.server.url}/c/{cara.conversation}")
+    showing = another_tab(writing, ats, cara)
     expect(showing.get_by_test_id("composer")).to_have_value("Hi Cara")
 
     writing.get_by_test_id("composer").press("Enter")
@@ -215,8 +224,7 @@ def test_signing_out_in_one_tab_stops_the_others_saving(browsers: Browsers, ats:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
     first = browsers.open(ats.staff_link(alice))
-    other = first.context.new_page()
-    other.goto(f"{ats.server.url}/c/{cara.conversation}")
+    other = another_tab(first, ats, cara)
     write(other, "Written in the other tab")
     saved(other, cara)
 
@@ -236,12 +244,10 @@ def test_a_send_whose_file_went_with_another_comes_back_to_edit(
     in the composer to attach the file again."""
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
-    first = browsers.open(ats.staff_link(alice))
-    first.goto(f"{ats.server.url}/c/{cara.conversation}")
+    first = staff_at(browsers, ats, alice, cara)
     write_with_notes(first, tmp_path / "notes.txt")
     first.wait_for_function(f"() => {DRAFT_KEYS}.some(k => localStorage[k].includes('notes.txt'))")
-    second = first.context.new_page()
-    second.goto(f"{ats.server.url}/c/{cara.conversation}")
+    second = another_tab(first, ats, cara)
     expect(second.locator(FILES, has_text="notes.txt")).to_contain_text("28 B")
 
     sent = second.locator('[data-testid="message"][data-seq]', has_text="The notes")
@@ -262,10 +268,8 @@ def test_the_inbox_row_of_another_tab_follows_the_draft(browsers: Browsers, ats:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
     dan = ats.application("dan", "Dan")
-    writing = browsers.open(ats.staff_link(alice))
-    writing.goto(f"{ats.server.url}/c/{cara.conversation}")
-    watching = writing.context.new_page()
-    watching.goto(f"{ats.server.url}/c/{dan.conversation}")
+    writing = staff_at(browsers, ats, alice, cara)
+    watching = another_tab(writing, ats, dan)
     expect(preview(watching, cara)).to_have_text("No messages yet")
 
     write(writing, "Hi Cara")
@@ -279,8 +283,7 @@ def test_enter_again_while_the_files_upload_sends_once(
 ) -> None:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
-    staff = browsers.open(ats.staff_link(alice))
-    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    staff = staff_at(browsers, ats, alice, cara)
     uploads = attach_held(staff, tmp_path / "notes.txt")
     box = staff.get_by_test_id("composer")
 
@@ -308,8 +311,7 @@ def test_a_send_whose_file_fails_to_upload_is_not_sent_without_it(
 ) -> None:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
-    staff = browsers.open(ats.staff_link(alice))
-    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    staff = staff_at(browsers, ats, alice, cara)
     uploads = attach_held(staff, tmp_path / "notes.txt")
     staff.get_by_test_id("composer").press("Enter")
     uploads.refuse("The file is over 10 MiB.")
@@ -349,10 +351,8 @@ def test_sending_from_one_tab_keeps_the_draft_another_tab_left(
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
     dan = ats.application("dan", "Dan")
-    open_before = browsers.open(ats.staff_link(alice))
-    open_before.goto(f"{ats.server.url}/c/{cara.conversation}")
-    writing = open_before.context.new_page()
-    writing.goto(f"{ats.server.url}/c/{cara.conversation}")
+    open_before = staff_at(browsers, ats, alice, cara)
+    writing = another_tab(open_before, ats, cara)
     draft = "Dear Cara, about the offer: the salary is"
     write(writing, draft)
     open_from_inbox(writing, dan, "Dan")
