@@ -195,7 +195,10 @@ def plan(
             state=State.OPEN.value,
             has_staff_message=ctx.has_staff_message or role is Role.STAFF,
         )
-        if candidate_refused(facts) and not candidate_refused(views.facts(after)):
+        # Only a staff message that changes the facts (the first, or one that
+        # reopens) can change the candidate's answer: the rest skip asking.
+        changes = role is Role.STAFF and (not ctx.has_staff_message or ctx.state != after.state)
+        if changes and candidate_refused(facts) and not candidate_refused(views.facts(after)):
             result.lets_candidate_reply.add(i)
         items = result.new.setdefault(ctx.id, [])
         items.append(New(i, message_row(request, message_ids[i]), len(items) + 1, files))
