@@ -2,8 +2,12 @@
 
 A person's bell has one entry per conversation they may see in which the
 other side wrote: the count of that side's messages after the person's
-*bell position*, the later of their read position (reading clears the
-entry) and their bell mark (marking the entry read without opening it).
+*bell position*, the latest of their read position (reading clears the
+entry), their bell mark (marking the entry read without opening it) and,
+for staff, where they archived the conversation: archiving says "done with
+this", so the bell stops counting what came before, as the Unread filter
+does, and a reply (which brings the conversation back, `store/archiving.py`)
+counts again. So whatever the bell counts is in the Unread filter.
 Sending a message therefore writes nothing for the bell, whatever the size
 of the organisation (issue 10): the cost is paid when a person opens the
 bell, by one grouped query over their conversations.
@@ -19,12 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, and_, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.store import dialect, per_person
 from chatserver.store.tables import (
     applications,
+    archives,
     bell_marks,
     candidates,
     conversations,
@@ -73,21 +78,35 @@ def _in_scope(scope: Scope) -> ColumnElement[bool]:
     )
 
 
-def _position(scope: Scope) -> ColumnElement[int]:
+def _position(conn: AsyncConnection, scope: Scope) -> ColumnElement[int]:
     """The person's bell position in the current `conversations` row."""
-    read = per_person.seq_of(read_positions, scope.kind, scope.person_id)
-    mark = per_person.seq_of(bell_marks, scope.kind, scope.person_id)
-    read_at, marked_at = func.coalesce(read, 0), func.coalesce(mark, 0)
-    return case((read_at >= marked_at, read_at), else_=marked_at)
+    positions: list[ColumnElement[int]] = [
+        per_person.seq_of(read_positions, scope.kind, scope.person_id),
+        per_person.seq_of(bell_marks, scope.kind, scope.person_id),
+    ]
+    if scope.org_id is not None:
+        positions.append(_archived_at(scope.person_id))
+    return dialect.greatest(conn, *(func.coalesce(p, 0) for p in positions))
 
 
-def _unread(scope: Scope) -> ColumnElement[int]:
+def _archived_at(staff_id: str) -> ColumnElement[int]:
+    """The seq at which this staff member archived the current row (None:
+    not archived)."""
+    return (
+        select(archives.c.seq)
+        .where(archives.c.conversation_id == conversations.c.id, archives.c.staff_id == staff_id)
+        .correlate_except(archives)
+        .scalar_subquery()
+    )
+
+
+def _unread(conn: AsyncConnection, scope: Scope) -> ColumnElement[int]:
     return (
         select(func.count())
         .select_from(messages)
         .where(
             messages.c.conversation_id == conversations.c.id,
-            counts_as_unread(scope.kind, literal(scope.person_id), _position(scope)),
+            counts_as_unread(scope.kind, literal(scope.person_id), _position(conn, scope)),
         )
         .correlate_except(messages)
         .scalar_subquery()
@@ -115,7 +134,7 @@ async def entries(conn: AsyncConnection, scope: Scope) -> list[Entry]:
             jobs.c.title,
             candidates.c.name,
             newest,
-            _unread(scope).label("unread"),
+            _unread(conn, scope).label("unread"),
         )
         .select_from(
             conversations.join(applications, applications.c.id == conversations.c.application_id)
@@ -167,7 +186,7 @@ async def unread_count(conn: AsyncConnection, scope: Scope) -> int:
         .select_from(
             conversations.join(applications, applications.c.id == conversations.c.application_id)
         )
-        .where(_in_scope(scope), conversations.c.last_seq > 0, _unread(scope) > 0)
+        .where(_in_scope(scope), conversations.c.last_seq > 0, _unread(conn, scope) > 0)
     )
     return int((await conn.execute(query)).scalar_one())
 

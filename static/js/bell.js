@@ -162,6 +162,9 @@ export function initBell() {
       reloadTimer = setTimeout(() => load(), FOLLOW_DELAY_MS);
     }
   });
+  // Archiving quiets the conversation's entry until the candidate writes
+  // again (and unarchiving brings its count back): the server says how.
+  document.addEventListener("conversation-archive", () => load());
   // Opening a conversation reads it, which clears its entry on the server.
   document.addEventListener("click", (event) => {
     const link = event.target.closest && event.target.closest('a[href^="/c/"]');

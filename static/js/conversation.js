@@ -212,6 +212,8 @@ export class ConversationView {
     this.archived = archiving;
     if (!this.destroyed) this.renderSummary();
     if (this.onArchive) this.onArchive(id, archiving);
+    // The bell counts what the archive holds back no more (bell.js).
+    document.dispatchEvent(new CustomEvent("conversation-archive", { detail: { id, archived: archiving } }));
     if (!undoing) {
       toast(archiving ? "Conversation archived." : "Conversation moved back to the inbox.", {
         action: { label: "Undo", run: () => this.toggleArchive({ undoing: true }) },

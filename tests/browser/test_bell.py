@@ -135,3 +135,18 @@ def test_the_bell_follows_mark_as_unread_and_reading_in_another_tab(
     entries = inbox.get_by_role("dialog", name="Notifications").locator("li.unread")
     expect(entries).to_have_count(1)
     expect(entries.first).to_contain_text("Cara Candidate")
+
+
+def test_archiving_asks_the_server_what_the_bell_counts_now(browsers: Browsers, ats: Ats) -> None:
+    """An archive quiets its conversation's entry (unarchiving brings the
+    count back), which the page cannot know from a frame: it asks again."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    candidate_says(ats, browsers, cara.id, "Is there parking?")
+    inbox = browsers.open(ats.staff_link(alice))
+    item(inbox, cara.conversation).click()
+    expect(inbox.locator("#bell-count")).to_be_hidden()
+    inbox.get_by_test_id("conversation-menu").click()
+    with inbox.expect_request(LISTING):
+        inbox.get_by_role("menuitem", name="Archive", exact=True).click()
+    expect(item(inbox, cara.conversation)).to_have_count(0)

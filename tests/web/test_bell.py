@@ -76,6 +76,35 @@ async def test_one_entry_is_marked_read_without_a_read_receipt(scene: Scene) -> 
     assert (entry["count"], entry["read"]) == (1, False)
 
 
+async def test_archiving_quiets_the_entry_until_the_candidate_writes_again(scene: Scene) -> None:
+    """What the bell counts is in the Unread filter: archiving takes a
+    conversation out of it, so its entry stops counting, for the archiver
+    only; a reply brings the conversation back and counts (only itself)."""
+    await scene.alice.send(scene.conversation, "Hello Cara")
+    for n in range(2):
+        await scene.cara.send(scene.conversation, f"Answer {n}")
+    archive = f"/api/conversations/{scene.conversation}/archive"
+    assert (await scene.bob.post(archive)).status_code == 204
+    found = await bell(scene.bob)
+    assert found["unread"] == 0
+    assert [(e["count"], e["read"]) for e in found["notifications"]] == [(0, True)]
+    assert (await scene.bob.inbox(filter="unread"))["conversations"] == []
+    assert (await bell(scene.alice))["unread"] == 1
+
+    await scene.cara.send(scene.conversation, "Are you there?")
+    [entry] = (await bell(scene.bob))["notifications"]
+    assert (entry["count"], entry["read"]) == (1, False)
+    [row] = (await scene.bob.inbox(filter="unread"))["conversations"]
+    assert row["id"] == scene.conversation
+
+    # Archived again, then undone: the entry counts as it did before.
+    await scene.bob.post(archive)
+    assert (await bell(scene.bob))["unread"] == 0
+    await scene.bob.post(f"/api/conversations/{scene.conversation}/unarchive")
+    [entry] = (await bell(scene.bob))["notifications"]
+    assert (entry["count"], entry["read"]) == (3, False)
+
+
 async def test_marking_all_read_and_other_tenants_entries(scene: Scene) -> None:
     await scene.alice.send(scene.conversation, "Hello Cara")
     await scene.cara.send(scene.conversation, "Hello")
