@@ -110,16 +110,28 @@ async def list_conversations(
             application_ids=viewer.application_ids,
         )
         page, more = rows[:limit], len(rows) > limit
-        last = await messages.last_visible(
-            conn, [r["id"] for r in page], viewer.kind.value, viewer.id
-        )
-        files = await messages.attachments_for(conn, [m["id"] for m in last.values()])
+        page_ids = [r["id"] for r in page]
+        last = await messages.last_visible(conn, page_ids, viewer.kind.value, viewer.id)
+        matched = {}
+        if query.folded_search:
+            matched = await messages.last_visible(
+                conn, page_ids, viewer.kind.value, viewer.id, matching=query.folded_search
+            )
+        shown = {m["id"] for m in (*last.values(), *matched.values())}
+        files = await messages.attachments_for(conn, sorted(shown))
+
+    def wire(message: Any) -> JSON | None:
+        return views.message(message, files.get(message["id"], [])) if message else None
+
     items = []
     for row in page:
-        message = last.get(row["id"])
-        last_message = views.message(message, files.get(message["id"], [])) if message else None
         ctx = ConversationContext.of(row)
-        items.append(views.conversation_summary(ctx, int(row["unread"]), last_message))
+        item = views.conversation_summary(ctx, int(row["unread"]), wire(last.get(row["id"])))
+        if query.folded_search:
+            # Why the row matched: the newest message found, or null when
+            # the name or the job title did.
+            item["match"] = wire(matched.get(row["id"]))
+        items.append(item)
     next_cursor = None
     if more:
         tail = page[-1]

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chatserver.roles import Role
 from chatserver.store import archiving, contexts, per_person
 from chatserver.store.folding import contains_pattern
-from chatserver.store.messages import hidden_by
+from chatserver.store.messages import hidden_by, text_contains
 from chatserver.store.tables import (
     applications,
     candidates,
@@ -193,8 +193,7 @@ def _search_matches(kind: str, person_id: str, folded: str) -> ColumnElement[boo
         .select_from(messages)
         .where(
             messages.c.conversation_id == conversations.c.id,
-            messages.c.deleted == false(),
-            messages.c.search_body.like(pattern, escape="\\"),
+            text_contains(folded),
             ~hidden_by(kind, literal(person_id)),
         )
         .limit(1)

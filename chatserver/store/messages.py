@@ -12,6 +12,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
+    false,
     func,
     insert,
     literal,
@@ -24,7 +25,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.store import dialect
-from chatserver.store.folding import fold
+from chatserver.store.folding import contains_pattern, fold
 from chatserver.store.people import upsert
 from chatserver.store.tables import attachments, conversations, hidden_messages, messages
 
@@ -52,6 +53,16 @@ def hidden_by(kind: str, reader: ColumnElement[str]) -> ColumnElement[bool]:
             hidden_messages.c.viewer_id == reader,
         )
         .correlate_except(hidden_messages)
+    )
+
+
+def text_contains(folded: str) -> ColumnElement[bool]:
+    """The current `messages` row's text, folded, contains `folded` (a search
+    already folded, `store/folding.py`); a message deleted for everyone has
+    no text left to find."""
+    return and_(
+        messages.c.deleted == false(),
+        messages.c.search_body.like(contains_pattern(folded), escape="\\"),
     )
 
 
@@ -209,20 +220,29 @@ async def last(conn: AsyncConnection, conversation_id: str) -> RowMapping | None
 
 
 async def last_visible(
-    conn: AsyncConnection, conversation_ids: Sequence[str], viewer_kind: str, viewer_id: str
+    conn: AsyncConnection,
+    conversation_ids: Sequence[str],
+    viewer_kind: str,
+    viewer_id: str,
+    *,
+    matching: str = "",
 ) -> dict[str, RowMapping]:
     """The newest message people wrote in each conversation that this viewer
-    has not hidden: the inbox row's preview (a system line is not one)."""
+    has not hidden: the inbox row's preview (a system line is not one).
+    With `matching` (a folded search), the newest such message whose text
+    contains it: what a search result shows, so the row says why it matched."""
     if not conversation_ids:
         return {}
-    not_hidden = ~hidden_by(viewer_kind, literal(viewer_id))
+    wanted = [
+        messages.c.conversation_id.in_(list(conversation_ids)),
+        messages.c.sender_kind != SYSTEM,
+        ~hidden_by(viewer_kind, literal(viewer_id)),
+    ]
+    if matching:
+        wanted.append(text_contains(matching))
     newest = (
         select(messages.c.conversation_id, func.max(messages.c.seq).label("seq"))
-        .where(
-            messages.c.conversation_id.in_(list(conversation_ids)),
-            messages.c.sender_kind != SYSTEM,
-            not_hidden,
-        )
+        .where(*wanted)
         .group_by(messages.c.conversation_id)
         .subquery()
     )

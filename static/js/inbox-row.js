@@ -1,9 +1,20 @@
 // One row of the staff inbox, cloned from #inbox-item-template: the
-// candidate, the job with its status pill, the newest message's preview and
-// time, the unread badge; search matches marked. No state: inbox.js keeps
-// the rows and repaints one when its conversation changes.
+// candidate, the job with its status pill, the newest message's preview (in
+// a search result, the message found) and time, the unread badge; search
+// matches marked. No state: inbox.js keeps the rows and repaints one when
+// its conversation changes.
 
-import { clone, highlight, hue, initials, preview, statusLabel } from "./ui.js";
+import {
+  clone,
+  highlight,
+  hue,
+  initials,
+  nearMatch,
+  preview,
+  previewSender,
+  previewText,
+  statusLabel,
+} from "./ui.js";
 import { fullTime, shortTime } from "./time.js";
 
 const me = document.body.dataset;
@@ -59,6 +70,10 @@ export function paintRow(link, c, { q, href, current, draft }) {
     label.className = "draft-label";
     label.textContent = "Draft: ";
     shown.prepend(label);
+  } else if (q && c.match) {
+    // A search result shows the message it was found in, from near the match.
+    const text = nearMatch(previewText(c.match.body, c.match.attachments), q);
+    highlight(shown, `${previewSender(c.match, me.kind, me.me)}${text}`, q);
   } else {
     highlight(shown, last ? preview(last, me.kind, me.me) : "No messages yet", q);
   }

@@ -86,11 +86,17 @@ export function clone(id) {
  * deleted for everyone shows as deleted: its text is gone everywhere. */
 export function preview(message, myKind, myId) {
   if (!message) return "";
-  const mine = message.sender.kind === myKind && message.sender.id === myId;
-  const colleague = !mine && myKind === "staff" && message.sender.kind === "staff";
-  const who = mine ? "You: " : colleague ? `${firstName(message.sender.name)}: ` : "";
+  const who = previewSender(message, myKind, myId);
   if (message.deleted) return `${who}Message deleted`;
   return `${who}${previewText(message.body, message.attachments)}`;
+}
+
+/** Who wrote a previewed message, as its preview starts: "You: ", a
+ * colleague's first name, or nothing for the other side. */
+export function previewSender(message, myKind, myId) {
+  const mine = message.sender.kind === myKind && message.sender.id === myId;
+  const colleague = !mine && myKind === "staff" && message.sender.kind === "staff";
+  return mine ? "You: " : colleague ? `${firstName(message.sender.name)}: ` : "";
 }
 
 /** A body (and its files) as one line of a preview: Markdown's marks
@@ -149,6 +155,21 @@ export function fold(text) {
     at += ch.length;
   }
   return { folded, starts, ends };
+}
+
+/** `text` from shortly before the first place the search `query` is found
+ * in it (cut at a word, with "…"), so that a match deep in a long message
+ * shows in a one-line preview; the whole text when it is found early. */
+export function nearMatch(text, query, lead = 24) {
+  const term = fold((query || "").trim()).folded;
+  if (!term) return text;
+  const { folded, starts } = fold(text);
+  const at = folded.indexOf(term);
+  const start = at === -1 ? 0 : starts[at];
+  if (start <= lead) return text;
+  const space = text.indexOf(" ", start - lead);
+  const cut = space !== -1 && space < start ? space + 1 : start - lead;
+  return `…${text.slice(cut)}`;
 }
 
 /** Fills `el` with `text`, each search term marked (<mark>), folding case

@@ -184,6 +184,31 @@ def test_search_matches_are_highlighted_folding_case_and_accents(
     assert marked == [["Chloé"], ["Chloé"], ["Zoë", "Martin"], [], ["file", "ﬁle"], []]
 
 
+def test_a_search_result_shows_the_message_it_was_found_in(browsers: Browsers, ats: Ats) -> None:
+    """The row of a conversation found by an older message previews that
+    message, from near the match, instead of the newest one."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    candidate = browsers.open(ats.candidate_link(cara.id))
+    question = (
+        "I have a few questions about the post: the salary scale, whether there is"
+        " parking on site, and whether you sponsor visas for teachers from abroad."
+    )
+    for text in (question, "Thanks for your time!"):
+        candidate.get_by_test_id("composer").fill(text)
+        candidate.get_by_test_id("composer").press("Enter")
+        expect(candidate.locator(MESSAGE, has_text=text)).to_be_visible()
+    inbox = browsers.open(ats.staff_link(alice))
+    preview = inbox.locator(f"{ITEM} .item-preview")
+    expect(preview).to_have_text("Thanks for your time!")
+    inbox.get_by_test_id("search").fill("VISAS")
+    expect(preview).to_have_text("…whether you sponsor visas for teachers from abroad.")
+    expect(preview.locator("mark")).to_have_text("visas")
+    # Found by the candidate's name, the row shows the newest message.
+    inbox.get_by_test_id("search").fill("cara")
+    expect(preview).to_have_text("Thanks for your time!")
+
+
 # Letters people write in names, titles and messages: Latin, IPA, Greek and
 # Cyrillic, the extended Latin and Greek blocks, letterlike symbols and
 # ligatures, full-width forms.

@@ -88,6 +88,7 @@ REACHED = {
     "refused",
     "paged",
     "searched",
+    "matched an older message",
     "other tenant",
     "system line",
     "reply unarchived",
@@ -313,8 +314,18 @@ class Model:
         ]
         return any(folded in model_fold(text) for text in texts)
 
-    def summary(self, viewer: Viewer, conv: Conv) -> dict[str, Any]:
-        return {
+    def match(self, viewer: Viewer, conv: Conv, folded: str) -> dict[str, Any] | None:
+        """The newest message this viewer can still read whose text has
+        the search in it: why a search result matched (None: by its name
+        or job)."""
+        for m in reversed(conv.written):
+            readable = m["id"] not in conv.deleted and (viewer, m["id"]) not in self.hidden
+            if readable and folded in model_fold(m["body"]):
+                return dict(m)
+        return None
+
+    def summary(self, viewer: Viewer, conv: Conv, q: str = "") -> dict[str, Any]:
+        shown = {
             "id": conv.id,
             "application_id": conv.application_id,
             "candidate": {"id": conv.candidate, "name": self.names[conv.candidate]},
@@ -326,6 +337,9 @@ class Model:
             "unread": self.unread(viewer, conv),
             "last_message": self.last_message(viewer, conv),
         }
+        if folded := model_fold(q.strip()):
+            shown["match"] = self.match(viewer, conv, folded)
+        return shown
 
     def listing(self, viewer: Viewer, filter: str, sort: str, q: str) -> list[dict[str, Any]]:
         rows = [c for c in self.convs.values() if self.visible_to(viewer, c)]
@@ -347,7 +361,7 @@ class Model:
             rows.sort(
                 key=lambda c: (self.unread(viewer, c) > 0, self.activity(c), c.id), reverse=True
             )
-        return [self.summary(viewer, c) for c in rows]
+        return [self.summary(viewer, c, q) for c in rows]
 
     def inbox_frame(self, staff_id: str, conv: Conv) -> dict[str, Any]:
         viewer = ("staff", staff_id)
@@ -1030,6 +1044,8 @@ class Run:
                     and len(expected) < len(self.model.listing(viewer, filter, sort, ""))
                 ):
                     self.reached.add("searched")
+                if any(r.get("match") not in (None, r["last_message"]) for r in expected):
+                    self.reached.add("matched an older message")
             if got != expected:
                 raise AssertionError(
                     self.failure(
