@@ -63,6 +63,8 @@ export class Composer {
     this.draftSavedAt = null;
     // A send waiting for its files to finish uploading.
     this.waiting = false;
+    // A send refused here because a file could not be attached.
+    this.heldByFiles = false;
     this.closed = false;
     this.status = form.querySelector('[data-testid="composer-status"]');
     this.maxBody = maxBody;
@@ -246,8 +248,8 @@ export class Composer {
   }
 
   upload(file) {
-    if (this.files.length >= this.maxAttachments) {
-      this.addChip({ name: file.name, error: `At most ${this.maxAttachments} files per message.` });
+    if (this.files.filter((f) => !f.error).length >= this.maxAttachments) {
+      this.refuseFile(file.name, `At most ${this.maxAttachments} files per message.`);
       return;
     }
     const entry = { name: file.name, size: file.size, id: null, error: null };
@@ -266,6 +268,14 @@ export class Composer {
       this.dirty = true;
       this.saveDraft();
     })();
+    this.files.push(entry);
+    this.addChip(entry);
+  }
+
+  /** A file that will not be attached: its chip says why, and holds the
+   * send until it is removed (see `submit`). */
+  refuseFile(name, reason) {
+    const entry = { name, id: null, error: reason, done: Promise.resolve() };
     this.files.push(entry);
     this.addChip(entry);
   }
@@ -311,6 +321,10 @@ export class Composer {
     this.files = this.files.filter((f) => f !== entry);
     entry.chip.remove();
     this.fileList.hidden = this.fileList.children.length === 0;
+    if (this.heldByFiles && !this.files.some((f) => f.error)) {
+      this.heldByFiles = false;
+      this.showStatus();
+    }
     this.scheduleDraft();
   }
 
@@ -386,11 +400,15 @@ export class Composer {
       this.wait(true);
       await Promise.all(uploading.map((f) => f.done));
       this.wait(false);
-      if (uploading.some((f) => f.error)) {
-        // Not without the file: its chip says why; the rest stays a draft.
-        if (draft) this.keepAsDraft(draft);
-        return;
-      }
+    }
+    if (this.files.some((f) => f.error)) {
+      // Never without a file the person attached (a message saying "the
+      // contract is attached" with nothing attached): its chip says why,
+      // the line says what to do, and the rest stays a draft.
+      this.heldByFiles = true;
+      this.showStatus();
+      if (draft) this.keepAsDraft(draft);
+      return;
     }
     const body = this.textarea.value;
     const ready = this.files.filter((f) => f.id);
@@ -433,7 +451,9 @@ export class Composer {
   showStatus() {
     const text = this.waiting
       ? "Sending once the files are uploaded…"
-      : this.tooLong
+      : this.heldByFiles
+        ? "Not sent: a file could not be attached. Remove it (×) or attach it again, then send."
+        : this.tooLong
         ? `${this.overBy.toLocaleString()} character${this.overBy === 1 ? "" : "s"} too long: a message has at most ${this.maxBody.toLocaleString()}.`
         : "";
     this.status.textContent = text;

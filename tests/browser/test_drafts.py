@@ -324,6 +324,33 @@ def test_a_send_whose_file_fails_to_upload_is_not_sent_without_it(
     expect(staff.locator('[data-testid="message"]')).to_have_count(0)
 
 
+def test_a_file_refused_before_the_send_holds_it_until_removed(
+    browsers: Browsers, ats: Ats, tmp_path: Path
+) -> None:
+    """Pressing Send after a file was refused (too large, of a refused
+    kind) sends nothing: the chip says why, the line what to do; removing
+    the file lets the text go."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara")
+    staff = staff_at(browsers, ats, alice, cara)
+    uploads = attach_held(staff, tmp_path / "contract.txt")
+    uploads.refuse("Attachments are at most 10 MiB.")
+    chip = staff.locator(FILES, has_text="contract.txt")
+    expect(chip).to_contain_text("Attachments are at most 10 MiB.")
+    staff.get_by_test_id("composer").press("Enter")
+    status = staff.get_by_test_id("composer-status")
+    expect(status).to_contain_text("Not sent: a file could not be attached")
+    expect(staff.get_by_test_id("composer")).to_have_value("The notes")
+    expect(chip).to_be_visible()
+
+    chip.get_by_role("button", name="Remove contract.txt").click()
+    expect(status).to_be_hidden()
+    staff.get_by_test_id("send").click()
+    expect(staff.locator('[data-testid="message"][data-seq]', has_text="The notes")).to_be_visible()
+    candidate = browsers.open(ats.candidate_link(cara.id))
+    expect(candidate.locator('[data-testid="message"][data-seq]')).to_have_count(1)
+
+
 def test_a_send_still_uploading_when_its_view_closes_leaves_no_draft(
     browsers: Browsers, ats: Ats, tmp_path: Path
 ) -> None:
