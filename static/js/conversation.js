@@ -6,7 +6,7 @@
 // `connection.sends`) holds the pending sends.
 
 import { api } from "./api.js";
-import { connection } from "./socket.js";
+import { connection, SIGNED_OUT_TEXT } from "./socket.js";
 import { Composer } from "./composer.js";
 import { confirmAction, toast } from "./dialog.js";
 import { History } from "./history.js";
@@ -18,6 +18,13 @@ import { Typing } from "./typing.js";
 import { bindMenu, clone, hue, initials, statusLabel } from "./ui.js";
 
 const me = document.body.dataset;
+
+// The views on screen: a session that ends (signed out elsewhere, the
+// person removed by the host) turns their composers off, with the reason.
+const mounted = new Set();
+connection.on("state", (state) => {
+  if (state === "signed-out") for (const view of mounted) view.renderSummary();
+});
 
 export class ConversationView {
   constructor(pane, summary, { onArchive, onBack, onChange, onMarkedUnread, focus = false } = {}) {
@@ -46,6 +53,7 @@ export class ConversationView {
     const timeline = root.querySelector('[data-role="timeline"]');
     this.typing = new Typing(this.id, root.querySelector('[data-testid="typing"]'));
     this.pane.append(root);
+    mounted.add(this);
     this.composer = new Composer(root.querySelector('[data-role="composer"]'), {
       onSend: (body, files) => this.send(body, files),
       onTyping: () => this.typing.send(),
@@ -96,6 +104,7 @@ export class ConversationView {
 
   destroy() {
     this.destroyed = true;
+    mounted.delete(this);
     if (this.composer) {
       this.composer.close();
       window.removeEventListener("pagehide", this.keepDraft);
@@ -157,7 +166,8 @@ export class ConversationView {
     const end = this.root.querySelector('[data-action="end"]');
     end.hidden = !staff || s.state === "ended";
     this.root.querySelector('[data-action="archive"]').textContent = this.archived ? "Unarchive" : "Archive";
-    this.composer.setEnabled(Boolean(s.can_send), s.send_disabled_reason);
+    if (connection.state === "signed-out") this.composer.setEnabled(false, SIGNED_OUT_TEXT);
+    else this.composer.setEnabled(Boolean(s.can_send), s.send_disabled_reason);
   }
 
   async refreshSummary() {

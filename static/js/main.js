@@ -1,7 +1,7 @@
 // Entry point of every signed-in page: one socket for the tab, the shared
 // chrome (connection banner, bell, account menu) and the page's own view.
 
-import { connection } from "./socket.js";
+import { connection, SIGNED_OUT_TEXT } from "./socket.js";
 import { initBell } from "./bell.js";
 import { forgetAll } from "./local-store.js";
 import { bindMenu } from "./ui.js";
@@ -20,7 +20,7 @@ function initBanner() {
     const offline = navigator.onLine === false;
     banner.classList.toggle("offline", offline || state === "signed-out");
     retry.hidden = state === "signed-out";
-    if (state === "signed-out") text.textContent = "Your session has ended. Open your link again to continue.";
+    if (state === "signed-out") text.textContent = SIGNED_OUT_TEXT;
     else if (offline) text.textContent = "You're offline. Messages will be sent when you're back online.";
     else text.textContent = "Connection lost. Reconnecting…";
   }

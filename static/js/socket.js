@@ -16,6 +16,8 @@ import { api, ApiError } from "./api.js";
 import { backoffDelay, connectTimeout } from "./backoff.js";
 import { PendingSends } from "./pending-sends.js";
 
+// What a page says once the session has ended (state "signed-out").
+export const SIGNED_OUT_TEXT = "Your session has ended. Open your link again to continue.";
 // While connects keep failing, ask at most this often whether the session
 // ended (a 401 means stop retrying and say so).
 const SESSION_CHECK_EVERY_MS = 10000;

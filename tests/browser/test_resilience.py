@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Ats, Browsers, Server, seqs
+from tests.browser.conftest import API_KEY, Ats, Browsers, Server, seqs
 
 pytestmark = pytest.mark.browser
 
@@ -251,3 +251,28 @@ def test_going_offline_says_so_at_once_and_sends_once_back_online(
         [re.compile("Written offline"), re.compile("And online")]
     )
     expect(staff.locator(".msg.pending")).to_have_count(0)
+
+
+def test_a_removed_staff_members_composer_turns_off_and_says_why(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """The host removes a recruiter with the conversation open: the page
+    says the session ended and nothing more can be typed or sent there."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    staff = browsers.open(ats.staff_link(alice))
+    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    composer = staff.get_by_test_id("composer")
+    expect(composer).to_be_enabled()
+    removed = httpx.delete(
+        f"{ats.server.url}/api/v1/staff/{alice}",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=10,
+    )
+    assert removed.status_code == 204, removed.text
+    expect(staff.locator("#conn-banner")).to_contain_text("Your session has ended")
+    expect(composer).to_be_disabled()
+    expect(staff.get_by_test_id("send")).to_be_disabled()
+    expect(staff.get_by_test_id("send-disabled-reason")).to_have_text(
+        "Your session has ended. Open your link again to continue."
+    )
