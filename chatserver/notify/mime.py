@@ -15,8 +15,11 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
+from email.header import Header
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
+from email.policy import Policy
+from email.policy import default as DEFAULT_POLICY
 from email.utils import format_datetime, parseaddr
 
 from chatserver.settings import Settings
@@ -27,6 +30,52 @@ NAME_CHARS = 200
 # display name needs, and CR/LF would end a header.
 CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 DEFAULT_PRODUCT = "chatserver"
+# RFC 5322's limit on a line, the most a header may take unfolded.
+MAX_LINE_CHARS = 998
+
+
+class WholeLineHeader(UnstructuredHeader, BaseHeader):
+    """A header written on one line when it fits in MAX_LINE_CHARS.
+
+    Python folds an unstructured header at 78 characters, and a word longer
+    than that (a URL with its token) it RFC 2047-encodes into `=?utf-8?q?…?=`
+    pieces, which no mail program reads as a URL. `List-Unsubscribe` must
+    arrive as the raw `<https://…>` (RFC 8058), so it is folded with the
+    998-character line limit whatever the policy serializing the message:
+    the header object folds itself, so this holds for the outbox's
+    `as_bytes` and for aiosmtplib's own serializer alike.
+    """
+
+    def fold(self, *, policy: Policy) -> str:
+        return super().fold(policy=policy.clone(max_line_length=MAX_LINE_CHARS))
+
+
+class EncodedSubjectHeader(UnstructuredHeader, BaseHeader):
+    """A non-ASCII Subject as RFC 2047 encoded words from end to end.
+
+    Python's own folding encodes only the non-ASCII words, and where two of
+    them meet it puts the space between them outside the encoded words,
+    where RFC 2047 says a reader drops it: a job title with an en dash
+    before a name ("Maths, dash, Zoë's class") arrives with the space after
+    the dash gone. Encoding the whole value keeps every space inside an
+    encoded word. An ASCII subject (or a policy allowing UTF-8 headers)
+    folds as usual.
+    """
+
+    def fold(self, *, policy: Policy) -> str:
+        if str(self).isascii() or getattr(policy, "utf8", False):
+            return super().fold(policy=policy)
+        encoded = Header(str(self), "utf-8", header_name=self.name).encode(
+            linesep=policy.linesep, maxlinelen=policy.max_line_length
+        )
+        return f"{self.name}: {encoded}{policy.linesep}"
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("list-unsubscribe", WholeLineHeader)
+_HEADERS.map_to_type("subject", EncodedSubjectHeader)
+# The default policy, with these two headers' folding.
+MESSAGE_POLICY = DEFAULT_POLICY.clone(header_factory=_HEADERS)
 
 
 @dataclass(frozen=True)
@@ -100,9 +149,9 @@ def sender(settings: Settings, org_name: str | None) -> tuple[str, str]:
 
 def build_message(draft: Draft, key: str, created_at: datetime, settings: Settings) -> EmailMessage:
     """The MIME message: multipart text and HTML, with RFC 8058 one-click
-    unsubscribe headers."""
+    unsubscribe headers (List-Unsubscribe unfolded, see WholeLineHeader)."""
     name, address = sender(settings, None)
-    msg = EmailMessage()
+    msg = EmailMessage(policy=MESSAGE_POLICY)
     msg["From"] = Address(display_name=draft.from_name or name, addr_spec=address)
     msg["To"] = draft.to_address
     msg["Subject"] = draft.subject

@@ -38,6 +38,9 @@ class Mailbag:
     """
 
     received: list[EmailMessage] = field(default_factory=list)
+    # Each received email as it came over the wire (DATA's bytes), for what
+    # a parser would hide (how its headers are folded and encoded).
+    raw: list[bytes] = field(default_factory=list)
     # The envelope recipients (RCPT TO) of each received email: where it
     # really went, whatever its headers say.
     envelopes: list[list[str]] = field(default_factory=list)
@@ -53,6 +56,10 @@ class Mailbag:
     def messages(self) -> list[EmailMessage]:
         with self.lock:
             return list(self.received)
+
+    def raw_messages(self) -> list[bytes]:
+        with self.lock:
+            return list(self.raw)
 
     def rcpt_to(self) -> list[str]:
         with self.lock:
@@ -101,6 +108,7 @@ class Handler:
             message = message_from_bytes(content, policy=policy.default)
             assert isinstance(message, EmailMessage)
             self.bag.received.append(message)
+            self.bag.raw.append(content)
             self.bag.envelopes.append(list(envelope.rcpt_tos))
         return "250 Message accepted"
 

@@ -1,0 +1,97 @@
+"""The headers as they go out, byte for byte: what a mail program reads.
+
+Python's parser decodes RFC 2047 encoded words, so a test that reads an
+email back with it cannot tell a raw `List-Unsubscribe: <https://…>` from
+one split into `=?utf-8?q?…?=` pieces that Gmail, Yahoo and Apple Mail do
+not take for a URL (RFC 8058). These tests look at the bytes the SMTP
+server received and the outbox's .eml file.
+"""
+
+from __future__ import annotations
+
+import re
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+from chatserver.chat.presence import MemoryPresence
+from chatserver.notify.transport import OutboxTransport
+from chatserver.notify.worker import Notifier
+from chatserver.settings import Settings
+from tests.conftest import Scene
+from tests.helpers import Host
+from tests.notify.conftest import MovableClock, SmtpServer
+
+DELAY = 120.0
+# An en dash and a typographic apostrophe: non-ASCII words next to each other.
+JOB_TITLE = "Lehrerin für Mathematik \u2013 Zoë\u2019s class"
+
+
+def headers_of(raw: bytes) -> list[bytes]:
+    """The header section's lines, CRLF-terminated as on the wire."""
+    head, separator, _ = raw.partition(b"\r\n\r\n")
+    assert separator, raw[:200]
+    return head.split(b"\r\n")
+
+
+def assert_one_click_headers_raw(raw: bytes) -> None:
+    """List-Unsubscribe is `<url>` on one line, as written; the other
+    headers are unchanged: ASCII, within 78 characters a line, a
+    non-ASCII Subject RFC 2047-encoded."""
+    assert raw.isascii()
+    lines = headers_of(raw)
+    [unsubscribe] = [line for line in lines if line.startswith(b"List-Unsubscribe:")]
+    found = re.fullmatch(
+        rb"List-Unsubscribe: <(http://testserver/email/unsubscribe\?token=\S+)>", unsubscribe
+    )
+    assert found is not None, unsubscribe
+    assert b"=?" not in unsubscribe
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in lines
+    # The line after it starts a header of its own: nothing folded onto it.
+    following = lines[lines.index(unsubscribe) + 1]
+    assert not following[:1].isspace(), following
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert str(parsed["List-Unsubscribe"]) == f"<{found.group(1).decode()}>"
+    # Everything else still folds at 78 and encodes non-ASCII text.
+    assert all(len(line) <= 78 for line in lines if line is not unsubscribe)
+    start = next(i for i, line in enumerate(lines) if line.startswith(b"Subject:"))
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i][:1].isspace())
+    assert b"=?utf-8?" in b"".join(lines[start:end])
+    assert JOB_TITLE in " ".join(str(parsed["Subject"]).split())
+
+
+async def test_smtp_carries_list_unsubscribe_raw(
+    scene: Scene, host: Host, notifier: Notifier, smtp: SmtpServer, clock: MovableClock
+) -> None:
+    await host.application("app-1", status="interviewing", job_title=JOB_TITLE)
+    await scene.alice.send(scene.conversation, "Could you do Monday?")
+    await scene.cara.send(scene.conversation, "Monday suits me.")
+    clock.advance(DELAY + 1)
+    await notifier.run_once()
+    raws = smtp.bag.raw_messages()
+    assert len(raws) == 3  # Cara; Alice and Bob
+    for raw in raws:
+        assert_one_click_headers_raw(raw)
+
+
+async def test_the_outbox_file_carries_list_unsubscribe_raw(
+    scene: Scene,
+    host: Host,
+    app: Any,
+    settings: Settings,
+    clock: MovableClock,
+    tmp_path: Path,
+) -> None:
+    await host.application("app-1", status="interviewing", job_title=JOB_TITLE)
+    notifier = Notifier(
+        app.state.services.chat,
+        settings,
+        MemoryPresence(),
+        transport=OutboxTransport(tmp_path / "outbox"),
+        clock=clock,
+    )
+    await scene.alice.send(scene.conversation, "Could you do Monday?")
+    clock.advance(DELAY + 1)
+    await notifier.run_once()
+    [eml] = list((tmp_path / "outbox").glob("*.eml"))
+    assert_one_click_headers_raw(eml.read_bytes())
