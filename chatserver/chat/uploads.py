@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
 import secrets
 import unicodedata
@@ -35,7 +34,17 @@ from chatserver.store import attachments
 PDF, DOC, DOCX, ODT = sniffing.PDF, sniffing.DOC, sniffing.DOCX, sniffing.ODT
 PNG, JPEG, TEXT = sniffing.PNG, sniffing.JPEG, sniffing.TEXT
 
-SAFE_NAME = re.compile(r"[^\w.\- ()]+")
+# What a name keeps is the person's own (quotes, apostrophes, commas, "&",
+# "%", "#", emoji, any script); what goes is what could hurt where the
+# name is used: control characters (C0, DEL, C1), the bidi overrides and
+# isolates that can show "cv\u202efdp.exe" as "cvexe.pdf", and lone
+# surrogates (no encoding can carry them). Directories, leading dots and
+# the length are dealt with apart.
+UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# A browser escapes exactly these three in a multipart file name (the HTML
+# standard's form encoding); nothing else is percent-decoded, so "100%"
+# and a literal "%41" stay as written.
+BROWSER_ESCAPES = re.compile("%(22|0a|0d)", re.IGNORECASE)
 NAME_MAX = 200
 # The extensions a download may carry for each type; a name that does not
 # end in one gets the first appended, so what the user's computer opens the
@@ -128,15 +137,29 @@ async def check_off_loop(source: BinaryIO) -> Checked:
         raise invalid("The file could not be checked in time.") from exc
 
 
+def form_file_name(sent: str) -> str:
+    """The file name as the person's computer had it, from a browser's
+    multipart form: `%22`, `%0A` and `%0D` back to `"`, LF and CR."""
+    return BROWSER_ESCAPES.sub(lambda escape: chr(int(escape[1], 16)), sent)
+
+
 def clean_name(name: str, content_type: str) -> str:
-    """A display and download name with no path or control characters, and
-    an extension that matches the type judged from the bytes."""
-    name = unicodedata.normalize("NFC", os.path.basename(name.replace("\\", "/")))
-    name = SAFE_NAME.sub("_", name).strip(" .") or "attachment"
+    """A display and download name: the last part of the path the name may
+    carry, without control or bidi override characters, leading dots or
+    surrounding spaces, at most NAME_MAX characters, and ending in an
+    extension that matches the type judged from the bytes."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = unicodedata.normalize("NFC", UNSAFE_CHARACTERS.sub("", name))
+    name = name.strip().lstrip(".").rstrip(" .").strip() or "attachment"
     extensions = EXTENSIONS[content_type]
-    if not name.lower().endswith(extensions):
-        name += extensions[0]
-    return name[-NAME_MAX:]
+    extension = next((e for e in extensions if name[-len(e) :].lower() == e), None)
+    if extension is None:
+        extension = extensions[0]
+    else:
+        name, extension = name[: -len(extension)], name[-len(extension) :]
+    if len(name) > NAME_MAX - len(extension):
+        name = name[: NAME_MAX - len(extension)].rstrip(" .") or "attachment"
+    return name + extension
 
 
 async def store(

@@ -8,6 +8,7 @@ it is written to a temporary file.
 
 from __future__ import annotations
 
+import unicodedata
 from urllib.parse import quote
 
 from starlette.datastructures import UploadFile
@@ -64,22 +65,36 @@ async def upload(request: Request) -> Response:
         file = form.get("file")
         if not isinstance(file, UploadFile) or file.size is None:
             raise invalid(MULTIPART_ONLY)
-        result = await uploads.store(
-            svc.chat, who.viewer, file.filename or "attachment", file.file, file.size
-        )
+        name = uploads.form_file_name(file.filename or "attachment")
+        result = await uploads.store(svc.chat, who.viewer, name, file.file, file.size)
     finally:
         await form.close()
     return json(result, status_code=201)
 
 
+def content_disposition(disposition: str, name: str) -> str:
+    """`disposition` naming the file `name` (RFC 6266): `filename` is an
+    ASCII stand-in (accents dropped, anything else that is not plain
+    printable ASCII, and the quote, backslash and percent sign that some
+    browsers would misread, as "_"), and `filename*` the exact name as
+    UTF-8, percent-encoded (RFC 8187), for every browser that reads it.
+    Neither can hold a quote or a line break, so no name can end the value
+    or the header."""
+    ascii_name = "".join(
+        c if " " <= c <= "~" and c not in '"\\%' else "_"
+        for c in unicodedata.normalize("NFKD", name)
+        if not unicodedata.combining(c)
+    )
+    if ascii_name == name:
+        return f'{disposition}; filename="{name}"'
+    exact = quote(name, safe="", errors="replace")
+    return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{exact}"
+
+
 def _stream(found: uploads.Download, disposition: str) -> Response:
-    """The bytes streamed part by part, as Starlette's FileResponse would
-    describe a file (the same Content-Disposition quoting)."""
-    quoted = quote(found.name)
-    if quoted == found.name:
-        disposition = f'{disposition}; filename="{found.name}"'
-    else:
-        disposition = f"{disposition}; filename*=utf-8''{quoted}"
+    """The bytes streamed part by part, with the file's name (for a
+    download) and type."""
+    disposition = content_disposition(disposition, found.name)
     headers = {
         "Content-Disposition": disposition,
         "X-Content-Type-Options": "nosniff",

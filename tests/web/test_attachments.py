@@ -186,7 +186,9 @@ async def test_hostile_file_names_are_cleaned(scene: Scene) -> None:
         b"..": "attachment.txt",
         b"x" * 300 + b".txt": "x" * 196 + ".txt",
         "r\u00e9sum\u00e9.txt".encode(): "r\u00e9sum\u00e9.txt",
-        b"a;b=c <script>.txt": "a_b_c _script_.txt",
+        # Kept as written: the pages show names as text, and the download
+        # header percent-encodes them (tests/web/test_attachment_names.py).
+        b"a;b=c <script>.txt": "a;b=c <script>.txt",
     }
     for hostile, expected in names.items():
         response = await raw_upload(scene.cara, hostile, b"hello")
@@ -199,12 +201,13 @@ async def test_hostile_file_names_are_cleaned(scene: Scene) -> None:
         b"a%0d%0aSet-Cookie: x=1.txt",
     ):
         result = (await raw_upload(scene.cara, hostile, b"hello")).json()
-        assert not set(result["name"]) & set('\r\n\t\x01"/\\%:;='), result["name"]
+        assert not set(result["name"]) & set("\r\n\t\x01/\\"), result["name"]
         download = await scene.cara.client.get(f"/api/attachments/{result['id']}")
         assert download.status_code == 200
         disposition = download.headers["content-disposition"]
         assert disposition.startswith("attachment;"), disposition
-        assert disposition.count("filename") == 1, disposition
+        assert disposition.count("filename=") == 1, disposition
+        assert disposition.count("filename*=") <= 1, disposition
         assert "set-cookie" not in {k.lower() for k in download.headers}
 
 
