@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,6 +33,7 @@ from chatserver.settings import Settings
 from chatserver.store import contexts, emails, people, reply_addresses
 from chatserver.store.contexts import ConversationContext
 from chatserver.store.emails import DIGEST, REPLY_REFUSED, Mentioned
+from chatserver.store.tables import attachments, messages
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Long enough to carry a sentence or two, short enough that the email asks
@@ -46,6 +48,8 @@ MESSAGES_SHOWN = 5
 DIGEST_ITEMS = 50
 # Messages older than this are never emailed about (the planner's horizon).
 LOOKBACK = timedelta(days=7)
+# Before a message's file names in a preview, as in the inbox ("📎 cv.pdf").
+FILES_MARK = "\N{PAPERCLIP}"
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -115,6 +119,11 @@ class Composer:
             )
             if not items:
                 return None
+            names = await file_names(conn, [(item["id"], item["last_seq"]) for item in items])
+            items = [
+                {**item, "last_files": names.get((item["id"], item["last_seq"]), [])}
+                for item in items
+            ]
             local_date = email["local_date"] or now.astimezone(zone(recipient["timezone"])).date()
             # A reply can go to one conversation only: a digest of one
             # conversation can be answered, a digest of several cannot.
@@ -144,7 +153,9 @@ class Composer:
         if not found.count:
             return None
         reply_to = await self.reply_address(conn, kind, recipient, context.id)
-        return self.messages_email(kind, recipient, context, found, reply_to=reply_to)
+        names = await file_names(conn, [(context.id, int(m["seq"])) for m in found.latest])
+        files = {seq: found_names for (_, seq), found_names in names.items()}
+        return self.messages_email(kind, recipient, context, found, reply_to=reply_to, files=files)
 
     def messages_email(
         self,
@@ -154,14 +165,18 @@ class Composer:
         found: Mentioned,
         *,
         reply_to: str | None = None,
+        files: Mapping[int, Sequence[str]] | None = None,
     ) -> Draft:
         """One email about unread messages in one conversation: the latest
-        MESSAGES_SHOWN of them, and how many more."""
+        MESSAGES_SHOWN of them, and how many more. `files`: the names of
+        each message's files, by seq."""
         tz = zone(recipient["timezone"])
+        files = files or {}
         items = [
             {
                 "sender_name": display(m["sender_name"]),
                 "preview": preview(m["body"], PREVIEW_CHARS),
+                "files": files_line(files.get(int(m["seq"]), ())) if "seq" in m else "",
                 "sent_at": _time(m["created_at"], tz),
             }
             for m in found.latest
@@ -251,6 +266,7 @@ class Composer:
                 "org_name": display(item["org_name"]),
                 "unread": item["unread"],
                 "preview": preview(item["last_body"], PREVIEW_CHARS),
+                "files": files_line(item.get("last_files", ())),
                 "link": (
                     self.conversation_link(item["id"])
                     if recipient_kind == Role.STAFF
@@ -304,6 +320,32 @@ class Composer:
             unsubscribe_url=unsubscribe,
             reply_to=reply_to,
         )
+
+
+def files_line(names: Sequence[str]) -> str:
+    """A message's files as its preview shows them after its text (or
+    alone, for a message that is only files): "📎 cv.pdf, letter.pdf"."""
+    shown = [display(name) for name in names]
+    return f"{FILES_MARK} {', '.join(shown)}" if shown else ""
+
+
+async def file_names(
+    conn: AsyncConnection, keys: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], list[str]]:
+    """The names of the files of these messages, by (conversation id, seq),
+    each message's in the order its sender attached them (one query)."""
+    if not keys:
+        return {}
+    query = (
+        select(messages.c.conversation_id, messages.c.seq, attachments.c.name)
+        .select_from(messages.join(attachments, attachments.c.message_id == messages.c.id))
+        .where(or_(*(and_(messages.c.conversation_id == c, messages.c.seq == s) for c, s in keys)))
+        .order_by(messages.c.conversation_id, messages.c.seq, attachments.c.position)
+    )
+    found: dict[tuple[str, int], list[str]] = {}
+    for row in await conn.execute(query):
+        found.setdefault((str(row.conversation_id), int(row.seq)), []).append(str(row.name))
+    return found
 
 
 async def _person(conn: AsyncConnection, kind: str, person_id: str) -> RowMapping | None:
