@@ -23,15 +23,17 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.chat.formatting import preview
+from chatserver.chat.policy import can_send
 from chatserver.chat.reply_tokens import ReplyTokens
 from chatserver.chat.signing import Signer
+from chatserver.chat.views import facts
 from chatserver.clock import Clock, utcnow
 from chatserver.notify.mime import Draft, display, mailbox, sender
 from chatserver.notify.unsubscribe import Recipient, UnsubscribeLinks
 from chatserver.roles import Role
 from chatserver.settings import Settings
 from chatserver.store import contexts, emails, people, reply_addresses
-from chatserver.store.contexts import ConversationContext
+from chatserver.store.contexts import ConversationContext, SendContext
 from chatserver.store.emails import DIGEST, REPLY_REFUSED, Mentioned
 from chatserver.store.tables import attachments, messages
 
@@ -127,9 +129,12 @@ class Composer:
             local_date = email["local_date"] or now.astimezone(zone(recipient["timezone"])).date()
             # A reply can go to one conversation only: a digest of one
             # conversation can be answered, a digest of several cannot.
+            # And only where the reader may send now.
             reply_to = None
             if len(items) == 1:
-                reply_to = await self.reply_address(conn, kind, recipient, items[0]["id"])
+                only = await contexts.load(conn, items[0]["id"])
+                if only is not None and may_send(kind, only):
+                    reply_to = await self.reply_address(conn, kind, recipient, only.id)
             return self.digest_email(
                 kind,
                 recipient,
@@ -152,7 +157,9 @@ class Composer:
         )
         if not found.count:
             return None
-        reply_to = await self.reply_address(conn, kind, recipient, context.id)
+        reply_to = None
+        if may_send(kind, context):
+            reply_to = await self.reply_address(conn, kind, recipient, context.id)
         names = await file_names(conn, [(context.id, int(m["seq"])) for m in found.latest])
         files = {seq: found_names for (_, seq), found_names in names.items()}
         return self.messages_email(kind, recipient, context, found, reply_to=reply_to, files=files)
@@ -169,7 +176,9 @@ class Composer:
     ) -> Draft:
         """One email about unread messages in one conversation: the latest
         MESSAGES_SHOWN of them, and how many more. `files`: the names of
-        each message's files, by seq."""
+        each message's files, by seq. Where the recipient may not send now
+        (the send rule, `may_send`), the email invites no reply: "View the
+        conversation", and no reply address."""
         tz = zone(recipient["timezone"])
         files = files or {}
         items = [
@@ -212,6 +221,9 @@ class Composer:
                 if count == 1
                 else f"{candidate_name} sent {count} messages about {job_title}"
             )
+        values["may_reply"] = may_send(recipient_kind, context)
+        if not values["may_reply"]:
+            reply_to = None
         values["reply_to"] = reply_to or ""
         return self._render(
             template, recipient_kind, recipient, org_name, subject, values, reply_to=reply_to
@@ -320,6 +332,12 @@ class Composer:
             unsubscribe_url=unsubscribe,
             reply_to=reply_to,
         )
+
+
+def may_send(kind: str, context: SendContext) -> bool:
+    """Whether the recipient may send in the conversation now: the send
+    path's own rule, so an email invites a reply only where one is taken."""
+    return can_send(Role(kind), facts(context))
 
 
 def files_line(names: Sequence[str]) -> str:
