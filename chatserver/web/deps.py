@@ -51,20 +51,25 @@ class SignedIn:
 
 
 async def signed_in(conn: HTTPConnection) -> SignedIn | None:
-    svc = services(conn)
-    session = session_from(conn, svc.signer)
+    session = session_from(conn, services(conn).signer)
     if session is None:
         return None
+    viewer = await viewer_of(conn, session)
+    return None if viewer is None else SignedIn(viewer, session)
+
+
+async def viewer_of(conn: HTTPConnection, session: Session) -> Viewer | None:
+    """Who a session is, while it still holds (None once it was ended or the
+    person removed)."""
     # Batched with the other checks in flight (a reconnect storm's
     # handshakes): one transaction answers them all, nothing cached.
-    viewer = await svc.chat.viewers.viewer_for(
+    return await services(conn).chat.viewers.viewer_for(
         session.kind,
         session.person_id,
         session.application_ids,
         session.generation,
         session.signed_at,
     )
-    return None if viewer is None else SignedIn(viewer, session)
 
 
 async def require_viewer(conn: HTTPConnection, *, mutation: bool = False) -> SignedIn:

@@ -1,8 +1,19 @@
 """Opening a signed link: the token becomes a session cookie, and the
 browser is redirected to a URL without it (SPEC section 4). Signing out
-ends the session on the server, not just in this browser."""
+ends the session on the server, not just in this browser.
+
+A candidate link opened in a browser signed in as staff (a recruiter
+checking a link a candidate forwarded, or clicking the wrong one) does not
+silently turn them into the candidate, who could then be written as: the
+candidate's session waits in a cookie of its own, sent to `/auth/switch`
+only, and the page there asks whom to continue as.
+"""
 
 from __future__ import annotations
+
+import hmac
+import re
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -13,24 +24,38 @@ from chatserver.chat.signing import Session, add_application, new_csrf_token
 from chatserver.errors import ChatError
 from chatserver.roles import Role
 from chatserver.web.auth import SESSION_COOKIE, check_csrf, session_from
-from chatserver.web.deps import services, signed_in
+from chatserver.web.deps import services, signed_in, viewer_of
 from chatserver.web.templating import render_page
 
 # The form field that carries the CSRF token of a plain HTML form (the
 # pages' Sign out button), where a script would send the X-CSRF-Token header.
 CSRF_FIELD = "csrf_token"
+# The candidate session that waits for a staff member's choice, and how long.
+SWITCH_COOKIE = "chat_switch"
+SWITCH_PATH = "/auth/switch"
+SWITCH_SECONDS = 600
+# Where the choice may lead: a conversation page of this site.
+_CONVERSATION_PAGE = re.compile(r"/c/[^/?#\\]+")
 
 
-def _with_session(response: Response, request: Request, session: Session) -> Response:
+def _with_session(
+    response: Response,
+    request: Request,
+    session: Session,
+    *,
+    cookie: str = SESSION_COOKIE,
+    max_age: int | None = None,
+    path: str = "/",
+) -> Response:
     svc = services(request)
     response.set_cookie(
-        SESSION_COOKIE,
+        cookie,
         svc.signer.session_cookie(session),
-        max_age=svc.signer.session_max_age(session.kind),
+        max_age=svc.signer.session_max_age(session.kind) if max_age is None else max_age,
         httponly=True,
         secure=svc.settings.cookie_secure,
         samesite=svc.settings.cookie_samesite,
-        path="/",
+        path=path,
     )
     return response
 
@@ -82,7 +107,66 @@ async def candidate_link(request: Request) -> Response:
             generation=generation,
         )
     target = f"/c/{entry.conversation_id}"
+    if current is not None and current.kind == Role.STAFF:
+        asking = RedirectResponse(f"{SWITCH_PATH}?{urlencode({'to': target})}", status_code=303)
+        return _with_session(
+            asking,
+            request,
+            session,
+            cookie=SWITCH_COOKIE,
+            max_age=SWITCH_SECONDS,
+            path=SWITCH_PATH,
+        )
     return _with_session(RedirectResponse(target, status_code=303), request, session)
+
+
+def _waiting(request: Request) -> Session | None:
+    cookie = request.cookies.get(SWITCH_COOKIE)
+    if not cookie:
+        return None
+    try:
+        return services(request).signer.read_session(cookie)
+    except ChatError:
+        return None
+
+
+async def switch_page(request: Request) -> Response:
+    """Whom to continue as: the staff member signed in here, or the
+    candidate whose link was opened."""
+    waiting = _waiting(request)
+    candidate = None if waiting is None else await viewer_of(request, waiting)
+    if waiting is None or candidate is None:
+        return RedirectResponse("/", status_code=303)
+    who = await signed_in(request)
+    context = {
+        "staff_name": who.viewer.name if who is not None else None,
+        "candidate_name": candidate.name,
+        "to": request.query_params.get("to", ""),
+        "csrf_token": waiting.csrf_token,
+    }
+    return render_page(request, "switch.html", context)
+
+
+async def switch(request: Request) -> Response:
+    """The choice: continue as the candidate (their session replaces the
+    staff one) or stay. Either way the waiting session is dropped."""
+    form = await request.form(max_files=0, max_fields=5)
+    waiting = _waiting(request)
+    sent = form.get(CSRF_FIELD)
+    if (
+        waiting is None
+        or not isinstance(sent, str)
+        or not hmac.compare_digest(sent.encode(), waiting.csrf_token.encode())
+    ):
+        response: Response = RedirectResponse("/", status_code=303)
+    elif form.get("continue_as") == "candidate":
+        to = form.get("to")
+        target = to if isinstance(to, str) and _CONVERSATION_PAGE.fullmatch(to) else "/"
+        response = _with_session(RedirectResponse(target, status_code=303), request, waiting)
+    else:
+        response = RedirectResponse("/inbox", status_code=303)
+    response.delete_cookie(SWITCH_COOKIE, path=SWITCH_PATH)
+    return response
 
 
 async def sign_out(request: Request) -> Response:
@@ -111,5 +195,7 @@ async def sign_out(request: Request) -> Response:
 routes = [
     Route("/auth/staff", staff_link, methods=["GET"]),
     Route("/auth/candidate", candidate_link, methods=["GET"]),
+    Route(SWITCH_PATH, switch_page, methods=["GET"]),
+    Route(SWITCH_PATH, switch, methods=["POST"]),
     Route("/auth/sign-out", sign_out, methods=["POST"]),
 ]

@@ -3,7 +3,9 @@ the session cookie it becomes, and the CSRF header every mutation needs."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from html import unescape
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,7 +19,15 @@ from chatserver.settings import Settings
 from chatserver.store.tables import applications, used_login_tokens
 from chatserver.web.auth import SESSION_COOKIE
 from tests.conftest import SECRET, Scene
-from tests.helpers import Host, count_rows, error_of, open_link, other_app, signed_in
+from tests.helpers import (
+    Host,
+    count_rows,
+    error_of,
+    open_link,
+    other_app,
+    sign_in_staff,
+    signed_in,
+)
 
 NEW_SECRET = "the-new-secret-key-fedcba9876543210"
 MINUTE = timedelta(minutes=1)
@@ -116,6 +126,56 @@ async def test_a_candidate_link_opens_the_chat_and_works_many_times(
         assert me.me["kind"] == "candidate"
         assert me.me["id"] == "cara"
         assert "org" not in me.me
+
+
+async def test_a_candidate_link_in_a_staff_browser_asks_before_switching(
+    scene: Scene, host: Host
+) -> None:
+    """A recruiter opening a candidate's link stays themselves until they
+    choose to continue as the candidate (who could then be written as)."""
+    alice = scene.alice.client
+    url = await host.candidate_link("app-1")
+
+    async def choose(continue_as: str, **changed: str) -> httpx.Response:
+        opened = await open_link(alice, url)
+        assert opened.status_code == 303, opened.text
+        asking = opened.headers["location"]
+        assert asking.startswith("/auth/switch?")
+        assert "token" not in asking
+        assert (await signed_in(alice)).me["id"] == "alice"
+        page = await alice.get(asking)
+        assert page.status_code == 200, page.text
+        assert "Cara" in page.text
+        assert "Alice Recruiter" in page.text
+        form = {name: _field(page.text, name) for name in ("csrf_token", "to")}
+        return await alice.post(
+            "/auth/switch", data={**form, **changed, "continue_as": continue_as}
+        )
+
+    stay = await choose("staff")
+    assert (stay.status_code, stay.headers["location"]) == (303, "/inbox")
+    assert (await signed_in(alice)).me["id"] == "alice"
+    # Made once: the waiting session is gone with the choice.
+    again = await alice.post("/auth/switch", data={"continue_as": "candidate"})
+    assert again.headers["location"] == "/"
+    forged = await choose("candidate", csrf_token="forged")
+    assert forged.headers["location"] == "/"
+    assert (await signed_in(alice)).me["id"] == "alice"
+    elsewhere = await choose("candidate", to="https://evil.example/")
+    assert elsewhere.headers["location"] == "/"
+    assert (await signed_in(alice)).me["id"] == "cara"
+
+    await sign_in_staff(host, alice, "alice")
+    switched = await choose("candidate")
+    assert switched.headers["location"] == f"/c/{scene.conversation}"
+    assert (await signed_in(alice)).me["id"] == "cara"
+
+
+def _field(html: str, name: str) -> str:
+    """The value of a hidden input of a page's form."""
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert found, f"no {name} field in {html}"
+    return unescape(found.group(1))
 
 
 async def test_a_candidate_link_is_valid_thirty_days(
