@@ -61,28 +61,36 @@ async def _answers(check: Any) -> bool:
         return False
 
 
-async def _staff_only(request: Request) -> Response | None:
-    """The ops page and its data: staff whom the host marked as operators
-    (`"ops": true` in the staff upsert)."""
+async def _operator(request: Request) -> tuple[bool, bool]:
+    """(signed in, operator): the ops page and its data are for staff whom
+    the host marked as operators (`"ops": true` in the staff upsert)."""
     who = await signed_in(request)
-    if who is None or not await queries.is_operator(services(request).chat, who.viewer):
-        return error_response(forbidden("The ops page is for operators."))
-    return None
+    if who is None:
+        return False, False
+    return True, await queries.is_operator(services(request).chat, who.viewer)
 
 
 async def ops_page(request: Request) -> Response:
-    refusal = await _staff_only(request)
-    if refusal is not None:
-        return refusal
-    response = render_page(request, "ops.html")
+    """The page, or like the other pages a friendly HTML refusal: 401 for a
+    visitor who is not signed in, 403 for anyone else who is not an operator."""
+    is_signed_in, is_operator = await _operator(request)
+    if is_operator:
+        response = render_page(request, "ops.html")
+    else:
+        response = render_page(
+            request,
+            "ops_refused.html",
+            {"signed_in": is_signed_in},
+            status_code=403 if is_signed_in else 401,
+        )
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 async def ops_data(request: Request) -> Response:
-    refusal = await _staff_only(request)
-    if refusal is not None:
-        return refusal
+    """The page's JSON feed: refusals stay JSON (`forbidden`)."""
+    if not (await _operator(request))[1]:
+        return error_response(forbidden("The ops page is for operators."))
     svc = services(request)
     snapshots = await svc.hub.reporter.gather()
     workers = sorted(snapshots, key=lambda s: (str(s.get("role", "")), str(s.get("worker", ""))))

@@ -114,8 +114,7 @@ async def test_the_ops_page_is_for_operators_only(
 ) -> None:
     await make_operator(host, "alice", "Alice Recruiter")
     for who in (client, scene.cara.client, scene.bob.client, scene.mallory.client):
-        for path in ("/ops", "/ops/data"):
-            error_of(await who.get(path), 403, "forbidden")
+        error_of(await who.get("/ops/data"), 403, "forbidden")
     page = await scene.alice.client.get("/ops")
     assert page.status_code == 200
     assert "/static/ops.js" in page.text
@@ -126,6 +125,29 @@ async def test_the_ops_page_is_for_operators_only(
     assert (await scene.alice.client.get("/ops/data")).status_code == 200
     await make_operator(host, "alice", "Alice Recruiter", ops=False)
     error_of(await scene.alice.client.get("/ops/data"), 403, "forbidden")
+
+
+async def test_the_ops_page_refuses_with_a_page_not_json(
+    scene: Scene, client: httpx.AsyncClient, host: Host
+) -> None:
+    """Like the other pages: an HTML page saying what the page is and why
+    not, 401 for a visitor who is not signed in, 403 for everyone else."""
+    await make_operator(host, "alice", "Alice Recruiter")
+    visitor = await client.get("/ops")
+    assert visitor.status_code == 401
+    assert visitor.headers["content-type"].startswith("text/html")
+    assert visitor.headers["cache-control"] == "no-store"
+    assert "This page is for operators" in visitor.text
+    assert "sign in" in visitor.text
+    assert "/static/ops.js" not in visitor.text
+    for who in (scene.cara.client, scene.bob.client, scene.mallory.client):
+        page = await who.get("/ops")
+        assert page.status_code == 403
+        assert page.headers["content-type"].startswith("text/html")
+        assert "This page is for operators" in page.text
+        assert "not marked as an operator" in page.text
+        assert "/static/ops.js" not in page.text
+        assert '"error"' not in page.text
 
 
 async def test_ops_data_shows_live_connections_by_role_and_worker(
