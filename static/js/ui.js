@@ -15,10 +15,21 @@ export function closeAllMenus(except) {
   }
 }
 
-/** A button that toggles a menu or popover: Escape and outside clicks close it,
- * arrow keys move between menu items. */
+/** A button that toggles a menu or popover: Escape, outside clicks and focus
+ * leaving it (Tab out of the panel and its button) close it, arrow keys move
+ * between menu items. */
 export function bindMenu(button, panel, { onOpen } = {}) {
   button._panel = panel;
+  // Focus moving to anything but the panel or its button closes it. Without
+  // a new target (a click on the panel's padding, the window losing focus)
+  // it stays: an outside click closes it anyway.
+  const onFocusOut = (event) => {
+    const to = event.relatedTarget;
+    if (panel.hidden || !to || to === button || panel.contains(to)) return;
+    close(button, panel);
+  };
+  button.addEventListener("focusout", onFocusOut);
+  panel.addEventListener("focusout", onFocusOut);
   button.addEventListener("click", (event) => {
     event.stopPropagation();
     if (!panel.hidden) return close(button, panel);

@@ -138,3 +138,81 @@ def test_axe_finds_a_contrast_fault_when_there_is_one(
     )
     found = violations(inbox, axe_source)
     assert [v["id"] for v in found] == ["color-contrast"]
+
+
+def tab_out_of(page: Page, panel_selector: str, key: str = "Tab") -> None:
+    """Press `key` until focus leaves the open menu (its items and button)."""
+    for _ in range(8):
+        page.keyboard.press(key)
+        inside = page.evaluate(
+            """(selector) => {
+                const panel = document.querySelector(selector);
+                const at = document.activeElement;
+                return panel.contains(at) || panel.previousElementSibling === at;
+            }""",
+            panel_selector,
+        )
+        if not inside:
+            return
+    raise AssertionError(f"focus never left {panel_selector}")
+
+
+def test_a_menu_closes_when_focus_leaves_it(browsers: Browsers, ats: Ats) -> None:
+    """A menu opened from the keyboard stays open while focus moves among its
+    items and its button, and closes once Tab (or Shift+Tab) takes focus out,
+    so it never lies over the composer: the per-message menu, the
+    conversation menu and the bell all use the same menu helper."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    ats.staff_says(alice, cara.conversation, "Interview at 10:00")
+    page = browsers.open(ats.staff_link(alice))
+    page.goto(f"{ats.server.url}/c/{cara.conversation}")
+    mine = page.locator(MESSAGE, has_text="Interview at 10:00")
+    expect(mine).to_be_visible()
+
+    button = mine.get_by_test_id("message-menu")
+    menu = mine.locator('[role="menu"]')
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(mine.get_by_test_id("delete-for-me")).to_be_focused()
+    page.keyboard.press("Shift+Tab")  # back to its own button: still open
+    expect(button).to_be_focused()
+    expect(menu).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(mine.get_by_test_id("delete-for-me")).to_be_focused()
+    mine.evaluate("el => el.querySelector('[role=\"menu\"]').id = 'open-message-menu'")
+    tab_out_of(page, "#open-message-menu")
+    expect(menu).to_be_hidden()
+    expect(button).to_have_attribute("aria-expanded", "false")
+
+    # Shift+Tab out backwards from the button closes it too.
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(menu).to_be_visible()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    expect(menu).to_be_hidden()
+
+    conversation_menu = page.get_by_test_id("conversation-menu")
+    conversation_menu.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("end-conversation")).to_be_focused()
+    page.evaluate(
+        "() => document.querySelector('[data-testid=\"conversation-menu\"]')"
+        ".nextElementSibling.id = 'open-conversation-menu'"
+    )
+    tab_out_of(page, "#open-conversation-menu")
+    expect(page.locator("#open-conversation-menu")).to_be_hidden()
+    expect(conversation_menu).to_have_attribute("aria-expanded", "false")
+
+    # Escape and an outside click still close it.
+    conversation_menu.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#open-conversation-menu")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#open-conversation-menu")).to_be_hidden()
+    expect(conversation_menu).to_be_focused()
+    conversation_menu.click()
+    expect(page.locator("#open-conversation-menu")).to_be_visible()
+    page.get_by_test_id("composer").click()
+    expect(page.locator("#open-conversation-menu")).to_be_hidden()
