@@ -18,7 +18,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,10 +31,9 @@ from chatserver.notify.mime import Draft, display, mailbox, sender
 from chatserver.notify.unsubscribe import Recipient, UnsubscribeLinks
 from chatserver.roles import Role
 from chatserver.settings import Settings
-from chatserver.store import contexts, emails, people, reply_addresses
+from chatserver.store import attachments, contexts, emails, people, reply_addresses
 from chatserver.store.contexts import ConversationContext, SendContext
 from chatserver.store.emails import DIGEST, REPLY_REFUSED, Mentioned
-from chatserver.store.tables import attachments, messages
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Long enough to carry a sentence or two, short enough that the email asks
@@ -121,7 +119,9 @@ class Composer:
             )
             if not items:
                 return None
-            names = await file_names(conn, [(item["id"], item["last_seq"]) for item in items])
+            names = await attachments.file_names(
+                conn, [(item["id"], item["last_seq"]) for item in items]
+            )
             items = [
                 {**item, "last_files": names.get((item["id"], item["last_seq"]), [])}
                 for item in items
@@ -160,7 +160,9 @@ class Composer:
         reply_to = None
         if may_send(kind, context):
             reply_to = await self.reply_address(conn, kind, recipient, context.id)
-        names = await file_names(conn, [(context.id, int(m["seq"])) for m in found.latest])
+        names = await attachments.file_names(
+            conn, [(context.id, int(m["seq"])) for m in found.latest]
+        )
         files = {seq: found_names for (_, seq), found_names in names.items()}
         return self.messages_email(kind, recipient, context, found, reply_to=reply_to, files=files)
 
@@ -185,7 +187,7 @@ class Composer:
             {
                 "sender_name": display(m["sender_name"]),
                 "preview": preview(m["body"], PREVIEW_CHARS),
-                "files": files_line(files.get(int(m["seq"]), ())) if "seq" in m else "",
+                "files": files_line(files.get(int(m["seq"]), ())),
                 "sent_at": _time(m["created_at"], tz),
             }
             for m in found.latest
@@ -347,37 +349,23 @@ def files_line(names: Sequence[str]) -> str:
     return f"{FILES_MARK} {', '.join(shown)}" if shown else ""
 
 
-async def file_names(
-    conn: AsyncConnection, keys: Sequence[tuple[str, int]]
-) -> dict[tuple[str, int], list[str]]:
-    """The names of the files of these messages, by (conversation id, seq),
-    each message's in the order its sender attached them (one query)."""
-    if not keys:
-        return {}
-    query = (
-        select(messages.c.conversation_id, messages.c.seq, attachments.c.name)
-        .select_from(messages.join(attachments, attachments.c.message_id == messages.c.id))
-        .where(or_(*(and_(messages.c.conversation_id == c, messages.c.seq == s) for c, s in keys)))
-        .order_by(messages.c.conversation_id, messages.c.seq, attachments.c.position)
-    )
-    found: dict[tuple[str, int], list[str]] = {}
-    for row in await conn.execute(query):
-        found.setdefault((str(row.conversation_id), int(row.seq)), []).append(str(row.name))
-    return found
-
-
 async def _person(conn: AsyncConnection, kind: str, person_id: str) -> RowMapping | None:
     if kind == Role.CANDIDATE:
         return await people.get_candidate(conn, person_id)
     return await people.get_staff(conn, person_id)
 
 
-# "2 November 2026" and "2 Nov 09:30": unambiguous in every locale.
+# "2 November 2026" and "2 Nov 09:30 GMT": unambiguous in every locale.
 def _date(at: datetime, tz: ZoneInfo) -> str:
     local = at.astimezone(tz)
     return f"{local.day} {local:%B %Y}"
 
 
 def _time(at: datetime, tz: ZoneInfo) -> str:
+    """The day and clock, labelled with the zone so that the reader knows
+    whose clock it is: its abbreviation then ("GMT", "EST", "IST"), or its
+    name where the zone has none (tzdata writes "+04" for those)."""
     local = at.astimezone(tz)
-    return f"{local.day} {local:%b %H:%M}"
+    abbreviation = local.tzname() or ""
+    label = abbreviation if abbreviation[:1].isalpha() else tz.key.replace("_", " ")
+    return f"{local.day} {local:%b %H:%M} {label}"

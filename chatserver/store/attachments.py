@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, exists, func, insert, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, func, insert, or_, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -112,3 +112,22 @@ async def delete_unsent_before(
     )
     rows = removed.all()
     return len(rows), {sha256 for row in rows for sha256 in row if sha256 is not None}
+
+
+async def file_names(
+    conn: AsyncConnection, keys: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], list[str]]:
+    """The names of the files of these messages, by (conversation id, seq),
+    each message's in the order its sender attached them (one query)."""
+    if not keys:
+        return {}
+    query = (
+        select(messages.c.conversation_id, messages.c.seq, attachments.c.name)
+        .select_from(messages.join(attachments, attachments.c.message_id == messages.c.id))
+        .where(or_(*(and_(messages.c.conversation_id == c, messages.c.seq == s) for c, s in keys)))
+        .order_by(messages.c.conversation_id, messages.c.seq, attachments.c.position)
+    )
+    found: dict[tuple[str, int], list[str]] = {}
+    for row in await conn.execute(query):
+        found.setdefault((str(row.conversation_id), int(row.seq)), []).append(str(row.name))
+    return found

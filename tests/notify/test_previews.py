@@ -147,6 +147,7 @@ def recipient(kind: str) -> dict[str, Any]:
 def emails_about(composer: Composer, body: str) -> list[Draft]:
     """Each kind of email that previews a message with this body."""
     message = {
+        "seq": 1,
         "body": body,
         "sender_name": "Alice",
         "created_at": datetime(2026, 11, 3, 9, 30, tzinfo=UTC),
