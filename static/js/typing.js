@@ -1,6 +1,7 @@
 // "… is typing" for one conversation (SPEC 5 `typing`, not stored): tells
 // the others while this person types, at most once per interval, and shows
-// who else is typing until their frames stop.
+// who else is typing until their frames stop: everyone typing at once, each
+// on their own timer ("Alice and Bob are typing…").
 
 import { connection } from "./socket.js";
 
@@ -8,6 +9,19 @@ const me = document.body.dataset;
 // How long "… is typing" stays after the last typing frame: a bit more
 // than the interval at which a typing person's client repeats it.
 const TYPING_GRACE = 2.5;
+// Names shown before the rest are counted ("Alice, Bob and 2 others").
+const NAMED = 2;
+
+/** The sentence for the people typing, in the order they started. */
+export function typingText(names) {
+  if (names.length === 0) return "";
+  if (names.length === 1) return `${names[0]} is typing…`;
+  if (names.length === NAMED) return `${names[0]} and ${names[1]} are typing…`;
+  const others = names.length - NAMED;
+  return `${names.slice(0, NAMED).join(", ")} and ${others} ${others === 1 ? "other" : "others"} are typing…`;
+}
+
+const keyOf = (who) => `${who.kind}:${who.id}`;
 
 export class Typing {
   constructor(conversation, indicator) {
@@ -15,7 +29,8 @@ export class Typing {
     this.indicator = indicator;
     this.interval = Number(me.typingInterval) || 2000;
     this.lastSent = 0;
-    this.timer = null;
+    // Who is typing, by kind and id: their name and their own expiry timer.
+    this.typists = new Map();
   }
 
   /** This person typed. */
@@ -25,16 +40,31 @@ export class Typing {
     if (connection.send({ type: "typing", conversation: this.conversation })) this.lastSent = now;
   }
 
-  /** Someone else is typing. */
+  /** Someone else is typing: shown until their frames stop. */
   show(who) {
-    this.indicator.querySelector('[data-field="typing-text"]').textContent = `${who.name} is typing…`;
-    this.indicator.hidden = false;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.hide(), this.interval * TYPING_GRACE);
+    const key = keyOf(who);
+    const typist = this.typists.get(key);
+    if (typist) clearTimeout(typist.timer);
+    const timer = setTimeout(() => this.hide(who), this.interval * TYPING_GRACE);
+    this.typists.set(key, { name: who.name || "Someone", timer });
+    this.render();
   }
 
-  hide() {
-    clearTimeout(this.timer);
-    this.indicator.hidden = true;
+  /** `who` stopped typing (their message arrived); without `who`, everyone. */
+  hide(who) {
+    const keys = who ? [keyOf(who)] : [...this.typists.keys()];
+    for (const key of keys) {
+      clearTimeout(this.typists.get(key)?.timer);
+      this.typists.delete(key);
+    }
+    this.render();
+  }
+
+  render() {
+    const names = [...this.typists.values()].map((typist) => typist.name);
+    if (names.length) {
+      this.indicator.querySelector('[data-field="typing-text"]').textContent = typingText(names);
+    }
+    this.indicator.hidden = names.length === 0;
   }
 }

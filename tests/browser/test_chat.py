@@ -71,6 +71,42 @@ def test_staff_and_candidate_chat_live_both_ways(
     candidate.screenshot(path=str(screenshots / "candidate-chat.png"))
 
 
+def test_everyone_typing_at_once_is_named_each_on_their_own_timer(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """Two recruiters and the candidate type in one conversation: a fourth
+    person sees all of them ("A and B are typing…", "A, B and 1 other are
+    typing…"), and each name goes away on its own timer once that person's
+    frames stop."""
+    alice = ats.staff("Alice Recruiter")
+    bob = ats.staff("Bob Head")
+    dan = ats.staff("Dan Deputy")
+    app = ats.application("app", "Cara Candidate")
+    url = f"{ats.server.url}/c/{app.conversation}"
+    pages = {}
+    for name, staff_id in (("alice", alice), ("bob", bob), ("dan", dan)):
+        pages[name] = browsers.open(ats.staff_link(staff_id))
+        pages[name].goto(url)
+    pages["cara"] = browsers.open(ats.candidate_link(app.id))
+    for page in pages.values():
+        expect(page.get_by_test_id("composer")).to_be_editable()
+    typing = pages["alice"].get_by_test_id("typing")
+
+    pages["bob"].get_by_test_id("composer").press_sequentially("Hi", delay=30)
+    expect(typing).to_have_text("Bob Head is typing…")
+    pages["cara"].get_by_test_id("composer").press_sequentially("Hel", delay=30)
+    expect(typing).to_have_text("Bob Head and Cara Candidate are typing…")
+    pages["dan"].get_by_test_id("composer").press_sequentially("Ok", delay=30)
+    expect(typing).to_have_text("Bob Head, Cara Candidate and 1 other are typing…")
+
+    # Only Cara goes on typing: Bob's and Dan's names expire by themselves.
+    for _ in range(4):
+        pages["cara"].wait_for_timeout(1500)
+        pages["cara"].get_by_test_id("composer").press_sequentially("lo", delay=30)
+    expect(typing).to_have_text("Cara Candidate is typing…")
+    expect(typing).to_be_hidden(timeout=15000)
+
+
 def test_composer_formats_and_attaches(browsers: Browsers, ats: Ats, tmp_path: Path) -> None:
     staff, candidate, _ = open_pair(browsers, ats)
     box = staff.get_by_test_id("composer")
