@@ -77,27 +77,24 @@ async def test_a_candidate_who_may_not_send_is_not_invited_to_reply(
         assert "Read and reply" not in part
 
 
-async def test_staff_about_a_withdrawn_application_are_not_invited_to_reply(
-    scene: Scene, host: Host, notifier: Notifier, smtp: SmtpServer, clock: MovableClock
+@pytest.mark.parametrize(("how", "invited"), [("withdrawn", False), ("ended", True)])
+async def test_staff_are_invited_to_reply_where_their_reply_is_taken(
+    scene: Scene,
+    host: Host,
+    notifier: Notifier,
+    smtp: SmtpServer,
+    clock: MovableClock,
+    how: str,
+    invited: bool,
 ) -> None:
-    await scene.cara.send(scene.conversation, "I have accepted another offer.")
-    await close(scene, host, "withdrawn")
-    clock.advance(DELAY + 1)
-    await notifier.run_once()
-    [email] = smtp.bag.to("alice@acme.example")
-    assert not invites_reply(email)
-
-
-async def test_staff_may_reply_to_an_ended_conversation(
-    scene: Scene, host: Host, notifier: Notifier, smtp: SmtpServer, clock: MovableClock
-) -> None:
-    """Their message reopens it, by email as in the app."""
+    """Not about a withdrawn application; about an ended conversation yes:
+    their message reopens it, by email as in the app."""
     await scene.cara.send(scene.conversation, "One more question.")
-    await close(scene, host, "ended")
+    await close(scene, host, how)
     clock.advance(DELAY + 1)
     await notifier.run_once()
     [email] = smtp.bag.to("alice@acme.example")
-    assert invites_reply(email)
+    assert invites_reply(email) is invited
 
 
 @pytest.mark.parametrize(("how", "invited"), [("interviewing", True), ("withdrawn", False)])
