@@ -5,6 +5,12 @@ notifier process, if it runs a reporter) writes a small snapshot of its
 totals every few seconds: into a Redis hash (`<prefix>ops:workers`, one field
 per process) when Redis is configured, else into memory. The ops page sums
 the fresh ones; a process that stopped reporting drops out by age.
+
+Totals since a process started say little about now, and the page's own
+2-second polls see no message most of the time, so each process also keeps
+its totals of the last WINDOW_SECONDS (`Window`) and reports how much they
+grew over it (`recent`): the page's rates per minute and latency
+percentiles come from those.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -32,7 +39,43 @@ REPORT_SECONDS = 2.0
 # A snapshot older than a few periods belongs to a process that is gone.
 STALE_SECONDS = 5 * REPORT_SECONDS
 
+# The ops page's rates and latencies are over the last 5 minutes: long
+# enough that ordinary chat traffic (a few messages a minute) shows.
+WINDOW_SECONDS = 300.0
+# The counters the window differences (latency_buckets as well, per bucket).
+WINDOWED = ("messages_sent", "frames_delivered", "latency_count", "latency_sum")
+
 Snapshot = dict[str, Any]
+
+
+class Window:
+    """This process's counters as they were over the last WINDOW_SECONDS:
+    a sample every report, the oldest kept one at or just past the window's
+    start, so `recent` is what happened within it (or since the process
+    started, if that is sooner)."""
+
+    def __init__(self, seconds: float = WINDOW_SECONDS) -> None:
+        self.seconds = seconds
+        self._samples: deque[tuple[float, Snapshot]] = deque()
+
+    def recent(self, now: float, totals: Snapshot) -> Snapshot:
+        if not self._samples or now - self._samples[-1][0] >= REPORT_SECONDS / 2:
+            self._samples.append((now, totals))
+        while len(self._samples) > 1 and self._samples[1][0] <= now - self.seconds:
+            self._samples.popleft()
+        at, base = self._samples[0]
+        span = max(now - at, 0.0)
+        recent: Snapshot = {"seconds": span}
+        for name in WINDOWED:
+            recent[name] = totals[name] - base[name]
+        now_buckets, base_buckets = totals["latency_buckets"], base["latency_buckets"]
+        recent["latency_buckets"] = [
+            count - before for count, before in zip(now_buckets, base_buckets, strict=True)
+        ]
+        minutes = span / 60
+        recent["messages_per_minute"] = recent["messages_sent"] / minutes if span else None
+        recent["frames_per_minute"] = recent["frames_delivered"] / minutes if span else None
+        return recent
 
 
 class StatsStore(Protocol):
@@ -100,18 +143,22 @@ class StatsReporter:
         self.store = store
         self.role = role
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.window = Window()
         self._task: asyncio.Task[None] | None = None
         # Stopping by event, not by cancelling: redis-py's own timeouts can
         # swallow a cancellation on Python 3.11, which hung shutdown.
         self._stopped = asyncio.Event()
 
     def snapshot(self) -> Snapshot:
+        now = time.time()
+        totals = instruments.TOTALS.snapshot()
         return {
-            **instruments.TOTALS.snapshot(),
+            **totals,
+            "recent": self.window.recent(now, totals),
             "pid": os.getpid(),
             "worker": self.worker,
             "role": self.role,
-            "at": time.time(),
+            "at": now,
         }
 
     async def report(self) -> bool:
@@ -161,8 +208,22 @@ def summed(snapshots: Iterable[Snapshot]) -> dict[str, Any]:
         "slow_disconnects": 0,
         "resyncs": 0,
         "notifier_backlog": None,
+        # What the processes' windows saw: rates are each process's own rate
+        # added up (a process that just started has a shorter window).
+        "recent": {
+            "seconds": 0.0,
+            "window_seconds": WINDOW_SECONDS,
+            "messages_sent": 0,
+            "frames_delivered": 0,
+            "messages_per_minute": None,
+            "frames_per_minute": None,
+            "latency_count": 0,
+            "latency_sum": 0.0,
+            "latency_buckets": [0] * (len(instruments.LATENCY_BUCKETS) + 1),
+        },
     }
     for snapshot in snapshots:
+        _add_recent(totals["recent"], snapshot.get("recent"))
         for role, count in snapshot.get("connections", {}).items():
             totals["connections"][role] = totals["connections"].get(role, 0) + count
         for name in (
@@ -182,3 +243,17 @@ def summed(snapshots: Iterable[Snapshot]) -> dict[str, Any]:
                 "notifier_backlog"
             ]
     return totals
+
+
+def _add_recent(into: dict[str, Any], recent: Snapshot | None) -> None:
+    if not recent:
+        return
+    into["seconds"] = max(into["seconds"], float(recent.get("seconds", 0.0)))
+    for name in WINDOWED:
+        into[name] += recent.get(name, 0)
+    for name in ("messages_per_minute", "frames_per_minute"):
+        if recent.get(name) is not None:
+            into[name] = (into[name] or 0.0) + recent[name]
+    for index, count in enumerate(recent.get("latency_buckets", [])):
+        if index < len(into["latency_buckets"]):
+            into["latency_buckets"][index] += count

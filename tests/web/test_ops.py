@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
+from typing import Any
 
 import httpx
 import pytest
 
 from chatserver.app import create_app
+from chatserver.ops import instruments, stats
 from chatserver.settings import Settings
 from tests.conftest import SECRET, Scene
 from tests.helpers import AUTH, Host, error_of
@@ -166,3 +169,64 @@ async def test_ops_data_shows_live_connections_by_role_and_worker(
     assert data["totals"]["connections"]["staff"] >= 1
     assert data["totals"]["connections"]["candidate"] >= 1
     assert len(data["totals"]["latency_buckets"]) == len(data["latency_buckets"]) + 1
+
+
+def test_the_window_counts_what_happened_in_the_last_minutes() -> None:
+    """Rates and latencies come from each process's last WINDOW_SECONDS, not
+    from the page's 2-second polls: a message a minute ago still counts,
+    one from before the window no longer does."""
+    buckets = len(instruments.LATENCY_BUCKETS) + 1
+
+    def totals(messages: int, latencies: int) -> dict[str, Any]:
+        return {
+            "messages_sent": messages,
+            "frames_delivered": 2 * messages,
+            "latency_count": latencies,
+            "latency_sum": 0.004 * latencies,
+            "latency_buckets": [0, 0, latencies] + [latencies] * (buckets - 3),
+        }
+
+    window = stats.Window(seconds=300)
+    first = window.recent(1000.0, totals(10, 10))
+    assert first["seconds"] == 0
+    assert first["messages_per_minute"] is None
+    window.recent(1002.0, totals(10, 10))
+    # One message 60 s in, then polls every 2 s with nothing new: it stays.
+    window.recent(1060.0, totals(11, 11))
+    for at in range(1062, 1300, 2):
+        recent = window.recent(float(at), totals(11, 11))
+    assert recent["messages_sent"] == 1
+    assert recent["frames_delivered"] == 2
+    assert recent["latency_count"] == 1
+    assert recent["latency_buckets"][2] == 1
+    assert recent["messages_per_minute"] == pytest.approx(1 / (recent["seconds"] / 60))
+    # Five minutes after it, it has left the window.
+    recent = window.recent(1362.0, totals(11, 11))
+    assert 300 <= recent["seconds"] < 305
+    assert recent["messages_sent"] == 0
+    assert recent["latency_count"] == 0
+    assert recent["messages_per_minute"] == 0
+
+
+async def test_ops_data_keeps_a_message_in_its_rates_across_polls(
+    server: LiveServer, scene: Scene, host: Host
+) -> None:
+    """A message shows in the page's rates and latency on every poll of the
+    next minutes, not just on the one poll that happened to see it."""
+    await make_operator(host, "alice", "Alice Recruiter")
+    first = (await scene.alice.client.get("/ops/data")).json()
+    assert first["totals"]["recent"]["window_seconds"] == stats.WINDOW_SECONDS
+    async with open_socket(server, scene.cara) as cara:
+        await cara.subscribe(scene.conversation)
+        await scene.alice.send(scene.conversation, "counted")
+        await cara.next_of("message")
+    await asyncio.sleep(stats.REPORT_SECONDS)
+    for _ in range(2):  # two polls, one report period apart
+        await asyncio.sleep(stats.REPORT_SECONDS / 2)
+        data = (await scene.alice.client.get("/ops/data")).json()
+        recent = data["totals"]["recent"]
+        assert recent["messages_sent"] >= 1
+        assert recent["messages_per_minute"] > 0
+        assert recent["latency_count"] >= 1
+        assert recent["latency_buckets"][-1] == recent["latency_count"]
+        assert all("recent" in worker for worker in data["workers"])
