@@ -105,6 +105,9 @@ async def me(chat: Chat, viewer: Viewer, csrf_token: str) -> JSON:
         "id": viewer.id,
         "name": row["name"],
         "timezone": row["timezone"],
+        # False while the zone is a default (the host's, or a candidate's
+        # browser's): the pages adopt a candidate's browser zone until then.
+        "timezone_chosen": bool(row["timezone_chosen"]),
         "email_notifications": row["email_notifications"],
         "csrf_token": csrf_token,
     }

@@ -257,6 +257,23 @@ async def update_settings(
     await conn.execute(update(table).where(table.c.id == person_id).values(**values))
 
 
+async def adopt_timezone(conn: AsyncConnection, candidate_id: str, timezone: str) -> bool:
+    """A candidate's browser zone, stored while they have not chosen one in
+    Settings (it stays a default: `timezone_chosen` is left false). The
+    flag is checked by the update itself, under the row's lock, so a choice
+    made at the same moment is never overwritten. True if it changed."""
+    result = await conn.execute(
+        update(candidates)
+        .where(
+            candidates.c.id == candidate_id,
+            candidates.c.timezone_chosen.is_(False),
+            candidates.c.timezone != timezone,
+        )
+        .values(timezone=timezone)
+    )
+    return bool(result.rowcount)
+
+
 async def everyone(conn: AsyncConnection) -> tuple[list[RowMapping], list[RowMapping]]:
     """Every staff user by name, and every application with its candidate's
     name and job title, by candidate: the demo's sign-in page lists them."""

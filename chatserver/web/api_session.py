@@ -39,6 +39,16 @@ async def update_settings(request: Request) -> Response:
     return json(await queries.me(svc.chat, who.viewer, who.session.csrf_token))
 
 
+async def adopt_browser_timezone(request: Request) -> Response:
+    """`{"timezone"}`: the browser's zone, kept by a candidate who never
+    chose one (`chat/user_settings.py`) → the (perhaps unchanged) `/api/me`."""
+    who = await require_viewer(request, mutation=True)
+    svc = services(request)
+    body = await json_body(request)
+    await user_settings.adopt_browser_timezone(svc.chat, who.viewer, body.get("timezone"))
+    return json(await queries.me(svc.chat, who.viewer, who.session.csrf_token))
+
+
 async def list_conversations(request: Request) -> Response:
     who = await require_viewer(request)
     params = request.query_params
@@ -168,6 +178,7 @@ async def notification_read(request: Request) -> Response:
 routes = [
     Route("/api/me", me, methods=["GET"]),
     Route("/api/me/settings", update_settings, methods=["PUT"]),
+    Route("/api/me/browser-timezone", adopt_browser_timezone, methods=["POST"]),
     Route("/api/conversations", list_conversations, methods=["GET"]),
     Route("/api/conversations/{id}", get_conversation, methods=["GET"]),
     Route("/api/conversations/{id}/messages", history, methods=["GET"]),

@@ -5,6 +5,7 @@ import { connection, SIGNED_OUT_TEXT } from "./socket.js";
 import { initBell } from "./bell.js";
 import { forgetAll } from "./local-store.js";
 import { bindMenu } from "./ui.js";
+import { adoptBrowserZone } from "./time.js";
 
 const page = document.body.dataset.page;
 // A short outage (a server restart) should not flash a banner.
@@ -78,6 +79,8 @@ function initSettingsLinks() {
   }, true);
 }
 
+// A candidate who never chose a zone: their browser's is saved as theirs.
+adoptBrowserZone();
 initBanner();
 initSettingsLinks();
 initAccountMenu();

@@ -2,6 +2,7 @@
 // notifications, each saved as soon as it changes.
 
 import { api } from "./api.js";
+import { adoptBrowserZone } from "./time.js";
 
 export function initSettings() {
   const zone = document.getElementById("timezone");
@@ -72,4 +73,19 @@ export function initSettings() {
   zone.selectedOptions[0]?.scrollIntoView({ block: "center" });
   window.scrollTo(0, 0);
   showBrowserHint();
+  // A candidate who never chose: the browser's zone, saved as theirs as the
+  // page loaded (main.js), is what the list shows, unless a choice was made.
+  const rendered = zone.value;
+  adoptBrowserZone().then((me) => {
+    if (!me || me.timezone_chosen || zone.value !== rendered) return;
+    const adopted = options.find((o) => o.value === me.timezone);
+    if (!adopted || adopted.value === rendered) return;
+    for (const o of options) o.defaultSelected = o === adopted;
+    zone.value = adopted.value;
+    adopted.scrollIntoView({ block: "nearest" });
+    window.scrollTo(0, 0);
+    status.classList.remove("error");
+    status.textContent = `Timezone set to your browser's: ${adopted.textContent}.`;
+    showBrowserHint();
+  });
 }

@@ -1,9 +1,73 @@
 // Times on the wire are UTC; people see them in the timezone of their
 // settings (not necessarily the browser's), via Intl with an explicit zone.
+// A candidate who never chose a zone gets their browser's: shown at once
+// and saved (adoptBrowserZone), so that their emails use it too.
+
+import { api } from "./api.js";
 
 const locale = navigator.language || "en-GB";
-let zone = document.body.dataset.timezone || "UTC";
+const data = document.body.dataset;
 const cache = new Map();
+// Plain UTC however it is spelt ("Etc/UTC" is "UTC").
+const UTC_NAMES = new Set(["UTC", "UCT", "Universal", "Zulu", "GMT", "GMT0", "GMT+0", "GMT-0", "Greenwich"]);
+
+/** The zone this browser is set to, or "" when it reports none. */
+export function browserZone() {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  } catch {
+    return "";
+  }
+}
+
+/** Whether two zone names are one clock: equal, or both plain UTC. */
+export function sameZone(a, b) {
+  const plain = (name) => UTC_NAMES.has(String(name).replace(/^Etc\//, ""));
+  return a === b || (plain(a) && plain(b));
+}
+
+function knownZone(name) {
+  if (!name || name === "Etc/Unknown") return false;
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The browser's zone where this page should adopt it: a candidate's
+ * page, no zone of their own choosing, a zone the browser knows that is not
+ * the stored one under any name. Else null. */
+function zoneToAdopt() {
+  const browser = browserZone();
+  if (data.kind !== "candidate" || data.timezoneChosen !== "false") return null;
+  if (!knownZone(browser) || sameZone(browser, data.timezone)) return null;
+  return browser;
+}
+
+let zone = zoneToAdopt() || data.timezone || "UTC";
+let adopting = null;
+
+/** Saves the browser's zone as the candidate's (see zoneToAdopt), once per
+ * page load at most; resolves to the updated /api/me, or null when nothing
+ * was asked or it failed (the page keeps showing the browser's clock). */
+export function adoptBrowserZone() {
+  if (adopting) return adopting;
+  const browser = zoneToAdopt();
+  adopting = !browser
+    ? Promise.resolve(null)
+    : api.post("/api/me/browser-timezone", { timezone: browser }).then(
+        (me) => {
+          data.timezone = me.timezone;
+          data.timezoneChosen = String(me.timezone_chosen);
+          setZone(me.timezone);
+          return me;
+        },
+        () => null,
+      );
+  return adopting;
+}
 
 function formatter(options) {
   const key = JSON.stringify(options) + zone;

@@ -3,12 +3,18 @@ made, even one made before the page's script has loaded."""
 
 from __future__ import annotations
 
-import pytest
-from playwright.sync_api import Route, expect
+import re
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from tests.browser.conftest import Ats, Browsers
+import pytest
+from playwright.sync_api import Page, Route, expect
+
+from tests.browser.conftest import Ats, Browsers, handled
 
 pytestmark = pytest.mark.browser
+MESSAGE = '[data-testid="message"][data-seq]'
 
 
 def test_a_choice_made_before_the_script_loaded_is_saved(browsers: Browsers, ats: Ats) -> None:
@@ -28,3 +34,60 @@ def test_a_choice_made_before_the_script_loaded_is_saved(browsers: Browsers, ats
     expect(page.locator("#save-status")).to_have_text("Timezone saved.")
     page.reload()
     expect(page.get_by_test_id("timezone")).to_have_value("America/New_York")
+
+
+def me_of(page: Page) -> dict[str, Any]:
+    return dict(page.evaluate("fetch('/api/me').then((r) => r.json())"))
+
+
+def test_a_candidate_who_never_chose_gets_the_browsers_zone_once(
+    browsers: Browsers, ats: Ats
+) -> None:
+    alice = ats.staff("Alice Recruiter", timezone="Asia/Tokyo")
+    app = ats.application("app", "Cara Candidate")
+    ats.staff_says(alice, app.conversation, "Are you free on Tuesday?")
+    adoptions: list[str] = []
+    cara = browsers.open("about:blank", timezone="America/New_York")
+    cara.on("request", lambda r: adoptions.append(r.url) if "browser-timezone" in r.url else None)
+    cara.goto(ats.candidate_link(app.id))
+    time_el = cara.locator(MESSAGE, has_text="Tuesday").locator("time").first
+    expect(time_el).to_have_attribute("datetime", re.compile(r"Z$"))
+    wire = time_el.get_attribute("datetime")
+    assert wire is not None
+    sent = datetime.fromisoformat(wire.replace("Z", "+00:00"))
+    local = sent.astimezone(ZoneInfo("America/New_York"))
+    # The times are on the browser's clock at once, and the zone is saved.
+    expect(time_el).to_have_text(f"{local:%H:%M}")  # en-GB: a 24-hour clock
+    handled(
+        cara,
+        lambda: me_of(cara)["timezone"] == "America/New_York" or None,
+        what="the browser's zone saved",
+    )
+    assert me_of(cara)["timezone_chosen"] is False
+    assert len(adoptions) == 1
+    # Stored now: the next page load asks nothing.
+    cara.reload()
+    expect(time_el).to_have_attribute("datetime", wire)
+    cara.goto(f"{ats.server.url}/settings")
+    expect(cara.get_by_test_id("timezone")).to_have_value("America/New_York")
+    assert len(adoptions) == 1
+
+
+def test_a_chosen_zone_and_staff_zones_are_kept(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter", timezone="Asia/Tokyo")
+    app = ats.application("app", "Cara Candidate")
+    # Cara, in a UTC browser, chooses Tokyo; later her browser is in Berlin.
+    cara = browsers.open(ats.candidate_link(app.id))
+    cara.goto(f"{ats.server.url}/settings")
+    cara.get_by_test_id("timezone").select_option("Asia/Tokyo")
+    expect(cara.locator("#save-status")).to_have_text("Timezone saved.")
+    berlin = browsers.open(ats.candidate_link(app.id), timezone="Europe/Berlin")
+    expect(berlin.get_by_test_id("composer")).to_be_visible()
+    berlin.goto(f"{ats.server.url}/settings")
+    expect(berlin.get_by_test_id("timezone")).to_have_value("Asia/Tokyo")
+    assert (me_of(berlin)["timezone"], me_of(berlin)["timezone_chosen"]) == ("Asia/Tokyo", True)
+    # Staff zones come from the host.
+    staff = browsers.open(ats.staff_link(alice), timezone="America/New_York")
+    staff.goto(f"{ats.server.url}/settings")
+    expect(staff.get_by_test_id("timezone")).to_have_value("Asia/Tokyo")
+    assert (me_of(staff)["timezone"], me_of(staff)["timezone_chosen"]) == ("Asia/Tokyo", False)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -167,3 +169,34 @@ async def test_staff_get_an_email_per_candidate_reply_by_their_setting(
     assert f"http://testserver/c/{scene.conversation}" in text
     assert "Can you do Monday?" not in text  # a colleague's message is not news
     assert len(smtp.bag.to("cara@mail.example")) == 1  # and Cara got Alice's
+
+
+async def test_email_times_name_their_zone_and_follow_an_adopted_browser_zone(
+    scene: Scene, notifier: Notifier, smtp: SmtpServer, clock: MovableClock
+) -> None:
+    # Cara never chose a zone: her browser's is adopted, and her email's
+    # times are on its clock, labelled with its abbreviation.
+    adopted = await scene.cara.post("/api/me/browser-timezone", {"timezone": "America/New_York"})
+    assert adopted.status_code == 200, adopted.text
+    # Alice's zone has no abbreviation: her emails name it.
+    settings = await scene.alice.client.put(
+        "/api/me/settings", json={"timezone": "Asia/Dubai"}, headers=scene.alice.csrf
+    )
+    assert settings.status_code == 200, settings.text
+    sent = await send(scene.alice, scene.conversation, "Hello Cara")
+    sent_at = datetime.fromisoformat(sent["created_at"])
+    clock.advance(DELAY + 5)
+    await notifier.run_once()
+    [to_cara] = smtp.bag.messages()
+    new_york = sent_at.astimezone(ZoneInfo("America/New_York"))
+    label = f"{new_york.day} {new_york:%b %H:%M} {new_york.tzname()}"
+    assert new_york.tzname() in ("EST", "EDT")
+    assert f"({label})" in text_of(to_cara)
+    assert f"· {label}" in html_of(to_cara)
+
+    reply = await send(scene.cara, scene.conversation, "Hello Alice")
+    replied_at = datetime.fromisoformat(reply["created_at"]).astimezone(ZoneInfo("Asia/Dubai"))
+    clock.advance(DELAY + 5)
+    await notifier.run_once()
+    [to_alice] = [m for m in smtp.bag.messages() if "alice" in str(m["To"]).lower()]
+    assert f"({replied_at.day} {replied_at:%b %H:%M} Asia/Dubai)" in text_of(to_alice)

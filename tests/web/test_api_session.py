@@ -47,6 +47,7 @@ async def test_me_describes_the_signed_in_person(scene: Scene) -> None:
         "name": "Alice Recruiter",
         "org": {"id": "acme", "name": "Acme"},
         "timezone": "UTC",
+        "timezone_chosen": False,
         "email_notifications": "each",
         "csrf_token": scene.alice.me["csrf_token"],
     }
