@@ -352,7 +352,7 @@ export class ConversationView {
         this.refreshSummary();
         break;
       case "message":
-        if (!isMine(frame.message.sender) && !isSystemLine(frame.message)) this.typing.hide();
+        if (!isMine(frame.message.sender) && !isSystemLine(frame.message)) this.typing.hide(frame.message.sender);
         // The employer's message a waiting candidate may now answer: the
         // `conversation` frame before it says so, but one missed with a
         // lost publish would leave the composer off until a reload.

@@ -98,8 +98,11 @@ def test_everyone_typing_at_once_is_named_each_on_their_own_timer(
     expect(typing).to_have_text("Bob Head and Cara Candidate are typing…")
     pages["dan"].get_by_test_id("composer").press_sequentially("Ok", delay=30)
     expect(typing).to_have_text("Bob Head, Cara Candidate and 1 other are typing…")
+    # Dan's message ends his typing, not the others'.
+    pages["dan"].get_by_test_id("composer").press("Enter")
+    expect(typing).to_have_text("Bob Head and Cara Candidate are typing…")
 
-    # Only Cara goes on typing: Bob's and Dan's names expire by themselves.
+    # Only Cara goes on typing: Bob's name expires by itself.
     for _ in range(4):
         pages["cara"].wait_for_timeout(1500)
         pages["cara"].get_by_test_id("composer").press_sequentially("lo", delay=30)
