@@ -91,3 +91,54 @@ def test_a_chosen_zone_and_staff_zones_are_kept(browsers: Browsers, ats: Ats) ->
     staff.goto(f"{ats.server.url}/settings")
     expect(staff.get_by_test_id("timezone")).to_have_value("Asia/Tokyo")
     assert (me_of(staff)["timezone"], me_of(staff)["timezone_chosen"]) == ("Asia/Tokyo", False)
+
+
+def test_the_search_finds_zones_by_country_and_common_name(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter", timezone="Asia/Tokyo")
+    page = browsers.open(ats.staff_link(alice))
+    page.goto(f"{ats.server.url}/settings")
+    search, zone = page.get_by_test_id("timezone-search"), page.get_by_test_id("timezone")
+    status = page.locator("#save-status")
+    for typed, found in (
+        ("Pacific time", "America/Los_Angeles"),
+        ("Germany", "Europe/Berlin"),
+        ("UK", "Europe/London"),
+        ("London", "Europe/London"),
+        ("India", "Asia/Kolkata"),
+    ):
+        search.fill(typed)
+        # The best match is highlighted, first in the list, and named.
+        expect(zone).to_have_value(found)
+        expect(zone.locator("option:not([hidden])").first).to_have_attribute("value", found)
+        expect(status).to_contain_text(f"Press Enter to choose {found.replace('_', ' ')}")
+    expect(status).to_have_text("Press Enter to choose Asia/Kolkata (India Standard Time).")
+    search.press("Enter")
+    expect(status).to_have_text("Timezone saved.")
+    page.reload()
+    expect(page.get_by_test_id("timezone")).to_have_value("Asia/Kolkata")
+
+
+def test_enter_saves_nothing_when_nothing_matches(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter", timezone="Asia/Tokyo")
+    page = browsers.open(ats.staff_link(alice))
+    page.goto(f"{ats.server.url}/settings")
+    search, zone = page.get_by_test_id("timezone-search"), page.get_by_test_id("timezone")
+    status = page.locator("#save-status")
+    zone.select_option("Europe/Paris")
+    expect(status).to_have_text("Timezone saved.")
+    search.fill("Atlantis")
+    # The old "saved" is gone; nothing is highlighted but the saved zone.
+    expect(status).to_have_text("No time zone matches “Atlantis”.")
+    expect(zone.locator("option:not([hidden])")).to_have_count(0)
+    search.press("Enter")
+    expect(status).to_have_text("No time zone matches “Atlantis”.")
+    search.fill("")
+    expect(status).to_have_text("")
+    expect(zone).to_have_value("Europe/Paris")
+    # A highlight left without Enter is not a choice.
+    search.fill("Germany")
+    expect(zone).to_have_value("Europe/Berlin")
+    page.get_by_test_id("notifications").focus()
+    expect(zone).to_have_value("Europe/Paris")
+    page.reload()
+    expect(page.get_by_test_id("timezone")).to_have_value("Europe/Paris")
