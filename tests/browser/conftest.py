@@ -347,6 +347,13 @@ class Browsers:
         page.goto(url)
         return page
 
+    def staff_at(self, ats: Ats, staff_id: str, app: Application, **options: Any) -> Page:
+        """A staff member's page with `app`'s conversation open (`options`
+        as for `open`)."""
+        page = self.open(ats.staff_link(staff_id), **options)
+        page.goto(f"{ats.server.url}/c/{app.conversation}")
+        return page
+
     def close(self) -> None:
         for context in self.contexts:
             context.close()

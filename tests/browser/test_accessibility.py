@@ -165,8 +165,7 @@ def test_a_menu_closes_when_focus_leaves_it(browsers: Browsers, ats: Ats) -> Non
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara Candidate")
     ats.staff_says(alice, cara.conversation, "Interview at 10:00")
-    page = browsers.open(ats.staff_link(alice))
-    page.goto(f"{ats.server.url}/c/{cara.conversation}")
+    page = browsers.staff_at(ats, alice, cara)
     mine = page.locator(MESSAGE, has_text="Interview at 10:00")
     expect(mine).to_be_visible()
 

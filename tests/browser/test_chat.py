@@ -204,8 +204,7 @@ def test_candidate_waits_for_the_employer_before_a_first_message(
     expect(candidate.get_by_test_id("composer")).to_be_disabled()
 
     # The employer's first message lets her reply at once, without a reload.
-    staff = browsers.open(ats.staff_link(alice))
-    staff.goto(f"{ats.server.url}/c/{app.conversation}")
+    staff = browsers.staff_at(ats, alice, app)
     send(staff, "Thanks for applying, Eve.")
     expect(message(candidate, "Thanks for applying")).to_be_visible()
     expect(candidate.get_by_test_id("composer")).to_be_enabled()

@@ -23,8 +23,7 @@ SIZES = {"desktop": {}, "phone": {"width": 390, "height": 844, "mobile": True}}
 def open_pair(browsers: Browsers, ats: Ats, size: str = "desktop") -> tuple[Page, Page]:
     alice = ats.staff("Alice Recruiter")
     app = ats.application("app", "Cara Candidate")
-    staff = browsers.open(ats.staff_link(alice), **SIZES[size])  # type: ignore[arg-type]
-    staff.goto(f"{ats.server.url}/c/{app.conversation}")
+    staff = browsers.staff_at(ats, alice, app, **SIZES[size])
     candidate = browsers.open(ats.candidate_link(app.id))
     expect(staff.get_by_test_id("composer")).to_be_enabled()
     return staff, candidate

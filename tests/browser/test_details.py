@@ -72,8 +72,7 @@ def test_images_show_a_thumbnail_that_opens_the_full_image(
 ) -> None:
     alice = ats.staff("Alice Recruiter")
     app = ats.application("app", "Cara Candidate")
-    staff = browsers.open(ats.staff_link(alice))
-    staff.goto(f"{ats.server.url}/c/{app.conversation}")
+    staff = browsers.staff_at(ats, alice, app)
     picture = tmp_path / "site-map.png"
     picture.write_bytes(png(64, 40))
     staff.locator('[data-role="file-input"]').set_input_files(str(picture))
@@ -112,8 +111,7 @@ def test_an_attachment_error_chip_shows_the_whole_reason(
 ) -> None:
     alice = ats.staff("Alice Recruiter")
     app = ats.application("app", "Cara Candidate")
-    staff = browsers.open(ats.staff_link(alice), **SIZES[size])  # type: ignore[arg-type]
-    staff.goto(f"{ats.server.url}/c/{app.conversation}")
+    staff = browsers.staff_at(ats, alice, app, **SIZES[size])
     bad = tmp_path / "a-very-long-file-name-for-the-interview-programme-final-v2.exe"
     bad.write_bytes(b"MZ\x90\x00" + bytes(range(256)) * 4)
     staff.locator('[data-role="file-input"]').set_input_files(str(bad))
@@ -215,8 +213,7 @@ def test_the_newest_message_stays_in_view_and_a_reader_scrolled_up_hears_of_new_
     button says that something arrived below."""
     alice = ats.staff("Alice Recruiter")
     app = ats.application("app", "Cara Candidate")
-    staff = browsers.open(ats.staff_link(alice))
-    staff.goto(f"{ats.server.url}/c/{app.conversation}")
+    staff = browsers.staff_at(ats, alice, app)
     box = staff.get_by_test_id("composer")
     for n in range(12):
         box.fill(f"Line {n} of the interview plan")

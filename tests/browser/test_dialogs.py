@@ -22,8 +22,7 @@ SIZES = {"desktop": {}, "phone": {"width": 390, "height": 844, "mobile": True}}
 def open_pair(browsers: Browsers, ats: Ats, size: str) -> tuple[Page, Page, str]:
     alice = ats.staff("Alice Recruiter")
     app = ats.application("app", "Cara Candidate")
-    staff = browsers.open(ats.staff_link(alice), **SIZES[size])  # type: ignore[arg-type]
-    staff.goto(f"{ats.server.url}/c/{app.conversation}")
+    staff = browsers.staff_at(ats, alice, app, **SIZES[size])
     candidate = browsers.open(ats.candidate_link(app.id))
     return staff, candidate, app.conversation
 
@@ -150,8 +149,7 @@ def test_an_archived_conversation_opened_by_its_link_offers_unarchive(
 ) -> None:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara Candidate")
-    inbox = browsers.open(ats.staff_link(alice))
-    inbox.goto(f"{ats.server.url}/c/{cara.conversation}")
+    inbox = browsers.staff_at(ats, alice, cara)
     menu = inbox.get_by_test_id("conversation-menu")
     menu.click()
     inbox.get_by_role("menuitem", name="Archive").click()

@@ -25,13 +25,6 @@ def open_from_inbox(page: Page, app: Application, name: str) -> None:
     expect(page.get_by_role("heading", name=name)).to_be_visible()
 
 
-def staff_at(browsers: Browsers, ats: Ats, staff: str, app: Application) -> Page:
-    """A staff member's page with `app`'s conversation open."""
-    page = browsers.open(ats.staff_link(staff))
-    page.goto(f"{ats.server.url}/c/{app.conversation}")
-    return page
-
-
 def another_tab(page: Page, ats: Ats, app: Application) -> Page:
     """A second tab of the same browser (and person) at `app`'s conversation."""
     tab = page.context.new_page()
@@ -139,7 +132,7 @@ def test_a_drafts_uploaded_files_come_back_and_are_sent(
 ) -> None:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
-    staff = staff_at(browsers, ats, alice, cara)
+    staff = browsers.staff_at(ats, alice, cara)
     write_with_notes(staff, tmp_path / "interview-notes.txt")
 
     staff.reload()
@@ -160,7 +153,7 @@ def test_a_file_the_server_will_have_expired_is_not_restored(
 ) -> None:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
-    staff = staff_at(browsers, ats, alice, cara)
+    staff = browsers.staff_at(ats, alice, cara)
     old = tmp_path / "old.txt"
     old.write_text("uploaded weeks ago")
     write(staff, "Still relevant")
@@ -187,7 +180,7 @@ def test_a_file_the_server_will_have_expired_is_not_restored(
 def test_signing_out_forgets_the_drafts(browsers: Browsers, ats: Ats) -> None:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
-    staff = staff_at(browsers, ats, alice, cara)
+    staff = browsers.staff_at(ats, alice, cara)
     write(staff, "Not for the next person at this desk")
     saved(staff, cara)
 
@@ -207,7 +200,7 @@ def test_a_tab_that_only_showed_a_draft_does_not_bring_it_back_once_sent(
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
     dan = ats.application("dan", "Dan")
-    writing = staff_at(browsers, ats, alice, cara)
+    writing = browsers.staff_at(ats, alice, cara)
     write(writing, "Hi Cara")
     saved(writing, cara)
     showing = another_tab(writing, ats, cara)
@@ -244,7 +237,7 @@ def test_a_send_whose_file_went_with_another_comes_back_to_edit(
     in the composer to attach the file again."""
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
-    first = staff_at(browsers, ats, alice, cara)
+    first = browsers.staff_at(ats, alice, cara)
     write_with_notes(first, tmp_path / "notes.txt")
     first.wait_for_function(f"() => {DRAFT_KEYS}.some(k => localStorage[k].includes('notes.txt'))")
     second = another_tab(first, ats, cara)
@@ -268,7 +261,7 @@ def test_the_inbox_row_of_another_tab_follows_the_draft(browsers: Browsers, ats:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
     dan = ats.application("dan", "Dan")
-    writing = staff_at(browsers, ats, alice, cara)
+    writing = browsers.staff_at(ats, alice, cara)
     watching = another_tab(writing, ats, dan)
     expect(preview(watching, cara)).to_have_text("No messages yet")
 
@@ -283,7 +276,7 @@ def test_enter_again_while_the_files_upload_sends_once(
 ) -> None:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
-    staff = staff_at(browsers, ats, alice, cara)
+    staff = browsers.staff_at(ats, alice, cara)
     uploads = attach_held(staff, tmp_path / "notes.txt")
     box = staff.get_by_test_id("composer")
 
@@ -311,7 +304,7 @@ def test_a_send_whose_file_fails_to_upload_is_not_sent_without_it(
 ) -> None:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
-    staff = staff_at(browsers, ats, alice, cara)
+    staff = browsers.staff_at(ats, alice, cara)
     uploads = attach_held(staff, tmp_path / "notes.txt")
     staff.get_by_test_id("composer").press("Enter")
     uploads.refuse("The file is over 10 MiB.")
@@ -332,7 +325,7 @@ def test_a_file_refused_before_the_send_holds_it_until_removed(
     the file lets the text go."""
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
-    staff = staff_at(browsers, ats, alice, cara)
+    staff = browsers.staff_at(ats, alice, cara)
     uploads = attach_held(staff, tmp_path / "contract.txt")
     uploads.refuse("Attachments are at most 10 MiB.")
     chip = staff.locator(FILES, has_text="contract.txt")
@@ -378,7 +371,7 @@ def test_sending_from_one_tab_keeps_the_draft_another_tab_left(
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara")
     dan = ats.application("dan", "Dan")
-    open_before = staff_at(browsers, ats, alice, cara)
+    open_before = browsers.staff_at(ats, alice, cara)
     writing = another_tab(open_before, ats, cara)
     draft = "Dear Cara, about the offer: the salary is"
     write(writing, draft)

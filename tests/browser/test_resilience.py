@@ -232,8 +232,7 @@ def test_going_offline_says_so_at_once_and_sends_once_back_online(
     gives it up rather than wait for a close that does not come."""
     alice = ats.staff("Alice Recruiter")
     app = ats.application("app", "Cara Candidate")
-    staff = browsers.open(ats.staff_link(alice))
-    staff.goto(f"{ats.server.url}/c/{app.conversation}")
+    staff = browsers.staff_at(ats, alice, app)
     candidate = browsers.open(ats.candidate_link(app.id))
     expect(staff.get_by_test_id("composer")).to_be_enabled()
 
@@ -260,8 +259,7 @@ def test_a_removed_staff_members_composer_turns_off_and_says_why(
     says the session ended and nothing more can be typed or sent there."""
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara Candidate")
-    staff = browsers.open(ats.staff_link(alice))
-    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    staff = browsers.staff_at(ats, alice, cara)
     composer = staff.get_by_test_id("composer")
     expect(composer).to_be_enabled()
     removed = httpx.delete(

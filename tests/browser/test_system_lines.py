@@ -59,8 +59,7 @@ def test_lines_show_live_and_after_a_reload(
 ) -> None:
     alice = ats.staff("Alice Recruiter")
     app = ats.application("app", "Cara Candidate")
-    staff = browsers.open(ats.staff_link(alice), **SIZES[size])  # type: ignore[arg-type]
-    staff.goto(f"{ats.server.url}/c/{app.conversation}")
+    staff = browsers.staff_at(ats, alice, app, **SIZES[size])
     candidate = browsers.open(ats.candidate_link(app.id), **SIZES[size])  # type: ignore[arg-type]
     staff.get_by_test_id("composer").fill("Thanks for today.")
     staff.get_by_test_id("composer").press("Enter")
