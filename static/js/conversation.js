@@ -93,7 +93,10 @@ export class ConversationView {
     if (this.destroyed) return;
     connection.join(this.id, this);
     this.history.follow();
-    if (this.composer.enabled && (this.focusOnOpen || matchMedia("(hover: hover)").matches)) {
+    // Focus goes to the composer unless the person already put it somewhere
+    // (a menu opened while the history loaded would close as it left).
+    const focusFree = !document.activeElement || document.activeElement === document.body;
+    if (this.composer.enabled && (this.focusOnOpen || (focusFree && matchMedia("(hover: hover)").matches))) {
       this.composer.textarea.focus();
     } else if (this.focusOnOpen) {
       const title = this.root.querySelector('[data-field="title"]');

@@ -173,6 +173,26 @@ def test_a_candidates_back_to_messages_is_their_chat(browsers: Browsers, ats: At
     expect(candidate).to_have_url(f"{ats.server.url}/c/{app.conversation}")
 
 
+def test_a_menu_opened_while_the_history_loads_stays_open(browsers: Browsers, ats: Ats) -> None:
+    """The composer takes focus once the history is in, unless the person
+    put it somewhere meanwhile: their open menu would close as it left."""
+    ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    candidate = browsers.open(ats.candidate_link(app.id))
+    expect(candidate.get_by_test_id("composer")).to_be_focused()
+    held: list[Route] = []
+    candidate.route("**/api/conversations/*/messages*", lambda route: held.append(route))
+    candidate.reload()
+    candidate.locator("#user-button").click()
+    settings = candidate.get_by_role("menuitem", name="Settings")
+    expect(settings).to_be_visible()
+    handled(candidate, lambda: held[0] if held else None, what="the history").continue_()
+    candidate.unroute("**/api/conversations/*/messages*")
+    expect(candidate.locator('[data-role="empty"]')).to_be_visible()
+    expect(settings).to_be_visible()
+    expect(candidate.get_by_test_id("composer")).not_to_be_focused()
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_grouped_messages_still_show_their_times(browsers: Browsers, ats: Ats, size: str) -> None:
     alice = ats.staff("Alice Recruiter")
