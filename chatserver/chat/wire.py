@@ -184,10 +184,16 @@ def encode(frame: Mapping[str, Any]) -> str:
 PONG = encode({"type": "pong"})
 
 
-def error_frame(exc: ChatError, client_id: str | None = None) -> str:
+def error_frame(
+    exc: ChatError, client_id: str | None = None, *, conversation: str | None = None
+) -> str:
+    """An `error` frame; `client_id` names the send it refuses,
+    `conversation` the conversation whose `subscribe` it answers."""
     frame: dict[str, Any] = {"type": "error", **exc.as_dict()}
     if client_id is not None:
         frame["client_id"] = client_id
+    if conversation is not None:
+        frame["conversation"] = conversation
     return encode(frame)
 
 

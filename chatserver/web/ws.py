@@ -255,7 +255,10 @@ async def _read(websocket: WebSocket, conn: Connection, svc: Services) -> None:
             sends.add(request.future)
             request.future.add_done_callback(_Ack(conn, frame.client_id, sends, svc.hub))
         else:
-            await _answer(conn, _dispatch(conn, svc, frame))
+            # The error answering a subscribe names its conversation, so the
+            # page can tell which view it is about (no longer available, …).
+            about = frame.conversation if isinstance(frame, wire.Subscribe) else None
+            await _answer(conn, _dispatch(conn, svc, frame), about)
 
 
 def _too_large(data: str | bytes, limit: int) -> bool:
@@ -332,15 +335,18 @@ class _Ack:
             self._hub.acknowledged(self._conn, message["conversation"], message["seq"])
 
 
-async def _answer(conn: Connection, work: Awaitable[str | None]) -> None:
-    """Run one frame's work and queue its answer, if it has one."""
+async def _answer(
+    conn: Connection, work: Awaitable[str | None], conversation: str | None = None
+) -> None:
+    """Run one frame's work and queue its answer, if it has one; an error
+    names `conversation`, when given."""
     try:
         answer = await work
     except ChatError as exc:
-        answer = wire.error_frame(exc)
+        answer = wire.error_frame(exc, conversation=conversation)
     except Exception:
         log.exception("frame handling failed")
-        answer = wire.error_frame(unavailable())
+        answer = wire.error_frame(unavailable(), conversation=conversation)
     if answer is not None:
         await conn.outbox.put(answer)
 

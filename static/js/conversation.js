@@ -19,6 +19,11 @@ import { bindMenu, clone, hue, initials, statusLabel } from "./ui.js";
 
 const me = document.body.dataset;
 
+// What a view says once its conversation is no longer the viewer's (the
+// host gave the application to another candidate; the socket's resubscribe
+// is refused with `not_found`).
+export const GONE_TEXT = "This conversation is no longer available to you.";
+
 // The views on screen: a session that ends (signed out elsewhere, the
 // person removed by the host) turns their composers off, with the reason.
 const mounted = new Set();
@@ -43,6 +48,8 @@ export class ConversationView {
     // off, the heading), not left on the inbox row.
     this.focusOnOpen = focus;
     this.destroyed = false;
+    // The conversation is no longer this viewer's (`gone`).
+    this.unavailable = false;
   }
 
   // -- lifecycle -------------------------------------------------------------
@@ -161,19 +168,21 @@ export class ConversationView {
     pill.dataset.status = s.status;
     pill.dataset.state = s.state;
     const notice = field("notice");
-    notice.hidden = !(staff && s.state === "ended" && s.can_send);
-    notice.textContent = "This conversation has ended. Sending a message reopens it.";
+    notice.hidden = !(this.unavailable || (staff && s.state === "ended" && s.can_send));
+    notice.textContent = this.unavailable ? GONE_TEXT : "This conversation has ended. Sending a message reopens it.";
     field("empty-hint").textContent = staff
       ? `Send ${s.candidate.name} the first message.`
       : s.can_send ? "Send the hiring team a message." : "";
     const end = this.root.querySelector('[data-action="end"]');
     end.hidden = !staff || s.state === "ended";
     this.root.querySelector('[data-action="archive"]').textContent = this.archived ? "Unarchive" : "Archive";
-    if (connection.state === "signed-out") this.composer.setEnabled(false, SIGNED_OUT_TEXT);
+    if (this.unavailable) this.composer.setEnabled(false, GONE_TEXT);
+    else if (connection.state === "signed-out") this.composer.setEnabled(false, SIGNED_OUT_TEXT);
     else this.composer.setEnabled(Boolean(s.can_send), s.send_disabled_reason);
   }
 
   async refreshSummary() {
+    if (this.unavailable) return;
     // Frames can ask for several refreshes at once; an older answer that
     // arrives last must not undo a newer one.
     this.summaryRound = (this.summaryRound || 0) + 1;
@@ -315,6 +324,13 @@ export class ConversationView {
   }
 
   onSendError(clientId, code, text) {
+    if (this.unavailable) {
+      // Sent again on the reconnect that found the conversation gone: it
+      // is refused too, and nothing is left to retry it in.
+      connection.sends.discard(clientId);
+      this.messages.drop(clientId);
+      return;
+    }
     this.messages.failed(clientId, text, this.failedActions(clientId));
     this.messages.release();
     if (code === "not_allowed" || code === "conversation_ended" || code === "forbidden") this.refreshSummary();
@@ -337,6 +353,27 @@ export class ConversationView {
         this.messages.drop(clientId);
       },
     };
+  }
+
+  /** The conversation is no longer the viewer's: its history goes from
+   * the screen, the composer turns off with the reason, nothing is sent
+   * or subscribed again. The view stays attached, so that sends already
+   * on their way hear their refusal and are dropped (`onSendError`). */
+  gone() {
+    if (this.unavailable || this.destroyed) return;
+    this.unavailable = true;
+    connection.forget(this.id);
+    for (const send of connection.sends.of(this.id)) {
+      if (connection.sends.discard(send.clientId) !== null) this.messages.drop(send.clientId);
+    }
+    this.reads.stop();
+    this.history.stop();
+    this.typing.hide();
+    this.clearError();
+    this.root.classList.add("unavailable");
+    this.root.querySelector('[data-role="timeline"]').hidden = true;
+    this.root.querySelector('[data-testid="new-below"]').hidden = true;
+    this.renderSummary();
   }
 
   // -- socket frames (called by the connection) ----------------------------------
@@ -388,7 +425,10 @@ export class ConversationView {
         this.onChange({ state: frame.state });
         break;
       case "error":
-        this.flash(frame.message);
+        // Only a subscribe's error names the conversation (sends name
+        // their client_id): `not_found` there means it is no longer ours.
+        if (frame.code === "not_found") this.gone();
+        else this.flash(frame.message);
         break;
       default:
         break;

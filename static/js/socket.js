@@ -259,6 +259,13 @@ export class Connection {
     if (this.subscribed.delete(conversation)) this.send({ type: "unsubscribe", conversation });
   }
 
+  /** The server refused the conversation's subscription (it is no longer
+   * this person's): not subscribed again on a reconnect. The view stays
+   * attached, to hear the refusals of its sends still on their way. */
+  forget(conversation) {
+    this.subscribed.delete(conversation);
+  }
+
   /** The view of a subscribed conversation, which its frames go to. */
   listener(conversation) {
     return this.subscribed.has(conversation) ? this.rooms.get(conversation) : undefined;

@@ -274,3 +274,40 @@ def test_a_removed_staff_members_composer_turns_off_and_says_why(
     expect(staff.get_by_test_id("send-disabled-reason")).to_have_text(
         "Your session has ended. Open your link again to continue."
     )
+
+
+def test_a_conversation_given_to_another_candidate_says_it_is_no_longer_available(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """The host gives Mia's application to Nina while Mia has it open,
+    with a message still on its way: her page drops the history, turns
+    the composer off with the reason, and neither sends nor offers to
+    retry anything."""
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("given", "Mia Moved")
+    ats.staff_says(alice, app.conversation, "Hello Mia")
+    mia = browsers.open(ats.candidate_link(app.id))
+    expect(mia.locator(MESSAGE, has_text="Hello Mia")).to_be_visible()
+    composer = mia.get_by_test_id("composer")
+    expect(composer).to_be_enabled()
+
+    mia.context.set_offline(True)
+    send(mia, "Written before the move")
+    expect(mia.locator(".msg.pending", has_text="Written before the move")).to_be_visible()
+    ats.application("given", "Nina New")
+    mia.context.set_offline(False)
+
+    gone = "This conversation is no longer available to you."
+    expect(mia.get_by_text(gone).first).to_be_visible()
+    expect(composer).to_be_disabled()
+    expect(mia.get_by_test_id("send")).to_be_disabled()
+    expect(mia.get_by_test_id("send-disabled-reason")).to_have_text(gone)
+    expect(mia.locator(MESSAGE, has_text="Hello Mia")).to_be_hidden()
+    expect(mia.locator(".msg.pending")).to_have_count(0)
+    mia.wait_for_timeout(1500)
+    expect(mia.get_by_text("Not sent")).to_have_count(0)
+    expect(mia.get_by_role("button", name="Retry", exact=True)).to_have_count(0)
+    with httpx.Client(base_url=ats.server.url, timeout=10) as client:
+        client.get(ats.staff_link(alice), follow_redirects=True)
+        history = client.get(f"/api/conversations/{app.conversation}/messages").json()
+    assert [m["body"] for m in history["messages"]] == ["Hello Mia"]

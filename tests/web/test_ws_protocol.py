@@ -188,3 +188,23 @@ async def test_the_gate_holds_waiters_until_set_and_lets_everyone_through() -> N
         await held
     gate.set()
     assert gate.is_set()
+
+
+async def test_the_error_answering_a_subscribe_names_its_conversation(
+    server: LiveServer, scene: Scene
+) -> None:
+    """A page routes an error without `client_id` by its conversation: a
+    candidate whose application went to someone else resubscribes after
+    the reconnect and must learn which view is no longer theirs."""
+    async with open_socket(server, scene.mallory) as ws:
+        for conversation in (scene.conversation, "0000000000000000"):
+            await ws.send({"type": "subscribe", "conversation": conversation, "after": 0})
+            assert await ws.expect("error") == {
+                "type": "error",
+                "code": "not_found",
+                "message": "No such conversation.",
+                "conversation": conversation,
+            }
+        # Other frames' errors are as before.
+        await ws.send({"type": "read", "conversation": scene.conversation, "seq": 1})
+        assert "conversation" not in await ws.expect("error")
