@@ -11,13 +11,16 @@ from starlette.routing import Route
 from chatserver.chat import applications, email_replies, fields, ids, queries, staff_users
 from chatserver.chat.email_replies import Outcome
 from chatserver.chat.policy import Status
-from chatserver.errors import invalid, not_found
+from chatserver.errors import ChatError, ErrorCode, invalid, not_found
 from chatserver.web.auth import check_bearer
 from chatserver.web.deps import json_body, services
 from chatserver.web.responses import field, json, read_body
 
 NAME_MAX = 200
 TITLE_MAX = 300
+# Without CHAT_REPLY_DOMAIN no email has a reply address: every mail would
+# be "not addressed to a reply address", which hides the setting left out.
+REPLY_BY_EMAIL_OFF = "Reply by email is not configured (CHAT_REPLY_DOMAIN is not set)."
 
 
 def _authorise(request: Request) -> None:
@@ -155,13 +158,16 @@ async def inbound_email(request: Request) -> Response:
     A reply the person was emailed about (the policy refused it, an
     attachment is not allowed, …) answers that refusal's error object; so
     do a bad reply address (404), a From that is not its person (403) and a
-    mail over CHAT_MAIL_MAX_BYTES (413).
+    mail over CHAT_MAIL_MAX_BYTES (413). Without CHAT_REPLY_DOMAIN the
+    feature is off: 404 saying so, before the mail is read.
     """
     _authorise(request)
     svc = services(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "message/rfc822":
         raise invalid("Send one raw email with Content-Type: message/rfc822.")
+    if not svc.settings.reply_domain:
+        raise ChatError(ErrorCode.NOT_FOUND, REPLY_BY_EMAIL_OFF)
     raw = await read_body(request, svc.settings.mail_max_bytes)
     result = await email_replies.take_mail(svc.chat, raw)
     if result.outcome is Outcome.EXPLAINED:

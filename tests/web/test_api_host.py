@@ -320,3 +320,26 @@ async def test_an_oversize_body_without_a_length_is_413_too(client: httpx.AsyncC
     response = await client.put("/api/v1/staff/alice", content=chunks(), headers=AUTH)
     assert "content-length" not in response.request.headers
     error_of(response, 413, "too_large")
+
+
+async def test_inbound_email_without_a_reply_domain_says_the_feature_is_off(
+    client: httpx.AsyncClient, settings: Any
+) -> None:
+    """An integrator who left CHAT_REPLY_DOMAIN out learns that, not that
+    every mail is "not addressed to a reply address"."""
+    assert not settings.reply_domain
+    await put(client, "/api/v1/applications/app-1", APPLICATION_BODY)
+    mail = (
+        b"From: Cara Candidate <cara@mail.example>\r\n"
+        b"To: reply+aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@reply.example.com\r\n"
+        b"Subject: Re: your application\r\n"
+        b"Message-ID: <off-1@mail.example>\r\n\r\n"
+        b"Yes, Tuesday works.\r\n"
+    )
+    response = await client.post(
+        "/api/v1/inbound-email",
+        content=mail,
+        headers={**AUTH, "Content-Type": "message/rfc822"},
+    )
+    error = error_of(response, 404, "not_found")
+    assert error["message"] == "Reply by email is not configured (CHAT_REPLY_DOMAIN is not set)."
