@@ -24,7 +24,7 @@ from chatserver.chat.timeline import SYSTEM_KIND, LineEvent, sentence, status_na
 from chatserver.chat.views import VIA_EMAIL
 from chatserver.errors import too_large
 from chatserver.roles import Role
-from chatserver.store import audit, messages
+from chatserver.store import audit, conversations, messages
 
 KIND_NAMES = {
     Role.STAFF.value: "Hiring team",
@@ -154,9 +154,19 @@ async def build(chat: Chat, viewer: Viewer, conversation_id: str, max_messages: 
             raise too_large(
                 f"A transcript holds at most {max_messages:,} messages; this conversation has more."
             )
-        rows = await messages.history(conn, conversation_id, viewer.kind.value, viewer.id)
+        # A candidate's transcript starts when the application came to them:
+        # what was said with a previous candidate is not theirs.
+        since = None
+        if not viewer.is_staff:
+            binding = await conversations.application_link_binding(conn, ctx.application_id)
+            since = binding.since if binding is not None else None
+        rows = [
+            row
+            for row in await messages.history(conn, conversation_id, viewer.kind.value, viewer.id)
+            if not row["before_candidate"]
+        ]
         files = await messages.attachments_for(conn, [r["id"] for r in rows if not r["deleted"]])
-        events = await audit.events_for(conn, ctx.application_id)
+        events = await audit.events_for(conn, ctx.application_id, since=since)
     deletions = {
         str(e["detail"].get("message_id")): e
         for e in events

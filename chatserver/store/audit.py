@@ -44,12 +44,17 @@ async def record(
     )
 
 
-async def events_for(conn: AsyncConnection, application_id: str) -> list[RowMapping]:
+async def events_for(
+    conn: AsyncConnection, application_id: str, *, since: datetime | None = None
+) -> list[RowMapping]:
+    """The application's events in order; with `since`, from then on."""
     query = (
         select(audit_events)
         .where(audit_events.c.application_id == application_id)
         .order_by(audit_events.c.id)
     )
+    if since is not None:
+        query = query.where(audit_events.c.at >= since)
     return list((await conn.execute(query)).mappings())
 
 

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, false, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.roles import Role
 from chatserver.store import dialect, per_person
+from chatserver.store.messages import before_candidate
 from chatserver.store.tables import (
     applications,
     candidates,
@@ -63,6 +64,13 @@ async def try_planner_lock(conn: AsyncConnection) -> bool:
         return True
     query = text("SELECT pg_try_advisory_xact_lock(:id)").bindparams(id=PLANNER_LOCK_ID)
     return bool((await conn.execute(query)).scalar_one())
+
+
+def _theirs(recipient_kind: str) -> tuple[ColumnElement[bool], ...]:
+    """What limits the messages a recipient is emailed about to their own:
+    a candidate hears nothing written before the application came to them
+    (`messages.before_candidate`)."""
+    return (~before_candidate(),) if recipient_kind == Role.CANDIDATE else ()
 
 
 async def due_each(
@@ -113,6 +121,7 @@ async def due_each(
             messages.c.deleted == false(),
             messages.c.seq > func.coalesce(read.c.seq, 0),
             messages.c.seq > func.coalesce(cursor.c.seq, 0),
+            *_theirs(recipient_kind),
         )
         .group_by(conversations.c.id, recipient_id)
         .having(func.min(messages.c.created_at) <= cutoff)
@@ -157,6 +166,7 @@ async def mentioned(
         messages.c.deleted == false(),
         messages.c.seq > after_seq,
         messages.c.seq <= last_seq,
+        *_theirs(Role(sender_kind).other),
     )
     count = (await conn.execute(select(func.count()).where(*where))).scalar_one()
     rows = await conn.execute(
@@ -285,6 +295,7 @@ async def digest_items(
             messages.c.sender_kind == sender_kind,
             messages.c.deleted == false(),
             messages.c.seq > position,
+            *_theirs(kind),
         )
         .group_by(
             conversations.c.id,

@@ -24,10 +24,17 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.roles import Role
 from chatserver.store import dialect
 from chatserver.store.folding import contains_pattern, fold
 from chatserver.store.people import upsert
-from chatserver.store.tables import attachments, conversations, hidden_messages, messages
+from chatserver.store.tables import (
+    applications,
+    attachments,
+    conversations,
+    hidden_messages,
+    messages,
+)
 
 ClientKey = tuple[str, str, str]  # (sender_kind, sender_id, client_id)
 # Lines the service writes (chatserver/chat/timeline.py): in history, but
@@ -39,13 +46,16 @@ SEQ_MAX = 2**31 - 1
 
 
 def hidden_by(kind: str, reader: ColumnElement[str]) -> ColumnElement[bool]:
-    """The current `messages` row was deleted by this reader for themselves.
+    """The current `messages` row is not this reader's to see: they deleted
+    it for themselves, or (a candidate) it was written before the
+    application came to them (`before_candidate`). Either way it stays in
+    history as a hidden placeholder, so seqs stay gapless.
 
     Everything but `hidden_messages` comes from the enclosing queries, at
     whatever depth: left to auto-correlation, a reader column of a query two
     levels up (the inbox feed's `staff`) would become a cross join here.
     """
-    return (
+    deleted_for_themselves = (
         exists()
         .where(
             hidden_messages.c.message_id == messages.c.id,
@@ -54,6 +64,27 @@ def hidden_by(kind: str, reader: ColumnElement[str]) -> ColumnElement[bool]:
         )
         .correlate_except(hidden_messages)
     )
+    if kind == Role.CANDIDATE:
+        return or_(deleted_for_themselves, before_candidate())
+    return deleted_for_themselves
+
+
+def before_candidate() -> ColumnElement[bool]:
+    """The current `messages` row was written before its application came to
+    its current candidate: the host gave the application to someone else
+    since, and what was said with the previous candidate is no business of
+    the next one (they see from `applications.candidate_since` on; staff
+    see everything). Applications from before that column have no bound."""
+    since = (
+        select(applications.c.candidate_since)
+        .select_from(
+            conversations.join(applications, applications.c.id == conversations.c.application_id)
+        )
+        .where(conversations.c.id == messages.c.conversation_id)
+        .correlate_except(conversations, applications)
+        .scalar_subquery()
+    )
+    return messages.c.created_at < func.coalesce(since, messages.c.created_at)
 
 
 def text_contains(folded: str) -> ColumnElement[bool]:
@@ -172,14 +203,20 @@ async def history(
     before: int | None = None,
     limit: int | None = None,
 ) -> list[RowMapping]:
-    """Messages in seq order with a `hidden` column for this viewer.
+    """Messages in seq order with `hidden` and `before_candidate` columns
+    for this viewer.
 
     With `after`, the oldest `limit` messages after it (catching up); without,
     the newest `limit` messages before `before` (scrolling up). Either way
     the result is oldest first.
     """
     hidden = hidden_by(viewer_kind, literal(viewer_id)).label("hidden")
-    query = select(messages, hidden).where(messages.c.conversation_id == conversation_id)
+    # Of the hidden, those that were never this reader's (a transcript
+    # leaves them out rather than noting them as deleted).
+    earlier = before_candidate() if viewer_kind == Role.CANDIDATE else false()
+    query = select(messages, hidden, earlier.label("before_candidate")).where(
+        messages.c.conversation_id == conversation_id
+    )
     if before is not None:
         query = query.where(messages.c.seq < before)
     if after is not None:

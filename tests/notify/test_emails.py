@@ -128,6 +128,25 @@ async def test_a_message_read_in_the_meantime_is_not_emailed(
     assert smtp.bag.messages() == []
 
 
+async def test_the_next_candidate_is_never_emailed_what_was_written_to_the_previous_one(
+    scene: Scene, host: Host, notifier: Notifier, smtp: SmtpServer, clock: MovableClock
+) -> None:
+    await send(scene.alice, scene.conversation, "Hi Cara, your offer letter is attached")
+    clock.advance(1)
+    await host.application("app-1", candidate="zed", status="interviewing")
+    clock.advance(DELAY + 1)
+    await notifier.run_once()
+    assert smtp.bag.messages() == []
+
+    await send(scene.alice, scene.conversation, "Hello Zed")
+    clock.advance(DELAY + 1)
+    await notifier.run_once()
+    [email] = smtp.bag.to("zed@mail.example")
+    assert "Hello Zed" in text_of(email)
+    assert "offer letter" not in text_of(email)
+    assert "offer letter" not in html_of(email)
+
+
 async def test_nobody_is_emailed_while_online_in_the_conversation(
     scene: Scene,
     notifier: Notifier,

@@ -9,7 +9,15 @@ from typing import Any
 import httpx
 
 from tests.conftest import Scene
-from tests.helpers import Host, Person, delete_message, error_of, new_client_id, open_link
+from tests.helpers import (
+    Host,
+    Person,
+    delete_message,
+    error_of,
+    new_client_id,
+    open_link,
+    sign_in_candidate,
+)
 from tests.helpers import signed_in as person_in
 
 MISSING = "0123456789abcdef"
@@ -113,6 +121,44 @@ async def test_a_reassigned_application_leaves_the_old_candidate_out(
     await host.application("app-1", candidate="zed", status="interviewing")
     await assert_like_missing(scene.cara, scene.conversation)
     assert (await scene.cara.inbox())["conversations"] == []
+
+
+async def test_the_next_candidate_sees_nothing_of_what_was_said_with_the_previous_one(
+    scene: Scene, host: Host, new_client: Any
+) -> None:
+    """History, inbox, unread, search, bell and transcript start for Zed
+    where the application came to him; seqs stay gapless (hidden
+    placeholders); staff still see everything."""
+    await scene.alice.send(scene.conversation, "Hi Cara, could you call me?")
+    await scene.cara.send(scene.conversation, "My private number is 555-0100")
+    await host.application("app-1", candidate="zed", status="interviewing")
+    zed = await sign_in_candidate(host, new_client(), "app-1")
+
+    earlier = await zed.history(scene.conversation)
+    assert [(m["seq"], m["hidden"], m["body"], m["attachments"]) for m in earlier] == [
+        (1, True, "", []),
+        (2, True, "", []),
+    ]
+    [row] = (await zed.inbox())["conversations"]
+    assert (row["unread"], row["last_message"]) == (0, None)
+    assert (await zed.inbox(q="555"))["conversations"] == []
+    assert (await zed.client.get("/api/notifications")).json() == {"notifications": [], "unread": 0}
+    transcript = await zed.client.get(f"/api/conversations/{scene.conversation}/transcript")
+    assert transcript.status_code == 200
+    assert "555-0100" not in transcript.text
+    assert "could you call me" not in transcript.text
+
+    await scene.alice.send(scene.conversation, "Hello Zed")
+    [row] = (await zed.inbox())["conversations"]
+    assert (row["unread"], row["last_message"]["body"]) == (1, "Hello Zed")
+    assert [m["body"] for m in await zed.history(scene.conversation) if not m["hidden"]] == [
+        "Hello Zed"
+    ]
+    assert [m["body"] for m in await scene.bob.history(scene.conversation)] == [
+        "Hi Cara, could you call me?",
+        "My private number is 555-0100",
+        "Hello Zed",
+    ]
 
 
 async def test_malformed_ids_answer_as_missing(scene: Scene) -> None:
