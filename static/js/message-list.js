@@ -49,17 +49,21 @@ export class MessageList {
     // up. Content that grows after it was placed (a thumbnail loading, the
     // composer taking more lines) then keeps the newest message in view.
     this.pinned = true;
-    // Says that messages arrived below while the person reads further up.
+    // Takes the reader back to the newest message: "Jump to newest" once
+    // they are scrolled up by more than a screen, "New messages" as soon
+    // as something arrived below while they read further up.
     this.newBelow = newBelow;
+    this.unseenBelow = false;
     newBelow.addEventListener("click", () => {
       this.scrollToBottom();
-      newBelow.hidden = true;
+      this.unseenBelow = false;
+      this.showNewBelow();
     });
     timeline.addEventListener(
       "scroll",
       () => {
         this.pinned = this.atBottom();
-        if (this.pinned) newBelow.hidden = true;
+        this.showNewBelow();
       },
       { passive: true },
     );
@@ -83,6 +87,18 @@ export class MessageList {
 
   scrollToBottom() {
     this.timeline.scrollTop = this.timeline.scrollHeight;
+  }
+
+  /** Shows the way back to the newest message, labelled for what is below. */
+  showNewBelow() {
+    const t = this.timeline;
+    if (this.atBottom()) this.unseenBelow = false;
+    const far = t.scrollHeight - t.scrollTop - t.clientHeight > t.clientHeight;
+    const kind = this.unseenBelow ? "new" : far ? "jump" : "";
+    this.newBelow.hidden = !kind;
+    if (!kind || this.newBelow.dataset.kind === kind) return;
+    this.newBelow.dataset.kind = kind;
+    this.newBelow.querySelector('[data-role="label"]').textContent = kind === "new" ? "New messages" : "Jump to newest";
   }
 
   // -- stored messages ---------------------------------------------------------------
@@ -131,7 +147,10 @@ export class MessageList {
     if (!quiet) {
       this.layout();
       if (pinned || isMine(message.sender)) this.scrollToBottom();
-      else if (seq === this.maxSeq) this.newBelow.hidden = false;
+      else if (seq === this.maxSeq) {
+        this.unseenBelow = true;
+        this.showNewBelow();
+      }
     }
     this.onShown(el);
     if (!system) this.empty.hidden = true;

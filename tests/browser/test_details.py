@@ -260,16 +260,58 @@ def test_the_newest_message_stays_in_view_and_a_reader_scrolled_up_hears_of_new_
     timeline = candidate.locator('[data-role="timeline"]')
     timeline.evaluate("t => { t.scrollTop = 0; }")
     new_below = candidate.get_by_test_id("new-below")
-    expect(new_below).to_be_hidden()
+    # Far up it offers the way back; nothing new has come yet.
+    expect(candidate.get_by_role("button", name="New messages")).to_have_count(0)
     box.fill("One more thing")
     box.press("Enter")
     expect(candidate.locator(MESSAGE)).to_have_count(14)
     assert timeline.evaluate("t => t.scrollTop") == 0
     # Scrolled up, the reader is told that something arrived below.
     expect(new_below).to_be_visible()
+    expect(new_below).to_have_text("New messages ↓")
     new_below.click()
     expect(new_below).to_be_hidden()
     assert handled(candidate, lambda: at_bottom(candidate) or None, what="the view at the bottom")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_reader_scrolled_far_up_can_jump_to_the_newest_message(
+    browsers: Browsers, ats: Ats, size: str
+) -> None:
+    """More than a screen up a long conversation, a "Jump to newest" button
+    takes the reader to the bottom; it says "New messages" once something
+    arrived below, and is not there a few lines up from the bottom."""
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    ats.staff_says(alice, app.conversation, *(f"Point {n} of the plan" for n in range(40)))
+    candidate = browsers.open(ats.candidate_link(app.id), **SIZES[size])  # type: ignore[arg-type]
+    expect(candidate.locator(MESSAGE)).to_have_count(40)
+    assert handled(candidate, lambda: at_bottom(candidate) or None, what="the view at the bottom")
+    timeline = candidate.locator('[data-role="timeline"]')
+    button = candidate.get_by_test_id("new-below")
+    expect(button).to_be_hidden()
+
+    # A few lines up: still near the newest, no button.
+    timeline.evaluate("t => { t.scrollTop = t.scrollHeight - t.clientHeight - 120; }")
+    candidate.wait_for_timeout(200)
+    expect(button).to_be_hidden()
+    # More than a screen up.
+    timeline.evaluate("t => { t.scrollTop = t.scrollHeight - 2.5 * t.clientHeight; }")
+    expect(button).to_be_visible()
+    expect(button).to_have_text("Jump to newest ↓")
+    button.click()
+    assert handled(candidate, lambda: at_bottom(candidate) or None, what="the view at the bottom")
+    expect(button).to_be_hidden()
+
+    timeline.evaluate("t => { t.scrollTop = t.scrollHeight - 2.5 * t.clientHeight; }")
+    expect(button).to_have_text("Jump to newest ↓")
+    ats.staff_says(alice, app.conversation, "One more thing")
+    expect(button).to_have_text("New messages ↓")
+    button.click()
+    assert handled(candidate, lambda: at_bottom(candidate) or None, what="the view at the bottom")
+    expect(candidate.locator(MESSAGE).last).to_contain_text("One more thing")
+    expect(candidate.locator(MESSAGE).last).to_be_in_viewport()
+    expect(button).to_be_hidden()
 
 
 def test_the_status_shows_in_the_header_on_a_phone_too(browsers: Browsers, ats: Ats) -> None:
