@@ -31,9 +31,13 @@ export function initBell() {
   const count = document.getElementById("bell-count");
   const list = document.getElementById("notif-list");
   const empty = document.getElementById("notif-empty");
+  const more = document.getElementById("notif-more");
   const readAll = document.getElementById("notif-read-all");
   // conversation id -> entry ({conversation, text, count, created_at, read}), newest first.
   let entries = new Map();
+  // Unread conversations the listing left out (it holds the newest 50):
+  // counted in the badge, and said below the list.
+  let unlisted = 0;
   // Counts what this page changed in the entries: a listing asked for
   // before a change may answer after it, and must not undo it.
   let changes = 0;
@@ -42,10 +46,27 @@ export function initBell() {
   // Feed frames that call for a listing are gathered this long into one.
   const FOLLOW_DELAY_MS = 300;
 
-  function unread() {
+  function listedUnread() {
     let n = 0;
     for (const entry of entries.values()) if (!entry.read) n += 1;
     return n;
+  }
+
+  function unread() {
+    return listedUnread() + unlisted;
+  }
+
+  function renderMore() {
+    more.hidden = unlisted === 0;
+    if (!unlisted) return;
+    const those = unlisted === 1 ? "1 more unread conversation is" : `${unlisted} more unread conversations are`;
+    more.textContent = `${those} not listed here. `;
+    if (document.body.dataset.kind === "staff") {
+      const link = document.createElement("a");
+      link.href = "/inbox?filter=unread";
+      link.textContent = "See them in Unread";
+      more.append(link);
+    }
   }
 
   function renderCount() {
@@ -89,6 +110,7 @@ export function initBell() {
     changes += 1;
     list.replaceChildren(...[...entries.values()].map(item));
     empty.hidden = entries.size > 0;
+    renderMore();
     renderCount();
   }
 
@@ -109,6 +131,7 @@ export function initBell() {
       // read, a new notification): the answer may predate it; ask again.
       if (changes !== before && attempts > 1) return load(attempts - 1);
       entries = new Map(data.notifications.map((note) => [note.conversation, note]));
+      unlisted = Math.max(0, data.unread - listedUnread());
       // The conversation on screen is being read: its entry is no news.
       const open = openConversation();
       if (open && document.visibilityState === "visible" && entries.has(open)) {
@@ -125,6 +148,7 @@ export function initBell() {
   bindMenu(button, panel, { onOpen: load });
   readAll.addEventListener("click", async () => {
     await api.post("/api/notifications/read").catch(() => {});
+    unlisted = 0;
     for (const entry of entries.values()) {
       entry.read = true;
       entry.count = 0;

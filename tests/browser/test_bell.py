@@ -150,3 +150,34 @@ def test_archiving_asks_the_server_what_the_bell_counts_now(browsers: Browsers, 
     with inbox.expect_request(LISTING):
         inbox.get_by_role("menuitem", name="Archive", exact=True).click()
     expect(item(inbox, cara.conversation)).to_have_count(0)
+
+
+def test_unread_conversations_beyond_the_listing_are_counted_and_said(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """The listing holds the newest 50 entries; the server's count of unread
+    ones covers them all, and the panel says how many it does not list."""
+    alice = ats.staff("Alice Recruiter")
+    inbox = browsers.open(ats.staff_link(alice))
+    entry = {
+        "kind": "message",
+        "text": "New message from Cara Candidate (Teacher)",
+        "created_at": "2026-12-04T09:00:00.000Z",
+        "count": 1,
+        "read": False,
+    }
+    listing = {
+        "notifications": [
+            {**entry, "id": f"c{n}", "conversation": f"c{n}", "message": f"m{n}"} for n in range(2)
+        ],
+        "unread": 5,
+    }
+    inbox.route(LISTING, lambda route: route.fulfill(json=listing))
+    inbox.reload()
+    expect(inbox.locator("#bell-count")).to_have_text("5")
+    inbox.get_by_test_id("notifications-bell").click()
+    more = inbox.locator("#notif-more")
+    expect(more).to_have_text("3 more unread conversations are not listed here. See them in Unread")
+    expect(more.get_by_role("link", name="See them in Unread")).to_have_attribute(
+        "href", "/inbox?filter=unread"
+    )
