@@ -47,9 +47,17 @@ def check_notifications(value: object) -> str:
     return str(value)
 
 
+def _require(value: object, what: str) -> None:
+    """A field the host left out (or sent as null) is said to be required,
+    the same for every field, rather than of the wrong type."""
+    if value is None:
+        raise invalid(f"{what} is required.")
+
+
 def check_text(value: object, what: str, max_len: int) -> str:
     """A name or title: 1-max_len characters, no control characters (they
     would end up in email headers and page titles), outer spaces dropped."""
+    _require(value, what)
     if not isinstance(value, str):
         raise invalid(f"{what} must be a string.")
     if not value.strip() or len(value) > max_len:
@@ -68,6 +76,7 @@ def check_email(value: object, what: str = "email") -> str:
     local part would need SMTPUTF8, which the notifier does not speak, so it
     is refused here rather than accepted and failing at send time.
     """
+    _require(value, what)
     if not isinstance(value, str) or not value or len(value) > EMAIL_MAX_CHARS:
         raise invalid(f"{what} must be an email address of at most {EMAIL_MAX_CHARS} characters.")
     try:
@@ -86,12 +95,16 @@ def parse_time(value: object, what: str) -> datetime:
     A valid timestamp whose UTC instant falls outside the years 1-9999
     (`0001-01-01T00:00:00+14:00`) cannot be represented: `invalid`.
     """
+    _require(value, what)
     if not isinstance(value, str):
-        raise invalid(f"{what} must be an ISO 8601 timestamp.")
+        raise invalid(f"{what} must be an ISO 8601 timestamp such as 2026-11-02T09:30:00Z.")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         if parsed.tzinfo is None:
             return parsed.replace(tzinfo=UTC)
         return parsed.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
-        raise invalid(f"{what} must be an ISO 8601 timestamp in the years 1-9999.") from exc
+        raise invalid(
+            f"{what} must be an ISO 8601 timestamp such as 2026-11-02T09:30:00Z,"
+            " in the years 1-9999."
+        ) from exc
