@@ -27,7 +27,9 @@ async def upsert_application(
     candidate_defaults: PersonDefaults | None = None,
 ) -> dict[str, Any]:
     """Create or update an application; a status change is audited and
-    pushed to open conversations (it can change who may send).
+    pushed to open conversations (it can change who may send), and so is
+    a new candidate (the staff pages re-read the summary, so the header
+    and inbox row name who they now write to).
 
     Giving the application to another candidate revokes the links and
     sessions of the one before: links are bound to the candidate and signed
@@ -79,6 +81,7 @@ async def upsert_application(
             line = await timeline.append(conn, conversation_id, happened, now)
         ctx = await contexts.load(conn, conversation_id)
     assert ctx is not None
+    reassigned = previous_candidate is not None and previous_candidate != candidate[0]
     published: list[tuple[SendContext, dict[str, Any]]] = []
     if line is not None:
         published.append((ctx, events.message_event(line)))
@@ -86,10 +89,10 @@ async def upsert_application(
         # A new row for the staff inboxes that are open (a new status is
         # a conversation event, which their feeds read too).
         published.append((ctx, events.inbox_changed(conversation_id)))
-    elif previous != status.value:
+    elif previous != status.value or reassigned:
         published.append((ctx, events.conversation_changed(ctx)))
     await chat.events.publish(published)
-    if previous_candidate is not None and previous_candidate != candidate[0]:
+    if reassigned and previous_candidate is not None:
         await sessions.disconnect(
             chat, Role.CANDIDATE.value, previous_candidate, events.DisconnectReason.ACCESS_CHANGED
         )

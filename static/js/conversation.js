@@ -190,9 +190,13 @@ export class ConversationView {
     try {
       const fresh = await api.get(`/api/conversations/${encodeURIComponent(this.id)}`);
       if (this.destroyed || round !== this.summaryRound) return;
+      const before = this.summary.candidate?.id;
       this.summary = { ...this.summary, ...fresh };
       this.renderSummary();
-      this.onChange({ state: fresh.state, status: fresh.status });
+      const change = { state: fresh.state, status: fresh.status };
+      // The host gave the application to another candidate: the row names them too.
+      if (fresh.candidate && fresh.candidate.id !== before) change.candidate = fresh.candidate;
+      this.onChange(change);
     } catch {
       // The next frame or reload will bring it; the composer keeps its state.
     }

@@ -194,6 +194,7 @@ export class Inbox {
     const previous = c.last_message ? c.last_message.seq : 0;
     const last = frame.last_message;
     const fresh = Boolean(last) && last.seq > previous;
+    const shown = [c.unread, c.state, c.status, previous];
     if (typeof frame.unread === "number") c.unread = frame.unread;
     if (typeof frame.state === "string") c.state = frame.state;
     if (typeof frame.status === "string") c.status = frame.status;
@@ -202,6 +203,12 @@ export class Inbox {
     // A frame without the summary fields (an older server) says only that
     // something changed: read the row again.
     if (!("state" in frame) && !fresh) this.refreshRow(item);
+    // One that changes nothing it carries says something else changed:
+    // the host gave the application to another candidate (a colleague's
+    // read brings such a frame too, for one small read).
+    else if ([c.unread, c.state, c.status, c.last_message ? c.last_message.seq : 0].every((v, i) => v === shown[i])) {
+      this.refreshRow(item);
+    }
     // A candidate's reply takes a conversation out of the archive.
     if (fresh && this.filter === "archived" && last.sender.kind === "candidate") {
       this.removeRow(frame.conversation);
@@ -218,6 +225,7 @@ export class Inbox {
     const c = item.data;
     if (change.state) c.state = change.state;
     if (change.status) c.status = change.status;
+    if (change.candidate) c.candidate = change.candidate;
     if ("message" in change) {
       const newest = change.message;
       // Only a change to what the row shows: a newer message moves it via the feed.
@@ -235,6 +243,7 @@ export class Inbox {
       const fresh = await api.get(`/api/conversations/${encodeURIComponent(item.data.id)}`);
       if (round !== item.round) return;
       item.data = { ...item.data, status: fresh.status, state: fresh.state, unread: fresh.unread };
+      if (fresh.candidate) item.data.candidate = fresh.candidate;
       if ("last_message" in fresh) item.data.last_message = fresh.last_message;
       this.paint(item);
     } catch {

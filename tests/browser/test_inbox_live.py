@@ -366,3 +366,29 @@ def test_empty_states_sit_under_the_filters_and_in_the_middle(
     assert box is not None
     centre = box["y"] + box["height"] / 2
     assert abs(centre - (timeline["y"] + timeline["height"] / 2)) < timeline["height"] / 4
+
+
+def test_an_application_given_to_another_candidate_renames_the_header_and_rows_live(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """The host gives Mia's application to Nina while Alice has it open,
+    and Dan's (not open) to Dina: the header and both rows name the new
+    candidates without a reload, so nobody writes "Hi Mia" to Nina."""
+    alice = ats.staff("Alice Recruiter")
+    mia = ats.application("mia", "Mia Moved")
+    dan = ats.application("dan", "Dan Jones", job="Science Technician")
+    staff = browsers.staff_at(ats, alice, mia)
+    title = staff.locator('.conversation [data-field="title"]')
+    expect(title).to_have_text("Mia Moved")
+    expect(item(staff, mia.conversation)).to_contain_text("Mia Moved")
+    expect(item(staff, dan.conversation)).to_contain_text("Dan Jones")
+
+    ats.application("mia", "Nina New")
+    expect(title).to_have_text("Nina New")
+    expect(item(staff, mia.conversation)).to_contain_text("Nina New")
+    expect(item(staff, mia.conversation)).not_to_contain_text("Mia")
+
+    ats.application("dan", "Dina Other", job="Science Technician")
+    expect(item(staff, dan.conversation)).to_contain_text("Dina Other")
+    expect(item(staff, dan.conversation)).not_to_contain_text("Dan Jones")
+    expect(title).to_have_text("Nina New")
