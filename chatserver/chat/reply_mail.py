@@ -19,11 +19,21 @@ from email.errors import HeaderParseError, MessageError
 from email.message import EmailMessage
 
 from inscriptis import get_text
+from lxml import html as lxml_html
+from lxml.etree import ParserError
 from mailparser_reply.parser import EmailMessage as ReplyText
 
 # The languages whose "On … wrote:" and "From: … Sent: …" lines
 # mail-parser-reply knows; candidates write in many of them.
 LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "da", "sv", "pl", "cs", "ja", "ko", "zh")
+# Where an HTML reply keeps the quoted history, in the mail programs' own
+# markup: Gmail's quote block (with its "On … wrote:" line inside) and the
+# <blockquote> of Apple Mail, Thunderbird and Outlook on the web. Dropped
+# before the text is taken, since as text the attribution and the quote can
+# land on one line that no "On … wrote:" rule recognises.
+QUOTED_HTML = (
+    "//blockquote | //*[contains(concat(' ', normalize-space(@class), ' '), ' gmail_quote ')]"
+)
 # Client ids of email replies are UUIDs in this namespace (any fixed UUID).
 CLIENT_ID_NAMESPACE = uuid.UUID("6f0c3f52-3b56-4b7e-9a53-2f1f1d6a9c21")
 # RFC 3834 `Precedence` values of mail nobody typed as an answer.
@@ -173,8 +183,19 @@ def reply_text(message: EmailMessage) -> str:
     only cost the quote-finding regular expressions time."""
     text, html = _body_parts(message)
     if not text.strip() and html.strip():
-        text = get_text(html[: TEXT_SCANNED * 4])
+        text = html_text(html[: TEXT_SCANNED * 4])
     return strip_reply(text[:TEXT_SCANNED])
+
+
+def html_text(html: str) -> str:
+    """An HTML reply as plain text, its quoted history (QUOTED_HTML) left out."""
+    try:
+        tree = lxml_html.fromstring(html)
+    except (ParserError, ValueError):
+        return str(get_text(html))
+    for quoted in tree.xpath(QUOTED_HTML):
+        quoted.drop_tree()
+    return str(get_text(lxml_html.tostring(tree, encoding="unicode")))
 
 
 def _walk(part: EmailMessage) -> Iterator[EmailMessage]:

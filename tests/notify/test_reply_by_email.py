@@ -499,6 +499,16 @@ GMAIL_HTML = (
     "<p>Could you come in on Tuesday?</p><script>alert(1)</script></blockquote></div>"
 )
 
+# The attribution and the quote inside one element: as text, one line.
+GMAIL_HTML_ONE_LINE = (
+    "<p>Yes, Tuesday at 10 works.</p><div class=gmail_quote>On Mon, 2 Nov 2026, Acme"
+    " wrote: Could you come in on Tuesday?</div>"
+)
+THUNDERBIRD_HTML = (
+    "<p>Yes, Tuesday at 10 works.</p><blockquote type=cite cite=mid:x@localhost>"
+    "Could you come in on Tuesday?</blockquote>"
+)
+
 
 @pytest.mark.parametrize(
     ("text", "html"),
@@ -509,8 +519,19 @@ GMAIL_HTML = (
         (PLAIN_QUOTE, None),
         (SIGNATURE, None),
         ("", GMAIL_HTML),
+        ("", GMAIL_HTML_ONE_LINE),
+        ("", THUNDERBIRD_HTML),
     ],
-    ids=["gmail", "outlook", "apple-mail", "plain-quote", "signature", "html-only"],
+    ids=[
+        "gmail",
+        "outlook",
+        "apple-mail",
+        "plain-quote",
+        "signature",
+        "html-only",
+        "html-quote-on-one-line",
+        "thunderbird-html",
+    ],
 )
 async def test_quoted_history_of_common_mail_programs_is_stripped(
     scene: Scene,
