@@ -150,6 +150,7 @@ class InboxUpdate:
     last_message: JSON | None  # their newest visible message
     state: str
     status: str
+    candidate: JSON  # {"id", "name"}: who the row is with now
 
 
 async def inbox_updates(
@@ -174,6 +175,7 @@ async def inbox_updates(
                 last_message=shown_message,
                 state=entry.state,
                 status=entry.status,
+                candidate={"id": entry.candidate_id, "name": entry.candidate_name},
             )
         )
     return updates

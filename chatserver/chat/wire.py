@@ -223,9 +223,11 @@ def inbox_frame(
     last_message: Mapping[str, Any] | None,
     state: str,
     status: str,
+    candidate: Mapping[str, Any],
 ) -> str:
-    """`state` and `status` are added to SPEC 5's fields so a page can update
-    the whole row live (an ended conversation, the host's status change)."""
+    """`state`, `status` and `candidate` are added to SPEC 5's fields so a
+    page can update the whole row live (an ended conversation, the host's
+    status change, the application given to another candidate)."""
     return encode(
         {
             "type": "inbox",
@@ -234,5 +236,6 @@ def inbox_frame(
             "last_message": last_message,
             "state": state,
             "status": status,
+            "candidate": candidate,
         }
     )

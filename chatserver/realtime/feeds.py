@@ -232,6 +232,11 @@ class OrgRoom:
                 members = [conn for conn in self.members if conn.viewer.id == staff_id]
                 for row in rows:
                     frame = wire.inbox_frame(
-                        row.conversation, row.unread, row.last_message, row.state, row.status
+                        row.conversation,
+                        row.unread,
+                        row.last_message,
+                        row.state,
+                        row.status,
+                        row.candidate,
                     )
                     push(members, frame, self._kick)

@@ -216,6 +216,10 @@ class InboxEntry:
     unread: int
     state: str
     status: str
+    # Who the conversation is with now (the host may give the application
+    # to another candidate): the row's name.
+    candidate_id: str
+    candidate_name: str
     # The newest message people wrote that this staff member has not deleted
     # for themselves (a message deleted for everyone is still it: a
     # placeholder; a system line is not).
@@ -243,13 +247,15 @@ def _inbox_entries() -> Select[Any]:
             reader.label("staff_id"),
             conversations.c.state,
             applications.c.status,
+            candidates.c.id.label("candidate_id"),
+            candidates.c.name.label("candidate_name"),
             unread_count(Role.STAFF, reader).label("unread"),
             newest_visible.label("last_seq"),
         )
         .select_from(
-            conversations.join(
-                applications, applications.c.id == conversations.c.application_id
-            ).join(
+            conversations.join(applications, applications.c.id == conversations.c.application_id)
+            .join(candidates, candidates.c.id == applications.c.candidate_id)
+            .join(
                 staff,
                 and_(
                     staff.c.id.in_(bindparam("staff_ids", expanding=True)),
@@ -290,6 +296,8 @@ async def inbox_entries(
             unread=int(r["unread"]),
             state=r["state"],
             status=r["status"],
+            candidate_id=r["candidate_id"],
+            candidate_name=r["candidate_name"],
             last_message=None if r["last_seq"] is None else found.get((r["id"], r["last_seq"])),
         )
         for r in rows

@@ -194,21 +194,16 @@ export class Inbox {
     const previous = c.last_message ? c.last_message.seq : 0;
     const last = frame.last_message;
     const fresh = Boolean(last) && last.seq > previous;
-    const shown = [c.unread, c.state, c.status, previous];
     if (typeof frame.unread === "number") c.unread = frame.unread;
     if (typeof frame.state === "string") c.state = frame.state;
     if (typeof frame.status === "string") c.status = frame.status;
+    // The host may give the application to another candidate.
+    if (frame.candidate) c.candidate = frame.candidate;
     if (last && last.seq >= previous) c.last_message = last;
     else if ("state" in frame && last === null) c.last_message = null;
     // A frame without the summary fields (an older server) says only that
     // something changed: read the row again.
     if (!("state" in frame) && !fresh) this.refreshRow(item);
-    // One that changes nothing it carries says something else changed:
-    // the host gave the application to another candidate (a colleague's
-    // read brings such a frame too, for one small read).
-    else if ([c.unread, c.state, c.status, c.last_message ? c.last_message.seq : 0].every((v, i) => v === shown[i])) {
-      this.refreshRow(item);
-    }
     // A candidate's reply takes a conversation out of the archive.
     if (fresh && this.filter === "archived" && last.sender.kind === "candidate") {
       this.removeRow(frame.conversation);

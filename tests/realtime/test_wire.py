@@ -136,13 +136,15 @@ def test_server_frames_have_the_spec_shapes() -> None:
         "message": message,
     }
     assert orjson.loads(wire.message_frame(message)) == {"type": "message", "message": message}
-    assert orjson.loads(wire.inbox_frame("c", 2, None, "ended", "hired")) == {
+    cara = {"id": "cara", "name": "Cara"}
+    assert orjson.loads(wire.inbox_frame("c", 2, None, "ended", "hired", cara)) == {
         "type": "inbox",
         "conversation": "c",
         "unread": 2,
         "last_message": None,
         "state": "ended",
         "status": "hired",
+        "candidate": cara,
     }
     assert orjson.loads(wire.PONG) == {"type": "pong"}
 

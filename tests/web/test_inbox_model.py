@@ -372,6 +372,7 @@ class Model:
             "last_message": self.last_message(viewer, conv),
             "state": conv.state,
             "status": conv.status,
+            "candidate": {"id": conv.candidate, "name": self.names[conv.candidate]},
         }
 
     def may_send(self, viewer: Viewer, conv: Conv) -> tuple[int, str | None]:

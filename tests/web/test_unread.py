@@ -234,6 +234,7 @@ async def test_inbox_frames_after_read_and_mark_unread(
             "last_message": sent,
             "state": "open",
             "status": "interviewing",
+            "candidate": {"id": "cara", "name": "Cara"},
         }
         assert await alice.next_of("inbox") == expected
         assert await bob.next_of("inbox") == {**expected, "unread": 1}
