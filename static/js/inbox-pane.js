@@ -7,6 +7,7 @@
 
 import { api } from "./api.js";
 import { ConversationView } from "./conversation.js";
+import { SIGNED_OUT_TEXT } from "./socket.js";
 
 export class InboxPane {
   /** `hooks`: `query()`, the list's query string, kept in the URL;
@@ -58,7 +59,8 @@ export class InboxPane {
   }
 
   /** The conversation in the address could not be opened: say why, with
-   * Try again (unless it does not exist for this person) and Back. */
+   * Try again (unless it does not exist for this person, or the session
+   * has ended: trying again cannot help) and Back. */
   failed(err) {
     // close() below counts as a newer round: nothing else is pending.
     this.close();
@@ -66,10 +68,12 @@ export class InboxPane {
     this.paneError.hidden = false;
     this.split.classList.add("has-conversation");
     const missing = err.status === 404;
-    this.paneError.querySelector('[data-field="reason"]').textContent = missing
-      ? "It doesn't exist, or it isn't shared with you."
-      : "The server didn't answer. Check your connection and try again.";
-    this.paneError.querySelector('[data-action="retry"]').hidden = missing;
+    const signedOut = err.status === 401;
+    let reason = "The server didn't answer. Check your connection and try again.";
+    if (missing) reason = "It doesn't exist, or it isn't shared with you.";
+    else if (signedOut) reason = SIGNED_OUT_TEXT;
+    this.paneError.querySelector('[data-field="reason"]').textContent = reason;
+    this.paneError.querySelector('[data-action="retry"]').hidden = missing || signedOut;
   }
 
   show(summary, { focus = false } = {}) {

@@ -276,6 +276,32 @@ def test_a_removed_staff_members_composer_turns_off_and_says_why(
     )
 
 
+def test_opening_another_conversation_after_removal_says_the_session_ended(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """Removed by the host, a recruiter who clicks another inbox row is told
+    the session ended, not that the server did not answer, and is not
+    offered to try again: it cannot help."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    dan = ats.application("dan", "Dan Candidate")
+    staff = browsers.staff_at(ats, alice, cara)
+    expect(staff.get_by_test_id("composer")).to_be_enabled()
+    removed = httpx.delete(
+        f"{ats.server.url}/api/v1/staff/{alice}",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=10,
+    )
+    assert removed.status_code == 204, removed.text
+    expect(staff.locator("#conn-banner")).to_contain_text("Your session has ended")
+    staff.locator(f'[data-conversation="{dan.conversation}"]').first.click()
+    error = staff.get_by_test_id("pane-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("Your session has ended. Open your link again to continue.")
+    expect(error).not_to_contain_text("The server didn't answer")
+    expect(error.get_by_role("button", name="Try again")).to_be_hidden()
+
+
 def test_a_conversation_given_to_another_candidate_says_it_is_no_longer_available(
     browsers: Browsers, ats: Ats
 ) -> None:
