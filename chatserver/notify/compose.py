@@ -218,10 +218,12 @@ class Composer:
         else:
             template = "staff_messages"
             values["link"] = self.conversation_link(context.id)
+            # Named by who wrote them: usually the candidate, but the host
+            # may have given the application to someone else since.
             subject = (
-                f"{candidate_name} replied about {job_title}"
+                f"{values['senders']} replied about {job_title}"
                 if count == 1
-                else f"{candidate_name} sent {count} messages about {job_title}"
+                else f"{values['senders']} sent {count} messages about {job_title}"
             )
         values["may_reply"] = may_send(recipient_kind, context)
         if not values["may_reply"]:

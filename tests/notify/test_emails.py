@@ -147,6 +147,21 @@ async def test_the_next_candidate_is_never_emailed_what_was_written_to_the_previ
     assert "offer letter" not in html_of(email)
 
 
+async def test_staff_emails_name_who_wrote_even_after_the_application_moved_on(
+    scene: Scene, host: Host, notifier: Notifier, smtp: SmtpServer, clock: MovableClock
+) -> None:
+    await send(scene.cara, scene.conversation, "My phone is 555-1234")
+    clock.advance(1)
+    await host.application("app-1", candidate="zed", status="interviewing")
+    clock.advance(DELAY + 1)
+    await notifier.run_once()
+    [email] = smtp.bag.to("alice@acme.example")
+    assert subject(email) == "Cara replied about Teacher of Mathematics"
+    for part in (text_of(email), html_of(email)):
+        assert "Zed" not in part
+        assert "Cara" in part
+
+
 async def test_nobody_is_emailed_while_online_in_the_conversation(
     scene: Scene,
     notifier: Notifier,
