@@ -159,6 +159,9 @@ export function initBell() {
     const note = frame.notification;
     // The person is looking at it: no need to tell them.
     if (note.conversation === openConversation() && document.visibilityState === "visible") return;
+    // Not listed while some unread are not: it may be one of those, already
+    // counted; the server says.
+    if (followUnlisted(note.conversation)) return;
     const before = entries.get(note.conversation);
     const grouped = before && !before.read ? before.count + 1 : 1;
     const text = grouped > 1 ? note.text.replace(/^New message/, `${grouped} new messages`) : note.text;
@@ -170,20 +173,33 @@ export function initBell() {
   // own `read` frames) clears its entry, as it does on the server.
   connection.on("read", (frame) => {
     const me = document.body.dataset;
-    if (frame.reader && frame.reader.kind === me.kind && frame.reader.id === me.me) settle(frame.conversation);
+    if (!frame.reader || frame.reader.kind !== me.kind || frame.reader.id !== me.me) return;
+    if (!followUnlisted(frame.conversation)) settle(frame.conversation);
   });
   // The inbox feed (staff, on the inbox page) brings each conversation's
   // unread count as it changes, whoever changed it: read in another tab,
   // or marked as unread. The bell follows: read, its entry is; unread with
   // no unread entry here, the server's listing says what the entry is.
   let reloadTimer = null;
+  function follow() {
+    clearTimeout(reloadTimer);
+    reloadTimer = setTimeout(() => load(), FOLLOW_DELAY_MS);
+  }
+  // A conversation with no entry here, while the server counts unread ones
+  // it did not list: whether it is one of those is the server's to say, so
+  // the listing is asked again (true) rather than the count guessed.
+  function followUnlisted(conversation) {
+    if (unlisted === 0 || entries.has(conversation)) return false;
+    follow();
+    return true;
+  }
   connection.on("inbox", (frame) => {
     const entry = entries.get(frame.conversation);
+    if (followUnlisted(frame.conversation)) return;
     if (frame.unread === 0) {
       settle(frame.conversation);
     } else if (!entry || entry.read) {
-      clearTimeout(reloadTimer);
-      reloadTimer = setTimeout(() => load(), FOLLOW_DELAY_MS);
+      follow();
     }
   });
   // Archiving quiets the conversation's entry until the candidate writes

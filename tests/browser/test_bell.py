@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Page, Request, Route, expect
 
 from tests.browser.conftest import Ats, Browsers, handled
 from tests.browser.test_inbox import candidate_says, item
@@ -180,4 +180,74 @@ def test_unread_conversations_beyond_the_listing_are_counted_and_said(
     expect(more).to_have_text("3 more unread conversations are not listed here. See them in Unread")
     expect(more.get_by_role("link", name="See them in Unread")).to_have_attribute(
         "href", "/inbox?filter=unread"
+    )
+
+
+def unlisted_listing(conversations: list[str], unread: int) -> dict[str, object]:
+    """A listing of unread entries for `conversations`, with the server's
+    count of unread ones at `unread` (more than it lists)."""
+    entry = {
+        "kind": "message",
+        "text": "New message from Cara Candidate (Teacher)",
+        "created_at": "2026-12-04T09:00:00.000Z",
+        "count": 1,
+        "read": False,
+    }
+    notes = [{**entry, "id": c, "conversation": c, "message": f"m-{c}"} for c in conversations]
+    return {"notifications": notes, "unread": unread}
+
+
+def is_listing(request: Request) -> bool:
+    return request.method == "GET" and request.url.endswith("/api/notifications")
+
+
+def test_a_message_in_an_unlisted_conversation_asks_the_server_for_the_count(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """Beyond the listing, a new message may be in a conversation already
+    counted unread: the bell asks the server rather than add one."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    inbox = browsers.open(ats.staff_link(alice))
+    listing = {"now": unlisted_listing(["c0", "c1"], 5)}
+    inbox.route(LISTING, lambda route: route.fulfill(json=listing["now"]))
+    inbox.reload()
+    count = inbox.locator("#bell-count")
+    expect(count).to_have_text("5")
+    # Cara's conversation was one of the three not listed; now it is listed.
+    listing["now"] = unlisted_listing([cara.conversation, "c0", "c1"], 5)
+    with inbox.expect_request(is_listing):
+        candidate_says(ats, browsers, cara.id, "Writing again")
+    expect(count).to_have_text("5")
+    inbox.get_by_test_id("notifications-bell").click()
+    expect(inbox.locator("#notif-more")).to_contain_text(
+        "2 more unread conversations are not listed here."
+    )
+
+
+def test_reading_an_unlisted_conversation_elsewhere_asks_the_server_for_the_count(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """Read in another tab, a conversation the listing left out is no longer
+    counted: the badge and the line below the list follow the server."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    candidate_says(ats, browsers, cara.id, "Is there parking?")
+    inbox = browsers.open(ats.staff_link(alice))
+    listing = {"now": unlisted_listing(["c0", "c1"], 5)}
+    inbox.route(LISTING, lambda route: route.fulfill(json=listing["now"]))
+    inbox.reload()
+    count = inbox.locator("#bell-count")
+    expect(count).to_have_text("5")
+    listing["now"] = unlisted_listing(["c0", "c1"], 4)
+    with inbox.expect_request(is_listing):
+        other = inbox.context.new_page()
+        other.goto(f"{ats.server.url}/c/{cara.conversation}")
+        expect(
+            other.locator('[data-testid="message"][data-seq]', has_text="Is there parking?")
+        ).to_be_visible()
+    expect(count).to_have_text("4")
+    inbox.get_by_test_id("notifications-bell").click()
+    expect(inbox.locator("#notif-more")).to_contain_text(
+        "2 more unread conversations are not listed here."
     )
