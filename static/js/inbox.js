@@ -54,7 +54,11 @@ export class Inbox {
   }
 
   start() {
-    this.search.value = this.q;
+    // Typed before this script ran (it is loaded after the page shows):
+    // what the person typed is the query, and stays as typed.
+    const typed = this.search.value.trim();
+    if (typed) this.q = typed;
+    else this.search.value = this.q;
     this.sort.value = this.sortBy;
     this.renderFilters();
     for (const button of document.querySelectorAll("[data-filter]")) {

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, Route, expect
 
 from tests.browser.conftest import Ats, Browsers
 
@@ -130,6 +130,26 @@ def test_filters_search_and_sort(browsers: Browsers, ats: Ats) -> None:
     inbox.reload()
     expect(inbox.get_by_test_id("filter-messaged")).to_have_attribute("aria-pressed", "true")
     shows("Dan Jones", "Cara Candidate")
+
+
+def test_a_search_typed_before_the_inbox_script_runs_is_kept(browsers: Browsers, ats: Ats) -> None:
+    """The inbox's script arrives after the page shows: what was typed in
+    the search box meanwhile stays there and is what the list shows."""
+    alice = ats.staff("Alice Recruiter")
+    ats.application("cara", "Cara Candidate")
+    ats.application("dan", "Dan Jones", job="Science Technician")
+    inbox = browsers.open(ats.staff_link(alice))
+    expect(inbox.locator(ITEM)).to_have_count(2)
+    held: list[Route] = []
+    inbox.route("**/static/js/inbox.js*", lambda route: held.append(route))
+    inbox.reload(wait_until="commit")
+    search = inbox.get_by_test_id("search")
+    search.fill("dan")
+    while not held:
+        inbox.wait_for_timeout(50)
+    held[0].continue_()
+    expect(inbox.locator(f"{ITEM} .item-name")).to_have_text(["Dan Jones"])
+    expect(search).to_have_value("dan")
 
 
 def test_inbox_pages_by_infinite_scroll(browsers: Browsers, ats: Ats) -> None:
