@@ -138,8 +138,12 @@ async def conversation(chat: Chat, viewer: Viewer, conversation_id: str) -> JSON
     summary["send_disabled_reason"] = None if refusal is None else refusal.reason
     # Whether this staff member archived it (a candidate has no archive).
     summary["archived"] = archived
+    # A candidate sees the hiring team's reads and their own, never an
+    # earlier candidate's (the host may have given the application on).
     summary["reads"] = [
-        {"kind": r["reader_kind"], "id": r["reader_id"], "seq": r["seq"]} for r in read_positions
+        {"kind": r["reader_kind"], "id": r["reader_id"], "seq": r["seq"]}
+        for r in read_positions
+        if viewer.is_staff or r["reader_kind"] != Role.CANDIDATE or r["reader_id"] == viewer.id
     ]
     return summary
 

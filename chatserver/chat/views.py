@@ -48,14 +48,19 @@ def message(
     hidden: bool = False,
 ) -> JSON:
     """MESSAGE. A hidden or deleted message keeps its seq but loses its content.
-    A system line (chatserver/chat/timeline.py) adds its `event`."""
+    A system line (chatserver/chat/timeline.py) adds its `event`. One from
+    before the application came to the viewing candidate does not even say
+    which earlier candidate wrote it (`store/messages.before_candidate`)."""
     deleted = bool(row["deleted"])
     empty = hidden or deleted
+    sender = person(row["sender_kind"], row["sender_id"], row["sender_name"])
+    if row.get("before_candidate") and row["sender_kind"] == Role.CANDIDATE:
+        sender = person(row["sender_kind"], "", "")
     result = {
         "id": row["id"],
         "conversation": row["conversation_id"],
         "seq": row["seq"],
-        "sender": person(row["sender_kind"], row["sender_id"], row["sender_name"]),
+        "sender": sender,
         "body": "" if empty else row["body"],
         "html": "" if empty else row["html"],
         "attachments": [] if empty else [attachment(a) for a in attachments],

@@ -131,6 +131,7 @@ async def test_the_next_candidate_sees_nothing_of_what_was_said_with_the_previou
     placeholders); staff still see everything."""
     await scene.alice.send(scene.conversation, "Hi Cara, could you call me?")
     await scene.cara.send(scene.conversation, "My private number is 555-0100")
+    await scene.cara.post(f"/api/conversations/{scene.conversation}/read", {"seq": 2})
     await host.application("app-1", candidate="zed", status="interviewing")
     zed = await sign_in_candidate(host, new_client(), "app-1")
 
@@ -139,6 +140,12 @@ async def test_the_next_candidate_sees_nothing_of_what_was_said_with_the_previou
         (1, True, "", []),
         (2, True, "", []),
     ]
+    # Not even who the earlier candidate was, nor how far they read.
+    assert earlier[1]["sender"] == {"kind": "candidate", "id": "", "name": ""}
+    summary = (await zed.client.get(f"/api/conversations/{scene.conversation}")).json()
+    assert "cara" not in [r["id"] for r in summary["reads"]]
+    staffs = (await scene.bob.client.get(f"/api/conversations/{scene.conversation}")).json()
+    assert "cara" in [r["id"] for r in staffs["reads"]]
     [row] = (await zed.inbox())["conversations"]
     assert (row["unread"], row["last_message"]) == (0, None)
     assert (await zed.inbox(q="555"))["conversations"] == []
