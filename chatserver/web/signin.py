@@ -136,7 +136,7 @@ async def switch_page(request: Request) -> Response:
     waiting = _waiting(request)
     candidate = None if waiting is None else await viewer_of(request, waiting)
     if waiting is None or candidate is None:
-        return RedirectResponse("/", status_code=303)
+        return _expired(request)
     who = await signed_in(request)
     context = {
         "staff_name": who.viewer.name if who is not None else None,
@@ -144,7 +144,21 @@ async def switch_page(request: Request) -> Response:
         "to": request.query_params.get("to", ""),
         "csrf_token": waiting.csrf_token,
     }
-    return render_page(request, "switch.html", context)
+    return _not_kept(render_page(request, "switch.html", context))
+
+
+def _expired(request: Request) -> Response:
+    """A choice that can no longer be made: made already (in another tab,
+    or before Back), or the link opened again since (the later page holds
+    the choice), or left longer than SWITCH_SECONDS. Said, not ignored; a
+    later page's waiting session stays for that page."""
+    return _not_kept(render_page(request, "switch.html", {"expired": True}, status_code=409))
+
+
+def _not_kept(response: Response) -> Response:
+    # Back must ask again rather than show a choice that no longer holds.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 async def switch(request: Request) -> Response:
@@ -158,8 +172,9 @@ async def switch(request: Request) -> Response:
         or not isinstance(sent, str)
         or not hmac.compare_digest(sent.encode(), waiting.csrf_token.encode())
     ):
-        response: Response = RedirectResponse("/", status_code=303)
-    elif form.get("continue_as") == "candidate":
+        return _expired(request)
+    response: Response
+    if form.get("continue_as") == "candidate":
         to = form.get("to")
         target = to if isinstance(to, str) and _CONVERSATION_PAGE.fullmatch(to) else "/"
         response = _with_session(RedirectResponse(target, status_code=303), request, waiting)

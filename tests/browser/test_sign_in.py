@@ -31,3 +31,20 @@ def test_a_recruiter_opening_a_candidates_link_chooses_whom_to_continue_as(
     expect(page).to_have_url(f"{ats.server.url}/c/{cara.conversation}")
     expect(page.get_by_test_id("composer")).to_be_visible()
     assert page.evaluate("document.body.dataset.kind") == "candidate"
+
+
+def test_of_two_pages_asking_the_later_one_holds_the_choice(browsers: Browsers, ats: Ats) -> None:
+    """The link opened in two tabs: the earlier page's choice says it
+    expired (and changes nothing); the later one's works."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    first = browsers.open(ats.staff_link(alice))
+    first.goto(ats.candidate_link(cara.id))
+    second = first.context.new_page()
+    second.goto(ats.candidate_link(cara.id))
+
+    first.get_by_role("button", name="Continue as Cara Candidate").click()
+    expect(first.get_by_role("heading", name="This choice has expired")).to_be_visible()
+    second.get_by_role("button", name="Continue as Cara Candidate").click()
+    expect(second).to_have_url(f"{ats.server.url}/c/{cara.conversation}")
+    assert second.evaluate("document.body.dataset.kind") == "candidate"

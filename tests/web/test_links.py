@@ -155,11 +155,14 @@ async def test_a_candidate_link_in_a_staff_browser_asks_before_switching(
     stay = await choose("staff")
     assert (stay.status_code, stay.headers["location"]) == (303, "/inbox")
     assert (await signed_in(alice)).me["id"] == "alice"
-    # Made once: the waiting session is gone with the choice.
+    # Made once: the waiting session is gone with the choice, and a second
+    # go (Back, another tab) says the choice expired.
     again = await alice.post("/auth/switch", data={"continue_as": "candidate"})
-    assert again.headers["location"] == "/"
+    assert again.status_code == 409
+    assert "This choice has expired" in again.text
+    assert again.headers["cache-control"] == "no-store"
     forged = await choose("candidate", csrf_token="forged")
-    assert forged.headers["location"] == "/"
+    assert forged.status_code == 409
     assert (await signed_in(alice)).me["id"] == "alice"
     elsewhere = await choose("candidate", to="https://evil.example/")
     assert elsewhere.headers["location"] == "/"
