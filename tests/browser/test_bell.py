@@ -26,6 +26,14 @@ def say(page: Page, text: str) -> None:
     expect(page.locator('[data-testid="message"][data-seq]', has_text=text)).to_be_visible()
 
 
+def read_in_another_tab(page: Page, ats: Ats, conversation: str, text: str) -> None:
+    """The same person opens `conversation` in a second tab and sees `text`
+    there (so it is read)."""
+    other = page.context.new_page()
+    other.goto(f"{ats.server.url}/c/{conversation}")
+    expect(other.locator('[data-testid="message"][data-seq]', has_text=text)).to_be_visible()
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_the_bell_groups_per_conversation_and_is_quiet_about_the_open_one(
     browsers: Browsers, ats: Ats, size: str, screenshots: Path
@@ -125,11 +133,7 @@ def test_the_bell_follows_mark_as_unread_and_reading_in_another_tab(
     inbox.get_by_test_id("mark-unread").click()
     expect(count).to_have_text("2")
 
-    other = inbox.context.new_page()
-    other.goto(f"{ats.server.url}/c/{dan.conversation}")
-    expect(
-        other.locator('[data-testid="message"][data-seq]', has_text="Hello from Dan")
-    ).to_be_visible()
+    read_in_another_tab(inbox, ats, dan.conversation, "Hello from Dan")
     expect(count).to_have_text("1")
     inbox.get_by_test_id("notifications-bell").click()
     entries = inbox.get_by_role("dialog", name="Notifications").locator("li.unread")
@@ -159,19 +163,7 @@ def test_unread_conversations_beyond_the_listing_are_counted_and_said(
     ones covers them all, and the panel says how many it does not list."""
     alice = ats.staff("Alice Recruiter")
     inbox = browsers.open(ats.staff_link(alice))
-    entry = {
-        "kind": "message",
-        "text": "New message from Cara Candidate (Teacher)",
-        "created_at": "2026-12-04T09:00:00.000Z",
-        "count": 1,
-        "read": False,
-    }
-    listing = {
-        "notifications": [
-            {**entry, "id": f"c{n}", "conversation": f"c{n}", "message": f"m{n}"} for n in range(2)
-        ],
-        "unread": 5,
-    }
+    listing = unlisted_listing(["c0", "c1"], 5)
     inbox.route(LISTING, lambda route: route.fulfill(json=listing))
     inbox.reload()
     expect(inbox.locator("#bell-count")).to_have_text("5")
@@ -241,11 +233,7 @@ def test_reading_an_unlisted_conversation_elsewhere_asks_the_server_for_the_coun
     expect(count).to_have_text("5")
     listing["now"] = unlisted_listing(["c0", "c1"], 4)
     with inbox.expect_request(is_listing):
-        other = inbox.context.new_page()
-        other.goto(f"{ats.server.url}/c/{cara.conversation}")
-        expect(
-            other.locator('[data-testid="message"][data-seq]', has_text="Is there parking?")
-        ).to_be_visible()
+        read_in_another_tab(inbox, ats, cara.conversation, "Is there parking?")
     expect(count).to_have_text("4")
     inbox.get_by_test_id("notifications-bell").click()
     expect(inbox.locator("#notif-more")).to_contain_text(
