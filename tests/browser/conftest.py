@@ -240,6 +240,15 @@ class Ats:
                 )
                 assert response.status_code == 201, response.text
 
+    def remove_staff(self, staff_id: str) -> None:
+        """`DELETE /api/v1/staff/{id}`: the staff member left."""
+        response = httpx.delete(
+            f"{self.server.url}/api/v1/staff/{staff_id}",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=10,
+        )
+        assert response.status_code == 204, response.text
+
     def staff_link(self, staff_id: str) -> str:
         return str(self._call("POST", f"/api/v1/staff/{staff_id}/login-link")["url"])
 

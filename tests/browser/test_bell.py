@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, Request, Route, expect
+from playwright.sync_api import Locator, Page, Request, Route, expect
 
 from tests.browser.conftest import Ats, Browsers, handled
 from tests.browser.test_inbox import candidate_says, item
@@ -189,6 +189,14 @@ def unlisted_listing(conversations: list[str], unread: int) -> dict[str, object]
     return {"notifications": notes, "unread": unread}
 
 
+def bell_answering(page: Page, listing: dict[str, dict[str, object]]) -> Locator:
+    """The page reloaded with its bell's listing answered by `listing["now"]`
+    (which a test may change); the bell's count."""
+    page.route(LISTING, lambda route: route.fulfill(json=listing["now"]))
+    page.reload()
+    return page.locator("#bell-count")
+
+
 def is_listing(request: Request) -> bool:
     return request.method == "GET" and request.url.endswith("/api/notifications")
 
@@ -202,9 +210,7 @@ def test_a_message_in_an_unlisted_conversation_asks_the_server_for_the_count(
     cara = ats.application("cara", "Cara Candidate")
     inbox = browsers.open(ats.staff_link(alice))
     listing = {"now": unlisted_listing(["c0", "c1"], 5)}
-    inbox.route(LISTING, lambda route: route.fulfill(json=listing["now"]))
-    inbox.reload()
-    count = inbox.locator("#bell-count")
+    count = bell_answering(inbox, listing)
     expect(count).to_have_text("5")
     # Cara's conversation was one of the three not listed; now it is listed.
     listing["now"] = unlisted_listing([cara.conversation, "c0", "c1"], 5)
@@ -227,9 +233,7 @@ def test_reading_an_unlisted_conversation_elsewhere_asks_the_server_for_the_coun
     candidate_says(ats, browsers, cara.id, "Is there parking?")
     inbox = browsers.open(ats.staff_link(alice))
     listing = {"now": unlisted_listing(["c0", "c1"], 5)}
-    inbox.route(LISTING, lambda route: route.fulfill(json=listing["now"]))
-    inbox.reload()
-    count = inbox.locator("#bell-count")
+    count = bell_answering(inbox, listing)
     expect(count).to_have_text("5")
     listing["now"] = unlisted_listing(["c0", "c1"], 4)
     with inbox.expect_request(is_listing):

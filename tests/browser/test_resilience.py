@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import API_KEY, Ats, Browsers, Server, seqs
+from tests.browser.conftest import Ats, Browsers, Server, seqs
 
 pytestmark = pytest.mark.browser
 
@@ -262,12 +262,7 @@ def test_a_removed_staff_members_composer_turns_off_and_says_why(
     staff = browsers.staff_at(ats, alice, cara)
     composer = staff.get_by_test_id("composer")
     expect(composer).to_be_enabled()
-    removed = httpx.delete(
-        f"{ats.server.url}/api/v1/staff/{alice}",
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=10,
-    )
-    assert removed.status_code == 204, removed.text
+    ats.remove_staff(alice)
     expect(staff.locator("#conn-banner")).to_contain_text("Your session has ended")
     expect(composer).to_be_disabled()
     expect(staff.get_by_test_id("send")).to_be_disabled()
@@ -287,12 +282,7 @@ def test_opening_another_conversation_after_removal_says_the_session_ended(
     dan = ats.application("dan", "Dan Candidate")
     staff = browsers.staff_at(ats, alice, cara)
     expect(staff.get_by_test_id("composer")).to_be_enabled()
-    removed = httpx.delete(
-        f"{ats.server.url}/api/v1/staff/{alice}",
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=10,
-    )
-    assert removed.status_code == 204, removed.text
+    ats.remove_staff(alice)
     expect(staff.locator("#conn-banner")).to_contain_text("Your session has ended")
     staff.locator(f'[data-conversation="{dan.conversation}"]').first.click()
     error = staff.get_by_test_id("pane-error")
