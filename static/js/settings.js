@@ -265,6 +265,8 @@ export function initSettings() {
   }
   zone.selectedOptions[0]?.scrollIntoView({ block: "center" });
   window.scrollTo(0, 0);
+  // Likewise a search typed (or restored by Back) before the listener.
+  if (search.value) runSearch();
   showBrowserHint();
   // A candidate who never chose: the browser's zone, saved as theirs as the
   // page loaded (main.js), is what the list shows, unless a choice was made.

@@ -36,6 +36,22 @@ def test_a_choice_made_before_the_script_loaded_is_saved(browsers: Browsers, ats
     expect(page.get_by_test_id("timezone")).to_have_value("America/New_York")
 
 
+def test_a_search_typed_before_the_script_loaded_is_searched(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter", timezone="Asia/Tokyo")
+    page = browsers.open(ats.staff_link(alice))
+    held: list[Route] = []
+    page.route("**/static/js/settings.js*", lambda route: held.append(route))
+    with page.expect_request("**/static/js/settings.js*"):
+        page.goto(f"{ats.server.url}/settings", wait_until="domcontentloaded")
+    page.get_by_test_id("timezone-search").fill("Germany")
+    assert len(held) == 1
+    held[0].continue_()
+    expect(page.locator("#save-status")).to_have_text(
+        "Press Enter to choose Europe/Berlin (Central European Time)."
+    )
+    expect(page.get_by_test_id("timezone")).to_have_value("Europe/Berlin")
+
+
 def me_of(page: Page) -> dict[str, Any]:
     return dict(page.evaluate("fetch('/api/me').then((r) => r.json())"))
 
