@@ -17,35 +17,34 @@ pytestmark = pytest.mark.browser
 MESSAGE = '[data-testid="message"][data-seq]'
 
 
-def test_a_choice_made_before_the_script_loaded_is_saved(browsers: Browsers, ats: Ats) -> None:
+def settings_before_its_script(browsers: Browsers, ats: Ats) -> tuple[Page, Route]:
+    """Alice (Tokyo) on the settings page, its module held back: the page
+    as a person sees it before the script runs, and the held request."""
     alice = ats.staff("Alice Recruiter", timezone="Asia/Tokyo")
     page = browsers.open(ats.staff_link(alice))
     held: list[Route] = []
-    # The settings module is held back until the choice is made.
     page.route("**/static/js/settings.js*", lambda route: held.append(route))
     with page.expect_request("**/static/js/settings.js*"):
         page.goto(f"{ats.server.url}/settings", wait_until="domcontentloaded")
+    return page, handled(page, lambda: held[0] if held else None, what="the held module")
+
+
+def test_a_choice_made_before_the_script_loaded_is_saved(browsers: Browsers, ats: Ats) -> None:
+    page, script = settings_before_its_script(browsers, ats)
     zone = page.get_by_test_id("timezone")
     expect(zone).to_have_value("Asia/Tokyo")
     zone.select_option("America/New_York")
     expect(page.locator("#save-status")).to_have_text("")
-    assert len(held) == 1
-    held[0].continue_()
+    script.continue_()
     expect(page.locator("#save-status")).to_have_text("Timezone saved.")
     page.reload()
     expect(page.get_by_test_id("timezone")).to_have_value("America/New_York")
 
 
 def test_a_search_typed_before_the_script_loaded_is_searched(browsers: Browsers, ats: Ats) -> None:
-    alice = ats.staff("Alice Recruiter", timezone="Asia/Tokyo")
-    page = browsers.open(ats.staff_link(alice))
-    held: list[Route] = []
-    page.route("**/static/js/settings.js*", lambda route: held.append(route))
-    with page.expect_request("**/static/js/settings.js*"):
-        page.goto(f"{ats.server.url}/settings", wait_until="domcontentloaded")
+    page, script = settings_before_its_script(browsers, ats)
     page.get_by_test_id("timezone-search").fill("Germany")
-    assert len(held) == 1
-    held[0].continue_()
+    script.continue_()
     expect(page.locator("#save-status")).to_have_text(
         "Press Enter to choose Europe/Berlin (Central European Time)."
     )
