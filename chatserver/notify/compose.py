@@ -273,12 +273,14 @@ class Composer:
         reply_to: str | None = None,
     ) -> Draft:
         """The daily digest: each conversation with unread messages."""
+        # Staff know the organisation (their own): an entry is the candidate
+        # and the job. A candidate's entry is the job and the organisation
+        # it is with, which tells apart two schools' posts of the same name.
+        staff = recipient_kind == Role.STAFF
         rows = [
             {
-                "title": display(
-                    item["candidate_name"] if recipient_kind == Role.STAFF else item["job_title"]
-                ),
-                "job_title": display(item["job_title"]),
+                "title": display(item["candidate_name"] if staff else item["job_title"]),
+                "about": display(item["job_title"] if staff else item["org_name"]),
                 "org_name": display(item["org_name"]),
                 "unread": item["unread"],
                 "preview": preview(item["last_body"], PREVIEW_CHARS),

@@ -83,3 +83,25 @@ async def test_a_day_with_nothing_unread_sends_no_digest(
     clock.set(next_local(time(7, 0, 1), NEW_YORK))
     await notifier.run_once()
     assert smtp.bag.to("alice@acme.example") == []
+
+
+async def test_a_candidates_digest_names_the_organisation_of_each_post(
+    scene: Scene, host: Host, notifier: Notifier, smtp: SmtpServer, clock: MovableClock
+) -> None:
+    # Cara applied to the same post at two schools: each entry says which.
+    other = await host.application(
+        "app-3", org="globex", candidate="cara", status="interviewing", job="globex-job-1"
+    )
+    await choose(scene.cara, email_notifications="daily", timezone="America/New_York")
+    await scene.alice.send(scene.conversation, "Could you come in on Monday?")
+    await scene.mallory.send(other["conversation_id"], "Are you free on Tuesday?")
+
+    clock.set(next_local(time(7, 0, 1), NEW_YORK))
+    await notifier.run_once()
+    [digest] = smtp.bag.to("cara@mail.example")
+    text, html = text_of(digest), html_of(digest)
+    assert "Teacher of Mathematics · Acme · 1 unread" in text
+    assert "Teacher of Mathematics · Globex · 1 unread" in text
+    assert "Teacher of Mathematics · Teacher of Mathematics" not in text
+    assert "</a> · Acme</div>" in html
+    assert "</a> · Globex</div>" in html
