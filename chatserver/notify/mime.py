@@ -16,11 +16,18 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
-from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
+from email.headerregistry import (
+    Address,
+    BaseHeader,
+    HeaderRegistry,
+    UniqueAddressHeader,
+    UnstructuredHeader,
+)
 from email.message import EmailMessage
 from email.policy import Policy
 from email.policy import default as DEFAULT_POLICY
 from email.utils import format_datetime, parseaddr
+from typing import cast
 
 from chatserver.settings import Settings
 
@@ -32,6 +39,14 @@ CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 DEFAULT_PRODUCT = "chatserver"
 # RFC 5322's limit on a line, the most a header may take unfolded.
 MAX_LINE_CHARS = 998
+# What a display name cannot hold inside quotes: a quote, a backslash, or
+# what a reader could take for an encoded word (`=?`).
+QUOTE_UNSAFE = re.compile(r'["\\]|=\?')
+# A display name written as it is: words of RFC 5322 atext and spaces, and
+# no encoded word.
+PLAIN_NAME = re.compile(
+    r"(?!.*=\?)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+)
 
 
 class WholeLineHeader(UnstructuredHeader, BaseHeader):
@@ -71,10 +86,62 @@ class EncodedSubjectHeader(UnstructuredHeader, BaseHeader):
         return f"{self.name}: {encoded}{policy.linesep}"
 
 
+class MailboxHeader(UniqueAddressHeader):
+    """`From` and `To` as one line when they fit: a display name of plain
+    words as it is, else quoted, and RFC 2047 encoded words from end to end
+    for a name that is not ASCII, would need folding, or holds a quote, a
+    backslash or what a reader could take for an encoded word (`=?`).
+
+    Python quotes a display name such as `Rita <rita@evil.example>, x`, but
+    when the header is too long for one line its folding drops the quotes
+    (and writes encoded words inside them decoded), so the bytes that went
+    out said `To: Rita <rita@evil.example>, x … <rita@mail.example>`: two
+    mailboxes to every mail program, the first the name's, and Reply All
+    wrote to it. An encoded word is only ever display text (RFC 2047,
+    section 5), so nothing in a name can become an address.
+    """
+
+    name: str  # BaseHeader's, which the registry mixes in
+
+    def fold(self, *, policy: Policy) -> str:
+        # Mailboxes only: these headers never carry a group (`name: …;`).
+        limit = policy.max_line_length or MAX_LINE_CHARS
+        lines = [f"{self.name}:"]
+        for index, address in enumerate(self.addresses):
+            separator = "," if index < len(self.addresses) - 1 else ""
+            spec = f"<{address.addr_spec}>{separator}"
+            name = address.display_name
+            quoted = f'"{name}"'
+            if not name:
+                words = []
+            elif PLAIN_NAME.fullmatch(name):
+                words = name.split(" ")
+            elif (
+                name.isascii()
+                and not QUOTE_UNSAFE.search(name)
+                and len(lines[-1]) + len(quoted) + len(spec) + 2 <= limit
+            ):
+                words = [quoted]
+            else:
+                encoded = Header(name, "utf-8", header_name=self.name).encode(
+                    linesep="\n", maxlinelen=limit
+                )
+                words = encoded.split()
+            for word in [*words, spec]:
+                if len(lines[-1]) + 1 + len(word) > limit and lines[-1].strip():
+                    lines.append("")
+                lines[-1] += f" {word}"
+        return policy.linesep.join(lines) + policy.linesep
+
+
 _HEADERS = HeaderRegistry()
 _HEADERS.map_to_type("list-unsubscribe", WholeLineHeader)
 _HEADERS.map_to_type("subject", EncodedSubjectHeader)
-# The default policy, with these two headers' folding.
+# The registry mixes BaseHeader in itself (typeshed's BaseHeader and
+# AddressHeader disagree on `init`, so the class cannot name both).
+_HEADERS.map_to_type("from", cast("type[BaseHeader]", MailboxHeader))
+_HEADERS.map_to_type("to", cast("type[BaseHeader]", MailboxHeader))
+# The default policy, with these headers' folding.
 MESSAGE_POLICY = DEFAULT_POLICY.clone(header_factory=_HEADERS)
 
 

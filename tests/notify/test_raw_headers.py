@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from email import message_from_bytes, policy
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,49 @@ async def test_the_outbox_file_carries_list_unsubscribe_raw(
     await notifier.run_once()
     [eml] = list((tmp_path / "outbox").glob("*.eml"))
     assert_one_click_headers_raw(eml.read_bytes())
+
+
+# Names that read as address lists, long enough that their header is folded.
+POSING_CANDIDATE = (
+    'Cara <cara@evil.example>, "Mallory" Bcc: =?utf-8?q?x=40evil.example?= Jones, '
+    "Head of Sixth Form"
+)
+POSING_ORG = 'Acme <hr@evil.example>, "Northfield Academy and Sixth Form College" Trust'
+
+
+async def test_a_name_that_reads_as_addresses_stays_one_display_name_on_the_wire(
+    scene: Scene, host: Host, notifier: Notifier, smtp: SmtpServer, clock: MovableClock
+) -> None:
+    """Python's folding dropped the quotes of a long display name, so the
+    bytes said `To: Cara <cara@evil.example>, … <cara@mail.example>`: two
+    mailboxes to a mail program (Reply All wrote to the first)."""
+    body = {
+        "org": {"id": "acme", "name": POSING_ORG},
+        "job": {"id": "acme-job-1", "title": "Teacher of Mathematics"},
+        "candidate": {"id": "cara", "name": POSING_CANDIDATE, "email": "cara@mail.example"},
+        "status": "interviewing",
+        "applied_at": "2026-11-02T09:30:00Z",
+    }
+    response = await host.client.put("/api/v1/applications/app-1", json=body, headers=host.auth)
+    assert response.status_code == 200, response.text
+    await scene.alice.send(scene.conversation, "Could you do Monday?")
+    clock.advance(DELAY + 1)
+    await notifier.run_once()
+    [raw] = [raw for raw in smtp.bag.raw_messages() if b"cara@mail.example" in raw]
+    lines = headers_of(raw)
+    assert all(len(line) <= 78 for line in lines if not line.startswith(b"List-Unsubscribe:"))
+    for header in ("To", "From"):
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"{header}:".encode()))
+        end = next(i for i in range(start + 1, len(lines)) if not lines[i][:1].isspace())
+        value = b"".join(lines[start:end]).decode().partition(":")[2]
+        # Read as a mail program reads the header (compat32 and the modern parser).
+        assert [spec for _, spec in getaddresses([value])] == [
+            "cara@mail.example" if header == "To" else "chat@localhost"
+        ], value
+    parsed = message_from_bytes(raw, policy=policy.default)
+    [to] = parsed["To"].addresses
+    [sender] = parsed["From"].addresses
+    assert to.addr_spec == "cara@mail.example"
+    assert sender.addr_spec == "chat@localhost"
+    assert "<cara@evil.example>" in to.display_name
+    assert "<hr@evil.example>" in sender.display_name
