@@ -50,6 +50,15 @@ OUT_OF_OFFICE = re.compile(
     re.IGNORECASE,
 )
 QUOTED_LINE = re.compile(r"^[ \t]*>")
+# What the line a mail program writes above the history it quotes holds
+# in every language: a clock time ("19:31", "7.31") or an address, and a
+# colon at its end ("On … wrote:", "Le … a écrit :", "El … escribió:",
+# "pt., 4 gru 2026 o 19:31 … napisał(a):", "…写道" with a full-width colon).
+ATTRIBUTION_HINT = re.compile(r"\b\d{1,2}[:.]\d{2}\b|@")
+ATTRIBUTION_END = re.compile(r"[:\uff1a]$")
+# The most lines an attribution takes (Gmail wraps a long one before the
+# sender's address: "… via chatserver <" and "chat@localhost> wrote:").
+ATTRIBUTION_LINES = 2
 CID_REFERENCE = re.compile(r"cid:([^\s\"'<>)]+)", re.IGNORECASE)
 # Control characters other than tab and line feed: nothing a reply needs,
 # and NUL is refused by the send path.
@@ -170,8 +179,42 @@ def strip_reply(text: str) -> str:
     text = CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     parsed = ReplyText(text=text, languages=list(LANGUAGES), keep_hyphen_lists=True).read()
     latest = parsed.replies[0].body if parsed.replies else text
-    kept = [line.rstrip() for line in latest.split("\n") if not QUOTED_LINE.match(line)]
+    lines = _without_attribution([line.rstrip() for line in latest.split("\n")])
+    kept = [line for line in lines if not QUOTED_LINE.match(line)]
     return BLANK_RUNS.sub("\n\n", "\n".join(kept)).strip()
+
+
+def _without_attribution(lines: list[str]) -> list[str]:
+    """The lines without the attribution of a quote that ends the reply.
+
+    mail-parser-reply knows some wordings of some languages only (not
+    Gmail's Spanish, Dutch or Polish ones), and a name with "le " in it
+    (École…, Skole…) hides the French one from it. So where what is left
+    ends with `>`-quoted lines, a paragraph of one or two lines right
+    above them that ends with a colon and holds a time or an address is
+    the mail program's line about them, in any language, and goes with
+    them. A quote that the reply goes on after (answers written between
+    quoted lines) leaves everything as it is."""
+    quoted = [index for index, line in enumerate(lines) if QUOTED_LINE.match(line)]
+    if not quoted:
+        return lines
+    first = quoted[0]
+    if any(line.strip() and not QUOTED_LINE.match(line) for line in lines[first:]):
+        return lines
+    end = first
+    while end > 0 and not lines[end - 1].strip():
+        end -= 1
+    start = end
+    while start > 0 and lines[start - 1].strip():
+        start -= 1
+    paragraph = " ".join(line.strip() for line in lines[start:end])
+    if (
+        0 < end - start <= ATTRIBUTION_LINES
+        and ATTRIBUTION_END.search(paragraph)
+        and ATTRIBUTION_HINT.search(paragraph)
+    ):
+        return lines[:start] + lines[end:]
+    return lines
 
 
 def reply_text(message: EmailMessage) -> str:
@@ -194,7 +237,17 @@ def html_text(html: str) -> str:
     except (ParserError, ValueError):
         return str(get_text(html))
     for quoted in tree.xpath(QUOTED_HTML):
-        quoted.drop_tree()
+        # Kept as one quoted line, so that a mail program's line about the
+        # quote (Thunderbird writes it above the <blockquote>) is known by
+        # what follows it, as in a text reply (`_without_attribution`).
+        marker = lxml_html.Element("p")
+        marker.text = ">"
+        parent = quoted.getparent()
+        if parent is None:
+            quoted.drop_tree()
+        else:
+            marker.tail = quoted.tail
+            parent.replace(quoted, marker)
     return str(get_text(lxml_html.tostring(tree, encoding="unicode")))
 
 

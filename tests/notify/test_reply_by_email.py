@@ -508,6 +508,39 @@ THUNDERBIRD_HTML = (
     "<p>Yes, Tuesday at 10 works.</p><blockquote type=cite cite=mid:x@localhost>"
     "Could you come in on Tuesday?</blockquote>"
 )
+# Attributions that mail-parser-reply does not know: Gmail's Spanish, Dutch
+# and Polish wordings, its French one under a name with "le " in it (École,
+# Skole), wrapped before the address, and Thunderbird's above its quote.
+GMAIL_FR = """Yes, Tuesday at 10 works.
+
+Le lun. 2 nov. 2026 à 09:30, École Jeanne d'Arc via chatserver <chat@localhost> a écrit :
+
+> Could you come in on Tuesday?
+"""
+GMAIL_ES = """Yes, Tuesday at 10 works.
+
+El lun, 2 nov 2026 a las 9:30, Acme via chatserver (<chat@localhost>) escribió:
+
+> Could you come in on Tuesday?
+"""
+GMAIL_NL = """Yes, Tuesday at 10 works.
+
+Op ma 2 nov 2026 om 09:30 schreef Ærø Skole Gymnasium via chatserver <
+chat@localhost>:
+
+> Could you come in on Tuesday?
+"""
+GMAIL_PL = """Yes, Tuesday at 10 works.
+
+pon., 2 lis 2026 o 09:30 Acme via chatserver <chat@localhost> napisał(a):
+
+> Could you come in on Tuesday?
+"""
+THUNDERBIRD_FR_HTML = (
+    "<p>Yes, Tuesday at 10 works.</p><div class=moz-cite-prefix>Le 02/11/2026 à 09:30,"
+    " École Jeanne d'Arc via chatserver a écrit&nbsp;:<br></div>"
+    "<blockquote type=cite>Could you come in on Tuesday?</blockquote>"
+)
 
 
 @pytest.mark.parametrize(
@@ -521,6 +554,11 @@ THUNDERBIRD_HTML = (
         ("", GMAIL_HTML),
         ("", GMAIL_HTML_ONE_LINE),
         ("", THUNDERBIRD_HTML),
+        (GMAIL_FR, None),
+        (GMAIL_ES, None),
+        (GMAIL_NL, None),
+        (GMAIL_PL, None),
+        ("", THUNDERBIRD_FR_HTML),
     ],
     ids=[
         "gmail",
@@ -531,6 +569,11 @@ THUNDERBIRD_HTML = (
         "html-only",
         "html-quote-on-one-line",
         "thunderbird-html",
+        "gmail-french-ecole",
+        "gmail-spanish",
+        "gmail-dutch-wrapped",
+        "gmail-polish",
+        "thunderbird-french-html",
     ],
 )
 async def test_quoted_history_of_common_mail_programs_is_stripped(
