@@ -17,7 +17,12 @@ from email_validator import EmailNotValidError, validate_email
 from chatserver.errors import invalid
 
 NOTIFICATION_SETTINGS = ("each", "daily", "off")
-TIMEZONES = frozenset(available_timezones())
+# The zones Python finds, less two that browsers refuse (Intl.DateTimeFormat
+# throws a RangeError, and every time on the pages failed with it): the
+# machine's own `localtime` (a file of the system's zoneinfo, not an IANA
+# name) and the tz database's `Factory` placeholder.
+NOT_ZONES = frozenset({"localtime", "Factory"})
+TIMEZONES = frozenset(available_timezones()) - NOT_ZONES
 # Unicode categories refused in names and titles: control characters (CR
 # and LF among them, which would split an email header) and the line and
 # paragraph separators, which do the same in some mail software.
