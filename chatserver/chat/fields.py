@@ -27,6 +27,11 @@ TIMEZONES = frozenset(available_timezones()) - NOT_ZONES
 # and LF among them, which would split an email header) and the line and
 # paragraph separators, which do the same in some mail software.
 CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+# The bidi embeddings, overrides and isolates: a name never needs them, and
+# one left open turns what follows it around wherever the name is shown (a
+# subject "Cara\u202e sent 2 messages about Physics", a file "cv\u202efdp.exe"
+# in the bell). The marks (U+200E, U+200F) that RTL names may carry are kept.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # The longest address RFC 5321 lets through (and what the column holds).
 EMAIL_MAX_CHARS = 320
 
@@ -61,7 +66,8 @@ def _require(value: object, what: str) -> None:
 
 def check_text(value: object, what: str, max_len: int) -> str:
     """A name or title: 1-max_len characters, no control characters (they
-    would end up in email headers and page titles), outer spaces dropped."""
+    would end up in email headers and page titles) nor bidi overrides,
+    outer spaces dropped."""
     _require(value, what)
     if not isinstance(value, str):
         raise invalid(f"{what} must be a string.")
@@ -69,6 +75,8 @@ def check_text(value: object, what: str, max_len: int) -> str:
         raise invalid(f"{what} must be 1-{max_len} characters.")
     if any(unicodedata.category(c) in CONTROL_CATEGORIES for c in value):
         raise invalid(f"{what} must not contain control characters or line breaks.")
+    if any(c in BIDI_CONTROLS for c in value):
+        raise invalid(f"{what} must not contain bidi override, embedding or isolate characters.")
     return value.strip()
 
 

@@ -49,7 +49,15 @@ NOT_ONE_ADDRESS = [
     "",
 ]
 
-CONTROL_CHARACTERS = ["Rita\r\nBcc: x@evil.example", "Rita\x00", "Rita\x1b[31m", "Rita\u2028Smith"]
+CONTROL_CHARACTERS = [
+    "Rita\r\nBcc: x@evil.example",
+    "Rita\x00",
+    "Rita\x1b[31m",
+    "Rita\u2028Smith",
+    # Bidi overrides and isolates: "Rita\u202e sent you a message" reads backwards.
+    "Rita \u202egnp.exe",
+    "Rita \u2067Smith",
+]
 
 
 def staff_body(**changes: Any) -> dict[str, Any]:
@@ -136,7 +144,13 @@ async def test_control_characters_are_refused_in_every_name_and_title(host: Host
 
 
 async def test_ordinary_names_pass(host: Host) -> None:
-    for name in ("Zoë O'Brien-Ñúñez", "李小龙", "Renée\u00a0Dupont", "Ana María de la Cruz"):
+    for name in (
+        "Zoë O'Brien-Ñúñez",
+        "李小龙",
+        "Renée\u00a0Dupont",
+        "Ana María de la Cruz",
+        "\u200fمحمد علي",  # an RTL mark stays allowed
+    ):
         response = await host.client.put(
             "/api/v1/staff/rita", json=staff_body(name=name), headers=AUTH
         )
