@@ -247,8 +247,44 @@ def plain_text(body: str) -> str:
     return " ".join("".join(parts).split())
 
 
-def preview(body: str, limit: int = 140) -> str:
+def mail_text(body: str) -> str:
+    """`plain_text` for an email, where a link's words alone take nobody
+    anywhere: a link whose words are not its address is followed by the
+    address in brackets ("book a slot (https://cal.example/x)"), which mail
+    clients link. A link that shows its address (a bare URL, `<…>`, words
+    that are the address) is as in `plain_text`."""
+    parts: list[str] = []
+    for token in _markdown.parse(body):
+        if token.type != "inline":
+            parts.append(" ")
+            continue
+        href: str | None = None
+        words: list[str] = []
+        for child in token.children or ():
+            if child.type == "text":
+                parts.append(child.content)
+                words.append(child.content)
+            elif child.type in ("softbreak", "hardbreak"):
+                parts.append(" ")
+                words.append(" ")
+            elif child.type == "link_open" and child.info != "auto":
+                # Written as `[words](address)`; a bare URL or `<…>` that
+                # markdown-it linked ("auto") shows its address already.
+                href, words = str(child.attrGet("href") or ""), []
+            elif child.type == "link_close" and href is not None:
+                shown = " ".join("".join(words).split())
+                address = href.removeprefix("mailto:")
+                bare = address.split("://", 1)[-1]
+                if address and shown not in (href, address, bare, bare.rstrip("/")):
+                    parts.append(f" ({address})")
+                href = None
+    return " ".join("".join(parts).split())
+
+
+def preview(body: str, limit: int = 140, *, addresses: bool = False) -> str:
     """`plain_text` of about `limit` characters, cut between words and marked with "…".
+    With `addresses`, `mail_text`: links written with words show where
+    they go (an email's previews).
 
     A cut never falls inside a link: a mail client would still make the
     cut words a link, one that goes somewhere else. A link the limit falls
@@ -260,7 +296,7 @@ def preview(body: str, limit: int = 140) -> str:
     """
     if limit < 1:
         raise ValueError("preview limit must be at least one character")
-    text = plain_text(body)
+    text = mail_text(body) if addresses else plain_text(body)
     if len(text) <= limit:
         return text
     cut = limit - len(ELLIPSIS)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from linkify_it import LinkifyIt  # type: ignore[import-untyped]
 
 from chatserver.chat.formatting import PREVIEW_LINK_CHARS, preview
 from chatserver.notify.compose import PREVIEW_CHARS, Composer
@@ -198,3 +199,42 @@ async def test_an_emailed_long_link_arrives_whole(
     [email] = smtp.bag.messages()
     for part in (text_of(email), html_of(email)):
         assert [link for link in links_in(part) if link.startswith(ORIGIN)] == [url]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # Words the composer's link button (or a URL pasted over them) made
+        # a link: the email shows where it goes.
+        (
+            f"Please [book a slot]({ORIGIN}book) for Tuesday.",
+            f"Please book a slot ({ORIGIN}book) for Tuesday.",
+        ),
+        (f"[**Bold** words]({ORIGIN}b)", f"Bold words ({ORIGIN}b)"),
+        ("Write to [me](mailto:alice@acme.example).", "Write to me (alice@acme.example)."),
+        # Words that look like another address: the real one follows them.
+        (f"[https://acme.example/jobs]({ORIGIN}x)", f"https://acme.example/jobs ({ORIGIN}x)"),
+        # A link that shows its address is not repeated.
+        (f"See {ORIGIN}a or <{ORIGIN}b>.", f"See {ORIGIN}a or {ORIGIN}b."),
+        ("[example.com/jobs](https://example.com/jobs)", "example.com/jobs"),
+    ],
+)
+def test_an_email_preview_shows_where_a_link_of_words_goes(body: str, expected: str) -> None:
+    assert preview(body, PREVIEW_CHARS, addresses=True) == expected
+
+
+async def test_an_emailed_link_of_words_arrives_with_its_address(
+    scene: Scene, notifier: Any, smtp: SmtpServer, clock: MovableClock
+) -> None:
+    url = f"{ORIGIN}interviews/book?candidate=cara"
+    sent = await scene.alice.send(scene.conversation, f"Please [book your interview]({url}).")
+    assert sent.status_code == 201, sent.text
+    clock.advance(DELAY + 1)
+    assert (await notifier.run_once()).handled == 1
+    [email] = smtp.bag.messages()
+    assert f"book your interview ({url})." in text_of(email)
+    for part in (text_of(email), html_of(email)):
+        # As a mail client links it (linkify-it): the brackets are not part of it.
+        words = html.unescape(re.sub(r"<[^>]+>", " ", part))
+        found = [match.url for match in LinkifyIt().match(words) or []]
+        assert [link for link in found if link.startswith(ORIGIN)] == [url]
