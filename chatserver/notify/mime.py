@@ -26,8 +26,8 @@ from email.headerregistry import (
 from email.message import EmailMessage
 from email.policy import Policy
 from email.policy import default as DEFAULT_POLICY
-from email.utils import format_datetime, parseaddr
-from typing import cast
+from email.utils import format_datetime, getaddresses, parseaddr
+from typing import Any, cast
 
 from chatserver.settings import Settings
 
@@ -39,6 +39,8 @@ CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 DEFAULT_PRODUCT = "chatserver"
 # RFC 5322's limit on a line, the most a header may take unfolded.
 MAX_LINE_CHARS = 998
+# How an RFC 2047 encoded word starts: in a name it is text, never decoded.
+ENCODED_WORD_START = "=?"
 # What a display name cannot hold inside quotes: a quote, a backslash, or
 # what a reader could take for an encoded word (`=?`).
 QUOTE_UNSAFE = re.compile(r'["\\]|=\?')
@@ -75,10 +77,22 @@ class EncodedSubjectHeader(UnstructuredHeader, BaseHeader):
     the dash gone. Encoding the whole value keeps every space inside an
     encoded word. An ASCII subject (or a policy allowing UTF-8 headers)
     folds as usual.
+
+    Text that looks like an encoded word (`=?utf-8?b?4oCu?=` in a name) is
+    kept as the text it is: Python decoded it when the header was set, so a
+    name could bring in what names may not hold (a bidi override), and a
+    reader would decode it too; it is encoded whole like non-ASCII text.
     """
 
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        super().parse(value, kwds)
+        if ENCODED_WORD_START in value:
+            kwds["decoded"] = value
+
     def fold(self, *, policy: Policy) -> str:
-        if str(self).isascii() or getattr(policy, "utf8", False):
+        literal = ENCODED_WORD_START in str(self)
+        if not literal and (str(self).isascii() or getattr(policy, "utf8", False)):
             return super().fold(policy=policy)
         encoded = Header(str(self), "utf-8", header_name=self.name).encode(
             linesep=policy.linesep, maxlinelen=policy.max_line_length
@@ -102,6 +116,19 @@ class MailboxHeader(UniqueAddressHeader):
     """
 
     name: str  # BaseHeader's, which the registry mixes in
+
+    @classmethod
+    def parse(cls, value: Any, kwds: dict[str, Any]) -> None:
+        """`Name <address>` read as written: Python's own parser decodes
+        encoded words in a display name, so a name holding the text
+        `=?utf-8?q?=0A?=` became a line break and failed every email to its
+        person (and `=?utf-8?b?4oCu?=` a bidi override, which names may not
+        hold). Kept as text, it is encoded whole when folded."""
+        if isinstance(value, str):
+            pairs = getaddresses([value])
+            if pairs and all(spec for _, spec in pairs):
+                value = [Address(display_name=name, addr_spec=spec) for name, spec in pairs]
+        super().parse(value, kwds)
 
     def fold(self, *, policy: Policy) -> str:
         # Mailboxes only: these headers never carry a group (`name: …;`).

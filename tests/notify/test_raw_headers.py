@@ -142,3 +142,40 @@ async def test_a_name_that_reads_as_addresses_stays_one_display_name_on_the_wire
     assert sender.addr_spec == "chat@localhost"
     assert "<cara@evil.example>" in to.display_name
     assert "<hr@evil.example>" in sender.display_name
+
+
+# A name holding text that looks like RFC 2047 encoded words: a line break
+# and a Bcc, and a bidi override (which names may not hold).
+ENCODED_LOOKING = "Cara =?utf-8?q?=0D=0ABcc:_x@evil.example?= =?utf-8?b?4oCu?=gnp.exe"
+
+
+async def test_a_name_that_looks_like_encoded_words_is_sent_as_that_text(
+    scene: Scene, host: Host, notifier: Notifier, smtp: SmtpServer, clock: MovableClock
+) -> None:
+    """Python decoded the encoded words of a header given as text: Cara's
+    `To` held a line break and failed every email to her, and the Subject
+    naming her carried a bidi override to her colleagues."""
+    await host.application("app-1", status="interviewing", candidate_name=ENCODED_LOOKING)
+    await scene.alice.send(scene.conversation, "Could you do Monday?")
+    await scene.cara.send(scene.conversation, "Monday suits me.")
+    clock.advance(DELAY + 1)
+    await notifier.run_once()
+    raws = smtp.bag.raw_messages()
+    assert len(raws) == 3  # Cara; Alice and Bob
+    for raw in raws:
+        parsed = message_from_bytes(raw, policy=policy.default)
+        assert parsed["Bcc"] is None
+        assert "\u202e" not in str(parsed["Subject"]) + str(parsed["To"])
+    [to_cara] = [raw for raw in raws if b"cara@mail.example" in raw]
+    [cara] = message_from_bytes(to_cara, policy=policy.default)["To"].addresses
+    assert cara.addr_spec == "cara@mail.example"
+    # The text itself (Python's reader puts a space where encoded words meet).
+    assert unspaced(cara.display_name) == unspaced(ENCODED_LOOKING)
+    for raw in raws:
+        if raw is not to_cara:
+            subject = str(message_from_bytes(raw, policy=policy.default)["Subject"])
+            assert unspaced(subject).startswith(unspaced(ENCODED_LOOKING)), subject
+
+
+def unspaced(text: str) -> str:
+    return "".join(text.split())
