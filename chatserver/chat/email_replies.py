@@ -27,6 +27,8 @@ this order:
    and `>`-quoted lines dropped; attachments through the upload checks.
 6. **The send** (`message_send.send_message`, `via="email"`): the same policy,
    limits and rate limit as any send, delivered live and counted.
+7. **Read**: what emails had told the person about (up to their email
+   cursor) counts as read, as answering in the app follows reading there.
 
 A refusal the person can do something about (the policy, an attachment
 that is not allowed, a reply too long) is answered with one polite email
@@ -46,7 +48,7 @@ from enum import StrEnum
 from io import BytesIO
 from typing import Any
 
-from chatserver.chat import message_send, reply_mail, uploads, views
+from chatserver.chat import message_send, reads, reply_mail, uploads, views
 from chatserver.chat.reply_address import Author, recipients, resolve
 from chatserver.chat.reply_tokens import no_such_address
 from chatserver.chat.service import Chat
@@ -196,6 +198,8 @@ async def take_reply(
         await _explain(chat, author, client_id, exc)
         return Result(Outcome.EXPLAINED, error=exc, reason=exc.message)
     outcome = Outcome.TAKEN if sent.created else Outcome.DUPLICATE
+    if sent.created:
+        await _read_what_was_emailed(chat, author, int(sent.message["seq"]))
     log.info(
         "reply by email %s in conversation %s (seq %s)",
         outcome.value,
@@ -203,6 +207,20 @@ async def take_reply(
         sent.message["seq"],
     )
     return Result(outcome, sent.message)
+
+
+async def _read_what_was_emailed(chat: Chat, author: Author, reply_seq: int) -> None:
+    """Someone who answers an email has read what it told them, as someone
+    who answers in the app has read the conversation: the messages emailed
+    to them (up to their email cursor) count as read, for their inbox, bell
+    and digest, and the other side sees the receipt. What came after the
+    last email stays unread."""
+    async with chat.db.transaction() as conn:
+        emailed = await emails.emailed_through(
+            conn, author.conversation_id, author.viewer.kind.value, author.viewer.id
+        )
+    if emailed:
+        await reads.mark_read(chat, author.viewer, author.conversation_id, min(emailed, reply_seq))
 
 
 async def _already_posted(chat: Chat, author: Author, client_id: str) -> dict[str, Any] | None:

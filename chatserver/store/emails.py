@@ -202,6 +202,19 @@ async def advance_cursor(conn: AsyncConnection, due: Due, now: datetime) -> None
     await conn.execute(stmt)
 
 
+async def emailed_through(
+    conn: AsyncConnection, conversation_id: str, kind: str, person_id: str
+) -> int:
+    """The last seq of the conversation that emails to this person have
+    covered (their email cursor); 0 when none has."""
+    query = select(email_cursors.c.seq).where(
+        email_cursors.c.conversation_id == conversation_id,
+        email_cursors.c.recipient_kind == kind,
+        email_cursors.c.recipient_id == person_id,
+    )
+    return int((await conn.execute(query)).scalar_one_or_none() or 0)
+
+
 # -- digests ---------------------------------------------------------------------
 
 

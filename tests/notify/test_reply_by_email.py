@@ -189,6 +189,22 @@ async def test_staff_reply_by_email_as_themselves(
     assert (sender, body, via) == ("alice", "Yes, there are ten spaces.", "email")
 
 
+async def test_answering_an_email_reads_what_it_told_them_and_no_more(
+    scene: Scene, notifier: Notifier, smtp: SmtpServer, clock: MovableClock, mail_in: MailInServer
+) -> None:
+    email = await staff_email(scene, notifier, smtp, clock)
+    # Written after the email went out: Alice has not seen it.
+    later = await scene.cara.send(scene.conversation, "And is lunch provided?")
+    assert later.status_code == 201, later.text
+    await deliver(mail_in.port, reply(email, gmail_body("Yes, there are ten spaces.")))
+    # Not the emailed question, still the later one, in her inbox (and so
+    # her bell and tomorrow's digest); Bob, who did not answer, has both.
+    [alices] = (await scene.alice.inbox())["conversations"]
+    assert alices["unread"] == 1
+    [bobs] = (await scene.bob.inbox())["conversations"]
+    assert bobs["unread"] == 2
+
+
 # -- refused at RCPT TO ---------------------------------------------------------------
 
 
