@@ -252,9 +252,16 @@ def mail_text(body: str) -> str:
     anywhere: a link whose words are not its address is followed by the
     address in brackets ("book a slot (https://cal.example/x)"), which mail
     clients link. A link that shows its address (a bare URL, `<…>`, words
-    that are the address) is as in `plain_text`."""
+    that are the address) is as in `plain_text`. A list's items keep their
+    mark: "Bring: • passport • two references", "1. call 2. visit"."""
     parts: list[str] = []
     for token in _markdown.parse(body):
+        if token.type == "list_item_open":
+            # On one line, a list's items would run together ("passport
+            # certificates two references"): each keeps its mark.
+            bullet = token.markup in ("-", "*", "+")
+            parts.append(" \N{BULLET} " if bullet else f" {token.info}{token.markup} ")
+            continue
         if token.type != "inline":
             parts.append(" ")
             continue
@@ -281,10 +288,10 @@ def mail_text(body: str) -> str:
     return " ".join("".join(parts).split())
 
 
-def preview(body: str, limit: int = 140, *, addresses: bool = False) -> str:
+def preview(body: str, limit: int = 140, *, for_email: bool = False) -> str:
     """`plain_text` of about `limit` characters, cut between words and marked with "…".
-    With `addresses`, `mail_text`: links written with words show where
-    they go (an email's previews).
+    `for_email` previews `mail_text` instead (an email's previews: links
+    written with words show where they go, list items keep their marks).
 
     A cut never falls inside a link: a mail client would still make the
     cut words a link, one that goes somewhere else. A link the limit falls
@@ -296,7 +303,7 @@ def preview(body: str, limit: int = 140, *, addresses: bool = False) -> str:
     """
     if limit < 1:
         raise ValueError("preview limit must be at least one character")
-    text = mail_text(body) if addresses else plain_text(body)
+    text = mail_text(body) if for_email else plain_text(body)
     if len(text) <= limit:
         return text
     cut = limit - len(ELLIPSIS)

@@ -186,7 +186,7 @@ class Composer:
         items = [
             {
                 "sender_name": display(m["sender_name"]),
-                "preview": preview(m["body"], PREVIEW_CHARS, addresses=True),
+                "preview": preview(m["body"], PREVIEW_CHARS, for_email=True),
                 "files": files_line(files.get(int(m["seq"]), ())),
                 "sent_at": _time(m["created_at"], tz),
             }
@@ -283,7 +283,7 @@ class Composer:
                 "about": display(item["job_title"] if staff else item["org_name"]),
                 "org_name": display(item["org_name"]),
                 "unread": item["unread"],
-                "preview": preview(item["last_body"], PREVIEW_CHARS, addresses=True),
+                "preview": preview(item["last_body"], PREVIEW_CHARS, for_email=True),
                 "files": files_line(item.get("last_files", ())),
                 "link": (
                     self.conversation_link(item["id"])

@@ -220,7 +220,7 @@ async def test_an_emailed_long_link_arrives_whole(
     ],
 )
 def test_an_email_preview_shows_where_a_link_of_words_goes(body: str, expected: str) -> None:
-    assert preview(body, PREVIEW_CHARS, addresses=True) == expected
+    assert preview(body, PREVIEW_CHARS, for_email=True) == expected
 
 
 async def test_an_emailed_link_of_words_arrives_with_its_address(
@@ -238,3 +238,19 @@ async def test_an_emailed_link_of_words_arrives_with_its_address(
         words = html.unescape(re.sub(r"<[^>]+>", " ", part))
         found = [match.url for match in LinkifyIt().match(words) or []]
         assert [link for link in found if link.startswith(ORIGIN)] == [url]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "Please bring:\n- passport\n- two references\n\nThanks!",
+            "Please bring: \N{BULLET} passport \N{BULLET} two references Thanks!",
+        ),
+        ("1. Call us\n2. Visit the school", "1. Call us 2. Visit the school"),
+        ("3) third\n4) fourth", "3) third 4) fourth"),
+        ("* star\n  - nested", "\N{BULLET} star \N{BULLET} nested"),
+    ],
+)
+def test_an_email_preview_keeps_the_marks_of_a_lists_items(body: str, expected: str) -> None:
+    assert preview(body, PREVIEW_CHARS, for_email=True) == expected
