@@ -104,6 +104,11 @@ class Composer:
         recipient = await _person(conn, kind, person_id)
         if recipient is None:
             return None
+        if kind == Role.STAFF and recipient["removed_at"] is not None:
+            # The host removed them (DELETE /api/v1/staff) after the email
+            # was planned: they left, and the conversation's words with them
+            # would leave too.
+            return None
         if email["topic"] == REPLY_REFUSED:
             # The answer to an email the person just sent: not a
             # notification, so it goes out whatever their setting.

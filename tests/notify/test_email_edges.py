@@ -20,7 +20,7 @@ from chatserver.notify.unsubscribe import Recipient, UnsubscribeLinks
 from chatserver.notify.worker import Notifier
 from chatserver.settings import Settings
 from tests.conftest import Scene
-from tests.helpers import Host, Person, signed_in
+from tests.helpers import AUTH, Host, Person, signed_in
 from tests.notify.conftest import MovableClock, SmtpServer, html_of, subject, text_of
 from tests.notify.test_digest import NEW_YORK, choose, next_local
 
@@ -111,6 +111,21 @@ async def test_staff_unsubscribe_and_a_pending_email_is_dropped(
     await notifier.send_due()
     assert len(smtp.bag.to("bob@acme.example")) == 1  # the planned one was dropped
     assert len(smtp.bag.to("alice@acme.example")) == 2
+
+
+async def test_a_pending_email_to_staff_the_host_removed_is_dropped(
+    scene: Scene, host: Host, notifier: Notifier, smtp: SmtpServer, clock: MovableClock
+) -> None:
+    # Bob left while emails about Cara's message waited (SMTP down, or the
+    # seconds between planning and sending): her words never reach him.
+    await scene.cara.send(scene.conversation, "My new number is 07700 900123")
+    clock.advance(DELAY + 1)
+    assert await notifier.plan() == 2  # Alice and Bob, not yet sent
+    removed = await host.client.delete("/api/v1/staff/bob", headers=AUTH)
+    assert removed.status_code == 204, removed.text
+    await notifier.run_once()
+    assert len(smtp.bag.to("alice@acme.example")) == 1
+    assert smtp.bag.to("bob@acme.example") == []
 
 
 async def test_a_forged_or_damaged_unsubscribe_link_changes_nothing(
