@@ -35,6 +35,13 @@ class BodyNotJson(ChatError):
 
 
 class OrjsonResponse(JSONResponse):
+    """Every JSON answer is one caller's (their messages, their CSRF token,
+    a host's data): no cache, shared or the browser's, may keep it."""
+
+    def __init__(self, content: Any, status_code: int = 200, **kwargs: Any) -> None:
+        super().__init__(content, status_code, **kwargs)
+        self.headers.setdefault("Cache-Control", "private, no-store")
+
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
 

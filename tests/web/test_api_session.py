@@ -39,6 +39,20 @@ async def test_every_endpoint_needs_a_session(scene: Scene, new_client: Any) -> 
         error_of(response, 401, "unauthorized")
 
 
+async def test_no_cache_may_keep_an_answer(scene: Scene, host: Host) -> None:
+    """A shared proxy or the browser's back button must not keep a
+    person's messages or CSRF token, nor a host's data, nor an error."""
+    answers = [
+        await scene.alice.client.get("/api/me"),
+        await scene.alice.client.get("/api/conversations"),
+        await scene.cara.client.get(f"/api/conversations/{scene.conversation}/messages"),
+        await scene.mallory.client.get(f"/api/conversations/{scene.conversation}"),
+        await host.client.get("/api/v1/applications/app-1/audit", headers=host.auth),
+    ]
+    assert [r.status_code for r in answers] == [200, 200, 200, 404, 200]
+    assert {r.headers["cache-control"] for r in answers} == {"private, no-store"}
+
+
 async def test_me_describes_the_signed_in_person(scene: Scene) -> None:
     alice = (await scene.alice.client.get("/api/me")).json()
     assert alice == {
