@@ -227,38 +227,24 @@ def render_markdown(body: str) -> str:
     return cleaned.rstrip("\n")
 
 
-def plain_text(body: str) -> str:
+def plain_text(body: str, *, for_email: bool = False) -> str:
     """The words of a body without formatting, on one line: for previews, emails and search.
 
     Walks the parse tree rather than stripping tags from `render`'s output,
     so escapes and entities come out as the characters they stand for and
     the result is text, not HTML (templates escape it like any other text).
+
+    `for_email`: in an email a link's words alone take nobody anywhere, so
+    a link whose words are not its address is followed by the address in
+    brackets ("book a slot (https://cal.example/x)"), which mail clients
+    link; a link that shows its address (a bare URL, `<…>`, words that are
+    the address) is left as it is. And a list's items, which on one line
+    would run together ("passport certificates two references"), keep
+    their marks: "Bring: • passport • two references", "1. call 2. visit".
     """
     parts: list[str] = []
     for token in _markdown.parse(body):
-        if token.type != "inline":
-            parts.append(" ")
-            continue
-        for child in token.children or ():
-            if child.type == "text":
-                parts.append(child.content)
-            elif child.type in ("softbreak", "hardbreak"):
-                parts.append(" ")
-    return " ".join("".join(parts).split())
-
-
-def mail_text(body: str) -> str:
-    """`plain_text` for an email, where a link's words alone take nobody
-    anywhere: a link whose words are not its address is followed by the
-    address in brackets ("book a slot (https://cal.example/x)"), which mail
-    clients link. A link that shows its address (a bare URL, `<…>`, words
-    that are the address) is as in `plain_text`. A list's items keep their
-    mark: "Bring: • passport • two references", "1. call 2. visit"."""
-    parts: list[str] = []
-    for token in _markdown.parse(body):
-        if token.type == "list_item_open":
-            # On one line, a list's items would run together ("passport
-            # certificates two references"): each keeps its mark.
+        if for_email and token.type == "list_item_open":
             bullet = token.markup in ("-", "*", "+")
             parts.append(" \N{BULLET} " if bullet else f" {token.info}{token.markup} ")
             continue
@@ -274,24 +260,30 @@ def mail_text(body: str) -> str:
             elif child.type in ("softbreak", "hardbreak"):
                 parts.append(" ")
                 words.append(" ")
-            elif child.type == "link_open" and child.info != "auto":
+            elif for_email and child.type == "link_open" and child.info != "auto":
                 # Written as `[words](address)`; a bare URL or `<…>` that
                 # markdown-it linked ("auto") shows its address already.
                 href, words = str(child.attrGet("href") or ""), []
             elif child.type == "link_close" and href is not None:
-                shown = " ".join("".join(words).split())
-                address = href.removeprefix("mailto:")
-                bare = address.split("://", 1)[-1]
-                if address and shown not in (href, address, bare, bare.rstrip("/")):
-                    parts.append(f" ({address})")
+                parts.append(_address_after(" ".join("".join(words).split()), href))
                 href = None
     return " ".join("".join(parts).split())
 
 
+def _address_after(shown: str, href: str) -> str:
+    """What follows a link's words in an email: its address, unless the
+    words already are that address."""
+    address = href.removeprefix("mailto:")
+    bare = address.split("://", 1)[-1]
+    if address and shown not in (href, address, bare, bare.rstrip("/")):
+        return f" ({address})"
+    return ""
+
+
 def preview(body: str, limit: int = 140, *, for_email: bool = False) -> str:
     """`plain_text` of about `limit` characters, cut between words and marked with "…".
-    `for_email` previews `mail_text` instead (an email's previews: links
-    written with words show where they go, list items keep their marks).
+    `for_email` is `plain_text`'s (an email's previews: links written with
+    words show where they go, list items keep their marks).
 
     A cut never falls inside a link: a mail client would still make the
     cut words a link, one that goes somewhere else. A link the limit falls
@@ -303,7 +295,7 @@ def preview(body: str, limit: int = 140, *, for_email: bool = False) -> str:
     """
     if limit < 1:
         raise ValueError("preview limit must be at least one character")
-    text = mail_text(body) if for_email else plain_text(body)
+    text = plain_text(body, for_email=for_email)
     if len(text) <= limit:
         return text
     cut = limit - len(ELLIPSIS)
