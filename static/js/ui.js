@@ -65,9 +65,16 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "Escape") closeAllMenus();
 });
 
+/** An avatar's letters: the first letter or digit, a whole character of any
+ * script, of the first and the last word that has one ("花子 山田" is "花山",
+ * "英語教師 (Englischlehrer:in)" is "英E"; "🙂" has none). */
 export function initials(name) {
-  const words = (name || "?").trim().split(/\s+/);
-  return ((words[0] || "?")[0] + (words.length > 1 ? words[words.length - 1][0] : "")).toUpperCase();
+  const firsts = (name || "")
+    .split(/\s+/)
+    .map((word) => word.match(/[\p{L}\p{N}]/u)?.[0])
+    .filter(Boolean);
+  if (firsts.length === 0) return "?";
+  return (firsts[0] + (firsts.length > 1 ? firsts[firsts.length - 1] : "")).toUpperCase();
 }
 
 /** A stable colour for a person, so the same candidate always looks the same. */

@@ -184,6 +184,22 @@ def test_search_matches_are_highlighted_folding_case_and_accents(
     assert marked == [["Chloé"], ["Chloé"], ["Zoë", "Martin"], [], ["file", "ﬁle"], []]
 
 
+def test_avatars_show_whole_letters_of_any_script(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter")
+    ats.application("hanako", "山田 花子 🙂", job="英語教師 (Englischlehrer:in)")
+    inbox = browsers.open(ats.staff_link(alice))
+    expect(inbox.locator(f"{ITEM} .avatar")).to_have_text("山花")
+    names = ["英語教師 (Englischlehrer:in)", "𠀋子 🙂", "🙂", "", "o'brien mary"]
+    shown = inbox.evaluate(
+        """async (names) => {
+            const { initials } = await import("/static/js/ui.js");
+            return names.map(initials);
+        }""",
+        names,
+    )
+    assert shown == ["英E", "𠀋", "?", "?", "OM"]
+
+
 def test_a_search_result_shows_the_message_it_was_found_in(browsers: Browsers, ats: Ats) -> None:
     """The row of a conversation found by an older message previews that
     message, from near the match, instead of the newest one."""
