@@ -61,16 +61,25 @@ def assert_one_click_headers_raw(raw: bytes) -> None:
     assert JOB_TITLE in " ".join(str(parsed["Subject"]).split())
 
 
-async def test_smtp_carries_list_unsubscribe_raw(
-    scene: Scene, host: Host, notifier: Notifier, smtp: SmtpServer, clock: MovableClock
-) -> None:
-    await host.application("app-1", status="interviewing", job_title=JOB_TITLE)
+async def emails_of_an_exchange(
+    scene: Scene, notifier: Notifier, smtp: SmtpServer, clock: MovableClock
+) -> list[bytes]:
+    """Alice writes, Cara answers, and the notifier runs: the three emails
+    (Cara's, Alice's and Bob's) as SMTP carried them."""
     await scene.alice.send(scene.conversation, "Could you do Monday?")
     await scene.cara.send(scene.conversation, "Monday suits me.")
     clock.advance(DELAY + 1)
     await notifier.run_once()
     raws = smtp.bag.raw_messages()
-    assert len(raws) == 3  # Cara; Alice and Bob
+    assert len(raws) == 3
+    return raws
+
+
+async def test_smtp_carries_list_unsubscribe_raw(
+    scene: Scene, host: Host, notifier: Notifier, smtp: SmtpServer, clock: MovableClock
+) -> None:
+    await host.application("app-1", status="interviewing", job_title=JOB_TITLE)
+    raws = await emails_of_an_exchange(scene, notifier, smtp, clock)
     for raw in raws:
         assert_one_click_headers_raw(raw)
 
@@ -156,12 +165,7 @@ async def test_a_name_that_looks_like_encoded_words_is_sent_as_that_text(
     `To` held a line break and failed every email to her, and the Subject
     naming her carried a bidi override to her colleagues."""
     await host.application("app-1", status="interviewing", candidate_name=ENCODED_LOOKING)
-    await scene.alice.send(scene.conversation, "Could you do Monday?")
-    await scene.cara.send(scene.conversation, "Monday suits me.")
-    clock.advance(DELAY + 1)
-    await notifier.run_once()
-    raws = smtp.bag.raw_messages()
-    assert len(raws) == 3  # Cara; Alice and Bob
+    raws = await emails_of_an_exchange(scene, notifier, smtp, clock)
     for raw in raws:
         parsed = message_from_bytes(raw, policy=policy.default)
         assert parsed["Bcc"] is None
