@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -302,7 +302,7 @@ class Composer:
         subject = f"Daily summary: {len(rows)}{'+' if more else ''} conversation{plural} unread"
         values = {
             "recipient_name": display(recipient["name"]),
-            "local_date": local_date,
+            "local_date": _day(local_date),
             "items": rows,
             "more": f"{self._settings.base_url}/inbox"
             if more and recipient_kind == Role.STAFF
@@ -368,6 +368,13 @@ async def _person(conn: AsyncConnection, kind: str, person_id: str) -> RowMappin
 def _date(at: datetime, tz: ZoneInfo) -> str:
     local = at.astimezone(tz)
     return f"{local.day} {local:%B %Y}"
+
+
+def _day(iso_date: str) -> str:
+    """The digest's day as people write it ("Friday 4 December 2026"), not
+    as the planner keys it (2026-12-04)."""
+    day = date.fromisoformat(iso_date)
+    return f"{day:%A} {day.day} {day:%B %Y}"
 
 
 def _time(at: datetime, tz: ZoneInfo) -> str:

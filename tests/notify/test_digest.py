@@ -56,6 +56,8 @@ async def test_a_daily_reader_gets_one_digest_at_the_local_digest_hour(
     [digest] = smtp.bag.to("alice@acme.example")
     assert subject(digest) == "Daily summary: 2 conversations unread"
     text = text_of(digest)
+    day = clock().astimezone(NEW_YORK)
+    assert f"Your summary for {day:%A} {day.day} {day:%B %Y}: 2 conversations" in text
     assert "Cara · Teacher of Mathematics · 2 unread" in text
     assert "Shall I bring my certificates?" in text
     assert "Erin · Librarian · 1 unread" in text
