@@ -41,14 +41,10 @@ DEFAULT_PRODUCT = "chatserver"
 MAX_LINE_CHARS = 998
 # How an RFC 2047 encoded word starts: in a name it is text, never decoded.
 ENCODED_WORD_START = "=?"
-# What a display name cannot hold inside quotes: a quote, a backslash, or
-# what a reader could take for an encoded word (`=?`).
-QUOTE_UNSAFE = re.compile(r'["\\]|=\?')
-# A display name written as it is: words of RFC 5322 atext and spaces, and
-# no encoded word.
-PLAIN_NAME = re.compile(
-    r"(?!.*=\?)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-)
+# What a display name cannot hold inside quotes: a quote or a backslash.
+QUOTE_UNSAFE = re.compile(r'["\\]')
+# A display name written as it is: words of RFC 5322 atext and spaces.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 
 
 class WholeLineHeader(UnstructuredHeader, BaseHeader):
@@ -139,12 +135,16 @@ class MailboxHeader(UniqueAddressHeader):
             spec = f"<{address.addr_spec}>{separator}"
             name = address.display_name
             quoted = f'"{name}"'
+            # A name holding what a reader could take for an encoded word
+            # is encoded whole, whether plain or quotable otherwise.
+            literal = ENCODED_WORD_START in name
             if not name:
                 words = []
-            elif PLAIN_NAME.fullmatch(name):
+            elif PLAIN_NAME.fullmatch(name) and not literal:
                 words = name.split(" ")
             elif (
                 name.isascii()
+                and not literal
                 and not QUOTE_UNSAFE.search(name)
                 and len(lines[-1]) + len(quoted) + len(spec) + 2 <= limit
             ):
