@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -33,16 +32,6 @@ STOP_TIMEOUT = 10.0
 POLL_INTERVAL = 0.05
 
 
-# Under pytest-xdist each worker picks its ports from a band of its own,
-# below the kernel's ephemeral range (32768 and up): a port that one
-# worker's server lets go (a test that restarts a server on its port) is
-# never handed meanwhile to another worker's server, which would then answer
-# in its place. Outside xdist the kernel picks (bind to port 0).
-PORT_BANDS_START = 10_000
-PORT_BAND_SIZE = 2_500
-PORT_BANDS = 9
-
-
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
     return free_ports(1)[0]
@@ -52,26 +41,13 @@ def free_ports(count: int) -> list[int]:
     """`count` loopback ports nobody listens on, all different: each is
     held until all are picked (picked one by one and let go, two could be
     the same: a cluster node's bus port once was another node's port)."""
-    band = _worker_band()
     with contextlib.ExitStack() as held:
-        ports: list[int] = []
-        while len(ports) < count:
+        ports = []
+        for _ in range(count):
             sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            try:
-                sock.bind(("127.0.0.1", random.choice(band) if band else 0))
-            except OSError:
-                continue
+            sock.bind(("127.0.0.1", 0))
             ports.append(int(sock.getsockname()[1]))
     return ports
-
-
-def _worker_band() -> range | None:
-    """This xdist worker's ports ("gw3" is the fourth band), or None."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if not (worker.startswith("gw") and worker[2:].isdigit()) or int(worker[2:]) >= PORT_BANDS:
-        return None
-    start = PORT_BANDS_START + int(worker[2:]) * PORT_BAND_SIZE
-    return range(start, start + PORT_BAND_SIZE)
 
 
 def unique(label: str) -> str:
