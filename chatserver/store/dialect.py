@@ -9,6 +9,8 @@ synchronous driver Alembic uses are here for the same reason.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,10 +94,32 @@ class Lockable:
         return await for_update(conn, self.plain)
 
 
+class _RollingBackConnection(sqlite3.Connection):
+    """A SQLite connection that ends its transaction before it closes.
+
+    SQLAlchemy closes a connection whose task was cancelled midway (a
+    client that left while its request was in the database). If a
+    statement of that connection is still open, as a read whose rows were
+    not all fetched is, SQLite only marks the connection closed and keeps
+    it, with its transaction and so the database's one write lock, until
+    that statement is garbage collected: every other writer waits its
+    30 s busy timeout meanwhile, and the server stops answering writes.
+    A rollback first ends the transaction and releases the lock at once
+    (SQLite ends the open reads with it)."""
+
+    def close(self) -> None:
+        # If the rollback fails, closing is all that is left to do.
+        with contextlib.suppress(sqlite3.Error):
+            self.rollback()
+        super().close()
+
+
 def sqlite_engine(url: str) -> AsyncEngine:
     """An engine for the embedded SQLite database, each connection set up
     as the store expects."""
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(
+        url, connect_args={"timeout": 30, "factory": _RollingBackConnection}
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]

@@ -2,21 +2,23 @@
 for the commit only, never for the broker; a retry that finds its message
 stored publishes it again; a send the database cannot take in time is
 answered `unavailable` within a bound, and its retry finds it if it
-committed after all. Both backends (the stalls are of our making, the
-databases real)."""
+committed after all; clients that leave while their requests are in the
+database cost the next send nothing. Both backends (the stalls are of our
+making, the databases real)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import random
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.chat.events import Events
@@ -30,7 +32,7 @@ from chatserver.errors import ChatError, ErrorCode
 from chatserver.settings import Settings
 from chatserver.store.contexts import SendContext
 from chatserver.store.db import Database
-from chatserver.store.tables import messages
+from chatserver.store.tables import messages, organisations
 from tests.chat.sends import chat_of, viewer
 from tests.chat.test_sending import PG_ONLY
 from tests.conftest import Scene
@@ -217,6 +219,55 @@ async def test_a_send_that_expired_in_the_queue_is_never_written(scene: Scene, a
         await sends.stop()
     stored = await chat_messages(app)
     assert stored == ["First"]
+
+
+# Rounds of requests cancelled midway (a crowd of clients leaving), and the
+# most any one round may take before the next send must be stored.
+LEAVING_ROUNDS = 40
+LEAVING_PER_ROUND = 8
+
+
+async def test_requests_cancelled_midway_leave_the_database_writable(
+    scene: Scene, app: Any
+) -> None:
+    """Clients leave while their requests are in the database: each task is
+    cancelled at some point of a transaction that wrote and then reads.
+    After each round, a send is stored within the bound. On SQLite a
+    connection closed with a read still open used to keep its transaction,
+    and with it the database's one write lock, until garbage collected, so
+    every writer waited out its 30 s busy timeout (docs/architecture.md,
+    "Rules the code keeps")."""
+    chat = chat_of(app)
+    alice = await viewer(chat, "staff", "alice")
+    sends = queue(chat, chat.events)
+    await sends.start()
+
+    async def leaves_midway(n: int) -> None:
+        async with chat.db.transaction() as conn:
+            await conn.execute(insert(organisations).values(id=f"leaving-{n}", name="Leaving"))
+            await conn.execute(select(func.count()).select_from(organisations))
+
+    rng = random.Random(1)
+    try:
+        for round_ in range(LEAVING_ROUNDS):
+            tasks = [
+                asyncio.create_task(leaves_midway(round_ * LEAVING_PER_ROUND + n))
+                for n in range(LEAVING_PER_ROUND)
+            ]
+            await asyncio.sleep(rng.random() * 0.01)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                stored = await asyncio.wait_for(
+                    sends.submit(send(alice, scene.conversation, f"Round {round_}")),
+                    ANSWER_WITHIN,
+                )
+            except (TimeoutError, ChatError) as exc:
+                pytest.fail(f"after round {round_}, a send was not stored: {exc!r}")
+            assert stored.message["seq"] == round_ + 1
+    finally:
+        await sends.stop()
 
 
 async def chat_messages(app: Any) -> list[str]:
