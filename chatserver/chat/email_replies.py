@@ -80,6 +80,13 @@ class Result:
 # Refusals the person gets an email about: what they sent cannot be posted.
 # The others are about the mail's origin (not_found, forbidden: nobody to
 # tell), or temporary (rate_limited, unavailable: the sender retries).
+# What a reply with nothing to post is told: the usual cause is an answer
+# written inside the quoted email, or none at all, and the app's own
+# wording ("A message needs a body or an attachment") would not say so.
+NOTHING_OF_ITS_OWN = (
+    "Your reply had no text of its own (the quoted email is left out), so nothing "
+    "was posted. Write your answer above the quoted email."
+)
 EXPLAINED_CODES = frozenset(
     {ErrorCode.NOT_ALLOWED, ErrorCode.CONVERSATION_ENDED, ErrorCode.INVALID, ErrorCode.TOO_LARGE}
 )
@@ -180,15 +187,18 @@ async def take_reply(
     if original is not None:
         return Result(Outcome.DUPLICATE, original)
     try:
+        # Regular expressions over up to TEXT_SCANNED characters: off the
+        # event loop.
+        text = await asyncio.to_thread(reply_mail.reply_text, mail)
         attachment_ids = await _store_attachments(chat, author, mail)
+        if not text.strip() and not attachment_ids:
+            raise invalid(NOTHING_OF_ITS_OWN)
         sent = await message_send.send_message(
             chat,
             author.viewer,
             author.conversation_id,
             client_id,
-            # Regular expressions over up to TEXT_SCANNED characters: off
-            # the event loop.
-            await asyncio.to_thread(reply_mail.reply_text, mail),
+            text,
             attachment_ids,
             via=views.VIA_EMAIL,
         )

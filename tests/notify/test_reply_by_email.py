@@ -437,6 +437,26 @@ async def test_a_refused_attachment_is_explained_not_dropped(
     assert "cv.pdf" in text_of(explanation)
 
 
+async def test_a_reply_of_only_the_quoted_email_is_explained_as_such(
+    scene: Scene,
+    app: Any,
+    notifier: Notifier,
+    smtp: SmtpServer,
+    clock: MovableClock,
+    mail_in: MailInServer,
+) -> None:
+    """An answer typed inside the quote, or none: nothing is posted and
+    the explanation says to write above the quoted email."""
+    email = await candidate_email(scene, notifier, smtp, clock)
+    _, answer = await deliver(mail_in.port, reply(email, gmail_body("")))
+    assert "reason was sent to you by email" in answer
+    assert await count_rows(app, messages, conversation_id=scene.conversation) == 1
+    await notifier.run_once()
+    explanation = text_of(smtp.bag.to("cara@mail.example")[-1])
+    assert "no text of its own" in explanation
+    assert "above the quoted email" in explanation
+
+
 # -- the policy ------------------------------------------------------------------------
 
 
