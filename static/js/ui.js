@@ -15,6 +15,47 @@ export function closeAllMenus(except) {
   }
 }
 
+// Space kept between an opened panel and the edge of what shows it.
+const EDGE = 8;
+
+/** The part of the window where `el` can be seen: the window, cut by every
+ * ancestor that clips what overflows it (a message's menu lives in the
+ * scrolling timeline, which ends at the composer). */
+function visibleArea(el) {
+  const area = { left: 0, top: 0, right: document.documentElement.clientWidth, bottom: window.innerHeight };
+  for (let up = el.parentElement; up; up = up.parentElement) {
+    if (getComputedStyle(up).overflow === "visible") continue;
+    const box = up.getBoundingClientRect();
+    area.left = Math.max(area.left, box.left);
+    area.top = Math.max(area.top, box.top);
+    area.right = Math.min(area.right, box.right);
+    area.bottom = Math.min(area.bottom, box.bottom);
+  }
+  return area;
+}
+
+/** Keeps an opened panel where it can be seen: above its button when it
+ * would run past the bottom and there is more room above, and moved
+ * sideways by what would spill over a side (a phone is narrower than a
+ * menu anchored to a message or the bell). */
+function fitInView(panel) {
+  panel.classList.remove("above");
+  panel.style.translate = "";
+  const area = visibleArea(panel);
+  let box = panel.getBoundingClientRect();
+  if (box.bottom > area.bottom - EDGE) {
+    const anchor = panel.parentElement.getBoundingClientRect();
+    if (anchor.top - area.top > area.bottom - anchor.bottom) {
+      panel.classList.add("above");
+      box = panel.getBoundingClientRect();
+    }
+  }
+  let shift = 0;
+  if (box.right > area.right - EDGE) shift = area.right - EDGE - box.right;
+  if (box.left + shift < area.left + EDGE) shift = area.left + EDGE - box.left;
+  if (shift) panel.style.translate = `${Math.round(shift)}px 0`;
+}
+
 /** A button that toggles a menu or popover: Escape, outside clicks and focus
  * leaving it (Tab out of the panel and its button) close it, arrow keys move
  * between menu items. */
@@ -38,6 +79,7 @@ export function bindMenu(button, panel, { onOpen } = {}) {
     button.setAttribute("aria-expanded", "true");
     openMenus.add(button);
     if (onOpen) onOpen();
+    fitInView(panel);
     const first = panel.querySelector('[role="menuitem"]:not([hidden])');
     if (first && event.detail === 0) first.focus();
   });

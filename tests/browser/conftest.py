@@ -177,7 +177,10 @@ class Ats:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
-    def staff(self, name: str, *, org: str = "org", timezone: str = "UTC") -> str:
+    def staff(
+        self, name: str, *, org: str = "org", timezone: str = "UTC", ops: bool = False
+    ) -> str:
+        """A staff member (`ops`: an operator, who may open /ops)."""
         staff_id = f"{name.split()[0].lower()}-{self.tag}"
         self._call(
             "PUT",
@@ -187,6 +190,7 @@ class Ats:
                 "name": name,
                 "email": f"{staff_id}@school.example",
                 "timezone": timezone,
+                "ops": ops,
             },
         )
         return staff_id

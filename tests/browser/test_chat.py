@@ -29,8 +29,8 @@ def message(page: Page, text: str) -> Locator:
     return page.locator(MESSAGE, has_text=text)
 
 
-def open_pair(browsers: Browsers, ats: Ats, **staff_kw: str) -> tuple[Page, Page, str]:
-    alice = ats.staff("Alice Recruiter", **staff_kw)
+def open_pair(browsers: Browsers, ats: Ats, timezone: str = "UTC") -> tuple[Page, Page, str]:
+    alice = ats.staff("Alice Recruiter", timezone=timezone)
     app = ats.application("app", "Cara Candidate")
     staff = browsers.open(ats.staff_link(alice))
     staff.goto(staff.url.replace("/inbox", f"/c/{app.conversation}"))

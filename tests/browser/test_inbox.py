@@ -196,6 +196,64 @@ def test_mobile_layout_shows_one_pane_at_a_time(
     mobile_candidate.screenshot(path=str(screenshots / "mobile-candidate-chat.png"))
 
 
+# A small phone (iPhone SE, 375 px wide): narrower than a message's menu
+# anchored to its bubble, or the bell's panel anchored to the bell.
+SMALL_PHONE = {"width": 375, "height": 667, "mobile": True}
+
+
+def overflow(page: Page, selector: str) -> list[str]:
+    """How the visible element `selector` goes past the window, or past an
+    ancestor that clips it (the timeline, which ends at the composer)."""
+    found = page.locator(selector).evaluate(
+        """(el) => {
+            const box = el.getBoundingClientRect();
+            const out = [];
+            const check = (name, area) => {
+                const past = box.left < area.left - 0.5 || box.right > area.right + 0.5
+                    || box.top < area.top - 0.5 || box.bottom > area.bottom + 0.5;
+                if (past) out.push(`${name}: ${JSON.stringify(box)} past ${JSON.stringify(area)}`);
+            };
+            check("window", { left: 0, top: 0, right: innerWidth, bottom: innerHeight });
+            for (let up = el.parentElement; up; up = up.parentElement) {
+                if (getComputedStyle(up).overflow !== "visible") {
+                    check(up.className || up.tagName, up.getBoundingClientRect());
+                }
+            }
+            return out;
+        }"""
+    )
+    return list(found)
+
+
+def test_menus_the_bell_and_the_ops_page_fit_a_small_phone(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter", ops=True)
+    cara = ats.application("cara", "Cara Candidate")
+    long = "Thank you for coming in today. " * 4
+    # Enough to fill the screen, so the newest sits right on the composer.
+    notes = [f"Note {n}: bring your certificates." for n in range(12)]
+    ats.staff_says(alice, cara.conversation, long, *notes)
+    candidate_says(ats, browsers, cara.id, "Thanks!")
+    page = browsers.open(ats.staff_link(alice), **SMALL_PHONE)  # type: ignore[arg-type]
+    page.goto(f"{ats.server.url}/c/{cara.conversation}")
+    messages = page.locator('[data-testid="message"][data-seq]')
+    expect(messages).to_have_count(14)
+    # Alice's own long message (its menu opens leftwards from the bubble's
+    # edge) and the newest message, just above the composer.
+    for message in (messages.first, messages.last):
+        message.get_by_test_id("message-menu").click()
+        menu = ".msg-actions .menu:not([hidden])"
+        expect(page.locator(menu)).to_be_visible()
+        assert overflow(page, menu) == []
+        page.keyboard.press("Escape")
+    page.get_by_test_id("notifications-bell").click()
+    expect(page.locator("#notif-panel")).to_be_visible()
+    assert overflow(page, "#notif-panel") == []
+
+    page.goto(f"{ats.server.url}/ops")
+    expect(page.locator("#workers tr").first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= SMALL_PHONE["width"]
+
+
 def test_the_bell_counts_service_notifications_live(browsers: Browsers, ats: Ats) -> None:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara Candidate")
