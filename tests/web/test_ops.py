@@ -121,6 +121,8 @@ async def test_the_ops_page_is_for_operators_only(
     page = await scene.alice.client.get("/ops")
     assert page.status_code == 200
     assert "/static/ops.js" in page.text
+    # Its own icon, as every page has (no 404 for /favicon.ico in the console).
+    assert '<link rel="icon" href="/static/icon.svg"' in page.text
     assert (await scene.alice.client.get("/ops/data")).status_code == 200
 
     # A routine re-sync without the flag keeps it; the host can take it away.
