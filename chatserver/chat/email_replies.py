@@ -80,15 +80,16 @@ class Result:
 # Refusals the person gets an email about: what they sent cannot be posted.
 # The others are about the mail's origin (not_found, forbidden: nobody to
 # tell), or temporary (rate_limited, unavailable: the sender retries).
+EXPLAINED_CODES = frozenset(
+    {ErrorCode.NOT_ALLOWED, ErrorCode.CONVERSATION_ENDED, ErrorCode.INVALID, ErrorCode.TOO_LARGE}
+)
+
 # What a reply with nothing to post is told: the usual cause is an answer
 # written inside the quoted email, or none at all, and the app's own
 # wording ("A message needs a body or an attachment") would not say so.
 NOTHING_OF_ITS_OWN = (
     "Your reply had no text of its own (the quoted email is left out), so nothing "
     "was posted. Write your answer above the quoted email."
-)
-EXPLAINED_CODES = frozenset(
-    {ErrorCode.NOT_ALLOWED, ErrorCode.CONVERSATION_ENDED, ErrorCode.INVALID, ErrorCode.TOO_LARGE}
 )
 
 
@@ -191,7 +192,7 @@ async def take_reply(
         # event loop.
         text = await asyncio.to_thread(reply_mail.reply_text, mail)
         attachment_ids = await _store_attachments(chat, author, mail)
-        if not text.strip() and not attachment_ids:
+        if not message_send.has_content(text, attachment_ids):
             raise invalid(NOTHING_OF_ITS_OWN)
         sent = await message_send.send_message(
             chat,

@@ -5,12 +5,19 @@ or `chat/send_careful.py` and publishes with `chat/send_publish.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from chatserver.chat import ids
 from chatserver.chat.formatting import render
 from chatserver.chat.identity import Viewer
 from chatserver.chat.send_request import SendRequest, SendResult
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode, invalid, not_found
+
+
+def has_content(body: str, attachment_ids: Sequence[str]) -> bool:
+    """Whether a send holds something to post: words, or a file."""
+    return bool(body.strip() or attachment_ids)
 
 
 async def send_message(
@@ -60,7 +67,7 @@ def prepare_send(
         raise ChatError(
             ErrorCode.TOO_LARGE, f"A message has at most {chat.settings.max_body_chars} characters."
         )
-    if not body.strip() and not attachment_ids:
+    if not has_content(body, attachment_ids):
         raise invalid("A message needs a body or an attachment.")
     # Checked here, not in the batch: one malformed id must not become a
     # database error that fails every other send written with it.
