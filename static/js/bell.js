@@ -6,6 +6,7 @@
 
 import { api } from "./api.js";
 import { connection } from "./socket.js";
+import { onOtherTab } from "./tabs.js";
 import { bindMenu } from "./ui.js";
 import { fullTime, shortTime } from "./time.js";
 
@@ -204,7 +205,9 @@ export function initBell() {
   });
   // Archiving quiets the conversation's entry until the candidate writes
   // again (and unarchiving brings its count back): the server says how.
+  // Also when the archive was done in another tab (tabs.js).
   document.addEventListener("conversation-archive", () => load());
+  onOtherTab("archived", () => load());
   // Opening a conversation reads it, which clears its entry on the server.
   document.addEventListener("click", (event) => {
     const link = event.target.closest && event.target.closest('a[href^="/c/"]');

@@ -14,6 +14,7 @@ import { MessageList } from "./message-list.js";
 import { isMine } from "./message-view.js";
 import { isSystemLine } from "./system-line.js";
 import { ReadTracker } from "./read-tracker.js";
+import { onOtherTab, tellOtherTabs } from "./tabs.js";
 import { Typing } from "./typing.js";
 import { bindMenu, clone, hue, initials, statusLabel } from "./ui.js";
 
@@ -29,6 +30,19 @@ export const GONE_TEXT = "This conversation is no longer available to you.";
 const mounted = new Set();
 connection.on("state", (state) => {
   if (state === "signed-out") for (const view of mounted) view.renderSummary();
+});
+// What the person did in another tab of this browser (tabs.js): a message
+// deleted for them leaves this tab's view too, and the menu follows an
+// archive.
+onOtherTab("hidden", ({ conversation, seq }) => {
+  for (const view of mounted) if (view.id === conversation) view.messages.hide(seq);
+});
+onOtherTab("archived", ({ conversation, archived }) => {
+  for (const view of mounted) {
+    if (view.id !== conversation) continue;
+    view.archived = archived;
+    view.renderSummary();
+  }
 });
 
 export class ConversationView {
@@ -238,6 +252,7 @@ export class ConversationView {
     this.archived = archiving;
     if (!this.destroyed) this.renderSummary();
     if (this.onArchive) this.onArchive(id, archiving);
+    tellOtherTabs("archived", { conversation: id, archived: archiving });
     // The bell counts what the archive holds back no more (bell.js).
     document.dispatchEvent(new CustomEvent("conversation-archive", { detail: { id, archived: archiving } }));
     if (!undoing) {
@@ -309,8 +324,12 @@ export class ConversationView {
       this.flash(err.message);
       return;
     }
-    if (scope === "me") this.messages.hide(seq);
-    else this.messages.markDeleted(seq);
+    if (scope === "me") {
+      this.messages.hide(seq);
+      tellOtherTabs("hidden", { conversation: this.id, seq });
+    } else {
+      this.messages.markDeleted(seq);
+    }
     this.onChange({ message: this.messages.newestVisible() });
   }
 

@@ -8,6 +8,7 @@ import { connection } from "./socket.js";
 import { InboxPane } from "./inbox-pane.js";
 import { arrowKeys, newRow, paintRow } from "./inbox-row.js";
 import { draftPreview, watchDrafts } from "./drafts.js";
+import { onOtherTab } from "./tabs.js";
 
 const SEARCH_DEBOUNCE_MS = 250;
 // Inbox frames for conversations not on screen are coalesced into one reload.
@@ -50,6 +51,14 @@ export class Inbox {
     watchDrafts((id) => {
       const item = this.items.get(id);
       if (item) this.paint(item);
+    });
+    // What the person did in another tab (tabs.js): an archive moves the
+    // row here too, and a message deleted for them may be what its row
+    // shows, or one of its unread.
+    onOtherTab("archived", ({ conversation, archived }) => this.onArchived(conversation, archived));
+    onOtherTab("hidden", ({ conversation }) => {
+      const item = this.items.get(conversation);
+      if (item) this.refreshRow(item);
     });
   }
 
