@@ -35,12 +35,14 @@ class StartFailed(Exception):
 def migrate(settings: Settings) -> None:
     from sqlalchemy.exc import DBAPIError
 
-    from chatserver.store.migrate import head_revision, upgrade
+    from chatserver.store.migrate import NewerSchema, head_revision, upgrade
 
+    shown = mask_url(settings.database_url) or settings.sqlalchemy_url
     try:
         upgrade(settings)
+    except NewerSchema as exc:
+        raise StartFailed(f"cannot migrate DATABASE_URL={shown}: {exc}") from None
     except DBAPIError as exc:
-        shown = mask_url(settings.database_url) or settings.sqlalchemy_url
         reason = str(exc.orig or exc).strip().splitlines()[0]
         raise StartFailed(
             f"cannot migrate DATABASE_URL={shown}: {reason}. "
@@ -50,7 +52,7 @@ def migrate(settings: Settings) -> None:
 
 
 def _probe_before_serving(settings: Settings) -> None:
-    """A dead database stops `serve` with a line that says so; a dead Redis
+    """A dead database stops the process with a line that says so; a dead Redis
     is a warning (live fan-out waits for it, nothing is lost)."""
     from chatserver.broker import broker_from_url
     from chatserver.ops.probes import probe_database, probe_redis
@@ -68,14 +70,21 @@ def _probe_before_serving(settings: Settings) -> None:
         log.warning("%s", redis.detail)
 
 
+def _prepare(settings: Settings) -> None:
+    """Before a long-running process starts: the embedded database is
+    migrated (no release step runs for it); a production one must answer,
+    at the schema this version needs."""
+    if settings.embedded:
+        migrate(settings)
+    else:
+        _probe_before_serving(settings)
+
+
 def serve(settings: Settings, *, migrated: bool = False) -> None:
     from chatserver.web.server import run
 
-    if settings.embedded:
-        if not migrated:
-            migrate(settings)
-    else:
-        _probe_before_serving(settings)
+    if not migrated:
+        _prepare(settings)
     for warning in settings.warnings():
         log.warning("%s", warning)
     if not run(settings):
@@ -85,6 +94,7 @@ def serve(settings: Settings, *, migrated: bool = False) -> None:
 def notifier(settings: Settings) -> None:
     from chatserver.notify.worker import run_standalone
 
+    _prepare(settings)
     for warning in settings.warnings():
         log.warning("%s", warning)
     asyncio.run(run_standalone(settings))
@@ -94,10 +104,7 @@ def mail_in(settings: Settings) -> None:
     """Take replies to notification emails over SMTP until SIGTERM."""
     from chatserver.mail_in import CannotListen, run_standalone
 
-    if settings.embedded:
-        migrate(settings)
-    else:
-        _probe_before_serving(settings)
+    _prepare(settings)
     for warning in settings.warnings():
         log.warning("%s", warning)
     try:

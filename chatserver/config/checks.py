@@ -69,6 +69,12 @@ def validate(settings: Settings) -> None:
             "(postgresql://user:password@host:5432/name), not "
             f"{mask_url(settings.database_url)!r}; leave it unset for the embedded SQLite."
         )
+    if settings.demo_mode and settings.production:
+        raise SettingsError(
+            "chatserver demo adds a made-up organisation, people and messages and signs "
+            "links with them: it runs on the embedded default only, so unset DATABASE_URL "
+            "(it names a production database)."
+        )
     if settings.database_url:
         try:
             make_url(normalise_database_url(settings.database_url))

@@ -44,7 +44,7 @@ async def probe_database(settings: Settings) -> Probe:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from chatserver.store.migrate import head_revision
+    from chatserver.store.migrate import head_revision, is_known, newer_schema
 
     shown = mask_url(settings.database_url) if settings.database_url else settings.sqlalchemy_url
     if settings.embedded:
@@ -70,6 +70,8 @@ async def probe_database(settings: Settings) -> Probe:
     finally:
         await engine.dispose()
     head = head_revision()
+    if revision is not None and not is_known(revision):
+        return Probe("database", False, f"{shown} answers but {newer_schema(revision)}")
     if revision != head:
         return Probe(
             "database",

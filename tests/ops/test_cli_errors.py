@@ -5,18 +5,23 @@ and the fix, and a non-zero exit: tried as an operator would, by running
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.conftest import SECRET, create_database, drop_database, pg_url
 from tests.e2e.servers import free_port, unique
 from tests.notify.mailin import self_signed
-from tests.ops.cli import run_cli
+from tests.ops.cli import CLI_TIMEOUT, clean_env, run_cli
 
 pytestmark = pytest.mark.slow
 
 GOOD = {"CHAT_SECRET_KEYS": SECRET}
+# The commands that start on a database (`check` reports it among others).
+COMMANDS_ON_A_DATABASE = ("migrate", "serve", "notifier", "mail-in")
 
 
 def _dead_port() -> int:
@@ -60,6 +65,12 @@ def _one_line_naming(result: object, setting: str) -> str:
         ),
         (["serve"], {"DATABASE_URL": "postgresql://db/chat"}, "CHAT_SECRET_KEYS", "random secret"),
         (
+            ["demo"],
+            {"DATABASE_URL": "postgresql://chat:pw@db/chat", **GOOD},
+            "DATABASE_URL",
+            "embedded default only",
+        ),
+        (
             ["migrate"],
             {"DATABASE_URL": "postgresql://chat:pw@db:five/chat", **GOOD},
             "DATABASE_URL",
@@ -101,7 +112,7 @@ def test_a_wrong_setting_is_one_line_that_names_it(
     assert "pw@" not in line  # a password never reaches the terminal
 
 
-@pytest.mark.parametrize("command", [["migrate"], ["serve"]])
+@pytest.mark.parametrize("command", [["migrate"], ["serve"], ["notifier"]])
 def test_a_dead_database_is_named_with_its_variable(tmp_path: Path, command: list[str]) -> None:
     url = f"postgresql://chat:db-pass@127.0.0.1:{_dead_port()}/chat"
     result = run_cli(command, tmp_path, {"DATABASE_URL": url, **GOOD})
@@ -112,15 +123,67 @@ def test_a_dead_database_is_named_with_its_variable(tmp_path: Path, command: lis
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_serve_on_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["serve"], ["notifier"]])
+def test_an_unmigrated_database_says_to_migrate(tmp_path: Path, command: list[str]) -> None:
     name = unique("chat_unmigrated")
     create_database(name)
     try:
-        result = run_cli(["serve"], tmp_path, {"DATABASE_URL": pg_url(name), **GOOD})
+        result = run_cli(command, tmp_path, {"DATABASE_URL": pg_url(name), **GOOD})
     finally:
         drop_database(name)
     line = _one_line_naming(result, "chatserver migrate")
     assert "revision none" in line
+    assert result.returncode == 1
+
+
+def test_a_database_migrated_by_a_newer_version_is_named_as_such(tmp_path: Path) -> None:
+    """Rolling back to this version after a newer one migrated: every
+    command says what happened, and `migrate` too (alembic alone says only
+    that it cannot locate the revision)."""
+    name = unique("chat_newer")
+    create_database(name)
+    env = {"DATABASE_URL": pg_url(name), **GOOD}
+    try:
+        assert run_cli(["migrate"], tmp_path, env).returncode == 0
+        with psycopg.connect(pg_url(name), autocommit=True) as conn:
+            conn.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+        results = {command: run_cli([command], tmp_path, env) for command in COMMANDS_ON_A_DATABASE}
+        checked = run_cli(["check"], tmp_path, env)
+    finally:
+        drop_database(name)
+    for command, result in results.items():
+        line = _one_line_naming(result, "9999_from_the_future")
+        assert "a newer chatserver migrated it" in line, command
+        assert result.returncode == 1, command
+        assert "Traceback" not in result.stderr, command
+    assert checked.returncode == 1
+    assert "FAIL  database: " in checked.stdout
+    assert "a newer chatserver migrated it" in checked.stdout
+
+
+def test_migrations_run_at_once_take_turns(tmp_path: Path) -> None:
+    """A release step on every pod: three `chatserver migrate` started
+    together on a new database all succeed, one after the other."""
+    name = unique("chat_racing")
+    create_database(name)
+    env = clean_env({"DATABASE_URL": pg_url(name), **GOOD})
+    try:
+        racing = [
+            subprocess.Popen(
+                [sys.executable, "-m", "chatserver", "migrate"],
+                cwd=tmp_path,
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        outcomes = [(p.wait(timeout=CLI_TIMEOUT), p.communicate()[1]) for p in racing]
+    finally:
+        drop_database(name)
+    for status, stderr in outcomes:
+        assert status == 0, stderr
+        assert "database is up to date (revision" in stderr
 
 
 def test_a_port_in_use_fails_with_a_non_zero_exit(tmp_path: Path) -> None:

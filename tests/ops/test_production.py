@@ -170,16 +170,18 @@ def _certificate(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def nginx_config(deployment: Deployment, certs: Path) -> str:
-    """The guide's nginx block, moved to loopback ports and a temporary
-    certificate; every replacement must find its text, so a guide that
-    changes shape fails here rather than being tested on something else."""
+def nginx_config(deployment: Deployment, certs: Path, logs: Path) -> str:
+    """The guide's nginx block, moved to loopback ports, a temporary
+    certificate and a log folder of its own; every replacement must find its
+    text, so a guide that changes shape fails here rather than being tested
+    on something else."""
     (block,) = guide_blocks("nginx")
     replacements = {
         "listen 80;": f"listen 127.0.0.1:{deployment.http_port};",
         "listen 443 ssl;": f"listen 127.0.0.1:{deployment.tls_port} ssl;",
         "server 127.0.0.1:8000;": f"server 127.0.0.1:{deployment.app_port};",
         "/etc/ssl/chat/": f"{certs}/",
+        "/var/log/nginx/": f"{logs}/",
     }
     for old, new in replacements.items():
         assert old in block, f"the guide's nginx block no longer has {old!r}"
@@ -299,7 +301,7 @@ def test_the_production_guide_walk_through(
     for temp in ("client", "proxy", "fastcgi", "uwsgi", "scgi"):
         (nginx / temp).mkdir(parents=True)
         (nginx / temp).chmod(0o777)
-    (nginx / "chatserver.conf").write_text(nginx_config(d, certs))
+    (nginx / "chatserver.conf").write_text(nginx_config(d, certs, nginx))
     (nginx / "nginx.conf").write_text(
         # As root, nginx's workers would run as nobody, who cannot enter the
         # test's private temporary folders.
@@ -383,6 +385,11 @@ async def _chat_through_the_proxy(d: Deployment, mailbox: Mailbox, db: PgDatabas
     assert any(f"req={request_id} 203.0.113.9:" in line for line in access), access[-5:]
     assert "token=[redacted]" in web_log
     assert link.split("token=")[1] not in web_log
+    # nginx's own log, in the guide's format: the path, never the token.
+    proxy_log = (d.folder / "nginx" / "chatserver.log").read_text()
+    assert '"GET /auth/staff HTTP/1.1" 303' in proxy_log, proxy_log[-500:]
+    assert request_id in proxy_log
+    assert "token=" not in proxy_log
 
     # A chat over wss:// through nginx, with the browser's Origin.
     client_id = str(uuid.uuid4())

@@ -33,10 +33,16 @@ async def test_dev_routes_exist_only_under_chatserver_demo(
     settings: Settings, backend: str
 ) -> None:
     """Plain `serve` on the embedded default (the reported case) and any
-    production deployment answer 404; only the demo mounts them."""
+    production deployment answer 404; only the demo mounts them, and the
+    demo refuses a production database outright."""
     assert await dev_statuses(settings) == [404, 404]
-    demo = await dev_statuses(settings.with_(demo_mode=True))
-    assert demo == ([200, 200] if backend == "embedded" else [404, 404])
+    demo = settings.with_(demo_mode=True)
+    if backend == "embedded":
+        assert await dev_statuses(demo) == [200, 200]
+    else:
+        with pytest.raises(SettingsError, match="unset DATABASE_URL"):
+            demo.validate()
+        assert not demo.dev_routes
 
 
 def loopback(**changes: object) -> Settings:
