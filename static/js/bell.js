@@ -6,7 +6,7 @@
 
 import { api } from "./api.js";
 import { connection } from "./socket.js";
-import { onOtherTab } from "./tabs.js";
+import { onOtherTab, tellOtherTabs } from "./tabs.js";
 import { bindMenu } from "./ui.js";
 import { fullTime, shortTime } from "./time.js";
 
@@ -101,6 +101,7 @@ export function initBell() {
         event.stopPropagation();
         await api.post(`/api/notifications/${encodeURIComponent(note.conversation)}/read`).catch(() => {});
         settle(note.conversation);
+        tellOtherTabs("bell", {});
       });
       li.append(mark);
     }
@@ -155,7 +156,10 @@ export function initBell() {
       entry.count = 0;
     }
     renderList();
+    tellOtherTabs("bell", {});
   });
+  // Marked read in another tab (no frame says so): the server's listing does.
+  onOtherTab("bell", () => load());
   connection.on("notification", (frame) => {
     const note = frame.notification;
     // The person is looking at it: no need to tell them.

@@ -39,6 +39,9 @@ export class InboxPane {
   start() {
     window.addEventListener("popstate", () => this.route());
     const initial = this.pane.dataset.summary;
+    // Read once: from here the address says which conversation is open
+    // (bell.js asks), also after it is closed.
+    delete this.pane.dataset.summary;
     if (initial) this.show(JSON.parse(initial));
   }
 

@@ -1,6 +1,6 @@
 // What one tab did for its person alone, told to that person's other tabs
 // in this browser: a message deleted for them, a conversation archived or
-// unarchived. The socket says nothing of these (its frames are about the
+// unarchived, the bell's entries marked read. The socket says nothing of these (its frames are about the
 // conversation, heard by everyone in it), so without this a second tab
 // kept showing a message its person had deleted until it was reloaded.
 //
@@ -29,7 +29,8 @@ channel?.addEventListener("message", (event) => {
 });
 
 /** Tell this person's other tabs what this one did: `kind` is "hidden"
- * ({ conversation, seq }) or "archived" ({ conversation, archived }). */
+ * ({ conversation, seq }), "archived" ({ conversation, archived }) or
+ * "bell" ({}: entries marked read). */
 export function tellOtherTabs(kind, detail) {
   channel?.postMessage({ person, kind, detail });
 }

@@ -141,6 +141,48 @@ def test_the_bell_follows_mark_as_unread_and_reading_in_another_tab(
     expect(entries.first).to_contain_text("Cara Candidate")
 
 
+def test_a_conversation_opened_by_its_address_and_marked_unread_rings_again(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """The page came with the conversation open (/c/…): once it is closed,
+    the bell no longer takes it for the one on screen."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    candidate = candidate_says(ats, browsers, cara.id, "Is there parking?")
+    inbox = browsers.staff_at(ats, alice, cara)
+    count = inbox.locator("#bell-count")
+    expect(item(inbox, cara.conversation).get_by_test_id("unread-badge")).to_have_count(0)
+    expect(count).to_be_hidden()
+    inbox.get_by_test_id("conversation-menu").click()
+    inbox.get_by_test_id("mark-unread").click()
+    expect(count).to_have_text("1")
+
+    inbox.get_by_test_id("notifications-bell").click()
+    inbox.get_by_role("button", name="Mark all read").click()
+    expect(count).to_be_hidden()
+    say(candidate, "And is lunch provided?")
+    expect(count).to_have_text("1")
+
+
+def test_marking_the_bell_read_reaches_my_other_tabs(browsers: Browsers, ats: Ats) -> None:
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    dan = ats.application("dan", "Dan Jones")
+    candidate_says(ats, browsers, cara.id, "Is there parking?")
+    candidate_says(ats, browsers, dan.id, "Hello from Dan")
+    first = browsers.open(ats.staff_link(alice))
+    other = first.context.new_page()
+    other.goto(first.url)
+    expect(other.locator("#bell-count")).to_have_text("2")
+
+    first.get_by_test_id("notifications-bell").click()
+    panel = first.get_by_role("dialog", name="Notifications")
+    panel.locator("li", has_text="Dan Jones").get_by_role("button", name="Mark read").click()
+    expect(other.locator("#bell-count")).to_have_text("1")
+    first.get_by_role("button", name="Mark all read").click()
+    expect(other.locator("#bell-count")).to_be_hidden()
+
+
 def test_archiving_asks_the_server_what_the_bell_counts_now(browsers: Browsers, ats: Ats) -> None:
     """An archive quiets its conversation's entry (unarchiving brings the
     count back), which the page cannot know from a frame: it asks again."""
