@@ -30,6 +30,8 @@ export const GONE_TEXT = "This conversation is no longer available to you.";
 const mounted = new Set();
 connection.on("state", (state) => {
   if (state === "signed-out") for (const view of mounted) view.renderSummary();
+  // Back after an outage: an older page that failed meanwhile is asked again.
+  if (state === "open") for (const view of mounted) view.history?.retry();
 });
 // What the person did in another tab of this browser (tabs.js): a message
 // deleted for them leaves this tab's view too, and the menu follows an

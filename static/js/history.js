@@ -19,6 +19,8 @@ export class History {
     this.reachedStart = false;
     this.loading = false;
     this.stopped = false;
+    // An older page failed: `retry` asks again.
+    this.failed = false;
   }
 
   /** The latest page; throws what the API said, after marking the top. */
@@ -53,14 +55,24 @@ export class History {
       this.reachedStart = messages.length < PAGE;
       list.layout();
       timeline.scrollTop += timeline.scrollHeight - before;
+      this.failed = false;
     } catch {
-      // Scrolling up again retries.
+      // Asked again when the socket is back (`retry`), or on scrolling up
+      // again: the top, still in view, would not tell the observer twice.
+      this.failed = true;
     } finally {
       this.loading = false;
       this.top.classList.remove("loading");
       this.top.classList.toggle("done", this.reachedStart);
       list.list.removeAttribute("aria-busy");
     }
+  }
+
+  /** After a failed page, once the server answers again. */
+  retry() {
+    if (!this.failed || this.stopped) return;
+    this.failed = false;
+    this.loadOlder();
   }
 
   /** Load older pages whenever the top comes near the view. */

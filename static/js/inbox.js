@@ -36,6 +36,8 @@ export class Inbox {
     this.items = new Map();
     this.next = null;
     this.loading = false;
+    // The last page asked for failed: `retry` asks again.
+    this.failed = false;
     this.generation = 0;
     this.conversation = new InboxPane({
       query: () => this.stateQuery(),
@@ -95,6 +97,11 @@ export class Inbox {
       if (l.scrollHeight - l.scrollTop - l.clientHeight < 300) this.loadMore();
     });
     connection.followInbox((frame) => this.onFrame(frame));
+    // A page that could not be loaded (the server was out of reach) is
+    // asked for again once the socket is back, not left to another scroll.
+    connection.on("state", (state) => {
+      if (state === "open" && this.failed) this.retry();
+    });
     this.conversation.start();
     this.reload();
   }
@@ -133,6 +140,13 @@ export class Inbox {
     await this.fetchPage(this.next, this.generation);
   }
 
+  /** Ask again for what failed: the next page, or the whole list. */
+  retry() {
+    this.failed = false;
+    if (this.next) this.loadMore();
+    else this.reload();
+  }
+
   async fetchPage(cursor, generation) {
     this.loading = true;
     this.sentinel.classList.add("loading");
@@ -149,9 +163,20 @@ export class Inbox {
         this.list.append(this.row(conversation));
       }
       this.next = page.next;
+      this.failed = false;
       this.renderEmpty();
     } catch (err) {
-      if (generation === this.generation) this.renderEmpty(err.message);
+      if (generation === this.generation) {
+        // A failed page keeps `next` to ask for it again. A failed reload
+        // drops the rows: they answer the previous filter or search, not
+        // the one the page now shows.
+        this.failed = true;
+        if (!cursor) {
+          this.items.clear();
+          this.list.replaceChildren();
+        }
+        this.renderEmpty(err.message);
+      }
     } finally {
       if (generation === this.generation) {
         this.loading = false;

@@ -40,7 +40,8 @@ def _conversation(client: httpx.Client) -> str:
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[Server]:
-    s = Server(tmp_path / "restart")
+    # Room for a colleague's long conversation written at once.
+    s = Server(tmp_path / "restart", {"CHAT_SEND_BURST": "100"})
     s.start()
     yield s
     s.stop()
@@ -85,6 +86,47 @@ def test_a_restarted_server_loses_and_doubles_nothing(
             "After the restart",
         ]
     )
+
+
+def test_what_failed_to_load_while_the_server_was_down_is_asked_again(
+    browsers: Browsers, own_server: Server
+) -> None:
+    """A filter chosen, the inbox scrolled or the history scrolled up while
+    the server is out of reach: nothing of another filter is left on
+    screen, and each comes once the server is back, without scrolling."""
+    ats = Ats(own_server)
+    alice = ats.staff("Alice Recruiter")
+    apps = [ats.application(f"app{n}", f"Candidate {n:02d}") for n in range(53)]
+    long_one = apps[-1]
+    ats.staff_says(alice, long_one.conversation, *(f"Note {n}" for n in range(1, 56)))
+    inbox = browsers.open(ats.staff_link(alice))
+    rows = inbox.locator('[data-testid="inbox-item"]')
+    expect(rows).to_have_count(50)
+
+    own_server.kill()
+    inbox.get_by_test_id("filter-archived").click()
+    expect(inbox.get_by_text("Couldn't load conversations")).to_be_visible()
+    expect(rows).to_have_count(0)
+    own_server.start()
+    expect(inbox.get_by_text("Nothing archived")).to_be_visible()
+
+    inbox.get_by_test_id("filter-all").click()
+    expect(rows).to_have_count(50)
+    own_server.kill()
+    inbox.locator("#inbox-list").evaluate("list => list.scrollTop = list.scrollHeight")
+    expect(inbox.locator("#conn-banner")).to_be_visible()
+    own_server.start()
+    expect(rows).to_have_count(53)
+
+    inbox.goto(f"{own_server.url}/c/{long_one.conversation}")
+    messages = inbox.locator(MESSAGE)
+    expect(messages).to_have_count(50)
+    own_server.kill()
+    inbox.locator('[data-role="timeline"]').evaluate("t => t.scrollTop = 0")
+    expect(inbox.locator("#conn-banner")).to_be_visible()
+    own_server.start()
+    expect(messages).to_have_count(55)
+    expect(messages.first).to_contain_text("Note 1")
 
 
 @pytest.fixture
