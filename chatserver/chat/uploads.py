@@ -17,7 +17,7 @@ import unicodedata
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from io import BytesIO
 from typing import Any, BinaryIO
 
@@ -170,8 +170,11 @@ async def store(
         raise file_too_large(chat.settings.max_attachment_bytes)
     if size == 0:
         raise invalid("The file is empty.")
-    await _within_unsent_bound(chat, viewer)
+    # Refused before any work on the file, and checked again as it is added.
+    async with chat.db.transaction() as conn:
+        await _within_unsent_bound(conn, viewer, chat.clock())
     checked = await check_off_loop(source)
+    uploaded_at = chat.clock()
     files: list[tuple[str, BinaryIO]] = [(checked.sha256, source)]
     thumbnail_sha256 = None
     if checked.thumbnail is not None:
@@ -186,11 +189,13 @@ async def store(
         "size": checked.size,
         "content_type": checked.content_type,
         "sha256": checked.sha256,
-        "created_at": chat.clock(),
+        "created_at": uploaded_at,
         "thumbnail_sha256": thumbnail_sha256,
     }
 
     async def refer(conn: AsyncConnection) -> None:
+        await attachments.uploads_take_turns(conn, viewer.kind.value, viewer.id)
+        await _within_unsent_bound(conn, viewer, uploaded_at)
         await attachments.add(conn, row)
 
     await chat.blobs.store(files, refer)
@@ -231,15 +236,13 @@ async def expire_unsent(chat: Chat) -> int:
             return expired
 
 
-async def _within_unsent_bound(chat: Chat, viewer: Viewer) -> None:
-    """Refuse the upload (`rate_limited`, before any work on it) while the
-    person has MAX_UNSENT_UPLOADS files from the last UNSENT_WINDOW not
-    sent; the wait is until the oldest of them leaves the window."""
-    now = chat.clock()
-    async with chat.db.transaction() as conn:
-        count, oldest = await attachments.unsent_since(
-            conn, viewer.kind.value, viewer.id, now - UNSENT_WINDOW
-        )
+async def _within_unsent_bound(conn: AsyncConnection, viewer: Viewer, now: datetime) -> None:
+    """Refuse the upload (`rate_limited`) while the person has
+    MAX_UNSENT_UPLOADS files from the last UNSENT_WINDOW not sent; the wait
+    is until the oldest of them leaves the window."""
+    count, oldest = await attachments.unsent_since(
+        conn, viewer.kind.value, viewer.id, now - UNSENT_WINDOW
+    )
     if count < MAX_UNSENT_UPLOADS or oldest is None:
         return
     wait = as_utc(oldest) + UNSENT_WINDOW - now

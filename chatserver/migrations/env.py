@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool, text
+from sqlalchemy import engine_from_config, pool
 
+from chatserver.store.dialect import migrations_take_turns
 from chatserver.store.tables import metadata
 
 config = context.config
-# Names the advisory lock that makes two `chatserver migrate` at once (a
-# release step on every pod) take turns: the second waits for the first to
-# commit, then finds the schema at its head and does nothing. Any fixed
-# 64-bit number works; the notifier's planner holds another.
-MIGRATION_LOCK_ID = 0x43_48_41_54_4D_49_47  # "CHATMIG"
 
 
 def run_migrations_offline() -> None:
@@ -36,10 +32,7 @@ def run_migrations_online() -> None:
         # Batch mode lets later migrations alter tables on SQLite too.
         context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
         with context.begin_transaction():
-            if connection.dialect.name == "postgresql":
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID}
-                )
+            migrations_take_turns(connection)
             context.run_migrations()
     engine.dispose()
 

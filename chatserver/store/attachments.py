@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, func, ins
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatserver.store import dialect
 from chatserver.store.dialect import Lockable
 from chatserver.store.tables import attachments, messages
 
@@ -67,6 +68,13 @@ async def unsent_since(
     params = {"kind": kind, "person_id": person_id, "since": since}
     count, oldest = (await conn.execute(_UNSENT_SINCE, params)).one()
     return int(count), oldest
+
+
+async def uploads_take_turns(conn: AsyncConnection, kind: str, person_id: str) -> None:
+    """Until this transaction ends, this person's other uploads wait here:
+    their count of unsent files and the row that adds one are then one
+    step (uploads sent at once each found room before any was added)."""
+    await dialect.take_turns(conn, f"unsent-uploads/{kind}:{person_id}")
 
 
 def refers_to(sha256: ColumnElement[str]) -> ColumnElement[bool]:

@@ -10,11 +10,12 @@ synchronous driver Alembic uses are here for the same reason.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, event, func
+from sqlalchemy import ColumnElement, Connection, Select, event, func, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -73,6 +74,35 @@ async def write_lock(conn: AsyncConnection) -> None:
     driver = (await conn.get_raw_connection()).driver_connection
     if driver is not None and not driver.in_transaction:
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def take_turns(conn: AsyncConnection, key: str) -> None:
+    """Make the transactions that name the same `key` run one at a time from
+    here until each ends: for a read, decide, write whose rows do not exist
+    yet, where FOR UPDATE has nothing to lock (a person's files waiting to
+    be sent, `store/attachments.py`). PostgreSQL: a transaction-scoped
+    advisory lock on the key's 64-bit hash; SQLite: its one write lock."""
+    if not is_postgres(conn):
+        await write_lock(conn)
+        return
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    lock_id = int.from_bytes(digest, "big", signed=True)
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+
+
+# Names the advisory lock that makes two `chatserver migrate` at once (a
+# release step on every machine) take turns. Any fixed 64-bit number works;
+# the notifier's planner holds another (`store/emails.py`).
+MIGRATION_LOCK_ID = 0x43_48_41_54_4D_49_47  # "CHATMIG"
+
+
+def migrations_take_turns(connection: Connection) -> None:
+    """In a migration's transaction (Alembic's synchronous connection): the
+    second `chatserver migrate` waits for the first to commit, then finds
+    the schema at its head and does nothing. SQLite's embedded database has
+    one process, which migrates before it serves."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
 
 
 @dataclass(frozen=True)

@@ -281,6 +281,22 @@ async def test_a_file_sent_twice_at_once_goes_with_one_message_only(
         assert download.status_code == 200
 
 
+async def test_uploads_made_at_once_are_bounded_too(scene: Scene) -> None:
+    """Uploads sent all at once each used to find room before any was
+    added (40 of 10 MiB passed the bound of 20): the count and the row that
+    adds one are one step, so exactly the bound passes."""
+    tries = MAX_UNSENT_UPLOADS + 12
+    answers = await asyncio.gather(
+        *(upload(scene.alice, f"note-{n}.txt", f"Note {n}".encode()) for n in range(tries))
+    )
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [201] * MAX_UNSENT_UPLOADS + [429] * (tries - MAX_UNSENT_UPLOADS)
+    for answer in answers:
+        if answer.status_code == 429:
+            error_of(answer, 429, "rate_limited")
+    await uploaded(scene.bob, "mine.txt", b"Mine")
+
+
 async def test_uploads_not_sent_are_bounded_per_person_and_day(scene: Scene, app: Any) -> None:
     """Uploading without sending cannot fill the server's storage: with
     MAX_UNSENT_UPLOADS files from the last day not sent, the next upload is
