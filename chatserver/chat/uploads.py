@@ -266,10 +266,13 @@ class Download:
 
 async def _readable(chat: Chat, viewer: Viewer, attachment_id: str) -> Any:
     """The attachment row if this viewer may read it; else `not_found`, the
-    same for another tenant's file as for no file at all."""
+    same for another tenant's file, or one on a message the viewer's
+    history hides, as for no file at all."""
     ids.our_id(attachment_id, "attachment")
     async with chat.db.transaction() as conn:
-        row = await attachments.get_with_conversation(conn, attachment_id)
+        row = await attachments.get_with_conversation(
+            conn, attachment_id, viewer.kind.value, viewer.id
+        )
         if row is None:
             raise not_found("attachment")
         if row["conversation_id"] is None:
@@ -278,6 +281,9 @@ async def _readable(chat: Chat, viewer: Viewer, attachment_id: str) -> Any:
                 raise not_found("attachment")
         else:
             await access.conversation_of_item(conn, viewer, row["conversation_id"], "attachment")
+            # What history shows as a hidden placeholder, without its files.
+            if row["hidden"]:
+                raise not_found("attachment")
     return row
 
 

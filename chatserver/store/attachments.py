@@ -6,12 +6,24 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, func, insert, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatserver.store import dialect
 from chatserver.store.dialect import Lockable
+from chatserver.store.messages import hidden_by
 from chatserver.store.tables import attachments, messages
 
 
@@ -19,10 +31,16 @@ async def add(conn: AsyncConnection, row: Mapping[str, Any]) -> None:
     await conn.execute(insert(attachments).values(**row))
 
 
-async def get_with_conversation(conn: AsyncConnection, attachment_id: str) -> RowMapping | None:
-    """The attachment and, once it is sent, the conversation it belongs to."""
+async def get_with_conversation(
+    conn: AsyncConnection, attachment_id: str, viewer_kind: str, viewer_id: str
+) -> RowMapping | None:
+    """The attachment and, once it is sent, the conversation it belongs to,
+    with `hidden`: whether its message is hidden from this viewer as history
+    hides it (deleted for themselves; for a candidate, written before the
+    application came to them, `messages.hidden_by`)."""
+    hidden = hidden_by(viewer_kind, literal(viewer_id))
     query = (
-        select(attachments, messages.c.conversation_id)
+        select(attachments, messages.c.conversation_id, hidden.label("hidden"))
         .outerjoin(messages, messages.c.id == attachments.c.message_id)
         .where(attachments.c.id == attachment_id)
     )

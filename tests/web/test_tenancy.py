@@ -17,8 +17,10 @@ from tests.helpers import (
     new_client_id,
     open_link,
     sign_in_candidate,
+    upload,
 )
 from tests.helpers import signed_in as person_in
+from tests.web.test_attachments import png
 
 MISSING = "0123456789abcdef"
 
@@ -166,6 +168,49 @@ async def test_the_next_candidate_sees_nothing_of_what_was_said_with_the_previou
         "My private number is 555-0100",
         "Hello Zed",
     ]
+
+
+async def sent_with_file(person: Person, conversation: str, name: str, data: bytes) -> str:
+    """`person` sends a message with one file; the file's id."""
+    uploaded = await upload(person, name, data)
+    assert uploaded.status_code == 201, uploaded.text
+    file_id = str(uploaded.json()["id"])
+    sent = await person.send(conversation, name, attachments=[file_id])
+    assert sent.status_code == 201, sent.text
+    return file_id
+
+
+async def test_files_on_messages_hidden_from_a_reader_are_missing_to_them(
+    scene: Scene, host: Host, new_client: Any
+) -> None:
+    """As history shows such a message without its files, its files answer
+    as missing ones, by their ids too (a link kept in a shared browser's
+    history): the previous candidate's for the next one, and one's own
+    deleted for oneself. Staff, and the others, still have them."""
+    offer = await sent_with_file(scene.alice, scene.conversation, "offer.txt", b"Salary 40k")
+    passport = await sent_with_file(scene.cara, scene.conversation, "passport.png", png())
+    await host.application("app-1", candidate="zed", status="interviewing")
+    zed = await sign_in_candidate(host, new_client(), "app-1")
+    welcome = await sent_with_file(scene.alice, scene.conversation, "welcome.txt", b"Hi Zed")
+
+    missing = await zed.client.get(f"/api/attachments/{MISSING}")
+    for path in (
+        f"/api/attachments/{offer}",
+        f"/api/attachments/{passport}",
+        f"/api/attachments/{passport}/thumbnail",
+    ):
+        found = await zed.client.get(path)
+        error_of(found, 404, "not_found")
+        assert found.json() == missing.json(), path
+        assert (await scene.bob.client.get(path)).status_code == 200, path
+    assert (await zed.client.get(f"/api/attachments/{welcome}")).text == "Hi Zed"
+
+    [message] = [
+        m for m in await scene.alice.history(scene.conversation) if m["body"] == "offer.txt"
+    ]
+    assert (await delete_message(scene.alice, message["id"])).status_code == 204
+    error_of(await scene.alice.client.get(f"/api/attachments/{offer}"), 404, "not_found")
+    assert (await scene.bob.client.get(f"/api/attachments/{offer}")).text == "Salary 40k"
 
 
 async def test_malformed_ids_answer_as_missing(scene: Scene) -> None:
