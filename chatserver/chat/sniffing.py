@@ -44,6 +44,11 @@ SIGNATURE_OVERLAP = 64
 # entries costs memory just to list), and an archive that needs ZIP64 (over
 # 65,535 entries or 4 GiB) is never a 10 MiB document.
 MAX_ZIP_ENTRIES = 5_000
+# The most the archive's central directory may take, which zipfile reads
+# and parses whole, whatever count the end record declares (a 10 MiB file
+# declaring 3 entries held 195,000 and cost 90 MB to list): room for
+# MAX_ZIP_ENTRIES entries with long names.
+MAX_ZIP_DIRECTORY_BYTES = MAX_ZIP_ENTRIES * 256
 # What the archive's directory may declare its entries inflate to, in all:
 # a 10 MiB document of text XML inflates to well under this. Above it, the
 # file is a zip bomb aimed at whoever opens it, even though we never inflate
@@ -114,7 +119,8 @@ def sniff(source: BinaryIO) -> str | None:
 def zip_entry_count(source: BinaryIO) -> int | None:
     """The number of entries the archive's end record declares, read from
     the file's tail without parsing the central directory; None for no end
-    record or one that needs ZIP64."""
+    record, one that needs ZIP64, or a directory larger than its entries
+    could need (MAX_ZIP_DIRECTORY_BYTES)."""
     size = source.seek(0, 2)
     tail_length = min(size, EOCD.size + ZIP_COMMENT_MAX)
     source.seek(size - tail_length)
@@ -122,8 +128,8 @@ def zip_entry_count(source: BinaryIO) -> int | None:
     at = tail.rfind(EOCD_MAGIC)
     if at < 0 or len(tail) - at < EOCD.size:
         return None
-    _, _, _, _, total, _, offset, _ = EOCD.unpack_from(tail, at)
-    if total == 0xFFFF or offset == 0xFFFFFFFF:
+    _, _, _, _, total, directory_bytes, offset, _ = EOCD.unpack_from(tail, at)
+    if total == 0xFFFF or offset == 0xFFFFFFFF or directory_bytes > MAX_ZIP_DIRECTORY_BYTES:
         return None
     return int(total)
 
@@ -137,6 +143,8 @@ def office_zip_type(source: BinaryIO) -> str | None:
     try:
         with zipfile.ZipFile(source) as archive:
             infos = archive.infolist()
+            if len(infos) > MAX_ZIP_ENTRIES:
+                return None
             if sum(info.file_size for info in infos) > MAX_DECLARED_BYTES:
                 return None
             entries = {info.filename: info for info in infos}

@@ -19,6 +19,7 @@ from tests.web.test_upload_attacks import (
     jpeg_claiming,
     lie_about_sizes,
     png_header_bomb,
+    progressive_jpeg,
 )
 
 pytestmark = pytest.mark.slow
@@ -88,6 +89,8 @@ async def test_bombs_leave_a_real_server_s_memory_bounded(
             "huge.png": png_header_bomb(20_000, 20_000),
             "wide.png": png_header_bomb(9_000, 9_000),
             "huge.jpg": jpeg_claiming(60_000, 60_000),
+            # 36 megapixels: 216 MB of coefficients to decode it at any scale.
+            "poster.jpg": progressive_jpeg(6_000, 6_000),
         }
         [pid] = server.worker_pids()
         baseline = rss_kib(pid)
