@@ -8,6 +8,7 @@ it is written to a temporary file.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from urllib.parse import quote
 
@@ -28,6 +29,11 @@ from chatserver.web.responses import json
 # the largest allowed size (a browser's are a few hundred bytes).
 MULTIPART_OVERHEAD = 64 * 1024
 MULTIPART_ONLY = "Send the file as multipart/form-data in the field 'file'."
+# Written as "_" in a download's ASCII file name: what some browsers would
+# misread in the quoted value (quote, backslash, percent), what makes it a
+# path or a drive (slash, colon), and what naive header parsers split on.
+FALLBACK_REPLACED = frozenset('"\\%/:;')
+LEADING_DOTS = re.compile(r"^\.+")
 
 
 def counted(receive: Receive, file_limit: int) -> Receive:
@@ -79,12 +85,16 @@ def content_disposition(disposition: str, name: str) -> str:
     browsers would misread, as "_"), and `filename*` the exact name as
     UTF-8, percent-encoded (RFC 8187), for every browser that reads it.
     Neither can hold a quote or a line break, so no name can end the value
-    or the header."""
+    or the header. Full-width dots, slashes and colons decompose to ASCII
+    ones, so the stand-in also loses path separators, colons, semicolons
+    and leading dots: `curl -OJ`, or a client that joins it to a folder,
+    must not get `../../.bashrc`."""
     ascii_name = "".join(
-        c if " " <= c <= "~" and c not in '"\\%' else "_"
+        c if " " <= c <= "~" and c not in FALLBACK_REPLACED else "_"
         for c in unicodedata.normalize("NFKD", name)
         if not unicodedata.combining(c)
     )
+    ascii_name = LEADING_DOTS.sub(lambda dots: "_" * len(dots[0]), ascii_name)
     if ascii_name == name:
         return f'{disposition}; filename="{name}"'
     exact = quote(name, safe="", errors="replace")

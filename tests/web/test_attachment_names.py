@@ -42,7 +42,7 @@ BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)
 # Characters that make names hard: separators, quotes, the header's own
 # punctuation, controls, bidi controls, combining marks, emoji, other scripts.
 AWKWARD = list("/\\.\"'%;=,&#:*?<>| \t\r\n\x00\x1b\x7f\x85\u00a0\u0301\u200d\ufeff")
-AWKWARD += sorted(BIDI_CONTROLS) + list("éß履歴書Ωאב🎓👩🏽‍💻")
+AWKWARD += sorted(BIDI_CONTROLS) + list("éß履歴書Ωאב🎓👩🏽‍💻\uff0e\uff0f\uff1a\uff3c")
 EXAMPLES = 40
 
 # What the person's computer calls the file → what the server keeps, for a
@@ -115,6 +115,10 @@ def disposition_shape(header: str) -> tuple[str, str, str]:
     assert shape is not None, header
     disposition, ascii_name, encoded = shape.groups()
     exact = ascii_name if encoded is None else unquote(encoded, errors="strict")
+    # A client that saves under the ASCII name gets no path, drive or
+    # hidden file from it.
+    assert not set(ascii_name) & set("/\\:;"), header
+    assert not ascii_name.startswith("."), header
     return disposition, ascii_name, exact
 
 
@@ -129,6 +133,27 @@ def parsed_disposition(header: str) -> tuple[str, str, str]:
     )
     assert message["content-disposition"].params["filename"] == exact, header
     return disposition, ascii_name, exact
+
+
+def test_full_width_dots_and_slashes_make_no_path_of_the_ascii_name() -> None:
+    """NFKD turns them into ASCII dots and slashes: the stand-in for
+    clients that read `filename` only must not be `../../.bashrc.txt`."""
+    for sent, ascii_name in (
+        # Full-width: dot U+FF0E, slash U+FF0F, colon U+FF1A.
+        (
+            "\uff0e\uff0e\uff0f\uff0e\uff0e\uff0fetc\uff0fcron.d\uff0fevil.txt",
+            "___.._etc_cron.d_evil.txt",
+        ),
+        ("\uff0e\uff0e\uff0f\uff0e\uff0e\uff0f\uff0ebashrc.txt", "___.._.bashrc.txt"),
+        ("a\uff1ab.txt", "a_b.txt"),
+    ):
+        kept = clean_name(sent, TEXT)
+        assert kept == unicodedata.normalize("NFC", sent)
+        assert disposition_shape(content_disposition("attachment", kept)) == (
+            "attachment",
+            ascii_name,
+            kept,
+        )
 
 
 def test_real_names_survive_and_only_what_hurts_is_removed() -> None:
