@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
@@ -41,7 +42,7 @@ from chatserver.web import (
 from chatserver.web.deps import Services
 from chatserver.web.headers import SecurityHeaders
 from chatserver.web.request_id import RequestId
-from chatserver.web.responses import chat_error_handler, http_error_handler
+from chatserver.web.responses import chat_error_handler, client_left_handler, http_error_handler
 from chatserver.web.templating import STATIC_DIR
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,11 @@ def create_app(
     app = ChatApp(
         routes=routes,
         middleware=[Middleware(RequestId), Middleware(SecurityHeaders, settings=settings)],
-        exception_handlers={ChatError: chat_error_handler, HTTPException: http_error_handler},
+        exception_handlers={
+            ChatError: chat_error_handler,
+            HTTPException: http_error_handler,
+            ClientDisconnect: client_left_handler,
+        },
         lifespan=lifespan,
     )
     # One URL per resource. Starlette would otherwise answer a path with a

@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from chatserver.errors import ChatError, ErrorCode, invalid, too_large
@@ -61,6 +62,20 @@ def error_response(exc: ChatError) -> Response:
 async def chat_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ChatError)
     return error_response(exc)
+
+
+log = logging.getLogger(__name__)
+
+
+async def client_left_handler(request: Request, exc: Exception) -> Response:
+    """The client closed the connection before its request's body was read
+    (an upload cancelled, a tab closed): nothing to answer, and nothing
+    wrong with the server. One quiet line, not an ERROR with a traceback
+    that anyone on the internet could repeat to flood the log; nothing was
+    stored, as the body was never whole."""
+    assert isinstance(exc, ClientDisconnect)
+    log.info("client left before its request was read: %s %s", request.method, request.url.path)
+    return PlainTextResponse("The request was not received whole.", status_code=400)
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,9 +28,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from chatserver.errors import ErrorCode
+from chatserver.store.tables import attachments
 from chatserver.web.responses import HTTP_STATUS
 from tests.conftest import Scene
-from tests.helpers import AUTH, Host, Person
+from tests.helpers import AUTH, Host, Person, count_rows, upload
 
 # Examples per API per backend: enough to reach every field with several
 # kinds of hostile value, few enough for a two-core machine.
@@ -387,3 +389,67 @@ async def test_generated_session_requests_answer_success_or_the_error_object(
     assert await scene.cara.history(scene.conversation)
     again = await scene.alice.send(scene.conversation, "Still here")
     assert again.status_code == 201, again.text
+
+
+async def cut_off(app: Any, path: str, headers: dict[str, str], start: bytes) -> list[Any]:
+    """A POST whose client leaves after the first part of its body: what
+    the app sent back (the ASGI messages)."""
+    parts = [{"type": "http.request", "body": start, "more_body": True}]
+
+    async def receive() -> dict[str, Any]:
+        return parts.pop(0) if parts else {"type": "http.disconnect"}
+
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_a_client_leaving_midway_through_its_body_is_one_quiet_line(
+    app: Any, scene: Scene, caplog: Any
+) -> None:
+    """An upload cancelled, a tab closed while posting: no ERROR with a
+    traceback (anyone could repeat it, before signing in, to flood the log),
+    a 400 that nobody reads, and nothing stored."""
+    signed_in = {
+        "Cookie": "; ".join(f"{k}={v}" for k, v in scene.cara.client.cookies.items()),
+        **scene.cara.csrf,
+    }
+    multipart = {**signed_in, "Content-Type": "multipart/form-data; boundary=b7f3a"}
+    attempts = [
+        ("/auth/switch", {"Content-Type": "application/x-www-form-urlencoded"}, b"csrf=ab"),
+        ("/api/preview", {**signed_in, "Content-Type": "application/json"}, b'{"body": "Hel'),
+        (
+            "/api/attachments",
+            multipart,
+            b'--b7f3a\r\nContent-Disposition: form-data; name="file"; filename="cv.txt"\r\n'
+            b"Content-Type: text/plain\r\n\r\nMy CV, first half",
+        ),
+    ]
+    caplog.set_level(logging.INFO)
+    for path, headers, start in attempts:
+        sent = await cut_off(app, path, headers, start)
+        assert sent[0]["type"] == "http.response.start", path
+        assert sent[0]["status"] == 400, path
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert [r for r in caplog.records if "client left" in r.getMessage()] != []
+    assert await count_rows(app, attachments) == 0
+    uploaded = await upload(scene.cara, "cv.txt", b"My CV, whole")
+    assert uploaded.status_code == 201, uploaded.text
