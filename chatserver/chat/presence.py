@@ -40,6 +40,10 @@ CLAIM_SECONDS = 3 * REFRESH_SECONDS
 # Local changes are written in batches this often: subscribes come in bursts
 # (a page load, a reconnect storm) and one pipeline beats hundreds of calls.
 FLUSH_SECONDS = 0.2
+# While Redis does not answer, `online` says "offline" for this long without
+# asking again: a planning pass asks once per email due, and each question
+# to a stalled Redis would wait out its timeout.
+UNKNOWN_SECONDS = 10.0
 
 Key = tuple[str, str, str]  # (conversation, kind, person)
 
@@ -88,6 +92,8 @@ class RedisPresence:
         self._redis = key_client(url, timeout=5)
         self._prefix = prefix
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        # `online` answers without Redis until then (it did not answer).
+        self._unknown_until = 0.0
         self._counts: Counter[Key] = Counter()
         self._dirty: set[Key] = set()
         self._wake = asyncio.Event()
@@ -102,7 +108,19 @@ class RedisPresence:
         return f"{self._prefix}presence:{{{tag}}}:{kind}:{person_id}"
 
     async def online(self, conversation_id: str, kind: str, person_id: str) -> bool:
-        claims = await self._redis.hvals(self._key((conversation_id, kind, person_id)))
+        """Whether a worker vouches for the person now. Unknown while Redis
+        does not answer, and taken as offline then: an email too many is
+        better than none to anyone for as long as Redis is down."""
+        if time.monotonic() < self._unknown_until:
+            return False
+        try:
+            claims = await self._redis.hvals(self._key((conversation_id, kind, person_id)))
+        except KEY_ERRORS as exc:
+            log.warning(
+                "presence unknown (%s): everyone counts as offline for %gs", exc, UNKNOWN_SECONDS
+            )
+            self._unknown_until = time.monotonic() + UNKNOWN_SECONDS
+            return False
         now = time.time()
         return any(float(until) > now for until in claims)
 
