@@ -74,6 +74,7 @@ class ConversationRoom(Room):
         "_catch_up_with",
         "_held",
         "_streams",
+        "_told",
         "context",
         "conversation_id",
         "last",
@@ -102,6 +103,9 @@ class ConversationRoom(Room):
         self._buffer_limit = buffer_limit
         # Messages that arrived ahead of a gap, by seq: (frame, created_at).
         self._held: dict[int, tuple[str, object]] = {}
+        # The `conversation` frame of each role as last told (or as it was
+        # when first read): a resync tells the members only a change.
+        self._told: dict[str, str] = {}
 
     def join(self, conn: Connection) -> Member:
         member = Member()
@@ -118,6 +122,7 @@ class ConversationRoom(Room):
                     self.ready.set()
                 return None
             self.context = ctx.for_sending()
+            self._told = self._state_frames(views.facts(ctx))
             if self.ready is None or not self.ready.is_set():
                 # Else joiners went live while the context could not be
                 # read: the first catch-up starts from the beginning
@@ -186,9 +191,13 @@ class ConversationRoom(Room):
             self._release_held()
 
     async def _resync(self) -> None:
+        """After a gap in the broker's stream (an outage, a resubscribe):
+        the messages missed, then the state if it changed meanwhile (a
+        resync repeats every few seconds while Redis is down, and the
+        `conversation` frame is for changes)."""
         ctx = await self._catch_up(None)
         self._release_held()
-        if ctx is not None:
+        if ctx is not None and self._state_frames(views.facts(ctx)) != self._told:
             self._fan_out_state(views.facts(ctx))
 
     async def _catch_up(self, upto: int | None) -> ConversationContext | None:
@@ -264,12 +273,15 @@ class ConversationRoom(Room):
                 overflow.append(conn)
         return live, overflow
 
-    def _fan_out_state(self, facts: ConversationFacts) -> None:
-        """Each role gets its own `conversation` frame: can_send depends on who asks."""
-        frames = {
+    def _state_frames(self, facts: ConversationFacts) -> dict[str, str]:
+        """Each role's own `conversation` frame: can_send depends on who asks."""
+        return {
             role.value: wire.encode(views.conversation_state(self.conversation_id, facts, role))
             for role in Role
         }
+
+    def _fan_out_state(self, facts: ConversationFacts) -> None:
+        frames = self._told = self._state_frames(facts)
         for role, frame in frames.items():
             self._fan_out_role(frame, role)
 

@@ -104,6 +104,9 @@ async def test_a_gap_that_never_fills_is_read_from_the_database(
         assert bodies[1:3] == ["silent 2", "silent 3"]
 
 
+MARKER = {"kind": "staff", "id": "marker", "name": "Marker"}
+
+
 # Only the in-process broker lets the test overflow a queue at will; the
 # Redis path to a Resync (an outage) is tested in tests/broker and tests/e2e.
 @pytest.mark.parametrize("backend", ["embedded"])
@@ -114,6 +117,8 @@ async def test_a_resync_catches_up_from_the_database(
     assert isinstance(svc.broker, MemoryBroker)
     async with open_socket(server, scene.cara) as ws:
         await ws.subscribe(scene.conversation)
+        await scene.alice.send(scene.conversation, "Welcome")
+        await ws.collect(lambda fs: 1 in seqs(fs))
         resyncs = instruments.TOTALS.resyncs
         await store_silently(svc.chat, scene.conversation, 4)
         ctx = await context_of(svc.chat, scene.conversation)
@@ -121,13 +126,36 @@ async def test_a_resync_catches_up_from_the_database(
         # replaced with one Resync.
         someone = {"kind": "staff", "id": "someone", "name": "Someone"}
         noise = events.envelope_of(ctx, events.typing_event(scene.conversation, someone))
-        for _ in range(svc.broker.queue_size + 10):
-            await svc.broker.publish(*noise)
+
+        async def overflow() -> None:
+            for _ in range(svc.broker.queue_size + 10):
+                await svc.broker.publish(*noise)
+
+        await overflow()
         delivered = await ws.collect(lambda fs: len(seqs(fs)) == 4)
-        assert seqs(delivered) == [1, 2, 3, 4]
+        assert seqs(delivered) == [2, 3, 4, 5]
         assert instruments.TOTALS.resyncs > resyncs
-        await scene.alice.send(scene.conversation, "after the outage")
-        assert (await ws.next_of("message"))["message"]["seq"] == 5
+        # Nothing about the state, which did not change (a resync repeats
+        # every few seconds while Redis is down); a typing frame published
+        # after the overflow comes after the resync's frames.
+        marker = events.envelope_of(ctx, events.typing_event(scene.conversation, MARKER))
+
+        async def told_until_the_marker() -> list[dict[str, Any]]:
+            await svc.broker.publish(*marker)
+            frames = await ws.collect(lambda fs: bool(fs) and fs[-1].get("who") == MARKER)
+            return [f for f in frames if f["type"] == "conversation"]
+
+        assert await told_until_the_marker() == []
+
+        # Ended while its event was lost: the next resync says so, once.
+        async with svc.chat.db.transaction() as conn:
+            ended = update(conversations).where(conversations.c.id == scene.conversation)
+            await conn.execute(ended.values(state="ended"))
+        await overflow()
+        [changed] = await told_until_the_marker()
+        assert (changed["state"], changed["can_send"]) == ("ended", False)
+        await overflow()
+        assert await told_until_the_marker() == []
 
 
 async def test_a_long_backlog_is_replayed_in_pages_in_order(
