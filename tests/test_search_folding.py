@@ -19,6 +19,7 @@ from chatserver.settings import Settings
 from chatserver.store.folding import contains_pattern, fold
 from chatserver.store.migrate import sync_url, upgrade
 from chatserver.store.tables import metadata
+from tests.conftest import insert_rows
 
 
 @pytest.mark.parametrize(
@@ -135,3 +136,61 @@ def test_migration_0009_folds_existing_rows_and_matches_the_tables(migrating: Se
     assert titles == {"j1": "professeur de francais"}
     assert bodies == {"m1": "le cafe a strasse", "m2": "plain ascii text", "m3": ""}
     assert differences == []
+
+
+# -- migration 0017 ----------------------------------------------------------------------
+
+SHOWN = {
+    "m1": ("is there a **uniform** policy?", "is there a uniform policy?"),
+    "m2": ("[Book a slot](https://cal.example/x)", "book a slot"),
+    "m3": ("Plain words, as shown", "plain words, as shown"),
+}
+
+
+def test_migration_0017_searches_the_words_as_shown(migrating: Settings) -> None:
+    """Messages written before it were searched as written, Markdown marks
+    and all: refolded, they are found by the words people see, and still by
+    what they wrote."""
+    upgrade(migrating, "0016")
+    url = sync_url(migrating)
+    at = "2026-11-02 09:30:00+00:00"
+    rows: list[tuple[str, dict[str, Any]]] = [
+        ("organisations", {"id": "acme", "name": "Acme"}),
+        (
+            "candidates",
+            {"id": "c1", "name": "Cara", "email": "c@x.example", "search_name": "cara"}
+            | {"timezone": "UTC", "email_notifications": "each"},
+        ),
+        ("jobs", {"id": "j1", "org_id": "acme", "title": "Engineer", "search_title": "engineer"}),
+        (
+            "applications",
+            {"id": "a1", "org_id": "acme", "job_id": "j1", "candidate_id": "c1"}
+            | {"status": "interviewing", "applied_at": at},
+        ),
+        (
+            "conversations",
+            {"id": "v1", "application_id": "a1", "org_id": "acme", "state": "open"}
+            | {"last_seq": 3, "has_staff_message": True, "created_at": at},
+        ),
+    ]
+    for seq, (message_id, (body, _)) in enumerate(SHOWN.items(), start=1):
+        rows.append(
+            (
+                "messages",
+                {"id": message_id, "conversation_id": "v1", "seq": seq, "body": body}
+                | {"sender_kind": "staff", "sender_id": "s1", "sender_name": "Sam"}
+                | {"client_id": str(uuid.uuid4()), "html": "", "created_at": at}
+                | {"deleted": False, "search_body": fold(body)},
+            )
+        )
+    insert_rows(url, rows)
+
+    upgrade(migrating)
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        searched = _pairs(conn, "SELECT id, search_body FROM messages")
+    engine.dispose()
+    for message_id, (body, shown) in SHOWN.items():
+        assert shown in searched[message_id], message_id
+        assert fold(body) in searched[message_id], message_id
+    assert searched["m3"] == "plain words, as shown"

@@ -227,6 +227,19 @@ def render_markdown(body: str) -> str:
     return cleaned.rstrip("\n")
 
 
+def searchable(body: str) -> str:
+    """What search looks in: the words as shown (`plain_text`: no Markdown
+    marks, escapes as their characters, lines joined), so "uniform policy"
+    finds "is there a **uniform** policy"; and, on a line of its own when
+    it differs, the body as written, so a pasted `**` or a link's address
+    still finds it. A body with no Markdown is shown as written (`render`'s
+    fast path) and is its own text."""
+    if body.isprintable() and _PLAIN.fullmatch(body):
+        return body
+    shown = plain_text(body)
+    return shown if shown == body else f"{shown}\n{body}"
+
+
 def plain_text(body: str, *, for_email: bool = False) -> str:
     """The words of a body without formatting, on one line: for previews, emails and search.
 

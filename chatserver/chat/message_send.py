@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from chatserver.chat import ids
-from chatserver.chat.formatting import render
+from chatserver.chat.formatting import render, searchable
 from chatserver.chat.identity import Viewer
 from chatserver.chat.send_request import SendRequest, SendResult
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode, invalid, not_found
+from chatserver.store.folding import fold
 
 
 def has_content(body: str, attachment_ids: Sequence[str]) -> bool:
@@ -82,4 +83,5 @@ def prepare_send(
         html=render(body),
         attachment_ids=tuple(attachment_ids),
         via=via,
+        search_body=fold(searchable(body)),
     )

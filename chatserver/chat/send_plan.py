@@ -56,6 +56,8 @@ class Send(Protocol):
     @property
     def via(self) -> str | None: ...
     @property
+    def search_body(self) -> str | None: ...
+    @property
     def key(self) -> ClientKey: ...
 
 
@@ -124,6 +126,7 @@ def message_row(request: Send, message_id: str) -> JSON:
         "body": request.body,
         "html": request.html,
         "via": request.via,
+        "search_body": request.search_body,
     }
 
 

@@ -33,6 +33,9 @@ class SendRequest:
     # How the message arrived when not through the app ("email"), stored
     # with it and shown on it (MESSAGE `via`).
     via: str | None = None
+    # What search finds it by, folded (`formatting.searchable`); None: the
+    # body itself, folded by the store.
+    search_body: str | None = None
     future: asyncio.Future[SendResult] = field(default_factory=lambda: _new_future())
     # Answered `unavailable` before a writer took it: it is never written
     # (the client retries), so an overloaded queue sheds what nobody awaits.

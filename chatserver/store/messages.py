@@ -134,10 +134,16 @@ async def by_client_keys(
 
 
 def with_search_body(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A message row with its body folded for search: every insert path
-    stores both (the column has no default, so one that forgets fails).
-    Search looks for what people wrote, so a system line stores nothing."""
-    searched = "" if row["sender_kind"] == SYSTEM else fold(row["body"])
+    """A message row with what search finds it by: its `search_body` as the
+    send path folded it (`formatting.searchable`: the words as shown and the
+    body as written), else its body folded. Every insert path stores it (the
+    column has no default, so one that forgets fails). Search looks for
+    what people wrote, so a system line stores nothing."""
+    searched = row.get("search_body")
+    if row["sender_kind"] == SYSTEM:
+        searched = ""
+    elif searched is None:
+        searched = fold(row["body"])
     # Every row of one executemany needs the same keys: people's messages
     # carry no event.
     return {"event": None, **row, "search_body": searched}

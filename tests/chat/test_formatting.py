@@ -24,6 +24,7 @@ from chatserver.chat.formatting import (
     preview,
     render,
     render_markdown,
+    searchable,
 )
 
 TAGS = {"p", "br", "strong", "em", "ul", "ol", "li", "a"}
@@ -690,3 +691,15 @@ def test_chat_lines_with_times_numbers_and_punctuation_skip_the_renderer(
 
     monkeypatch.setattr(formatting, "render_markdown", not_called)
     assert render(body) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(ANY_TEXT, MARKDOWNISH))
+def test_search_finds_a_body_by_the_words_shown_and_as_written(body: str) -> None:
+    """`searchable` holds the body as written (its end) and every word a
+    reader sees (`plain_text`), the two never run into each other."""
+    searched = searchable(body)
+    assert searched.endswith(body)
+    assert set(plain_text(body).split()) <= set(searched.split())
+    if searched != body:
+        assert searched == f"{plain_text(body)}\n{body}"

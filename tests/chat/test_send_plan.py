@@ -31,6 +31,7 @@ class Send:
     html: str = "<p>Hi</p>"
     attachment_ids: tuple[str, ...] = ()
     via: str | None = None
+    search_body: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:

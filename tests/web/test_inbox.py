@@ -181,6 +181,26 @@ async def test_search_wildcards_are_literal(scene: Scene, host: Host) -> None:
     assert await ids(scene.alice, q="\\") == [backslash]
 
 
+async def test_search_finds_the_words_as_shown_and_as_written(scene: Scene) -> None:
+    """A recruiter types what they see: Markdown marks, escapes and line
+    breaks do not stand between the words; what was written still finds it."""
+    await scene.cara.send(scene.conversation, "Is there a **uniform** policy?")
+    await scene.cara.send(scene.conversation, "Book a *lesson observation*\nplease, \\*soon\\*")
+    await scene.alice.send(scene.conversation, "[Pick a slot](https://cal.example/x)")
+    for query in (
+        "uniform policy",
+        "**uniform** policy",
+        "lesson observation please",
+        "please, *soon*",
+        "pick a slot",
+        "cal.example/x",
+    ):
+        assert await ids(scene.alice, q=query) == [scene.conversation], query
+    # The words as shown and as written are kept apart: no phrase runs
+    # from the end of one into the start of the other.
+    assert await ids(scene.alice, q="*soon* book a") == []
+
+
 async def test_deleted_message_text_is_not_searchable(scene: Scene) -> None:
     sent = (await scene.alice.send(scene.conversation, "secret salary figure")).json()
     assert await ids(scene.alice, q="salary") == [scene.conversation]
