@@ -45,14 +45,16 @@ export function paintRow(link, c, { q, href, current, draft }) {
   avatar.textContent = initials(c.candidate.name);
   avatar.dataset.hue = hue(c.candidate.id);
   highlight(link.querySelector(".item-name"), c.candidate.name, q);
-  const job = link.querySelector(".item-job");
-  highlight(job, c.job.title, q);
+  // The title gives way to the status: a long one is cut, never the pill.
+  const title = document.createElement("span");
+  title.className = "item-job-title";
+  highlight(title, c.job.title, q);
   const pill = document.createElement("span");
   pill.className = "pill";
   pill.dataset.status = c.status;
   pill.dataset.state = c.state;
   pill.textContent = c.state === "ended" ? "Ended" : statusLabel(c.status);
-  job.append(pill);
+  link.querySelector(".item-job").replaceChildren(title, pill);
   const last = c.last_message;
   const time = link.querySelector(".item-time");
   if (last) {

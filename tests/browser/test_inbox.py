@@ -328,3 +328,25 @@ def test_enter_on_a_row_takes_focus_to_the_composer(browsers: Browsers, ats: Ats
     item(inbox, dan.conversation).focus()
     inbox.keyboard.press("Enter")
     expect(inbox.get_by_role("heading", name="Dan Jones")).to_be_focused()
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_a_long_job_title_gives_way_to_the_status(
+    browsers: Browsers, ats: Ats, width: int
+) -> None:
+    """The status pill sits after the job title on the row: a title too
+    long for the row is cut with an ellipsis, the pill stays in view."""
+    alice = ats.staff("Alice Recruiter")
+    title = "Maternity Cover: Teacher of Design, Technology and Food (Part Time)"
+    app = ats.application("cara", "Cara Candidate", job=title, status="offered")
+    inbox = browsers.open(ats.staff_link(alice), width=width, mobile=width < 500)
+    row = item(inbox, app.conversation)
+    pill = row.locator(".item-job .pill")
+    expect(pill).to_have_text("Offered")
+    row_box, pill_box = row.bounding_box(), pill.bounding_box()
+    assert row_box is not None
+    assert pill_box is not None
+    assert pill_box["width"] > 20
+    assert pill_box["x"] + pill_box["width"] <= row_box["x"] + row_box["width"]
+    cut = row.locator(".item-job-title").evaluate("t => t.scrollWidth > t.clientWidth")
+    assert cut, "the title fits: the test needs one too long for the row"
