@@ -235,7 +235,7 @@ export class ConversationView {
       this.refreshSummary();
       this.onChange({ state: "ended" });
     } catch (err) {
-      this.flash(err.message);
+      this.flash(`Couldn't end the conversation: ${err.message}`);
     }
   }
 
@@ -248,7 +248,7 @@ export class ConversationView {
       await api.post(`/api/conversations/${encodeURIComponent(id)}/${archiving ? "archive" : "unarchive"}`);
     } catch (err) {
       if (undoing) toast(`Couldn't undo: ${err.message}`);
-      else this.flash(err.message);
+      else this.flash(`Couldn't ${archiving ? "archive" : "unarchive"} the conversation: ${err.message}`);
       return;
     }
     this.archived = archiving;
@@ -271,7 +271,7 @@ export class ConversationView {
     try {
       await api.post(`/api/conversations/${encodeURIComponent(this.id)}/unread`);
     } catch (err) {
-      this.flash(err.message);
+      this.flash(`Couldn't mark it as unread: ${err.message}`);
       return;
     }
     if (this.onMarkedUnread) this.onMarkedUnread(this.id);
@@ -323,7 +323,7 @@ export class ConversationView {
     try {
       await api.del(`/api/messages/${encodeURIComponent(message.id)}?for=${scope}`);
     } catch (err) {
-      this.flash(err.message);
+      this.flash(`Couldn't delete the message: ${err.message}`);
       return;
     }
     if (scope === "me") {

@@ -169,6 +169,22 @@ def test_delete_for_everyone_disappears_on_the_other_side(browsers: Browsers, at
     expect(message(staff, "Interview at 10:00")).to_be_visible()
 
 
+def test_a_delete_that_did_not_happen_says_so_by_name(browsers: Browsers, ats: Ats) -> None:
+    """Deleting the message sent to the wrong candidate while the network
+    is gone: the alert names the delete, and the message stays."""
+    staff, _, _ = open_pair(browsers, ats)
+    send(staff, "Sorry, wrong candidate!")
+    mine = message(staff, "wrong candidate")
+    expect(mine).to_be_visible()
+    staff.route("**/api/messages/**", lambda route: route.abort("internetdisconnected"))
+    mine.hover()
+    mine.get_by_test_id("message-menu").click()
+    mine.get_by_test_id("delete-for-me").click()
+    alert = staff.locator('[data-field="error"]')
+    expect(alert).to_contain_text("Couldn't delete the message: ")
+    expect(mine).to_be_visible()
+
+
 def test_end_conversation_disables_the_candidates_composer(browsers: Browsers, ats: Ats) -> None:
     staff, candidate, _ = open_pair(browsers, ats)
     send(staff, "Thanks for coming in today.")

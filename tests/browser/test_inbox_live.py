@@ -352,7 +352,9 @@ def test_a_refused_mark_as_unread_says_why_and_keeps_the_conversation(
     )
     inbox.get_by_test_id("conversation-menu").click()
     inbox.get_by_test_id("mark-unread").click()
-    expect(inbox.get_by_role("alert")).to_have_text("Try again in a moment.")
+    expect(inbox.get_by_role("alert")).to_have_text(
+        "Couldn't mark it as unread: Try again in a moment."
+    )
     expect(inbox).to_have_url(f"{ats.server.url}/c/{cara.conversation}")
 
 
