@@ -53,6 +53,10 @@ TEXT_FORMAT = (
     "%(asctime)s %(levelname)s %(role)s[%(process)d] %(name)s req=%(request_id)s %(message)s"
 )
 JSON_FIELDS = "%(asctime)s %(levelname)s %(role)s %(process)d %(name)s %(request_id)s %(message)s"
+# The keys of a JSON line: those fields as renamed below, and a traceback's.
+JSON_KEYS = frozenset(
+    {"time", "level", "role", "process", "logger", "request_id", "message", "exc_info"}
+)
 
 # Loggers of libraries that speak at INFO about things an operator does not
 # need on every start: alembic's "Context impl PostgresqlImpl" and
@@ -109,6 +113,12 @@ class JsonLineFormatter(JsonFormatter):
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return _utc(record)
+
+    def process_log_record(self, log_record: dict[str, Any]) -> dict[str, Any]:
+        """The text format's fields and an exception's text, nothing else:
+        python-json-logger would add every `extra` a library passes, such as
+        uvicorn's `color_message`, the message with terminal colour codes."""
+        return {key: value for key, value in log_record.items() if key in JSON_KEYS}
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))

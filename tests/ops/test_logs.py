@@ -107,7 +107,11 @@ def test_a_text_line_has_time_level_role_pid_logger_and_request_id() -> None:
 
 
 def test_a_json_line_has_the_same_fields() -> None:
-    record = json.loads(JsonLineFormatter().format(_record("hello %s", "world", name="x")))
+    made = _record("hello %s", "world", name="x")
+    # What uvicorn passes for its own coloured formatter: not a field here.
+    made.color_message = "\x1b[32mhello world\x1b[0m"
+    record = json.loads(JsonLineFormatter().format(made))
+    assert set(record) == {"time", "level", "role", "process", "logger", "request_id", "message"}
     assert record["message"] == "hello world"
     assert record["level"] == "INFO"
     assert record["role"] == "web"
