@@ -95,7 +95,7 @@ def notifier(settings: Settings) -> None:
     from chatserver.notify.worker import run_standalone
 
     _prepare(settings)
-    for warning in settings.warnings():
+    for warning in settings.warnings(host_api=False):
         log.warning("%s", warning)
     asyncio.run(run_standalone(settings))
 
@@ -105,7 +105,7 @@ def mail_in(settings: Settings) -> None:
     from chatserver.mail_in import CannotListen, run_standalone
 
     _prepare(settings)
-    for warning in settings.warnings():
+    for warning in settings.warnings(host_api=False):
         log.warning("%s", warning)
     try:
         asyncio.run(run_standalone(settings))

@@ -303,10 +303,11 @@ class Settings:
             changed = changed.with_(base_url=f"http://{url_host(host)}:{port}")
         return changed
 
-    def warnings(self) -> list[str]:
+    def warnings(self, *, host_api: bool = True) -> list[str]:
         """What a production deployment can run without, but should not:
-        logged at start, one line each."""
-        return checks.warnings(self)
+        logged at start, one line each. `host_api`: whether the process
+        serves the host API (the notifier and mail-in do not)."""
+        return checks.warnings(self, host_api=host_api)
 
     def validate(self) -> None:
         """Refuse configurations that would be unsafe or cannot work."""
@@ -323,6 +324,9 @@ class Settings:
                 shown = f"{len(value)} set (masked)" if value else "none"
             elif isinstance(value, str) and "://" in value:
                 shown = mask_url(value)
+            elif item.name == "allowed_origins" and not value:
+                # Unset is not "none allowed": CHAT_BASE_URL's origin is.
+                shown = f"{self.base_origin} (CHAT_BASE_URL's origin)"
             elif isinstance(value, tuple):
                 shown = ",".join(str(v) for v in value) or "none"
             else:

@@ -35,13 +35,14 @@ REPLY_DOMAIN = re.compile(rf"(?=.{{1,253}}$)(?:{_LABEL}\.)*{_LABEL}")
 MAX_UNSENT_UPLOAD_DAYS = 36_500
 
 
-def warnings(settings: Settings) -> list[str]:
+def warnings(settings: Settings, *, host_api: bool = True) -> list[str]:
     """What a production deployment can run without, but should not:
-    logged at start, one line each."""
+    logged at start, one line each; the host API's only by a process that
+    serves it (`host_api`)."""
     if not settings.production:
         return []
     found = []
-    if not settings.api_keys:
+    if host_api and not settings.api_keys:
         found.append(
             "CHAT_API_KEYS is empty: the host API (/api/v1) refuses every request; "
             "set CHAT_API_KEYS=<random key> and give it to the host ATS."

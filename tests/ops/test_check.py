@@ -66,6 +66,14 @@ def test_check_prints_the_configuration_masked_and_probes_every_service(
     assert "CHAT_SECRET_KEYS" in out
     assert "1 set (masked)" in out
     assert "https://chat.example" in out
+    # Unset, the allowed origins are the base URL's, not none.
+    [origins] = [line for line in out.splitlines() if "CHAT_ALLOWED_ORIGINS" in line]
+    assert origins.split() == [
+        "CHAT_ALLOWED_ORIGINS",
+        "https://chat.example",
+        "(CHAT_BASE_URL's",
+        "origin)",
+    ]
     for name in ("database", "redis", "smtp"):
         assert _probe_line(out, name).startswith("  ok"), out
     assert "warning" not in out

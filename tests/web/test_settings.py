@@ -278,6 +278,10 @@ def test_production_warns_about_what_it_can_run_without() -> None:
     warned = " ".join(bare.warnings())
     for name in ("CHAT_API_KEYS", "CHAT_SMTP_URL", "CHAT_BASE_URL"):
         assert name in warned
+    # The notifier and mail-in serve no host API: its keys are not theirs.
+    without_api = " ".join(bare.warnings(host_api=False))
+    assert "CHAT_API_KEYS" not in without_api
+    assert "CHAT_SMTP_URL" in without_api
     complete = Settings.from_env(
         {
             "DATABASE_URL": PG,
