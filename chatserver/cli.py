@@ -81,8 +81,14 @@ def _prepare(settings: Settings) -> None:
 
 
 def serve(settings: Settings, *, migrated: bool = False) -> None:
-    from chatserver.web.server import run
+    from chatserver.web.server import run, why_not_listening
 
+    reason = why_not_listening(settings.host, settings.port)
+    if reason is not None:
+        raise StartFailed(
+            f"cannot listen on {settings.host}:{settings.port} ({reason}): stop what "
+            "holds it, or choose a free port with PORT or --port."
+        )
     if not migrated:
         _prepare(settings)
     for warning in settings.warnings():

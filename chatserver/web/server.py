@@ -15,6 +15,7 @@ the operator's Ctrl-C.
 from __future__ import annotations
 
 import logging
+import socket as sockets
 from socket import socket
 from typing import Any
 
@@ -97,6 +98,21 @@ class _Supervisor(Multiprocess):
                     self.failed = True
                     self.should_exit.set()
                 return
+
+
+def why_not_listening(host: str, port: int) -> str | None:
+    """Why this process could not listen on `host:port` (the system's
+    reason, such as "Address already in use"), or None when it can: asked
+    before uvicorn starts, which would log the error and exit with a status
+    of its own. Bound the way uvicorn binds, then let go."""
+    family = sockets.AF_INET6 if ":" in host else sockets.AF_INET
+    with socket(family, sockets.SOCK_STREAM) as probe:
+        probe.setsockopt(sockets.SOL_SOCKET, sockets.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 def run(settings: Settings) -> bool:

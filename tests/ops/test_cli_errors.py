@@ -186,14 +186,20 @@ def test_migrations_run_at_once_take_turns(tmp_path: Path) -> None:
         assert "database is up to date (revision" in stderr
 
 
-def test_a_port_in_use_fails_with_a_non_zero_exit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_line_with_status_1(tmp_path: Path, workers: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli(["serve", "--port", str(port)], tmp_path)
-    assert result.returncode != 0
-    assert "address already in use" in result.stderr.lower()
+        env = {"WEB_CONCURRENCY": workers, "REDIS_URL": "redis://127.0.0.1:6379/0"}
+        result = run_cli(["serve", "--port", str(port)], tmp_path, env)
+    line = _one_line_naming(result, "PORT")
+    assert result.returncode == 1
+    assert line.startswith(
+        f"chatserver: cannot listen on 127.0.0.1:{port} (Address already in use)"
+    )
+    assert "Traceback" not in result.stderr
 
 
 def test_mail_in_on_a_port_in_use_fails_with_one_line(tmp_path: Path) -> None:
