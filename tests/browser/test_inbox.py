@@ -331,9 +331,7 @@ def test_enter_on_a_row_takes_focus_to_the_composer(browsers: Browsers, ats: Ats
 
 
 @pytest.mark.parametrize("width", [1280, 390])
-def test_a_long_job_title_gives_way_to_the_status(
-    browsers: Browsers, ats: Ats, width: int
-) -> None:
+def test_a_long_job_title_gives_way_to_the_status(browsers: Browsers, ats: Ats, width: int) -> None:
     """The status pill sits after the job title on the row: a title too
     long for the row is cut with an ellipsis, the pill stays in view."""
     alice = ats.staff("Alice Recruiter")
