@@ -2,7 +2,7 @@
 
 Every `record_*` call updates both: Prometheus serves `/metrics` (one worker's
 view), and `TOTALS` feeds the snapshot each worker shares for the ops page's
-cross-worker sums. Nothing here does I/O, so the hot paths (fan-out, group
+cross-worker sums (also on `/metrics`, `stats.deployment_metrics`). Nothing here does I/O, so the hot paths (fan-out, group
 commit) pay only an increment.
 """
 

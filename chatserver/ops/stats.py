@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 import orjson
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from chatserver.broker.clients import KEY_ERRORS, key_client
 from chatserver.ops import instruments
@@ -257,3 +258,48 @@ def _add_recent(into: dict[str, Any], recent: Snapshot | None) -> None:
     for index, count in enumerate(recent.get("latency_buckets", [])):
         if index < len(into["latency_buckets"]):
             into["latency_buckets"][index] += count
+
+
+def deployment_metrics(snapshots: Iterable[Snapshot]) -> bytes:
+    """Prometheus text of the deployment as the ops page sums it: every
+    live process's snapshot. `/metrics` is otherwise the answering worker's
+    own view, and behind one port each scrape reaches one worker of several
+    (its numbers jumping from scrape to scrape); these lines are the same
+    whichever answers, and carry a separate notifier's backlog, which
+    serves no HTTP of its own. A registry made for each scrape, so a
+    process that stopped reporting leaves no series behind."""
+    snapshots = list(snapshots)
+    totals = summed(snapshots)
+    registry = CollectorRegistry()
+    processes = Gauge(
+        "chat_deployment_processes",
+        "Processes reporting to the ops page (web workers, notifiers)",
+        ["role"],
+        registry=registry,
+    )
+    for role in sorted({str(s.get("role", "web")) for s in snapshots}):
+        processes.labels(role).set(sum(1 for s in snapshots if s.get("role", "web") == role))
+    connections = Gauge(
+        "chat_deployment_connections",
+        "Open WebSocket connections on every web worker",
+        ["role"],
+        registry=registry,
+    )
+    for role, count in sorted(totals["connections"].items()):
+        connections.labels(role).set(count)
+    if totals["notifier_backlog"] is not None:
+        Gauge(
+            "chat_deployment_notifier_backlog",
+            "Email notifications due but not yet sent, as the notifiers last saw",
+            registry=registry,
+        ).set(totals["notifier_backlog"])
+    recent = totals["recent"]
+    for name, what in (("messages", "Messages stored"), ("frames", "Frames delivered")):
+        rate = recent[f"{name}_per_minute"]
+        if rate is not None:
+            Gauge(
+                f"chat_deployment_{name}_per_minute",
+                f"{what} per minute by every worker, over their last five minutes",
+                registry=registry,
+            ).set(rate)
+    return generate_latest(registry)

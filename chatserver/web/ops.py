@@ -35,7 +35,8 @@ async def metrics(request: Request) -> Response:
     check_bearer(request, svc.settings.ops_keys, "ops key from CHAT_OPS_KEYS")
     instruments.PUBLISH_FAILURES.set(svc.broker.publish_failures)
     instruments.SEND_BACKLOG.set(svc.chat.sends.backlog)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    deployment = stats.deployment_metrics(await svc.hub.reporter.gather())
+    return Response(generate_latest() + deployment, media_type=CONTENT_TYPE_LATEST)
 
 
 async def healthz(request: Request) -> Response:

@@ -93,6 +93,26 @@ async def test_metrics_expose_connections_deliveries_and_latency(
         assert "chat_broker_publish_failures" in text
         assert "chat_send_batch_size_bucket" in text
         assert "chat_notifier_backlog" in text
+        # The deployment's sums, the same whichever worker answers.
+        assert 'chat_deployment_connections{role="candidate"} 1.0' in text
+        assert 'chat_deployment_connections{role="staff"} 1.0' in text
+        assert 'chat_deployment_processes{role="web"} 1.0' in text
+
+
+def test_the_deployment_lines_sum_every_process_the_ops_page_sees() -> None:
+    """Two web workers and a separate notifier, as their snapshots say."""
+    web = {"role": "web", "connections": {"staff": 3, "candidate": 5}, "notifier_backlog": None}
+    other = {"role": "web", "connections": {"staff": 1}, "notifier_backlog": None}
+    notifier = {"role": "notifier", "connections": {}, "notifier_backlog": 7}
+    text = stats.deployment_metrics([web, other, notifier]).decode()
+    lines = set(text.splitlines())
+    assert {
+        'chat_deployment_processes{role="web"} 2.0',
+        'chat_deployment_processes{role="notifier"} 1.0',
+        'chat_deployment_connections{role="staff"} 4.0',
+        'chat_deployment_connections{role="candidate"} 5.0',
+        "chat_deployment_notifier_backlog 7.0",
+    } <= lines
 
 
 async def test_metrics_need_a_key_from_chat_ops_keys(
