@@ -110,6 +110,12 @@ def mail_in(settings: Settings) -> None:
     """Take replies to notification emails over SMTP until SIGTERM."""
     from chatserver.mail_in import CannotListen, run_standalone
 
+    if not settings.reply_domain:
+        raise SettingsError(
+            "mail-in takes replies sent to reply addresses, which exist only with "
+            "CHAT_REPLY_DOMAIN: set it (the domain the web workers' emails use), "
+            "or do not run mail-in."
+        )
     _prepare(settings)
     for warning in settings.warnings(host_api=False):
         log.warning("%s", warning)

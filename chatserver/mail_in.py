@@ -38,6 +38,7 @@ from chatserver.chat.email_replies import Outcome
 from chatserver.chat.events import Events
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode
+from chatserver.ops.stats import StatsReporter, stats_store_from_settings
 from chatserver.settings import Settings
 from chatserver.store.db import Database
 
@@ -195,8 +196,6 @@ async def run_standalone(settings: Settings) -> None:
     or SIGINT."""
     host, port = settings.mail_in_host, settings.mail_in_port
     tls = tls_context(settings)
-    if not settings.reply_domain:
-        log.warning("CHAT_REPLY_DOMAIN is not set: every recipient will be refused")
     if not settings.redis_url:
         log.warning(
             "no REDIS_URL: replies are stored, but pages of a separate server "
@@ -208,6 +207,8 @@ async def run_standalone(settings: Settings) -> None:
     chat = Chat(settings, db, Events(broker))
     await chat.start()
     mail_in = MailIn(chat, tls)
+    # Listed on the ops page beside the web workers and notifiers.
+    reporter = StatsReporter(stats_store_from_settings(settings), role="mail-in")
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -222,6 +223,7 @@ async def run_standalone(settings: Settings) -> None:
                 f"mail-in cannot listen on {host}:{port} ({reason}): "
                 "stop what uses it, or set CHAT_MAIL_IN_PORT (mail-in --port)."
             ) from None
+        reporter.start()
         log.info(
             "mail-in listening on %s:%d for *@%s (%s)",
             host,
@@ -231,6 +233,8 @@ async def run_standalone(settings: Settings) -> None:
         )
         await stopping.wait()
     finally:
+        await reporter.stop()
+        await reporter.store.close()
         await mail_in.stop()
         await chat.stop()
         await broker.disconnect()

@@ -94,6 +94,7 @@ def _one_line_naming(result: object, setting: str) -> str:
             "CHAT_MAIL_IN_TLS_CERT",
             "set the certificate chain's PEM file too",
         ),
+        (["mail-in"], {}, "CHAT_REPLY_DOMAIN", "exist only with CHAT_REPLY_DOMAIN"),
         (
             ["serve"],
             {"CHAT_REPLY_DOMAIN": "https://reply.example.com"},
@@ -142,7 +143,7 @@ def test_a_database_migrated_by_a_newer_version_is_named_as_such(tmp_path: Path)
     that it cannot locate the revision)."""
     name = unique("chat_newer")
     create_database(name)
-    env = {"DATABASE_URL": pg_url(name), **GOOD}
+    env = {"DATABASE_URL": pg_url(name), "CHAT_REPLY_DOMAIN": "reply.localhost", **GOOD}
     try:
         assert run_cli(["migrate"], tmp_path, env).returncode == 0
         with psycopg.connect(pg_url(name), autocommit=True) as conn:

@@ -49,6 +49,7 @@ pytestmark = pytest.mark.slow
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "production.md"
 SECRET = "walk-through-secret-" + uuid.uuid4().hex
 API_KEY = "walk-through-api-key-" + uuid.uuid4().hex
+OPS_KEY = "walk-through-ops-key-" + uuid.uuid4().hex
 # Bounded waits: a loaded machine starts a worker in a few seconds.
 START_TIMEOUT = 60.0
 EMAIL_TIMEOUT = 30.0
@@ -221,6 +222,7 @@ def deployment(
             "CHAT_BASE_URL": deployment.base,
             "CHAT_SECRET_KEYS": SECRET,
             "CHAT_API_KEYS": API_KEY,
+            "CHAT_OPS_KEYS": OPS_KEY,
             "CHAT_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
             "CHAT_MAIL_FROM": "Acme Careers <careers@example.com>",
             "FORWARDED_ALLOW_IPS": "127.0.0.1",
@@ -292,6 +294,21 @@ def test_the_production_guide_walk_through(
     assert httpx.get(f"{local}/healthz").text == "ok"
     ready = httpx.get(f"{local}/readyz")
     assert (ready.status_code, ready.json()) == (200, {"database": "ok", "broker": "ok"})
+    # 11. Whichever worker a scrape reaches, /metrics counts every process.
+    everyone = {
+        'chat_deployment_processes{role="web"} 2.0',
+        'chat_deployment_processes{role="notifier"} 1.0',
+        'chat_deployment_processes{role="mail-in"} 1.0',
+    }
+
+    def scraped() -> bool:
+        scrapes = [
+            httpx.get(f"{local}/metrics", headers={"Authorization": f"Bearer {OPS_KEY}"})
+            for _ in range(4)
+        ]
+        return all(everyone <= set(s.text.splitlines()) for s in scrapes)
+
+    eventually(scraped, within=START_TIMEOUT, what="every process in /metrics")
 
     # 6 and 7. nginx in front, with TLS.
     certs = d.folder / "certs"
