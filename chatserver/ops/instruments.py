@@ -2,8 +2,9 @@
 
 Every `record_*` call updates both: Prometheus serves `/metrics` (one worker's
 view), and `TOTALS` feeds the snapshot each worker shares for the ops page's
-cross-worker sums (also on `/metrics`, `stats.deployment_metrics`). Nothing here does I/O, so the hot paths (fan-out, group
-commit) pay only an increment.
+cross-worker sums (also on `/metrics`, `stats.deployment_metrics`). Nothing
+here does I/O, so the hot paths (fan-out, group commit) pay only an
+increment.
 """
 
 from __future__ import annotations
