@@ -160,6 +160,9 @@ export function initBell() {
   });
   // Marked read in another tab (no frame says so): the server's listing does.
   onOtherTab("bell", () => load());
+  // A conversation closed beside the inbox (marked as unread, say) may have
+  // news the bell held back while it was on screen: the listing says.
+  document.addEventListener("conversation-closed", () => follow());
   connection.on("notification", (frame) => {
     const note = frame.notification;
     // The person is looking at it: no need to tell them.

@@ -99,6 +99,7 @@ export class InboxPane {
 
   close() {
     this.opening += 1;
+    const closed = this.view?.id;
     if (this.view) this.view.destroy();
     this.view = null;
     this.paneEmpty.hidden = false;
@@ -106,6 +107,8 @@ export class InboxPane {
     this.split.classList.remove("has-conversation");
     document.title = "Inbox · chatserver";
     this.hooks.onSwitch();
+    // The bell kept quiet about it while it was on screen (bell.js).
+    if (closed) document.dispatchEvent(new CustomEvent("conversation-closed", { detail: { id: closed } }));
   }
 
   back() {
