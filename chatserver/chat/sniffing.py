@@ -47,8 +47,9 @@ MAX_ZIP_ENTRIES = 5_000
 # The most the archive's central directory may take, which zipfile reads
 # and parses whole, whatever count the end record declares (a 10 MiB file
 # declaring 3 entries held 195,000 and cost 90 MB to list): room for
-# MAX_ZIP_ENTRIES entries with long names.
-MAX_ZIP_DIRECTORY_BYTES = MAX_ZIP_ENTRIES * 256
+# MAX_ZIP_ENTRIES entries with names of 80 characters on average (a Word
+# file's are about 25: `word/media/image12.png`).
+MAX_ZIP_DIRECTORY_BYTES = MAX_ZIP_ENTRIES * 128
 # What the archive's directory may declare its entries inflate to, in all:
 # a 10 MiB document of text XML inflates to well under this. Above it, the
 # file is a zip bomb aimed at whoever opens it, even though we never inflate
@@ -75,6 +76,11 @@ BROKEN_ZIP = (
 )
 EOCD = struct.Struct("<4s4H2LH")  # the end of central directory record
 EOCD_MAGIC = b"PK\x05\x06"
+# The ZIP64 end-of-directory locator, 20 bytes, right before the end record:
+# zipfile then takes the entry count and directory size from the ZIP64
+# record, whatever the classic one declares.
+ZIP64_LOCATOR_MAGIC = b"PK\x06\x07"
+ZIP64_LOCATOR_SIZE = 20
 ZIP_COMMENT_MAX = 65_535
 
 # Bytes a plain-text file may not contain: NUL and most C0 controls (tab,
@@ -119,14 +125,18 @@ def sniff(source: BinaryIO) -> str | None:
 def zip_entry_count(source: BinaryIO) -> int | None:
     """The number of entries the archive's end record declares, read from
     the file's tail without parsing the central directory; None for no end
-    record, one that needs ZIP64, or a directory larger than its entries
-    could need (MAX_ZIP_DIRECTORY_BYTES)."""
+    record, one that needs ZIP64 (or carries a ZIP64 record, which zipfile
+    would believe instead), or a directory larger than its entries could
+    need (MAX_ZIP_DIRECTORY_BYTES)."""
     size = source.seek(0, 2)
-    tail_length = min(size, EOCD.size + ZIP_COMMENT_MAX)
+    tail_length = min(size, ZIP64_LOCATOR_SIZE + EOCD.size + ZIP_COMMENT_MAX)
     source.seek(size - tail_length)
     tail = source.read(tail_length)
     at = tail.rfind(EOCD_MAGIC)
     if at < 0 or len(tail) - at < EOCD.size:
+        return None
+    locator = at - ZIP64_LOCATOR_SIZE
+    if locator >= 0 and tail[locator : locator + 4] == ZIP64_LOCATOR_MAGIC:
         return None
     _, _, _, _, total, directory_bytes, offset, _ = EOCD.unpack_from(tail, at)
     if total == 0xFFFF or offset == 0xFFFFFFFF or directory_bytes > MAX_ZIP_DIRECTORY_BYTES:

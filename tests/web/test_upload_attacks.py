@@ -105,6 +105,19 @@ def understating(data: bytes, count: int) -> bytes:
     return bytes(patched)
 
 
+def with_zip64_truth(data: bytes, count: int) -> bytes:
+    """The archive with a ZIP64 end record and locator that tell the truth
+    about its directory, before a classic end record that declares `count`
+    entries in 100 bytes: zipfile believes the ZIP64 record."""
+    at = data.rfind(b"PK\x05\x06")
+    _, _, _, _, total, size, offset, _ = struct.unpack_from("<4s4H2LH", data, at)
+    record = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, total, total, size, offset)
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, at, 1)
+    end = bytearray(data[at:])
+    struct.pack_into("<HHL", end, 8, count, count, 100)
+    return data[:at] + record + locator + bytes(end)
+
+
 def progressive_jpeg(width: int, height: int) -> bytes:
     """A real progressive JPEG, every sample kept (4:4:4), of one colour:
     a 6,000-pixel square is under 300 KB."""
@@ -165,11 +178,34 @@ async def test_zip_bombs_are_refused_without_being_inflated(scene: Scene) -> Non
         "wide.docx": many_entries(sniffing.MAX_ZIP_ENTRIES + 1),
         # Its end record says 3 entries; zipfile would list all 40,000.
         "liar.docx": understating(many_entries(40_000), 3),
+        # Its ZIP64 record says 20,002 entries, which zipfile believes over
+        # the classic record's 3.
+        "liar64.docx": with_zip64_truth(many_entries(20_000), 3),
     }
     for name, data in bombs.items():
         response, peak = await peak_memory(upload(scene.cara, name, data))
         error_of(response, 422, "invalid")
         assert peak < MEMORY_BOUND, (name, peak)
+
+
+def test_a_lying_archive_is_refused_before_its_directory_is_listed() -> None:
+    """What zipfile would list is judged from the file's tail first: a
+    classic end record that understates the entries, or a ZIP64 record
+    (believed over the classic one) is refused before zipfile parses the
+    directory, which cost 10 MB for these 20,000 entries."""
+    for name, data in (
+        ("understated", understating(many_entries(20_000), 3)),
+        ("zip64", with_zip64_truth(many_entries(20_000), 3)),
+    ):
+        source = io.BytesIO(data)
+        tracemalloc.start()
+        try:
+            kind = sniffing.sniff(source)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert kind is None, name
+        assert peak < MiB, (name, peak)
 
 
 async def test_a_real_document_with_a_bomb_beside_it_is_judged_by_a_few_bytes(
