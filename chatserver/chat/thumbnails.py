@@ -29,13 +29,15 @@ MAX_IMAGE_PIXELS = 89_478_485
 # decoded at up to 1/8 scale, so any allowed JPEG fits; a PNG larger than
 # this keeps its file chip and gets no thumbnail.
 MAX_DECODE_PIXELS = 8_000_000
-# A progressive JPEG is drawn in passes over the whole image, so libjpeg
-# keeps every coefficient of it (2 bytes per sample, 3 samples a pixel at
-# most) whatever the scale it outputs: a 1.5 MB progressive photo of 88
-# megapixels held 530 MB. Above this (at most 48 MB of coefficients) it
-# keeps its file chip and gets no thumbnail; a baseline JPEG is decoded a
-# band at a time and has no such cost.
+# A JPEG of several scans (progressive, or one colour per scan) is drawn in
+# passes over the whole image, so libjpeg keeps every coefficient of it (2
+# bytes per sample, 3 samples a pixel at most) whatever the scale it
+# outputs: a 1.5 MB progressive photo of 88 megapixels held 530 MB. Above
+# this (at most 48 MB of coefficients) it keeps its file chip and gets no
+# thumbnail; a JPEG of one scan is decoded a band at a time.
 MAX_PROGRESSIVE_PIXELS = 8_000_000
+START_OF_SCAN = b"\xff\xda"
+SCAN_PIECE = 64 * 1024
 FORMATS = {PNG: "PNG", JPEG: "JPEG"}
 # What Pillow raises for damaged or hostile images.
 BROKEN_IMAGE = (
@@ -72,7 +74,9 @@ def make(source: BinaryIO, content_type: str) -> Thumbnail | None:
             if width * height > MAX_IMAGE_PIXELS:
                 raise ImageTooLarge
             if fmt == "JPEG":
-                if image.info.get("progressive") and width * height > MAX_PROGRESSIVE_PIXELS:
+                if width * height > MAX_PROGRESSIVE_PIXELS and (
+                    image.info.get("progressive") or several_scans(source)
+                ):
                     return None
                 # libjpeg decodes at 1/2, 1/4 or 1/8 scale, the smallest that
                 # still covers the box: a 48-megapixel photo costs 0.75.
@@ -92,3 +96,36 @@ def make(source: BinaryIO, content_type: str) -> Thumbnail | None:
         raise ImageTooLarge from exc
     except BROKEN_IMAGE:
         return None
+
+
+def several_scans(source: BinaryIO) -> bool:
+    """Whether a JPEG has more than one scan, which Pillow says only of a
+    progressive one: the header's segments are skipped by their lengths (an
+    EXIF thumbnail holds scans of its own) up to the first scan, then the
+    rest is searched for another start of scan (in entropy-coded data a
+    0xFF byte is followed by 0x00 or a restart marker, never 0xDA). Leaves
+    `source` where it was."""
+    kept = source.tell()
+    try:
+        source.seek(2)  # past the start-of-image marker
+        while True:
+            marker = source.read(2)
+            if len(marker) < 2 or marker[0] != 0xFF:
+                return False
+            if marker[1] == 0xFF:  # a fill byte before a marker
+                source.seek(-1, 1)
+                continue
+            length = int.from_bytes(source.read(2), "big")
+            if length < 2:
+                return False
+            source.seek(length - 2, 1)
+            if marker == START_OF_SCAN:
+                break
+        last = b""
+        while piece := source.read(SCAN_PIECE):
+            if START_OF_SCAN in last + piece:
+                return True
+            last = piece[-1:]
+        return False
+    finally:
+        source.seek(kept)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from chatserver.chat import thumbnails
 from chatserver.chat.thumbnails import THUMBNAIL_BOX
 from tests.conftest import Scene
 from tests.helpers import Person, delete_message, error_of, upload
@@ -125,3 +126,32 @@ async def test_thumbnails_are_authorised_like_downloads(
     assert (await delete_message(scene.alice, sent.json()["id"], "everyone")).status_code == 204
     for reader in (scene.alice, scene.cara):
         error_of(await reader.client.get(path), 404, "not_found")
+
+
+def jpeg_bytes(side: int, **options: Any) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (side, side), (40, 90, 160)).save(out, "JPEG", **options)
+    return out.getvalue()
+
+
+def with_exif_thumbnail(data: bytes) -> bytes:
+    """A JPEG whose APP1 segment holds a small JPEG of its own (scans and
+    all), as a camera's EXIF thumbnail does."""
+    payload = b"Exif\x00\x00" + jpeg_bytes(16)
+    app1 = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    return data[:2] + app1 + data[2:]
+
+
+def test_jpegs_of_several_scans_are_told_from_those_of_one() -> None:
+    """Progressive (or one colour per scan) costs libjpeg every coefficient
+    of the image; an EXIF thumbnail's own scans do not count."""
+    for data, several in (
+        (jpeg_bytes(64), False),
+        (with_exif_thumbnail(jpeg_bytes(64)), False),
+        (jpeg_bytes(64, progressive=True), True),
+        (with_exif_thumbnail(jpeg_bytes(64, progressive=True)), True),
+    ):
+        source = io.BytesIO(data)
+        source.seek(5)
+        assert thumbnails.several_scans(source) is several
+        assert source.tell() == 5
