@@ -16,17 +16,20 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from chatserver.broker.clients import KEY_ERRORS
 from chatserver.chat import queries
 from chatserver.errors import forbidden
 from chatserver.ops import instruments, stats
 from chatserver.web.auth import check_bearer
-from chatserver.web.deps import services, signed_in
+from chatserver.web.deps import Services, services, signed_in
 from chatserver.web.responses import error_response, json
 from chatserver.web.templating import render_page
 
 # A readiness probe must answer before the orchestrator's own timeout
 # (commonly 1-5 s) even when a dependency hangs instead of refusing.
 READY_TIMEOUT_SECONDS = 2.0
+# How long a scrape waits for the other processes' snapshots.
+DEPLOYMENT_SECONDS = 1.0
 
 
 async def metrics(request: Request) -> Response:
@@ -35,8 +38,24 @@ async def metrics(request: Request) -> Response:
     check_bearer(request, svc.settings.ops_keys, "ops key from CHAT_OPS_KEYS")
     instruments.PUBLISH_FAILURES.set(svc.broker.publish_failures)
     instruments.SEND_BACKLOG.set(svc.chat.sends.backlog)
-    deployment = stats.deployment_metrics(await svc.hub.reporter.gather())
-    return Response(generate_latest() + deployment, media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest() + await _deployment(svc), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _deployment(svc: Services) -> bytes:
+    """The `chat_deployment_*` lines, from every process's snapshot; none
+    while the snapshots' store (Redis) does not answer within
+    DEPLOYMENT_SECONDS: this worker's own numbers are not the deployment's,
+    and a scrape must not wait out Redis's timeouts."""
+    reporter = svc.hub.reporter
+    try:
+        async with asyncio.timeout(DEPLOYMENT_SECONDS):
+            # This worker's own snapshot as of now, beside the others'.
+            if not await reporter.report():
+                return b""
+            snapshots = await reporter.store.all()
+    except (TimeoutError, *KEY_ERRORS):
+        return b""
+    return stats.deployment_metrics(snapshots)
 
 
 async def healthz(request: Request) -> Response:

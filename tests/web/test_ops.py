@@ -99,6 +99,28 @@ async def test_metrics_expose_connections_deliveries_and_latency(
         assert 'chat_deployment_processes{role="web"} 1.0' in text
 
 
+async def test_metrics_leave_the_deployment_out_while_redis_does_not_answer(
+    tmp_path: Any,
+) -> None:
+    """This worker's own numbers are not the deployment's: with the
+    snapshots' store out of reach, the scrape answers at once without them."""
+    settings = Settings(
+        data_dir=tmp_path,
+        redis_url=f"redis://127.0.0.1:{dead_port()}/0",
+        redis_prefix=f"test-{uuid.uuid4().hex[:10]}:",
+        secret_keys=(SECRET,),
+        ops_keys=(OPS_KEY,),
+    )
+    app = create_app(settings, run_notifier=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            response = await asyncio.wait_for(c.get("/metrics", headers=SCRAPER), 4)
+    assert response.status_code == 200
+    assert "chat_connections" in response.text
+    assert "chat_deployment_" not in response.text
+
+
 def test_the_deployment_lines_sum_every_process_the_ops_page_sees() -> None:
     """Two web workers and a separate notifier, as their snapshots say."""
     web = {"role": "web", "connections": {"staff": 3, "candidate": 5}, "notifier_backlog": None}
