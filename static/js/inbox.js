@@ -13,6 +13,10 @@ import { onOtherTab } from "./tabs.js";
 const SEARCH_DEBOUNCE_MS = 250;
 // Inbox frames for conversations not on screen are coalesced into one reload.
 const REFRESH_DEBOUNCE_MS = 400;
+// A page that failed while the socket stayed up (the server answered 503,
+// say) is asked for again after this, doubling up to RETRY_MAX_MS.
+const RETRY_FIRST_MS = 2000;
+const RETRY_MAX_MS = 30000;
 const FILTERS = ["all", "unread", "messaged", "archived"];
 const SORTS = ["newest", "unread", "oldest"];
 const EMPTY = {
@@ -38,6 +42,8 @@ export class Inbox {
     this.loading = false;
     // The last page asked for failed: `retry` asks again.
     this.failed = false;
+    this.retryDelay = RETRY_FIRST_MS;
+    this.retryTimer = null;
     this.generation = 0;
     this.conversation = new InboxPane({
       query: () => this.stateQuery(),
@@ -142,6 +148,7 @@ export class Inbox {
 
   /** Ask again for what failed: the next page, or the whole list. */
   retry() {
+    clearTimeout(this.retryTimer);
     this.failed = false;
     if (this.next) this.loadMore();
     else this.reload();
@@ -164,6 +171,7 @@ export class Inbox {
       }
       this.next = page.next;
       this.failed = false;
+      this.retryDelay = RETRY_FIRST_MS;
       this.renderEmpty();
     } catch (err) {
       if (generation === this.generation) {
@@ -176,6 +184,13 @@ export class Inbox {
           this.list.replaceChildren();
         }
         this.renderEmpty(err.message);
+        // With the socket down, its coming back asks again (start());
+        // with it up, nothing else would.
+        if (connection.state === "open") {
+          clearTimeout(this.retryTimer);
+          this.retryTimer = setTimeout(() => this.retry(), this.retryDelay);
+          this.retryDelay = Math.min(RETRY_MAX_MS, this.retryDelay * 2);
+        }
       }
     } finally {
       if (generation === this.generation) {
@@ -185,7 +200,7 @@ export class Inbox {
       }
     }
     const l = this.list;
-    if (this.next && l.scrollHeight <= l.clientHeight + 300) this.loadMore();
+    if (this.next && !this.failed && l.scrollHeight <= l.clientHeight + 300) this.loadMore();
   }
 
   renderEmpty(error) {

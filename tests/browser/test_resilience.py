@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.browser.conftest import Ats, Browsers, Server, seqs
 
@@ -369,3 +369,30 @@ def test_a_conversation_given_to_another_candidate_says_it_is_no_longer_availabl
         client.get(ats.staff_link(alice), follow_redirects=True)
         history = client.get(f"/api/conversations/{app.conversation}/messages").json()
     assert [m["body"] for m in history["messages"]] == ["Hello Mia"]
+
+
+def test_a_list_refused_while_the_socket_stays_up_is_asked_again(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """The server answers a new filter's list with 503 (overloaded), the
+    socket stays up: the page says so, then asks again by itself."""
+    alice = ats.staff("Alice Recruiter")
+    ats.application("cara", "Cara Candidate")
+    inbox = browsers.open(ats.staff_link(alice))
+    expect(inbox.locator('[data-testid="inbox-item"]')).to_have_count(1)
+    refused: list[str] = []
+
+    def once(route: Route) -> None:
+        if refused:
+            route.continue_()
+            return
+        refused.append(route.request.url)
+        route.fulfill(
+            status=503, json={"error": {"code": "unavailable", "message": "Try again soon."}}
+        )
+
+    inbox.route("**/api/conversations?*filter=archived*", once)
+    inbox.get_by_test_id("filter-archived").click()
+    expect(inbox.get_by_text("Couldn't load conversations")).to_be_visible()
+    expect(inbox.get_by_text("Nothing archived")).to_be_visible()
+    assert len(refused) == 1
