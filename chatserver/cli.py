@@ -80,8 +80,9 @@ def _prepare(settings: Settings) -> None:
         _probe_before_serving(settings)
 
 
-def serve(settings: Settings, *, migrated: bool = False) -> None:
-    from chatserver.web.server import run, why_not_listening
+def _free_port(settings: Settings) -> None:
+    """The web address must be free before anything else is done."""
+    from chatserver.web.server import why_not_listening
 
     reason = why_not_listening(settings.host, settings.port)
     if reason is not None:
@@ -89,6 +90,12 @@ def serve(settings: Settings, *, migrated: bool = False) -> None:
             f"cannot listen on {settings.host}:{settings.port} ({reason}): stop what "
             "holds it, or choose a free port with PORT or --port."
         )
+
+
+def serve(settings: Settings, *, migrated: bool = False) -> None:
+    from chatserver.web.server import run
+
+    _free_port(settings)
     if not migrated:
         _prepare(settings)
     for warning in settings.warnings():
@@ -128,6 +135,8 @@ def mail_in(settings: Settings) -> None:
 def demo(settings: Settings) -> None:
     from chatserver.demo import seed_and_print_links
 
+    # Before seeding and printing links that would lead nowhere.
+    _free_port(settings)
     migrate(settings)
     asyncio.run(seed_and_print_links(settings))
     serve(settings.with_(workers=1), migrated=True)

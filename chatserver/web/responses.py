@@ -74,7 +74,8 @@ async def client_left_handler(request: Request, exc: Exception) -> Response:
     that anyone on the internet could repeat to flood the log; nothing was
     stored, as the body was never whole."""
     assert isinstance(exc, ClientDisconnect)
-    log.info("client left before its request was read: %s %s", request.method, request.url.path)
+    # %r: the path is decoded, and a %0A in it must not start a line of its own.
+    log.info("client left before its request was read: %s %r", request.method, request.url.path)
     return PlainTextResponse("The request was not received whole.", status_code=400)
 
 

@@ -187,14 +187,20 @@ def test_migrations_run_at_once_take_turns(tmp_path: Path) -> None:
         assert "database is up to date (revision" in stderr
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_port_in_use_is_one_line_with_status_1(tmp_path: Path, workers: str) -> None:
+@pytest.mark.parametrize(("command", "workers"), [("serve", "1"), ("serve", "2"), ("demo", "1")])
+def test_a_port_in_use_is_one_line_with_status_1(
+    tmp_path: Path, command: str, workers: str
+) -> None:
+    """Before anything else: the demo seeds nothing and prints no links."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         env = {"WEB_CONCURRENCY": workers, "REDIS_URL": "redis://127.0.0.1:6379/0"}
-        result = run_cli(["serve", "--port", str(port)], tmp_path, env)
+        if command == "demo":
+            env = {}
+        result = run_cli([command, "--port", str(port)], tmp_path, env)
+    assert result.stdout == ""
     line = _one_line_naming(result, "PORT")
     assert result.returncode == 1
     assert line.startswith(
