@@ -273,6 +273,14 @@ class ConversationRoom(Room):
                 overflow.append(conn)
         return live, overflow
 
+    def joined_with(self, facts: ConversationFacts) -> None:
+        """A member was told the state as `facts` have it in its `subscribed`
+        frame: if the room last told another (a change whose event is still
+        on its way, or lost in an outage), members now disagree, and the
+        next resync must tell everyone rather than compare."""
+        if self._told and self._state_frames(facts) != self._told:
+            self._told = {}
+
     def _state_frames(self, facts: ConversationFacts) -> dict[str, str]:
         """Each role's own `conversation` frame: can_send depends on who asks."""
         return {

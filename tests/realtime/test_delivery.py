@@ -157,6 +157,27 @@ async def test_a_resync_catches_up_from_the_database(
         await overflow()
         assert await told_until_the_marker() == []
 
+        # Reopened while its event was lost, and a socket joins meanwhile:
+        # it is told "open" by its subscribe while the others still know
+        # "ended"; when it ends again, unheard, the next resync tells them
+        # all, the newcomer included, although the room last said "ended".
+        async def set_state(state: str) -> None:
+            async with svc.chat.db.transaction() as conn:
+                await conn.execute(
+                    update(conversations)
+                    .where(conversations.c.id == scene.conversation)
+                    .values(state=state)
+                )
+
+        await set_state("open")
+        async with open_socket(server, scene.cara) as late:
+            assert (await late.subscribe(scene.conversation))["state"] == "open"
+            await set_state("ended")
+            await overflow()
+            await svc.broker.publish(*marker)
+            frames = await late.collect(lambda fs: bool(fs) and fs[-1].get("who") == MARKER)
+            assert [f["state"] for f in frames if f["type"] == "conversation"] == ["ended"]
+
 
 async def test_a_long_backlog_is_replayed_in_pages_in_order(
     server: LiveServer, scene: Scene, app: Any
