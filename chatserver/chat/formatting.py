@@ -233,11 +233,12 @@ def searchable(body: str) -> str:
     finds "is there a **uniform** policy"; and, on a line of its own when
     it differs, the body as written, so a pasted `**` or a link's address
     still finds it. A body with no Markdown is shown as written (`render`'s
-    fast path) and is its own text."""
+    fast path) and is its own text, and one that differs from its words
+    only in spacing or line breaks is stored once."""
     if body.isprintable() and _PLAIN.fullmatch(body):
         return body
     shown = plain_text(body)
-    return shown if shown == body else f"{shown}\n{body}"
+    return shown if shown == " ".join(body.split()) else f"{shown}\n{body}"
 
 
 def plain_text(body: str, *, for_email: bool = False) -> str:
