@@ -39,8 +39,9 @@ than quietly costing the memory or the tasks again.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
@@ -54,6 +55,43 @@ T = TypeVar("T")
 # `write_texts`, as {"write": write_texts} (absent under other servers: the
 # app then only uses ASGI).
 WRITE_TEXTS = "chatserver.write_texts"
+# A socket whose peer stopped reading cannot be closed politely: the
+# transport's `close` waits for its write buffer to drain, which it never
+# does, so a client cut off as too slow (or failing its pings) kept its
+# socket and megabytes of kernel buffer for as long as it liked. A close
+# that has not completed after this long is an abort (a TCP reset).
+ABORT_AFTER_SECONDS = 10.0
+
+
+class AbortingClose:
+    """The protocol's transport as uvicorn uses it, except that `close`
+    becomes an `abort` after ABORT_AFTER_SECONDS unless the connection is
+    lost first (`connection_lost` cancels it). Holds no reference to the
+    protocol: the timer's reference to the transport, which holds the
+    protocol, lasts only until the connection ends."""
+
+    __slots__ = ("_abort", "_transport", "is_closing", "write")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._abort: asyncio.TimerHandle | None = None
+        # The hot path's calls, without `__getattr__` on the way.
+        self.write = transport.write
+        self.is_closing = transport.is_closing
+
+    def close(self) -> None:
+        self._transport.close()
+        if self._abort is None:
+            loop = asyncio.get_running_loop()
+            self._abort = loop.call_later(ABORT_AFTER_SECONDS, self._transport.abort)
+
+    def connection_ended(self) -> None:
+        if self._abort is not None:
+            self._abort.cancel()
+            self._abort = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class ReceiveQueue(Generic[T]):
@@ -139,7 +177,14 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             # An ASGI extension's value is a dict of its own.
             self.scope["extensions"][WRITE_TEXTS] = {"write": self.write_texts}
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.transport = AbortingClose(cast(asyncio.Transport, transport))  # type: ignore[assignment]
+
     def connection_lost(self, exc: Exception | None) -> None:
+        transport = self.__dict__.get("transport")
+        if isinstance(transport, AbortingClose):
+            transport.connection_ended()
         super().connection_lost(exc)
         # The app's task may hold the scope a while longer: without its
         # bound method, scope and protocol are no reference cycle.

@@ -10,7 +10,9 @@ import pytest
 
 from chatserver.ops import instruments
 from chatserver.settings import Settings
+from chatserver.web import ws_protocol
 from tests.conftest import Scene
+from tests.waits import eventually_async
 from tests.ws_helpers import LiveServer, open_socket
 
 # Big frames fill the slow client's TCP window in a few dozen messages.
@@ -22,6 +24,8 @@ LATENCY_LIMIT = 1.0
 # A fixed, small kernel send buffer on the server side: without it Linux
 # grows the buffer to megabytes and the test would need thousands of sends.
 SEND_BUFFER = 16384
+# How long a close that cannot drain waits before it aborts, here.
+ABORT_AFTER = 1.0
 
 
 @pytest.fixture
@@ -33,6 +37,18 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 def send_buffer() -> int:
     return SEND_BUFFER
+
+
+@pytest.fixture(autouse=True)
+def quick_abort(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ws_protocol, "ABORT_AFTER_SECONDS", ABORT_AFTER)
+
+
+def held_by_server(server: LiveServer, sock: socket.socket) -> bool:
+    """Whether the server still has a connection from this client socket."""
+    assert server.uvicorn is not None
+    here = sock.getsockname()
+    return any(getattr(p, "client", None) == here for p in server.uvicorn.server_state.connections)
 
 
 def tiny_window_socket(port: int) -> socket.socket:
@@ -67,6 +83,14 @@ async def test_a_client_that_never_reads_is_closed_while_others_keep_their_laten
                 break
         assert instruments.TOTALS.slow_disconnects == slow_before + 1, "never cut off"
         assert worst < LATENCY_LIMIT
+        # Still not reading: the server lets go of the socket all the same
+        # (a close that cannot drain becomes an abort), rather than keep it
+        # and its full buffers for as long as the client likes.
+
+        async def let_go() -> bool:
+            return not held_by_server(server, sock)
+
+        await eventually_async(let_go, within=ABORT_AFTER + 5, what="the socket let go")
         # The slow client, once it reads at last, finds its connection closed.
         assert await slow.closed_code(within=15) in (1013, None)
         await fast.send({"type": "ping"})
