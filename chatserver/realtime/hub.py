@@ -259,7 +259,10 @@ class Hub:
         await conn.outbox.put(
             wire.subscribed_frame(conversation_id, ctx.last_seq, state["state"], state["can_send"])
         )
-        high = after
+        # A client that claims more than was ever stored (stale state, a
+        # restored database) gets every message from here on, not only
+        # those past its claim: its own duplicates it drops by seq.
+        high = min(after, ctx.last_seq)
         while True:
             for message in page:
                 await conn.outbox.put(wire.message_frame(message))

@@ -250,3 +250,17 @@ async def test_a_late_gap_fill_never_repeats_what_a_subscriber_already_has(
             assert seqs(await early.collect(lambda fs: 4 in seqs(fs))) == [1, 2, 3, 4]
             assert seqs(await late.collect(lambda fs: 4 in seqs(fs))) == [4]
             assert seqs(await late.quiet()) == []
+
+
+async def test_a_subscribe_claiming_more_than_was_stored_misses_nothing_new(
+    server: LiveServer, scene: Scene
+) -> None:
+    """`after` past the last seq (a client's stale state, a database restored
+    from a backup): what is sent from then on still arrives, every seq."""
+    await scene.alice.send(scene.conversation, "one")
+    async with open_socket(server, scene.cara) as ws:
+        assert (await ws.subscribe(scene.conversation, after=4))["last_seq"] == 1
+        for text in ("two", "three", "four"):
+            await scene.alice.send(scene.conversation, text)
+        delivered = await ws.collect(lambda fs: 4 in seqs(fs))
+        assert seqs(delivered) == [2, 3, 4]
