@@ -317,8 +317,11 @@ class RedisLimits:
         self._down_until = now + RETRY_REDIS_SECONDS
         if now - self._warned >= WARN_EVERY_SECONDS:
             self._warned = now
+            # A timeout's text is empty: its type says what happened.
             log.warning(
-                "Redis unreachable for per-user %s limits; counting per worker: %s", what, exc
+                "Redis unreachable for per-user %s limits; counting per worker: %s",
+                what,
+                str(exc) or type(exc).__name__,
             )
 
     async def start(self) -> None:
