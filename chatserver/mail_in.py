@@ -38,7 +38,7 @@ from chatserver.chat.email_replies import Outcome
 from chatserver.chat.events import Events
 from chatserver.chat.service import Chat
 from chatserver.errors import ChatError, ErrorCode
-from chatserver.ops.stats import StatsReporter, stats_store_from_settings
+from chatserver.ops.stats import reporting
 from chatserver.settings import Settings
 from chatserver.store.db import Database
 
@@ -207,8 +207,6 @@ async def run_standalone(settings: Settings) -> None:
     chat = Chat(settings, db, Events(broker))
     await chat.start()
     mail_in = MailIn(chat, tls)
-    # Listed on the ops page beside the web workers and notifiers.
-    reporter = StatsReporter(stats_store_from_settings(settings), role="mail-in")
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -223,7 +221,6 @@ async def run_standalone(settings: Settings) -> None:
                 f"mail-in cannot listen on {host}:{port} ({reason}): "
                 "stop what uses it, or set CHAT_MAIL_IN_PORT (mail-in --port)."
             ) from None
-        reporter.start()
         log.info(
             "mail-in listening on %s:%d for *@%s (%s)",
             host,
@@ -231,10 +228,10 @@ async def run_standalone(settings: Settings) -> None:
             settings.reply_domain,
             "STARTTLS offered" if tls else "plain SMTP",
         )
-        await stopping.wait()
+        # Listed on the ops page beside the web workers and notifiers.
+        async with reporting(settings, "mail-in"):
+            await stopping.wait()
     finally:
-        await reporter.stop()
-        await reporter.store.close()
         await mail_in.stop()
         await chat.stop()
         await broker.disconnect()

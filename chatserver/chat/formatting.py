@@ -213,9 +213,15 @@ _PLAIN: Final = re.compile(
 )
 
 
+def shown_as_written(body: str) -> bool:
+    """Whether the body is one line that Markdown and linkify leave as it
+    is (`_PLAIN`): `render`'s fast path, and its own search text."""
+    return body.isprintable() and _PLAIN.fullmatch(body) is not None
+
+
 def render(body: str) -> str:
     """The HTML of a message body; safe to insert into a page as is."""
-    if body.isprintable() and _PLAIN.fullmatch(body):
+    if shown_as_written(body):
         escaped = body.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         return f"<p>{escaped}</p>"
     return render_markdown(body)
@@ -235,7 +241,7 @@ def searchable(body: str) -> str:
     still finds it. A body with no Markdown is shown as written (`render`'s
     fast path) and is its own text, and one that differs from its words
     only in spacing or line breaks is stored once."""
-    if body.isprintable() and _PLAIN.fullmatch(body):
+    if shown_as_written(body):
         return body
     shown = plain_text(body)
     return shown if shown == " ".join(body.split()) else f"{shown}\n{body}"

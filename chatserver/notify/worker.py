@@ -31,7 +31,7 @@ from chatserver.notify.planner import Planner, Presence
 from chatserver.notify.sender import Sender
 from chatserver.notify.transport import Transport, transport_from_settings
 from chatserver.ops import instruments
-from chatserver.ops.stats import StatsReporter, stats_store_from_settings
+from chatserver.ops.stats import reporting
 from chatserver.settings import Settings
 from chatserver.store import outbox
 from chatserver.store.db import Database
@@ -150,16 +150,13 @@ async def run_standalone(settings: Settings) -> None:
     # The notifier publishes nothing; Chat wants an Events all the same.
     chat = Chat(settings, db, Events(broker_from_url(None)))
     notifier = Notifier(chat, settings, presence)
-    # The ops page shows the backlog from this process's shared snapshot.
-    reporter = StatsReporter(stats_store_from_settings(settings), role="notifier")
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, notifier.stop)
-    reporter.start()
     try:
-        await notifier.run_forever()
+        # The ops page shows the backlog from this process's shared snapshot.
+        async with reporting(settings, "notifier"):
+            await notifier.run_forever()
     finally:
-        await reporter.stop()
-        await reporter.store.close()
         await presence.stop()
         await db.dispose()

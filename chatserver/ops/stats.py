@@ -22,7 +22,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, Protocol
 
 import orjson
@@ -137,6 +137,19 @@ def stats_store_from_settings(settings: Settings) -> StatsStore:
     return MemoryStats()
 
 
+@contextlib.asynccontextmanager
+async def reporting(settings: Settings, role: str) -> AsyncIterator[StatsReporter]:
+    """A process other than a web worker (the notifier, mail-in) on the ops
+    page while the block runs: its snapshot written every REPORT_SECONDS."""
+    reporter = StatsReporter(stats_store_from_settings(settings), role=role)
+    reporter.start()
+    try:
+        yield reporter
+    finally:
+        await reporter.stop()
+        await reporter.store.close()
+
+
 class StatsReporter:
     """Writes this process's snapshot every REPORT_SECONDS."""
 
@@ -173,11 +186,16 @@ class StatsReporter:
 
     async def gather(self) -> list[Snapshot]:
         """Every live process's snapshot, or just this one's if the store is down."""
-        await self.report()
         try:
-            return await self.store.all()
+            return await self.gather_all()
         except KEY_ERRORS:
             return [self.snapshot()]
+
+    async def gather_all(self) -> list[Snapshot]:
+        """Every live process's snapshot, this one's as of now; KEY_ERRORS
+        while the store does not answer (where `gather` falls back)."""
+        await self.report()
+        return await self.store.all()
 
     def start(self) -> None:
         if self._task is None:

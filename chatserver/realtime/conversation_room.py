@@ -172,7 +172,7 @@ class ConversationRoom(Room):
             except ValueError:
                 log.warning("dropping a malformed conversation_changed event")
                 return
-            self._fan_out_state(facts)
+            self._tell(self._state_frames(facts))
 
     def _release_held(self) -> None:
         """Deliver held messages that are next in line now."""
@@ -197,8 +197,10 @@ class ConversationRoom(Room):
         `conversation` frame is for changes)."""
         ctx = await self._catch_up(None)
         self._release_held()
-        if ctx is not None and self._state_frames(views.facts(ctx)) != self._told:
-            self._fan_out_state(views.facts(ctx))
+        if ctx is not None:
+            frames = self._state_frames(views.facts(ctx))
+            if frames != self._told:
+                self._tell(frames)
 
     async def _catch_up(self, upto: int | None) -> ConversationContext | None:
         """Deliver stored messages after `last` (up to `upto`, or all), a page
@@ -288,8 +290,9 @@ class ConversationRoom(Room):
             for role in Role
         }
 
-    def _fan_out_state(self, facts: ConversationFacts) -> None:
-        frames = self._told = self._state_frames(facts)
+    def _tell(self, frames: dict[str, str]) -> None:
+        """Each role its `conversation` frame (`_state_frames`), remembered as told."""
+        self._told = frames
         for role, frame in frames.items():
             self._fan_out_role(frame, role)
 

@@ -254,8 +254,9 @@ class Hub:
         viewer = conn.viewer
         conversation_id = room.conversation_id
         ctx, page = await self.chat.openings.opening(viewer, conversation_id, after)
-        room.joined_with(views.facts(ctx))
-        state = views.conversation_state(ctx.id, views.facts(ctx), viewer.kind)
+        facts = views.facts(ctx)
+        room.joined_with(facts)
+        state = views.conversation_state(ctx.id, facts, viewer.kind)
         await conn.outbox.put(
             wire.subscribed_frame(conversation_id, ctx.last_seq, state["state"], state["can_send"])
         )

@@ -76,6 +76,10 @@ async def write_lock(conn: AsyncConnection) -> None:
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# PostgreSQL's lock that a transaction holds until it ends, by a 64-bit id.
+_ADVISORY_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
+
+
 async def take_turns(conn: AsyncConnection, key: str) -> None:
     """Make the transactions that name the same `key` run one at a time from
     here until each ends: for a read, decide, write whose rows do not exist
@@ -87,7 +91,7 @@ async def take_turns(conn: AsyncConnection, key: str) -> None:
         return
     digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     lock_id = int.from_bytes(digest, "big", signed=True)
-    await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+    await conn.execute(_ADVISORY_XACT_LOCK, {"id": lock_id})
 
 
 # Names the advisory lock that makes two `chatserver migrate` at once (a
@@ -102,7 +106,7 @@ def migrations_take_turns(connection: Connection) -> None:
     the schema at its head and does nothing. SQLite's embedded database has
     one process, which migrates before it serves."""
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        connection.execute(_ADVISORY_XACT_LOCK, {"id": MIGRATION_LOCK_ID})
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,7 @@ def alembic_config(settings: Settings) -> Config:
 
 
 def _scripts() -> ScriptDirectory:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(config)
+    return ScriptDirectory(str(MIGRATIONS))
 
 
 def head_revision() -> str:

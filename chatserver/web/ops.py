@@ -46,13 +46,9 @@ async def _deployment(svc: Services) -> bytes:
     while the snapshots' store (Redis) does not answer within
     DEPLOYMENT_SECONDS: this worker's own numbers are not the deployment's,
     and a scrape must not wait out Redis's timeouts."""
-    reporter = svc.hub.reporter
     try:
         async with asyncio.timeout(DEPLOYMENT_SECONDS):
-            # This worker's own snapshot as of now, beside the others'.
-            if not await reporter.report():
-                return b""
-            snapshots = await reporter.store.all()
+            snapshots = await svc.hub.reporter.gather_all()
     except (TimeoutError, *KEY_ERRORS):
         return b""
     return stats.deployment_metrics(snapshots)
