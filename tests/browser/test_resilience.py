@@ -110,21 +110,21 @@ def test_what_failed_to_load_while_the_server_was_down_is_asked_again(
     own_server.start()
     expect(inbox.get_by_text("Nothing archived")).to_be_visible()
 
+    def scrolled_while_down(selector: str, script: str) -> None:
+        own_server.kill()
+        inbox.locator(selector).evaluate(script)
+        expect(inbox.locator("#conn-banner")).to_be_visible()
+        own_server.start()
+
     inbox.get_by_test_id("filter-all").click()
     expect(rows).to_have_count(50)
-    own_server.kill()
-    inbox.locator("#inbox-list").evaluate("list => list.scrollTop = list.scrollHeight")
-    expect(inbox.locator("#conn-banner")).to_be_visible()
-    own_server.start()
+    scrolled_while_down("#inbox-list", "list => list.scrollTop = list.scrollHeight")
     expect(rows).to_have_count(53)
 
     inbox.goto(f"{own_server.url}/c/{long_one.conversation}")
     messages = inbox.locator(MESSAGE)
     expect(messages).to_have_count(50)
-    own_server.kill()
-    inbox.locator('[data-role="timeline"]').evaluate("t => t.scrollTop = 0")
-    expect(inbox.locator("#conn-banner")).to_be_visible()
-    own_server.start()
+    scrolled_while_down('[data-role="timeline"]', "t => t.scrollTop = 0")
     expect(messages).to_have_count(55)
     expect(messages.first).to_contain_text("Note 1")
 

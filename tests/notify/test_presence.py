@@ -34,6 +34,14 @@ async def notifier_presence(app: Any, settings: Settings) -> AsyncIterator[Prese
         await presence.stop()
 
 
+def notifier_with(
+    app: Any, settings: Settings, smtp: SmtpServer, clock: MovableClock, presence: Presence
+) -> Notifier:
+    """The suite's notifier (tests/notify/conftest.py), asking `presence`."""
+    chat = app.state.services.chat
+    return Notifier(chat, settings, presence, transport=SmtpTransport(smtp.url), clock=clock)
+
+
 async def becomes(presence: Presence, conversation: str, online: bool) -> None:
     async def now_online() -> bool:
         return await presence.online(conversation, "candidate", "cara") == online
@@ -50,13 +58,7 @@ async def test_a_candidate_with_the_conversation_open_is_not_emailed(
     clock: MovableClock,
     notifier_presence: Presence,
 ) -> None:
-    notifier = Notifier(
-        app.state.services.chat,
-        settings,
-        notifier_presence,
-        transport=SmtpTransport(smtp.url),
-        clock=clock,
-    )
+    notifier = notifier_with(app, settings, smtp, clock, notifier_presence)
     async with open_socket(server, scene.cara) as cara:
         await cara.subscribe(scene.conversation)
         await becomes(notifier_presence, scene.conversation, True)
@@ -84,13 +86,7 @@ async def test_with_redis_out_of_reach_everyone_counts_as_offline_and_is_emailed
     not once per email due."""
     dead = RedisPresence(f"redis://127.0.0.1:{free_port()}/0", prefix="test-dead:")
     try:
-        notifier = Notifier(
-            app.state.services.chat,
-            settings,
-            dead,
-            transport=SmtpTransport(smtp.url),
-            clock=clock,
-        )
+        notifier = notifier_with(app, settings, smtp, clock, dead)
         # Due to both of the organisation's staff.
         await scene.cara.send(scene.conversation, "Is anyone there?")
         clock.advance(DELAY + 1)
