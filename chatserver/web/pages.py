@@ -17,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from chatserver.chat import fields, links, queries
+from chatserver.chat import inbox as listing
 from chatserver.errors import ChatError, ErrorCode
 from chatserver.json_types import JSON
 from chatserver.web.deps import SignedIn, services, signed_in
@@ -116,7 +117,28 @@ async def conversation(request: Request, who: SignedIn) -> Response:
         raise
     if who.viewer.is_staff:
         return await _render(request, who, "inbox.html", page="inbox", conversation=summary)
-    return await _render(request, who, "candidate.html", page="candidate", conversation=summary)
+    return await _render(
+        request,
+        who,
+        "candidate.html",
+        page="candidate",
+        conversation=summary,
+        switch_to=await _candidate_conversations(request, who),
+    )
+
+
+async def _candidate_conversations(request: Request, who: SignedIn) -> list[JSON]:
+    """A candidate's conversations when the session holds more than one (a
+    second application's link opened in the same browser): the page links
+    each, so the first is not lost once the second is open. Newest first,
+    as the listing orders them; empty for the usual one."""
+    if len(who.viewer.application_ids) < 2:
+        return []
+    page = await listing.list_conversations(
+        services(request).chat, who.viewer, sort="newest", limit=listing.PAGE_MAX
+    )
+    found: list[JSON] = page["conversations"]
+    return found if len(found) > 1 else []
 
 
 @_signed_in_only

@@ -3,8 +3,8 @@ npm lock (`npm ci`, run by scripts/bootstrap), is put into each page and run
 against WCAG 2 A and AA, contrast included, on every page and state people
 see: the inbox with a conversation selected (the selected row's time and
 preview, the status pills), a conversation with both sides and a grouped
-run, the composer's preview, the dialogs, settings, and the candidate chat,
-at desktop and phone sizes."""
+run, the composer's preview, the dialogs, settings, and the candidate chat
+(with one application and with two), at desktop and phone sizes."""
 
 from __future__ import annotations
 
@@ -98,6 +98,14 @@ def test_the_pages_pass_axe(browsers: Browsers, ats: Ats, axe_source: str, size:
 
     inbox.goto(f"{ats.server.url}/settings")
     check(inbox, axe_source, "settings")
+
+    # The same candidate's second application, opened in the same browser.
+    again = ats.application("cara-again", "Cara Candidate", job="Head of Science")
+    candidate.goto(ats.candidate_link(again.id))
+    switcher = candidate.get_by_test_id("conversation-switcher")
+    expect(switcher.get_by_role("link")).to_have_count(2)
+    expect(switcher.locator('[aria-current="page"]')).to_contain_text("Head of Science")
+    check(candidate, axe_source, "candidate chat with two applications")
 
 
 def test_the_selected_row_and_the_hired_pill_have_enough_contrast(

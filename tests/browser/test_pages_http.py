@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from tests.conftest import Scene
-from tests.helpers import Host, error_of
+from tests.helpers import Host, error_of, open_link
 
 PAGES = ("/inbox", "/settings", "/c/anything", "/applications/app-1/messages")
 
@@ -130,6 +130,48 @@ async def test_the_candidate_page_names_the_organisation_and_job(scene: Scene) -
     assert summary["org"]["name"] == "Acme"
     assert summary["job"]["title"] == "Teacher of Mathematics"
     assert (summary["can_send"], summary["send_disabled_reason"]) == (True, None)
+
+
+def switcher_links(text: str) -> list[tuple[str, bool, str]]:
+    """The candidate page's conversation links: (conversation id, whether
+    it is the current page, the link's text without tags and spaces)."""
+    nav = re.search(r'<nav class="switcher".*?</nav>', text, re.S)
+    if nav is None:
+        return []
+    return [
+        (conversation, current != "", " ".join(re.sub(r"<[^>]+>", " ", inner).split()))
+        for conversation, current, inner in re.findall(
+            r'<a href="/c/([^"]+)"( aria-current="page")?>(.*?)</a>', nav.group(0), re.S
+        )
+    ]
+
+
+async def test_a_candidate_with_two_applications_can_go_back_to_either(
+    scene: Scene, host: Host
+) -> None:
+    """The second application's link, opened in the same browser, adds to
+    the session: both conversations stay a click away, newest first, the
+    other's unread count shown."""
+    assert switcher_links((await scene.cara.client.get(f"/c/{scene.conversation}")).text) == []
+    second = await host.application(
+        "app-2", org="globex", candidate="cara", job="globex-job-2", job_title="Lab <Technician>"
+    )
+    await open_link(scene.cara.client, await host.candidate_link("app-2"))
+    await scene.alice.send(scene.conversation, "One for Cara")
+    await scene.alice.send(scene.conversation, "Two for Cara")
+
+    page = await scene.cara.client.get(f"/c/{second['conversation_id']}")
+    assert switcher_links(page.text) == [
+        (scene.conversation, False, "Teacher of Mathematics Acme 2 , 2 unread"),
+        (second["conversation_id"], True, "Lab &lt;Technician&gt; Globex"),
+    ]
+    first = await scene.cara.client.get(f"/c/{scene.conversation}")
+    assert [(c, current) for c, current, _ in switcher_links(first.text)] == [
+        (scene.conversation, True),
+        (second["conversation_id"], False),
+    ]
+    # Staff pages never carry it.
+    assert switcher_links((await scene.alice.client.get(f"/c/{scene.conversation}")).text) == []
 
 
 async def test_a_disabled_composer_carries_the_policy_reason(scene: Scene, host: Host) -> None:
