@@ -5,6 +5,7 @@
 // typing.js says who types, and pending-sends.js (the socket's
 // `connection.sends`) holds the pending sends.
 
+import { announcer } from "./announcer.js";
 import { api } from "./api.js";
 import { connection, SIGNED_OUT_TEXT } from "./socket.js";
 import { Composer } from "./composer.js";
@@ -99,6 +100,7 @@ export class ConversationView {
         onDelete: (el, scope, button) => this.remove(el, scope, button),
         onShown: (el) => this.reads.observe(el),
         seenUpTo: () => this.reads.otherReadSeq,
+        onArrived: announcer(root.querySelector('[data-role="announce"]')),
       },
     );
     this.reads = new ReadTracker(this.id, timeline, () => ({

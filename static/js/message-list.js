@@ -25,9 +25,10 @@ export class MessageList {
   /**
    * @param {object} parts the timeline (scrolls), the list and the empty state
    * @param {object} hooks `onDelete(el, scope, button)` from a message's menu,
-   *   `onShown(el)` for each element shown, `seenUpTo()` the other side's read seq
+   *   `onShown(el)` for each element shown, `seenUpTo()` the other side's read seq,
+   *   `onArrived(message, el)` for each message of someone else's shown live
    */
-  constructor({ conversation, timeline, list, empty, newBelow }, { onDelete, onShown, seenUpTo }) {
+  constructor({ conversation, timeline, list, empty, newBelow }, { onDelete, onShown, seenUpTo, onArrived }) {
     this.conversation = conversation;
     this.timeline = timeline;
     this.list = list;
@@ -35,6 +36,7 @@ export class MessageList {
     this.onDelete = onDelete;
     this.onShown = onShown;
     this.seenUpTo = seenUpTo;
+    this.onArrived = onArrived;
     this.byseq = new Map();
     // Our own live messages that arrived while a send was in flight, by seq.
     this.held = new Map();
@@ -153,6 +155,7 @@ export class MessageList {
       }
     }
     this.onShown(el);
+    if (!quiet && !given && !isMine(message.sender)) this.onArrived(message, el);
     if (!system) this.empty.hidden = true;
   }
 
@@ -284,9 +287,11 @@ export class MessageList {
 
   // -- layout ------------------------------------------------------------------------
 
-  /** Day separators, sender grouping and the "Seen" receipt, in one pass. */
+  /** Day separators, sender grouping and the "Seen" receipt, in one pass;
+   * what is already in place stays (a separator or receipt is replaced only
+   * where it changed). */
   layout() {
-    for (const sep of this.list.querySelectorAll(".day-sep")) sep.remove();
+    const stale = new Set(this.list.querySelectorAll(".day-sep"));
     const seenUpTo = this.seenUpTo();
     let prev = null;
     let lastSeenMine = null;
@@ -294,10 +299,15 @@ export class MessageList {
       const at = new Date(el.dataset.at || Date.now());
       const day = dayKey(at);
       if (!prev || prev.day !== day) {
-        const sep = document.createElement("li");
-        sep.className = "day-sep";
-        sep.textContent = dayLabel(at);
-        el.before(sep);
+        const label = dayLabel(at);
+        const before = el.previousElementSibling;
+        if (before?.classList.contains("day-sep") && before.textContent === label) stale.delete(before);
+        else {
+          const sep = document.createElement("li");
+          sep.className = "day-sep";
+          sep.textContent = label;
+          el.before(sep);
+        }
       }
       const sameRun = prev && prev.day === day && prev.sender === el.dataset.sender && at - prev.at < GROUP_WINDOW_MS;
       el.classList.toggle("cont", Boolean(sameRun));
@@ -305,8 +315,11 @@ export class MessageList {
       const stored = el.dataset.seq && !el.classList.contains("pending");
       if (el.classList.contains("mine") && stored && Number(el.dataset.seq) <= seenUpTo) lastSeenMine = el;
     }
-    for (const el of this.list.querySelectorAll(".read-receipt")) el.remove();
-    if (lastSeenMine) {
+    for (const sep of stale) sep.remove();
+    const receipts = [...this.list.querySelectorAll(".read-receipt")];
+    const kept = receipts.find((r) => lastSeenMine && r.parentElement === lastSeenMine.querySelector(".msg-status"));
+    for (const r of receipts) if (r !== kept) r.remove();
+    if (lastSeenMine && !kept) {
       const receipt = document.createElement("span");
       receipt.className = "read-receipt";
       receipt.dataset.testid = "read-receipt";

@@ -62,9 +62,12 @@ export class Typing {
 
   render() {
     const names = [...this.typists.values()].map((typist) => typist.name);
-    if (names.length) {
-      this.indicator.querySelector('[data-field="typing-text"]').textContent = typingText(names);
-    }
+    // Set only when it changes: a live region says a text set again anew,
+    // and a typing person's client repeats its frame every interval.
+    // Emptied when nobody types, so the next person typing is said again.
+    const field = this.indicator.querySelector('[data-field="typing-text"]');
+    const text = typingText(names);
+    if (field.textContent !== text) field.textContent = text;
     this.indicator.hidden = names.length === 0;
   }
 }

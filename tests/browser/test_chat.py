@@ -71,6 +71,54 @@ def test_staff_and_candidate_chat_live_both_ways(
     candidate.screenshot(path=str(screenshots / "candidate-chat.png"))
 
 
+def heard(page: Page) -> list[str]:
+    """What the conversation's polite region has said, oldest first."""
+    return list(page.locator('[data-role="announce"] p').all_inner_texts())
+
+
+def test_a_screen_reader_hears_each_arriving_message_once(browsers: Browsers, ats: Ats) -> None:
+    """The message list is a silent log: a polite region says each message
+    that arrives from someone else, once, and nothing for history pages,
+    one's own sends, or day separators and "Seen" laid out again. A typing
+    person's repeated frames leave the typing line as it was."""
+    staff, candidate, _ = open_pair(browsers, ats)
+    expect(candidate.get_by_role("log", name="Messages")).to_have_attribute("aria-live", "off")
+    send(staff, "Hello **Cara**, thanks for applying.")
+    expect(message(staff, "thanks for applying")).to_be_visible()
+    expect(candidate.locator('[data-role="announce"] p')).to_have_count(1)
+    assert heard(candidate) == ["Alice Recruiter: Hello Cara, thanks for applying."]
+
+    candidate.evaluate(
+        """() => {
+            window.typingChanges = 0;
+            const text = document.querySelector('[data-field="typing-text"]');
+            new MutationObserver((found) => { window.typingChanges += found.length; })
+                .observe(text, { childList: true, characterData: true, subtree: true });
+        }"""
+    )
+    # Over two typing intervals: her client sends three typing frames.
+    staff.get_by_test_id("composer").press_sequentially("Could you do Tuesday at ten?", delay=170)
+    expect(candidate.get_by_test_id("typing")).to_have_text("Alice Recruiter is typing…")
+    assert candidate.evaluate("window.typingChanges") == 1
+    staff.get_by_test_id("composer").press("Enter")
+    expect(candidate.locator('[data-role="announce"] p')).to_have_count(2)
+    assert heard(candidate)[1] == "Alice Recruiter: Could you do Tuesday at ten?"
+
+    send(candidate, "Tuesday works")
+    expect(staff.locator('[data-role="announce"] p')).to_have_count(1)
+    expect(staff.locator('[data-role="announce"] p')).to_have_text("Cara Candidate: Tuesday works")
+    # The candidate's own message, sent and stored, said nothing to them;
+    # "Seen" moving under it neither.
+    expect(candidate.locator(MESSAGE).last.get_by_test_id("read-receipt")).to_have_text("Seen")
+    assert len(heard(candidate)) == 2
+    assert staff.evaluate("document.querySelectorAll('.day-sep').length") == 1
+
+    candidate.reload()
+    expect(candidate.locator(MESSAGE)).to_have_count(3)
+    expect(candidate.get_by_test_id("composer")).to_be_editable()
+    assert heard(candidate) == []
+
+
 def test_everyone_typing_at_once_is_named_each_on_their_own_timer(
     browsers: Browsers, ats: Ats
 ) -> None:
