@@ -5,7 +5,8 @@
 // and not sent is kept as the conversation's draft (drafts.js).
 //
 // Keys: Enter sends, Shift+Enter starts a new line, Ctrl/Cmd+Enter always
-// sends. In a list you are typing, Enter starts the next item and Enter on an
+// sends. On a touch-first device (a phone, a tablet) Enter starts a new line
+// and the Send button sends: their keyboards have no Shift+Enter. In a list you are typing, Enter starts the next item and Enter on an
 // empty item ends the list. Ctrl+B bold, Ctrl+I italic, Ctrl+Shift+8 bullets,
 // Ctrl+Shift+7 numbers, Ctrl+K link.
 
@@ -28,6 +29,14 @@ const FORMATTED = /<(strong|em|ul|ol|a)\b/;
 // rather than typed: a list in it is sent on Enter, not continued.
 const BULK_INPUT = new Set(["insertFromPaste", "insertFromDrop", "insertReplacementText", "insertFromYank"]);
 const WEB_ADDRESS = /^(https?:\/\/|mailto:)\S+$/i;
+// A device whose main pointer is a finger: its on-screen keyboard's Enter
+// is the only way to a new line.
+const TOUCH_FIRST = "(hover: none) and (pointer: coarse)";
+
+/** Whether Enter sends here (not on a touch-first device). */
+export function enterSends() {
+  return !window.matchMedia(TOUCH_FIRST).matches;
+}
 
 export class Composer {
   /** `draft`: the conversation whose draft this composer keeps; `maxBody`:
@@ -87,6 +96,7 @@ export class Composer {
       if (textarea.value.trim()) this.onTyping();
     });
     textarea.addEventListener("keydown", (event) => this.onKey(event));
+    if (!enterSends()) this.form.querySelector(".composer-hint").textContent = "Enter starts a new line · Send sends";
     textarea.addEventListener("paste", (event) => this.onPaste(event));
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -113,8 +123,11 @@ export class Composer {
         event.preventDefault();
         this.submit();
       } else if (!event.shiftKey) {
-        event.preventDefault();
-        if (!this.continueList()) this.submit();
+        if (this.continueList()) event.preventDefault();
+        else if (enterSends()) {
+          event.preventDefault();
+          this.submit();
+        }
       }
     } else if (mod && !event.shiftKey && !event.altKey && key === "b") {
       event.preventDefault();

@@ -69,9 +69,9 @@ def test_the_pages_pass_axe(browsers: Browsers, ats: Ats, axe_source: str, size:
     ats.staff_says(alice, dan.conversation, "Thank you for your time.")
     candidate = browsers.open(ats.candidate_link(cara.id), **SIZES[size])  # type: ignore[arg-type]
     candidate.get_by_test_id("composer").fill("Thank you! One question.")
-    candidate.get_by_test_id("composer").press("Enter")
+    candidate.get_by_test_id("send").click()
     candidate.get_by_test_id("composer").fill("And *another* one.")
-    candidate.get_by_test_id("composer").press("Enter")
+    candidate.get_by_test_id("send").click()
     expect(candidate.locator(MESSAGE)).to_have_count(4)
     check(candidate, axe_source, "candidate chat")
 

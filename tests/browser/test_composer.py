@@ -51,8 +51,7 @@ def test_bold_on_a_selected_word_sends_bold(
     preview = staff.get_by_test_id("composer-preview")
     expect(preview.locator("strong")).to_have_text("free")
     staff.screenshot(path=str(screenshots / f"composer-preview-{size}.png"))
-    box.press("End")
-    box.press("Enter")
+    staff.get_by_test_id("send").click()
     expect(last_message(candidate).locator("strong")).to_have_text("free")
     expect(last_message(candidate)).to_have_text("Parking is free")
     expect(preview).to_be_hidden()
@@ -305,6 +304,25 @@ def test_no_toolbar_action_leaves_broken_markdown(browsers: Browsers, ats: Ats, 
     assert problems == []
 
 
+def test_on_a_phone_enter_starts_a_new_line_and_send_sends(browsers: Browsers, ats: Ats) -> None:
+    """A phone's keyboard has no Shift+Enter: there Enter starts a new line
+    (and goes on with a list), the hint says so, and Send sends."""
+    staff, candidate = open_pair(browsers, ats, "phone")
+    box = staff.get_by_test_id("composer")
+    expect(staff.locator("#composer-keys")).to_have_text("Enter starts a new line · Send sends")
+    box.press_sequentially("Two things:")
+    box.press("Enter")
+    box.press_sequentially("- Bring ID")
+    box.press("Enter")
+    expect(box).to_have_value("Two things:\n- Bring ID\n- ")
+    box.press_sequentially("Arrive at 9")
+    expect(staff.locator(MESSAGE)).to_have_count(0)
+    staff.get_by_test_id("send").click()
+    expect(last_message(candidate).locator("p")).to_have_text("Two things:")
+    expect(last_message(candidate).locator("li")).to_have_text(["Bring ID", "Arrive at 9"])
+    expect(box).to_have_value("")
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_a_message_over_the_limit_is_kept_whole_and_says_by_how_much(
     browsers: Browsers, ats: Ats, size: str
@@ -317,13 +335,14 @@ def test_a_message_over_the_limit_is_kept_whole_and_says_by_how_much(
     box.fill(text)
     expect(status).to_have_text("2 characters too long: a message has at most 10,000.")
     expect(staff.get_by_test_id("send")).to_be_disabled()
-    box.press("Enter")
-    expect(box).to_have_value(text)
+    if size == "desktop":
+        box.press("Enter")
+        expect(box).to_have_value(text)
 
     box.press("Backspace")
     expect(status).to_have_text("1 character too long: a message has at most 10,000.")
     box.press("Backspace")
     expect(status).to_be_hidden()
-    box.press("Enter")
+    staff.get_by_test_id("send").click()
     expect(box).to_have_value("")
     expect(last_message(candidate)).to_have_text("🙂" + "x" * 9_999)

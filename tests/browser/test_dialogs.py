@@ -41,7 +41,7 @@ def test_delete_for_everyone_asks_first(
 ) -> None:
     staff, candidate, _ = open_pair(browsers, ats, size)
     staff.get_by_test_id("composer").fill("Offer: 41,000")
-    staff.get_by_test_id("composer").press("Enter")
+    staff.get_by_test_id("send").click()
     expect(candidate.locator(MESSAGE, has_text="41,000")).to_be_visible()
 
     mine = staff.locator(MESSAGE, has_text="41,000")
@@ -87,7 +87,7 @@ def test_delete_for_everyone_asks_first(
 def test_end_conversation_asks_first(browsers: Browsers, ats: Ats, size: str) -> None:
     staff, candidate, _ = open_pair(browsers, ats, size)
     staff.get_by_test_id("composer").fill("Thanks for today.")
-    staff.get_by_test_id("composer").press("Enter")
+    staff.get_by_test_id("send").click()
     expect(candidate.locator(MESSAGE, has_text="Thanks for today")).to_be_visible()
 
     staff.get_by_test_id("conversation-menu").click()
