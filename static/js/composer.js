@@ -314,6 +314,8 @@ export class Composer {
       // The whole reason, wrapped on its own line: it is what to act on.
       const error = document.createElement("span");
       error.className = "file-error";
+      // Said at once: the person may not look at the chips before Send.
+      error.setAttribute("role", "alert");
       error.textContent = entry.error;
       li.append(error);
     } else if (entry.size !== undefined) {
@@ -332,7 +334,13 @@ export class Composer {
 
   removeFile(entry) {
     this.files = this.files.filter((f) => f !== entry);
-    entry.chip.remove();
+    // A chip removed from the keyboard hands focus on: to the next chip's
+    // button, else the one before, else the message being written.
+    const chip = entry.chip;
+    const focused = chip.contains(document.activeElement);
+    const neighbour = chip.nextElementSibling || chip.previousElementSibling;
+    chip.remove();
+    if (focused) (neighbour?.querySelector("button") || this.textarea).focus();
     this.fileList.hidden = this.fileList.children.length === 0;
     if (this.heldByFiles && !this.files.some((f) => f.error)) {
       this.heldByFiles = false;

@@ -132,6 +132,33 @@ def test_an_attachment_error_chip_shows_the_whole_reason(
     expect(chip).to_have_count(0)
 
 
+def test_refused_files_are_said_and_removing_chips_keeps_the_keyboard_in_place(
+    browsers: Browsers, ats: Ats, tmp_path: Path
+) -> None:
+    """A file that cannot be attached is said at once (an alert), not only
+    found on Send; removing a chip with the keyboard hands focus to the
+    next chip, and the last one back to the message being written."""
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    staff = browsers.staff_at(ats, alice, app)
+    files = [tmp_path / f"{name}.exe" for name in ("first", "second")]
+    for path in files:
+        path.write_bytes(b"MZ\x90\x00" + bytes(range(256)) * 4)
+    staff.locator('[data-role="file-input"]').set_input_files([str(p) for p in files])
+    chips = staff.locator(".pending-files li.error")
+    expect(chips).to_have_count(2)
+    expect(chips.get_by_role("alert")).to_have_count(2)
+    expect(chips.get_by_role("alert").first).not_to_be_empty()
+
+    chips.first.get_by_role("button", name="Remove first.exe").focus()
+    staff.keyboard.press("Enter")
+    expect(chips).to_have_count(1)
+    expect(staff.get_by_role("button", name="Remove second.exe")).to_be_focused()
+    staff.keyboard.press("Enter")
+    expect(chips).to_have_count(0)
+    expect(staff.get_by_test_id("composer")).to_be_focused()
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_back_to_messages_keeps_the_open_conversation(
     browsers: Browsers, ats: Ats, size: str
