@@ -160,6 +160,47 @@ function scoreOf(entry, query) {
   return null;
 }
 
+// How long a choice moved by the keyboard must rest before it is saved.
+const REST_MS = 700;
+// Keys that move a list's or a select's choice one option at a time.
+const STEPS = new Set(["ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "Home", "End", "PageUp", "PageDown"]);
+
+/** Saves `select`'s choice (`store()`) as soon as it changes, except while
+ * the keyboard steps through the options: every option passed is a
+ * change, and saving each one sent a request per key and left zones
+ * saved on the way. Such a choice is saved once it rests, or at once on
+ * Enter, on leaving the list, or as the page goes. `now()` saves at once. */
+function saveOnRest(select, store) {
+  let stepping = false;
+  let timer = null;
+  const now = () => {
+    clearTimeout(timer);
+    timer = null;
+    store();
+  };
+  const flush = () => {
+    if (timer !== null) now();
+  };
+  select.addEventListener("keydown", (event) => {
+    stepping = STEPS.has(event.key) || event.key.length === 1;
+    if (event.key === "Enter") flush();
+  });
+  select.addEventListener("change", () => {
+    if (!stepping) {
+      now();
+      return;
+    }
+    clearTimeout(timer);
+    timer = setTimeout(now, REST_MS);
+  });
+  select.addEventListener("pointerdown", () => {
+    stepping = false;
+  });
+  select.addEventListener("blur", flush);
+  window.addEventListener("pagehide", flush);
+  return { now };
+}
+
 export function initSettings() {
   const zone = document.getElementById("timezone");
   const search = document.getElementById("tz-search");
@@ -242,7 +283,7 @@ export function initSettings() {
       // Only the highlighted match, which the list and the status show.
       const chosen = zone.selectedOptions[0];
       if (normalise(search.value) && chosen && !chosen.hidden && chosen.value !== savedZone) {
-        zone.dispatchEvent(new Event("change"));
+        zoneSaver.now();
       }
     }
   });
@@ -250,11 +291,11 @@ export function initSettings() {
   search.addEventListener("blur", (event) => {
     if (event.relatedTarget !== zone && zone.value !== savedZone) zone.value = savedZone;
   });
-  zone.addEventListener("change", () => save({ timezone: zone.value }, "Timezone"));
-  notifications.addEventListener("change", () => save({ email_notifications: notifications.value }, "Email notifications"));
+  const zoneSaver = saveOnRest(zone, () => save({ timezone: zone.value }, "Timezone"));
+  saveOnRest(notifications, () => save({ email_notifications: notifications.value }, "Email notifications"));
   document.getElementById("tz-use-browser").addEventListener("click", () => {
     zone.value = browserZone;
-    zone.dispatchEvent(new Event("change"));
+    zoneSaver.now();
   });
   // A choice made before this script ran (the page is usable while its
   // modules load) is saved now rather than silently lost: the options

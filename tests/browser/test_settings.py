@@ -1,8 +1,10 @@
 """SPEC 6 settings in a real browser: a choice is saved as soon as it is
-made, even one made before the page's script has loaded."""
+made, even one made before the page's script has loaded, and one stepped
+to by keyboard once it rests."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Any
@@ -157,3 +159,39 @@ def test_enter_saves_nothing_when_nothing_matches(browsers: Browsers, ats: Ats) 
     expect(zone).to_have_value("Europe/Paris")
     page.reload()
     expect(page.get_by_test_id("timezone")).to_have_value("Europe/Paris")
+
+
+def test_stepping_through_the_lists_by_keyboard_saves_where_it_rests(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """Arrow keys pass options one at a time, each a change: the choice is
+    saved once, where the person stops (or on Enter, or on leaving the
+    list), not every zone passed on the way."""
+    alice = ats.staff("Alice Recruiter", timezone="Europe/Paris")
+    page = browsers.open(ats.staff_link(alice))
+    page.goto(f"{ats.server.url}/settings")
+    saved: list[str] = []
+    page.on(
+        "request",
+        lambda r: saved.append(r.post_data or "") if r.url.endswith("/api/me/settings") else None,
+    )
+    zone, status = page.get_by_test_id("timezone"), page.locator("#save-status")
+    zone.focus()
+    for _ in range(5):
+        zone.press("ArrowDown")
+    passed_to = zone.input_value()
+    assert passed_to != "Europe/Paris"
+    expect(status).to_have_text("Timezone saved.")
+    assert [json.loads(body) for body in saved] == [{"timezone": passed_to}]
+
+    notifications = page.get_by_test_id("notifications")
+    notifications.focus()
+    notifications.press("ArrowDown")
+    notifications.press("ArrowDown")
+    notifications.press("Enter")
+    expect(status).to_have_text("Email notifications saved.")
+    chosen = notifications.input_value()
+    assert [json.loads(body) for body in saved[1:]] == [{"email_notifications": chosen}]
+    page.reload()
+    expect(page.get_by_test_id("timezone")).to_have_value(passed_to)
+    expect(page.get_by_test_id("notifications")).to_have_value(chosen)
