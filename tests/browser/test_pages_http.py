@@ -76,6 +76,8 @@ async def test_each_person_lands_on_their_own_page(scene: Scene) -> None:
         assert_page_headers(page)
         assert_no_inline_code(page.text)
         assert f'data-csrf="{who.me["csrf_token"]}"' in page.text
+        # One heading names the page for a screen reader's list of headings.
+        assert len(re.findall(r"<h1\b", page.text)) == 1, path
 
 
 def back_link(text: str) -> str:
