@@ -153,7 +153,11 @@ export class ConversationView {
     bindMenu(menuButton, menuButton.nextElementSibling);
     for (const el of root.querySelectorAll("[data-staff-only]")) el.hidden = me.kind !== "staff";
     root.querySelector('[data-action="end"]').addEventListener("click", () => this.end(menuButton));
-    root.querySelector('[data-action="archive"]').addEventListener("click", () => this.toggleArchive());
+    // From the keyboard (a click of no pointer), the toast's Undo takes the
+    // focus the closed menu's item had, and gives it back to the menu button.
+    root.querySelector('[data-action="archive"]').addEventListener("click", (event) =>
+      this.toggleArchive({ byKeyboard: event.detail === 0, returnTo: menuButton }),
+    );
     const unread = root.querySelector('[data-action="unread"]');
     // Only beside the inbox: a conversation left open would be read again at once.
     unread.hidden = me.kind !== "staff" || !this.onMarkedUnread;
@@ -241,8 +245,10 @@ export class ConversationView {
     }
   }
 
-  /** Archive and unarchive act at once; the toast offers to undo. */
-  async toggleArchive({ undoing = false } = {}) {
+  /** Archive and unarchive act at once; the toast offers to undo.
+   * `byKeyboard`: focus goes to the toast's Undo; `returnTo` has it when
+   * the toast goes (Undo, Escape, ×). */
+  async toggleArchive({ undoing = false, byKeyboard = false, returnTo = null } = {}) {
     const archiving = !this.archived;
     const id = this.id;
     this.clearError();
@@ -262,6 +268,8 @@ export class ConversationView {
     if (!undoing) {
       toast(archiving ? "Conversation archived." : "Conversation moved back to the inbox.", {
         action: { label: "Undo", run: () => this.toggleArchive({ undoing: true }) },
+        focus: byKeyboard && !this.destroyed,
+        returnTo,
       });
     }
   }

@@ -135,8 +135,12 @@ export function editLink({ words, returnTo, check }) {
 let toastRegion = null;
 
 /** A short message at the bottom of the screen, optionally with one action
- * (Undo). It stays while hovered or focused, and goes after `timeout`. */
-export function toast(text, { action, timeout = 8000 } = {}) {
+ * (Undo). It stays while hovered or focused, and goes after `timeout`.
+ * `focus`: the action button takes the focus (what was acted on from the
+ * keyboard left focus nowhere); Escape then dismisses the toast. `returnTo`:
+ * where focus goes when the toast goes (its action pressed, dismissed)
+ * while focus is inside it, if that is still on the page. */
+export function toast(text, { action, timeout = 8000, focus = false, returnTo } = {}) {
   if (!toastRegion) {
     toastRegion = element("div", { className: "toasts", role: "status", "aria-live": "polite" });
     document.body.append(toastRegion);
@@ -145,7 +149,9 @@ export function toast(text, { action, timeout = 8000 } = {}) {
   let timer = null;
   const dismiss = () => {
     clearTimeout(timer);
+    const hadFocus = item.contains(document.activeElement);
     item.remove();
+    if (hadFocus && returnTo && returnTo.isConnected && returnTo.offsetParent !== null) returnTo.focus();
   };
   const arm = () => {
     clearTimeout(timer);
@@ -166,7 +172,13 @@ export function toast(text, { action, timeout = 8000 } = {}) {
   item.addEventListener("mouseleave", arm);
   item.addEventListener("focusin", () => clearTimeout(timer));
   item.addEventListener("focusout", arm);
+  item.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    event.stopPropagation();
+    dismiss();
+  });
   toastRegion.append(item);
   arm();
+  if (focus && action) item.querySelector("button").focus();
   return dismiss;
 }

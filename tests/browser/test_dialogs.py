@@ -189,3 +189,46 @@ def test_a_reply_brings_an_archived_conversation_back_live(browsers: Browsers, a
     expect(row).to_contain_text("One more question")
     watching.get_by_test_id("conversation-menu").click()
     expect(watching.get_by_role("menuitem", name="Archive", exact=True)).to_be_visible()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_archive_from_the_keyboard_puts_focus_on_undo_and_undo_gives_it_back(
+    browsers: Browsers, ats: Ats, size: str
+) -> None:
+    """Archive chosen with Enter closes its menu: focus goes to the toast's
+    Undo (the toast stays while it has focus), and Undo, like Escape on the
+    toast, gives focus back to the conversation's options button."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    ats.application("dan", "Dan Jones")
+    inbox = browsers.staff_at(ats, alice, cara, **SIZES[size])
+    options = inbox.get_by_test_id("conversation-menu")
+    options.focus()
+    inbox.keyboard.press("Enter")
+    archive = inbox.get_by_test_id("archive")
+    archive.focus()
+    inbox.keyboard.press("Enter")
+    toast = inbox.get_by_test_id("toast")
+    expect(toast).to_contain_text("Conversation archived.")
+    undo = toast.get_by_role("button", name="Undo")
+    expect(undo).to_be_focused()
+    inbox.keyboard.press("Enter")
+    expect(toast).to_have_count(0)
+    expect(options).to_be_focused()
+    if size == "desktop":
+        expect(inbox.locator(f'{ITEM}[data-conversation="{cara.conversation}"]')).to_be_visible()
+    options.click()
+    expect(archive).to_have_text("Archive")
+
+    # Escape on the toast dismisses it, and focus goes back the same way.
+    inbox.keyboard.press("Escape")
+    options.focus()
+    inbox.keyboard.press("Enter")
+    archive.focus()
+    inbox.keyboard.press("Enter")
+    expect(undo).to_be_focused()
+    inbox.keyboard.press("Escape")
+    expect(toast).to_have_count(0)
+    expect(options).to_be_focused()
+    options.click()
+    expect(archive).to_have_text("Unarchive")
