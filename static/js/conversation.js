@@ -118,12 +118,25 @@ export class ConversationView {
     if (this.destroyed) return;
     connection.join(this.id, this);
     this.history.follow();
+    this.ready = true;
     // Focus goes to the composer unless the person already put it somewhere
     // (a menu opened while the history loaded would close as it left).
     const focusFree = !document.activeElement || document.activeElement === document.body;
-    if (this.composer.enabled && (this.focusOnOpen || (focusFree && matchMedia("(hover: hover)").matches))) {
+    if (this.focusOnOpen) this.takeFocus();
+    else if (this.composer.enabled && focusFree && matchMedia("(hover: hover)").matches) this.composer.textarea.focus();
+  }
+
+  /** Focus into the conversation (its row was chosen from the keyboard):
+   * the composer, or the heading when nothing can be sent; once the
+   * history has loaded, if it is still loading. */
+  takeFocus() {
+    if (!this.ready) {
+      this.focusOnOpen = true;
+      return;
+    }
+    if (this.composer.enabled) {
       this.composer.textarea.focus();
-    } else if (this.focusOnOpen) {
+    } else {
       const title = this.root.querySelector('[data-field="title"]');
       title.tabIndex = -1;
       title.focus();

@@ -48,7 +48,11 @@ export class InboxPane {
   /** `focus`: move focus into the conversation once it is shown (it was
    * opened from the keyboard). */
   async open(id, { push = true, focus = false } = {}) {
-    if (this.view && this.view.id === id) return;
+    if (this.view && this.view.id === id) {
+      // Enter on the open conversation's row: focus follows, as for any row.
+      if (focus) this.view.takeFocus();
+      return;
+    }
     if (push) history.pushState({ conversation: id }, "", `/c/${encodeURIComponent(id)}${this.hooks.query()}`);
     const round = ++this.opening;
     let summary;

@@ -348,3 +348,29 @@ def test_a_long_job_title_gives_way_to_the_status(browsers: Browsers, ats: Ats, 
     assert pill_box["x"] + pill_box["width"] <= row_box["x"] + row_box["width"]
     cut = row.locator(".item-job-title").evaluate("t => t.scrollWidth > t.clientWidth")
     assert cut, "the title fits: the test needs one too long for the row"
+
+
+def test_enter_on_the_open_conversations_row_takes_focus_to_the_composer(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """The row of the conversation already open behaves like any other:
+    Enter takes focus into it (the composer, or the heading when nothing
+    can be sent), rather than leaving it on the row."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    dan = ats.application("dan", "Dan Jones", status="withdrawn")
+    inbox = browsers.open(ats.staff_link(alice))
+    item(inbox, cara.conversation).click()
+    expect(item(inbox, cara.conversation)).to_have_attribute("aria-current", "page")
+    expect(inbox.get_by_test_id("composer")).to_be_enabled()
+    item(inbox, cara.conversation).focus()
+    inbox.keyboard.press("Enter")
+    expect(inbox.get_by_test_id("composer")).to_be_focused()
+
+    item(inbox, dan.conversation).click()
+    expect(inbox.get_by_role("heading", name="Dan Jones")).to_be_visible()
+    expect(inbox.get_by_test_id("send-disabled-reason")).to_be_visible()
+    item(inbox, dan.conversation).focus()
+    inbox.keyboard.press("Enter")
+    expect(inbox.get_by_role("heading", name="Dan Jones")).to_be_focused()
+
