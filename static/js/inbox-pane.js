@@ -13,7 +13,9 @@ export class InboxPane {
   /** `hooks`: `query()`, the list's query string, kept in the URL;
    * `onSwitch()`, after a
    * conversation opened or closed; and for the open view
-   * `onArchive(id, archived)`, `onChange(id, change)`, `onMarkedUnread(id)`. */
+   * `onArchive(id, archived)`, `onChange(id, change)`, `onMarkedUnread(id)`;
+   * `focusList(id)`, to put focus on conversation `id`'s row (or the list)
+   * when closing the open one left it nowhere. */
   constructor(hooks) {
     this.hooks = hooks;
     this.split = document.getElementById("split");
@@ -117,12 +119,27 @@ export class InboxPane {
 
   back() {
     history.pushState({}, "", `/inbox${this.hooks.query()}`);
+    this.closeToList();
+  }
+
+  /** Close the open conversation; focus that was in it (now gone) goes to
+   * its row in the list, or the list. */
+  closeToList() {
+    const closed = this.id;
     this.close();
+    const at = document.activeElement;
+    if (!at || at === document.body) this.hooks.focusList(closed);
   }
 
   route() {
     const match = location.pathname.match(/^\/c\/([^/]+)$/);
-    if (match) this.open(decodeURIComponent(match[1]), { push: false });
-    else this.close();
+    if (!match) {
+      this.closeToList();
+      return;
+    }
+    // Back or Forward to another conversation: focus that was in the one
+    // closed follows into it.
+    const focus = Boolean(this.view?.root?.contains(document.activeElement));
+    this.open(decodeURIComponent(match[1]), { push: false, focus });
   }
 }

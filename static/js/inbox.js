@@ -53,6 +53,7 @@ export class Inbox {
       onArchive: (id, archived) => this.onArchived(id, archived),
       onChange: (id, change) => this.onViewChange(id, change),
       onMarkedUnread: (id) => this.markedUnread(id),
+      focusList: (id) => this.focusRow(id),
     });
     // A row shows its conversation's draft as soon as it changes, also
     // when it was written in another tab.
@@ -365,9 +366,16 @@ export class Inbox {
    * row's count from the server (not guessed here: when the candidate has
    * written nothing the person can see, nothing is unread). */
   markedUnread(id) {
-    const item = this.items.get(id);
     this.conversation.back();
-    item?.link.focus();
+    this.focusRow(id);
+  }
+
+  /** Focus on conversation `id`'s row, or on the list when it has none
+   * (another filter, archived). */
+  focusRow(id) {
+    const item = id ? this.items.get(id) : null;
+    if (item) item.link.focus();
+    else this.list.focus();
   }
 
   removeRow(id) {

@@ -374,3 +374,55 @@ def test_enter_on_the_open_conversations_row_takes_focus_to_the_composer(
     inbox.keyboard.press("Enter")
     expect(inbox.get_by_role("heading", name="Dan Jones")).to_be_focused()
 
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_back_to_the_inbox_puts_focus_on_the_row_that_was_open(
+    browsers: Browsers, ats: Ats, size: str
+) -> None:
+    """The browser's Back from a conversation to /inbox leaves focus on the
+    row of the conversation that was open (the focus was in the
+    conversation, which is gone), not on the page's body; the header's Back
+    to inbox (phones) does the same. A conversation with no row in the list
+    gives focus to the list."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    ats.application("dan", "Dan Jones")
+    phone = {"width": 390, "height": 844, "mobile": True} if size == "phone" else {}
+    inbox = browsers.open(ats.staff_link(alice), **phone)  # type: ignore[arg-type]
+    row = item(inbox, cara.conversation)
+    row.focus()
+    inbox.keyboard.press("Enter")
+    expect(inbox.get_by_test_id("composer")).to_be_focused()
+    inbox.go_back()
+    expect(inbox).to_have_url(f"{ats.server.url}/inbox")
+    expect(inbox.get_by_test_id("composer")).to_have_count(0)
+    expect(row).to_be_focused()
+
+    if size == "phone":
+        row.focus()
+        inbox.keyboard.press("Enter")
+        expect(inbox.get_by_test_id("composer")).to_be_focused()
+        back = inbox.get_by_role("link", name="Back to inbox")
+        back.focus()
+        inbox.keyboard.press("Enter")
+        expect(inbox).to_have_url(f"{ats.server.url}/inbox")
+        expect(row).to_be_focused()
+
+    # Archived from the keyboard, its row leaves the list: Back focuses the list.
+    row.focus()
+    inbox.keyboard.press("Enter")
+    expect(inbox.get_by_test_id("composer")).to_be_focused()
+    options = inbox.get_by_test_id("conversation-menu")
+    options.focus()
+    inbox.keyboard.press("Enter")
+    inbox.get_by_test_id("archive").focus()
+    inbox.keyboard.press("Enter")
+    undo = inbox.get_by_test_id("toast").get_by_role("button", name="Undo")
+    expect(undo).to_be_focused()
+    inbox.get_by_test_id("composer").focus()
+    if size == "desktop":
+        expect(row).to_have_count(0)
+    inbox.go_back()
+    expect(inbox).to_have_url(f"{ats.server.url}/inbox")
+    expect(row).to_have_count(0)
+    expect(inbox.locator("#inbox-list")).to_be_focused()
