@@ -3,7 +3,8 @@ npm lock (`npm ci`, run by scripts/bootstrap), is put into each page and run
 against WCAG 2 A and AA, contrast included, on every page and state people
 see: the inbox with a conversation selected (the selected row's time and
 preview, the status pills), a conversation with both sides and a grouped
-run, the composer's preview, the dialogs, settings, and the candidate chat
+run, the composer's preview and a file waiting in it, an ended conversation
+(its "Ended" pill in the header and the row), the dialogs, settings, and the candidate chat
 (with one application and with two), at desktop and phone sizes."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 
 from tests.browser.conftest import ROOT, Ats, Browsers
 
@@ -95,6 +96,30 @@ def test_the_pages_pass_axe(browsers: Browsers, ats: Ats, axe_source: str, size:
     expect(inbox.get_by_role("dialog")).to_be_visible()
     check(inbox, axe_source, "confirmation dialog")
     inbox.keyboard.press("Escape")
+    expect(inbox.get_by_role("dialog")).to_have_count(0)
+
+    # A file waiting in the composer: its chip's name and size.
+    notes: FilePayload = {
+        "name": "notes.txt",
+        "mimeType": "text/plain",
+        "buffer": b"Bring photo ID.\n",
+    }
+    inbox.locator('[data-role="file-input"]').set_input_files(files=[notes])
+    chip = inbox.locator('[data-role="files"] li', has_text="notes.txt")
+    expect(chip.locator(".muted")).to_have_text("16 B")
+    expect(chip).not_to_have_class("uploading")
+    check(inbox, axe_source, "composer with an attachment chip")
+
+    # An ended conversation: the "Ended" pill in its header and its row.
+    inbox.get_by_test_id("conversation-menu").click()
+    inbox.get_by_test_id("end-conversation").click()
+    inbox.get_by_test_id("confirm").click()
+    expect(inbox.locator('.conv-head .pill[data-state="ended"]')).to_have_text("Ended")
+    check(inbox, axe_source, "an ended conversation")
+    inbox.goto(f"{ats.server.url}/inbox")
+    ended = inbox.locator(f'[data-conversation="{cara.conversation}"] .pill[data-state="ended"]')
+    expect(ended).to_have_text("Ended")
+    check(inbox, axe_source, "inbox with an ended conversation")
 
     inbox.goto(f"{ats.server.url}/settings")
     check(inbox, axe_source, "settings")
