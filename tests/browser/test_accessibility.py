@@ -248,3 +248,52 @@ def test_a_menu_closes_when_focus_leaves_it(browsers: Browsers, ats: Ats) -> Non
     expect(page.locator("#open-conversation-menu")).to_be_visible()
     page.get_by_test_id("composer").click()
     expect(page.locator("#open-conversation-menu")).to_be_hidden()
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast of two computed colours, "rgb(r, g, b)" (opaque)."""
+
+    def luminance(colour: str) -> float:
+        parts = colour[colour.index("(") + 1 : colour.index(")")].split(",")
+        channels = [int(float(p)) / 255 for p in parts[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted([luminance(a), luminance(b)], reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_a_focused_menu_item_has_a_visible_focus_ring(browsers: Browsers, ats: Ats) -> None:
+    """A menu item focused from the keyboard is ringed (WCAG 2.4.7, with
+    the 3:1 of 1.4.11 against the item and the menu), not just shaded
+    (1.1:1): the conversation's menu and a message's menu."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    ats.staff_says(alice, cara.conversation, "Interview at 10:00")
+    page = browsers.staff_at(ats, alice, cara)
+    message = page.locator(MESSAGE, has_text="Interview at 10:00")
+    expect(message).to_be_visible()
+    for button, item in [
+        (page.get_by_test_id("conversation-menu"), page.get_by_test_id("end-conversation")),
+        (message.get_by_test_id("message-menu"), message.get_by_test_id("delete-for-me")),
+    ]:
+        button.focus()
+        page.keyboard.press("Enter")
+        expect(item).to_be_focused()
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowUp")
+        expect(item).to_be_focused()
+        ring = item.evaluate(
+            """(el) => {
+                const s = getComputedStyle(el);
+                return { style: s.outlineStyle, width: parseFloat(s.outlineWidth),
+                    colour: s.outlineColor, item: s.backgroundColor,
+                    menu: getComputedStyle(el.closest('[role="menu"]')).backgroundColor };
+            }"""
+        )
+        assert ring["style"] == "solid", ring
+        assert ring["width"] >= 2, ring
+        assert contrast(ring["colour"], ring["item"]) >= 3, ring
+        assert contrast(ring["colour"], ring["menu"]) >= 3, ring
+        page.keyboard.press("Escape")
+        expect(button).to_be_focused()
