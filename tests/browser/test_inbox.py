@@ -254,6 +254,33 @@ def test_menus_the_bell_and_the_ops_page_fit_a_small_phone(browsers: Browsers, a
     assert page.evaluate("document.documentElement.scrollWidth") <= SMALL_PHONE["width"]
 
 
+# The narrowest phone layout WCAG's reflow asks for (1.4.10): 320 CSS px.
+NARROWEST = {"width": 320, "height": 640, "mobile": True}
+
+
+def test_a_conversation_fits_320_px_without_scrolling_sideways(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """At 320 px the composer's bar (the toolbar and Send) fits, and
+    nothing else makes the page scroll sideways: the candidate chat and the
+    staff conversation, with a message each way."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate", job="Teacher of Design and Technology")
+    ats.staff_says(alice, cara.conversation, "Could you come in on Tuesday at 10:00?")
+    candidate = browsers.open(ats.candidate_link(cara.id), **NARROWEST)  # type: ignore[arg-type]
+    candidate.get_by_test_id("composer").fill("Yes, Tuesday suits me.")
+    candidate.get_by_test_id("send").click()
+    staff = browsers.open(ats.staff_link(alice), **NARROWEST)  # type: ignore[arg-type]
+    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    for page in (candidate, staff):
+        expect(page.locator('[data-testid="message"][data-seq]')).to_have_count(2)
+        send = page.get_by_test_id("send")
+        expect(send).to_be_visible()
+        expect(send).to_have_accessible_name("Send")
+        assert overflow(page, '[data-testid="send"]') == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= NARROWEST["width"]
+
+
 def test_the_bell_counts_service_notifications_live(browsers: Browsers, ats: Ats) -> None:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara Candidate")
