@@ -31,6 +31,10 @@ export class Inbox {
     this.list = document.getElementById("inbox-list");
     this.sentinel = document.getElementById("inbox-sentinel");
     this.empty = document.getElementById("inbox-empty");
+    // Says what a search, filter or sort chosen here found (a screen
+    // reader hears nothing of a list replaced under it).
+    this.status = document.getElementById("inbox-status");
+    this.announcing = false;
     this.search = document.getElementById("search");
     this.sort = document.getElementById("sort");
     const params = new URLSearchParams(location.search);
@@ -83,7 +87,7 @@ export class Inbox {
       button.addEventListener("click", () => {
         this.filter = button.dataset.filter;
         this.renderFilters();
-        this.reload();
+        this.reload({ announce: true });
       });
     }
     let timer = null;
@@ -91,12 +95,12 @@ export class Inbox {
       clearTimeout(timer);
       timer = setTimeout(() => {
         this.q = this.search.value.trim();
-        this.reload();
+        this.reload({ announce: true });
       }, SEARCH_DEBOUNCE_MS);
     });
     this.sort.addEventListener("change", () => {
       this.sortBy = this.sort.value;
-      this.reload();
+      this.reload({ announce: true });
     });
     this.list.addEventListener("keydown", (event) => arrowKeys(this.list, event));
     this.list.addEventListener("scroll", () => {
@@ -135,7 +139,10 @@ export class Inbox {
 
   // -- loading -----------------------------------------------------------------
 
-  async reload() {
+  /** The list again from its first page; `announce`: say what it found. */
+  async reload({ announce = false } = {}) {
+    this.announcing = announce;
+    if (announce) this.status.textContent = "";
     this.syncUrl();
     this.generation += 1;
     this.next = null;
@@ -174,6 +181,10 @@ export class Inbox {
       this.failed = false;
       this.retryDelay = RETRY_FIRST_MS;
       this.renderEmpty();
+      if (!cursor && this.announcing) {
+        this.announcing = false;
+        this.status.textContent = this.found();
+      }
     } catch (err) {
       if (generation === this.generation) {
         // A failed page keeps `next` to ask for it again. A failed reload
@@ -202,6 +213,15 @@ export class Inbox {
     }
     const l = this.list;
     if (this.next && !this.failed && l.scrollHeight <= l.clientHeight + 300) this.loadMore();
+  }
+
+  /** What the list now holds, in words ("3 conversations match “ana”."). */
+  found() {
+    const n = this.items.size;
+    const one = n === 1 && !this.next;
+    const count = `${n}${this.next ? " or more" : ""} ${one ? "conversation" : "conversations"}`;
+    if (this.q) return n ? `${count} ${one ? "matches" : "match"} “${this.q}”.` : `Nothing matches “${this.q}”.`;
+    return n ? `${count}.` : `${EMPTY[this.filter][0]}.`;
   }
 
   renderEmpty(error) {

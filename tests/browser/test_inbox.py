@@ -84,10 +84,16 @@ def test_filters_search_and_sort(browsers: Browsers, ats: Ats) -> None:
         expect(inbox.locator(f"{ITEM} .item-name")).to_have_text(list(expected))
 
     shows("Dan Jones", "Cara Candidate", "Eve Walker")
+    # What each choice found is said (a screen reader hears nothing of a
+    # list replaced under it); loading the page says nothing.
+    said = inbox.locator("#inbox-status")
+    expect(said).to_have_text("")
     inbox.get_by_test_id("filter-unread").click()
     shows("Dan Jones")
+    expect(said).to_have_text("1 conversation.")
     inbox.get_by_test_id("filter-messaged").click()
     shows("Dan Jones", "Cara Candidate")
+    expect(said).to_have_text("2 conversations.")
     inbox.get_by_test_id("filter-all").click()
     shows("Dan Jones", "Cara Candidate", "Eve Walker")
 
@@ -100,6 +106,7 @@ def test_filters_search_and_sort(browsers: Browsers, ats: Ats) -> None:
     search = inbox.get_by_test_id("search")
     search.fill("pemberton")  # message text
     shows("Dan Jones")
+    expect(said).to_have_text("1 conversation matches “pemberton”.")
     search.fill("english")  # job title
     shows("Eve Walker")
     search.fill("cara")  # candidate name
@@ -107,6 +114,7 @@ def test_filters_search_and_sort(browsers: Browsers, ats: Ats) -> None:
     search.fill("nobody at all")
     expect(inbox.locator(ITEM)).to_have_count(0)
     expect(inbox.get_by_text("No matches")).to_be_visible()
+    expect(said).to_have_text("Nothing matches “nobody at all”.")
     search.fill("")
     shows("Dan Jones", "Cara Candidate", "Eve Walker")
 
