@@ -289,6 +289,37 @@ def test_a_conversation_fits_320_px_without_scrolling_sideways(
         assert page.evaluate("document.documentElement.scrollWidth") <= NARROWEST["width"]
 
 
+LANDSCAPE_WITH_KEYBOARD = {"width": 844, "height": 200, "mobile": True}
+
+
+def test_a_phone_on_its_side_with_the_keyboard_up_keeps_the_composer_and_messages(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """A phone in landscape with its keyboard up leaves a page about 200 px
+    high: the composer stays whole on screen and some history shows above
+    it (the top bar and the conversation's second line give way), for the
+    candidate and for staff."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    ats.staff_says(alice, cara.conversation, "Could you come in on Tuesday at 10:00?")
+    candidate = browsers.open(ats.candidate_link(cara.id), **LANDSCAPE_WITH_KEYBOARD)  # type: ignore[arg-type]
+    staff = browsers.open(ats.staff_link(alice), **LANDSCAPE_WITH_KEYBOARD)  # type: ignore[arg-type]
+    staff.goto(f"{ats.server.url}/c/{cara.conversation}")
+    for page in (candidate, staff):
+        expect(page.locator('[data-testid="message"][data-seq]')).to_have_count(1)
+        page.get_by_test_id("composer").focus()
+        box = page.get_by_test_id("composer").bounding_box()
+        send = page.get_by_test_id("send").bounding_box()
+        timeline = page.locator(".timeline").bounding_box()
+        assert box is not None
+        assert send is not None
+        assert timeline is not None
+        assert box["y"] >= 0, box
+        assert box["y"] + box["height"] <= 200, box
+        assert send["y"] + send["height"] <= 200, send
+        assert timeline["height"] >= 40, timeline
+
+
 def test_the_bell_counts_service_notifications_live(browsers: Browsers, ats: Ats) -> None:
     alice = ats.staff("Alice Recruiter")
     cara = ats.application("cara", "Cara Candidate")
