@@ -140,14 +140,18 @@ class Composer:
                 only = await contexts.load(conn, items[0]["id"])
                 if only is not None and may_send(kind, only):
                     reply_to = await self.reply_address(conn, kind, recipient, only.id)
-            return self.digest_email(
+            listed = items[:DIGEST_ITEMS]
+            draft = self.digest_email(
                 kind,
                 recipient,
-                items[:DIGEST_ITEMS],
+                listed,
                 str(local_date),
                 len(items) > DIGEST_ITEMS,
                 reply_to=reply_to,
             )
+            # What it lists counts as emailed, as a messages email's range
+            # does: a reply to the digest reads it (email_replies.py).
+            return replace(draft, covers=tuple((str(i["id"]), int(i["last_seq"])) for i in listed))
         context = await contexts.load(conn, email["conversation_id"])
         if context is None:
             return None

@@ -189,6 +189,11 @@ class Draft:
     # RFC 3834: "auto-generated" for notifications, "auto-replied" for the
     # notice answering someone's email. Either keeps auto-responders quiet.
     auto_submitted: str = "auto-generated"
+    # What the email told its reader about: (conversation, last seq) pairs,
+    # recorded as their email cursors once it is sent, so that a reply to it
+    # marks those messages read. Planning moves the cursor of a messages
+    # email; a digest's list is known only when it is composed.
+    covers: tuple[tuple[str, int], ...] = ()
 
     def sent(self) -> dict[str, str]:
         """What is stored on the email's row once it went out."""

@@ -49,7 +49,7 @@ from chatserver.notify.metrics import (
 from chatserver.notify.mime import Draft, build_message
 from chatserver.notify.transport import DeliveryError, Transport
 from chatserver.settings import Settings
-from chatserver.store import outbox
+from chatserver.store import emails, outbox
 from chatserver.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,10 @@ class Sender:
         if outcome.status is Status.SENT:
             assert outcome.draft is not None
             await outbox.mark_sent(conn, row["id"], attempts, now, outcome.draft.sent())
+            for conversation_id, seq in outcome.draft.covers:
+                await emails.move_cursor(
+                    conn, row["recipient_kind"], row["recipient_id"], conversation_id, seq, now
+                )
             EMAILS_SENT.inc()
             log.info("sent email %s (attempt %d)", key, attempts)
         elif outcome.status is Status.CANCELLED:

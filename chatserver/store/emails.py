@@ -187,11 +187,26 @@ async def mentioned(
 
 
 async def advance_cursor(conn: AsyncConnection, due: Due, now: datetime) -> None:
+    await move_cursor(
+        conn, due.recipient_kind, due.recipient_id, due.conversation_id, due.last_seq, now
+    )
+
+
+async def move_cursor(
+    conn: AsyncConnection,
+    kind: str,
+    person_id: str,
+    conversation_id: str,
+    seq: int,
+    now: datetime,
+) -> None:
+    """Emails to this person have covered the conversation up to `seq`
+    (never moves back)."""
     stmt = dialect.insert(conn)(email_cursors).values(
-        recipient_kind=due.recipient_kind,
-        recipient_id=due.recipient_id,
-        conversation_id=due.conversation_id,
-        seq=due.last_seq,
+        recipient_kind=kind,
+        recipient_id=person_id,
+        conversation_id=conversation_id,
+        seq=seq,
         updated_at=now,
     )
     stmt = stmt.on_conflict_do_update(

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from chatserver.chat.reply_tokens import ReplyTokens
+from chatserver.clock import utcnow
 from chatserver.notify.worker import Notifier
 from chatserver.settings import Settings
 from chatserver.store.tables import messages, outgoing_emails
@@ -36,6 +37,7 @@ from tests.notify.mailin import (
     running_mail_in,
     self_signed,
 )
+from tests.notify.test_digest import choose
 from tests.ws_helpers import live_server, open_socket
 
 DELAY = 120.0
@@ -203,6 +205,41 @@ async def test_answering_an_email_reads_what_it_told_them_and_no_more(
     assert alices["unread"] == 1
     [bobs] = (await scene.bob.inbox())["conversations"]
     assert bobs["unread"] == 2
+
+
+def at_digest_hour(clock: MovableClock) -> str:
+    """A fixed-offset zone whose clock shows the digest hour (7) now, so
+    that the digest's reply address is not signed in mail-in's future
+    (beyond CLOCK_SKEW). Near the end of an hour, the next one: the
+    notifier's clock moves to its first second."""
+    now = utcnow()
+    if now.minute >= 57:
+        now = (now + timedelta(hours=1)).replace(minute=0, second=1, microsecond=0)
+        clock.set(now)
+    offset = (7 - now.hour) % 24
+    offset = offset - 24 if offset > 14 else offset
+    return f"Etc/GMT{-offset:+d}" if offset else "Etc/GMT"
+
+
+async def test_answering_a_one_conversation_digest_reads_what_it_listed(
+    scene: Scene, notifier: Notifier, smtp: SmtpServer, clock: MovableClock, mail_in: MailInServer
+) -> None:
+    """A digest records what it told, as a messages email does: a reply to
+    it reads the messages it listed (and no later ones)."""
+    await choose(scene.alice, email_notifications="daily", timezone=at_digest_hour(clock))
+    for text in ("Is there parking?", "And lunch?", "And a dress code?"):
+        sent = await scene.cara.send(scene.conversation, text)
+        assert sent.status_code == 201, sent.text
+    await notifier.run_once()
+    [digest] = smtp.bag.to("alice@acme.example")
+    assert subject(digest) == "Daily summary: 1 conversation unread"
+    later = await scene.cara.send(scene.conversation, "Written after the digest.")
+    assert later.status_code == 201, later.text
+    await deliver(mail_in.port, reply(digest, gmail_body("Yes to all three.")))
+    [alices] = (await scene.alice.inbox())["conversations"]
+    assert alices["unread"] == 1
+    bell = (await scene.alice.client.get("/api/notifications")).json()
+    assert [entry["count"] for entry in bell["notifications"]] == [1]
 
 
 # -- refused at RCPT TO ---------------------------------------------------------------
