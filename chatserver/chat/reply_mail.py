@@ -18,6 +18,7 @@ from email import message_from_bytes, policy
 from email.errors import HeaderParseError, MessageError
 from email.message import EmailMessage
 
+import idna
 from inscriptis import get_text
 from lxml import html as lxml_html
 from lxml.etree import ParserError
@@ -132,11 +133,25 @@ def sender_address(message: EmailMessage) -> str | None:
     local, domain = addresses[0].username, addresses[0].domain
     if not local or not domain:
         return None
+    domain = ascii_domain(domain)
+    return f"{local}@{domain}".lower() if domain else None
+
+
+def ascii_domain(domain: str) -> str | None:
+    """A From domain in the form addresses are stored in (`fields.check_email`:
+    email-validator's IDNA 2008 with UTS 46 mapping, so `straße` is
+    `xn--strae-oqa`, not IDNA 2003's `strasse`), or None.
+
+    A header sent raw in UTF-8 (SMTPUTF8, which mail-in offers) is parsed
+    from bytes: its non-ASCII characters arrive as surrogate escapes and are
+    decoded as the UTF-8 they are before the domain is encoded."""
     try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        domain = domain.encode("utf-8", "surrogateescape").decode("utf-8")
+        if domain.isascii():
+            return domain
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except UnicodeError:  # idna.IDNAError included
         return None
-    return f"{local}@{domain}".lower()
 
 
 def message_id(message: EmailMessage, raw: bytes) -> str:

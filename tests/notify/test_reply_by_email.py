@@ -342,6 +342,51 @@ async def test_a_reply_from_another_address_is_refused_and_logged_without_conten
     assert "From is not their address" in caplog.text or not app.state.services.settings.embedded
 
 
+async def test_a_raw_utf8_from_with_an_internationalised_domain_is_the_person(
+    scene: Scene,
+    host: Any,
+    notifier: Notifier,
+    smtp: SmtpServer,
+    clock: MovableClock,
+    mail_in: MailInServer,
+) -> None:
+    """mail-in offers SMTPUTF8, so a From can arrive as raw UTF-8; its
+    domain is compared in the stored IDNA form. Another domain is refused."""
+    body = {
+        "org": {"id": "acme", "name": "Acme"},
+        "name": "Alice",
+        "email": "alice@münchen-straße.example",
+        "timezone": "UTC",
+    }
+    moved = await host.client.put("/api/v1/staff/alice", json=body, headers=AUTH)
+    assert moved.status_code == 200, moved.text
+    await scene.cara.send(scene.conversation, "Is there parking at the school?")
+    clock.advance(DELAY + 1)
+    await notifier.run_once()
+    [email] = smtp.bag.to("alice@xn--mnchen-strae-v9a90b.example")
+    address = reply_address(email)
+
+    async def send_from(sender: str, text: str) -> None:
+        raw = reply(email, text, sender="placeholder@example.com").as_bytes()
+        raw = raw.replace(b"placeholder@example.com", sender.encode())
+        await aiosmtplib.send(
+            raw,
+            hostname="127.0.0.1",
+            port=mail_in.port,
+            sender="alice@xn--mnchen-strae-v9a90b.example",
+            recipients=[address],
+            mail_options=["SMTPUTF8"],
+            timeout=30,
+        )
+
+    await send_from("Alice Ö <alice@münchen-straße.example>", "Ten spaces, by UTF-8 mail.")
+    assert (await bodies(scene))[-1] == ("alice", "Ten spaces, by UTF-8 mail.", "email")
+    with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+        await send_from("Alice Ö <alice@münchen-strasse.example>", "Not her domain.")
+    assert refused.value.code == 550
+    assert (await bodies(scene))[-1][1] == "Ten spaces, by UTF-8 mail."
+
+
 async def test_mail_in_offers_starttls_with_a_certificate_and_takes_replies_over_it(
     scene: Scene,
     app: Any,
