@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.errors import HeaderParseError, MessageError
 from email.message import EmailMessage
+from itertools import islice
 
 import idna
 from inscriptis import get_text
 from lxml import html as lxml_html
 from lxml.etree import ParserError
 from mailparser_reply.parser import EmailMessage as ReplyText
+
+from chatserver.errors import invalid
 
 # The languages whose "On … wrote:" and "From: … Sent: …" lines
 # mail-parser-reply knows; candidates write in many of them.
@@ -34,6 +37,17 @@ LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "da", "sv", "pl", "cs", "ja", "
 # land on one line that no "On … wrote:" rule recognises.
 QUOTED_HTML = (
     "//blockquote | //*[contains(concat(' ', normalize-space(@class), ' '), ' gmail_quote ')]"
+)
+# Python's email parser recurses once per level of MIME nesting and fails
+# with RecursionError near a thousand levels. Every level is a multipart or
+# message/* part, so counting their Content-Type lines (anywhere in the
+# mail: a bound, not a parse) bounds the depth before parsing. A real reply
+# has a few (mixed > alternative > related, a forwarded email or two);
+# crafted mail is refused for good (`invalid`: SMTP 550, webhook 422),
+# never retried.
+MIME_CONTAINERS_MAX = 100
+MIME_CONTAINER = re.compile(
+    rb"^content-type:\s*(?:multipart|message)/", re.IGNORECASE | re.MULTILINE
 )
 # Client ids of email replies are UUIDs in this namespace (any fixed UUID).
 CLIENT_ID_NAMESPACE = uuid.UUID("6f0c3f52-3b56-4b7e-9a53-2f1f1d6a9c21")
@@ -77,6 +91,15 @@ class Attachment:
 
 
 def parse(raw: bytes) -> EmailMessage:
+    """The mail, parsed; `invalid` (for good) when it holds more than
+    MIME_CONTAINERS_MAX multipart or message parts, which bounds how deep
+    it nests before the recursive parser sees it."""
+    found = MIME_CONTAINER.finditer(raw)
+    if sum(1 for _ in islice(found, MIME_CONTAINERS_MAX + 1)) > MIME_CONTAINERS_MAX:
+        raise invalid(
+            f"This email holds more than {MIME_CONTAINERS_MAX} multipart or attached-message "
+            "parts (a reply has a few); it cannot be taken as a reply."
+        )
     message = message_from_bytes(raw, policy=policy.default)
     assert isinstance(message, EmailMessage)
     return message

@@ -95,6 +95,19 @@ async def bodies(scene: Scene) -> list[tuple[str, str, str]]:
     ]
 
 
+async def send_raw(port: int, raw: bytes, sender: str, to: str) -> None:
+    """Mail bytes as they are (raw UTF-8 headers, odd MIME) to mail-in."""
+    await aiosmtplib.send(
+        raw,
+        hostname="127.0.0.1",
+        port=port,
+        sender=sender,
+        recipients=[to],
+        mail_options=["SMTPUTF8"],
+        timeout=30,
+    )
+
+
 async def refusals(app: Any) -> int:
     return await count_rows(app, outgoing_emails, topic="reply_refused")
 
@@ -369,15 +382,7 @@ async def test_a_raw_utf8_from_with_an_internationalised_domain_is_the_person(
     async def send_from(sender: str, text: str) -> None:
         raw = reply(email, text, sender="placeholder@example.com").as_bytes()
         raw = raw.replace(b"placeholder@example.com", sender.encode())
-        await aiosmtplib.send(
-            raw,
-            hostname="127.0.0.1",
-            port=mail_in.port,
-            sender="alice@xn--mnchen-strae-v9a90b.example",
-            recipients=[address],
-            mail_options=["SMTPUTF8"],
-            timeout=30,
-        )
+        await send_raw(mail_in.port, raw, "alice@xn--mnchen-strae-v9a90b.example", address)
 
     await send_from("Alice Ö <alice@münchen-straße.example>", "Ten spaces, by UTF-8 mail.")
     assert (await bodies(scene))[-1] == ("alice", "Ten spaces, by UTF-8 mail.", "email")
@@ -819,6 +824,51 @@ async def test_a_reply_to_two_conversations_posts_in_each(
     assert response.status_code == 202, response.text
     for conversation in (scene.conversation, second["conversation_id"]):
         assert await count_rows(app, messages, conversation_id=conversation, via="email") == 1
+
+
+def deeply_nested(email: EmailMessage, depth: int) -> bytes:
+    """A reply whose text sits `depth` multipart/mixed parts deep."""
+    opening = "".join(
+        f'--N{i}\r\nContent-Type: multipart/mixed; boundary="N{i + 1}"\r\n\r\n'
+        for i in range(depth)
+    )
+    closing = "".join(f"--N{i}--\r\n" for i in range(depth, -1, -1))
+    text = f"--N{depth}\r\nContent-Type: text/plain\r\n\r\nDeep down.\r\n"
+    headers = reply(email, "").as_bytes().split(b"\n\n", 1)[0].decode()
+    headers = "\r\n".join(
+        line.rstrip("\r")
+        for line in headers.split("\n")
+        if not line.lower().startswith(("content-type", "content-transfer", "mime-version"))
+    )
+    mime = 'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="N0"\r\n\r\n'
+    return (headers + "\r\n" + mime + opening + text + closing).encode()
+
+
+async def test_mail_nested_too_deeply_is_refused_for_good(
+    scene: Scene,
+    app: Any,
+    client: httpx.AsyncClient,
+    notifier: Notifier,
+    smtp: SmtpServer,
+    clock: MovableClock,
+    mail_in: MailInServer,
+) -> None:
+    """Python's parser would recurse once a level and fail at about a
+    thousand: a bound on the parts refuses such mail permanently (5xx,
+    4xx JSON), so that no sender retries it for days."""
+    email = await candidate_email(scene, notifier, smtp, clock)
+    address = reply_address(email)
+    for depth in (150, 1000, 2000):
+        raw = deeply_nested(email, depth)
+        with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+            await send_raw(mail_in.port, raw, "cara@mail.example", address)
+        assert refused.value.code == 550, refused.value
+        assert "multipart" in refused.value.message
+        error_of(await post_mail(client, raw), 422, "invalid")
+    # Nested as mail programs nest, it is taken.
+    await send_raw(mail_in.port, deeply_nested(email, 5), "cara@mail.example", address)
+    assert (await bodies(scene))[-1] == ("cara", "Deep down.", "email")
+    assert await count_rows(app, messages, conversation_id=scene.conversation) == 2
 
 
 def test_reply_addresses_fit_and_survive_a_change_of_case(settings: Settings) -> None:
