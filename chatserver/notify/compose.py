@@ -308,6 +308,9 @@ class Composer:
             "recipient_name": display(recipient["name"]),
             "local_date": _day(local_date),
             "items": rows,
+            # More than DIGEST_ITEMS: the body says so, as the subject's "50+"
+            # does, and shows the most recent (staff get their inbox's link).
+            "over": more,
             "more": f"{self._settings.base_url}/inbox"
             if more and recipient_kind == Role.STAFF
             else "",

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from chatserver.clock import utcnow
+from chatserver.notify.compose import DIGEST_ITEMS, Composer
 from chatserver.notify.worker import Notifier
+from chatserver.roles import Role
+from chatserver.settings import Settings
 from tests.conftest import Scene
 from tests.helpers import Host, Person, sign_in_candidate
 from tests.notify.conftest import MovableClock, SmtpServer, html_of, subject, text_of
+from tests.notify.test_previews import recipient
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -107,3 +114,33 @@ async def test_a_candidates_digest_names_the_organisation_of_each_post(
     assert "Teacher of Mathematics · Teacher of Mathematics" not in text
     assert "</a> · Acme</div>" in html
     assert "</a> · Globex</div>" in html
+
+
+@pytest.mark.parametrize("kind", list(Role))
+def test_a_digest_of_more_than_it_lists_says_so_in_its_body(kind: Role, tmp_path: Path) -> None:
+    """Over DIGEST_ITEMS conversations, the body agrees with the subject's
+    "50+": more than 50, the 50 most recent shown."""
+    items = [
+        {
+            "id": f"conv-{n}",
+            "application_id": f"app-{n}",
+            "candidate_name": f"Candidate {n}",
+            "job_title": "Teacher of Mathematics",
+            "org_name": "Acme",
+            "unread": 1,
+            "last_body": "Hello",
+        }
+        for n in range(DIGEST_ITEMS)
+    ]
+    composer = Composer(Settings(data_dir=tmp_path, base_url="http://testserver"))
+    draft = composer.digest_email(kind, recipient(kind), items, "2026-11-03", True)
+    assert draft.subject == f"Daily summary: {DIGEST_ITEMS}+ conversations unread"
+    for body in (draft.text, draft.html):
+        assert f"more than {DIGEST_ITEMS} conversations with unread messages" in body
+        assert f"The {DIGEST_ITEMS} most recent are below." in body
+        assert f": {DIGEST_ITEMS} conversations" not in body
+        assert "There are more" not in body
+    assert ("http://testserver/inbox" in draft.text) == (kind == Role.STAFF)
+    fewer = composer.digest_email(kind, recipient(kind), items[:2], "2026-11-03", False)
+    assert ": 2 conversations with unread messages." in fewer.text
+    assert "more than" not in fewer.text
