@@ -8,9 +8,9 @@ A transport, like `web/`: it speaks SMTP and hands each accepted mail to
   nothing else is ever taken in, and a forged, expired, rotated-out or
   revoked address never gets as far as `DATA`.
 - The size limit (`CHAT_MAIL_MAX_BYTES`) is announced in `EHLO` (SIZE),
-  refused at `MAIL FROM` when declared larger, and otherwise refused with 552
-  in answer to `DATA`, never accepted first; aiosmtpd stops storing a body
-  once it is over the limit.
+  refused at `MAIL FROM` when declared larger, and otherwise refused with
+  `552 5.3.4` in answer to `DATA`, never accepted first; aiosmtpd stops
+  storing a body once it is over the limit.
 - STARTTLS is offered when CHAT_MAIL_IN_TLS_CERT names a certificate
   (opportunistic, as between mail servers: a sender that does not ask
   still delivers in plain).
@@ -29,6 +29,7 @@ import os
 import signal
 import ssl
 from dataclasses import dataclass
+from typing import AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -50,6 +51,9 @@ MAX_RECIPIENTS = 10
 # How long an idle SMTP client may hold a connection.
 IDLE_SECONDS = 120
 IDENT = "chatserver mail-in"
+
+# How aiosmtpd's own size refusals begin (MailInSMTP rewrites them).
+AIOSMTPD_TOO_BIG = "552 Error:"
 
 OK = "250 2.0.0 OK"
 EXPLAINED = "250 2.0.0 Not posted: the reason was sent to you by email"
@@ -116,6 +120,22 @@ class ReplyHandler:
         return EXPLAINED if result.outcome is Outcome.EXPLAINED else OK
 
 
+class MailInSMTP(SMTP):
+    """aiosmtpd's SMTP server, with its size refusals answered as documented.
+
+    aiosmtpd refuses a mail over `data_size_limit` itself, at `MAIL FROM`
+    (a larger SIZE) and at the end of `DATA`, with "552 Error: …" and no
+    enhanced status code; the sending server's bounce then tells the person
+    nothing. Every 552 it writes gets RFC 3463's 5.3.4 (message too big)
+    and the limit in words."""
+
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str) and status.startswith(AIOSMTPD_TOO_BIG):
+            limit = self.data_size_limit or 0
+            status = f"552 5.3.4 A reply by email is at most {limit} bytes"
+        await super().push(status)
+
+
 class CannotListen(Exception):
     """mail-in could not take its address (in use, not ours) or use its
     certificate: one line."""
@@ -165,7 +185,7 @@ class MailIn:
 
     def protocol(self) -> SMTP:
         settings = self.chat.settings
-        return SMTP(
+        return MailInSMTP(
             ReplyHandler(self.chat),
             data_size_limit=settings.mail_max_bytes,
             enable_SMTPUTF8=True,

@@ -439,9 +439,20 @@ async def test_an_oversize_reply_is_refused_at_data(
     email = await candidate_email(scene, notifier, smtp, clock)
     big = reply(email, "x" * 100 + "\n" + ("lorem ipsum " * 10 + "\n") * 10_000)
     assert len(big.as_bytes()) > 1024 * 1024
-    with pytest.raises(aiosmtplib.SMTPResponseException) as refused:
+    too_big = "5.3.4 A reply by email is at most 1048576 bytes"
+    # Declared larger at MAIL FROM (aiosmtplib sends SIZE): refused before any data.
+    with pytest.raises(aiosmtplib.SMTPResponseException) as declared:
         await deliver(mail_in.port, big)
-    assert refused.value.code == 552
+    assert (declared.value.code, declared.value.message) == (552, too_big)
+    # Not declared: refused at the end of DATA, with the same answer.
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=mail_in.port, start_tls=False)
+    async with client:
+        await client.ehlo()
+        await client.mail("cara@mail.example")
+        await client.rcpt(reply_address(email))
+        with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+            await client.data(big.as_bytes())
+    assert (refused.value.code, refused.value.message) == (552, too_big)
     assert await count_rows(app, messages, conversation_id=scene.conversation) == 1
 
 
