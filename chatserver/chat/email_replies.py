@@ -15,7 +15,10 @@ this order:
    (null sender), `Auto-Submitted` other than `no`, `Precedence`
    bulk/junk/list/auto_reply, the auto-responder headers and subjects of
    the common mail programs, delivery and read reports. Two robots never
-   talk to each other through us.
+   talk to each other through us for long: whatever their language, a
+   person's replies by email are bounded per conversation and hour
+   (REPLIES_PER_WINDOW), and the refusal that ends a loop is an email
+   nobody can answer into the conversation.
 3. **Trust**: the token decides the conversation and the person; the
    `From` must also be that person's address (case-insensitive), or the
    mail is refused (`forbidden`) and logged without its content.
@@ -42,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from email.errors import MessageError
 from email.message import EmailMessage
 from enum import StrEnum
@@ -90,6 +94,23 @@ EXPLAINED_CODES = frozenset(
 NOTHING_OF_ITS_OWN = (
     "Your reply had no text of its own (the quoted email is left out), so nothing "
     "was posted. Write your answer above the quoted email."
+)
+
+
+# A loop bound whatever the language: two auto-responders that set no
+# header and use a subject nobody listed would answer each other's
+# notification emails for ever, each answer posted and emailed. A person
+# may post at most this many replies by email in one conversation within
+# REPLY_WINDOW; the next is not posted and is explained by email (which
+# has no reply address, so no responder can answer it into the
+# conversation), so the other side is not emailed and the loop stops. A
+# person answering by email writes far fewer; the app takes any number.
+REPLIES_PER_WINDOW = 5
+REPLY_WINDOW = timedelta(hours=1)
+TOO_MANY_REPLIES = (
+    f"You have replied by email {REPLIES_PER_WINDOW} times in this conversation in the "
+    "last hour, so this reply was not posted (this stops two automatic responders "
+    "from answering each other). Open the conversation to go on writing."
 )
 
 
@@ -191,6 +212,7 @@ async def take_reply(
         # Regular expressions over up to TEXT_SCANNED characters: off the
         # event loop.
         text = await asyncio.to_thread(reply_mail.reply_text, mail)
+        await _check_reply_rate(chat, author)
         attachment_ids = await _store_attachments(chat, author, mail)
         if not message_send.has_content(text, attachment_ids):
             raise invalid(NOTHING_OF_ITS_OWN)
@@ -232,6 +254,32 @@ async def _read_what_was_emailed(chat: Chat, author: Author, reply_seq: int) -> 
         )
     if emailed:
         await reads.mark_read(chat, author.viewer, author.conversation_id, min(emailed, reply_seq))
+
+
+async def _check_reply_rate(chat: Chat, author: Author) -> None:
+    """`not_allowed` once the person posted REPLIES_PER_WINDOW replies by
+    email in this conversation within REPLY_WINDOW (the loop bound)."""
+    since = chat.clock() - REPLY_WINDOW
+    async with chat.db.transaction() as conn:
+        recent = await messages.count_by_sender_via(
+            conn,
+            author.conversation_id,
+            author.viewer.kind.value,
+            author.viewer.id,
+            views.VIA_EMAIL,
+            since,
+        )
+    if recent >= REPLIES_PER_WINDOW:
+        log.warning(
+            "reply by email to conversation %s from %s %s not posted: %d replies by email "
+            "within %s (a loop of automatic answers?)",
+            author.conversation_id,
+            author.viewer.kind.value,
+            author.viewer.id,
+            recent,
+            REPLY_WINDOW,
+        )
+        raise ChatError(ErrorCode.NOT_ALLOWED, TOO_MANY_REPLIES)
 
 
 async def _already_posted(chat: Chat, author: Author, client_id: str) -> dict[str, Any] | None:

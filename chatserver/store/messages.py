@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -105,6 +106,26 @@ _BY_CLIENT_KEYS = select(messages).where(
         bindparam("keys", expanding=True)
     )
 )
+
+
+async def count_by_sender_via(
+    conn: AsyncConnection,
+    conversation_id: str,
+    sender_kind: str,
+    sender_id: str,
+    via: str,
+    since: datetime,
+) -> int:
+    """How many messages this sender posted in the conversation `via` a way
+    in (`email`) since `since`, deleted ones included."""
+    query = select(func.count()).where(
+        messages.c.conversation_id == conversation_id,
+        messages.c.sender_kind == sender_kind,
+        messages.c.sender_id == sender_id,
+        messages.c.via == via,
+        messages.c.created_at >= since,
+    )
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def by_client_keys(

@@ -20,6 +20,8 @@ import aiosmtplib
 import httpx
 import pytest
 
+from chatserver.chat import reply_mail
+from chatserver.chat.email_replies import REPLIES_PER_WINDOW
 from chatserver.chat.reply_tokens import ReplyTokens
 from chatserver.clock import utcnow
 from chatserver.notify.worker import Notifier
@@ -492,6 +494,59 @@ async def test_automatic_mail_is_dropped_without_an_answer(
     clock.advance(DELAY + 1)
     await notifier.run_once()
     assert len(smtp.bag.to("cara@mail.example")) == 1
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Automatic reply: Re: x",
+        "Out of Office: x",
+        "Automatische Antwort: x",
+        "Abwesenheitsnotiz: x",
+        "Réponse automatique : x",
+        "Risposta automatica: x",
+        "Resposta automática: x",
+        "Afwezig: x",
+        "Fuera de la oficina: x",
+        "Автоматический ответ: x",
+        "自动回复\uff1ax",
+    ],
+)
+def test_out_of_office_subjects_in_many_languages_are_automatic(subject: str) -> None:
+    mail = EmailMessage()
+    mail["From"] = "cara@mail.example"
+    mail["Subject"] = subject
+    mail.set_content("Ich bin bis 3. Januar nicht im Büro.")
+    assert reply_mail.automatic(reply_mail.parse(mail.as_bytes())) == "an out-of-office subject"
+    del mail["Subject"]
+    mail["Subject"] = "Re: " + subject  # a person answering one
+    assert reply_mail.automatic(reply_mail.parse(mail.as_bytes())) is None
+
+
+async def test_replies_by_email_are_bounded_per_hour_so_no_loop_goes_on(
+    scene: Scene,
+    app: Any,
+    client: httpx.AsyncClient,
+    notifier: Notifier,
+    smtp: SmtpServer,
+    clock: MovableClock,
+) -> None:
+    """Two responders in a language no list knows: after REPLIES_PER_WINDOW
+    replies by email in an hour the next is explained, not posted, so the
+    other side is not emailed and nothing answers it."""
+    email = await candidate_email(scene, notifier, smtp, clock)
+    for n in range(REPLIES_PER_WINDOW):
+        taken = await post_mail(client, reply(email, f"Kwa sasa siko ofisini ({n})."))
+        assert taken.status_code == 202, taken.text
+    error_of(await post_mail(client, reply(email, "Kwa sasa siko ofisini.")), 403, "not_allowed")
+    assert await count_rows(app, messages, conversation_id=scene.conversation) == 6
+    assert await refusals(app) == 1
+    await notifier.run_once()
+    explanation = smtp.bag.to("cara@mail.example")[-1]
+    assert "replied by email 5 times" in text_of(explanation)
+    assert explanation["Reply-To"] is None
+    # Staff, still answering in the app, are not held back.
+    assert (await scene.alice.send(scene.conversation, "Noted.")).status_code == 201
 
 
 # -- attachments -----------------------------------------------------------------------
@@ -1063,6 +1118,7 @@ async def test_a_seeded_run_of_replies_matches_a_model(
     assert sorted(email_of) == list(range(12))
     expected = dict.fromkeys(range(12), 1)
     status = dict.fromkeys(range(12), "interviewing")
+    by_email = dict.fromkeys(range(12), 0)
     explained = 0
     posted: list[EmailMessage] = []
     for step in range(60):
@@ -1089,12 +1145,14 @@ async def test_a_seeded_run_of_replies_matches_a_model(
         else:
             mail = reply(email_of[n], f"Reply {step}")
             response = await post_mail(client, mail)
-            if status[n] == "not_progressing":
+            # Refused by the policy, or past the hour's replies by email.
+            if status[n] == "not_progressing" or by_email[n] >= REPLIES_PER_WINDOW:
                 error_of(response, 403, "not_allowed")
                 explained += 1
             else:
                 assert response.status_code == 202, response.text
                 expected[n] += 1
+                by_email[n] += 1
                 posted.append(mail)
     for n, count in expected.items():
         # What people wrote: status changes add system lines besides.
