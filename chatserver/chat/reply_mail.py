@@ -86,6 +86,10 @@ AUTO_REPLY_SUBJECTS = (
 )
 OUT_OF_OFFICE = re.compile(rf"^\s*({'|'.join(AUTO_REPLY_SUBJECTS)})(?!\w)", re.IGNORECASE)
 QUOTED_LINE = re.compile(r"^[ \t]*>")
+# Outlook's line above the "From: … Sent: …" block it quotes (32
+# underscores). mail-parser-reply cuts the block, and the line with it only
+# when a blank line precedes it; one left ending the reply goes too.
+SEPARATOR_LINE = re.compile(r"^[ \t]*_{10,}[ \t]*$")
 # What the line a mail program writes above the history it quotes holds
 # in every language: a clock time ("19:31", "7.31") or an address, and a
 # colon at its end ("On … wrote:", "Le … a écrit :", "El … escribió:",
@@ -240,6 +244,8 @@ def strip_reply(text: str) -> str:
     latest = parsed.replies[0].body if parsed.replies else text
     lines = _without_attribution([line.rstrip() for line in latest.split("\n")])
     kept = [line for line in lines if not QUOTED_LINE.match(line)]
+    while kept and (not kept[-1].strip() or SEPARATOR_LINE.match(kept[-1])):
+        kept.pop()
     return BLANK_RUNS.sub("\n\n", "\n".join(kept)).strip()
 
 

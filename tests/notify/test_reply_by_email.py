@@ -663,6 +663,8 @@ Subject: Alice Recruiter at Acme sent you a message
 
 Could you come in on Tuesday?
 """
+# Outlook on the web writes the separator right under the text.
+OUTLOOK_NO_BLANK = OUTLOOK.replace("works.\n\n___", "works.\n___")
 APPLE = """Yes, Tuesday at 10 works.
 
 Sent from my iPhone
@@ -737,6 +739,7 @@ THUNDERBIRD_FR_HTML = (
     [
         (GMAIL, None),
         (OUTLOOK, None),
+        (OUTLOOK_NO_BLANK, None),
         (APPLE, None),
         (PLAIN_QUOTE, None),
         (SIGNATURE, None),
@@ -752,6 +755,7 @@ THUNDERBIRD_FR_HTML = (
     ids=[
         "gmail",
         "outlook",
+        "outlook-no-blank-line",
         "apple-mail",
         "plain-quote",
         "signature",
