@@ -22,7 +22,7 @@ SIZES = {"desktop": {}, "phone": {"width": 390, "height": 844, "mobile": True}}
 
 def say(page: Page, text: str) -> None:
     page.get_by_test_id("composer").fill(text)
-    page.get_by_test_id("composer").press("Enter")
+    page.get_by_test_id("send").click()
     expect(page.locator('[data-testid="message"][data-seq]', has_text=text)).to_be_visible()
 
 

@@ -125,7 +125,7 @@ def test_our_side_is_every_staff_member_with_names(browsers: Browsers, ats: Ats,
     inbox = browsers.open(ats.staff_link(alice), **SIZES[size])  # type: ignore[arg-type]
     item(inbox, cara.conversation).click()
     inbox.get_by_test_id("composer").fill("Hello from Alice")
-    inbox.get_by_test_id("composer").press("Enter")
+    inbox.get_by_test_id("send").click()
     expect(inbox.locator(MESSAGE)).to_have_count(3)
 
     timeline = inbox.locator('[data-role="timeline"]').bounding_box()

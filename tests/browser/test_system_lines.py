@@ -62,7 +62,7 @@ def test_lines_show_live_and_after_a_reload(
     staff = browsers.staff_at(ats, alice, app, **SIZES[size])
     candidate = browsers.open(ats.candidate_link(app.id), **SIZES[size])  # type: ignore[arg-type]
     staff.get_by_test_id("composer").fill("Thanks for today.")
-    staff.get_by_test_id("composer").press("Enter")
+    staff.get_by_test_id("send").click()
     expect(candidate.locator(MESSAGE, has_text="Thanks for today")).to_be_visible()
 
     ats.set_status(app, "Cara Candidate", "offered")
@@ -83,7 +83,7 @@ def test_lines_show_live_and_after_a_reload(
     staff.screenshot(path=str(screenshots / f"system-lines-{size}.png"))
 
     staff.get_by_test_id("composer").fill("One more thing: the start date.")
-    staff.get_by_test_id("composer").press("Enter")
+    staff.get_by_test_id("send").click()
     expect(candidate.locator(MESSAGE, has_text="One more thing")).to_be_visible()
     expect_line(candidate, REOPENED)
     expected = [
