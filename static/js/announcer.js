@@ -1,5 +1,7 @@
 // What a screen reader hears of a conversation: each message that arrives
-// live from someone else, once, as "Name: words". The message list itself
+// live from someone else, once, as "Name: words" (messages that arrive
+// together, as a reconnect replays what was missed, as one line: "3 new
+// messages. The last, Name: words"). The message list itself
 // cannot be the live region: its day separators, grouping and "Seen" are
 // laid out again as messages come, history arrives a page at a time, and
 // one's own send turns from a pending bubble into the stored message, so a
@@ -7,6 +9,9 @@
 
 // Lines kept in the region: enough for a burst, never a growing list.
 const KEEP = 5;
+// Messages arriving this close together (a reconnect's replay of what was
+// missed, frame after frame) are said as one line.
+const TOGETHER_MS = 250;
 // A long message is cut: the list holds the whole of it.
 const MAX_CHARS = 300;
 
@@ -21,12 +26,27 @@ export function spoken(message, el) {
   return `${message.sender.name}: ${said}`;
 }
 
-/** A function that says each message it is given in `region` (polite). */
+/** What is said for the messages that arrived together: the one, or how
+ * many and the last (a reconnect replays what was missed all at once). */
+export function spokenTogether(arrived) {
+  const [message, el] = arrived[arrived.length - 1];
+  if (arrived.length === 1) return spoken(message, el);
+  return `${arrived.length} new messages. The last, ${spoken(message, el)}`;
+}
+
+/** A function that says the messages it is given in `region` (polite):
+ * those given within TOGETHER_MS of the first as one line. */
 export function announcer(region) {
+  let arrived = [];
   return (message, el) => {
-    const line = document.createElement("p");
-    line.textContent = spoken(message, el);
-    region.append(line);
-    while (region.childElementCount > KEEP) region.firstElementChild.remove();
+    arrived.push([message, el]);
+    if (arrived.length > 1) return;
+    setTimeout(() => {
+      const line = document.createElement("p");
+      line.textContent = spokenTogether(arrived);
+      arrived = [];
+      region.append(line);
+      while (region.childElementCount > KEEP) region.firstElementChild.remove();
+    }, TOGETHER_MS);
   };
 }

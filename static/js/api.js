@@ -12,7 +12,7 @@ export class ApiError extends Error {
   }
 }
 
-async function request(method, path, payload, { raw = false } = {}) {
+async function request(method, path, payload, { raw = false, keepalive = false } = {}) {
   const headers = { Accept: "application/json" };
   let sent = payload;
   if (method !== "GET") headers["X-CSRF-Token"] = body.csrf;
@@ -22,7 +22,7 @@ async function request(method, path, payload, { raw = false } = {}) {
   }
   let response;
   try {
-    response = await fetch(path, { method, headers, body: sent, credentials: "same-origin", cache: "no-store" });
+    response = await fetch(path, { method, headers, body: sent, credentials: "same-origin", cache: "no-store", keepalive });
   } catch (err) {
     throw new ApiError(0, "unavailable", "You appear to be offline.");
   }
@@ -38,7 +38,8 @@ async function request(method, path, payload, { raw = false } = {}) {
 export const api = {
   get: (path) => request("GET", path),
   post: (path, payload) => request("POST", path, payload),
-  put: (path, payload) => request("PUT", path, payload),
+  // `keepalive`: the request outlives the page (a save as it goes).
+  put: (path, payload, { keepalive = false } = {}) => request("PUT", path, payload, { keepalive }),
   del: (path) => request("DELETE", path),
 };
 

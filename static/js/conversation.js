@@ -48,6 +48,14 @@ onOtherTab("archived", ({ conversation, archived }) => {
   }
 });
 
+/** Whether focus is nowhere, or still on `menuButton` or in its menu:
+ * where an action chosen from that menu left it. */
+function focusLeftNowhere(menuButton) {
+  const at = document.activeElement;
+  if (!at || at === document.body) return true;
+  return Boolean(menuButton) && (at === menuButton || menuButton.nextElementSibling.contains(at));
+}
+
 export class ConversationView {
   constructor(pane, summary, { onArchive, onBack, onChange, onMarkedUnread, focus = false } = {}) {
     this.pane = pane;
@@ -64,6 +72,8 @@ export class ConversationView {
     // Opened from the keyboard: focus goes to the composer (or, when it is
     // off, the heading), not left on the inbox row.
     this.focusOnOpen = focus;
+    // Set once the history is in: focus asked for before waits for it.
+    this.ready = false;
     this.destroyed = false;
     // The conversation is no longer this viewer's (`gone`).
     this.unavailable = false;
@@ -122,7 +132,11 @@ export class ConversationView {
     // Focus goes to the composer unless the person already put it somewhere
     // (a menu opened while the history loaded would close as it left).
     const focusFree = !document.activeElement || document.activeElement === document.body;
-    if (this.focusOnOpen) this.takeFocus();
+    // Asked for while the history loaded: taken only if the person has not
+    // moved on (still on this conversation's row, in it, or nowhere).
+    const stayed = focusFree || this.root.contains(document.activeElement)
+      || document.activeElement.closest(`[data-conversation="${CSS.escape(this.id)}"]`) !== null;
+    if (this.focusOnOpen && stayed) this.takeFocus();
     else if (this.composer.enabled && focusFree && matchMedia("(hover: hover)").matches) this.composer.textarea.focus();
   }
 
@@ -281,7 +295,8 @@ export class ConversationView {
     if (!undoing) {
       toast(archiving ? "Conversation archived." : "Conversation moved back to the inbox.", {
         action: { label: "Undo", run: () => this.toggleArchive({ undoing: true }) },
-        focus: byKeyboard && !this.destroyed,
+        // Unless the person moved on while the archive was asked for.
+        focus: byKeyboard && !this.destroyed && focusLeftNowhere(returnTo),
         returnTo,
       });
     }

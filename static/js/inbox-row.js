@@ -105,6 +105,12 @@ export function paintRow(link, c, { q, href, current, draft }) {
 export function arrowKeys(list, event) {
   if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
   const links = [...list.querySelectorAll(".inbox-item")];
+  if (document.activeElement === list && links.length) {
+    // The list itself has focus (its row went): into its first or last row.
+    (event.key === "ArrowDown" ? links[0] : links[links.length - 1]).focus();
+    event.preventDefault();
+    return;
+  }
   const at = links.indexOf(document.activeElement);
   if (at === -1) return;
   const next = links[at + (event.key === "ArrowDown" ? 1 : -1)];

@@ -34,7 +34,8 @@ export class Inbox {
     // Says what a search, filter or sort chosen here found (a screen
     // reader hears nothing of a list replaced under it).
     this.status = document.getElementById("inbox-status");
-    this.announcing = false;
+    // The reload (by generation) whose answer is to be said.
+    this.announced = 0;
     this.search = document.getElementById("search");
     this.sort = document.getElementById("sort");
     const params = new URLSearchParams(location.search);
@@ -56,7 +57,7 @@ export class Inbox {
       },
       onArchive: (id, archived) => this.onArchived(id, archived),
       onChange: (id, change) => this.onViewChange(id, change),
-      onMarkedUnread: (id) => this.markedUnread(id),
+      onMarkedUnread: () => this.markedUnread(),
       focusList: (id) => this.focusRow(id),
     });
     // A row shows its conversation's draft as soon as it changes, also
@@ -141,10 +142,13 @@ export class Inbox {
 
   /** The list again from its first page; `announce`: say what it found. */
   async reload({ announce = false } = {}) {
-    this.announcing = announce;
-    if (announce) this.status.textContent = "";
     this.syncUrl();
     this.generation += 1;
+    // A later reload (a live change) answers the same choice: it says it.
+    if (announce) {
+      this.announced = this.generation;
+      this.status.textContent = "";
+    }
     this.next = null;
     await this.fetchPage(null, this.generation);
   }
@@ -181,8 +185,8 @@ export class Inbox {
       this.failed = false;
       this.retryDelay = RETRY_FIRST_MS;
       this.renderEmpty();
-      if (!cursor && this.announcing) {
-        this.announcing = false;
+      if (!cursor && this.announced) {
+        this.announced = 0;
         this.status.textContent = this.found();
       }
     } catch (err) {
@@ -196,6 +200,10 @@ export class Inbox {
           this.list.replaceChildren();
         }
         this.renderEmpty(err.message);
+        if (!cursor && this.announced) {
+          this.announced = 0;
+          this.status.textContent = `Couldn't load conversations: ${err.message}`;
+        }
         // With the socket down, its coming back asks again (start());
         // with it up, nothing else would.
         if (connection.state === "open") {
@@ -384,10 +392,10 @@ export class Inbox {
 
   /** Marked as unread: back to the list, where the inbox feed brings the
    * row's count from the server (not guessed here: when the candidate has
-   * written nothing the person can see, nothing is unread). */
-  markedUnread(id) {
+   * written nothing the person can see, nothing is unread), and focus
+   * goes to the row (`focusList`). */
+  markedUnread() {
     this.conversation.back();
-    this.focusRow(id);
   }
 
   /** Focus on conversation `id`'s row, or on the list when it has none

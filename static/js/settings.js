@@ -169,17 +169,18 @@ const STEPS = new Set(["ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "Home"
  * the keyboard steps through the options: every option passed is a
  * change, and saving each one sent a request per key and left zones
  * saved on the way. Such a choice is saved once it rests, or at once on
- * Enter, on leaving the list, or as the page goes. `now()` saves at once. */
+ * Enter, on leaving the list, or as the page goes. `now()` saves at once.
+ * `store({ leaving })` saves; `leaving`: the page is going. */
 function saveOnRest(select, store) {
   let stepping = false;
   let timer = null;
-  const now = () => {
+  const now = ({ leaving = false } = {}) => {
     clearTimeout(timer);
     timer = null;
-    store();
+    store({ leaving });
   };
-  const flush = () => {
-    if (timer !== null) now();
+  const flush = ({ leaving = false } = {}) => {
+    if (timer !== null) now({ leaving });
   };
   select.addEventListener("keydown", (event) => {
     stepping = STEPS.has(event.key) || event.key.length === 1;
@@ -196,9 +197,10 @@ function saveOnRest(select, store) {
   select.addEventListener("pointerdown", () => {
     stepping = false;
   });
-  select.addEventListener("blur", flush);
-  window.addEventListener("pagehide", flush);
-  return { now };
+  select.addEventListener("blur", () => flush());
+  // A save as the page goes must outlive it: a keepalive request.
+  window.addEventListener("pagehide", () => flush({ leaving: true }));
+  return { now: () => now() };
 }
 
 export function initSettings() {
@@ -210,11 +212,11 @@ export function initSettings() {
   const browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   const options = [...zone.options];
 
-  async function save(change, label) {
+  async function save(change, label, { leaving = false } = {}) {
     status.classList.remove("error");
     status.textContent = "Saving…";
     try {
-      const updated = await api.put("/api/me/settings", change);
+      const updated = await api.put("/api/me/settings", change, { keepalive: leaving });
       document.body.dataset.timezone = updated.timezone;
       savedZone = updated.timezone;
       status.textContent = `${label} saved.`;
@@ -291,8 +293,8 @@ export function initSettings() {
   search.addEventListener("blur", (event) => {
     if (event.relatedTarget !== zone && zone.value !== savedZone) zone.value = savedZone;
   });
-  const zoneSaver = saveOnRest(zone, () => save({ timezone: zone.value }, "Timezone"));
-  saveOnRest(notifications, () => save({ email_notifications: notifications.value }, "Email notifications"));
+  const zoneSaver = saveOnRest(zone, (how) => save({ timezone: zone.value }, "Timezone", how));
+  saveOnRest(notifications, (how) => save({ email_notifications: notifications.value }, "Email notifications", how));
   document.getElementById("tz-use-browser").addEventListener("click", () => {
     zone.value = browserZone;
     zoneSaver.now();

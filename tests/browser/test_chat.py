@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Locator, Page, WebSocketRoute, expect
 
-from tests.browser.conftest import Ats, Browsers, seqs
+from tests.browser.conftest import Ats, Browsers, handled, seqs
 
 pytestmark = pytest.mark.browser
 
@@ -113,10 +113,60 @@ def test_a_screen_reader_hears_each_arriving_message_once(browsers: Browsers, at
     assert len(heard(candidate)) == 2
     assert staff.evaluate("document.querySelectorAll('.day-sep').length") == 1
 
+    # History says nothing: after a reload only what comes next is said.
     candidate.reload()
     expect(candidate.locator(MESSAGE)).to_have_count(3)
+    send(staff, "See you then.")
+    expect(candidate.locator('[data-role="announce"] p')).to_have_count(1)
+    assert heard(candidate) == ["Alice Recruiter: See you then."]
+
+
+class HeldMessages:
+    """The page's WebSocket, relayed, except that `message` frames are held
+    while `holding`, and go to the page together on `release`."""
+
+    def __init__(self, page: Page) -> None:
+        self.holding = True
+        self.held: list[str | bytes] = []
+        self.socket: WebSocketRoute | None = None
+        page.route_web_socket("**/ws", self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        self.socket = ws
+        server = ws.connect_to_server()
+        ws.on_message(server.send)
+
+        def relay(frame: str | bytes) -> None:
+            if self.holding and json.loads(frame)["type"] == "message":
+                self.held.append(frame)
+            else:
+                ws.send(frame)
+
+        server.on_message(relay)
+
+    def release(self) -> None:
+        assert self.socket is not None
+        self.holding = False
+        for frame in self.held:
+            self.socket.send(frame)
+
+
+def test_messages_that_arrive_together_are_said_as_one_line(browsers: Browsers, ats: Ats) -> None:
+    """A burst (what a reconnect replays) is one line: how many, and the
+    last one, not a queue of lines for a screen reader to read out."""
+    alice = ats.staff("Alice Recruiter")
+    app = ats.application("app", "Cara Candidate")
+    candidate = browsers.open(ats.candidate_link(app.id))
     expect(candidate.get_by_test_id("composer")).to_be_editable()
-    assert heard(candidate) == []
+    relay = HeldMessages(candidate)
+    candidate.reload()
+    expect(candidate.get_by_test_id("composer")).to_be_editable()
+    ats.staff_says(alice, app.conversation, "First", "Second", "Third")
+    handled(candidate, lambda: len(relay.held) == 3 or None, what="three held frames")
+    relay.release()
+    expect(candidate.locator(MESSAGE)).to_have_count(3)
+    expect(candidate.locator('[data-role="announce"] p')).to_have_count(1)
+    assert heard(candidate) == ["3 new messages. The last, Alice Recruiter: Third"]
 
 
 def test_everyone_typing_at_once_is_named_each_on_their_own_timer(

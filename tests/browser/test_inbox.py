@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, Route, expect
 
-from tests.browser.conftest import Ats, Browsers
+from tests.browser.conftest import Ats, Browsers, handled
 
 pytestmark = pytest.mark.browser
 
@@ -492,3 +492,48 @@ def test_back_to_the_inbox_puts_focus_on_the_row_that_was_open(
     expect(inbox).to_have_url(f"{ats.server.url}/inbox")
     expect(row).to_have_count(0)
     expect(inbox.locator("#inbox-list")).to_be_focused()
+    # From the focused list, the arrow keys go into its rows.
+    inbox.keyboard.press("ArrowDown")
+    expect(inbox.get_by_test_id("inbox-item").first).to_be_focused()
+
+
+def test_a_search_that_fails_says_so(browsers: Browsers, ats: Ats) -> None:
+    """The status line that says what a search found says when it could
+    not be answered too (the empty list's text is not read out)."""
+    alice = ats.staff("Alice Recruiter")
+    ats.application("cara", "Cara Candidate")
+    inbox = browsers.open(ats.staff_link(alice))
+    expect(inbox.locator(ITEM)).to_have_count(1)
+    inbox.route(
+        "**/api/conversations?*q=*",
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/json",
+            body='{"error": {"code": "unavailable", "message": "The server is busy."}}',
+        ),
+    )
+    inbox.get_by_test_id("search").fill("cara")
+    expect(inbox.locator("#inbox-status")).to_have_text(
+        "Couldn't load conversations: The server is busy."
+    )
+
+
+def test_a_conversation_opened_from_the_keyboard_leaves_focus_moved_meanwhile(
+    browsers: Browsers, ats: Ats
+) -> None:
+    """Enter on a row moves focus into the conversation once its history is
+    in, unless the person moved on meanwhile (here, to the search box)."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    inbox = browsers.open(ats.staff_link(alice))
+    held: list[Route] = []
+    inbox.route(f"**/api/conversations/{cara.conversation}/messages?*", lambda r: held.append(r))
+    item(inbox, cara.conversation).focus()
+    inbox.keyboard.press("Enter")
+    route = handled(inbox, lambda: held[0] if held else None, what="the held history")
+    search = inbox.get_by_test_id("search")
+    search.focus()
+    route.continue_()
+    expect(inbox.get_by_test_id("composer")).to_be_editable()
+    expect(inbox.locator('[data-role="top"].done')).to_have_count(1)
+    expect(search).to_be_focused()

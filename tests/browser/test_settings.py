@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -165,11 +165,13 @@ def test_stepping_through_the_lists_by_keyboard_saves_where_it_rests(
     browsers: Browsers, ats: Ats
 ) -> None:
     """Arrow keys pass options one at a time, each a change: the choice is
-    saved once, where the person stops (or on Enter, or on leaving the
-    list), not every zone passed on the way."""
+    saved once, where the person stops (or on Enter), not every zone passed
+    on the way. The page's clock is held, so "stops" is exact."""
     alice = ats.staff("Alice Recruiter", timezone="Europe/Paris")
     page = browsers.open(ats.staff_link(alice))
+    page.clock.install()
     page.goto(f"{ats.server.url}/settings")
+    page.clock.pause_at(datetime.now() + timedelta(seconds=5))
     saved: list[str] = []
     page.on(
         "request",
@@ -181,6 +183,9 @@ def test_stepping_through_the_lists_by_keyboard_saves_where_it_rests(
         zone.press("ArrowDown")
     passed_to = zone.input_value()
     assert passed_to != "Europe/Paris"
+    page.clock.run_for(600)
+    assert saved == []
+    page.clock.run_for(200)
     expect(status).to_have_text("Timezone saved.")
     assert [json.loads(body) for body in saved] == [{"timezone": passed_to}]
 
@@ -188,6 +193,7 @@ def test_stepping_through_the_lists_by_keyboard_saves_where_it_rests(
     notifications.focus()
     notifications.press("ArrowDown")
     notifications.press("ArrowDown")
+    assert len(saved) == 1
     notifications.press("Enter")
     expect(status).to_have_text("Email notifications saved.")
     chosen = notifications.input_value()
@@ -195,3 +201,19 @@ def test_stepping_through_the_lists_by_keyboard_saves_where_it_rests(
     page.reload()
     expect(page.get_by_test_id("timezone")).to_have_value(passed_to)
     expect(page.get_by_test_id("notifications")).to_have_value(chosen)
+
+
+def test_a_choice_stepped_to_is_saved_as_the_page_goes(browsers: Browsers, ats: Ats) -> None:
+    """Leaving the page before the choice rests still saves it: the save as
+    the page goes is a request that outlives the page."""
+    alice = ats.staff("Alice Recruiter", timezone="Europe/Paris")
+    page = browsers.open(ats.staff_link(alice))
+    page.goto(f"{ats.server.url}/settings")
+    zone = page.get_by_test_id("timezone")
+    zone.focus()
+    zone.press("ArrowDown")
+    stepped_to = zone.input_value()
+    page.goto(f"{ats.server.url}/inbox")
+    expect(page.get_by_test_id("search")).to_be_visible()
+    page.goto(f"{ats.server.url}/settings")
+    expect(page.get_by_test_id("timezone")).to_have_value(stepped_to)
