@@ -7,6 +7,8 @@
 // one's own send turns from a pending bubble into the stored message, so a
 // live list re-read all of that (docs/pages.md, "Accessibility").
 
+import { liveRegion } from "./live-region.js";
+
 // Lines kept in the region: enough for a burst, never a growing list.
 const KEEP = 5;
 // Messages arriving this close together (a reconnect's replay of what was
@@ -34,19 +36,18 @@ export function spokenTogether(arrived) {
   return `${arrived.length} new messages. The last, ${spoken(message, el)}`;
 }
 
-/** A function that says the messages it is given in `region` (polite):
- * those given within TOGETHER_MS of the first as one line. */
-export function announcer(region) {
+/** A function that says the messages it is given in `host`, a polite live
+ * region (`live-region.js`): those given within TOGETHER_MS of the first
+ * as one line. */
+export function announcer(host) {
+  const region = liveRegion(host, { keep: KEEP });
   let arrived = [];
   return (message, el) => {
     arrived.push([message, el]);
     if (arrived.length > 1) return;
     setTimeout(() => {
-      const line = document.createElement("p");
-      line.textContent = spokenTogether(arrived);
+      region.say(spokenTogether(arrived));
       arrived = [];
-      region.append(line);
-      while (region.childElementCount > KEEP) region.firstElementChild.remove();
     }, TOGETHER_MS);
   };
 }

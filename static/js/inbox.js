@@ -4,6 +4,7 @@
 // drawn by inbox-row.js; the open conversation is inbox-pane.js's.
 
 import { api, query } from "./api.js";
+import { liveRegion } from "./live-region.js";
 import { connection } from "./socket.js";
 import { InboxPane } from "./inbox-pane.js";
 import { arrowKeys, newRow, paintRow } from "./inbox-row.js";
@@ -33,7 +34,7 @@ export class Inbox {
     this.empty = document.getElementById("inbox-empty");
     // Says what a search, filter or sort chosen here found (a screen
     // reader hears nothing of a list replaced under it).
-    this.status = document.getElementById("inbox-status");
+    this.status = liveRegion(document.getElementById("inbox-status"), { keep: 1 });
     // The reload (by generation) whose answer is to be said.
     this.announced = 0;
     this.search = document.getElementById("search");
@@ -147,7 +148,7 @@ export class Inbox {
     // A later reload (a live change) answers the same choice: it says it.
     if (announce) {
       this.announced = this.generation;
-      this.status.textContent = "";
+      this.status.replace("");
     }
     this.next = null;
     await this.fetchPage(null, this.generation);
@@ -187,7 +188,7 @@ export class Inbox {
       this.renderEmpty();
       if (!cursor && this.announced) {
         this.announced = 0;
-        this.status.textContent = this.found();
+        this.status.replace(this.found());
       }
     } catch (err) {
       if (generation === this.generation) {
@@ -202,7 +203,7 @@ export class Inbox {
         this.renderEmpty(err.message);
         if (!cursor && this.announced) {
           this.announced = 0;
-          this.status.textContent = `Couldn't load conversations: ${err.message}`;
+          this.status.replace(`Couldn't load conversations: ${err.message}`);
         }
         // With the socket down, its coming back asks again (start());
         // with it up, nothing else would.

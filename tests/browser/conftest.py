@@ -9,6 +9,7 @@ applications with unique ids, so tests share one server per module.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -26,6 +27,7 @@ import pytest
 from playwright.sync_api import (
     Browser,
     BrowserContext,
+    Locator,
     Page,
     Playwright,
     expect,
@@ -405,4 +407,13 @@ def handled(page: Page, check: Callable[[], T | None], *, what: str) -> T:
     run nothing)."""
     return eventually(
         check, within=LIVE_MS / 1000, what=what, pause=lambda s: page.wait_for_timeout(s * 1000)
+    )
+
+
+def said(region: Locator, *lines: str) -> None:
+    """Wait until the live region `region` (static/js/live-region.js) has
+    said exactly `lines`, oldest first: its words are in a closed shadow
+    root, out of reach of locators, and listed in its `data-said`."""
+    expect(region).to_have_attribute(
+        "data-said", json.dumps(list(lines), separators=(",", ":"), ensure_ascii=False)
     )

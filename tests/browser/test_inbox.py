@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, Route, expect
 
-from tests.browser.conftest import Ats, Browsers, handled
+from tests.browser.conftest import Ats, Browsers, handled, said
 
 pytestmark = pytest.mark.browser
 
@@ -86,14 +86,14 @@ def test_filters_search_and_sort(browsers: Browsers, ats: Ats) -> None:
     shows("Dan Jones", "Cara Candidate", "Eve Walker")
     # What each choice found is said (a screen reader hears nothing of a
     # list replaced under it); loading the page says nothing.
-    said = inbox.locator("#inbox-status")
-    expect(said).to_have_text("")
+    status = inbox.locator("#inbox-status")
+    said(status)
     inbox.get_by_test_id("filter-unread").click()
     shows("Dan Jones")
-    expect(said).to_have_text("1 conversation.")
+    said(status, "1 conversation.")
     inbox.get_by_test_id("filter-messaged").click()
     shows("Dan Jones", "Cara Candidate")
-    expect(said).to_have_text("2 conversations.")
+    said(status, "2 conversations.")
     inbox.get_by_test_id("filter-all").click()
     shows("Dan Jones", "Cara Candidate", "Eve Walker")
 
@@ -106,7 +106,7 @@ def test_filters_search_and_sort(browsers: Browsers, ats: Ats) -> None:
     search = inbox.get_by_test_id("search")
     search.fill("pemberton")  # message text
     shows("Dan Jones")
-    expect(said).to_have_text("1 conversation matches “pemberton”.")
+    said(status, "1 conversation matches “pemberton”.")
     search.fill("english")  # job title
     shows("Eve Walker")
     search.fill("cara")  # candidate name
@@ -114,7 +114,7 @@ def test_filters_search_and_sort(browsers: Browsers, ats: Ats) -> None:
     search.fill("nobody at all")
     expect(inbox.locator(ITEM)).to_have_count(0)
     expect(inbox.get_by_text("No matches")).to_be_visible()
-    expect(said).to_have_text("Nothing matches “nobody at all”.")
+    said(status, "Nothing matches “nobody at all”.")
     search.fill("")
     shows("Dan Jones", "Cara Candidate", "Eve Walker")
 
@@ -513,9 +513,7 @@ def test_a_search_that_fails_says_so(browsers: Browsers, ats: Ats) -> None:
         ),
     )
     inbox.get_by_test_id("search").fill("cara")
-    expect(inbox.locator("#inbox-status")).to_have_text(
-        "Couldn't load conversations: The server is busy."
-    )
+    said(inbox.locator("#inbox-status"), "Couldn't load conversations: The server is busy.")
 
 
 def test_a_conversation_opened_from_the_keyboard_leaves_focus_moved_meanwhile(
