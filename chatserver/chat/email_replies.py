@@ -104,8 +104,12 @@ NOTHING_OF_ITS_OWN = (
 # REPLY_WINDOW; the next is not posted and is explained by email (which
 # has no reply address, so no responder can answer it into the
 # conversation), so the other side is not emailed and the loop stops. A
-# person answering by email writes far fewer; the app takes any number.
-REPLIES_PER_WINDOW = 5
+# person answering by email writes fewer (each answers an email, which
+# waits CHAT_NOTIFY_DELAY_SECONDS, 2 minutes by default), and the refused
+# one is told, by email, to go on in the app, which takes any number.
+# Ten: a brisk exchange by email stays whole; a loop, at one answer per
+# notification delay, stops within about 20 minutes.
+REPLIES_PER_WINDOW = 10
 REPLY_WINDOW = timedelta(hours=1)
 TOO_MANY_REPLIES = (
     f"You have replied by email {REPLIES_PER_WINDOW} times in this conversation in the "
