@@ -35,8 +35,10 @@ export class Inbox {
     // Says what a search, filter or sort chosen here found (a screen
     // reader hears nothing of a list replaced under it).
     this.status = liveRegion(document.getElementById("inbox-status"), { keep: 1 });
-    // The reload (by generation) whose answer is to be said.
-    this.announced = 0;
+    // Whether the next first page to come in is to be said: a reload's
+    // chosen here, or a later one's (a live change), which answers the
+    // same choice.
+    this.announcing = false;
     this.search = document.getElementById("search");
     this.sort = document.getElementById("sort");
     const params = new URLSearchParams(location.search);
@@ -145,9 +147,8 @@ export class Inbox {
   async reload({ announce = false } = {}) {
     this.syncUrl();
     this.generation += 1;
-    // A later reload (a live change) answers the same choice: it says it.
     if (announce) {
-      this.announced = this.generation;
+      this.announcing = true;
       this.status.replace("");
     }
     this.next = null;
@@ -186,8 +187,8 @@ export class Inbox {
       this.failed = false;
       this.retryDelay = RETRY_FIRST_MS;
       this.renderEmpty();
-      if (!cursor && this.announced) {
-        this.announced = 0;
+      if (!cursor && this.announcing) {
+        this.announcing = false;
         this.status.replace(this.found());
       }
     } catch (err) {
@@ -201,8 +202,8 @@ export class Inbox {
           this.list.replaceChildren();
         }
         this.renderEmpty(err.message);
-        if (!cursor && this.announced) {
-          this.announced = 0;
+        if (!cursor && this.announcing) {
+          this.announcing = false;
           this.status.replace(`Couldn't load conversations: ${err.message}`);
         }
         // With the socket down, its coming back asks again (start());

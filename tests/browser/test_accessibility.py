@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 import pytest
-from playwright.sync_api import FilePayload, Page, expect
+from playwright.sync_api import FilePayload, Locator, Page, expect
 
 from tests.browser.conftest import ROOT, Ats, Browsers
 
@@ -51,6 +51,18 @@ def violations(page: Page, axe_source: str) -> list[dict[str, Any]]:
         }"""
     )
     return list(found)
+
+
+def staff_beside_a_message(browsers: Browsers, ats: Ats) -> tuple[Page, Locator]:
+    """Alice in a conversation where she wrote "Interview at 10:00": her
+    page and that message, shown."""
+    alice = ats.staff("Alice Recruiter")
+    cara = ats.application("cara", "Cara Candidate")
+    ats.staff_says(alice, cara.conversation, "Interview at 10:00")
+    page = browsers.staff_at(ats, alice, cara)
+    message = page.locator(MESSAGE, has_text="Interview at 10:00")
+    expect(message).to_be_visible()
+    return page, message
 
 
 def check(page: Page, axe_source: str, where: str) -> None:
@@ -195,12 +207,7 @@ def test_a_menu_closes_when_focus_leaves_it(browsers: Browsers, ats: Ats) -> Non
     items and its button, and closes once Tab (or Shift+Tab) takes focus out,
     so it never lies over the composer: the per-message menu, the
     conversation menu and the bell all use the same menu helper."""
-    alice = ats.staff("Alice Recruiter")
-    cara = ats.application("cara", "Cara Candidate")
-    ats.staff_says(alice, cara.conversation, "Interview at 10:00")
-    page = browsers.staff_at(ats, alice, cara)
-    mine = page.locator(MESSAGE, has_text="Interview at 10:00")
-    expect(mine).to_be_visible()
+    page, mine = staff_beside_a_message(browsers, ats)
 
     button = mine.get_by_test_id("message-menu")
     menu = mine.locator('[role="menu"]')
@@ -267,12 +274,7 @@ def test_a_focused_menu_item_has_a_visible_focus_ring(browsers: Browsers, ats: A
     """A menu item focused from the keyboard is ringed (WCAG 2.4.7, with
     the 3:1 of 1.4.11 against the item and the menu), not just shaded
     (1.1:1): the conversation's menu and a message's menu."""
-    alice = ats.staff("Alice Recruiter")
-    cara = ats.application("cara", "Cara Candidate")
-    ats.staff_says(alice, cara.conversation, "Interview at 10:00")
-    page = browsers.staff_at(ats, alice, cara)
-    message = page.locator(MESSAGE, has_text="Interview at 10:00")
-    expect(message).to_be_visible()
+    page, message = staff_beside_a_message(browsers, ats)
     for button, item in [
         (page.get_by_test_id("conversation-menu"), page.get_by_test_id("end-conversation")),
         (message.get_by_test_id("message-menu"), message.get_by_test_id("delete-for-me")),
