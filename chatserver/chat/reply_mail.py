@@ -21,6 +21,7 @@ from itertools import islice
 
 import idna
 from inscriptis import get_text
+from inscriptis.model.config import ParserConfig
 from lxml import html as lxml_html
 from lxml.etree import ParserError
 from mailparser_reply.parser import EmailMessage as ReplyText
@@ -295,12 +296,24 @@ def reply_text(message: EmailMessage) -> str:
     return strip_reply(text[:TEXT_SCANNED])
 
 
+# A link keeps its address as a Markdown link, the message's own syntax: an
+# HTML-only reply's "my portfolio" would otherwise lose where it led.
+LINKS_KEPT = ParserConfig(display_links=True)
+# A link whose text is its address reads as the address alone.
+SELF_LINK = re.compile(r"\[([^\]\s]+)\]\(\1\)")
+
+
+def _text_of(html: str) -> str:
+    return SELF_LINK.sub(r"\1", str(get_text(html, LINKS_KEPT)))
+
+
 def html_text(html: str) -> str:
-    """An HTML reply as plain text, its quoted history (QUOTED_HTML) left out."""
+    """An HTML reply as plain text (links as Markdown links), its quoted
+    history (QUOTED_HTML) left out."""
     try:
         tree = lxml_html.fromstring(html)
     except (ParserError, ValueError):
-        return str(get_text(html))
+        return _text_of(html)
     for quoted in tree.xpath(QUOTED_HTML):
         # Kept as one quoted line, so that a mail program's line about the
         # quote (Thunderbird writes it above the <blockquote>) is known by
@@ -313,7 +326,7 @@ def html_text(html: str) -> str:
         else:
             marker.tail = quoted.tail
             parent.replace(quoted, marker)
-    return str(get_text(lxml_html.tostring(tree, encoding="unicode")))
+    return _text_of(lxml_html.tostring(tree, encoding="unicode"))
 
 
 def _walk(part: EmailMessage) -> Iterator[EmailMessage]:

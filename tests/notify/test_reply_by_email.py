@@ -790,6 +790,30 @@ async def test_quoted_history_of_common_mail_programs_is_stripped(
     assert (sender, body, via) == ("cara", "Yes, Tuesday at 10 works.", "email")
 
 
+async def test_an_html_only_reply_keeps_where_its_links_lead(
+    scene: Scene, notifier: Notifier, smtp: SmtpServer, clock: MovableClock, mail_in: MailInServer
+) -> None:
+    """Words linked in an HTML-only reply become a Markdown link, so the
+    message shows them linked; a link that is its own address stays the
+    address."""
+    email = await candidate_email(scene, notifier, smtp, clock)
+    mail = reply(email, "")
+    mail.clear_content()
+    mail.set_content(
+        '<p>Here is <a href="https://portfolio.example/cara">my portfolio</a>,'
+        ' and <a href="https://cv.example/">https://cv.example/</a>.</p>',
+        subtype="html",
+    )
+    await deliver(mail_in.port, mail)
+    *_, (sender, body, via) = await bodies(scene)
+    assert (sender, via) == ("cara", "email")
+    assert (
+        body == "Here is [my portfolio](https://portfolio.example/cara), and https://cv.example/."
+    )
+    shown = (await scene.alice.history(scene.conversation))[-1]["html"]
+    assert '<a href="https://portfolio.example/cara"' in shown
+
+
 # -- the webhook -----------------------------------------------------------------------
 
 
