@@ -193,10 +193,9 @@ class Sender:
         if outcome.status is Status.SENT:
             assert outcome.draft is not None
             await outbox.mark_sent(conn, row["id"], attempts, now, outcome.draft.sent())
-            for conversation_id, seq in outcome.draft.covers:
-                await emails.move_cursor(
-                    conn, row["recipient_kind"], row["recipient_id"], conversation_id, seq, now
-                )
+            await emails.move_cursors(
+                conn, row["recipient_kind"], row["recipient_id"], outcome.draft.covers, now
+            )
             EMAILS_SENT.inc()
             log.info("sent email %s (attempt %d)", key, attempts)
         elif outcome.status is Status.CANCELLED:

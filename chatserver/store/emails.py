@@ -7,6 +7,7 @@ message is mentioned in one email at most.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -187,27 +188,34 @@ async def mentioned(
 
 
 async def advance_cursor(conn: AsyncConnection, due: Due, now: datetime) -> None:
-    await move_cursor(
-        conn, due.recipient_kind, due.recipient_id, due.conversation_id, due.last_seq, now
+    await move_cursors(
+        conn, due.recipient_kind, due.recipient_id, [(due.conversation_id, due.last_seq)], now
     )
 
 
-async def move_cursor(
+async def move_cursors(
     conn: AsyncConnection,
     kind: str,
     person_id: str,
-    conversation_id: str,
-    seq: int,
+    covered: Sequence[tuple[str, int]],
     now: datetime,
 ) -> None:
-    """Emails to this person have covered the conversation up to `seq`
-    (never moves back)."""
+    """Emails to this person have covered each (conversation, seq) up to
+    that seq (a cursor never moves back); one statement for all of them,
+    as a digest covers up to 50 conversations."""
+    if not covered:
+        return
     stmt = dialect.insert(conn)(email_cursors).values(
-        recipient_kind=kind,
-        recipient_id=person_id,
-        conversation_id=conversation_id,
-        seq=seq,
-        updated_at=now,
+        [
+            {
+                "recipient_kind": kind,
+                "recipient_id": person_id,
+                "conversation_id": conversation_id,
+                "seq": seq,
+                "updated_at": now,
+            }
+            for conversation_id, seq in covered
+        ]
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["recipient_kind", "recipient_id", "conversation_id"],
